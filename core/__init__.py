@@ -1,0 +1,1 @@
+"""ghst core: domain logic usable headless. Imports neither textual nor asyncssh."""

@@ -1,0 +1,213 @@
+"""Accounts: sign-up, password login, password change, block/unblock."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from core.db import Pool
+from core.errors import AuthenticationError, ConflictError, NotFoundError, ValidationError
+from core.keys import KeyService, PublicKey
+from core.passwords import PasswordHasher
+from core.sessions import SessionService
+from core.throttle import LoginThrottle
+
+USERNAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{2,31}$")
+# Pragmatic: one @, a dot in the domain, no spaces; the real check is a mail that arrives.
+EMAIL_PATTERN = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+MIN_PASSWORD_LENGTH = 10
+MAX_PASSWORD_LENGTH = 1024
+# Generic on purpose: never tell whether the username exists.
+BAD_CREDENTIALS = "Wrong username or password."
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    username: str
+    email: str
+    is_admin: bool
+    created_at: datetime
+    blocked_at: datetime | None
+
+    @property
+    def is_blocked(self) -> bool:
+        return self.blocked_at is not None
+
+
+USER_COLUMNS = "id, username, email, is_admin, created_at, blocked_at"
+
+
+def _row_to_user(row: asyncpg.Record) -> User:
+    return User(
+        id=row["id"],
+        username=row["username"],
+        email=row["email"],
+        is_admin=row["is_admin"],
+        created_at=row["created_at"],
+        blocked_at=row["blocked_at"],
+    )
+
+
+def validate_username(username: str) -> str:
+    if not 3 <= len(username) <= 32:
+        raise ValidationError("A username is 3 to 32 characters long.")
+    if not USERNAME_PATTERN.match(username):
+        raise ValidationError(
+            "A username uses lowercase letters, digits and hyphens, and starts with a letter."
+        )
+    return username
+
+
+def validate_email(email: str) -> str:
+    email = email.strip()
+    if len(email) > 254 or not EMAIL_PATTERN.match(email):
+        raise ValidationError(f"{email[:60]!r} is not a valid email address.")
+    return email
+
+
+def validate_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationError(f"A password has at least {MIN_PASSWORD_LENGTH} characters.")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise ValidationError(f"A password has at most {MAX_PASSWORD_LENGTH} characters.")
+    if not password.strip():
+        raise ValidationError("A password cannot be only spaces.")
+    return password
+
+
+class AccountService:
+    def __init__(
+        self,
+        pool: Pool,
+        hasher: PasswordHasher,
+        throttle: LoginThrottle,
+        sessions: SessionService,
+        keys: KeyService,
+    ) -> None:
+        self._pool = pool
+        self._keys = keys
+        self._hasher = hasher
+        self._throttle = throttle
+        self._sessions = sessions
+
+    async def sign_up(self, username: str, email: str, password: str) -> User:
+        username = validate_username(username.strip())
+        email = validate_email(email)
+        validate_password(password)
+        password_hash = await self._hasher.hash(password)
+        async with self._pool.acquire() as conn:
+            try:
+                row = await conn.fetchrow(
+                    "INSERT INTO users (username, email, password_hash) VALUES ($1, $2, $3)"
+                    f" RETURNING {USER_COLUMNS}",
+                    username,
+                    email,
+                    password_hash,
+                )
+            except asyncpg.UniqueViolationError as error:
+                if error.constraint_name == "users_email_key":
+                    raise ConflictError(
+                        "That email address is already used by an account."
+                    ) from error
+                raise ConflictError(f"The username {username!r} is taken.") from error
+        assert row is not None  # INSERT ... RETURNING always yields the row
+        return _row_to_user(row)
+
+    async def authenticate(self, username: str, password: str, remote_addr: str) -> User:
+        """Check a password login, throttled per username and per address."""
+        username = username.strip().lower()
+        await self._throttle.check(username, remote_addr)
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = $1", username
+            )
+        stored_hash = row["password_hash"] if row else None
+        if not await self._hasher.verify(password, stored_hash) or row is None:
+            await self._throttle.record_failure(username, remote_addr)
+            raise AuthenticationError(BAD_CREDENTIALS)
+        user = _row_to_user(row)
+        if user.is_blocked:
+            raise AuthenticationError("This account is blocked. Contact the operator.")
+        await self._throttle.reset_user(username)
+        return user
+
+    async def authenticate_key(self, key: PublicKey) -> User:
+        """The account this public key logs in."""
+        user_id = await self._keys.find_owner(key)
+        if user_id is None:
+            raise AuthenticationError("This key is not registered to any account.")
+        user = await self.get(user_id)
+        if user.is_blocked:
+            raise AuthenticationError("This account is blocked. Contact the operator.")
+        return user
+
+    async def change_password(self, user_id: int, current: str, new: str) -> None:
+        validate_password(new)
+        async with self._pool.acquire() as conn:
+            stored_hash = await conn.fetchval(
+                "SELECT password_hash FROM users WHERE id = $1", user_id
+            )
+        if stored_hash is None:
+            raise NotFoundError("No such account.")
+        if not await self._hasher.verify(current, stored_hash):
+            raise AuthenticationError("Your current password is not right.")
+        if current == new:
+            raise ValidationError("The new password is the same as the current one.")
+        new_hash = await self._hasher.hash(new)
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE users SET password_hash = $2, password_changed_at = now() WHERE id = $1",
+                user_id,
+                new_hash,
+            )
+
+    async def get(self, user_id: int) -> User:
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(f"SELECT {USER_COLUMNS} FROM users WHERE id = $1", user_id)
+        if row is None:
+            raise NotFoundError("No such account.")
+        return _row_to_user(row)
+
+    async def find_by_username(self, username: str) -> User | None:
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {USER_COLUMNS} FROM users WHERE username = $1", username.strip().lower()
+            )
+        return _row_to_user(row) if row else None
+
+    async def list(self) -> list[User]:
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(f"SELECT {USER_COLUMNS} FROM users ORDER BY username")
+        return [_row_to_user(row) for row in rows]
+
+    async def set_admin(self, username: str, is_admin: bool) -> User:
+        return await self._update_by_username(
+            username, "UPDATE users SET is_admin = $2 WHERE username = $1", is_admin
+        )
+
+    async def block(self, username: str) -> User:
+        """Admin: refuse new logins and end the user's live sessions (the SSH server polls)."""
+        user = await self._update_by_username(
+            username,
+            "UPDATE users SET blocked_at = coalesce(blocked_at, now()) WHERE username = $1",
+        )
+        await self._sessions.revoke_all(user.id)
+        return user
+
+    async def unblock(self, username: str) -> User:
+        return await self._update_by_username(
+            username, "UPDATE users SET blocked_at = NULL WHERE username = $1"
+        )
+
+    async def _update_by_username(self, username: str, sql: str, *args: object) -> User:
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                f"{sql} RETURNING {USER_COLUMNS}", username.strip().lower(), *args
+            )
+        if row is None:
+            raise NotFoundError(f"No account named {username!r}.")
+        return _row_to_user(row)

@@ -1,0 +1,40 @@
+"""PostgreSQL connection pool (asyncpg), with retries while the server is coming up."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TypeAlias
+
+import asyncpg
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from core.errors import UnavailableError
+
+# Only failures to reach the server are retried; a bad password or a missing database is final.
+TRANSIENT_CONNECT_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.CannotConnectNowError)
+
+Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
+
+
+async def create_pool(dsn: str, *, attempts: int = 5, max_size: int = 10) -> Pool:
+    """Open a pool, waiting 1, 2, 4, 8 s between attempts while the server is unreachable."""
+    try:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(TRANSIENT_CONNECT_ERRORS),
+            wait=wait_exponential(multiplier=1, min=1, max=8),
+            stop=stop_after_attempt(attempts),
+            reraise=True,
+        ):
+            with attempt:
+                pool: Pool = await asyncpg.create_pool(
+                    dsn, min_size=1, max_size=max_size, timeout=10, command_timeout=30
+                )
+                return pool
+    except TRANSIENT_CONNECT_ERRORS as error:
+        raise UnavailableError(f"The database is not reachable: {error}") from error
+    raise AssertionError("unreachable")

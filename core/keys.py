@@ -1,0 +1,227 @@
+"""SSH public keys: parsing OpenSSH one-line keys, fingerprints, and the per-account key list.
+
+Parsed here rather than with asyncssh so that core stays free of the SSH server library; the
+server hands us the key blob it saw and we look its owner up by that.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import struct
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from core.db import Pool
+from core.errors import ConflictError, NotFoundError, ValidationError
+
+MIN_RSA_BITS = 2048
+MAX_KEYS_PER_USER = 50
+KEY_NAME_PATTERN = re.compile(r"^[\w.@+-][\w .@+:-]{0,63}$")
+ECDSA_CURVES = {
+    "ecdsa-sha2-nistp256": b"nistp256",
+    "ecdsa-sha2-nistp384": b"nistp384",
+    "ecdsa-sha2-nistp521": b"nistp521",
+}
+SUPPORTED = "ssh-ed25519, ecdsa-sha2-nistp256/384/521 or ssh-rsa of at least 2048 bits"
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    algorithm: str
+    blob: bytes
+    comment: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        digest = base64.b64encode(hashlib.sha256(self.blob).digest()).decode().rstrip("=")
+        return f"SHA256:{digest}"
+
+    @property
+    def encoded(self) -> str:
+        return base64.b64encode(self.blob).decode()
+
+    def openssh_line(self) -> str:
+        line = f"{self.algorithm} {self.encoded}"
+        return f"{line} {self.comment}" if self.comment else line
+
+
+@dataclass(frozen=True)
+class SSHKey:
+    id: int
+    user_id: int
+    name: str
+    algorithm: str
+    fingerprint: str
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+def _read_string(blob: bytes, offset: int) -> tuple[bytes, int]:
+    if offset + 4 > len(blob):
+        raise ValueError("truncated")
+    (length,) = struct.unpack(">I", blob[offset : offset + 4])
+    end = offset + 4 + length
+    if end > len(blob):
+        raise ValueError("truncated")
+    return blob[offset + 4 : end], end
+
+
+def _check_blob(algorithm: str, blob: bytes) -> None:
+    """Check the blob really is a key of `algorithm` that we accept; raise ValueError if not."""
+    declared, offset = _read_string(blob, 0)
+    if declared.decode("ascii", "replace") != algorithm:
+        raise ValueError(f"the key data says {declared.decode('ascii', 'replace')!r}")
+    if algorithm == "ssh-ed25519":
+        point, offset = _read_string(blob, offset)
+        if len(point) != 32:
+            raise ValueError("an ed25519 key is 32 bytes")
+    elif algorithm in ECDSA_CURVES:
+        curve, offset = _read_string(blob, offset)
+        if curve != ECDSA_CURVES[algorithm]:
+            raise ValueError("the curve does not match the key type")
+        point, offset = _read_string(blob, offset)
+        if not point or point[0] != 4:
+            raise ValueError("the curve point is malformed")
+    elif algorithm == "ssh-rsa":
+        _exponent, offset = _read_string(blob, offset)
+        modulus, offset = _read_string(blob, offset)
+        bits = int.from_bytes(modulus, "big").bit_length()
+        if bits < MIN_RSA_BITS:
+            raise RSAKeyTooShort(bits)
+    if offset != len(blob):
+        raise ValueError("trailing bytes after the key")
+
+
+class RSAKeyTooShort(ValueError):
+    def __init__(self, bits: int) -> None:
+        super().__init__(f"{bits} bits")
+        self.bits = bits
+
+
+def parse_public_key(line: str) -> PublicKey:
+    """Parse one OpenSSH public key line (`type base64 [comment]`)."""
+    text = line.strip()
+    if not text:
+        raise ValidationError(
+            "Paste a public key line, e.g. the contents of ~/.ssh/id_ed25519.pub."
+        )
+    if "PRIVATE KEY" in text:
+        raise ValidationError("That is a private key. Never share it: paste the .pub file instead.")
+    if "\n" in text:
+        raise ValidationError("Paste a single key: one line in OpenSSH format.")
+    parts = text.split(maxsplit=2)
+    algorithm = parts[0]
+    if algorithm not in {"ssh-ed25519", "ssh-rsa", *ECDSA_CURVES}:
+        raise ValidationError(f"Unsupported key type {algorithm[:40]!r}: use {SUPPORTED}.")
+    if len(parts) < 2:
+        raise ValidationError("The key line has no key data after its type.")
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise ValidationError("The key data is not valid base64.") from error
+    try:
+        _check_blob(algorithm, blob)
+    except RSAKeyTooShort as error:
+        raise ValidationError(
+            f"This RSA key has {error.bits} bits; RSA keys need at least {MIN_RSA_BITS}."
+        ) from error
+    except ValueError as error:
+        raise ValidationError(f"The key data is not a valid {algorithm} key ({error}).") from error
+    comment = parts[2].strip() if len(parts) > 2 else ""
+    return PublicKey(algorithm, blob, comment)
+
+
+def public_key_from_blob(blob: bytes, comment: str = "") -> PublicKey:
+    """Build a PublicKey from the wire blob an SSH server received."""
+    try:
+        algorithm = _read_string(blob, 0)[0].decode("ascii")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValidationError("Malformed public key.") from error
+    return parse_public_key(f"{algorithm} {base64.b64encode(blob).decode()} {comment}")
+
+
+def _row_to_key(row: asyncpg.Record) -> SSHKey:
+    return SSHKey(
+        id=row["id"],
+        user_id=row["user_id"],
+        name=row["name"],
+        algorithm=row["algorithm"],
+        fingerprint=row["fingerprint"],
+        created_at=row["created_at"],
+        last_used_at=row["last_used_at"],
+    )
+
+
+KEY_COLUMNS = "id, user_id, name, algorithm, fingerprint, created_at, last_used_at"
+
+
+class KeyService:
+    """The SSH keys of each account. A key belongs to at most one account."""
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    async def add(self, user_id: int, line: str, name: str | None = None) -> SSHKey:
+        key = parse_public_key(line)
+        return await self.add_parsed(user_id, key, name)
+
+    async def add_parsed(self, user_id: int, key: PublicKey, name: str | None = None) -> SSHKey:
+        label = (name or key.comment or key.algorithm).strip()[:64]
+        if not KEY_NAME_PATTERN.match(label):
+            raise ValidationError(
+                "A key name is 1-64 letters, digits, spaces or . @ + : - _ characters."
+            )
+        async with self._pool.acquire() as conn, conn.transaction():
+            count = await conn.fetchval("SELECT count(*) FROM ssh_keys WHERE user_id = $1", user_id)
+            if count >= MAX_KEYS_PER_USER:
+                raise ValidationError(f"An account can have at most {MAX_KEYS_PER_USER} keys.")
+            try:
+                row = await conn.fetchrow(
+                    f"INSERT INTO ssh_keys (user_id, name, algorithm, public_key, fingerprint)"
+                    f" VALUES ($1, $2, $3, $4, $5) RETURNING {KEY_COLUMNS}",
+                    user_id,
+                    label,
+                    key.algorithm,
+                    key.encoded,
+                    key.fingerprint,
+                )
+            except asyncpg.UniqueViolationError as error:
+                # Same wording whether the key is on this account or another: no account probing.
+                raise ConflictError(
+                    f"The key {key.fingerprint} is already registered to an account."
+                ) from error
+        assert row is not None  # INSERT ... RETURNING always yields the row
+        return _row_to_key(row)
+
+    async def list(self, user_id: int) -> list[SSHKey]:
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                f"SELECT {KEY_COLUMNS} FROM ssh_keys WHERE user_id = $1 ORDER BY created_at, id",
+                user_id,
+            )
+        return [_row_to_key(row) for row in rows]
+
+    async def remove(self, user_id: int, key_id: int) -> SSHKey:
+        """Remove one of the user's own keys; another user's key id is simply not found."""
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                f"DELETE FROM ssh_keys WHERE id = $1 AND user_id = $2 RETURNING {KEY_COLUMNS}",
+                key_id,
+                user_id,
+            )
+        if row is None:
+            raise NotFoundError("No such key on your account.")
+        return _row_to_key(row)
+
+    async def find_owner(self, key: PublicKey) -> int | None:
+        """The id of the account this key logs in, marking the key as used."""
+        async with self._pool.acquire() as conn:
+            return await conn.fetchval(  # type: ignore[no-any-return]
+                "UPDATE ssh_keys SET last_used_at = now() WHERE public_key = $1 RETURNING user_id",
+                key.encoded,
+            )

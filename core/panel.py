@@ -1,0 +1,72 @@
+"""The composition root: builds every core service from one Settings object."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from core import secrets
+from core.accounts import AccountService
+from core.db import Pool, create_pool
+from core.keys import KeyService
+from core.migrations import migrate
+from core.passwords import PasswordHasher
+from core.sessions import SessionService
+from core.settings import Settings
+from core.throttle import LoginThrottle, ThrottleLimits
+from core.tokens import TokenSigner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Panel:
+    settings: Settings
+    pool: Pool
+    redis: Redis
+    hasher: PasswordHasher
+    accounts: AccountService
+    keys: KeyService
+    sessions: SessionService
+    throttle: LoginThrottle
+
+    @classmethod
+    async def open(cls, settings: Settings, *, run_migrations: bool = True) -> Panel:
+        pool = await create_pool(settings.database_url)
+        try:
+            if run_migrations:
+                async with pool.acquire() as conn:
+                    applied = await migrate(conn)
+                for migration in applied:
+                    log.info("applied migration %04d_%s", migration.version, migration.name)
+            redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+            hasher = PasswordHasher(settings.bcrypt_rounds)
+            signer = TokenSigner(jwt_secret(settings), settings.session_ttl)
+        except BaseException:
+            await pool.close()
+            raise
+        throttle = LoginThrottle(
+            redis,
+            ThrottleLimits(
+                max_failures_per_user=settings.login_max_failures,
+                max_failures_per_ip=settings.login_max_failures_per_ip,
+                window_seconds=settings.login_window,
+            ),
+        )
+        keys = KeyService(pool)
+        sessions = SessionService(pool, signer)
+        accounts = AccountService(pool, hasher, throttle, sessions, keys)
+        return cls(settings, pool, redis, hasher, accounts, keys, sessions, throttle)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        await self.pool.close()
+        self.hasher.close()
+
+
+def jwt_secret(settings: Settings) -> bytes:
+    if settings.jwt_secret:
+        return settings.jwt_secret.encode()
+    return secrets.load_or_create(settings.data_dir / "jwt.key", secrets.random_key)

@@ -1,0 +1,73 @@
+"""Settings from GHST_* environment variables, over an optional TOML file (GHST_CONFIG)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import ValidationError
+
+ENV_PREFIX = "GHST_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("var/data")
+    database_url: str = "postgresql://ghst@127.0.0.1:54329/ghst"
+    redis_url: str = "redis://127.0.0.1:63799/0"
+    ssh_host: str = "127.0.0.1"
+    ssh_port: int = 2222
+    domain: str = "localhost"
+    jwt_secret: str | None = field(default=None, repr=False)
+    session_ttl: int = 86400
+    bcrypt_rounds: int = 12
+    login_max_failures: int = 5
+    login_max_failures_per_ip: int = 20
+    login_window: int = 900
+    keepalive_interval: int = 15
+    keepalive_count: int = 3
+    shutdown_grace: float = 5.0
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Defaults, then the TOML file named by GHST_CONFIG, then GHST_* variables."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        config_path = env.get(ENV_PREFIX + "CONFIG")
+        if config_path:
+            try:
+                with open(config_path, "rb") as config_file:
+                    values.update(tomllib.load(config_file))
+            except (OSError, tomllib.TOMLDecodeError) as error:
+                raise ValidationError(f"Cannot read config file {config_path}: {error}") from error
+        for spec in dataclasses.fields(cls):
+            raw = env.get(ENV_PREFIX + spec.name.upper())
+            if raw is not None:
+                values[spec.name] = raw
+        unknown = set(values) - {spec.name for spec in dataclasses.fields(cls)}
+        if unknown:
+            raise ValidationError(f"Unknown settings: {', '.join(sorted(unknown))}")
+        return cls(**{name: _coerce(name, value) for name, value in values.items()})
+
+
+def _coerce(name: str, value: Any) -> Any:
+    default = next(spec.default for spec in dataclasses.fields(Settings) if spec.name == name)
+    try:
+        if isinstance(default, bool):
+            return str(value).lower() in {"1", "true", "yes", "on"}
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, Path):
+            return Path(value).expanduser()
+    except ValueError as error:
+        raise ValidationError(
+            f"Setting {ENV_PREFIX}{name.upper()}: {value!r} is not a number"
+        ) from error
+    return None if value == "" else str(value)

@@ -1,0 +1,98 @@
+"""Shared fixtures: real PostgreSQL and Redis started for the session, a fresh Panel per test."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from redis.asyncio import Redis
+
+from core.migrations import migrate
+from core.panel import Panel
+from core.settings import Settings
+from tests.services import PostgresServer, RedisServer, temp_root
+
+TEST_DATABASE = "ghst_test"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    root = temp_root("ghst-pg-")
+    server = PostgresServer(root)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    root = temp_root("ghst-redis-")
+    server = RedisServer(root)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+async def database_url(postgres_server: PostgresServer) -> str:
+    conn = await asyncpg.connect(postgres_server.dsn())
+    try:
+        await conn.execute(f"CREATE DATABASE {TEST_DATABASE}")
+    finally:
+        await conn.close()
+    url = postgres_server.dsn(TEST_DATABASE)
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str, redis_server: RedisServer, tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        redis_url=redis_server.url(),
+        # Cost 4 keeps the suite fast; the default of 12 is checked in its own test.
+        bcrypt_rounds=4,
+        shutdown_grace=0.5,
+    )
+
+
+async def reset_state(settings: Settings) -> None:
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        tables = await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            " AND tablename <> 'schema_migrations'"
+        )
+        if tables:
+            names = ", ".join(f'"{row["tablename"]}"' for row in tables)
+            await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        await redis.flushdb()
+    finally:
+        await redis.aclose()
+
+
+@pytest.fixture
+async def panel(settings: Settings) -> AsyncIterator[Panel]:
+    await reset_state(settings)
+    opened = await Panel.open(settings)
+    yield opened
+    await opened.close()
+
+
+def with_settings(settings: Settings, **changes: object) -> Settings:
+    return dataclasses.replace(settings, **changes)  # type: ignore[arg-type]

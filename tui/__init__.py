@@ -1,0 +1,1 @@
+"""The Textual dashboard. Imports core, never sshd."""

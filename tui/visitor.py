@@ -1,0 +1,24 @@
+"""Who is at the keyboard, as the front end (SSH server or local admin) authenticated them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.accounts import User
+from core.keys import PublicKey
+from core.sessions import Session
+
+
+@dataclass
+class Visitor:
+    remote_addr: str
+    # The name the SSH client logged in with: prefills the sign-up form.
+    ssh_username: str
+    # A key the client offered that no account has yet: sign-up offers to attach it.
+    presented_key: PublicKey | None = None
+    user: User | None = None
+    session: Session | None = None
+
+    @property
+    def signed_in(self) -> bool:
+        return self.user is not None and self.session is not None
