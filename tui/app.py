@@ -6,27 +6,72 @@ Contract with the hosts (sshd and the admin CLI):
   server watches its jti and calls `end_session(reason)` when it is revoked or the user blocked;
 - `announce_shutdown(seconds)` shows every connected user that the server is going down;
 - the app exits with `return_value` = a short farewell line the host prints after the screen.
+
+Errors: screens run every core call in a worker; a failed worker ends up in `show_error`, the one
+place that turns a `PanelError` into a notification (its title and message) and any other
+exception into a generic notification plus a log line. Forms show the errors the user can fix
+inline instead (see `tui.screens.base.GhstScreen.handle_error`).
 """
 
 from __future__ import annotations
 
-from textual.app import App
+import logging
+from typing import ClassVar
 
+from textual.app import App
+from textual.binding import Binding, BindingType
+
+from core.errors import PanelError
 from core.panel import Panel
 from tui.visitor import Visitor
+
+log = logging.getLogger(__name__)
+
+GENERIC_ERROR = "Something went wrong on our side. Please try again in a moment."
+QUIT_FAREWELL = "Bye!"
 
 
 class GhstApp(App[str]):
     TITLE = "ghst"
+    CSS_PATH = "app.tcss"
+    # The palette offers "save screenshot" (a file on the server) and theme switching: not for
+    # hosted sessions.
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Close the connection."),
+    ]
 
     def __init__(self, panel: Panel, visitor: Visitor) -> None:
         super().__init__()
         self.panel = panel
         self.visitor = visitor
+        self._farewell: str | None = None
+
+    def on_mount(self) -> None:
+        # Imported here: the screens import this module for its types.
+        from tui.screens.home import HomeScreen
+        from tui.screens.signup import SignUpScreen
+
+        self.push_screen(HomeScreen() if self.visitor.signed_in else SignUpScreen())
+
+    def leave(self, farewell: str) -> None:
+        """Exit with `farewell` as the return value; the first farewell wins.
+
+        Logging out revokes the session, so the SSH server may call `end_session` a moment
+        later: the user should still read "Logged out", not "session revoked".
+        """
+        if self._farewell is not None:
+            return
+        self._farewell = farewell
+        self.exit(farewell)
+
+    async def action_quit(self) -> None:
+        """Close the connection; the session stays valid until it expires or is logged out."""
+        self.leave(QUIT_FAREWELL)
 
     def end_session(self, reason: str) -> None:
         """The server ended this login (revoked, blocked, shutting down): leave with `reason`."""
-        self.exit(reason)
+        self.leave(reason)
 
     def announce_shutdown(self, seconds: float) -> None:
         self.notify(
@@ -35,3 +80,15 @@ class GhstApp(App[str]):
             severity="warning",
             timeout=max(seconds, 3),
         )
+
+    def show_error(self, error: BaseException) -> None:
+        """The one place errors reach the user: never a traceback, never a dead session."""
+        if isinstance(error, PanelError):
+            self.notify(error.message, title=error.title, severity="error", timeout=8)
+            return
+        log.error(
+            "unexpected error in a dashboard session (user %s)",
+            self.visitor.user.username if self.visitor.user else "-",
+            exc_info=error,
+        )
+        self.notify(GENERIC_ERROR, title="Unexpected error", severity="error", timeout=8)

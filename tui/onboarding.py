@@ -1,0 +1,43 @@
+"""What sign-up and log-in share: attaching the key the visitor connected with, and the names
+and rules the forms show."""
+
+from __future__ import annotations
+
+from core.accounts import MIN_PASSWORD_LENGTH, User, validate_username
+from core.errors import PanelError, ValidationError
+from core.keys import KEY_NAME_PATTERN, PublicKey
+from core.panel import Panel
+from tui.formatting import key_type
+
+USERNAME_RULE = "3-32 lowercase letters, digits or hyphens; starts with a letter."
+PASSWORD_RULE = f"At least {MIN_PASSWORD_LENGTH} characters."
+
+
+def is_valid_username(name: str) -> bool:
+    try:
+        validate_username(name)
+    except ValidationError:
+        return False
+    return True
+
+
+def key_name(key: PublicKey) -> str:
+    """The key's comment when it makes a valid key name, else its type (e.g. "ed25519")."""
+    comment = key.comment.strip()[:64]
+    if comment and KEY_NAME_PATTERN.match(comment):
+        return comment
+    return key_type(key.algorithm)
+
+
+def describe_key(key: PublicKey) -> str:
+    comment = f" ({key.comment})" if key.comment else ""
+    return f"The {key_type(key.algorithm)} key you connected with{comment}"
+
+
+async def attach_key(panel: Panel, user: User, key: PublicKey) -> str | None:
+    """Add `key` to the account; None when done, else why not (for a warning, not a failure)."""
+    try:
+        await panel.keys.add_parsed(user.id, key, key_name(key))
+    except PanelError as error:
+        return error.message
+    return None

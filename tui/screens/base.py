@@ -1,0 +1,93 @@
+"""Base classes for ghst screens and dialogs: typed access to the app, one error path.
+
+Every core call runs in a worker (`@work(exclusive=True, exit_on_error=False)`); when one fails,
+`on_worker_state_changed` hands the exception to `handle_error`, which by default calls the app's
+`show_error` (a notification). Forms override `handle_error` to show the errors a user can fix
+next to the fields instead.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypeVar, cast
+
+from textual.dom import DOMNode
+from textual.screen import ModalScreen, Screen
+from textual.worker import Worker, WorkerState
+
+from core.accounts import User
+from core.panel import Panel
+from tui.visitor import Visitor
+
+if TYPE_CHECKING:
+    from tui.app import GhstApp
+
+ResultType = TypeVar("ResultType")
+
+
+def ghst_app(node: DOMNode) -> GhstApp:
+    return cast("GhstApp", node.app)
+
+
+def signed_in_user(node: DOMNode) -> User:
+    user = ghst_app(node).visitor.user
+    if user is None:  # screens that need a user are only reachable after signing in
+        raise RuntimeError("this screen needs a signed-in user")
+    return user
+
+
+def failed_worker_error(event: Worker.StateChanged) -> BaseException | None:
+    if event.state is WorkerState.ERROR:
+        return event.worker.error
+    return None
+
+
+class GhstScreen(Screen[ResultType]):
+    """A full screen of the dashboard."""
+
+    @property
+    def ghst(self) -> GhstApp:
+        return ghst_app(self)
+
+    @property
+    def panel(self) -> Panel:
+        return self.ghst.panel
+
+    @property
+    def visitor(self) -> Visitor:
+        return self.ghst.visitor
+
+    @property
+    def user(self) -> User:
+        return signed_in_user(self)
+
+    def handle_error(self, error: BaseException) -> None:
+        self.ghst.show_error(error)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        error = failed_worker_error(event)
+        if error is not None:
+            self.handle_error(error)
+
+
+class GhstModal(ModalScreen[ResultType]):
+    """A dialog over the current screen."""
+
+    @property
+    def ghst(self) -> GhstApp:
+        return ghst_app(self)
+
+    @property
+    def panel(self) -> Panel:
+        return self.ghst.panel
+
+    @property
+    def user(self) -> User:
+        return signed_in_user(self)
+
+    def handle_error(self, error: BaseException) -> None:
+        self.ghst.show_error(error)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        error = failed_worker_error(event)
+        if error is not None:
+            self.handle_error(error)

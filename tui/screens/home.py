@@ -1,0 +1,152 @@
+"""Home: who is signed in, the account at a glance, and what to do next."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.content import Content
+from textual.widgets import Footer, OptionList, Static
+from textual.widgets.option_list import Option
+
+from tui.formatting import day, plural
+from tui.screens.base import GhstScreen
+from tui.screens.confirm import ConfirmDialog
+from tui.widgets.header import AppHeader
+
+LOGOUT_FAREWELL = "Logged out. Bye!"
+
+# (action, key, label, description) for the "What next" list; the keys are the screen bindings.
+NEXT_STEPS = (
+    ("keys", "k", "Manage SSH keys", "the keys ssh logs you in with"),
+    ("password", "p", "Change password", "for logging in without a key"),
+    ("logout", "l", "Log out", "end this session"),
+    ("logout_everywhere", "o", "Log out everywhere", "end all your sessions"),
+)
+
+
+def logout_everywhere_farewell(count: int) -> str:
+    return f"Logged out everywhere: {plural(count, 'session')} closed. Bye!"
+
+
+class HomeScreen(GhstScreen[None]):
+    TITLE = "Home"
+    CSS_PATH = "home.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("k", "keys", "SSH keys"),
+        Binding("p", "password", "Password"),
+        Binding("l", "logout", "Log out"),
+        Binding("o,L", "logout_everywhere", "Log out everywhere"),
+        Binding("q", "app.quit", "Quit", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        user = self.user
+        yield AppHeader("Home")
+        with VerticalScroll(id="home", can_focus=False):
+            yield Static(
+                Content.assemble("Signed in as ", (user.username, "bold $text-primary")),
+                id="signed-in",
+            )
+            yield Static("Your account at a glance, and what you can do next.", classes="muted")
+            with Horizontal(id="panels"):
+                with Vertical(id="account", classes="box") as account:
+                    account.border_title = "Account"
+                    with Grid(id="facts"):
+                        yield Static("Username", classes="fact-label")
+                        yield Static(user.username, id="username", markup=False)
+                        yield Static("Email", classes="fact-label")
+                        yield Static(user.email, id="email", markup=False)
+                        yield Static("Member since", classes="fact-label")
+                        yield Static(day(user.created_at), id="member-since")
+                        yield Static("SSH keys", classes="fact-label")
+                        yield Static("…", id="key-count")
+                        yield Static("Sessions", classes="fact-label")
+                        yield Static("…", id="session-count")
+                with Vertical(id="next", classes="box") as next_steps:
+                    next_steps.border_title = "What next"
+                    options: list[Option | None] = []
+                    for action, key, label, description in NEXT_STEPS:
+                        if options:
+                            options.append(None)  # a separator line
+                        prompt = Content.assemble(
+                            (f" {key} ", "bold $text-accent"),
+                            " ",
+                            (label, "bold"),
+                            "\n    ",
+                            (description, "italic $text-muted"),
+                        )
+                        options.append(Option(prompt, id=action))
+                    yield OptionList(*options, id="actions")
+        yield Footer()
+
+    def on_screen_resume(self) -> None:
+        # On first show and on coming back from the keys or password screen.
+        self.load_account()
+
+    @work(exclusive=True, exit_on_error=False, group="load")
+    async def load_account(self) -> None:
+        panel, user_id = self.panel, self.user.id
+        user, keys, active = await asyncio.gather(
+            panel.accounts.get(user_id),
+            panel.keys.list(user_id),
+            panel.sessions.active_count(user_id),
+        )
+        self.visitor.user = user
+        self.query_one("#email", Static).update(Content(user.email))
+        self.query_one("#key-count", Static).update(
+            plural(len(keys), "key") if keys else "none yet: press k to add one"
+        )
+        self.query_one("#session-count", Static).update(
+            f"{active} active" + (" (this one)" if active == 1 else "")
+        )
+
+    @on(OptionList.OptionSelected, "#actions")
+    async def run_next_step(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id is not None:
+            await self.run_action(event.option.id)
+
+    def action_keys(self) -> None:
+        from tui.screens.keys import KeysScreen
+
+        self.app.push_screen(KeysScreen())
+
+    def action_password(self) -> None:
+        from tui.screens.password import PasswordScreen
+
+        self.app.push_screen(PasswordScreen())
+
+    def action_logout(self) -> None:
+        self.log_out()
+
+    @work(exclusive=True, exit_on_error=False, group="logout")
+    async def log_out(self) -> None:
+        session = self.visitor.session
+        if session is not None:
+            await self.panel.sessions.revoke(session.jti)
+        self.ghst.leave(LOGOUT_FAREWELL)
+
+    def action_logout_everywhere(self) -> None:
+        self.app.push_screen(
+            ConfirmDialog(
+                "Log out everywhere?",
+                "This ends every session of your account, this one included: every device "
+                "will have to log in again.",
+                confirm_label="Log out everywhere",
+                danger=True,
+            ),
+            self._logout_everywhere_answered,
+        )
+
+    def _logout_everywhere_answered(self, confirmed: bool | None) -> None:
+        if confirmed:
+            self.log_out_everywhere()
+
+    @work(exclusive=True, exit_on_error=False, group="logout")
+    async def log_out_everywhere(self) -> None:
+        closed = await self.panel.sessions.revoke_all(self.user.id)
+        self.ghst.leave(logout_everywhere_farewell(closed))

@@ -1,0 +1,151 @@
+"""SSH keys: the account's keys in a table; add one (a dialog) or remove the selected one."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.widgets import DataTable, Footer, Static
+
+from core.keys import SSHKey
+from tui.formatting import day, key_type
+from tui.screens.add_key import AddKeyDialog
+from tui.screens.base import GhstScreen
+from tui.screens.confirm import ConfirmDialog
+from tui.widgets.header import AppHeader
+
+COLUMNS = (("Name", "name"), ("Type", "type"), ("Fingerprint", "fingerprint"))
+DATE_COLUMNS = (("Added", "added"), ("Last used", "last-used"))
+
+
+class KeysScreen(GhstScreen[None]):
+    TITLE = "SSH keys"
+    CSS_PATH = "keys.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("a", "add", "Add key"),
+        Binding("d,delete", "remove", "Remove key"),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keys: list[SSHKey] = []
+
+    def compose(self) -> ComposeResult:
+        yield AppHeader("Home", "SSH keys")
+        with Vertical(id="keys-page"):
+            yield Static("SSH keys", id="title", classes="card-title")
+            yield Static(
+                "ssh logs you in with any of these keys, no password asked.",
+                classes="muted",
+            )
+            with Vertical(id="keys-box"):
+                yield DataTable(id="keys", cursor_type="row", zebra_stripes=True)
+                yield Static("Loading your keys…", id="empty")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#keys", DataTable)
+        for label, key in (*COLUMNS, *DATE_COLUMNS):
+            table.add_column(label, key=key)
+        self.query_one("#keys-box").border_title = "Keys"
+        self.load_keys()
+
+    @work(exclusive=True, exit_on_error=False, group="load")
+    async def load_keys(self, select: int | None = None) -> None:
+        self.show_keys(await self.panel.keys.list(self.user.id), select)
+
+    def show_keys(self, keys: list[SSHKey], select: int | None = None) -> None:
+        self.keys = keys
+        table = self.query_one("#keys", DataTable)
+        previous = self.selected_key()
+        table.clear()
+        for key in keys:
+            table.add_row(
+                Text(key.name),
+                key_type(key.algorithm),
+                key.fingerprint,
+                day(key.created_at),
+                day(key.last_used_at),
+                key=str(key.id),
+            )
+        self.query_one("#keys-box").border_title = f"Keys · {len(keys)}"
+        empty = self.query_one("#empty", Static)
+        empty.update(
+            "No SSH keys yet. Press a to add your public key (e.g. ~/.ssh/id_ed25519.pub)."
+        )
+        empty.display = not keys
+        table.display = bool(keys)
+        wanted = select if select is not None else (previous.id if previous else None)
+        for row, key in enumerate(keys):
+            if key.id == wanted:
+                table.move_cursor(row=row)
+        if keys:
+            table.focus()
+        elif table.has_focus:
+            self.set_focus(None)
+        self.refresh_bindings()
+
+    def selected_key(self) -> SSHKey | None:
+        table = self.query_one("#keys", DataTable)
+        if not self.keys or table.row_count == 0:
+            return None
+        row = table.cursor_row
+        return self.keys[row] if 0 <= row < len(self.keys) else None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "remove" and not self.keys:
+            return None  # shown dimmed in the footer: there is nothing to remove
+        return True
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+    def action_add(self) -> None:
+        self.app.push_screen(AddKeyDialog(), self._key_added)
+
+    def _key_added(self, key: SSHKey | None) -> None:
+        if key is not None:
+            self.notify(f"{key.name} ({key.fingerprint})", title="Key added")
+            self.load_keys(select=key.id)
+
+    def action_remove(self) -> None:
+        key = self.selected_key()
+        if key is None:
+            self.notify("There is no key to remove.", severity="warning")
+            return
+        message = f"{key.name}\n{key.fingerprint}\n\nssh will no longer log you in with it."
+        if len(self.keys) == 1:
+            message += (
+                "\n\nThis is your last SSH key: after removing it you can only log in with "
+                "your password."
+            )
+        self.app.push_screen(
+            ConfirmDialog(
+                f"Remove the key {key.name}?",
+                message,
+                confirm_label="Remove key",
+                danger=True,
+            ),
+            lambda confirmed: self._remove_answered(key, confirmed),
+        )
+
+    def _remove_answered(self, key: SSHKey, confirmed: bool | None) -> None:
+        if confirmed:
+            self.remove_key(key)
+
+    @work(exclusive=True, exit_on_error=False, group="remove")
+    async def remove_key(self, key: SSHKey) -> None:
+        await self.panel.keys.remove(self.user.id, key.id)
+        self.notify(f"{key.name} ({key.fingerprint})", title="Key removed")
+        keys = await self.panel.keys.list(self.user.id)
+        self.show_keys(keys)
+        if not keys:
+            self.notify(
+                "That was your last SSH key: log in with your password next time.",
+                severity="warning",
+            )

@@ -1,0 +1,110 @@
+"""Change password: the current one, then the new one twice."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Button, Footer, Input, Static
+
+from core.accounts import validate_password
+from core.errors import AuthenticationError, ValidationError
+from tui.onboarding import PASSWORD_RULE
+from tui.screens.base import GhstScreen
+from tui.widgets.form import ErrorLine, Field
+from tui.widgets.header import AppHeader
+
+
+class PasswordScreen(GhstScreen[None]):
+    TITLE = "Change password"
+    CSS_PATH = "password.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._busy = False
+
+    def compose(self) -> ComposeResult:
+        yield AppHeader("Home", "Change password")
+        with VerticalScroll(classes="page", can_focus=False), Vertical(classes="card"):
+            yield Static("Change password", id="title", classes="card-title")
+            yield Static(
+                "Enter your current password, then the new one twice.",
+                classes="card-subtitle",
+            )
+            yield Field("Current password", Input(id="current", password=True, max_length=1024))
+            yield Field(
+                "New password",
+                Input(id="new", password=True, max_length=1024),
+                hint=PASSWORD_RULE,
+            )
+            yield Field("Confirm new", Input(id="confirm", password=True, max_length=1024))
+            yield ErrorLine()
+            with Horizontal(classes="actions"):
+                yield Button("Change password", id="change", variant="primary")
+                yield Button("Cancel", id="cancel")
+        yield Footer()
+
+    @on(Button.Pressed, "#cancel")
+    def action_back(self) -> None:
+        if not self._busy:
+            self.dismiss()
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#change")
+    def action_submit(self) -> None:
+        if self._busy:
+            return
+        error = self.query_one(ErrorLine)
+        current = self.query_one("#current", Input)
+        new = self.query_one("#new", Input)
+        confirm = self.query_one("#confirm", Input)
+        if not current.value:
+            error.set_message("Enter your current password.")
+            current.focus()
+            return
+        try:
+            validate_password(new.value)
+        except ValidationError as invalid:
+            error.set_message(invalid.message)
+            new.focus()
+            return
+        if new.value != confirm.value:
+            error.set_message("The new passwords do not match.")
+            confirm.focus()
+            return
+        error.clear()
+        self._set_busy(True)
+        self.change_password(current.value, new.value)
+
+    def _set_busy(self, busy: bool) -> None:
+        self._busy = busy
+        button = self.query_one("#change", Button)
+        button.disabled = busy
+        button.label = "Changing…" if busy else "Change password"
+
+    @work(exclusive=True, exit_on_error=False, group="submit")
+    async def change_password(self, current: str, new: str) -> None:
+        try:
+            await self.panel.accounts.change_password(self.user.id, current, new)
+        except BaseException:
+            self._set_busy(False)
+            raise
+        self.notify("Use the new one next time you log in.", title="Password changed")
+        self.dismiss()
+
+    def handle_error(self, error: BaseException) -> None:
+        if isinstance(error, AuthenticationError):
+            self.query_one(ErrorLine).set_message(error.message)
+            current = self.query_one("#current", Input)
+            current.value = ""
+            current.focus()
+        elif isinstance(error, ValidationError):
+            self.query_one(ErrorLine).set_message(error.message)
+        else:
+            super().handle_error(error)
