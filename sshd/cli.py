@@ -1,0 +1,119 @@
+"""The `ghst` command: `ghst serve` runs the panel's SSH server, `ghst migrate` the migrations.
+
+Errors the user can act on (`PanelError`) print their message on stderr and exit with the
+error's `exit_code`; anything else is a bug and shows a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from core.db import create_pool
+from core.errors import PanelError
+from core.migrations import migrate
+from core.panel import Panel
+from core.settings import Settings
+
+log = logging.getLogger("ghst")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ghst",
+        description="ghst: a hosting panel you use over SSH. Settings come from GHST_* "
+        "environment variables and the TOML file named by GHST_CONFIG.",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="how much to log on stderr (default INFO)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve", help="run the SSH server until SIGTERM/SIGINT (migrates the database first)"
+    )
+    serve.add_argument("--host", help="listen address (default: GHST_SSH_HOST)")
+    serve.add_argument("--port", type=int, help="listen port, 0 for any (default: GHST_SSH_PORT)")
+    commands.add_parser("migrate", help="apply pending database migrations and list them")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        if args.command == "serve":
+            return asyncio.run(serve(args.host, args.port))
+        if args.command == "migrate":
+            return asyncio.run(run_migrations())
+    except PanelError as error:
+        print(f"ghst: {error.message}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(f"unknown command {args.command!r}")
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # asyncssh logs every packet exchange at INFO; its warnings are what an operator needs.
+    if level != "DEBUG":
+        logging.getLogger("asyncssh").setLevel(logging.WARNING)
+
+
+async def serve(host: str | None = None, port: int | None = None) -> int:
+    # Imported here: `ghst migrate` needs neither asyncssh nor textual.
+    from sshd.server import GhstServer
+
+    settings = Settings.load()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        panel = await Panel.open(settings)
+        try:
+            server = GhstServer.for_panel(panel, host=host, port=port)
+            await server.start()
+            try:
+                print(f"ghst: listening on {server.host}:{server.port}", file=sys.stderr)
+                await stop.wait()
+                log.info("stop signal received: shutting down")
+            finally:
+                await server.close()
+        finally:
+            await panel.close()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    return 0
+
+
+async def run_migrations() -> int:
+    settings = Settings.load()
+    pool = await create_pool(settings.database_url, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            applied = await migrate(conn)
+    finally:
+        await pool.close()
+    if applied:
+        for migration in applied:
+            print(f"applied {migration.version:04d}_{migration.name}")
+    else:
+        print("the database is up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
