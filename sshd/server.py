@@ -38,6 +38,7 @@ from core.panel import Panel
 from core.settings import Settings
 from sshd.driver import prepare_hosting
 from sshd.hostkeys import load_or_create_host_key
+from sshd.isolation import isolated_panel
 from sshd.session import PanelSession
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ class SessionHost(Protocol):
     """What a session needs from the server (kept small so sessions stay testable)."""
 
     panel: Panel
+    # The panel the apps get: the same services, called in a context of their own.
+    app_panel: Panel
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]: ...
     def register(self, session: PanelSession) -> None: ...
@@ -240,6 +243,10 @@ class GhstServer:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _watcher: asyncio.Task[None] | None = None
     _closing: bool = False
+    app_panel: Panel = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.app_panel = isolated_panel(self.panel)
 
     @classmethod
     def for_panel(

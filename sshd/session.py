@@ -148,7 +148,7 @@ class PanelSession(asyncssh.SSHServerSession[bytes]):
             return
         self.visitor = visitor
         self._terminal = Terminal(self._send, self._term_size)
-        app = GhstApp(self._host.panel, visitor)
+        app = GhstApp(self._host.app_panel, visitor)
         self.app = app
         try:
             result = await run_hosted_app(app, self._terminal, started=self._registered)

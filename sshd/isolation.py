@@ -1,0 +1,73 @@
+"""Keep each hosted app's context out of the state shared by all sessions.
+
+Textual keeps the running app in context variables (`active_app`, `active_message_pump`, ...),
+and asyncio copies the current context into every callback and task it schedules. A dashboard
+screen that awaits a core call therefore hands its app's context to whatever that call
+schedules on shared objects: asyncpg, for instance, arms a timer on each pool connection it
+releases (idle connection expiry, statement cache expiry; minutes long). Those timers keep the
+finished app, its screens and its widgets alive long after the user left.
+
+`isolated_panel` gives the apps a `Panel` whose services run every coroutine method in a task
+with a fresh, empty context: nothing an app's core call schedules refers back to the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from core.panel import Panel
+
+
+class ContextFree:
+    """Proxy to a core service: its coroutine methods run in a context of their own."""
+
+    def __init__(self, target: object) -> None:
+        self._target = target
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._target, name)
+        if inspect.iscoroutinefunction(value):
+            return _context_free(value)
+        return value
+
+    def __repr__(self) -> str:
+        return f"ContextFree({self._target!r})"
+
+
+def _context_free(
+    method: Callable[..., Coroutine[Any, Any, Any]],
+) -> Callable[..., Coroutine[Any, Any, Any]]:
+    @functools.wraps(method)
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        # Cancelling the caller cancels the awaited task too.
+        return await loop.create_task(method(*args, **kwargs), context=contextvars.Context())
+
+    return call
+
+
+def _is_core_service(value: object) -> bool:
+    kind = type(value)
+    if not kind.__module__.startswith("core.") or dataclasses.is_dataclass(value):
+        return False
+    return any(
+        inspect.iscoroutinefunction(member)
+        for name, member in inspect.getmembers(kind)
+        if not name.startswith("_")
+    )
+
+
+def isolated_panel(panel: Panel) -> Panel:
+    """The same panel (same pools, same services) whose core services are `ContextFree`."""
+    changes: dict[str, Any] = {}
+    for field in dataclasses.fields(panel):
+        value = getattr(panel, field.name)
+        if _is_core_service(value):
+            changes[field.name] = ContextFree(value)
+    return dataclasses.replace(panel, **changes)
