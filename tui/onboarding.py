@@ -9,7 +9,7 @@ from core.keys import KEY_NAME_PATTERN, PublicKey
 from core.panel import Panel
 from tui.formatting import key_type
 
-USERNAME_RULE = "3-32 lowercase letters, digits or hyphens; starts with a letter."
+USERNAME_RULE = "3-32 lowercase letters, digits or hyphens; a letter first."
 PASSWORD_RULE = f"At least {MIN_PASSWORD_LENGTH} characters."
 
 

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
 
-from core.accounts import User
-from core.errors import ConflictError
+from core.accounts import BAD_CREDENTIALS, User
+from core.errors import AuthenticationError, ConflictError
 from core.keys import PublicKey, SSHKey, parse_public_key
 from core.panel import Panel
 from core.sessions import Session
@@ -78,6 +78,9 @@ class FakeAccounts:
 
     async def get(self, user_id: int) -> User:
         return self.user
+
+    async def authenticate(self, username: str, password: str, remote_addr: str) -> User:
+        raise AuthenticationError(BAD_CREDENTIALS)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.message import Message
 from textual.widgets import Button, Input, Static, TextArea
 
@@ -76,6 +77,17 @@ class AddKeyDialog(GhstModal[SSHKey | None]):
             )
             yield ErrorLine()
             with Horizontal(id="dialog-actions"):
+                yield Static(
+                    Content.assemble(
+                        ("enter", "bold $text-accent"),
+                        " add   ",
+                        ("esc", "bold $text-accent"),
+                        " cancel   ",
+                        ("tab", "bold $text-accent"),
+                        " next field",
+                    ),
+                    id="dialog-keys",
+                )
                 yield Button("Cancel", id="cancel")
                 yield Button("Add key", id="add", variant="primary")
 

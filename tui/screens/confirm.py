@@ -41,20 +41,16 @@ class ConfirmDialog(GhstModal[bool]):
         with Vertical(id="dialog", classes="-danger" if self.danger else ""):
             yield Static(self.question_title, id="dialog-title", markup=False)
             yield Static(self.message, id="dialog-message", markup=False)
-            yield Static(
-                Content.assemble(
-                    ("y", "bold $text-accent"),
-                    " confirm   ",
-                    ("n", "bold $text-accent"),
-                    " / ",
-                    ("esc", "bold $text-accent"),
-                    " cancel   ",
-                    ("tab", "bold $text-accent"),
-                    " next button",
-                ),
-                id="dialog-keys",
-            )
             with Horizontal(id="dialog-actions"):
+                yield Static(
+                    Content.assemble(
+                        ("y", "bold $text-accent"),
+                        " yes  ",
+                        ("n", "bold $text-accent"),
+                        " no",
+                    ),
+                    id="dialog-keys",
+                )
                 yield Button("Cancel", id="cancel")
                 yield Button(
                     Content(self.confirm_label),

@@ -18,8 +18,14 @@ from tui.screens.base import GhstScreen
 from tui.screens.confirm import ConfirmDialog
 from tui.widgets.header import AppHeader
 
-COLUMNS = (("Name", "name"), ("Type", "type"), ("Fingerprint", "fingerprint"))
-DATE_COLUMNS = (("Added", "added"), ("Last used", "last-used"))
+# Each key takes two lines, its type under its name, so that the whole SHA256 fingerprint and
+# both dates fit in 100 columns.
+COLUMNS = (
+    ("Name · type", "name"),
+    ("Fingerprint", "fingerprint"),
+    ("Added", "added"),
+    ("Last used", "last-used"),
+)
 
 
 class KeysScreen(GhstScreen[None]):
@@ -50,7 +56,7 @@ class KeysScreen(GhstScreen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#keys", DataTable)
-        for label, key in (*COLUMNS, *DATE_COLUMNS):
+        for label, key in COLUMNS:
             table.add_column(label, key=key)
         self.query_one("#keys-box").border_title = "Keys"
         self.load_keys()
@@ -66,12 +72,12 @@ class KeysScreen(GhstScreen[None]):
         table.clear()
         for key in keys:
             table.add_row(
-                Text(key.name),
-                key_type(key.algorithm),
+                Text.assemble((key.name, "bold"), "\n", (key_type(key.algorithm), "dim")),
                 key.fingerprint,
                 day(key.created_at),
                 day(key.last_used_at),
                 key=str(key.id),
+                height=2,
             )
         self.query_one("#keys-box").border_title = f"Keys · {len(keys)}"
         empty = self.query_one("#empty", Static)

@@ -14,7 +14,7 @@ from textual.widgets import Button, Checkbox, Footer, Input, Static
 from core.errors import AuthenticationError, ThrottledError, ValidationError
 from tui.onboarding import attach_key, describe_key, is_valid_username
 from tui.screens.base import GhstScreen
-from tui.widgets.form import ErrorLine, Field
+from tui.widgets.form import ErrorLine, Field, FormCheckbox
 from tui.widgets.header import AppHeader
 
 
@@ -23,6 +23,7 @@ class LoginScreen(GhstScreen[None]):
     CSS_PATH = "login.tcss"
     AUTO_FOCUS = None  # see on_mount
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "submit", "Submit", show=False),
         Binding("ctrl+n", "to_signup", "Sign up instead"),
     ]
 
@@ -50,11 +51,11 @@ class LoginScreen(GhstScreen[None]):
             yield Field("Username", Input(username, id="username", max_length=32))
             yield Field("Password", Input(id="password", password=True, max_length=1024))
             if key is not None:
-                yield Checkbox(
+                yield FormCheckbox(
                     Content(f"Attach key {key.fingerprint}"), value=True, id="attach-key"
                 )
                 yield Static(
-                    f"{describe_key(key)}: with it, ssh logs you in without a password.",
+                    f"{describe_key(key)} will log you in next time.",
                     classes="attach-hint",
                     markup=False,
                 )

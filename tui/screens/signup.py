@@ -22,7 +22,7 @@ from tui.onboarding import (
     is_valid_username,
 )
 from tui.screens.base import GhstScreen
-from tui.widgets.form import ErrorLine, Field
+from tui.widgets.form import ErrorLine, Field, FormCheckbox
 from tui.widgets.header import AppHeader
 
 
@@ -31,6 +31,7 @@ class SignUpScreen(GhstScreen[None]):
     CSS_PATH = "signup.tcss"
     AUTO_FOCUS = None  # focus goes to the first empty field, see on_mount
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "submit", "Submit", show=False),
         Binding("ctrl+l", "to_login", "Log in instead"),
     ]
 
@@ -64,11 +65,11 @@ class SignUpScreen(GhstScreen[None]):
                 "Confirm password", Input(id="password-confirm", password=True, max_length=1024)
             )
             if key is not None:
-                yield Checkbox(
+                yield FormCheckbox(
                     Content(f"Attach key {key.fingerprint}"), value=True, id="attach-key"
                 )
                 yield Static(
-                    f"{describe_key(key)}: with it, ssh logs you in without a password.",
+                    f"{describe_key(key)} will log you in next time.",
                     classes="attach-hint",
                     markup=False,
                 )

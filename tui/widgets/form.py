@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
-from textual.widgets import Label, Static
+from textual.widgets import Checkbox, Label, Static
 
 
 class ErrorLine(Static):
@@ -48,7 +51,7 @@ class Field(Horizontal):
         margin-bottom: 1;
 
         & > .field-label {
-            width: 18;
+            width: 17;
             padding: 0 1 0 0;
             color: $text-muted;
         }
@@ -93,3 +96,11 @@ class Field(Horizontal):
             yield self.widget
             if self.hint:
                 yield Static(self.hint, classes="field-hint", markup=False)
+
+
+class FormCheckbox(Checkbox, inherit_bindings=False):
+    """A checkbox inside a form: space toggles it, Enter is left to submit the form."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("space", "toggle_button", "Toggle", show=False),
+    ]

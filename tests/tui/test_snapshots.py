@@ -1,0 +1,142 @@
+"""Snapshots of every screen, drawn from fixed data so they never change by themselves.
+
+`snap_compare` runs each app in an event loop of its own, so these use the small fake panel of
+tests/tui/fakes.py; what the screens do is tested against the real services elsewhere.
+Update after a deliberate change of the look: pytest tests/tui --snapshot-update, then look at
+the SVGs in tests/tui/__snapshots__ before committing them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from textual.pilot import Pilot
+from textual.widgets import Input, TextArea
+
+from tests.tui.fakes import (
+    ALICE_KEYS,
+    REMOTE_ADDR,
+    fake_app,
+    public_key,
+    signed_in_visitor,
+)
+from tests.tui.helpers import settle
+from tui.visitor import Visitor
+
+SIZE = (100, 30)
+SnapCompare = Callable[..., bool]
+Steps = Callable[[Pilot[Any]], Awaitable[None]]
+
+
+async def steady(pilot: Pilot[Any]) -> None:
+    """Let the workers finish and stop cursors blinking, so each frame is the same."""
+    await settle(pilot)
+    for widget in pilot.app.screen.query(Input):
+        widget.cursor_blink = False
+    for area in pilot.app.screen.query(TextArea):
+        area.cursor_blink = False
+    await pilot.pause()
+
+
+def run(*steps: Steps) -> Steps:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await steady(pilot)
+        for step in steps:
+            await step(pilot)
+            await steady(pilot)
+
+    return run_before
+
+
+def press(*keys: str) -> Steps:
+    async def step(pilot: Pilot[Any]) -> None:
+        await pilot.press(*keys)
+
+    return step
+
+
+def set_values(**values: str) -> Steps:
+    async def step(pilot: Pilot[Any]) -> None:
+        for field, value in values.items():
+            pilot.app.screen.query_one(f"#{field.replace('_', '-')}", Input).value = value
+
+    return step
+
+
+def guest_with_key() -> Visitor:
+    return Visitor(REMOTE_ADDR, "alice", presented_key=public_key("laptop"))
+
+
+def test_sign_up(snap_compare: SnapCompare) -> None:
+    assert snap_compare(fake_app(guest_with_key()), terminal_size=SIZE, run_before=run())
+
+
+def test_sign_up_with_a_mistake(snap_compare: SnapCompare) -> None:
+    mistake = set_values(
+        email="alice@example.com", password="correct horse", password_confirm="correct hose"
+    )
+    assert snap_compare(
+        fake_app(guest_with_key()), terminal_size=SIZE, run_before=run(mistake, press("enter"))
+    )
+
+
+def test_log_in_with_a_wrong_password(snap_compare: SnapCompare) -> None:
+    assert snap_compare(
+        fake_app(Visitor(REMOTE_ADDR, "alice")),
+        terminal_size=SIZE,
+        run_before=run(press("ctrl+l"), set_values(password="not it at all"), press("enter")),
+    )
+
+
+def test_home(snap_compare: SnapCompare) -> None:
+    assert snap_compare(
+        fake_app(signed_in_visitor(), ALICE_KEYS), terminal_size=SIZE, run_before=run()
+    )
+
+
+def test_log_out_everywhere_dialog(snap_compare: SnapCompare) -> None:
+    assert snap_compare(
+        fake_app(signed_in_visitor(), ALICE_KEYS), terminal_size=SIZE, run_before=run(press("o"))
+    )
+
+
+def test_ssh_keys(snap_compare: SnapCompare) -> None:
+    assert snap_compare(
+        fake_app(signed_in_visitor(), ALICE_KEYS),
+        terminal_size=SIZE,
+        run_before=run(press("k"), press("down")),
+    )
+
+
+def test_ssh_keys_empty(snap_compare: SnapCompare) -> None:
+    assert snap_compare(
+        fake_app(signed_in_visitor(), []), terminal_size=SIZE, run_before=run(press("k"))
+    )
+
+
+def test_add_key_with_an_invalid_line(snap_compare: SnapCompare) -> None:
+    async def paste(pilot: Pilot[Any]) -> None:
+        pilot.app.screen.query_one("#key", TextArea).insert("ssh-ed25519 AAAA!!notbase64 me@box")
+
+    assert snap_compare(
+        fake_app(signed_in_visitor(), ALICE_KEYS),
+        terminal_size=SIZE,
+        run_before=run(press("k"), press("a"), paste, press("enter")),
+    )
+
+
+def test_remove_the_last_key_dialog(snap_compare: SnapCompare) -> None:
+    assert snap_compare(
+        fake_app(signed_in_visitor(), ALICE_KEYS[:1]),
+        terminal_size=SIZE,
+        run_before=run(press("k"), press("d")),
+    )
+
+
+def test_change_password(snap_compare: SnapCompare) -> None:
+    assert snap_compare(
+        fake_app(signed_in_visitor(), ALICE_KEYS),
+        terminal_size=SIZE,
+        run_before=run(press("p"), set_values(current="hunter2hunter2")),
+    )
