@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -72,6 +73,8 @@ def configure_logging(level: str) -> None:
 
 
 async def serve(host: str | None = None, port: int | None = None) -> int:
+    # Before Textual is imported: it reads its colour system once (see sshd.driver).
+    os.environ.setdefault("TEXTUAL_COLOR_SYSTEM", "truecolor")
     # Imported here: `ghst migrate` needs neither asyncssh nor textual.
     from sshd.server import GhstServer
 

@@ -12,8 +12,9 @@ neutralised (see docs in DESIGN.md, "in-process pitfalls"):
 - `XTermParser` caches parsed key sequences on the class (keyed by parser), pinning finished
   sessions: `SessionParser` parses without that cache.
 - Colour depth is read from the process environment (`TEXTUAL_COLOR_SYSTEM`); OpenSSH sends
-  no COLORTERM, so `prepare_hosting` sets truecolor unless the operator chose otherwise.
-  COLUMNS/LINES are never set: the size of each session comes from its PTY request.
+  no COLORTERM, so hosted apps get truecolor unless the operator chose otherwise
+  (`create_hosted_app`; `ghst serve` also sets it in its environment). COLUMNS/LINES are never set: the size of
+  each session comes from its PTY request.
 - Input arrives as bytes; it is decoded incrementally with errors="replace", so a client that
   sends invalid UTF-8 gets U+FFFD characters rather than a dead session.
 
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 ReturnType = TypeVar("ReturnType")
 
 DEFAULT_SIZE = (80, 24)
+DEFAULT_COLOR_SYSTEM = "truecolor"
 # Input that arrives before the app has started its driver (typed ahead during login).
 MAX_PENDING_INPUT = 64 * 1024
 
@@ -316,11 +318,38 @@ def _hosted_redirect_stderr(target: IO[str]) -> AbstractContextManager[Any]:
 
 def prepare_hosting() -> None:
     """Make this process fit to host apps over SSH. Idempotent; call before the first session."""
-    color_system = os.environ.setdefault("TEXTUAL_COLOR_SYSTEM", "truecolor")
-    # textual.constants read the variable at import time, which may have been earlier.
-    setattr(textual.constants, "COLOR_SYSTEM", color_system)  # noqa: B010
     setattr(textual.app, "redirect_stdout", _hosted_redirect_stdout)  # noqa: B010
     setattr(textual.app, "redirect_stderr", _hosted_redirect_stderr)  # noqa: B010
+
+
+AppT = TypeVar("AppT", bound=App[Any])
+
+
+def hosted_color_system() -> str:
+    """`TEXTUAL_COLOR_SYSTEM` if the operator set it, else truecolor.
+
+    OpenSSH sends no COLORTERM, and the server's own environment says nothing about the
+    user's terminal: without this, Textual would guess from the server's env. `ghst serve` also
+    puts the default into its environment before Textual is imported.
+    """
+    return os.environ.get("TEXTUAL_COLOR_SYSTEM") or DEFAULT_COLOR_SYSTEM
+
+
+def create_hosted_app(factory: Callable[[], AppT]) -> AppT:
+    """Construct an app with the hosted colour system (`hosted_color_system`).
+
+    Textual reads the variable once, when `textual.constants` is first imported; the app's
+    console takes it from there in `App.__init__`. The override is scoped to the constructor,
+    so apps that are not hosted (tests, `ghst admin`) in the same process keep theirs.
+    """
+    prepare_hosting()
+    wanted = hosted_color_system()
+    previous = textual.constants.COLOR_SYSTEM
+    setattr(textual.constants, "COLOR_SYSTEM", wanted)  # noqa: B010
+    try:
+        return factory()
+    finally:
+        setattr(textual.constants, "COLOR_SYSTEM", previous)  # noqa: B010
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import asyncssh
 
 from core.errors import PanelError
-from sshd.driver import Terminal, run_hosted_app
+from sshd.driver import Terminal, create_hosted_app, run_hosted_app
 from tui.app import GhstApp
 from tui.visitor import Visitor
 
@@ -148,7 +148,7 @@ class PanelSession(asyncssh.SSHServerSession[bytes]):
             return
         self.visitor = visitor
         self._terminal = Terminal(self._send, self._term_size)
-        app = GhstApp(self._host.app_panel, visitor)
+        app = create_hosted_app(lambda: GhstApp(self._host.app_panel, visitor))
         self.app = app
         try:
             result = await run_hosted_app(app, self._terminal, started=self._registered)

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import textual.constants
 
 from core.panel import Panel
 from sshd.driver import SSHDriver
@@ -85,6 +86,7 @@ async def one_session(server: GhstServer, index: int) -> None:
 
 async def test_fifty_sessions_leave_no_app_behind(ssh_server: GhstServer, panel: Panel) -> None:
     stdout, stderr = sys.stdout, sys.stderr
+    color_system = textual.constants.COLOR_SYSTEM
     loop = asyncio.get_running_loop()
     factory = loop.get_task_factory()
     for start in range(0, SESSIONS, BATCH):
@@ -105,6 +107,7 @@ async def test_fifty_sessions_leave_no_app_behind(ssh_server: GhstServer, panel:
     assert sys.stdout is stdout
     assert sys.stderr is stderr
     assert loop.get_task_factory() is factory
+    assert color_system == textual.constants.COLOR_SYSTEM
     leftover = [
         task
         for task in asyncio.all_tasks()

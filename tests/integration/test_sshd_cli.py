@@ -1,0 +1,119 @@
+"""The `ghst` command as an operator runs it: a real process, real signals, a real client."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+from core.settings import Settings
+from tests.e2e.terminal import AsyncsshTerminal, KeyboardInteractiveClient
+from tests.services import PostgresServer
+
+GHST = Path(sys.executable).parent / "ghst"
+
+
+def ghst_env(settings: Settings, **overrides: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GHST_")}
+    env.update(
+        GHST_DATABASE_URL=settings.database_url,
+        GHST_REDIS_URL=settings.redis_url,
+        GHST_DATA_DIR=str(settings.data_dir),
+        GHST_SSH_HOST="127.0.0.1",
+        GHST_SSH_PORT="0",
+        GHST_BCRYPT_ROUNDS="4",
+        GHST_SHUTDOWN_GRACE="1",
+    )
+    env.update(overrides)
+    return env
+
+
+async def run_ghst(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        str(GHST),
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+async def test_migrate_applies_then_reports_up_to_date(
+    postgres_server: PostgresServer, settings: Settings
+) -> None:
+    database = f"ghst_cli_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(postgres_server.dsn())
+    try:
+        await conn.execute(f"CREATE DATABASE {database}")
+    finally:
+        await conn.close()
+    env = ghst_env(settings, GHST_DATABASE_URL=postgres_server.dsn(database))
+
+    status, stdout, _ = await run_ghst("migrate", env=env)
+    assert status == 0
+    assert "applied 0001_accounts" in stdout
+
+    status, stdout, _ = await run_ghst("migrate", env=env)
+    assert status == 0
+    assert "up to date" in stdout
+
+
+async def test_a_bad_setting_is_reported_with_its_exit_code(settings: Settings) -> None:
+    status, _, stderr = await run_ghst("serve", env=ghst_env(settings, GHST_SSH_PORT="twenty"))
+    assert status == 2  # ValidationError.exit_code
+    assert "GHST_SSH_PORT" in stderr
+    assert "Traceback" not in stderr
+
+
+async def test_serve_runs_until_sigterm_then_shuts_down_gracefully(settings: Settings) -> None:
+    process = await asyncio.create_subprocess_exec(
+        str(GHST),
+        "serve",
+        env=ghst_env(settings),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    log: list[str] = []
+    port = 0
+    terminal: AsyncsshTerminal | None = None
+    try:
+        while not port:
+            line = (await asyncio.wait_for(process.stderr.readline(), 60)).decode()
+            assert line, "ghst serve exited early:\n" + "".join(log)
+            log.append(line)
+            if match := re.search(r"listening on 127\.0\.0\.1:(\d+)", line):
+                port = int(match.group(1))
+        reader = asyncio.create_task(_drain(process.stderr, log))
+
+        terminal = await AsyncsshTerminal.connect(
+            port, "newcomer", client_factory=KeyboardInteractiveClient
+        )
+        await terminal.wait_for("Sign up")
+
+        process.send_signal(signal.SIGTERM)
+        await terminal.wait_for("restarting")  # the notice during the grace period
+        assert await terminal.wait_closed() == 0
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+        await reader
+        assert "SSH server stopped" in "".join(log)
+    finally:
+        if terminal is not None:
+            await terminal.close()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def _drain(stream: asyncio.StreamReader, into: list[str]) -> None:
+    while line := await stream.readline():
+        into.append(line.decode())
