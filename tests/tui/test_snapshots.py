@@ -140,3 +140,10 @@ def test_change_password(snap_compare: SnapCompare) -> None:
         terminal_size=SIZE,
         run_before=run(press("p"), set_values(current="hunter2hunter2")),
     )
+
+
+def test_home_in_80_columns(snap_compare: SnapCompare) -> None:
+    """Below 96 columns the boxes stack and tighten."""
+    assert snap_compare(
+        fake_app(signed_in_visitor(), ALICE_KEYS), terminal_size=(80, 24), run_before=run()
+    )

@@ -123,7 +123,7 @@ class AddKeyDialog(GhstModal[SSHKey | None]):
     async def add_key(self, line: str, name: str | None) -> None:
         try:
             key = await self.panel.keys.add(self.user.id, line, name)
-        except BaseException:
+        except Exception:  # (a cancelled worker means the screen is going away: leave it)
             self._set_busy(False)
             raise
         self.dismiss(key)

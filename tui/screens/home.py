@@ -23,7 +23,7 @@ LOGOUT_FAREWELL = "Logged out. Bye!"
 # (action, key, label, description) for the "What next" list; the keys are the screen bindings.
 NEXT_STEPS = (
     ("keys", "k", "Manage SSH keys", "the keys ssh logs you in with"),
-    ("password", "p", "Change password", "for logging in without a key"),
+    ("password", "p", "Change password", "for logins without a key"),
     ("logout", "l", "Log out", "end this session"),
     ("logout_everywhere", "o", "Log out everywhere", "end all your sessions"),
 )
@@ -36,6 +36,11 @@ def logout_everywhere_farewell(count: int) -> str:
 class HomeScreen(GhstScreen[None]):
     TITLE = "Home"
     CSS_PATH = "home.tcss"
+    # Side by side from 96 columns on, stacked below that.
+    HORIZONTAL_BREAKPOINTS = [
+        (0, "-narrow"),
+        (96, "-wide"),
+    ]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("k", "keys", "SSH keys"),
         Binding("p", "password", "Password"),
@@ -52,7 +57,11 @@ class HomeScreen(GhstScreen[None]):
                 Content.assemble("Signed in as ", (user.username, "bold $text-primary")),
                 id="signed-in",
             )
-            yield Static("Your account at a glance, and what you can do next.", classes="muted")
+            yield Static(
+                "Your account at a glance, and what you can do next.",
+                id="intro",
+                classes="muted",
+            )
             with Horizontal(id="panels"):
                 with Vertical(id="account", classes="box") as account:
                     account.border_title = "Account"

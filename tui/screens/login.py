@@ -118,7 +118,7 @@ class LoginScreen(GhstScreen[None]):
                 else:
                     self.notify(problem, title="Key not attached", severity="warning")
             session = await panel.sessions.open(user.id, "password", visitor.remote_addr)
-        except BaseException:
+        except Exception:  # (a cancelled worker means the screen is going away: leave it)
             self._set_busy(False)
             raise
         visitor.user, visitor.session = user, session

@@ -92,7 +92,7 @@ class PasswordScreen(GhstScreen[None]):
     async def change_password(self, current: str, new: str) -> None:
         try:
             await self.panel.accounts.change_password(self.user.id, current, new)
-        except BaseException:
+        except Exception:  # (a cancelled worker means the screen is going away: leave it)
             self._set_busy(False)
             raise
         self.notify("Use the new one next time you log in.", title="Password changed")

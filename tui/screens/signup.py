@@ -140,7 +140,7 @@ class SignUpScreen(GhstScreen[None]):
         panel, visitor = self.panel, self.visitor
         try:
             user = await panel.accounts.sign_up(username, email, password)
-        except BaseException:
+        except Exception:  # (a cancelled worker means the screen is going away: leave it)
             self._set_busy(False)
             raise
         try:
