@@ -145,15 +145,18 @@ class AccountService:
             raise AuthenticationError("This account is blocked. Contact the operator.")
         return user
 
-    async def change_password(self, user_id: int, current: str, new: str) -> None:
+    async def change_password(self, user_id: int, current: str, new: str, remote_addr: str) -> None:
+        """Change the password; wrong guesses of the current one count as failed logins."""
         validate_password(new)
         async with self._pool.acquire() as conn:
-            stored_hash = await conn.fetchval(
-                "SELECT password_hash FROM users WHERE id = $1", user_id
+            row = await conn.fetchrow(
+                "SELECT username, password_hash FROM users WHERE id = $1", user_id
             )
-        if stored_hash is None:
+        if row is None:
             raise NotFoundError("No such account.")
-        if not await self._hasher.verify(current, stored_hash):
+        await self._throttle.check(row["username"], remote_addr)
+        if not await self._hasher.verify(current, row["password_hash"]):
+            await self._throttle.record_failure(row["username"], remote_addr)
             raise AuthenticationError("Your current password is not right.")
         if current == new:
             raise ValidationError("The new password is the same as the current one.")

@@ -206,6 +206,13 @@ class KeyService:
             )
         return [_row_to_key(row) for row in rows]
 
+    async def count(self, user_id: int) -> int:
+        async with self._pool.acquire() as conn:
+            count: int = await conn.fetchval(
+                "SELECT count(*) FROM ssh_keys WHERE user_id = $1", user_id
+            )
+        return count
+
     async def remove(self, user_id: int, key_id: int) -> SSHKey:
         """Remove one of the user's own keys; another user's key id is simply not found."""
         async with self._pool.acquire() as conn:

@@ -63,6 +63,17 @@ class SessionService:
             )
         return int(result.split()[-1])
 
+    async def revoke_others(self, user_id: int, keep: uuid.UUID) -> int:
+        """End every session of the user but `keep` (e.g. after a password change)."""
+        async with self._pool.acquire() as conn:
+            result: str = await conn.execute(
+                "UPDATE sessions SET revoked_at = now()"
+                " WHERE user_id = $1 AND jti <> $2 AND revoked_at IS NULL",
+                user_id,
+                keep,
+            )
+        return int(result.split()[-1])
+
     async def ended(self, jtis: Collection[uuid.UUID]) -> set[uuid.UUID]:
         """Which of these sessions must end now: revoked, expired, or their user blocked.
 

@@ -120,10 +120,12 @@ async def test_blocked_user_is_refused_and_unblocked_user_gets_back_in(panel: Pa
 async def test_change_password(panel: Panel) -> None:
     user = await panel.accounts.sign_up("alice", "alice@example.com", PASSWORD)
     with pytest.raises(AuthenticationError, match="current password"):
-        await panel.accounts.change_password(user.id, "wrong password!", "a brand new secret")
+        await panel.accounts.change_password(
+            user.id, "wrong password!", "a brand new secret", "10.0.0.1"
+        )
     with pytest.raises(ValidationError, match="at least 10"):
-        await panel.accounts.change_password(user.id, PASSWORD, "short")
-    await panel.accounts.change_password(user.id, PASSWORD, "a brand new secret")
+        await panel.accounts.change_password(user.id, PASSWORD, "short", "10.0.0.1")
+    await panel.accounts.change_password(user.id, PASSWORD, "a brand new secret", "10.0.0.1")
     with pytest.raises(AuthenticationError):
         await panel.accounts.authenticate("alice", PASSWORD, "10.0.0.1")
     await panel.accounts.authenticate("alice", "a brand new secret", "10.0.0.1")
@@ -190,6 +192,20 @@ async def test_success_resets_the_username_counter(strict_panel: Panel) -> None:
         await accounts.authenticate("alice", PASSWORD, f"10.{round_}.9.9")
 
 
+async def test_guessing_the_current_password_is_throttled(strict_panel: Panel) -> None:
+    accounts = strict_panel.accounts
+    user = await accounts.sign_up("alice", "alice@example.com", PASSWORD)
+    for _ in range(3):
+        with pytest.raises(AuthenticationError, match="current password"):
+            await accounts.change_password(
+                user.id, "guess guess guess", "new password 123", "10.0.0.1"
+            )
+    with pytest.raises(ThrottledError):
+        await accounts.change_password(user.id, PASSWORD, "new password 123", "10.0.0.1")
+    with pytest.raises(ThrottledError):  # and the same counter guards password logins
+        await accounts.authenticate("alice", PASSWORD, "10.0.0.2")
+
+
 async def test_throttling_keeps_working_when_redis_is_down(settings: Settings) -> None:
     await reset_state(settings)
     dead_redis = dataclasses.replace(
@@ -241,6 +257,7 @@ async def test_users_cannot_remove_each_others_keys(panel: Panel, tmp_path: Path
     with pytest.raises(NotFoundError, match="No such key on your account"):
         await panel.keys.remove(bob.id, key.id)
     assert len(await panel.keys.list(alice.id)) == 1
+    assert (await panel.keys.count(alice.id), await panel.keys.count(bob.id)) == (1, 0)
 
 
 async def test_blocked_user_key_login_is_refused(panel: Panel, tmp_path: Path) -> None:

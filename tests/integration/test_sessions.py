@@ -38,6 +38,16 @@ async def test_log_out_everywhere_ends_only_that_users_sessions(panel: Panel) ->
     assert await panel.sessions.active_count(alice.id) == 0
 
 
+async def test_revoke_others_keeps_the_current_session(panel: Panel) -> None:
+    alice = await panel.accounts.sign_up("alice", "alice@example.com", PASSWORD)
+    current, *others = [
+        await panel.sessions.open(alice.id, "password", "10.0.0.1") for _ in range(3)
+    ]
+    assert await panel.sessions.revoke_others(alice.id, current.jti) == 2
+    everyone = {current.jti, *(session.jti for session in others)}
+    assert await panel.sessions.ended(everyone) == {session.jti for session in others}
+
+
 async def test_blocking_ends_sessions_and_unknown_jtis_count_as_ended(panel: Panel) -> None:
     alice = await panel.accounts.sign_up("alice", "alice@example.com", PASSWORD)
     session = await panel.sessions.open(alice.id, "password", "10.0.0.1")

@@ -90,6 +90,9 @@ class FakeKeys:
     async def list(self, user_id: int) -> list[SSHKey]:
         return list(self.keys)
 
+    async def count(self, user_id: int) -> int:
+        return len(self.keys)
+
     async def add(self, user_id: int, line: str, name: str | None = None) -> SSHKey:
         parse_public_key(line)  # the real parser: the real messages for bad lines
         raise ConflictError("The key is already registered to an account.")

@@ -114,3 +114,25 @@ async def test_escape_goes_back_without_changing_anything(panel: Panel) -> None:
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, HomeScreen)
+
+
+@pytest.mark.parametrize("log_out_others", [True, False])
+async def test_changing_the_password_can_log_out_the_other_sessions(
+    panel: Panel, log_out_others: bool
+) -> None:
+    visitor = await sign_up(panel)
+    assert visitor.session is not None and visitor.user is not None
+    elsewhere = await panel.sessions.open(visitor.user.id, "publickey", "10.9.9.9")
+    app = GhstApp(panel, visitor)
+    notes = record_notifications(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_password(app)
+        await fill(pilot, current=PASSWORD, new=NEW_PASSWORD, confirm=NEW_PASSWORD)
+        if not log_out_others:
+            await pilot.click("#logout-others")
+        await pilot.click("#change")
+        await settle(pilot)
+        assert isinstance(app.screen, HomeScreen)
+    ended = await panel.sessions.ended([visitor.session.jti, elsewhere.jti])
+    assert ended == ({elsewhere.jti} if log_out_others else set())
+    assert ("1 other session logged out" in notes[-1].message) is log_out_others

@@ -102,13 +102,13 @@ class HomeScreen(GhstScreen[None]):
         panel, user_id = self.panel, self.user.id
         user, keys, active = await asyncio.gather(
             panel.accounts.get(user_id),
-            panel.keys.list(user_id),
+            panel.keys.count(user_id),
             panel.sessions.active_count(user_id),
         )
         self.visitor.user = user
         self.query_one("#email", Static).update(Content(user.email))
         self.query_one("#key-count", Static).update(
-            plural(len(keys), "key") if keys else "none yet: press k to add one"
+            plural(keys, "key") if keys else "none yet: press k to add one"
         )
         self.query_one("#session-count", Static).update(
             f"{active} active" + (" (this one)" if active == 1 else "")

@@ -14,7 +14,8 @@ from core.accounts import validate_password
 from core.errors import AuthenticationError, ValidationError
 from tui.onboarding import PASSWORD_RULE
 from tui.screens.base import GhstScreen
-from tui.widgets.form import ErrorLine, Field
+from tui.formatting import plural
+from tui.widgets.form import ErrorLine, Field, FormCheckbox
 from tui.widgets.header import AppHeader
 
 
@@ -44,6 +45,8 @@ class PasswordScreen(GhstScreen[None]):
                 hint=PASSWORD_RULE,
             )
             yield Field("Confirm new", Input(id="confirm", password=True, max_length=1024))
+            # Checked by default: a changed password usually means the old one may be known.
+            yield FormCheckbox("Log out my other sessions", value=True, id="logout-others")
             yield ErrorLine()
             with Horizontal(classes="actions"):
                 yield Button("Change password", id="change", variant="primary")
@@ -80,7 +83,8 @@ class PasswordScreen(GhstScreen[None]):
             return
         error.clear()
         self._set_busy(True)
-        self.change_password(current.value, new.value)
+        logout_others = self.query_one("#logout-others", FormCheckbox).value
+        self.change_password(current.value, new.value, logout_others)
 
     def _set_busy(self, busy: bool) -> None:
         self._busy = busy
@@ -89,13 +93,21 @@ class PasswordScreen(GhstScreen[None]):
         button.label = "Changing…" if busy else "Change password"
 
     @work(exclusive=True, exit_on_error=False, group="submit")
-    async def change_password(self, current: str, new: str) -> None:
+    async def change_password(self, current: str, new: str, logout_others: bool) -> None:
+        visitor = self.visitor
         try:
-            await self.panel.accounts.change_password(self.user.id, current, new)
+            await self.panel.accounts.change_password(
+                self.user.id, current, new, visitor.remote_addr
+            )
         except Exception:  # (a cancelled worker means the screen is going away: leave it)
             self._set_busy(False)
             raise
-        self.notify("Use the new one next time you log in.", title="Password changed")
+        message = "Use the new one next time you log in."
+        if logout_others and visitor.session is not None:
+            closed = await self.panel.sessions.revoke_others(self.user.id, visitor.session.jti)
+            if closed:
+                message += f" {plural(closed, 'other session')} logged out."
+        self.notify(message, title="Password changed")
         self.dismiss()
 
     def handle_error(self, error: BaseException) -> None:
