@@ -12,9 +12,9 @@ from textual.widgets import Button, Footer, Input, Static
 
 from core.accounts import validate_password
 from core.errors import AuthenticationError, ValidationError
+from tui.formatting import plural
 from tui.onboarding import PASSWORD_RULE
 from tui.screens.base import GhstScreen
-from tui.formatting import plural
 from tui.widgets.form import ErrorLine, Field, FormCheckbox
 from tui.widgets.header import AppHeader
 
