@@ -39,6 +39,11 @@ class GhstApp(App[str]):
     ENABLE_COMMAND_PALETTE = False
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Close the connection."),
+        # Priority, so focus moves when the app reads the key, not after the focused widget
+        # has passed it back up: keys that arrive in one packet (fast typing over a slow link,
+        # a pasted "user<Tab>password") would otherwise land in the field they were typed after.
+        Binding("tab", "app.focus_next", show=False, priority=True),
+        Binding("shift+tab", "app.focus_previous", show=False, priority=True),
     ]
 
     def __init__(self, panel: Panel, visitor: Visitor) -> None:

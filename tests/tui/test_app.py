@@ -49,6 +49,7 @@ async def test_a_core_error_becomes_a_notification_with_its_title(
         raise UnavailableError("The database is not reachable.")
 
     monkeypatch.setattr(panel.keys, "list", down)
+    monkeypatch.setattr(panel.keys, "count", down)
     app = GhstApp(panel, await sign_up(panel))
     notes = record_notifications(app)
     async with app.run_test(size=SIZE) as pilot:

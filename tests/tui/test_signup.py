@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from textual import events
 from textual.widgets import Checkbox, Input
 
 from core.keys import parse_public_key
@@ -98,6 +99,21 @@ async def test_sign_up_by_keyboard_alone(panel: Panel) -> None:
         assert isinstance(app.screen, HomeScreen)
     assert await panel.accounts.find_by_username("carol") is not None
 
+
+async def test_keys_that_arrive_in_one_burst_land_in_the_right_fields(panel: Panel) -> None:
+    """A fast typist on a slow link: the SSH server hands the app many keys at once."""
+    app = GhstApp(panel, guest("carol"))
+    burst = [*"carol@example.com", "tab", *"0123456789ab", "tab", *"0123456789ab"]
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        for key in burst:  # all posted before the app handles the first: no waiting between
+            app.post_message(events.Key(key, "\t" if key == "tab" else key))
+        await settle(pilot)
+        values = [app.screen.query_one(f"#{name}", Input).value for name in FIELDS]
+        assert values == ["carol", "carol@example.com", "0123456789ab", "0123456789ab"]
+
+
+FIELDS = ("username", "email", "password", "password-confirm")
 
 BAD_INPUT = [
     pytest.param(
