@@ -21,12 +21,18 @@ def is_valid_username(name: str) -> bool:
     return True
 
 
-def key_name(key: PublicKey) -> str:
-    """The key's comment when it makes a valid key name, else its type (e.g. "ed25519")."""
+def key_name(key: PublicKey, remote_addr: str = "") -> str:
+    """The key's comment when it makes a valid key name, else where it came from.
+
+    SSH clients never send the comment, so a key attached on connecting is named after its
+    type and the address it came from (e.g. "ed25519 from 203.0.113.9"): enough to tell it
+    apart later from a laptop's or a CI runner's.
+    """
     comment = key.comment.strip()[:64]
     if comment and KEY_NAME_PATTERN.match(comment):
         return comment
-    return key_type(key.algorithm)
+    named = f"{key_type(key.algorithm)} from {remote_addr}"[:64]
+    return named if remote_addr and KEY_NAME_PATTERN.match(named) else key_type(key.algorithm)
 
 
 def describe_key(key: PublicKey) -> str:
@@ -34,10 +40,10 @@ def describe_key(key: PublicKey) -> str:
     return f"The {key_type(key.algorithm)} key you connected with{comment}"
 
 
-async def attach_key(panel: Panel, user: User, key: PublicKey) -> str | None:
+async def attach_key(panel: Panel, user: User, key: PublicKey, remote_addr: str) -> str | None:
     """Add `key` to the account; None when done, else why not (for a warning, not a failure)."""
     try:
-        await panel.keys.add_parsed(user.id, key, key_name(key))
+        await panel.keys.add_parsed(user.id, key, key_name(key, remote_addr))
     except PanelError as error:
         return error.message
     return None

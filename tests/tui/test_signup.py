@@ -6,7 +6,7 @@ import pytest
 from textual import events
 from textual.widgets import Checkbox, Input
 
-from core.keys import parse_public_key
+from core.keys import parse_public_key, public_key_from_blob
 from core.panel import Panel
 from tests.tui.fakes import key_line, public_key
 from tests.tui.helpers import (
@@ -20,6 +20,7 @@ from tests.tui.helpers import (
     settle,
 )
 from tui.app import GhstApp
+from tui.formatting import key_type
 from tui.screens.home import HomeScreen
 from tui.screens.login import LoginScreen
 from tui.screens.signup import SignUpScreen
@@ -49,7 +50,8 @@ async def test_an_ssh_username_that_is_not_a_valid_username_is_not_prefilled(
 
 
 async def test_sign_up_attaches_the_presented_key_and_lands_on_home(panel: Panel) -> None:
-    key = public_key("laptop")
+    # As the SSH server sees it: the wire blob, without the comment the .pub file has.
+    key = public_key_from_blob(public_key("laptop").blob)
     visitor = guest("alice", presented_key=key)
     app = GhstApp(panel, visitor)
     async with app.run_test(size=SIZE) as pilot:
@@ -70,7 +72,8 @@ async def test_sign_up_attaches_the_presented_key_and_lands_on_home(panel: Panel
     assert visitor.session.remote_addr == REMOTE_ADDR
     assert await panel.sessions.active_count(user.id) == 1
     keys = await panel.keys.list(user.id)
-    assert [(k.fingerprint, k.name) for k in keys] == [(key.fingerprint, "alice@laptop")]
+    named = f"{key_type(key.algorithm)} from {REMOTE_ADDR}"
+    assert [(k.fingerprint, k.name) for k in keys] == [(key.fingerprint, named)]
     assert visitor.presented_key is None  # attached: nothing left to offer
     assert await panel.accounts.authenticate("alice", PASSWORD, REMOTE_ADDR) == user
 

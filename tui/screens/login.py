@@ -111,7 +111,7 @@ class LoginScreen(GhstScreen[None]):
             user = await panel.accounts.authenticate(username, password, visitor.remote_addr)
             key = visitor.presented_key
             if attach and key is not None:
-                problem = await attach_key(panel, user, key)
+                problem = await attach_key(panel, user, key, visitor.remote_addr)
                 if problem is None:
                     visitor.presented_key = None
                     self.notify(f"Key {key.fingerprint} added to your account.", title="Key added")

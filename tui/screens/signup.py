@@ -146,7 +146,7 @@ class SignUpScreen(GhstScreen[None]):
         try:
             key = visitor.presented_key
             if attach and key is not None:
-                problem = await attach_key(panel, user, key)
+                problem = await attach_key(panel, user, key, visitor.remote_addr)
                 if problem is None:
                     visitor.presented_key = None
                 else:
