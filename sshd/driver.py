@@ -195,7 +195,8 @@ class SSHDriver(Driver):
     def start_application_mode(self) -> None:
         self.write(ENTER_APPLICATION_MODE)
         self.flush()
-        width, height = self._size or self._terminal.size
+        # The window may have changed size since the app was created.
+        width, height = self._size = self._terminal.size
         self._post_resize(width, height)
         self._input_enabled = True
         self._terminal.attach(self)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import textual.constants
+from textual._xterm_parser import XTermParser
 
 from core.panel import Panel
 from sshd.driver import SSHDriver
@@ -87,6 +88,7 @@ async def one_session(server: GhstServer, index: int) -> None:
 async def test_fifty_sessions_leave_no_app_behind(ssh_server: GhstServer, panel: Panel) -> None:
     stdout, stderr = sys.stdout, sys.stderr
     color_system = textual.constants.COLOR_SYSTEM
+    parser_cache = XTermParser._parse_extended_key.cache_info().currsize
     loop = asyncio.get_running_loop()
     factory = loop.get_task_factory()
     for start in range(0, SESSIONS, BATCH):
@@ -108,6 +110,8 @@ async def test_fifty_sessions_leave_no_app_behind(ssh_server: GhstServer, panel:
     assert sys.stderr is stderr
     assert loop.get_task_factory() is factory
     assert color_system == textual.constants.COLOR_SYSTEM
+    # Key sequences were parsed without Textual's class-wide cache (it pins parsers).
+    assert XTermParser._parse_extended_key.cache_info().currsize == parser_cache
     leftover = [
         task
         for task in asyncio.all_tasks()
