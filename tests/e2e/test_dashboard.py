@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import asyncssh
@@ -267,8 +268,6 @@ async def test_command_without_pty_gets_usage_and_status_2(
 
 
 async def _run(*command: str) -> tuple[int, str, str]:
-    import asyncio
-
     process = await asyncio.create_subprocess_exec(
         *command,
         stdin=asyncio.subprocess.DEVNULL,
