@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -88,6 +89,9 @@ async def serve(host: str | None = None, port: int | None = None) -> int:
         try:
             server = GhstServer.for_panel(panel, host=host, port=port)
             await server.start()
+            # Everything loaded so far (modules, Textual's classes, the pool) lives as long as
+            # the process: keep it out of the collector's way so sessions don't pay for it.
+            gc.freeze()
             try:
                 print(f"ghst: listening on {server.host}:{server.port}", file=sys.stderr)
                 await stop.wait()

@@ -23,6 +23,7 @@ from textual.binding import Binding, BindingType
 
 from core.errors import PanelError
 from core.panel import Panel
+from tui.stylesheet import SharedStylesheet
 from tui.visitor import Visitor
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class GhstApp(App[str]):
 
     def __init__(self, panel: Panel, visitor: Visitor) -> None:
         super().__init__()
+        self.stylesheet = SharedStylesheet(variables=self.get_css_variables())
         self.panel = panel
         self.visitor = visitor
         self._farewell: str | None = None

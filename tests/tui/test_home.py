@@ -12,6 +12,7 @@ from tui.screens.confirm import ConfirmDialog
 from tui.screens.home import HomeScreen
 from tui.screens.keys import KeysScreen
 from tui.screens.password import PasswordScreen
+from tui.widgets.keybar import KeyBar
 
 
 def text(app: GhstApp, selector: str) -> str:
@@ -151,3 +152,21 @@ async def test_end_session_from_the_server(panel: Panel) -> None:
         app.end_session("Your account was blocked.")
         await pilot.pause()
     assert app.return_value == "Your account was blocked."
+
+
+async def test_the_key_bar_lists_the_bindings_and_a_click_on_a_key_presses_it(
+    panel: Panel,
+) -> None:
+    app = GhstApp(panel, await sign_up(panel))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        bar = str(app.screen.query_one(KeyBar).render())
+        assert bar.split() == [
+            *("k", "SSH", "keys", "p", "Password", "l", "Log", "out"),
+            *("o", "Log", "out", "everywhere", "^q", "Quit"),
+        ]
+        await pilot.click(KeyBar, offset=(1, 0))  # the "k"
+        await settle(pilot)
+        assert isinstance(app.screen, KeysScreen)
+        # The keys screen has its own bindings; "Remove key" is shown dimmed with no keys.
+        assert "Remove key" in str(app.screen.query_one(KeyBar).render())

@@ -10,13 +10,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.content import Content
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from tui.formatting import day, plural
 from tui.screens.base import GhstScreen
 from tui.screens.confirm import ConfirmDialog
 from tui.widgets.header import AppHeader
+from tui.widgets.keybar import KeyBar
 
 LOGOUT_FAREWELL = "Logged out. Bye!"
 
@@ -91,7 +92,7 @@ class HomeScreen(GhstScreen[None]):
                         )
                         options.append(Option(prompt, id=action))
                     yield OptionList(*options, id="actions")
-        yield Footer()
+        yield KeyBar()
 
     def on_screen_resume(self) -> None:
         # On first show and on coming back from the keys or password screen.

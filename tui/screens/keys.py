@@ -9,7 +9,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from core.keys import SSHKey
 from tui.formatting import day, key_type
@@ -17,6 +17,7 @@ from tui.screens.add_key import AddKeyDialog
 from tui.screens.base import GhstScreen
 from tui.screens.confirm import ConfirmDialog
 from tui.widgets.header import AppHeader
+from tui.widgets.keybar import KeyBar
 
 # Each key takes two lines, its type under its name, so that the whole SHA256 fingerprint and
 # both dates fit in 100 columns.
@@ -52,7 +53,7 @@ class KeysScreen(GhstScreen[None]):
             with Vertical(id="keys-box"):
                 yield DataTable(id="keys", cursor_type="row", zebra_stripes=True)
                 yield Static("Loading your keys…", id="empty")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         table = self.query_one("#keys", DataTable)

@@ -9,13 +9,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
-from textual.widgets import Button, Checkbox, Footer, Input, Static
+from textual.widgets import Button, Checkbox, Input, Static
 
 from core.errors import AuthenticationError, ThrottledError, ValidationError
 from tui.onboarding import attach_key, describe_key, is_valid_username
 from tui.screens.base import GhstScreen
 from tui.widgets.form import ErrorLine, Field, FormCheckbox
 from tui.widgets.header import AppHeader
+from tui.widgets.keybar import KeyBar
 
 
 class LoginScreen(GhstScreen[None]):
@@ -63,7 +64,7 @@ class LoginScreen(GhstScreen[None]):
             with Horizontal(classes="actions"):
                 yield Button("Log in", id="login", variant="primary")
                 yield Button("New here? Sign up", id="to-signup")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         username = self.query_one("#username", Input)

@@ -8,7 +8,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, Footer, Input, Static
+from textual.widgets import Button, Input, Static
 
 from core.accounts import validate_password
 from core.errors import AuthenticationError, ValidationError
@@ -17,6 +17,7 @@ from tui.onboarding import PASSWORD_RULE
 from tui.screens.base import GhstScreen
 from tui.widgets.form import ErrorLine, Field, FormCheckbox
 from tui.widgets.header import AppHeader
+from tui.widgets.keybar import KeyBar
 
 
 class PasswordScreen(GhstScreen[None]):
@@ -51,7 +52,7 @@ class PasswordScreen(GhstScreen[None]):
             with Horizontal(classes="actions"):
                 yield Button("Change password", id="change", variant="primary")
                 yield Button("Cancel", id="cancel")
-        yield Footer()
+        yield KeyBar()
 
     @on(Button.Pressed, "#cancel")
     def action_back(self) -> None:

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
-from textual.widgets import Button, Checkbox, Footer, Input, Static
+from textual.widgets import Button, Checkbox, Input, Static
 
 from core.accounts import validate_email, validate_password, validate_username
 from core.errors import ConflictError, ValidationError
@@ -24,6 +24,7 @@ from tui.onboarding import (
 from tui.screens.base import GhstScreen
 from tui.widgets.form import ErrorLine, Field, FormCheckbox
 from tui.widgets.header import AppHeader
+from tui.widgets.keybar import KeyBar
 
 
 class SignUpScreen(GhstScreen[None]):
@@ -77,7 +78,7 @@ class SignUpScreen(GhstScreen[None]):
             with Horizontal(classes="actions"):
                 yield Button("Create account", id="create", variant="primary")
                 yield Button("I have an account: Log in", id="to-login")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         for input_id in ("#username", "#email", "#password", "#password-confirm"):
