@@ -61,6 +61,13 @@ class GhstApp(App[str]):
 
         self.push_screen(HomeScreen() if self.visitor.signed_in else SignUpScreen())
 
+    def _fatal_error(self) -> None:
+        # Textual prints the traceback *with local variables* (a password being typed, a
+        # token) to the process's stderr: on a server that is the operator's log. Log it
+        # without locals instead; the SSH session shows the user a generic farewell.
+        log.error("dashboard of %s crashed", self.visitor.ssh_username, exc_info=True)
+        self._close_messages_no_wait()
+
     def leave(self, farewell: str) -> None:
         """Exit with `farewell` as the return value; the first farewell wins.
 

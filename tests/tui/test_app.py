@@ -99,3 +99,26 @@ async def test_announce_shutdown(panel: Panel) -> None:
 def test_the_command_palette_is_off() -> None:
     """It offers a "save screenshot" that writes files on the server."""
     assert GhstApp.ENABLE_COMMAND_PALETTE is False
+
+
+async def test_a_crash_is_logged_without_local_variables(
+    panel: Panel,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def broken_action() -> None:
+        typed_password = "hunter2-never-in-logs"
+        raise ZeroDivisionError(f"a bug ({len(typed_password)})")
+
+    app = GhstApp(panel, await sign_up(panel))
+    monkeypatch.setattr(app, "action_quit", broken_action)
+    with pytest.raises(ZeroDivisionError):
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            await pilot.press("ctrl+q")
+            await settle(pilot)
+    assert app.return_code == 1
+    assert "ZeroDivisionError" in caplog.text
+    captured = capsys.readouterr()
+    assert "hunter2-never-in-logs" not in captured.err + captured.out + caplog.text
