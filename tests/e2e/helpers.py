@@ -55,8 +55,7 @@ async def sign_up_on_screen(
 ) -> None:
     """Fill the sign-up form (username prefilled from the SSH login name) and submit it.
 
-    Each field is typed once the focus is seen on it: keys sent in one burst are queued for the
-    widget that had the focus when they arrived, as with any terminal.
+    Step by step, checking the screen after each field (a burst of keys is tested on its own).
     """
     await terminal.wait_for("Create account")
     await terminal.wait_for(username)

@@ -100,6 +100,26 @@ async def test_openssh_client_logs_in_by_key_resizes_and_quits(
         await terminal.close()
 
 
+async def test_a_form_typed_in_one_burst_fills_the_right_fields(
+    ssh_server: GhstServer, panel: Panel, tmp_path: Path
+) -> None:
+    """Fast typing over a slow link: keys, Tabs and Enter reach the server in one packet."""
+    identity = write_private_key(new_key(), tmp_path / "id_ed25519")
+    terminal = await OpenSSHTerminal.start(
+        [*openssh(ssh_server.port, identity), "carol@127.0.0.1"], width=100, height=30
+    )
+    try:
+        await terminal.wait_for("Create account")
+        await terminal.wait_focus("Email")
+        terminal.send(f"carol@example.com\t{PASSWORD}\t{PASSWORD}\r")
+        await terminal.wait_for("Signed in as carol")
+        user = await panel.accounts.find_by_username("carol")
+        assert user is not None and user.email == "carol@example.com"
+        assert await panel.accounts.authenticate("carol", PASSWORD, "127.0.0.1") == user
+    finally:
+        await terminal.close()
+
+
 def openssh(port: int, identity: Path) -> list[str]:
     return [
         "/usr/bin/ssh",
