@@ -269,7 +269,7 @@ class OpenSSHServer:
         )
         authorized = self.root / "authorized_keys"
         authorized.write_text(self.public_key + "\n")
-        authorized.chmod(0o600)
+        authorized.chmod(0o644)  # sshd reads it as the login user
         config = self.root / "sshd_config"
         config.write_text(
             f"ListenAddress 127.0.0.1\n"
@@ -291,6 +291,36 @@ class OpenSSHServer:
         if self.process is not None:
             self.process.terminate()
             self.process.wait(10)
+
+
+BASELINE_USER = "ghst-bench"
+
+
+def baseline_login(home: Path) -> str:
+    """Who runs `true` on the OpenSSH side: a user whose shell is plain /bin/sh.
+
+    As root here, sshd would run `true` through root's bash, which sources ~/.bashrc for ssh
+    commands (Debian's bash does) and spends ~180 ms in `pyenv init`: that measures the dotfiles,
+    not sshd. As root, a temporary system user (removed at the end) with /bin/sh is used instead.
+    """
+    if os.geteuid() != 0:
+        return os.environ.get("USER", "root")
+    subprocess.run(["userdel", BASELINE_USER], capture_output=True)
+    subprocess.run(
+        [
+            *("useradd", "--system", "--no-create-home", "--home-dir", str(home)),
+            *("--shell", "/bin/sh", BASELINE_USER),
+        ],
+        check=True,
+    )
+    # "*": no password, but not locked (sshd refuses locked accounts without PAM).
+    subprocess.run(["usermod", "-p", "*", BASELINE_USER], check=True)
+    return BASELINE_USER
+
+
+def remove_baseline_user() -> None:
+    if os.geteuid() == 0:
+        subprocess.run(["userdel", BASELINE_USER], capture_output=True)
 
 
 async def time_ssh_command(
@@ -356,6 +386,7 @@ def mib(kib: float) -> str:
 async def bench(args: argparse.Namespace) -> str:
     pg_root, redis_root = temp_root("ghst-bench-pg-"), temp_root("ghst-bench-redis-")
     work = Path(tempfile.mkdtemp(prefix="ghst-bench-"))
+    os.chmod(work, 0o755)  # the baseline login user must reach sshd/authorized_keys
     postgres, redis = PostgresServer(pg_root), RedisServer(redis_root)
     postgres.start()
     redis.start()
@@ -410,8 +441,9 @@ async def bench(args: argparse.Namespace) -> str:
         sshd = OpenSSHServer(work / "sshd", public)
         (work / "sshd").mkdir()
         sshd.start()
+        baseline_user = baseline_login(work / "sshd")
         baseline = [
-            await time_ssh_command(sshd.port, identity, os.environ.get("USER", "root"), "true")
+            await time_ssh_command(sshd.port, identity, baseline_user, "true")
             for _ in range(args.runs)
         ]
         # The same login into ghst without the dashboard (no PTY: usage text, exit status 2):
@@ -439,6 +471,7 @@ async def bench(args: argparse.Namespace) -> str:
             sshd.stop()
         postgres.stop()
         redis.stop()
+        remove_baseline_user()
         for path in (pg_root, redis_root, work):
             shutil.rmtree(path, ignore_errors=True)
 
