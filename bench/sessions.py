@@ -51,6 +51,7 @@ from tests.services import (  # noqa: E402
     PostgresServer,
     RedisServer,
     free_port,
+    ssh_client_command,
     temp_root,
     wait_for_port,
 )
@@ -70,27 +71,7 @@ GOAL_KEYSTROKE_P99_MS = 50
 
 
 def ssh_command(port: int, identity: Path, user: str, *extra: str) -> list[str]:
-    return [
-        SSH,
-        "-F",
-        "/dev/null",
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "LogLevel=ERROR",
-        "-o",
-        "IdentitiesOnly=yes",
-        "-i",
-        str(identity),
-        "-p",
-        str(port),
-        *extra,
-        f"{user}@127.0.0.1",
-    ]
+    return ssh_client_command(port, user, identity, *extra)
 
 
 class PtyClient:

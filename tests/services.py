@@ -127,6 +127,19 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
 
+def ssh_client_command(port: int, username: str, identity: Path, *extra: str) -> list[str]:
+    """OpenSSH's `ssh` to 127.0.0.1:`port` with one key and no user config or known hosts."""
+    return [
+        "/usr/bin/ssh",
+        *("-F", "/dev/null"),
+        *("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"),
+        *("-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes"),
+        *("-i", str(identity), "-p", str(port)),
+        *extra,
+        f"{username}@127.0.0.1",
+    ]
+
+
 def temp_root(prefix: str) -> Path:
     # Under /tmp rather than pytest's tmp_path: the postgres user must be able to reach it.
     path = Path(tempfile.mkdtemp(prefix=prefix))

@@ -23,6 +23,8 @@ from typing import Any
 import asyncssh
 import pyte
 
+from tests.services import ssh_client_command
+
 WAIT_TIMEOUT = 20.0
 
 
@@ -178,32 +180,9 @@ class AsyncsshTerminal(_Screen):
                 await self._reader
 
 
-SSH_BINARY = "/usr/bin/ssh"
-
-
 def openssh_command(port: int, username: str, key_path: Path, *extra: str) -> list[str]:
-    return [
-        SSH_BINARY,
-        "-tt",
-        "-F",
-        "/dev/null",
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "LogLevel=ERROR",
-        "-o",
-        "IdentitiesOnly=yes",
-        "-i",
-        str(key_path),
-        "-p",
-        str(port),
-        *extra,
-        f"{username}@127.0.0.1",
-    ]
+    """OpenSSH's client with a PTY forced (`-tt`): the dashboard."""
+    return ssh_client_command(port, username, key_path, "-tt", *extra)
 
 
 def set_window_size(fd: int, width: int, height: int) -> None:

@@ -18,7 +18,13 @@ from tests.e2e.helpers import (
     sign_up_on_screen,
     write_private_key,
 )
-from tests.e2e.terminal import AsyncsshTerminal, KeyboardInteractiveClient, OpenSSHTerminal
+from tests.e2e.terminal import (
+    AsyncsshTerminal,
+    KeyboardInteractiveClient,
+    OpenSSHTerminal,
+    openssh_command,
+)
+from tests.services import ssh_client_command
 
 pytestmark = pytest.mark.e2e
 
@@ -83,7 +89,7 @@ async def test_openssh_client_logs_in_by_key_resizes_and_quits(
     identity = write_private_key(key, tmp_path / "id_ed25519")
 
     terminal = await OpenSSHTerminal.start(
-        [*openssh(ssh_server.port, identity), "alice@127.0.0.1"], width=100, height=30
+        openssh_command(ssh_server.port, "alice", identity), width=100, height=30
     )
     try:
         await terminal.wait_for("Signed in as alice")
@@ -106,7 +112,7 @@ async def test_a_form_typed_in_one_burst_fills_the_right_fields(
     """Fast typing over a slow link: keys, Tabs and Enter reach the server in one packet."""
     identity = write_private_key(new_key(), tmp_path / "id_ed25519")
     terminal = await OpenSSHTerminal.start(
-        [*openssh(ssh_server.port, identity), "carol@127.0.0.1"], width=100, height=30
+        openssh_command(ssh_server.port, "carol", identity), width=100, height=30
     )
     try:
         await terminal.wait_for("Create account")
@@ -118,29 +124,6 @@ async def test_a_form_typed_in_one_burst_fills_the_right_fields(
         assert await panel.accounts.authenticate("carol", PASSWORD, "127.0.0.1") == user
     finally:
         await terminal.close()
-
-
-def openssh(port: int, identity: Path) -> list[str]:
-    return [
-        "/usr/bin/ssh",
-        "-tt",
-        "-F",
-        "/dev/null",
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "LogLevel=ERROR",
-        "-o",
-        "IdentitiesOnly=yes",
-        "-i",
-        str(identity),
-        "-p",
-        str(port),
-    ]
 
 
 async def test_password_login(ssh_server: GhstServer, panel: Panel) -> None:
@@ -280,9 +263,7 @@ async def test_command_without_pty_gets_usage_and_status_2(
 
     # The same with OpenSSH's client.
     identity = write_private_key(key, tmp_path / "id_ed25519")
-    command = openssh(ssh_server.port, identity)
-    command.remove("-tt")
-    process = await _run(*command, "grace@127.0.0.1", "whoami")
+    process = await _run(*ssh_client_command(ssh_server.port, "grace", identity), "whoami")
     assert process[0] == 2
     assert "ssh -t" in process[2]
 
