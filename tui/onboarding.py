@@ -3,11 +3,16 @@ and rules the forms show."""
 
 from __future__ import annotations
 
+from textual.app import ComposeResult
+from textual.content import Content
+from textual.widgets import Static
+
 from core.accounts import MIN_PASSWORD_LENGTH, User, validate_username
 from core.errors import PanelError, ValidationError
 from core.keys import KEY_NAME_PATTERN, PublicKey
 from core.panel import Panel
 from tui.formatting import key_type
+from tui.widgets.form import FormCheckbox
 
 USERNAME_RULE = "3-32 lowercase letters, digits or hyphens; a letter first."
 PASSWORD_RULE = f"At least {MIN_PASSWORD_LENGTH} characters."
@@ -38,6 +43,14 @@ def key_name(key: PublicKey, remote_addr: str = "") -> str:
 def describe_key(key: PublicKey) -> str:
     comment = f" ({key.comment})" if key.comment else ""
     return f"The {key_type(key.algorithm)} key you connected with{comment}"
+
+
+def attach_key_choice(key: PublicKey) -> ComposeResult:
+    """The "attach the key you connected with" checkbox (checked) and its explanation."""
+    yield FormCheckbox(Content(f"Attach key {key.fingerprint}"), value=True, id="attach-key")
+    yield Static(
+        f"{describe_key(key)} will log you in next time.", classes="attach-hint", markup=False
+    )
 
 
 async def attach_key(panel: Panel, user: User, key: PublicKey, remote_addr: str) -> str | None:

@@ -69,25 +69,5 @@ class GhstScreen(Screen[ResultType]):
             self.handle_error(error)
 
 
-class GhstModal(ModalScreen[ResultType]):
-    """A dialog over the current screen."""
-
-    @property
-    def ghst(self) -> GhstApp:
-        return ghst_app(self)
-
-    @property
-    def panel(self) -> Panel:
-        return self.ghst.panel
-
-    @property
-    def user(self) -> User:
-        return signed_in_user(self)
-
-    def handle_error(self, error: BaseException) -> None:
-        self.ghst.show_error(error)
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        error = failed_worker_error(event)
-        if error is not None:
-            self.handle_error(error)
+class GhstModal(ModalScreen[ResultType], GhstScreen[ResultType]):
+    """A dialog over the current screen: the same helpers as a full screen."""

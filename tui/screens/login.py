@@ -8,13 +8,12 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.content import Content
 from textual.widgets import Button, Checkbox, Input, Static
 
 from core.errors import AuthenticationError, ThrottledError, ValidationError
-from tui.onboarding import attach_key, describe_key, is_valid_username
+from tui.onboarding import attach_key, attach_key_choice, is_valid_username
 from tui.screens.base import GhstScreen
-from tui.widgets.form import ErrorLine, Field, FormCheckbox
+from tui.widgets.form import ErrorLine, Field
 from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
 
@@ -52,14 +51,7 @@ class LoginScreen(GhstScreen[None]):
             yield Field("Username", Input(username, id="username", max_length=32))
             yield Field("Password", Input(id="password", password=True, max_length=1024))
             if key is not None:
-                yield FormCheckbox(
-                    Content(f"Attach key {key.fingerprint}"), value=True, id="attach-key"
-                )
-                yield Static(
-                    f"{describe_key(key)} will log you in next time.",
-                    classes="attach-hint",
-                    markup=False,
-                )
+                yield from attach_key_choice(key)
             yield ErrorLine()
             with Horizontal(classes="actions"):
                 yield Button("Log in", id="login", variant="primary")

@@ -9,7 +9,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.content import Content
 from textual.widgets import Button, Checkbox, Input, Static
 
 from core.accounts import validate_email, validate_password, validate_username
@@ -18,11 +17,11 @@ from tui.onboarding import (
     PASSWORD_RULE,
     USERNAME_RULE,
     attach_key,
-    describe_key,
+    attach_key_choice,
     is_valid_username,
 )
 from tui.screens.base import GhstScreen
-from tui.widgets.form import ErrorLine, Field, FormCheckbox
+from tui.widgets.form import ErrorLine, Field
 from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
 
@@ -66,14 +65,7 @@ class SignUpScreen(GhstScreen[None]):
                 "Confirm password", Input(id="password-confirm", password=True, max_length=1024)
             )
             if key is not None:
-                yield FormCheckbox(
-                    Content(f"Attach key {key.fingerprint}"), value=True, id="attach-key"
-                )
-                yield Static(
-                    f"{describe_key(key)} will log you in next time.",
-                    classes="attach-hint",
-                    markup=False,
-                )
+                yield from attach_key_choice(key)
             yield ErrorLine()
             with Horizontal(classes="actions"):
                 yield Button("Create account", id="create", variant="primary")
