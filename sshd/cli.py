@@ -1,4 +1,5 @@
-"""The `ghst` command: `ghst serve` runs the panel's SSH server, `ghst migrate` the migrations.
+"""The `ghst` command: `ghst serve` runs the panel's SSH server, `ghst migrate` the migrations,
+`ghst user list|block|unblock` lets an operator manage accounts.
 
 Errors the user can act on (`PanelError`) print their message on stderr and exit with the
 error's `exit_code`; anything else is a bug and shows a traceback.
@@ -43,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (default: GHST_SSH_HOST)")
     serve.add_argument("--port", type=int, help="listen port, 0 for any (default: GHST_SSH_PORT)")
     commands.add_parser("migrate", help="apply pending database migrations and list them")
+    users = commands.add_parser("user", help="operators: list, block or unblock accounts")
+    actions = users.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="every account, with its state")
+    block = actions.add_parser("block", help="refuse the user's logins and end their sessions")
+    block.add_argument("username")
+    unblock = actions.add_parser("unblock", help="let a blocked user log in again")
+    unblock.add_argument("username")
     return parser
 
 
@@ -54,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(serve(args.host, args.port))
         if args.command == "migrate":
             return asyncio.run(run_migrations())
+        if args.command == "user":
+            return asyncio.run(manage_users(args.action, getattr(args, "username", None)))
     except PanelError as error:
         print(f"ghst: {error.message}", file=sys.stderr)
         return error.exit_code
@@ -119,6 +129,31 @@ async def run_migrations() -> int:
             print(f"applied {migration.version:04d}_{migration.name}")
     else:
         print("the database is up to date")
+    return 0
+
+
+async def manage_users(action: str, username: str | None) -> int:
+    panel = await Panel.open(Settings.load())
+    try:
+        accounts = panel.accounts
+        if action == "list":
+            print(f"{'USERNAME':<32} {'EMAIL':<40} {'CREATED':<10} STATE")
+            for user in await accounts.list():
+                state = "blocked" if user.is_blocked else "active"
+                if user.is_admin:
+                    state += ", admin"
+                created = user.created_at.date().isoformat()
+                print(f"{user.username:<32} {user.email:<40} {created:<10} {state}")
+        elif action == "block":
+            assert username is not None
+            user = await accounts.block(username)
+            print(f"blocked {user.username}: logins refused, open sessions end within seconds")
+        elif action == "unblock":
+            assert username is not None
+            user = await accounts.unblock(username)
+            print(f"unblocked {user.username}")
+    finally:
+        await panel.close()
     return 0
 
 

@@ -11,7 +11,10 @@ import uuid
 from pathlib import Path
 
 import asyncpg
+import pytest
 
+from core.errors import AuthenticationError
+from core.panel import Panel
 from core.settings import Settings
 from tests.e2e.terminal import AsyncsshTerminal, KeyboardInteractiveClient
 from tests.services import PostgresServer
@@ -117,3 +120,28 @@ async def test_serve_runs_until_sigterm_then_shuts_down_gracefully(settings: Set
 async def _drain(stream: asyncio.StreamReader, into: list[str]) -> None:
     while line := await stream.readline():
         into.append(line.decode())
+
+
+async def test_operator_blocks_and_unblocks_a_user(panel: Panel, settings: Settings) -> None:
+    alice = await panel.accounts.sign_up("alice", "alice@example.com", "correct horse battery")
+    await panel.accounts.sign_up("bob", "bob@example.com", "correct horse battery")
+    session = await panel.sessions.open(alice.id, "password", "10.0.0.1")
+    env = ghst_env(settings)
+
+    status, out, _ = await run_ghst("user", "block", "alice", env=env)
+    assert status == 0 and "blocked alice" in out
+    assert await panel.sessions.ended([session.jti]) == {session.jti}
+    with pytest.raises(AuthenticationError, match="blocked"):
+        await panel.accounts.authenticate("alice", "correct horse battery", "10.0.0.1")
+
+    status, out, _ = await run_ghst("user", "list", env=env)
+    assert status == 0
+    rows = {line.split()[0]: line.split()[-1] for line in out.splitlines()[1:]}
+    assert rows == {"alice": "blocked", "bob": "active"}
+
+    status, out, _ = await run_ghst("user", "unblock", "alice", env=env)
+    assert status == 0 and "unblocked alice" in out
+    await panel.accounts.authenticate("alice", "correct horse battery", "10.0.0.1")
+
+    status, _, err = await run_ghst("user", "block", "nobody", env=env)
+    assert (status, err.strip()) == (4, "ghst: No account named 'nobody'.")
