@@ -8,7 +8,7 @@ from datetime import datetime
 
 import asyncpg
 
-from core.db import Pool
+from core.db import Pool, connection
 from core.errors import AuthenticationError, ConflictError, NotFoundError, ValidationError
 from core.keys import KeyService, PublicKey
 from core.passwords import PasswordHasher
@@ -99,7 +99,7 @@ class AccountService:
         email = validate_email(email)
         validate_password(password)
         password_hash = await self._hasher.hash(password)
-        async with self._pool.acquire() as conn:
+        async with connection(self._pool) as conn:
             try:
                 row = await conn.fetchrow(
                     "INSERT INTO users (username, email, password_hash) VALUES ($1, $2, $3)"
@@ -121,7 +121,7 @@ class AccountService:
         """Check a password login, throttled per username and per address."""
         username = username.strip().lower()
         await self._throttle.check(username, remote_addr)
-        async with self._pool.acquire() as conn:
+        async with connection(self._pool) as conn:
             row = await conn.fetchrow(
                 f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = $1", username
             )
@@ -148,7 +148,7 @@ class AccountService:
     async def change_password(self, user_id: int, current: str, new: str, remote_addr: str) -> None:
         """Change the password; wrong guesses of the current one count as failed logins."""
         validate_password(new)
-        async with self._pool.acquire() as conn:
+        async with connection(self._pool) as conn:
             row = await conn.fetchrow(
                 "SELECT username, password_hash FROM users WHERE id = $1", user_id
             )
@@ -161,7 +161,7 @@ class AccountService:
         if current == new:
             raise ValidationError("The new password is the same as the current one.")
         new_hash = await self._hasher.hash(new)
-        async with self._pool.acquire() as conn:
+        async with connection(self._pool) as conn:
             await conn.execute(
                 "UPDATE users SET password_hash = $2, password_changed_at = now() WHERE id = $1",
                 user_id,
@@ -169,21 +169,21 @@ class AccountService:
             )
 
     async def get(self, user_id: int) -> User:
-        async with self._pool.acquire() as conn:
+        async with connection(self._pool) as conn:
             row = await conn.fetchrow(f"SELECT {USER_COLUMNS} FROM users WHERE id = $1", user_id)
         if row is None:
             raise NotFoundError("No such account.")
         return _row_to_user(row)
 
     async def find_by_username(self, username: str) -> User | None:
-        async with self._pool.acquire() as conn:
+        async with connection(self._pool) as conn:
             row = await conn.fetchrow(
                 f"SELECT {USER_COLUMNS} FROM users WHERE username = $1", username.strip().lower()
             )
         return _row_to_user(row) if row else None
 
     async def list(self) -> list[User]:
-        async with self._pool.acquire() as conn:
+        async with connection(self._pool) as conn:
             rows = await conn.fetch(f"SELECT {USER_COLUMNS} FROM users ORDER BY username")
         return [_row_to_user(row) for row in rows]
 
@@ -207,7 +207,7 @@ class AccountService:
         )
 
     async def _update_by_username(self, username: str, sql: str, *args: object) -> User:
-        async with self._pool.acquire() as conn:
+        async with connection(self._pool) as conn:
             row = await conn.fetchrow(
                 f"{sql} RETURNING {USER_COLUMNS}", username.strip().lower(), *args
             )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TypeAlias
 
 import asyncpg
@@ -19,6 +21,28 @@ from core.errors import UnavailableError
 TRANSIENT_CONNECT_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.CannotConnectNowError)
 
 Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
+Connection: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
+
+
+DATABASE_DOWN = "The database is not reachable right now. Please try again in a moment."
+# What a lost or refused server looks like; constraint violations and bad SQL are not this.
+LOST_CONNECTION_ERRORS = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CannotConnectNowError,
+)
+
+
+@asynccontextmanager
+async def connection(pool: Pool) -> AsyncIterator[Connection]:
+    """A pooled connection; a database that is down becomes an UnavailableError for the user."""
+    try:
+        async with pool.acquire() as conn:
+            yield conn
+    except LOST_CONNECTION_ERRORS as error:
+        raise UnavailableError(DATABASE_DOWN) from error
 
 
 async def create_pool(dsn: str, *, attempts: int = 5, max_size: int = 10) -> Pool:

@@ -16,7 +16,7 @@ from datetime import datetime
 
 import asyncpg
 
-from core.db import Pool
+from core.db import Pool, connection
 from core.errors import ConflictError, NotFoundError, ValidationError
 
 MIN_RSA_BITS = 2048
@@ -176,7 +176,7 @@ class KeyService:
             raise ValidationError(
                 "A key name is 1-64 letters, digits, spaces or . @ + : - _ characters."
             )
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with connection(self._pool) as conn, conn.transaction():
             count = await conn.fetchval("SELECT count(*) FROM ssh_keys WHERE user_id = $1", user_id)
             if count >= MAX_KEYS_PER_USER:
                 raise ValidationError(f"An account can have at most {MAX_KEYS_PER_USER} keys.")
@@ -199,7 +199,7 @@ class KeyService:
         return _row_to_key(row)
 
     async def list(self, user_id: int) -> list[SSHKey]:
-        async with self._pool.acquire() as conn:
+        async with connection(self._pool) as conn:
             rows = await conn.fetch(
                 f"SELECT {KEY_COLUMNS} FROM ssh_keys WHERE user_id = $1 ORDER BY created_at, id",
                 user_id,
@@ -207,7 +207,7 @@ class KeyService:
         return [_row_to_key(row) for row in rows]
 
     async def count(self, user_id: int) -> int:
-        async with self._pool.acquire() as conn:
+        async with connection(self._pool) as conn:
             count: int = await conn.fetchval(
                 "SELECT count(*) FROM ssh_keys WHERE user_id = $1", user_id
             )
@@ -215,7 +215,7 @@ class KeyService:
 
     async def remove(self, user_id: int, key_id: int) -> SSHKey:
         """Remove one of the user's own keys; another user's key id is simply not found."""
-        async with self._pool.acquire() as conn:
+        async with connection(self._pool) as conn:
             row = await conn.fetchrow(
                 f"DELETE FROM ssh_keys WHERE id = $1 AND user_id = $2 RETURNING {KEY_COLUMNS}",
                 key_id,
@@ -227,7 +227,7 @@ class KeyService:
 
     async def find_owner(self, key: PublicKey) -> int | None:
         """The id of the account this key logs in, marking the key as used."""
-        async with self._pool.acquire() as conn:
+        async with connection(self._pool) as conn:
             return await conn.fetchval(  # type: ignore[no-any-return]
                 "UPDATE ssh_keys SET last_used_at = now() WHERE public_key = $1 RETURNING user_id",
                 key.encoded,

@@ -7,7 +7,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from core.db import Pool
+from core.db import Pool, connection
 from core.errors import AuthenticationError
 from core.tokens import TokenSigner
 
@@ -29,7 +29,7 @@ class SessionService:
 
     async def open(self, user_id: int, auth_method: str, remote_addr: str) -> Session:
         token, claims = self._signer.issue(user_id)
-        async with self._pool.acquire() as conn:
+        async with connection(self._pool) as conn:
             await conn.execute(
                 "INSERT INTO sessions (jti, user_id, auth_method, remote_addr, expires_at)"
                 " VALUES ($1, $2, $3, $4, $5)",
@@ -49,14 +49,14 @@ class SessionService:
         return claims.jti
 
     async def revoke(self, jti: uuid.UUID) -> None:
-        async with self._pool.acquire() as conn:
+        async with connection(self._pool) as conn:
             await conn.execute(
                 "UPDATE sessions SET revoked_at = now() WHERE jti = $1 AND revoked_at IS NULL", jti
             )
 
     async def revoke_all(self, user_id: int) -> int:
         """Log the user out everywhere; returns how many sessions were open."""
-        async with self._pool.acquire() as conn:
+        async with connection(self._pool) as conn:
             result: str = await conn.execute(
                 "UPDATE sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
                 user_id,
@@ -65,7 +65,7 @@ class SessionService:
 
     async def revoke_others(self, user_id: int, keep: uuid.UUID) -> int:
         """End every session of the user but `keep` (e.g. after a password change)."""
-        async with self._pool.acquire() as conn:
+        async with connection(self._pool) as conn:
             result: str = await conn.execute(
                 "UPDATE sessions SET revoked_at = now()"
                 " WHERE user_id = $1 AND jti <> $2 AND revoked_at IS NULL",
@@ -81,7 +81,7 @@ class SessionService:
         """
         if not jtis:
             return set()
-        async with self._pool.acquire() as conn:
+        async with connection(self._pool) as conn:
             rows = await conn.fetch(
                 "SELECT wanted.jti FROM unnest($1::uuid[]) AS wanted(jti)"
                 " LEFT JOIN sessions s ON s.jti = wanted.jti"
@@ -93,7 +93,7 @@ class SessionService:
         return {row["jti"] for row in rows}
 
     async def active_count(self, user_id: int) -> int:
-        async with self._pool.acquire() as conn:
+        async with connection(self._pool) as conn:
             count: int = await conn.fetchval(
                 "SELECT count(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NULL"
                 " AND expires_at > now()",

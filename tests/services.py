@@ -68,6 +68,10 @@ class PostgresServer:
             postgres = pwd.getpwnam("postgres")
             os.chown(self.root, postgres.pw_uid, postgres.pw_gid)
         self._run("initdb", "-D", str(self.data), "-U", "ghst", "--auth=trust", "-E", "UTF8")
+        self.resume()
+
+    def resume(self) -> None:
+        """Start the server on its existing data (after `stop`)."""
         options = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off"
             " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
@@ -84,8 +88,10 @@ class PostgresServer:
             "start",
         )
 
-    def stop(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+    def stop(self, mode: str = "immediate") -> None:
+        """Stop the server. "immediate" may drop the last commits (synchronous_commit is off
+        for speed); "fast" ends every connection but keeps all committed data."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
 
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://ghst@127.0.0.1:{self.port}/{database}"
