@@ -9,10 +9,12 @@ from redis.asyncio import Redis
 
 from core import secrets
 from core.accounts import AccountService
+from core.cache import JsonCache
 from core.db import Pool, create_pool
 from core.keys import KeyService
 from core.migrations import migrate
 from core.passwords import PasswordHasher
+from core.projects import ProjectService
 from core.sessions import SessionService
 from core.settings import Settings
 from core.throttle import LoginThrottle, ThrottleLimits
@@ -31,6 +33,7 @@ class Panel:
     keys: KeyService
     sessions: SessionService
     throttle: LoginThrottle
+    projects: ProjectService
 
     @classmethod
     async def open(cls, settings: Settings, *, run_migrations: bool = True) -> Panel:
@@ -58,7 +61,8 @@ class Panel:
         keys = KeyService(pool)
         sessions = SessionService(pool, signer)
         accounts = AccountService(pool, hasher, throttle, sessions, keys)
-        return cls(settings, pool, redis, hasher, accounts, keys, sessions, throttle)
+        projects = ProjectService(pool, JsonCache(redis, "projects"))
+        return cls(settings, pool, redis, hasher, accounts, keys, sessions, throttle, projects)
 
     async def close(self) -> None:
         await self.redis.aclose()

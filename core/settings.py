@@ -32,6 +32,18 @@ class Settings:
     keepalive_interval: int = 15
     keepalive_count: int = 3
     shutdown_grace: float = 5.0
+    # Archive storage: S3 when an endpoint is set, else a local directory.
+    s3_endpoint: str | None = None
+    s3_bucket: str = "ghst-archives"
+    s3_region: str = "us-east-1"
+    s3_access_key: str | None = field(default=None, repr=False)
+    s3_secret_key: str | None = field(default=None, repr=False)
+    storage_dir: str = ""
+
+    @property
+    def archives_dir(self) -> Path:
+        """Where the local-directory storage keeps archives (GHST_STORAGE_DIR or data/archives)."""
+        return Path(self.storage_dir) if self.storage_dir else self.data_dir / "archives"
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -1,0 +1,177 @@
+"""Projects: a name that becomes `<name>.<domain>`, owned by one user, cached in Redis.
+
+Every read and write takes the acting user's id and only ever touches that user's rows; a
+project of someone else is "not found", exactly like one that does not exist.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from core.cache import JsonCache
+from core.db import Pool, connection
+from core.errors import ConflictError, NotFoundError, ValidationError
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$")
+MAX_PROJECTS_PER_USER = 100
+# Subdomains the panel, mail or DNS of an operator may need, and names that mislead.
+RESERVED_NAMES = frozenset(
+    {
+        "admin", "api", "app", "assets", "auth", "autoconfig", "autodiscover", "billing",
+        "blog", "cdn", "console", "dashboard", "dev", "dns", "docs", "ftp", "ghst", "git",
+        "help", "imap", "localhost", "login", "mail", "mx", "ns", "ns1", "ns2", "ns3",
+        "panel", "pop", "pop3", "root", "sftp", "smtp", "ssh", "static", "status",
+        "support", "webmail", "www",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Project:
+    id: int
+    user_id: int
+    name: str
+    created_at: datetime
+    versions: int = 0
+    last_upload_at: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "user_id": self.user_id,
+            "name": self.name,
+            "created_at": self.created_at.isoformat(),
+            "versions": self.versions,
+            "last_upload_at": self.last_upload_at.isoformat() if self.last_upload_at else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Project:
+        last = data["last_upload_at"]
+        return cls(
+            id=data["id"],
+            user_id=data["user_id"],
+            name=data["name"],
+            created_at=datetime.fromisoformat(data["created_at"]),
+            versions=data["versions"],
+            last_upload_at=datetime.fromisoformat(last) if last else None,
+        )
+
+
+def validate_project_name(name: str) -> str:
+    if not 3 <= len(name) <= 40:
+        raise ValidationError("A project name is 3 to 40 characters long.")
+    if not NAME_PATTERN.match(name):
+        raise ValidationError(
+            "A project name uses lowercase letters, digits and hyphens, starts with a letter "
+            "and does not end with a hyphen: it becomes the project's subdomain."
+        )
+    if "--" in name:
+        raise ValidationError("A project name cannot contain two hyphens in a row.")
+    if name in RESERVED_NAMES:
+        raise ValidationError(f"The name {name!r} is reserved. Please choose another one.")
+    return name
+
+
+PROJECT_SELECT = """
+SELECT p.id, p.user_id, p.name, p.created_at,
+       count(a.version) AS versions, max(a.created_at) AS last_upload_at
+FROM projects p LEFT JOIN archives a ON a.project_id = p.id
+"""
+
+
+def _row_to_project(row: asyncpg.Record) -> Project:
+    return Project(
+        id=row["id"],
+        user_id=row["user_id"],
+        name=row["name"],
+        created_at=row["created_at"],
+        versions=row["versions"],
+        last_upload_at=row["last_upload_at"],
+    )
+
+
+class ProjectService:
+    def __init__(self, pool: Pool, cache: JsonCache) -> None:
+        self._pool = pool
+        self._cache = cache
+
+    async def create(self, user_id: int, name: str) -> Project:
+        name = validate_project_name(name.strip())
+        async with connection(self._pool) as conn, conn.transaction():
+            # Serialise one user's creations so the per-user limit holds under races.
+            await conn.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", user_id)
+            count = await conn.fetchval("SELECT count(*) FROM projects WHERE user_id = $1", user_id)
+            if count >= MAX_PROJECTS_PER_USER:
+                raise ValidationError(
+                    f"An account can have at most {MAX_PROJECTS_PER_USER} projects."
+                )
+            try:
+                row = await conn.fetchrow(
+                    "INSERT INTO projects (user_id, name) VALUES ($1, $2)"
+                    " RETURNING id, user_id, name, created_at, 0 AS versions,"
+                    " NULL::timestamptz AS last_upload_at",
+                    user_id,
+                    name,
+                )
+            except asyncpg.UniqueViolationError as error:
+                raise ConflictError(
+                    f"The name {name!r} is taken. Please choose another one."
+                ) from error
+        assert row is not None
+        await self.invalidate(user_id)
+        return _row_to_project(row)
+
+    async def list(self, user_id: int) -> list[Project]:
+        async def load() -> list[dict[str, Any]]:
+            async with connection(self._pool) as conn:
+                rows = await conn.fetch(
+                    PROJECT_SELECT + " WHERE p.user_id = $1 GROUP BY p.id ORDER BY p.name",
+                    user_id,
+                )
+            return [_row_to_project(row).to_json() for row in rows]
+
+        cached = await self._cache.get_or_load(str(user_id), "list", load)
+        return [Project.from_json(item) for item in cached]
+
+    async def get(self, user_id: int, name: str) -> Project:
+        """The user's project `name`; another user's project is not found, like a missing one."""
+
+        async def load() -> dict[str, Any] | None:
+            async with connection(self._pool) as conn:
+                row = await conn.fetchrow(
+                    PROJECT_SELECT + " WHERE p.user_id = $1 AND p.name = $2 GROUP BY p.id",
+                    user_id,
+                    name,
+                )
+            return _row_to_project(row).to_json() if row else None
+
+        cached = await self._cache.get_or_load(str(user_id), f"project:{name}", load)
+        if cached is None:
+            raise NotFoundError(f"You have no project named {name[:40]!r}.")
+        return Project.from_json(cached)
+
+    async def delete(self, user_id: int, name: str, confirmation: str) -> Project:
+        """Delete the project (its archive rows go with it); the caller removes stored files."""
+        if confirmation.strip() != name:
+            raise ValidationError(f"Type the project's name, {name!r}, to confirm deleting it.")
+        project = await self.get(user_id, name)
+        async with connection(self._pool) as conn:
+            deleted = await conn.fetchval(
+                "DELETE FROM projects WHERE id = $1 AND user_id = $2 RETURNING id",
+                project.id,
+                user_id,
+            )
+        await self.invalidate(user_id)
+        if deleted is None:
+            raise NotFoundError(f"You have no project named {name[:40]!r}.")
+        return project
+
+    async def invalidate(self, user_id: int) -> None:
+        """Forget the cached list and details of the user's projects (after any write)."""
+        await self._cache.invalidate(str(user_id))
