@@ -7,6 +7,7 @@
     ├── PermissionDenied       the user does not own what they touch
     ├── NotFoundError          nothing by that name (for this user)
     ├── ConflictError          already taken (username, email, key)
+    ├── QuotaExceededError     the upload does not fit in the user's storage quota
     └── UnavailableError       a backing service (PostgreSQL, Redis, S3, Docker) is down
 
 Front ends translate these once: the TUI shows a notification or modal, the command interface
@@ -58,6 +59,11 @@ class NotFoundError(PanelError):
 class ConflictError(PanelError):
     title = "Already exists"
     exit_code = 5
+
+
+class QuotaExceededError(PanelError):
+    title = "Storage quota exceeded"
+    exit_code = 7
 
 
 class UnavailableError(PanelError):
