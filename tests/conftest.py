@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from core.migrations import migrate
 from core.panel import Panel
 from core.settings import Settings
-from tests.services import PostgresServer, RedisServer, temp_root
+from tests.services import MotoServer, PostgresServer, RedisServer, temp_root
 
 TEST_DATABASE = "ghst_test"
 
@@ -96,3 +96,14 @@ async def panel(settings: Settings) -> AsyncIterator[Panel]:
 
 def with_settings(settings: Settings, **changes: object) -> Settings:
     return dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[MotoServer]:
+    """An S3 server (moto) over HTTP on a free loopback port, for the whole session."""
+    root = temp_root("ghst-moto-")
+    server = MotoServer(root)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)

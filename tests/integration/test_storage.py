@@ -1,0 +1,508 @@
+"""The storage contract, run against both adapters: a local directory and S3 over HTTP (moto).
+
+The S3 adapter talks to a real moto server in its own process (the `s3_server` session fixture),
+with a fresh bucket per test. Parts are 5 MiB (S3's minimum) and objects about 12 MiB, so part
+boundaries are crossed while moto, which keeps objects in memory, stays small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import random
+import shutil
+import tracemalloc
+import uuid
+import zipfile
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from core.errors import NotFoundError, UnavailableError, ValidationError
+from core.storage import (
+    LocalDirectoryStorage,
+    MiB,
+    ObjectStorage,
+    S3Storage,
+    StorageWriter,
+)
+from tests.services import MotoServer, free_port, temp_root
+
+T = TypeVar("T")
+
+PART = 5 * MiB
+SIZE = 12 * MiB + 12345  # three parts: 5 + 5 + a short last one
+
+
+def payload(size: int = SIZE) -> bytes:
+    return os.urandom(size)
+
+
+def chunked(data: bytes, sizes: tuple[int, ...] = (1, 65536, 3 * MiB + 7, 32768, 7 * MiB)):
+    """Uneven chunks (one larger than a part) so writes straddle every part boundary."""
+    position, index = 0, 0
+    while position < len(data):
+        size = sizes[index % len(sizes)]
+        yield data[position : position + size]
+        position += size
+        index += 1
+
+
+async def store(storage: ObjectStorage, key: str, data: bytes) -> StorageWriter:
+    writer = await storage.open_writer(key)
+    for chunk in chunked(data):
+        await writer.write(chunk)
+    return writer
+
+
+async def read_all(storage: ObjectStorage, key: str, offset: int = 0) -> bytes:
+    return b"".join([chunk async for chunk in storage.open_reader(key, offset)])
+
+
+async def in_thread(function: Callable[[], T]) -> T:
+    return await asyncio.to_thread(function)
+
+
+def read_seekable(storage: ObjectStorage, key: str) -> bytes:
+    with storage.open_seekable(key) as file:
+        return file.read()
+
+
+def drop_bucket(storage: S3Storage) -> None:
+    """Free moto's memory: abort uploads, delete objects, delete the bucket."""
+    client = storage.client
+    for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=storage.bucket):
+        for upload in page.get("Uploads", []):
+            client.abort_multipart_upload(
+                Bucket=storage.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=storage.bucket):
+        for item in page.get("Contents", []):
+            client.delete_object(Bucket=storage.bucket, Key=item["Key"])
+    client.delete_bucket(Bucket=storage.bucket)
+
+
+def s3_storage(server: MotoServer, **options: Any) -> S3Storage:
+    return S3Storage(
+        server.endpoint_url,
+        f"ghst-test-{uuid.uuid4().hex[:16]}",
+        server.access_key,
+        server.secret_key,
+        server.region,
+        part_size=PART,
+        **options,
+    )
+
+
+@pytest.fixture(params=["local", "s3"])
+async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ObjectStorage]:
+    adapter: LocalDirectoryStorage | S3Storage
+    if request.param == "local":
+        adapter = LocalDirectoryStorage(tmp_path / "archives")
+    else:
+        adapter = s3_storage(request.getfixturevalue("s3_server"))
+    await adapter.prepare()
+    yield adapter
+    if isinstance(adapter, S3Storage):
+        await in_thread(lambda: drop_bucket(adapter))
+    await adapter.close()
+
+
+# -- round trips --------------------------------------------------------------------------------
+
+
+async def test_chunks_across_part_boundaries_read_back_identical(storage: ObjectStorage) -> None:
+    data = payload()
+    writer = await store(storage, "projects/1/app.zip", data)
+    assert writer.bytes_written == len(data)
+    stored = await writer.complete()
+    assert (stored.key, stored.size) == ("projects/1/app.zip", len(data))
+    assert await writer.complete() == stored  # a second complete() answers the same
+    assert await storage.size("projects/1/app.zip") == len(data)
+    assert await storage.exists("projects/1/app.zip")
+    assert await read_all(storage, "projects/1/app.zip") == data
+    assert await storage.pending_uploads() == []
+
+
+async def test_s3_sends_parts_of_the_configured_size(s3_server: MotoServer) -> None:
+    storage = s3_storage(s3_server)
+    await storage.prepare()
+    try:
+        stored = await (await store(storage, "projects/1/a", payload())).complete()
+        # A multipart ETag ends in the number of parts: 5 MiB + 5 MiB + the rest.
+        assert stored.etag is not None and stored.etag.strip('"').endswith("-3")
+    finally:
+        await in_thread(lambda: drop_bucket(storage))
+        await storage.close()
+
+
+async def test_seekable_file_reads_at_random_offsets(storage: ObjectStorage) -> None:
+    data = payload()
+    await (await store(storage, "projects/1/app.zip", data)).complete()
+    rng = random.Random(7)
+
+    def check() -> None:
+        with storage.open_seekable("projects/1/app.zip") as file:
+            assert file.seekable() and file.readable()
+            assert file.seek(0, io.SEEK_END) == len(data) and file.tell() == len(data)
+            assert file.read(10) == b""
+            for _ in range(60):
+                position = rng.randrange(len(data))
+                size = rng.choice((1, 100, 4096, 300_000, 2 * MiB, 9 * MiB))
+                assert file.seek(position) == position
+                assert file.read(size) == data[position : position + size]
+                assert file.tell() == min(position + size, len(data))
+            file.seek(-5, io.SEEK_END)
+            assert file.read() == data[-5:]
+            file.seek(100)
+            file.seek(50, io.SEEK_CUR)
+            buffer = bytearray(1000)
+            assert file.readinto(buffer) == 1000 and bytes(buffer) == data[150:1150]
+
+    await in_thread(check)
+
+
+async def test_zipfile_reads_an_archive_through_the_seekable_file(storage: ObjectStorage) -> None:
+    buffer = io.BytesIO()
+    members = {f"site/page{n}.html": os.urandom(50_000 + n) for n in range(40)}
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    await (await store(storage, "projects/2/site.zip", buffer.getvalue())).complete()
+
+    def check() -> dict[str, bytes]:
+        with (
+            storage.open_seekable("projects/2/site.zip") as file,
+            zipfile.ZipFile(file) as archive,
+        ):
+            assert archive.testzip() is None
+            return {name: archive.read(name) for name in archive.namelist()}
+
+    assert await in_thread(check) == members
+
+
+async def test_reader_streams_in_bounded_chunks_and_from_an_offset(storage: ObjectStorage) -> None:
+    data = payload()
+    await (await store(storage, "projects/1/a", data)).complete()
+    async with storage.open_reader("projects/1/a") as reader:
+        assert await reader.read(10) == data[:10]
+        rest = bytearray()
+        while chunk := await reader.read():
+            assert len(chunk) <= 1 * MiB
+            rest += chunk
+        assert bytes(rest) == data[10:]
+        assert await reader.read() == b""
+    assert await read_all(storage, "projects/1/a", offset=SIZE - 1000) == data[-1000:]
+    assert await read_all(storage, "projects/1/a", offset=SIZE) == b""
+    assert await read_all(storage, "projects/1/a", offset=SIZE + 10) == b""
+    # Closing a reader halfway releases it (a leaked file would fail the run: warnings are errors).
+    reader = storage.open_reader("projects/1/a")
+    assert len(await reader.read(5)) == 5
+    await reader.aclose()
+    assert await reader.read() == b""
+
+
+async def test_small_and_empty_objects(storage: ObjectStorage) -> None:
+    for key, data in (("small/one", b"hello"), ("small/empty", b"")):
+        writer = await storage.open_writer(key)
+        if data:
+            await writer.write(data)
+        stored = await writer.complete()
+        assert stored.size == len(data)
+        assert await storage.size(key) == len(data)
+        assert await read_all(storage, key) == data
+        assert await in_thread(lambda key=key: read_seekable(storage, key)) == data  # type: ignore[misc]
+    assert await storage.pending_uploads() == []
+
+
+async def test_an_upload_replaces_an_object_with_the_same_key(storage: ObjectStorage) -> None:
+    await (await store(storage, "k", b"first version")).complete()
+    await (await store(storage, "k", b"second")).complete()
+    assert await read_all(storage, "k") == b"second"
+
+
+async def test_concurrent_writers_do_not_mix(storage: ObjectStorage) -> None:
+    datas = {f"projects/{n}/a": payload(PART + 1000 * n) for n in range(3)}
+    writers = {key: await storage.open_writer(key) for key in datas}
+    for start in range(0, PART + 3000, 256 * 1024):  # interleaved, chunk by chunk
+        for key, writer in writers.items():
+            await writer.write(datas[key][start : start + 256 * 1024])
+    await asyncio.gather(*(writer.complete() for writer in writers.values()))
+    for key, data in datas.items():
+        assert await read_all(storage, key) == data
+
+
+# -- size, exists, delete -----------------------------------------------------------------------
+
+
+async def test_size_exists_and_delete(storage: ObjectStorage) -> None:
+    assert await storage.size("projects/1/none") is None
+    assert not await storage.exists("projects/1/none")
+    await (await store(storage, "projects/1/a", b"x" * 1000)).complete()
+    assert await storage.size("projects/1/a") == 1000
+    assert await storage.size("projects/1") is None  # a "folder" is not an object
+    await storage.delete("projects/1/a")
+    assert not await storage.exists("projects/1/a")
+    await storage.delete("projects/1/a")  # deleting what is gone is not an error
+
+
+async def test_delete_prefix_removes_that_prefix_only(storage: ObjectStorage) -> None:
+    keys = ["projects/1/a", "projects/1/b", "projects/1/deep/c", "projects/10/a", "projects/2/a"]
+    for key in keys:
+        await (await store(storage, key, key.encode())).complete()
+    assert await storage.delete_prefix("projects/1/") == 3
+    assert [key for key in keys if await storage.exists(key)] == ["projects/10/a", "projects/2/a"]
+    assert await storage.delete_prefix("projects/1/") == 0
+    assert await storage.delete_prefix("projects/") == 2
+    assert await storage.delete_prefix("nothing/") == 0
+
+
+async def test_delete_prefix_matches_key_prefixes_not_only_folders(
+    storage: ObjectStorage,
+) -> None:
+    for key in ("logs/2024-01", "logs/2024-02", "logs/2025-01"):
+        await (await store(storage, key, b"x")).complete()
+    assert await storage.delete_prefix("logs/2024") == 2
+    assert await storage.exists("logs/2025-01")
+
+
+# -- abort --------------------------------------------------------------------------------------
+
+
+async def test_abort_mid_upload_leaves_nothing(storage: ObjectStorage) -> None:
+    writer = await storage.open_writer("projects/1/a")
+    await writer.write(payload(PART + MiB))  # one part sent (S3), the start of a second held
+    assert await storage.pending_uploads() == ["projects/1/a"]
+    assert await storage.pending_uploads("projects/") == ["projects/1/a"]
+    assert await storage.pending_uploads("other/") == []
+    await writer.abort()
+    assert not await storage.exists("projects/1/a")
+    assert await storage.pending_uploads() == []
+    await writer.abort()  # idempotent
+    with pytest.raises(RuntimeError, match="aborted"):
+        await writer.write(b"more")
+    with pytest.raises(RuntimeError, match="aborted"):
+        await writer.complete()
+
+
+async def test_abort_before_any_write_and_after_small_writes(storage: ObjectStorage) -> None:
+    untouched = await storage.open_writer("a")
+    await untouched.abort()
+    small = await storage.open_writer("b")
+    await small.write(b"less than a part")
+    await small.abort()
+    assert not await storage.exists("a") and not await storage.exists("b")
+    assert await storage.pending_uploads() == []
+
+
+async def test_abort_after_complete_is_harmless(storage: ObjectStorage) -> None:
+    data = payload(PART + 10)
+    writer = await store(storage, "projects/1/a", data)
+    await writer.complete()
+    await writer.abort()
+    await writer.abort()
+    assert await read_all(storage, "projects/1/a") == data
+    with pytest.raises(RuntimeError, match="completed"):
+        await writer.write(b"more")
+
+
+async def test_a_cancelled_write_can_still_be_aborted_cleanly(storage: ObjectStorage) -> None:
+    writer = await storage.open_writer("projects/1/a")
+    data = payload(8 * PART)
+
+    halfway = asyncio.Event()
+
+    async def write_all() -> None:
+        for chunk in chunked(data, (MiB,)):
+            await writer.write(chunk)
+            if writer.bytes_written > 2 * PART:  # parts in flight (S3)
+                halfway.set()
+
+    task = asyncio.create_task(write_all())
+    await halfway.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await writer.abort()
+    assert not await storage.exists("projects/1/a")
+    assert await storage.pending_uploads() == []
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+async def test_a_missing_object_is_not_found(storage: ObjectStorage) -> None:
+    reader = storage.open_reader("projects/1/none")
+    with pytest.raises(NotFoundError):
+        await reader.read()
+    with pytest.raises(NotFoundError):
+        await in_thread(lambda: storage.open_seekable("projects/1/none"))
+
+
+BAD_KEYS = [
+    "",
+    "../escape",
+    "a/../../escape",
+    "..",
+    "/etc/passwd",
+    "a//b",
+    "./a",
+    "a/.",
+    "a/",
+    "a\0b",
+    "a\\..\\b",
+    ".incoming/x",
+    "x" * 1025,
+    "a/" + "y" * 256,
+]
+
+
+@pytest.mark.parametrize("key", BAD_KEYS)
+async def test_bad_keys_are_refused(storage: ObjectStorage, key: str) -> None:
+    with pytest.raises(ValidationError):
+        await storage.open_writer(key)
+    with pytest.raises(ValidationError):
+        await storage.size(key)
+    with pytest.raises(ValidationError):
+        await storage.delete(key)
+    with pytest.raises(ValidationError):
+        storage.open_reader(key)
+    with pytest.raises(ValidationError):
+        await in_thread(lambda: storage.open_seekable(key))
+
+
+@pytest.mark.parametrize("prefix", ["", "../", "/", "a//", ".incoming/"])
+async def test_bad_prefixes_are_refused_for_delete(storage: ObjectStorage, prefix: str) -> None:
+    with pytest.raises(ValidationError):
+        await storage.delete_prefix(prefix)
+
+
+async def test_bad_keys_touch_nothing_outside_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "archives"
+    outside = tmp_path / "secret"
+    outside.write_bytes(b"keep me")
+    storage = LocalDirectoryStorage(root)
+    await storage.prepare()
+    try:
+        for key in ("../secret", str(outside), "a/../../secret"):
+            with pytest.raises(ValidationError):
+                await storage.delete(key)
+            with pytest.raises(ValidationError):
+                await storage.open_writer(key)
+        assert outside.read_bytes() == b"keep me"
+        assert sorted(await in_thread(lambda: os.listdir(tmp_path))) == ["archives", "secret"]
+    finally:
+        await storage.close()
+
+
+async def test_a_dead_s3_is_unavailable_not_a_hang() -> None:
+    storage = S3Storage(f"http://127.0.0.1:{free_port()}", "ghst-nowhere", "k", "s", part_size=PART)
+    try:
+        with pytest.raises(UnavailableError, match="Storage is not reachable"):
+            await storage.prepare()
+        with pytest.raises(UnavailableError):
+            await storage.size("a")
+        with pytest.raises(UnavailableError):
+            await storage.delete_prefix("projects/")
+        with pytest.raises(UnavailableError):
+            await storage.pending_uploads()
+        with pytest.raises(UnavailableError):
+            await storage.open_reader("a").read()
+        with pytest.raises(UnavailableError):
+            await in_thread(lambda: storage.open_seekable("a"))
+        small = await storage.open_writer("a")
+        await small.write(b"hello")
+        with pytest.raises(UnavailableError):
+            await small.complete()
+        await small.abort()  # nothing reached the server: nothing to clean up
+        large = await storage.open_writer("b")
+        with pytest.raises(UnavailableError):
+            await large.write(payload(PART))  # CreateMultipartUpload fails
+        await large.abort()
+    finally:
+        await storage.close()
+
+
+async def test_s3_going_down_mid_upload_fails_the_upload_and_abort_can_retry() -> None:
+    root = temp_root("ghst-moto-down-")
+    server = MotoServer(root)
+    server.start()
+    storage = s3_storage(server)
+    try:
+        await storage.prepare()
+        writer = await storage.open_writer("projects/1/a")
+        await writer.write(payload(PART + 10))
+        server.stop()
+        with pytest.raises(UnavailableError):
+            for chunk in chunked(payload(3 * PART), (MiB,)):
+                await writer.write(chunk)
+            await writer.complete()
+        with pytest.raises(UnavailableError):
+            await writer.abort()  # AbortMultipartUpload cannot reach the server either
+        with pytest.raises(UnavailableError):
+            await writer.abort()  # tried again, not silently forgotten
+    finally:
+        server.stop()
+        await storage.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# -- memory -------------------------------------------------------------------------------------
+
+
+async def _peak_while(action: Callable[[], Any]) -> int:
+    tracemalloc.start()
+    try:
+        await action()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+async def test_writer_memory_stays_bounded(storage: ObjectStorage) -> None:
+    # Local: 64 MiB. S3: 30 MiB (six parts) so moto's in-memory copy stays small.
+    total = 64 * MiB if isinstance(storage, LocalDirectoryStorage) else 6 * PART
+    chunk = os.urandom(256 * 1024)  # the same chunk again and again: no test data in the peak
+
+    async def upload() -> None:
+        writer = await storage.open_writer("projects/1/big")
+        for _ in range(total // len(chunk)):
+            await writer.write(chunk)
+        await writer.complete()
+
+    peak = await _peak_while(upload)
+    assert await storage.size("projects/1/big") == total
+    if isinstance(storage, LocalDirectoryStorage):
+        assert peak < 8 * MiB, f"peak {peak / MiB:.1f} MiB for a {total // MiB} MiB upload"
+    else:
+        # One part gathering + two in flight, plus botocore's 1 MiB checksum reads.
+        assert peak < 4 * PART, f"peak {peak / MiB:.1f} MiB with {PART // MiB} MiB parts"
+
+
+async def test_reading_memory_stays_bounded(storage: ObjectStorage) -> None:
+    total = 4 * PART
+    chunk = os.urandom(MiB)
+    writer = await storage.open_writer("projects/1/big")
+    for _ in range(total // MiB):
+        await writer.write(chunk)
+    await writer.complete()
+
+    async def stream() -> None:
+        count = 0
+        async for part in storage.open_reader("projects/1/big"):
+            count += len(part)
+        assert count == total
+
+    async def seek_through() -> None:
+        def scan() -> None:
+            with storage.open_seekable("projects/1/big") as file:
+                while file.read(256 * 1024):
+                    pass
+
+        await in_thread(scan)
+
+    assert await _peak_while(stream) < 6 * MiB
+    assert await _peak_while(seek_through) < 6 * MiB
