@@ -111,6 +111,7 @@ _LOCAL_HEADER = struct.Struct("<4sHHHHHLLLHH")
 _END_RECORD = struct.Struct("<4sHHHHLLH")
 _ZIP64_LOCATOR = struct.Struct("<4sLQL")
 _ZIP64_END_RECORD = struct.Struct("<4sQHHLLQQQQ")
+_ZIP_METHODS = {9: "Deflate64", 12: "bzip2", 14: "LZMA", 93: "Zstandard", 95: "xz", 98: "PPMd"}
 _ZIP_ENCRYPTED = 0x1
 _ZIP_DATA_DESCRIPTOR = 0x8
 _ZIP_UTF8 = 0x800
@@ -281,9 +282,11 @@ def _hardlink_target(name: str, target: str) -> str:
     return "/".join(parts)
 
 
-def _escapes(links: Mapping[tuple[str, ...], str], folder: tuple[str, ...], target: str) -> bool:
-    """Whether `target`, looked up from `folder` and through the archive's own `links`, leaves
-    the top (`folder` and the keys of `links` are relative to that top)."""
+def _escapes(
+    links: Mapping[tuple[str, ...], str], folder: tuple[str, ...], target: str
+) -> Literal["outside", "loop"] | None:
+    """Whether `target`, looked up from `folder` and through the archive's own `links`, leads
+    outside the top (`folder` and the keys of `links` are relative to that top) or into a loop."""
     stack = list(folder)
     pending = [part for part in reversed(target.split("/")) if part not in ("", ".")]
     hops = 0
@@ -291,18 +294,20 @@ def _escapes(links: Mapping[tuple[str, ...], str], folder: tuple[str, ...], targ
         part = pending.pop()
         if part == "..":
             if not stack:
-                return True
+                return "outside"
             stack.pop()
             continue
         stack.append(part)
         link = links.get(tuple(stack))
         if link is not None:
             hops += 1
-            if hops > MAX_LINK_HOPS or link.startswith("/"):
-                return True
+            if hops > MAX_LINK_HOPS:
+                return "loop"
+            if link.startswith("/"):
+                return "outside"
             stack.pop()
             pending.extend(part for part in reversed(link.split("/")) if part not in ("", "."))
-    return False
+    return None
 
 
 # --- what all archive kinds have in common ---------------------------------------------------
@@ -393,7 +398,7 @@ class _Checker:
             self._hardlinks[parts] = target
         elif entry.kind == "symlink":
             if _escapes({}, parts[:-1], entry.target):
-                raise self._link_escape(name, entry.target, "archive")
+                raise self._link_escape(name, entry.target, "outside", "archive")
             self._symlinks[parts] = entry.target
         self._kinds[parts] = entry.kind
         if entry.kind in ("file", "hardlink"):
@@ -415,7 +420,16 @@ class _Checker:
         )
 
     @staticmethod
-    def _link_escape(name: str, target: str, where: str) -> ArchiveRejected:
+    def _link_escape(
+        name: str, target: str, problem: Literal["outside", "loop"], where: str
+    ) -> ArchiveRejected:
+        if problem == "loop":
+            return ArchiveRejected(
+                "link-escape",
+                f"The link {_show(name)} points to {_show(target)}, which leads into a loop of"
+                " links.",
+                name,
+            )
         return ArchiveRejected(
             "link-escape",
             f"The link {_show(name)} points to {_show(target)}, outside the {where};"
@@ -520,10 +534,13 @@ class _Checker:
         for path, target in self._symlinks.items():
             name = "/".join(path)
             if root and path[:depth] == root:
-                if _escapes(in_app, path[depth:-1], target):
-                    raise self._link_escape(name, target, f"app folder {_show(root[0])}")
-            elif _escapes(self._symlinks, path[:-1], target):
-                raise self._link_escape(name, target, "archive")
+                problem = _escapes(in_app, path[depth:-1], target)
+                where = f"app folder {_show(root[0])}"
+            else:
+                problem = _escapes(self._symlinks, path[:-1], target)
+                where = "archive"
+            if problem is not None:
+                raise self._link_escape(name, target, problem, where)
         for path, source in self._hardlinks.items():
             if root and path[:depth] == root and source[:depth] != root:
                 raise ArchiveRejected(
@@ -543,12 +560,21 @@ class _Checker:
             key=lambda path: (len(path), path),
         )
         if nested:
+            found = _show("/".join(nested[0]))
             top = sorted(self._top_level())
-            shown = ", ".join(_show(name) for name in top[:5]) + (", ..." if len(top) > 5 else "")
-            message += (
-                f" Found {_show('/'.join(nested[0]))}, but the archive has {len(top)} top-level"
-                f" entries ({shown}): put the app's files at the top, or in one folder."
-            )
+            if len(top) > 1:
+                shown = ", ".join(_show(name) for name in top[:5]) + (
+                    ", ..." if len(top) > 5 else ""
+                )
+                message += (
+                    f" Found {found}, but the archive has {len(top)} top-level entries ({shown}):"
+                    " put the app's files at the top, or all in one folder."
+                )
+            else:
+                message += (
+                    f" Found {found}, too deep: it must be at the top of the archive or directly"
+                    " in its only folder."
+                )
         return message
 
 
@@ -663,10 +689,11 @@ def _zip_entry(info: zipfile.ZipInfo) -> _Entry:
         )
     if kind != "dir":
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            method = _ZIP_METHODS.get(info.compress_type, f"zip method {info.compress_type}")
             raise ArchiveRejected(
                 "unsupported-compression",
-                f"{_show(name)} is compressed with zip method {info.compress_type}; ghst reads"
-                " stored and deflated entries only. Re-create the zip with standard settings.",
+                f"{_show(name)} is compressed with {method}; ghst reads stored and deflated"
+                " entries only. Re-create the zip with standard settings.",
                 name,
             )
         if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:

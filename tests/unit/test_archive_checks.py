@@ -278,7 +278,7 @@ def test_symlink_leaving_the_app_folder_is_refused() -> None:
 
 def test_symlink_loops_are_refused() -> None:
     members = [tar_file("Dockerfile", DOCKERFILE), tar_link("a", "b"), tar_link("b", "a")]
-    refused(tar_bytes(members), "link-escape", "outside the archive")
+    refused(tar_bytes(members), "link-escape", "'a' points to 'b', which leads into a loop")
 
 
 def test_zip_symlink_escape_is_refused() -> None:
@@ -357,7 +357,7 @@ def test_encrypted_zip_entry_is_refused() -> None:
 
 def test_zip_methods_other_than_deflate_are_refused() -> None:
     data = zip_bytes({"Dockerfile": DOCKERFILE}, compression=zipfile.ZIP_BZIP2)
-    refused(data, "unsupported-compression", "zip method 12")
+    refused(data, "unsupported-compression", "'Dockerfile' is compressed with bzip2; ghst reads")
 
 
 # --- refused: sizes ---------------------------------------------------------------------------
@@ -396,6 +396,14 @@ def test_default_entry_limit_is_10000() -> None:
     )
 
 
+def test_zip64_end_records_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(zipfile, "ZIP_FILECOUNT_LIMIT", 1)  # zipfile then writes zip64 records
+    data = zip_bytes({"Dockerfile": DOCKERFILE, "a": b"", "b": b""})
+    assert b"PK\x06\x06" in data
+    assert inspect(data).entries == 3
+    refused(data, "too-many-entries", "has 3 entries; at most 2", max_entries=2)
+
+
 def test_too_large() -> None:
     data = zip_bytes({"Dockerfile": DOCKERFILE, "big": os.urandom(300_000)})
     refused(data, "too-large", "larger than the 200 KiB limit", max_total_size=200 * 1024)
@@ -428,7 +436,8 @@ def test_nested_dockerfile_under_two_top_folders_is_refused() -> None:
 
 
 def test_dockerfile_too_deep_is_refused() -> None:
-    refused(zip_bytes({"a/b/Dockerfile": DOCKERFILE}), "no-dockerfile", "Found 'a/b/Dockerfile'")
+    data = zip_bytes({"a/b/Dockerfile": DOCKERFILE})
+    refused(data, "no-dockerfile", "Found 'a/b/Dockerfile', too deep: it must be at the top")
 
 
 def test_a_dockerfile_that_is_a_link_does_not_count() -> None:
