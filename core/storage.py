@@ -476,9 +476,10 @@ class _LocalWriter(_Lifecycle):
 
 # -- S3 -----------------------------------------------------------------------------------------
 
-# botocore's defaults (60 s connect and read timeouts, 5 attempts in "legacy" mode with
-# back-off) make a dead S3 hang a client 9-16 s before anything tells the user. Fail within a
-# few seconds instead: one retry, short connect timeout, bounded reads.
+# botocore's defaults (60 s connect and read timeouts, "legacy" retries with back-off) make a
+# dead S3 hang a client 9-16 s before anything tells the user. Set them explicitly: a refused
+# connection fails in ~0.2 s (measured); a host that never answers costs at most 3 attempts
+# ("max_attempts" counts retries: botocore makes it total_max_attempts=3) of 5 s each.
 S3_CLIENT_CONFIG = botocore.config.Config(
     connect_timeout=5,
     read_timeout=30,
