@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import errno
 import gzip
+import itertools
 import os
 import re
 import secrets
@@ -83,9 +84,13 @@ IGNORED_TOP_LEVEL = frozenset({"__MACOSX", ".DS_Store"})
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
 MAX_LINK_TARGET = 4096
+MAX_DEPTH = 64  # folders in a path: bounds the work and memory spent per entry
 MAX_LINK_HOPS = 40  # as Linux: more than this many links in one lookup is a loop
+MAX_LINK_STEPS = 256  # path components walked to resolve one link, links followed included
 # tarfile reads long-name and pax headers into memory: one may be at most this large.
 TAR_HEADER_ALLOWANCE = 1 * MiB
+# Headers and padding per tar entry, on average, that a tar stream may hold besides file data.
+TAR_ENTRY_OVERHEAD = 4 * KiB
 # After a tar's end-of-archive marker a .tar.gz is read on to check its gzip CRC, but not far.
 TAR_TRAILER_ALLOWANCE = 1 * MiB
 TAR_RECENT = 32 * KiB  # tarfile reads ahead at most 10 KiB: its last header is in this window
@@ -248,6 +253,10 @@ def _split_path(name: str) -> tuple[str, ...]:
             f" and {MAX_PATH_BYTES} a path.",
             name,
         )
+    if len(parts) > MAX_DEPTH:
+        raise ArchiveRejected(
+            "bad-name", f"{_show(name)} is nested more than {MAX_DEPTH} folders deep.", name
+        )
     return parts
 
 
@@ -289,8 +298,11 @@ def _escapes(
     outside the top (`folder` and the keys of `links` are relative to that top) or into a loop."""
     stack = list(folder)
     pending = [part for part in reversed(target.split("/")) if part not in ("", ".")]
-    hops = 0
+    hops = steps = 0
     while pending:
+        steps += 1
+        if steps > MAX_LINK_STEPS:
+            return "loop"
         part = pending.pop()
         if part == "..":
             if not stack:
@@ -298,7 +310,7 @@ def _escapes(
             stack.pop()
             continue
         stack.append(part)
-        link = links.get(tuple(stack))
+        link = links.get(tuple(stack)) if len(stack) <= MAX_DEPTH else None
         if link is not None:
             hops += 1
             if hops > MAX_LINK_HOPS:
@@ -341,7 +353,6 @@ class _Checker:
         self.total = 0
         self.written = 0
         self._kinds: dict[tuple[str, ...], EntryKind] = {}
-        self._inside: set[tuple[str, ...]] = set()  # folders that entries sit in
         self._sizes: dict[tuple[str, ...], int] = {}
         self._symlinks: dict[tuple[str, ...], str] = {}
         self._hardlinks: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -375,13 +386,6 @@ class _Checker:
             raise ArchiveRejected(
                 "path-conflict", f"{_show(name)} appears twice in the archive.", name
             )
-        if parts in self._inside and entry.kind != "dir":
-            self._holds_entries(entry, parts)
-        for depth in range(1, len(parts)):
-            folder = parts[:depth]
-            if self._kinds.get(folder, "dir") != "dir":
-                self._holds_entries(entry, folder)
-            self._inside.add(folder)
         size = 0
         if entry.kind == "file":
             size = entry.size
@@ -397,27 +401,35 @@ class _Checker:
             size = self._sizes[target]
             self._hardlinks[parts] = target
         elif entry.kind == "symlink":
-            if _escapes({}, parts[:-1], entry.target):
-                raise self._link_escape(name, entry.target, "outside", "archive")
+            problem = _escapes({}, parts[:-1], entry.target)
+            if problem is not None:
+                raise self._link_escape(name, entry.target, problem, "archive")
             self._symlinks[parts] = entry.target
         self._kinds[parts] = entry.kind
         if entry.kind in ("file", "hardlink"):
             self._sizes[parts] = size
             self._grow(entry, size)
 
-    def _holds_entries(self, entry: _Entry, path: tuple[str, ...]) -> None:
-        shown = _show("/".join(path))
-        if self._kinds.get(path, entry.kind) == "symlink":
-            raise ArchiveRejected(
-                "link-escape",
-                f"{_show(entry.name)} would be written through the link {shown}.",
-                entry.name,
-            )
-        raise ArchiveRejected(
-            "path-conflict",
-            f"{shown} is a file, but the archive also puts entries inside it.",
-            entry.name,
-        )
+    def _check_nesting(self) -> None:
+        """No entry may sit inside a file or a link. In sorted order everything inside a path
+        comes right after it, so comparing neighbours finds every case."""
+        paths = sorted(self._kinds)
+        for outer, inner in itertools.pairwise(paths):
+            if len(inner) > len(outer) and inner[: len(outer)] == outer:
+                kind = self._kinds[outer]
+                name, shown = "/".join(inner), _show("/".join(outer))
+                if kind == "symlink":
+                    raise ArchiveRejected(
+                        "link-escape",
+                        f"{_show(name)} would be written through the link {shown}.",
+                        name,
+                    )
+                if kind != "dir":
+                    raise ArchiveRejected(
+                        "path-conflict",
+                        f"{shown} is a file, but the archive also puts entries inside it.",
+                        name,
+                    )
 
     @staticmethod
     def _link_escape(
@@ -426,8 +438,8 @@ class _Checker:
         if problem == "loop":
             return ArchiveRejected(
                 "link-escape",
-                f"The link {_show(name)} points to {_show(target)}, which leads into a loop of"
-                " links.",
+                f"The link {_show(name)} points to {_show(target)}, which leads into a loop"
+                " or too long a chain of links.",
                 name,
             )
         return ArchiveRejected(
@@ -486,6 +498,7 @@ class _Checker:
         )
 
     def finish(self) -> ArchiveReport:
+        self._check_nesting()
         root = self._root()
         self._check_links(root)
         folder = "".join(f"{part}/" for part in root)
@@ -512,7 +525,7 @@ class _Checker:
         )
 
     def _top_level(self) -> set[str]:
-        return {path[0] for path in (*self._kinds, *self._inside)} - IGNORED_TOP_LEVEL
+        return {path[0] for path in self._kinds} - IGNORED_TOP_LEVEL
 
     def _root(self) -> tuple[str, ...]:
         if self._has_app(()):
@@ -855,7 +868,10 @@ class _TarFeed:
             data = self._raw.read(size)
         self.position += len(data)
         if self.position > self.cap:
-            raise _damaged(f"it has a tar header larger than {_size(TAR_HEADER_ALLOWANCE)}")
+            raise _damaged(
+                f"its tar headers are too large (over {_size(TAR_HEADER_ALLOWANCE)} for one entry"
+                f" or {_size(TAR_ENTRY_OVERHEAD)} per entry in all)"
+            )
         self._recent.append(data)
         while self.position - self._recent_start - len(self._recent[0]) >= TAR_RECENT:
             self._recent_start += len(self._recent.popleft())
@@ -939,6 +955,9 @@ def _scan_tar(fileobj: BinaryIO, checker: _Checker, unpacker: _Unpacker | None) 
     fileobj.seek(0)
     unzipped = gzip.GzipFile(fileobj=fileobj, mode="rb") if checker.kind == "tar.gz" else None
     feed = _TarFeed(unzipped or fileobj)
+    # Headers are not file data, so the size checks do not count them: bound them all together.
+    limits = checker.limits
+    budget = limits.size_limit + (limits.max_entries + 1) * TAR_ENTRY_OVERHEAD
     try:
         if unzipped is not None and feed.peek(tarfile.BLOCKSIZE)[257:262] != b"ustar":
             raise ArchiveRejected(
@@ -948,10 +967,15 @@ def _scan_tar(fileobj: BinaryIO, checker: _Checker, unpacker: _Unpacker | None) 
         # xz and a gzip inside the gzip).
         with tarfile.open(fileobj=feed, mode="r|") as tar:
             while True:
-                feed.cap = tar.offset + TAR_HEADER_ALLOWANCE
+                # tar.offset is where the next header starts: the current entry's data is
+                # before it, the headers tarfile reads next (into memory) after it.
+                feed.cap = min(tar.offset + TAR_HEADER_ALLOWANCE, budget)
                 member = tar.next()
                 if member is None:
                     break
+                feed.cap = min(tar.offset + TAR_HEADER_ALLOWANCE, budget)
+                # tarfile keeps every header it read (pax data included); we need none of them.
+                tar.members.clear()  # type: ignore[attr-defined]  # not in typeshed
                 checker.count()
                 entry = _tar_entry(member)
                 checker.add(entry)
@@ -1035,20 +1059,21 @@ class _Unpacker:
             self._close()
 
     def write(self, entry: _Entry, data: Iterable[bytes], checker: _Checker) -> None:
-        folder = self._open_folder(entry.parts[:-1] if entry.kind != "dir" else entry.parts)
+        parts = entry.parts[:-1] if entry.kind != "dir" else entry.parts
+        folder = self._open_folder(parts, entry.name)
         try:
             if entry.kind == "dir":
                 return
             name = entry.parts[-1]
-            if entry.kind == "symlink":
-                os.symlink(entry.target, name, dir_fd=folder)
-                return
-            if entry.kind == "hardlink":
-                data = self._read_back(tuple(entry.target.split("/")))
             try:
+                if entry.kind == "symlink":
+                    os.symlink(entry.target, name, dir_fd=folder)
+                    return
                 fd = os.open(name, _NEW_FILE_FLAGS, 0o600, dir_fd=folder)
             except FileExistsError as error:
-                raise self._blocked(entry, folder, name) from error
+                raise self._blocked(entry.name, folder, name, entry.kind) from error
+            if entry.kind == "hardlink":
+                data = self._read_back(tuple(entry.target.split("/")))
             with open(fd, "wb") as out:
                 for chunk in data:
                     checker.wrote(len(chunk))
@@ -1057,10 +1082,12 @@ class _Unpacker:
         finally:
             os.close(folder)
 
-    def _open_folder(self, parts: tuple[str, ...], create: bool = True) -> int:
+    def _open_folder(self, parts: tuple[str, ...], entry: str, create: bool = True) -> int:
+        """A descriptor of the folder `parts` in the staging folder, made if missing; refuses
+        to pass through anything but a real folder."""
         fd = os.dup(self._stage_fd)
         try:
-            for depth, part in enumerate(parts):
+            for part in parts:
                 try:
                     child = os.open(part, _DIR_FLAGS, dir_fd=fd)
                 except FileNotFoundError:
@@ -1072,8 +1099,7 @@ class _Unpacker:
                 except OSError as error:
                     if error.errno not in (errno.ELOOP, errno.ENOTDIR):
                         raise
-                    path = "/".join(parts[: depth + 1])
-                    raise self._blocked(_Entry(path, parts, "dir"), fd, part) from error
+                    raise self._blocked(entry, fd, part) from error
                 os.close(fd)
                 fd = child
         except BaseException:
@@ -1082,7 +1108,7 @@ class _Unpacker:
         return fd
 
     def _read_back(self, parts: tuple[str, ...]) -> Iterator[bytes]:
-        folder = self._open_folder(parts[:-1], create=False)
+        folder = self._open_folder(parts[:-1], "/".join(parts), create=False)
         try:
             fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
         finally:
@@ -1092,21 +1118,44 @@ class _Unpacker:
                 yield chunk
 
     @staticmethod
-    def _blocked(entry: _Entry, folder: int, name: str) -> ArchiveRejected:
+    def _blocked(entry: str, folder: int, name: str, kind: EntryKind = "dir") -> ArchiveRejected:
+        """Why `name` in `folder` is in the way of writing `entry`, of `kind`."""
         existing = os.stat(name, dir_fd=folder, follow_symlinks=False)
         if stat.S_ISLNK(existing.st_mode):
             return ArchiveRejected(
                 "link-escape",
-                f"{_show(entry.name)} would be written through an existing link; refused.",
-                entry.name,
+                f"{_show(entry)} would be written through the link {_show(name)}; refused.",
+                entry,
+            )
+        if stat.S_ISDIR(existing.st_mode):
+            return ArchiveRejected(
+                "link-escape" if kind == "symlink" else "path-conflict",
+                f"{_show(entry)} is a {'link' if kind == 'symlink' else 'file'}, but the archive"
+                " also puts entries inside it.",
+                entry,
             )
         return ArchiveRejected(
-            "path-conflict", f"{_show(entry.name)} already exists where the archive is unpacked."
+            "path-conflict", f"{_show(entry)} is in the way of another entry or file.", entry
+        )
+
+    def _in_destination(self, name: str) -> ArchiveRejected:
+        existing = os.stat(name, dir_fd=self._destination_fd, follow_symlinks=False)
+        if stat.S_ISLNK(existing.st_mode):
+            return ArchiveRejected(
+                "link-escape",
+                f"{_show(name)} is already in the destination as a link; it is never written"
+                " through or replaced.",
+                name,
+            )
+        return ArchiveRejected(
+            "path-conflict",
+            f"{_show(name)} is already in the destination; it is never replaced.",
+            name,
         )
 
     def promote(self, root: tuple[str, ...]) -> None:
         """Move the app root's contents from the staging folder into the destination."""
-        source = self._open_folder(root, create=False)
+        source = self._open_folder(root, "/".join(root), create=False)
         try:
             for name in sorted(os.listdir(source)):
                 try:
@@ -1114,7 +1163,7 @@ class _Unpacker:
                 except FileNotFoundError:
                     pass
                 else:
-                    raise self._blocked(_Entry(name, (name,), "file"), self._destination_fd, name)
+                    raise self._in_destination(name)
                 os.rename(name, name, src_dir_fd=source, dst_dir_fd=self._destination_fd)
                 self._moved.append(name)
         finally:

@@ -214,7 +214,18 @@ def test_tar_with_a_bad_header_checksum_is_corrupt() -> None:
 def test_an_oversized_pax_header_is_never_read_into_memory() -> None:
     info, data = tar_file("Dockerfile", DOCKERFILE)
     info.pax_headers = {"comment": "x" * (2 * MiB)}
-    refused(tar_bytes([(info, data)], "gz"), "corrupt", "tar header larger than 1 MiB")
+    refused(tar_bytes([(info, data)], "gz"), "corrupt", "tar headers are too large")
+
+
+def test_tar_headers_count_against_a_budget() -> None:
+    members = []
+    for index in range(3):
+        info, data = tar_file(f"f{index}", b"x")
+        info.pax_headers = {"comment": "x" * 300_000}  # each under the 1 MiB for one entry
+        members.append((info, data))
+    data = tar_bytes([tar_file("Dockerfile", DOCKERFILE), *members], "gz")
+    refused(data, "corrupt", "tar headers are too large", max_total_size=100_000, max_entries=50)
+    assert inspect(data).entries == 4
 
 
 # --- refused: paths and entry types -----------------------------------------------------------
@@ -338,6 +349,18 @@ def test_zip_device_entry_is_refused() -> None:
 )
 def test_bad_names_are_refused(name: str, match: str) -> None:
     refused(zip_bytes({"Dockerfile": DOCKERFILE, name: b""}), "bad-name", match)
+
+
+def test_deep_nesting_is_refused() -> None:
+    deep = "/".join(["d"] * 65) + "/x"
+    refused(zip_bytes({"Dockerfile": DOCKERFILE, deep: b""}), "bad-name", "more than 64 folders")
+    assert inspect(zip_bytes({"Dockerfile": DOCKERFILE, "/".join(["d"] * 64): b""})).entries == 2
+
+
+def test_a_long_chain_of_links_is_refused() -> None:
+    members = [tar_file("Dockerfile", DOCKERFILE), tar_dir("d"), tar_link("l0", "d")]
+    members += [tar_link(f"l{i}", f"l{i - 1}/../l{i - 1}") for i in range(1, 12)]
+    refused(tar_bytes(members), "link-escape", "loop or too long a chain of links")
 
 
 def test_an_entry_twice_is_refused() -> None:
@@ -556,13 +579,49 @@ def test_existing_symlink_in_destination_is_never_written_through(tmp_path: Path
     (destination / "Dockerfile").symlink_to(outside / "target")
     (destination / "static").symlink_to(outside)
     data = zip_bytes({"Dockerfile": DOCKERFILE, "static/target": b"overwritten"})
-    with pytest.raises(ArchiveRejected, match="existing link") as caught:
+    with pytest.raises(
+        ArchiveRejected, match="'Dockerfile' is already in the destination as a link"
+    ) as caught:
         extract_archive(io.BytesIO(data), destination)
     assert caught.value.reason == "link-escape"
     assert (outside / "target").read_text() == "precious"
     assert sorted(os.listdir(outside)) == ["target"]
     assert sorted(os.listdir(destination)) == ["Dockerfile", "static"]
     assert (destination / "Dockerfile").is_symlink()
+
+
+@pytest.mark.parametrize(
+    ("members", "reason", "match"),
+    [
+        (
+            [tar_dir("sub"), tar_link("link", "sub"), tar_file("link/x", b"x")],
+            "link-escape",
+            "'link/x' would be written through the link 'link'",
+        ),
+        ([tar_file("a", b"x"), tar_file("a/b", b"y")], "path-conflict", "'a/b' is in the way"),
+        (
+            [tar_file("a/b", b"y"), tar_link("a", "a/b")],
+            "link-escape",
+            "'a' is a link, but the archive also puts entries inside it",
+        ),
+        (
+            [tar_file("a/b", b"y"), tar_file("a", b"x")],
+            "path-conflict",
+            "'a' is a file, but the archive also puts entries inside it",
+        ),
+    ],
+)
+def test_extraction_refuses_conflicts_as_it_meets_them(
+    tmp_path: Path, members: list[tuple[tarfile.TarInfo, bytes]], reason: str, match: str
+) -> None:
+    data = tar_bytes([tar_file("Dockerfile", DOCKERFILE), *members])
+    with pytest.raises(ArchiveRejected, match=match) as caught:
+        extract_archive(io.BytesIO(data), tmp_path / "out")
+    assert caught.value.reason == reason
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ArchiveRejected) as inspected:
+        inspect(data)
+    assert inspected.value.reason == reason
 
 
 def test_extraction_checks_again_without_an_inspection(tmp_path: Path) -> None:
