@@ -957,7 +957,7 @@ def _scan_tar(fileobj: BinaryIO, checker: _Checker, unpacker: _Unpacker | None) 
     feed = _TarFeed(unzipped or fileobj)
     # Headers are not file data, so the size checks do not count them: bound them all together.
     limits = checker.limits
-    budget = limits.size_limit + (limits.max_entries + 1) * TAR_ENTRY_OVERHEAD
+    budget = limits.size_limit + limits.max_entries * TAR_ENTRY_OVERHEAD + TAR_HEADER_ALLOWANCE
     try:
         if unzipped is not None and feed.peek(tarfile.BLOCKSIZE)[257:262] != b"ustar":
             raise ArchiveRejected(
@@ -1071,7 +1071,7 @@ class _Unpacker:
                     return
                 fd = os.open(name, _NEW_FILE_FLAGS, 0o600, dir_fd=folder)
             except FileExistsError as error:
-                raise self._blocked(entry.name, folder, name, entry.kind) from error
+                raise self._in_the_way(entry, folder, name) from error
             if entry.kind == "hardlink":
                 data = self._read_back(tuple(entry.target.split("/")))
             with open(fd, "wb") as out:
@@ -1087,7 +1087,7 @@ class _Unpacker:
         to pass through anything but a real folder."""
         fd = os.dup(self._stage_fd)
         try:
-            for part in parts:
+            for depth, part in enumerate(parts, 1):
                 try:
                     child = os.open(part, _DIR_FLAGS, dir_fd=fd)
                 except FileNotFoundError:
@@ -1099,7 +1099,7 @@ class _Unpacker:
                 except OSError as error:
                     if error.errno not in (errno.ELOOP, errno.ENOTDIR):
                         raise
-                    raise self._blocked(entry, fd, part) from error
+                    raise self._not_a_folder(entry, fd, parts[:depth]) from error
                 os.close(fd)
                 fd = child
         except BaseException:
@@ -1118,24 +1118,30 @@ class _Unpacker:
                 yield chunk
 
     @staticmethod
-    def _blocked(entry: str, folder: int, name: str, kind: EntryKind = "dir") -> ArchiveRejected:
-        """Why `name` in `folder` is in the way of writing `entry`, of `kind`."""
-        existing = os.stat(name, dir_fd=folder, follow_symlinks=False)
-        if stat.S_ISLNK(existing.st_mode):
+    def _not_a_folder(entry: str, fd: int, path: tuple[str, ...]) -> ArchiveRejected:
+        """Why `entry` cannot be written inside `path` (the last part of it in `fd`)."""
+        shown = _show("/".join(path))
+        if stat.S_ISLNK(os.stat(path[-1], dir_fd=fd, follow_symlinks=False).st_mode):
             return ArchiveRejected(
-                "link-escape",
-                f"{_show(entry)} would be written through the link {_show(name)}; refused.",
-                entry,
-            )
-        if stat.S_ISDIR(existing.st_mode):
-            return ArchiveRejected(
-                "link-escape" if kind == "symlink" else "path-conflict",
-                f"{_show(entry)} is a {'link' if kind == 'symlink' else 'file'}, but the archive"
-                " also puts entries inside it.",
-                entry,
+                "link-escape", f"{_show(entry)} would be written through the link {shown}.", entry
             )
         return ArchiveRejected(
-            "path-conflict", f"{_show(entry)} is in the way of another entry or file.", entry
+            "path-conflict", f"{_show(entry)} would be written inside {shown}, a file.", entry
+        )
+
+    @staticmethod
+    def _in_the_way(entry: _Entry, fd: int, name: str) -> ArchiveRejected:
+        """Why `entry` cannot be made as `name` in `fd`: a folder that earlier entries sit in."""
+        if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+            link = entry.kind == "symlink"
+            return ArchiveRejected(
+                "link-escape" if link else "path-conflict",
+                f"{_show(entry.name)} is a {'link' if link else 'file'}, but the archive also puts"
+                " entries inside it.",
+                entry.name,
+            )
+        return ArchiveRejected(
+            "path-conflict", f"{_show(entry.name)} appears twice in the archive.", entry.name
         )
 
     def _in_destination(self, name: str) -> ArchiveRejected:
