@@ -57,6 +57,9 @@ LOCAL_WRITE_BUFFER = 1 * MiB  # local writes are gathered into this much before 
 
 STORAGE_DOWN = "Storage is not reachable right now. Please try again in a moment."
 
+# Clean-ups that must finish although their caller was cancelled (held so they are not GC'd).
+_BACKGROUND: set[asyncio.Future[None]] = set()
+
 # Where the local adapter keeps uploads in progress; never a valid first key segment.
 INCOMING = ".incoming"
 
@@ -273,7 +276,17 @@ class _Lifecycle:
 
     def _check_open(self) -> None:
         if self._state != "open":
-            raise RuntimeError(f"the upload of {self._key!r} is {self._state}: cannot write")
+            raise RuntimeError(f"the upload of {self._key!r} is {self._state} already")
+
+    async def abort(self) -> None:
+        # Shielded: a cancelled caller (a dropped connection) must not leave a half clean-up.
+        task = asyncio.ensure_future(self._abort())
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
+        await asyncio.shield(task)
+
+    async def _abort(self) -> None:
+        raise NotImplementedError
 
 
 # -- local directory ----------------------------------------------------------------------------
@@ -461,7 +474,7 @@ class _LocalWriter(_Lifecycle):
                 if attempt == 2:
                     raise
 
-    async def abort(self) -> None:
+    async def _abort(self) -> None:
         async with self._lock:
             if self._state in ("completed", "aborted"):
                 return
@@ -916,13 +929,6 @@ class _S3Writer(_Lifecycle):
         answer = await asyncio.shield(self._storing)
         return str(answer["ETag"])
 
-    async def abort(self) -> None:
-        # Shielded: a cancelled caller (a dropped connection) must not orphan the upload.
-        task = asyncio.ensure_future(self._abort())
-        _BACKGROUND.add(task)
-        task.add_done_callback(_BACKGROUND.discard)
-        await asyncio.shield(task)
-
     async def _abort(self) -> None:
         async with self._lock:
             if self._state in ("completed", "aborted"):
@@ -976,9 +982,6 @@ def _may_have_stored(request: asyncio.Future[Any]) -> bool:
     return not isinstance(
         cause, botocore.exceptions.ConnectionError | botocore.exceptions.ClientError
     )
-
-
-_BACKGROUND: set[asyncio.Future[None]] = set()
 
 
 def _preallocated(size: int) -> io.BytesIO:

@@ -282,9 +282,9 @@ async def test_abort_mid_upload_leaves_nothing(storage: ObjectStorage) -> None:
     assert not await storage.exists("projects/1/a")
     assert await storage.pending_uploads() == []
     await writer.abort()  # idempotent
-    with pytest.raises(RuntimeError, match="aborted"):
+    with pytest.raises(RuntimeError, match="aborted already"):
         await writer.write(b"more")
-    with pytest.raises(RuntimeError, match="aborted"):
+    with pytest.raises(RuntimeError, match="aborted already"):
         await writer.complete()
 
 
@@ -305,7 +305,7 @@ async def test_abort_after_complete_is_harmless(storage: ObjectStorage) -> None:
     await writer.abort()
     await writer.abort()
     assert await read_all(storage, "projects/1/a") == data
-    with pytest.raises(RuntimeError, match="completed"):
+    with pytest.raises(RuntimeError, match="completed already"):
         await writer.write(b"more")
 
 
@@ -329,6 +329,19 @@ async def test_a_cancelled_write_can_still_be_aborted_cleanly(storage: ObjectSto
     await writer.abort()
     assert not await storage.exists("projects/1/a")
     assert await storage.pending_uploads() == []
+
+
+async def test_a_cancelled_abort_still_cleans_up(storage: ObjectStorage) -> None:
+    writer = await storage.open_writer("projects/1/a")
+    await writer.write(payload(PART + MiB))
+    task = asyncio.create_task(writer.abort())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await writer.abort()  # waits for the shielded first one
+    assert await storage.pending_uploads() == []
+    assert not await storage.exists("projects/1/a")
 
 
 # -- errors -------------------------------------------------------------------------------------
