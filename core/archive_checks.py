@@ -8,9 +8,16 @@ untrusted bytes from start to end:
 - `extract_archive` checks everything again while it writes (it never trusts an earlier
   inspection, which may have seen a different file) and leaves nothing behind when it refuses.
 
-Both are synchronous and read a seekable binary file object, which may be backed by ranged S3
-reads: callers run them in a thread. Every refusal is an `ArchiveRejected` (a `ValidationError`)
-with a message for the user and a `reason` code for programs:
+Both are synchronous and read a seekable binary file object from its start, which may be backed
+by ranged S3 reads: callers run them in a thread. Neither holds the archive in memory: a zip's
+entries are decompressed here (not by zipfile, which trusts declared sizes) in 64 KiB chunks, a
+tar.gz is unzipped by gzip and read by tarfile in stream mode ("r|" on the unzipped bytes, so a
+bzip2 or xz stream or a gzip inside the gzip is not opened), and everything an adversarial archive
+can make us do is bounded: entries, folder depth, name lengths, tar header bytes, link steps.
+
+Every refusal is an `ArchiveRejected` (a `ValidationError`) with a message for the user (names
+from the archive quoted and escaped), a `reason` code for programs and, where one entry is to
+blame, its `path`:
 
     not-an-archive           neither a zip nor a tar (typed by content, never by file name)
     corrupt                  truncated, bad checksum, broken headers or directory
@@ -20,13 +27,16 @@ with a message for the user and a `reason` code for programs:
     compression-bomb         unpacks to more than `max_ratio` times its packed size
     absolute-path            `/x`, `C:\\x`, `\\\\server\\x`
     path-traversal           a `..` component
-    bad-name                 control characters, invalid UTF-8, overlong names
+    bad-name                 control characters, invalid UTF-8, overlong or too deep names
     path-conflict            a name twice, or a file that other entries sit inside
     link-escape              a link leading outside the app folder, or written through
     special-file             devices, FIFOs, sparse or unknown entry types
     encrypted                a password-protected zip entry
     unsupported-compression  a zip method other than stored or deflate
     no-dockerfile            no Dockerfile or compose file where the app root should be
+
+The app root is the top of the archive, or its single top-level folder (macOS's `__MACOSX` and
+`.DS_Store` aside); links must stay inside it, as extraction strips that folder.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import io
 import stat
 import struct
 import tarfile
+import warnings
 import zipfile
 from collections.abc import Iterable, Mapping
 from typing import Literal
@@ -41,7 +42,8 @@ def zip_bytes(
         else list(files)
     )
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
+    with zipfile.ZipFile(buffer, "w") as archive, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # duplicate names are one of the crafted cases
         for info, data in members:
             archive.writestr(info, data)
     return buffer.getvalue()
@@ -113,11 +115,13 @@ def tar_special(name: str, kind: bytes) -> TarMember:
     return info, b""
 
 
-def tar_bytes(members: Iterable[TarMember], compression: str = "") -> bytes:
+def tar_bytes(
+    members: Iterable[TarMember], compression: str = "", format: int = tarfile.PAX_FORMAT
+) -> bytes:
     """A tar ("") or tar.gz ("gz") of the members, in order."""
     buffer = io.BytesIO()
     mode: Literal["w", "w:gz"] = "w:gz" if compression == "gz" else "w"
-    with tarfile.open(fileobj=buffer, mode=mode, format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(fileobj=buffer, mode=mode, format=format, errors="surrogateescape") as tar:
         for info, data in members:
             tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
     return buffer.getvalue()

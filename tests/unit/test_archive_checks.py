@@ -363,9 +363,16 @@ def test_a_long_chain_of_links_is_refused() -> None:
     refused(tar_bytes(members), "link-escape", "loop or too long a chain of links")
 
 
+def test_names_that_are_not_utf8_are_refused() -> None:
+    members = [tar_file("Dockerfile", DOCKERFILE), tar_file("caf\udce9", b"")]
+    refused(tar_bytes(members, format=tarfile.GNU_FORMAT), "bad-name", "is not valid UTF-8")
+
+
 def test_an_entry_twice_is_refused() -> None:
     data = tar_bytes([tar_file("Dockerfile", DOCKERFILE), tar_file("./Dockerfile", b"FROM x")])
     refused(data, "path-conflict", "appears twice")
+    data = zip_bytes([(zip_info("Dockerfile"), DOCKERFILE), (zip_info("Dockerfile"), b"FROM x")])
+    refused(data, "path-conflict", "'Dockerfile' appears twice")
 
 
 def test_entries_inside_a_file_are_refused() -> None:
@@ -504,6 +511,13 @@ def test_extraction_strips_the_top_folder_with_safe_modes(tmp_path: Path) -> Non
     assert mode(destination) == 0o755
     assert os.readlink(destination / "latest") == "deep/er/x.txt"
     assert (destination / "latest").read_bytes() == b"x"
+
+
+def test_extraction_keeps_unicode_names(tmp_path: Path) -> None:
+    data = zip_bytes({"café/Dockerfile": DOCKERFILE, "café/données/été.txt": b"x"})
+    report = extract_archive(io.BytesIO(data), tmp_path / "out")
+    assert report.root == "café/"
+    assert (tmp_path / "out/données/été.txt").read_bytes() == b"x"
 
 
 def test_extraction_of_a_tar_gz_copies_hard_links(tmp_path: Path) -> None:
