@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 
 from core import secrets
 from core.accounts import AccountService
+from core.archives import ArchiveService
 from core.cache import JsonCache
 from core.db import Pool, create_pool
 from core.keys import KeyService
@@ -17,6 +18,7 @@ from core.passwords import PasswordHasher
 from core.projects import ProjectService
 from core.sessions import SessionService
 from core.settings import Settings
+from core.storage import ObjectStorage, storage_from_settings
 from core.throttle import LoginThrottle, ThrottleLimits
 from core.tokens import TokenSigner
 
@@ -34,6 +36,8 @@ class Panel:
     sessions: SessionService
     throttle: LoginThrottle
     projects: ProjectService
+    storage: ObjectStorage
+    archives: ArchiveService
 
     @classmethod
     async def open(cls, settings: Settings, *, run_migrations: bool = True) -> Panel:
@@ -62,9 +66,30 @@ class Panel:
         sessions = SessionService(pool, signer)
         accounts = AccountService(pool, hasher, throttle, sessions, keys)
         projects = ProjectService(pool, JsonCache(redis, "projects"))
-        return cls(settings, pool, redis, hasher, accounts, keys, sessions, throttle, projects)
+        storage = storage_from_settings(
+            s3_endpoint=settings.s3_endpoint,
+            s3_bucket=settings.s3_bucket,
+            s3_access_key=settings.s3_access_key,
+            s3_secret_key=settings.s3_secret_key,
+            s3_region=settings.s3_region,
+            storage_dir=settings.archives_dir,
+        )
+        try:
+            await storage.prepare()
+        except BaseException:
+            await storage.close()
+            await redis.aclose()
+            await pool.close()
+            hasher.close()
+            raise
+        archives = ArchiveService(pool, storage, projects)
+        return cls(
+            settings, pool, redis, hasher, accounts, keys, sessions, throttle, projects,
+            storage, archives,
+        )  # fmt: skip
 
     async def close(self) -> None:
+        await self.storage.close()
         await self.redis.aclose()
         await self.pool.close()
         self.hasher.close()

@@ -1,0 +1,299 @@
+"""Archive versions of a project: one upload path for scp and SFTP (and later the TUI).
+
+An upload streams into storage as it arrives (`Upload.write`), counted against the user's quota
+byte by byte. When it completes, the stored object is checked (`core.archive_checks`, in a
+thread, reading the object back with ranged reads) before it becomes the project's next version.
+A refused archive is deleted from storage and kept in the history with the reason; an aborted or
+failed upload leaves nothing behind: no version, no object, no pending multipart upload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from core.archive_checks import ArchiveLimits, ArchiveRejected, inspect_archive
+from core.db import Pool, connection
+from core.errors import NotFoundError, QuotaExceededError, ValidationError
+from core.projects import Project, ProjectService
+from core.storage import ObjectReader, ObjectStorage, StorageWriter
+
+log = logging.getLogger(__name__)
+
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
+FILENAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
+# How a version is named in listings and downloads: "v3-app.zip".
+VERSION_NAME = re.compile(r"^v(\d{1,9})-(.+)$")
+
+
+@dataclass(frozen=True)
+class Archive:
+    id: int
+    project_id: int
+    version: int | None
+    filename: str
+    size: int
+    status: str  # "ready" or "rejected"
+    message: str
+    kind: str | None
+    storage_key: str | None
+    created_at: datetime
+
+    @property
+    def name(self) -> str:
+        """The name this version has in SFTP listings and downloads."""
+        return f"v{self.version}-{self.filename}" if self.version else self.filename
+
+
+def validate_filename(filename: str) -> str:
+    base = filename.rsplit("/", 1)[-1]
+    if not base.lower().endswith(ARCHIVE_SUFFIXES):
+        raise ValidationError(
+            f"{base[:60]!r} is not an archive name: upload a .zip, .tar, .tar.gz or .tgz file."
+        )
+    if not FILENAME_PATTERN.match(base):
+        raise ValidationError(
+            "An archive name uses letters, digits, dots, dashes, underscores and plus signs "
+            "(at most 100 characters)."
+        )
+    return base
+
+
+def _row_to_archive(row: asyncpg.Record) -> Archive:
+    return Archive(
+        id=row["id"],
+        project_id=row["project_id"],
+        version=row["version"],
+        filename=row["filename"],
+        size=row["size"],
+        status=row["status"],
+        message=row["message"],
+        kind=row["kind"],
+        storage_key=row["storage_key"],
+        created_at=row["created_at"],
+    )
+
+
+ARCHIVE_COLUMNS = (
+    "id, project_id, version, filename, size, status, message, kind, storage_key, created_at"
+)
+
+
+class Upload:
+    """One archive arriving. `write` as bytes come, then `finish` (or `abort`)."""
+
+    def __init__(
+        self,
+        service: ArchiveService,
+        project: Project,
+        filename: str,
+        key: str,
+        writer: StorageWriter,
+        quota_remaining: int,
+    ) -> None:
+        self.project = project
+        self.filename = filename
+        self._service = service
+        self._key = key
+        self._writer = writer
+        self.quota_remaining = quota_remaining
+        self.received = 0
+        self._done = False
+
+    async def write(self, data: bytes) -> None:
+        if self._done:
+            raise ValidationError("This upload is already finished.")
+        if self.received + len(data) > self.quota_remaining:
+            await self.abort()
+            raise QuotaExceededError(
+                f"This upload does not fit in your storage quota: "
+                f"{_mib(self.quota_remaining)} left. Delete old versions to make room."
+            )
+        self.received += len(data)
+        try:
+            await self._writer.write(data)
+        except BaseException:
+            await self.abort()
+            raise
+
+    async def finish(self) -> Archive:
+        """Complete the upload, check the archive, and make it the project's next version."""
+        if self._done:
+            raise ValidationError("This upload is already finished.")
+        self._done = True
+        try:
+            stored = await self._writer.complete()
+        except BaseException:
+            await self._writer.abort()
+            raise
+        return await self._service._accept(
+            self.project, self.filename, self._key, stored.size, self.quota_remaining
+        )
+
+    async def abort(self) -> None:
+        """Drop what arrived: nothing stays in storage. Safe to call more than once."""
+        self._done = True
+        try:
+            await self._writer.abort()
+        except Exception:
+            log.exception("could not abort upload %s", self._key)
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.1f} MiB"
+
+
+class ArchiveService:
+    def __init__(
+        self,
+        pool: Pool,
+        storage: ObjectStorage,
+        projects: ProjectService,
+        limits: ArchiveLimits | None = None,
+    ) -> None:
+        self._pool = pool
+        self._storage = storage
+        self._projects = projects
+        self._limits = limits or ArchiveLimits()
+
+    async def usage(self, user_id: int) -> tuple[int, int]:
+        """(bytes used by the user's stored versions, the user's quota)."""
+        async with connection(self._pool) as conn:
+            row = await conn.fetchrow(
+                "SELECT u.storage_quota_bytes AS quota,"
+                " coalesce(sum(a.size) FILTER (WHERE a.status = 'ready'), 0) AS used"
+                " FROM users u LEFT JOIN projects p ON p.user_id = u.id"
+                " LEFT JOIN archives a ON a.project_id = p.id"
+                " WHERE u.id = $1 GROUP BY u.id",
+                user_id,
+            )
+        if row is None:
+            raise NotFoundError("No such account.")
+        return int(row["used"]), int(row["quota"])
+
+    async def begin_upload(self, user_id: int, project_name: str, filename: str) -> Upload:
+        project = await self._projects.get(user_id, project_name)
+        filename = validate_filename(filename)
+        used, quota = await self.usage(user_id)
+        remaining = quota - used
+        if remaining <= 0:
+            raise QuotaExceededError(
+                f"Your storage quota ({_mib(quota)}) is full. Delete old versions to make room."
+            )
+        key = f"projects/{project.id}/{uuid.uuid4().hex}"
+        writer = await self._storage.open_writer(key)
+        return Upload(self, project, filename, key, writer, remaining)
+
+    async def _accept(
+        self, project: Project, filename: str, key: str, size: int, quota_remaining: int
+    ) -> Archive:
+        limits = dataclasses.replace(self._limits, quota_remaining=quota_remaining)
+
+        def check() -> Any:
+            with self._storage.open_seekable(key) as fileobj:
+                return inspect_archive(fileobj, limits)
+
+        try:
+            report = await asyncio.to_thread(check)
+        except ArchiveRejected as rejected:
+            await self._storage.delete(key)
+            await self._record(project, filename, size, "rejected", rejected.message, None, None)
+            raise
+        except BaseException:
+            await self._storage.delete(key)
+            raise
+        try:
+            return await self._record(project, filename, size, "ready", "", report.kind, key)
+        except BaseException:
+            await self._storage.delete(key)
+            raise
+
+    async def _record(
+        self,
+        project: Project,
+        filename: str,
+        size: int,
+        status: str,
+        message: str,
+        kind: str | None,
+        key: str | None,
+    ) -> Archive:
+        async with connection(self._pool) as conn, conn.transaction():
+            # The project row is the lock that hands out version numbers one at a time.
+            alive = await conn.fetchval(
+                "SELECT id FROM projects WHERE id = $1 FOR UPDATE", project.id
+            )
+            if alive is None:
+                raise NotFoundError(f"The project {project.name!r} was deleted meanwhile.")
+            version = None
+            if status == "ready":
+                version = await conn.fetchval(
+                    "SELECT coalesce(max(version), 0) + 1 FROM archives WHERE project_id = $1",
+                    project.id,
+                )
+            row = await conn.fetchrow(
+                "INSERT INTO archives (project_id, version, filename, size, status, message,"
+                f" kind, storage_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                f" RETURNING {ARCHIVE_COLUMNS}",
+                project.id,
+                version,
+                filename,
+                size,
+                status,
+                message,
+                kind,
+                key,
+            )
+        assert row is not None
+        await self._projects.invalidate(project.user_id)
+        return _row_to_archive(row)
+
+    async def list(self, user_id: int, project_name: str) -> list[Archive]:
+        """The project's history, newest first: versions and refused uploads."""
+        project = await self._projects.get(user_id, project_name)
+        async with connection(self._pool) as conn:
+            rows = await conn.fetch(
+                f"SELECT {ARCHIVE_COLUMNS} FROM archives WHERE project_id = $1"
+                " ORDER BY created_at DESC, id DESC",
+                project.id,
+            )
+        return [_row_to_archive(row) for row in rows]
+
+    async def find(self, user_id: int, project_name: str, name: str) -> Archive:
+        """A stored version by its listed name ("v3-app.zip") or number ("3", "v3")."""
+        match = VERSION_NAME.match(name) or re.match(r"^v?(\d{1,9})$", name)
+        for archive in await self.list(user_id, project_name):
+            if archive.status != "ready":
+                continue
+            if (match and archive.version == int(match.group(1))) or archive.name == name:
+                return archive
+        raise NotFoundError(f"{project_name} has no version {name[:60]!r}.")
+
+    async def delete(self, user_id: int, project_name: str, name: str) -> Archive:
+        archive = await self.find(user_id, project_name, name)
+        async with connection(self._pool) as conn:
+            await conn.execute("DELETE FROM archives WHERE id = $1", archive.id)
+        if archive.storage_key:
+            await self._storage.delete(archive.storage_key)
+        project = await self._projects.get(user_id, project_name)
+        await self._projects.invalidate(project.user_id)
+        return archive
+
+    async def delete_project(self, user_id: int, project_name: str, confirmation: str) -> Project:
+        """Delete a project with all its versions, from PostgreSQL and from storage."""
+        project = await self._projects.delete(user_id, project_name, confirmation)
+        await self._storage.delete_prefix(f"projects/{project.id}/")
+        return project
+
+    def open_reader(self, archive: Archive, offset: int = 0) -> ObjectReader:
+        if not archive.storage_key:
+            raise NotFoundError("This upload was refused: there is nothing to download.")
+        return self._storage.open_reader(archive.storage_key, offset)

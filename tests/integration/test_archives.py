@@ -1,0 +1,125 @@
+"""Archive versions through the one upload path, against real PostgreSQL, Redis and storage."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+
+from core.archive_checks import ArchiveRejected
+from core.errors import NotFoundError, QuotaExceededError, ValidationError
+from core.panel import Panel
+
+PASSWORD = "correct horse battery"
+
+
+def app_zip(files: dict[str, bytes] | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in (files or {"Dockerfile": b"FROM scratch\n", "index.html": b"hi"}).items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+async def upload(
+    panel: Panel, user_id: int, project: str, filename: str, data: bytes, chunk: int = 7000
+):  # type: ignore[no-untyped-def]
+    transfer = await panel.archives.begin_upload(user_id, project, filename)
+    for start in range(0, len(data), chunk):
+        await transfer.write(data[start : start + chunk])
+    return await transfer.finish()
+
+
+async def alice_with_project(panel: Panel) -> int:
+    alice = await panel.accounts.sign_up("alice", "alice@example.com", PASSWORD)
+    await panel.projects.create(alice.id, "shop")
+    return alice.id
+
+
+async def test_a_good_archive_becomes_the_next_version(panel: Panel) -> None:
+    alice = await alice_with_project(panel)
+    data = app_zip()
+    first = await upload(panel, alice, "shop", "app.zip", data)
+    second = await upload(panel, alice, "shop", "app.zip", app_zip())
+    assert (first.version, second.version, first.name) == (1, 2, "v1-app.zip")
+    assert [a.name for a in await panel.archives.list(alice, "shop")] == [
+        "v2-app.zip",
+        "v1-app.zip",
+    ]
+    # Byte-identical when read back, and counted in the project (cache invalidated).
+    chunks = [chunk async for chunk in panel.archives.open_reader(first)]
+    assert b"".join(chunks) == data
+    assert (await panel.projects.get(alice, "shop")).versions == 2
+    used, quota = await panel.archives.usage(alice)
+    assert used == first.size + second.size and quota == 1 << 30
+
+
+async def test_a_refused_archive_is_history_with_its_reason_and_nothing_stored(
+    panel: Panel,
+) -> None:
+    alice = await alice_with_project(panel)
+    with pytest.raises(ArchiveRejected) as refused:
+        await upload(panel, alice, "shop", "app.zip", app_zip({"README.md": b"no app here"}))
+    history = await panel.archives.list(alice, "shop")
+    assert [(a.status, a.version, a.message) for a in history] == [
+        ("rejected", None, refused.value.message)
+    ]
+    assert await panel.storage.pending_uploads() == []
+    assert (await panel.archives.usage(alice))[0] == 0
+
+
+async def test_over_quota_aborts_while_bytes_arrive(panel: Panel) -> None:
+    alice = await alice_with_project(panel)
+    async with panel.pool.acquire() as conn:
+        await conn.execute("UPDATE users SET storage_quota_bytes = 10000 WHERE id = $1", alice)
+    transfer = await panel.archives.begin_upload(alice, "shop", "big.zip")
+    await transfer.write(b"x" * 6000)
+    with pytest.raises(QuotaExceededError, match="does not fit in your storage quota"):
+        await transfer.write(b"x" * 6000)
+    assert await panel.archives.list(alice, "shop") == []
+    assert await panel.storage.pending_uploads() == []
+
+
+async def test_an_aborted_upload_leaves_nothing(panel: Panel) -> None:
+    alice = await alice_with_project(panel)
+    transfer = await panel.archives.begin_upload(alice, "shop", "app.zip")
+    await transfer.write(app_zip()[:100])
+    await transfer.abort()
+    await transfer.abort()  # twice is harmless
+    assert await panel.archives.list(alice, "shop") == []
+    assert await panel.storage.pending_uploads() == []
+
+
+async def test_only_the_owner_can_upload_list_or_delete(panel: Panel) -> None:
+    alice = await alice_with_project(panel)
+    bob = (await panel.accounts.sign_up("bob", "bob@example.com", PASSWORD)).id
+    await upload(panel, alice, "shop", "app.zip", app_zip())
+    with pytest.raises(NotFoundError):
+        await panel.archives.begin_upload(bob, "shop", "app.zip")
+    with pytest.raises(NotFoundError):
+        await panel.archives.list(bob, "shop")
+    with pytest.raises(NotFoundError):
+        await panel.archives.delete(bob, "shop", "v1-app.zip")
+    assert len(await panel.archives.list(alice, "shop")) == 1
+
+
+@pytest.mark.parametrize("filename", ["app.exe", "notes.txt", "../app.zip/..", ".hidden.zip"])
+async def test_bad_file_names_are_refused(panel: Panel, filename: str) -> None:
+    alice = await alice_with_project(panel)
+    with pytest.raises(ValidationError):
+        await panel.archives.begin_upload(alice, "shop", filename)
+
+
+async def test_delete_a_version_and_a_whole_project(panel: Panel) -> None:
+    alice = await alice_with_project(panel)
+    first = await upload(panel, alice, "shop", "app.zip", app_zip())
+    await upload(panel, alice, "shop", "app.tar.zip", app_zip())
+    deleted = await panel.archives.delete(alice, "shop", "v1-app.zip")
+    assert deleted.id == first.id
+    assert [a.name for a in await panel.archives.list(alice, "shop")] == ["v2-app.tar.zip"]
+    assert await panel.storage.size(first.storage_key or "") is None
+    await panel.archives.delete_project(alice, "shop", "shop")
+    with pytest.raises(NotFoundError):
+        await panel.archives.list(alice, "shop")
+    assert await panel.projects.list(alice) == []
