@@ -12,7 +12,6 @@ from core.errors import ValidationError
 from core.settings import Settings
 from core.storage import (
     INCOMING,
-    S3_CLIENT_CONFIG,
     LocalDirectoryStorage,
     MiB,
     S3Storage,
@@ -66,14 +65,6 @@ def test_s3_parts_cannot_be_smaller_than_s3_allows() -> None:
         S3Storage("http://127.0.0.1:1", "bucket", part_size=4 * MiB)
     with pytest.raises(ValueError, match="max_in_flight"):
         S3Storage("http://127.0.0.1:1", "bucket", max_in_flight=0)
-
-
-def test_a_dead_s3_fails_in_seconds_not_minutes() -> None:
-    # botocore's defaults (60 s timeouts, 5 attempts) would keep a user waiting 9-16 s or more.
-    assert S3_CLIENT_CONFIG.connect_timeout == 5
-    assert S3_CLIENT_CONFIG.read_timeout == 30
-    # botocore turns {"max_attempts": 2} (retries) into 3 attempts in all.
-    assert S3_CLIENT_CONFIG.retries == {"mode": "standard", "total_max_attempts": 3}
 
 
 def factory_arguments(settings: Settings) -> dict[str, object]:
