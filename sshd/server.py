@@ -40,6 +40,7 @@ from sshd.driver import prepare_hosting
 from sshd.hostkeys import load_or_create_host_key
 from sshd.isolation import isolated_panel
 from sshd.session import PanelSession
+from sshd.sftp import ChannelRouter, TransferSession
 
 log = logging.getLogger(__name__)
 
@@ -223,10 +224,15 @@ class PanelConnection(asyncssh.SSHServer):
 
     # -- sessions -----------------------------------------------------------------------------
 
-    def session_requested(self) -> PanelSession | bool:
-        if self.login is None:
+    def session_requested(self) -> ChannelRouter | bool:
+        login = self.login
+        if login is None:
             return False
-        return PanelSession(self._server, self.login, self.remote_addr, self._server.address)
+        # The dashboard or the command interface, unless the channel asks for SFTP or scp.
+        return ChannelRouter(
+            PanelSession(self._server, login, self.remote_addr, self._server.address),
+            lambda: TransferSession(self._server, login),
+        )
 
 
 @dataclass(eq=False)
@@ -238,6 +244,7 @@ class GhstServer:
     host: str | None = None
     port: int | None = None
     sessions: set[PanelSession] = field(default_factory=set)
+    transfers: set[TransferSession] = field(default_factory=set)
     connections: set[asyncssh.SSHServerConnection] = field(default_factory=set)
     _acceptor: asyncssh.SSHAcceptor | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -271,6 +278,8 @@ class GhstServer:
             keepalive_interval=settings.keepalive_interval,
             keepalive_count_max=settings.keepalive_count,
             login_timeout=LOGIN_TIMEOUT,
+            # SFTP and scp are served per channel (`ChannelRouter`): asyncssh's own
+            # sftp_factory/allow_scp would replace the dashboard's session on every channel.
             allow_scp=False,
             agent_forwarding=False,
             x11_forwarding=False,
@@ -357,6 +366,8 @@ class GhstServer:
                 waiter.cancel()
         for session in list(self.sessions):
             session.end(SERVER_STOPPED)
+        for transfer in list(self.transfers):
+            transfer.end(SERVER_STOPPED)  # unfinished uploads are dropped, nothing half-stored
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=APPS_EXIT_TIMEOUT)
         for task in list(self._tasks):
