@@ -39,7 +39,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
@@ -246,6 +246,7 @@ class PanelSFTPServer(asyncssh.SFTPServer):
         address: str,
         client_gone: Callable[[], bool],
         in_band_errors: bool,
+        drain: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(chan)
         self._panel = panel
@@ -253,6 +254,7 @@ class PanelSFTPServer(asyncssh.SFTPServer):
         self._ssh_username = login.ssh_username
         self._address = address
         self._client_gone = client_gone
+        self._drain = drain
         # Legacy scp sends each error to the client itself: no copy on stderr then.
         self._in_band_errors = in_band_errors
         self._visitor_told = False
@@ -490,6 +492,11 @@ class PanelSFTPServer(asyncssh.SFTPServer):
     async def read(self, file_obj: object, offset: int, size: int) -> bytes:
         if not isinstance(file_obj, _DownloadFile):
             raise asyncssh.SFTPPermissionDenied(DENIED)
+        if self._drain is not None:
+            # asyncssh queues every answer without waiting for the client to take it: a client
+            # that asks for data faster than it reads would grow the queue without bound.
+            with contextlib.suppress(Exception):
+                await self._drain()
         try:
             return await file_obj.read(offset, size)
         except Exception as error:
@@ -714,6 +721,7 @@ class TransferSession(SSHServerStreamSession[bytes]):
             address=self._host.address,
             client_gone=self.client_gone,
             in_band_errors=legacy_scp,
+            drain=stdout.drain,
         )
         self.server = server
         handler: Any

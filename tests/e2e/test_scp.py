@@ -72,6 +72,17 @@ async def test_upload_download_and_exit_status_zero(
     )
     assert result.status == 0, result.output
     assert (tmp_path / "v2-site.zip").read_bytes() == data
+    # Wildcards are matched on the server's listing.
+    (tmp_path / "all").mkdir()
+    result = await run(
+        scp_command(ssh_server, alice, *mode, remote(alice, "shop/v*.zip"), "all/"),
+        cwd=tmp_path,
+    )
+    assert result.status == 0, result.output
+    assert sorted(path.name for path in (tmp_path / "all").iterdir()) == [
+        "v1-app.zip",
+        "v2-site.zip",
+    ]
     assert await nothing_left(panel, ssh_server)
 
 
