@@ -14,8 +14,9 @@ import asyncssh
 import pytest
 
 from core.archives import ArchiveService
+from core.errors import UnavailableError
 from core.panel import Panel
-from core.storage import MIN_PART_SIZE, S3Storage
+from core.storage import MIN_PART_SIZE, STORAGE_DOWN, S3Storage
 from sshd.server import GhstServer
 from tests.e2e.helpers import running_server
 from tests.e2e.transfers import (
@@ -322,6 +323,33 @@ async def test_downloads_serve_any_offset(
         await sftp.put(str(tmp_path / "got.zip"), "/shop/again.zip")
     assert [a.name for a in await versions(panel, alice, "shop")] == ["v2-again.zip", "v1-app.zip"]
     assert await nothing_left(panel, ssh_server)
+
+
+async def test_a_service_that_is_down_is_reported_as_such(
+    ssh_server: GhstServer,
+    panel: Panel,
+    alice: Account,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    write(tmp_path / "app.zip", app_zip())
+
+    async def storage_down(*args: object) -> None:
+        raise UnavailableError(STORAGE_DOWN)
+
+    monkeypatch.setattr(panel.archives, "begin_upload", storage_down)
+    result = await sftp_batch(ssh_server, alice, "put app.zip shop/", tmp_path)
+    assert result.status != 0
+    assert f"ghst: shop/app.zip: {STORAGE_DOWN}" in result.stderr
+
+    async def crash(*args: object) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(panel.archives, "begin_upload", crash)
+    result = await sftp_batch(ssh_server, alice, "put app.zip shop/", tmp_path)
+    assert result.status != 0
+    assert "ghst: shop/app.zip: The panel could not do this right now" in result.stderr
+    assert "secret internals" not in result.output
 
 
 async def test_mkdir_creates_a_project_and_rmdir_points_to_the_dashboard(
