@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import cast
 
 from core.accounts import BAD_CREDENTIALS, User
-from core.errors import AuthenticationError, ConflictError
+from core.archives import Archive
+from core.errors import AuthenticationError, ConflictError, NotFoundError, ValidationError
 from core.keys import PublicKey, SSHKey, parse_public_key
 from core.panel import Panel
+from core.projects import Project, validate_project_name
 from core.sessions import Session
+from core.settings import Settings
 from tui.app import GhstApp
 from tui.visitor import Visitor
 
@@ -72,6 +75,117 @@ ALICE_KEYS = [
 ]
 
 
+MIB = 1 << 20
+GIB = 1 << 30
+# As a server listening on every address would be configured: the commands show the domain.
+SETTINGS = Settings(domain="ghst.example", ssh_host="0.0.0.0", ssh_port=2222)
+
+
+def project(name: str, versions: int, last_upload: datetime | None, project_id: int) -> Project:
+    return Project(
+        id=project_id,
+        user_id=ALICE.id,
+        name=name,
+        created_at=SIGNED_UP,
+        versions=versions,
+        last_upload_at=last_upload,
+    )
+
+
+ALICE_PROJECTS = [  # by name, as core lists them
+    project("landing-page", 0, None, 3),
+    project("portfolio", 1, datetime(2025, 1, 12, 17, 5, tzinfo=UTC), 2),
+    project("shop", 2, datetime(2025, 2, 3, 9, 12, tzinfo=UTC), 1),
+]
+
+
+def archive(
+    archive_id: int,
+    version: int | None,
+    filename: str,
+    size: int,
+    uploaded: datetime,
+    message: str = "",
+    project_id: int = 1,
+) -> Archive:
+    return Archive(
+        id=archive_id,
+        project_id=project_id,
+        version=version,
+        filename=filename,
+        size=size,
+        status="ready" if version else "rejected",
+        message=message,
+        kind="zip" if version else None,
+        storage_key=f"projects/{project_id}/{archive_id}" if version else None,
+        created_at=uploaded,
+    )
+
+
+SHOP_HISTORY = [  # newest first
+    archive(4, 2, "shop.zip", 68 * MIB + 400 * 1024, datetime(2025, 2, 3, 9, 12, tzinfo=UTC)),
+    archive(
+        3,
+        None,
+        "shop-debug.tar.gz",
+        2 * MIB + 310 * 1024,
+        datetime(2025, 2, 2, 18, 40, tzinfo=UTC),
+        "There is no Dockerfile at the top level of the archive: put it next to your app's "
+        "files, not in a folder.",
+    ),
+    archive(1, 1, "shop.zip", 52 * MIB, datetime(2025, 1, 30, 11, 2, tzinfo=UTC)),
+]
+PORTFOLIO_HISTORY = [
+    archive(2, 1, "site.tar.gz", 100 * 1024, datetime(2025, 1, 12, 17, 5, tzinfo=UTC), "", 2)
+]
+ALICE_ARCHIVES = {"shop": SHOP_HISTORY, "portfolio": PORTFOLIO_HISTORY, "landing-page": []}
+
+
+@dataclass
+class FakeProjects:
+    projects: list[Project] = field(default_factory=list)
+
+    async def list(self, user_id: int) -> list[Project]:
+        return list(self.projects)
+
+    async def get(self, user_id: int, name: str) -> Project:
+        for item in self.projects:
+            if item.name == name:
+                return item
+        raise NotFoundError(f"You have no project named {name[:40]!r}.")
+
+    async def create(self, user_id: int, name: str) -> Project:
+        name = validate_project_name(name.strip())  # the real rules and their messages
+        raise ConflictError(f"The name {name!r} is taken. Please choose another one.")
+
+
+@dataclass
+class FakeArchives:
+    histories: dict[str, list[Archive]] = field(default_factory=dict)
+    quota: int = GIB
+
+    async def list(self, user_id: int, project_name: str) -> list[Archive]:
+        if project_name not in self.histories:
+            raise NotFoundError(f"You have no project named {project_name[:40]!r}.")
+        return list(self.histories[project_name])
+
+    async def usage(self, user_id: int) -> tuple[int, int]:
+        used = sum(
+            item.size
+            for history in self.histories.values()
+            for item in history
+            if item.status == "ready"
+        )
+        return used, self.quota
+
+    async def delete_project(self, user_id: int, project_name: str, confirmation: str) -> Project:
+        if confirmation.strip() != project_name:
+            raise ValidationError(
+                f"Type the project's name, {project_name!r}, to confirm deleting it."
+            )
+        raise NotFoundError(f"You have no project named {project_name[:40]!r}.")
+
+
 @dataclass
 class FakeAccounts:
     user: User
@@ -111,6 +225,9 @@ class FakePanel:
     accounts: FakeAccounts = field(default_factory=lambda: FakeAccounts(ALICE))
     keys: FakeKeys = field(default_factory=FakeKeys)
     sessions: FakeSessions = field(default_factory=FakeSessions)
+    projects: FakeProjects = field(default_factory=FakeProjects)
+    archives: FakeArchives = field(default_factory=FakeArchives)
+    settings: Settings = SETTINGS
 
 
 def signed_in_visitor(user: User = ALICE) -> Visitor:
@@ -125,6 +242,21 @@ def signed_in_visitor(user: User = ALICE) -> Visitor:
     return Visitor(REMOTE_ADDR, user.username, user=user, session=session)
 
 
-def fake_app(visitor: Visitor, keys: list[SSHKey] | None = None) -> GhstApp:
-    panel = FakePanel(keys=FakeKeys(list(keys or [])))
+def fake_app(
+    visitor: Visitor,
+    keys: list[SSHKey] | None = None,
+    *,
+    projects: list[Project] | None = None,
+    archives: dict[str, list[Archive]] | None = None,
+) -> GhstApp:
+    """The app over fixed data: projects default to ALICE_PROJECTS with their histories."""
+    if projects is None:
+        projects = ALICE_PROJECTS
+    if archives is None:
+        archives = ALICE_ARCHIVES
+    panel = FakePanel(
+        keys=FakeKeys(list(keys or [])),
+        projects=FakeProjects(list(projects)),
+        archives=FakeArchives({p.name: archives.get(p.name, []) for p in projects}),
+    )
     return GhstApp(cast(Panel, panel), visitor)

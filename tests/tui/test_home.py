@@ -67,7 +67,7 @@ async def test_keys_and_password_by_key_and_from_the_list(panel: Panel) -> None:
         await settle(pilot)
         # The "What next" list has the focus: arrows and Enter work too.
         assert app.focused is app.screen.query_one("#actions")
-        await pilot.press("enter")
+        await pilot.press("down", "enter")  # below Projects
         await settle(pilot)
         assert isinstance(app.screen, KeysScreen)
         await pilot.press("escape")
@@ -162,10 +162,10 @@ async def test_the_key_bar_lists_the_bindings_and_a_click_on_a_key_presses_it(
         await settle(pilot)
         bar = str(app.screen.query_one(KeyBar).render())
         assert bar.split() == [
-            *("k", "SSH", "keys", "p", "Password", "l", "Log", "out"),
+            *("j", "Projects", "k", "SSH", "keys", "p", "Password", "l", "Log", "out"),
             *("o", "Log", "out", "everywhere", "^q", "Quit"),
         ]
-        await pilot.click(KeyBar, offset=(1, 0))  # the "k"
+        await pilot.click(KeyBar, offset=(bar.index(" k ") + 1, 0))
         await settle(pilot)
         assert isinstance(app.screen, KeysScreen)
         # The keys screen has its own bindings; "Remove key" is shown dimmed with no keys.

@@ -147,3 +147,46 @@ def test_home_in_80_columns(snap_compare: SnapCompare) -> None:
     assert snap_compare(
         fake_app(signed_in_visitor(), ALICE_KEYS), terminal_size=(80, 24), run_before=run()
     )
+
+
+def test_projects(snap_compare: SnapCompare) -> None:
+    assert snap_compare(
+        fake_app(signed_in_visitor(), ALICE_KEYS),
+        terminal_size=SIZE,
+        run_before=run(press("j"), press("down")),
+    )
+
+
+def test_projects_empty(snap_compare: SnapCompare) -> None:
+    assert snap_compare(
+        fake_app(signed_in_visitor(), ALICE_KEYS, projects=[]),
+        terminal_size=SIZE,
+        run_before=run(press("j")),
+    )
+
+
+def test_project_with_a_ready_and_a_refused_version(snap_compare: SnapCompare) -> None:
+    """The refused upload selected: its whole reason under the table."""
+    assert snap_compare(
+        fake_app(signed_in_visitor(), ALICE_KEYS),
+        terminal_size=SIZE,
+        run_before=run(press("j"), press("down", "down", "enter"), press("down")),
+    )
+
+
+def test_new_project_with_a_bad_name(snap_compare: SnapCompare) -> None:
+    assert snap_compare(
+        fake_app(signed_in_visitor(), ALICE_KEYS),
+        terminal_size=SIZE,
+        run_before=run(press("j"), press("n"), set_values(name="My Shop"), press("enter")),
+    )
+
+
+def test_delete_project_dialog_with_a_wrong_name(snap_compare: SnapCompare) -> None:
+    assert snap_compare(
+        fake_app(signed_in_visitor(), ALICE_KEYS),
+        terminal_size=SIZE,
+        run_before=run(
+            press("j"), press("down", "down", "d"), set_values(confirmation="shpo"), press("enter")
+        ),
+    )

@@ -23,6 +23,7 @@ LOGOUT_FAREWELL = "Logged out. Bye!"
 
 # (action, key, label, description) for the "What next" list; the keys are the screen bindings.
 NEXT_STEPS = (
+    ("projects", "j", "Projects", "your sites: create one, upload versions"),
     ("keys", "k", "Manage SSH keys", "the keys ssh logs you in with"),
     ("password", "p", "Change password", "for logins without a key"),
     ("logout", "l", "Log out", "end this session"),
@@ -43,6 +44,8 @@ class HomeScreen(GhstScreen[None]):
         (96, "-wide"),
     ]
     BINDINGS: ClassVar[list[BindingType]] = [
+        # j, as in proJects: p was already the password's.
+        Binding("j", "projects", "Projects"),
         Binding("k", "keys", "SSH keys"),
         Binding("p", "password", "Password"),
         Binding("l", "logout", "Log out"),
@@ -119,6 +122,11 @@ class HomeScreen(GhstScreen[None]):
     async def run_next_step(self, event: OptionList.OptionSelected) -> None:
         if event.option.id is not None:
             await self.run_action(event.option.id)
+
+    def action_projects(self) -> None:
+        from tui.screens.projects import ProjectsScreen
+
+        self.app.push_screen(ProjectsScreen())
 
     def action_keys(self) -> None:
         from tui.screens.keys import KeysScreen

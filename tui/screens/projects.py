@@ -1,0 +1,194 @@
+"""Projects: the account's projects in a table, the storage they use; create, open or delete one."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.content import Content
+from textual.widgets import DataTable, Static
+
+from core.projects import Project
+from tui.formatting import moment, plural, size
+from tui.screens.base import GhstScreen
+from tui.upload_commands import upload_commands
+from tui.widgets.header import AppHeader
+from tui.widgets.keybar import KeyBar
+
+COLUMNS = (
+    ("Name", "name"),
+    ("URL", "url"),
+    ("Versions", "versions"),
+    ("Last upload (UTC)", "last-upload"),
+)
+
+
+def project_url(name: str, domain: str) -> str:
+    return f"http://{name}.{domain}"
+
+
+def usage_line(used: int, quota: int) -> str:
+    """ "120.5 MiB of 1.0 GiB used (12%)": the storage all the user's versions take."""
+    percent = f" ({used * 100 // quota}%)" if quota > 0 else ""
+    return f"{size(used)} of {size(quota)} used{percent}"
+
+
+class ProjectsScreen(GhstScreen[None]):
+    TITLE = "Projects"
+    CSS_PATH = "projects.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        # Priority: the table would take Enter first (and not show it in the key bar). First,
+        # so the key bar lists the keys in the same order whether the table has focus or not.
+        Binding("enter", "open", "Open", priority=True),
+        Binding("n", "new", "New project"),
+        Binding("d,delete", "delete", "Delete project"),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.projects: list[Project] = []
+        # The project to put the cursor on at the next load (one just created).
+        self._select: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield AppHeader("Home", "Projects")
+        with Vertical(id="projects-page"):
+            yield Static("Projects", id="title", classes="card-title")
+            yield Static(
+                f"Each project is a site at http://<name>.{self.panel.settings.domain}: upload "
+                "versions of it with scp or sftp.",
+                classes="muted",
+                markup=False,
+            )
+            yield Static("Storage: …", id="usage", markup=False)
+            with Vertical(id="projects-box"):
+                yield DataTable(id="projects", cursor_type="row", zebra_stripes=True)
+                yield Static("Loading your projects…", id="empty", markup=False)
+        yield KeyBar()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#projects", DataTable)
+        for label, key in COLUMNS:
+            table.add_column(label, key=key)
+        self.query_one("#projects-box").border_title = "Projects"
+
+    def on_screen_resume(self) -> None:
+        # On first show and on coming back from a project (its versions may have changed).
+        self.load_projects()
+
+    @work(exclusive=True, exit_on_error=False, group="load")
+    async def load_projects(self) -> None:
+        panel, user_id = self.panel, self.user.id
+        projects, (used, quota) = await asyncio.gather(
+            panel.projects.list(user_id), panel.archives.usage(user_id)
+        )
+        self.show_projects(projects, self._select)
+        self._select = None
+        self.query_one("#usage", Static).update(
+            Content.assemble(("Storage: ", "$text-muted"), usage_line(used, quota))
+        )
+
+    def show_projects(self, projects: list[Project], select: str | None = None) -> None:
+        previous = self.selected_project()  # of the list shown until now
+        self.projects = projects
+        domain = self.panel.settings.domain
+        table = self.query_one("#projects", DataTable)
+        table.clear()
+        for project in projects:
+            table.add_row(
+                Text(project.name, "bold"),
+                Text(project_url(project.name, domain)),
+                Text(str(project.versions), justify="right"),
+                Text(moment(project.last_upload_at)),
+                key=project.name,
+            )
+        self.query_one("#projects-box").border_title = f"Projects · {len(projects)}"
+        empty = self.query_one("#empty", Static)
+        commands = upload_commands(self.panel.settings, self.user.username, "<name>")
+        empty.update(
+            Content.assemble(
+                "No projects yet. Press ",
+                ("n", "bold $text-accent"),
+                " to create one, or make a folder for it over sftp:\n\n    ",
+                (commands.sftp, "bold"),
+                "\n    ",
+                ("mkdir <name>", "bold"),
+                "\n\nIts name becomes its address: ",
+                (project_url("<name>", domain), "bold"),
+            )
+        )
+        empty.display = not projects
+        table.display = bool(projects)
+        wanted = select if select is not None else (previous.name if previous else None)
+        for row, project in enumerate(projects):
+            if project.name == wanted:
+                table.move_cursor(row=row)
+        if projects:
+            table.focus()
+        elif table.has_focus:
+            self.set_focus(None)
+        self.refresh_bindings()
+
+    def selected_project(self) -> Project | None:
+        table = self.query_one("#projects", DataTable)
+        if not self.projects or table.row_count == 0:
+            return None
+        row = table.cursor_row
+        return self.projects[row] if 0 <= row < len(self.projects) else None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in {"open", "delete"} and not self.projects:
+            return None  # dimmed in the key bar: there is no project yet
+        return True
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+    def action_new(self) -> None:
+        from tui.screens.new_project import NewProjectDialog
+
+        self.app.push_screen(NewProjectDialog(), self._project_created)
+
+    def _project_created(self, project: Project | None) -> None:
+        if project is not None:
+            self.notify(
+                f"{project.name}: press enter to open it and see how to upload a version.",
+                title="Project created",
+            )
+            self._select = project.name
+            self.load_projects()
+
+    @on(DataTable.RowSelected, "#projects")
+    def action_open(self) -> None:
+        project = self.selected_project()
+        if project is None:
+            return
+        from tui.screens.project import ProjectScreen
+
+        self.app.push_screen(ProjectScreen(project.name))
+
+    def action_delete(self) -> None:
+        project = self.selected_project()
+        if project is None:
+            self.notify("There is no project to delete.", severity="warning")
+            return
+        from tui.screens.delete_project import DeleteProjectDialog
+
+        self.app.push_screen(DeleteProjectDialog(project), self._project_deleted)
+
+    def _project_deleted(self, project: Project | None) -> None:
+        if project is not None:
+            versions = project.versions
+            self.notify(
+                f"{project.name} and its {plural(versions, 'version')} are gone."
+                if versions
+                else f"{project.name} is gone.",
+                title="Project deleted",
+            )
+            self.load_projects()
