@@ -6,12 +6,17 @@ SFTP use, with small zips built in memory.
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import shlex
 import time
 import zipfile
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
+from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
 
 from core.archive_checks import ArchiveRejected
@@ -19,6 +24,8 @@ from core.archives import Archive
 from core.errors import UnavailableError
 from core.panel import Panel
 from core.settings import Settings
+from tests.e2e.helpers import running_server
+from tests.e2e.transfers import OPENSSH_OPTIONS, Account, account, run, write
 from tests.tui.helpers import (
     SIZE,
     Note,
@@ -37,6 +44,7 @@ from tui.screens.new_project import NewProjectDialog
 from tui.screens.project import ProjectScreen, check_line
 from tui.screens.projects import ProjectsScreen, usage_line
 from tui.upload_commands import public_ssh_address, upload_commands
+from tui.visitor import Visitor
 from tui.widgets.header import SEPARATOR
 
 NOW = datetime(2025, 2, 3, 9, 12, tzinfo=UTC)
@@ -508,3 +516,58 @@ async def test_a_failing_poll_is_reported_once(
         screen.poll()
         await settle(pilot)
         assert titles(notes) == ["Service unavailable", "Service unavailable"]
+
+
+@pytest.mark.e2e
+async def test_the_commands_on_screen_upload_with_openssh(panel: Panel, tmp_path: Path) -> None:
+    """The scp line `c` copies and the sftp lines shown, run as they are by OpenSSH's clients
+    against the real server (only the test's key and options added): each upload shows on
+    the open project screen without a keypress."""
+    async with running_server(panel) as server:
+        panel.settings = dataclasses.replace(panel.settings, ssh_port=server.port or 0)
+        alice = await account(panel, tmp_path, "alice", projects=("shop",))
+        write(tmp_path / "app.zip", app_zip())
+        visitor = await dashboard_visitor(panel, alice)
+        app = GhstApp(panel, visitor)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = ProjectScreen("shop")
+            await app.push_screen(screen)
+            await settle(pilot)
+            await pilot.press("c")
+            await pilot.pause()
+            scp = shlex.split(app.clipboard)
+            assert scp[:3] == ["scp", "-P", str(server.port)]
+            client = ["/usr/bin/scp", *OPENSSH_OPTIONS, "-i", str(alice.identity), *scp[1:]]
+            result = await run(client, cwd=tmp_path)
+            assert result.status == 0, result.output
+            await shows(pilot, screen, ["v1-app.zip"])
+
+            # "sftp  sftp -P <port> alice@localhost   then   put app.zip shop/"
+            sftp, put = text(app, "#sftp-command").removeprefix("sftp").split("then")
+            assert put.strip() == "put app.zip shop/"
+            batch = write(tmp_path / "batch.txt", f"{put.strip()}\n".encode())
+            client = [
+                "/usr/bin/sftp",
+                *OPENSSH_OPTIONS,
+                *("-i", str(alice.identity), "-b", str(batch)),
+                *shlex.split(sftp)[1:],
+            ]
+            result = await run(client, cwd=tmp_path)
+            assert result.status == 0, result.output
+            await shows(pilot, screen, ["v2-app.zip", "v1-app.zip"])
+
+
+async def shows(pilot: Pilot[Any], screen: ProjectScreen, names: list[str]) -> None:
+    started = time.monotonic()
+    while [a.name for a in screen.archives or []] != names and time.monotonic() - started < 5:
+        await pilot.pause(0.05)
+    waited = time.monotonic() - started
+    assert [a.name for a in screen.archives or []] == names
+    assert waited < 2.5, f"the upload showed after {waited:.2f} s"
+
+
+async def dashboard_visitor(panel: Panel, who: Account) -> Visitor:
+    """A dashboard session for an account made by the e2e helpers."""
+    assert who.user is not None
+    session = await panel.sessions.open(who.user.id, "key", "127.0.0.1")
+    return Visitor("127.0.0.1", who.name, user=who.user, session=session)
