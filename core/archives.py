@@ -55,6 +55,10 @@ class Archive:
 
 def validate_filename(filename: str) -> str:
     base = filename.rsplit("/", 1)[-1]
+    # A downloaded version uploaded again ("v1-app.zip") keeps its own name, not "v2-v1-app.zip".
+    listed = VERSION_NAME.match(base)
+    if listed:
+        base = listed.group(2)
     if not base.lower().endswith(ARCHIVE_SUFFIXES):
         raise ValidationError(
             f"{base[:60]!r} is not an archive name: upload a .zip, .tar, .tar.gz or .tgz file."

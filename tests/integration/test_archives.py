@@ -123,3 +123,10 @@ async def test_delete_a_version_and_a_whole_project(panel: Panel) -> None:
     with pytest.raises(NotFoundError):
         await panel.archives.list(alice, "shop")
     assert await panel.projects.list(alice) == []
+
+
+async def test_a_downloaded_version_uploaded_again_keeps_its_name(panel: Panel) -> None:
+    alice = await alice_with_project(panel)
+    await upload(panel, alice, "shop", "app.zip", app_zip())
+    again = await upload(panel, alice, "shop", "v1-app.zip", app_zip())
+    assert again.name == "v2-app.zip"
