@@ -1,0 +1,495 @@
+"""Benchmark uploads with OpenSSH's sftp and scp into the panel and print a markdown table.
+
+    .venv/bin/python bench/upload.py [--sizes 200,1024] [--runs 3] [--clients sftp,scp,scp-O]
+                                     [--adapters local,s3] [--cipher aes128-gcm@openssh.com]
+
+What it does (everything on 127.0.0.1, with its own PostgreSQL and Redis from tests/services.py):
+
+- builds one app archive per size: a stored (uncompressed) zip with a `Dockerfile` and one member
+  of random bytes, so the file is as big as asked and is no compression bomb; for 1024 MiB the
+  member is a little smaller so that what it unpacks to stays within the 1 GiB archive limit;
+- runs `ghst serve` as a subprocess (the real entry point), once per storage adapter: a local
+  directory (GHST_STORAGE_DIR) and S3 (moto's server, `MotoServer`); creates a user with an
+  ed25519 key, a project and a 100 GiB storage quota;
+- baseline: OpenSSH's own sshd (`/usr/sbin/sshd -D`, `Subsystem sftp internal-sftp`) writing
+  into a temp directory, logged into as a user whose shell is /bin/sh (`scp -O` runs `scp -t`
+  through the login shell);
+- times each transfer from spawning the client to its exit (exit status 0 required), for
+  `sftp -b` (`put`), `scp` (SFTP mode, OpenSSH 9's default) and `scp -O` (legacy protocol);
+  MiB/s = file size / time, median of the runs; the targets take turns within each run;
+- peak server RSS during each transfer: VmRSS of the server process and its descendants
+  (sshd's per-connection children for the baseline), sampled every 50 ms; the max over the runs;
+- each stored version is deleted after its run (moto keeps objects in memory), and the baseline's
+  file is removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+
+import asyncssh
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.sessions import (  # noqa: E402
+    SSHD,
+    GhstProcess,
+    baseline_login,
+    remove_baseline_user,
+)
+from core.panel import Panel  # noqa: E402
+from core.settings import Settings  # noqa: E402
+from tests.services import (  # noqa: E402
+    MotoServer,
+    PostgresServer,
+    RedisServer,
+    free_port,
+    temp_root,
+    wait_for_port,
+)
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+USERNAME = "bench"
+PROJECT = "bench"
+FILE_NAME = "app.zip"
+QUOTA = 100 * GIB
+CLIENT_TIMEOUT = 600.0
+SAMPLE_EVERY = 0.05
+
+GOAL_RATIO = 0.8
+GOAL_RSS_MIB = 200
+GOAL_RSS_SIZE_MIB = 1024
+
+OPENSSH_OPTIONS = (
+    *("-F", "/dev/null"),
+    *("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"),
+    *("-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes"),
+)
+BASELINE = "OpenSSH sshd"
+TARGET_NAMES = {"local": "ghst local", "s3": "ghst S3"}
+
+
+def make_archive(path: Path, size_mib: int) -> int:
+    """A stored zip of `size_mib` MiB (a little less at 1 GiB) with a Dockerfile; its size."""
+    dockerfile = b"FROM scratch\nCOPY . /\n"
+    # Zip headers and the central directory (zip64) take well under 4 KiB.
+    member = min(size_mib * MIB, GIB - len(dockerfile)) - 4096
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("Dockerfile", dockerfile)
+        with archive.open("blob.bin", "w", force_zip64=True) as out:
+            left = member
+            while left:
+                chunk = min(left, 4 * MIB)
+                out.write(os.urandom(chunk))
+                left -= chunk
+    return path.stat().st_size
+
+
+def tree_rss_kib(root_pid: int) -> int:
+    """VmRSS of a process and all its descendants, in KiB."""
+    parents: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces or parentheses.
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    pids = {root_pid}
+    grew = True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if parent in pids and pid not in pids:
+                pids.add(pid)
+                grew = True
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
+
+
+async def sample_rss(pid: int, peak: list[int], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        peak[0] = max(peak[0], await asyncio.to_thread(tree_rss_kib, pid))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), SAMPLE_EVERY)
+
+
+@dataclass
+class Target:
+    name: str
+    port: int
+    login: str
+    destination: str  # remote directory, with a trailing slash
+    server_pid: int
+    cleanup: object  # async callable run after each upload
+    results: dict[tuple[str, int], list[float]] = field(default_factory=dict)
+    peaks: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+def client_command(
+    client: str, target: Target, identity: Path, archive: Path, batch: Path, cipher: str | None
+) -> list[str]:
+    cipher_options = ("-c", cipher) if cipher else ()
+    if client == "sftp":
+        batch.write_text(f'put "{archive}" "{target.destination}"\n')
+        return [
+            "/usr/bin/sftp",
+            *OPENSSH_OPTIONS,
+            *cipher_options,
+            *("-i", str(identity), "-P", str(target.port), "-b", str(batch)),
+            f"{target.login}@127.0.0.1",
+        ]
+    legacy = ("-O",) if client == "scp-O" else ()
+    return [
+        "/usr/bin/scp",
+        *OPENSSH_OPTIONS,
+        *cipher_options,
+        *legacy,
+        *("-i", str(identity), "-P", str(target.port)),
+        str(archive),
+        f"{target.login}@127.0.0.1:{target.destination}",
+    ]
+
+
+async def timed_upload(command: list[str], server_pid: int) -> tuple[float, int]:
+    """(seconds from spawn to exit, peak server RSS in KiB during the transfer)."""
+    peak = [tree_rss_kib(server_pid)]
+    stop = asyncio.Event()
+    sampler = asyncio.create_task(sample_rss(server_pid, peak, stop))
+    started = time.perf_counter()
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), CLIENT_TIMEOUT)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        stop.set()
+        await sampler
+    if process.returncode != 0:
+        raise RuntimeError(
+            f"{command[0]} exited {process.returncode}: {(out + err).decode(errors='replace')}"
+        )
+    return elapsed, peak[0]
+
+
+class BaselineSSHD:
+    """OpenSSH's sshd on 127.0.0.1 with its internal SFTP server, its own keys under `root`."""
+
+    def __init__(self, root: Path, public_key: str) -> None:
+        self.root = root
+        self.port = free_port()
+        self.public_key = public_key
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        host_key = self.root / "ssh_host_ed25519_key"
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True
+        )
+        authorized = self.root / "authorized_keys"
+        authorized.write_text(self.public_key + "\n")
+        authorized.chmod(0o644)  # sshd reads it as the login user
+        config = self.root / "sshd_config"
+        config.write_text(
+            f"ListenAddress 127.0.0.1\n"
+            f"HostKey {host_key}\n"
+            f"AuthorizedKeysFile {authorized}\n"
+            f"PidFile {self.root / 'sshd.pid'}\n"
+            "StrictModes no\nUsePAM no\nPasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n"
+            "PermitRootLogin prohibit-password\nPrintMotd no\nPrintLastLog no\n"
+            "Subsystem sftp internal-sftp\n"
+        )
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
+        self.process = subprocess.Popen(
+            [SSHD, "-D", "-e", "-f", str(config), "-p", str(self.port)],
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+async def prepare_account(settings: Settings, public: str) -> int:
+    panel = await Panel.open(settings)  # migrates
+    try:
+        user = await panel.accounts.sign_up(USERNAME, "bench@example.com", "bench password 1")
+        await panel.keys.add(user.id, public + " bench", "bench")
+        await panel.projects.create(user.id, PROJECT)
+        async with panel.pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE users SET storage_quota_bytes = $1 WHERE id = $2", QUOTA, user.id
+            )
+        return user.id
+    finally:
+        await panel.close()
+
+
+def ghst_env(settings: Settings, storage: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GHST_")}
+    env.update(
+        GHST_DATABASE_URL=settings.database_url,
+        GHST_REDIS_URL=settings.redis_url,
+        GHST_DATA_DIR=str(settings.data_dir),
+        GHST_SSH_HOST="127.0.0.1",
+        GHST_SSH_PORT="0",
+        GHST_SHUTDOWN_GRACE="0",
+        **storage,
+    )
+    return env
+
+
+async def bench(args: argparse.Namespace) -> str:
+    pg_root, redis_root = temp_root("ghst-bench-pg-"), temp_root("ghst-bench-redis-")
+    work = Path(tempfile.mkdtemp(prefix="ghst-bench-upload-"))
+    os.chmod(work, 0o755)  # the baseline login user must reach sshd/ and the upload directory
+    postgres, redis = PostgresServer(pg_root), RedisServer(redis_root)
+    moto: MotoServer | None = None
+    sshd: BaselineSSHD | None = None
+    ghsts: list[GhstProcess] = []
+    panels: list[Panel] = []
+    archives: dict[int, tuple[Path, int]] = {}
+    targets: list[Target] = []
+    try:
+        postgres.start()
+        redis.start()
+        for size in args.sizes:
+            path = work / "files" / str(size) / FILE_NAME
+            path.parent.mkdir(parents=True)
+            archives[size] = (path, make_archive(path, size))
+            os.chmod(path.parent, 0o755)
+
+        settings = Settings(
+            data_dir=work / "data",
+            database_url=postgres.dsn(),
+            redis_url=redis.url(),
+            bcrypt_rounds=4,
+        )
+        key = asyncssh.generate_private_key("ssh-ed25519")
+        identity = work / "id_ed25519"
+        identity.write_bytes(bytes(key.export_private_key("openssh")))
+        identity.chmod(0o600)
+        public = bytes(key.export_public_key("openssh")).decode().strip()
+        user_id = await prepare_account(settings, public)
+
+        # Baseline: OpenSSH's sshd writing to disk.
+        (work / "sshd").mkdir()
+        sshd = BaselineSSHD(work / "sshd", public)
+        sshd.start()
+        baseline_user = baseline_login(work / "sshd")
+        incoming = work / "incoming"
+        incoming.mkdir()
+        if os.geteuid() == 0:
+            shutil.chown(incoming, baseline_user)
+
+        async def remove_baseline_file() -> None:
+            (incoming / FILE_NAME).unlink()
+
+        targets.append(
+            Target(
+                BASELINE,
+                sshd.port,
+                baseline_user,
+                f"{incoming}/",
+                sshd.process.pid,  # type: ignore[union-attr]
+                remove_baseline_file,
+            )
+        )
+
+        # One `ghst serve` per storage adapter, each with a panel to delete what was stored.
+        for adapter in args.adapters:
+            if adapter == "local":
+                storage = {"GHST_STORAGE_DIR": str(work / "archives")}
+                adapter_settings = Settings(
+                    data_dir=settings.data_dir,
+                    database_url=settings.database_url,
+                    redis_url=settings.redis_url,
+                    storage_dir=str(work / "archives"),
+                )
+            else:
+                moto = MotoServer(work / "moto")
+                moto.start()
+                storage = {
+                    "GHST_S3_ENDPOINT": moto.endpoint_url,
+                    "GHST_S3_BUCKET": "ghst-bench",
+                    "GHST_S3_REGION": moto.region,
+                    "GHST_S3_ACCESS_KEY": moto.access_key,
+                    "GHST_S3_SECRET_KEY": moto.secret_key,
+                }
+                adapter_settings = Settings(
+                    data_dir=settings.data_dir,
+                    database_url=settings.database_url,
+                    redis_url=settings.redis_url,
+                    s3_endpoint=moto.endpoint_url,
+                    s3_bucket="ghst-bench",
+                    s3_region=moto.region,
+                    s3_access_key=moto.access_key,
+                    s3_secret_key=moto.secret_key,
+                )
+            ghst = GhstProcess(ghst_env(settings, storage))
+            ghsts.append(ghst)
+            await ghst.start()
+            panel = await Panel.open(adapter_settings, run_migrations=False)
+            panels.append(panel)
+
+            async def delete_versions(panel: Panel = panel) -> None:
+                for archive in await panel.archives.list(user_id, PROJECT):
+                    if archive.status == "ready":
+                        await panel.archives.delete(user_id, PROJECT, archive.name)
+
+            targets.append(
+                Target(
+                    TARGET_NAMES[adapter],
+                    ghst.port,
+                    USERNAME,
+                    f"{PROJECT}/",
+                    ghst.pid,
+                    delete_versions,
+                )
+            )
+
+        batch = work / "batch.txt"
+        for size in args.sizes:
+            archive, file_size = archives[size]
+            for client in args.clients:
+                for run in range(args.runs):
+                    for target in targets:
+                        command = client_command(
+                            client, target, identity, archive, batch, args.cipher
+                        )
+                        elapsed, peak = await timed_upload(command, target.server_pid)
+                        await target.cleanup()  # type: ignore[operator]
+                        speed = file_size / MIB / elapsed
+                        target.results.setdefault((client, size), []).append(speed)
+                        target.peaks[(client, size)] = max(
+                            target.peaks.get((client, size), 0), peak
+                        )
+                        print(
+                            f"{target.name:13} {client:6} {size:5} MiB run {run + 1}: "
+                            f"{speed:7.1f} MiB/s, peak RSS {peak / 1024:6.1f} MiB",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+    finally:
+        for panel in panels:
+            with contextlib.suppress(Exception):
+                await panel.close()
+        for ghst in ghsts:
+            with contextlib.suppress(Exception):
+                await ghst.stop()
+        for server in (sshd, moto, redis):
+            if server is not None:
+                with contextlib.suppress(Exception):
+                    server.stop()
+        with contextlib.suppress(Exception):
+            postgres.stop()
+        remove_baseline_user()
+        for path in (pg_root, redis_root, work):
+            shutil.rmtree(path, ignore_errors=True)
+
+    return report(args, targets, archives)
+
+
+def report(args: argparse.Namespace, targets: list[Target], archives: dict) -> str:
+    baseline = targets[0]
+    lines = [
+        f"ghst uploads, {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}, asyncssh {version('asyncssh')}, "
+        f"{args.ssh_version}, cipher {args.cipher or 'client default'}",
+        "",
+        f"| Target | Client | Size | MiB/s (median of {args.runs}) | vs OpenSSH "
+        "| Peak server RSS during transfer |",
+        "|---|---|---|---|---|---|",
+    ]
+    ratio_ok = rss_ok = True
+    rss_checked = False
+    for size in args.sizes:
+        for client in args.clients:
+            base = statistics.median(baseline.results[(client, size)])
+            for target in targets:
+                speed = statistics.median(target.results[(client, size)])
+                peak = target.peaks[(client, size)] / 1024
+                ratio = speed / base
+                if target is not baseline:
+                    ratio_ok &= ratio >= GOAL_RATIO
+                    if size >= GOAL_RSS_SIZE_MIB:
+                        rss_checked = True
+                        rss_ok &= peak < GOAL_RSS_MIB
+                lines.append(
+                    f"| {target.name} | {client.replace('scp-O', 'scp -O')} "
+                    f"| {archives[size][1] / MIB:.0f} MiB | {speed:.1f} | {ratio:.2f}x "
+                    f"| {peak:.1f} MiB |"
+                )
+    lines.append("")
+    rss_verdict = ("✅" if rss_ok else "❌") if rss_checked else "(no 1 GiB run)"
+    lines.append(
+        f"Goals: ≥ {GOAL_RATIO}x the OpenSSH baseline for every client and size: "
+        f"{'✅' if ratio_ok else '❌'}; peak ghst RSS < {GOAL_RSS_MIB} MiB for 1 GiB: "
+        f"{rss_verdict}."
+    )
+    lines.append(
+        "RSS is VmRSS of the server process and its children (sshd: the listener plus its "
+        "per-connection processes), sampled every 50 ms."
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="200,1024", help="file sizes in MiB (200,1024)")
+    parser.add_argument("--runs", type=int, default=3, help="uploads per case (default 3)")
+    parser.add_argument("--clients", default="sftp,scp,scp-O", help="sftp,scp,scp-O")
+    parser.add_argument("--adapters", default="local,s3", help="panel storage: local,s3")
+    parser.add_argument("--cipher", default=None, help="ssh -c for every client (default: none)")
+    args = parser.parse_args()
+    args.sizes = [int(part) for part in args.sizes.split(",")]
+    args.clients = args.clients.split(",")
+    args.adapters = args.adapters.split(",")
+    for client in args.clients:
+        if client not in ("sftp", "scp", "scp-O"):
+            parser.error(f"unknown client {client!r}")
+    for adapter in args.adapters:
+        if adapter not in TARGET_NAMES:
+            parser.error(f"unknown adapter {adapter!r}")
+    args.ssh_version = subprocess.run(
+        ["/usr/bin/ssh", "-V"], capture_output=True, text=True
+    ).stderr.strip()
+    print(asyncio.run(bench(args)))
+
+
+if __name__ == "__main__":
+    main()
