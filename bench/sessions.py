@@ -235,7 +235,7 @@ class GhstProcess:
 
 
 class OpenSSHServer:
-    """OpenSSH's sshd on 127.0.0.1 for the baseline, with its own keys under `root`."""
+    """OpenSSH's sshd on 127.0.0.1 for the baselines (a login, SFTP, scp), its keys under `root`."""
 
     def __init__(self, root: Path, public_key: str) -> None:
         self.root = root
@@ -260,6 +260,7 @@ class OpenSSHServer:
             "StrictModes no\nUsePAM no\nPasswordAuthentication no\n"
             "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n"
             "PermitRootLogin prohibit-password\nPrintMotd no\nPrintLastLog no\n"
+            "Subsystem sftp internal-sftp\n"  # the upload bench's baseline
         )
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
         self.process = subprocess.Popen(

@@ -48,8 +48,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.sessions import (  # noqa: E402
-    SSHD,
     GhstProcess,
+    OpenSSHServer,
     baseline_login,
     remove_baseline_user,
 )
@@ -59,9 +59,7 @@ from tests.services import (  # noqa: E402
     MotoServer,
     PostgresServer,
     RedisServer,
-    free_port,
     temp_root,
-    wait_for_port,
 )
 
 MIB = 1024 * 1024
@@ -216,47 +214,6 @@ async def timed_upload(command: list[str], server_pid: int) -> tuple[float, int]
     return elapsed, peak[0]
 
 
-class BaselineSSHD:
-    """OpenSSH's sshd on 127.0.0.1 with its internal SFTP server, its own keys under `root`."""
-
-    def __init__(self, root: Path, public_key: str) -> None:
-        self.root = root
-        self.port = free_port()
-        self.public_key = public_key
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        host_key = self.root / "ssh_host_ed25519_key"
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True
-        )
-        authorized = self.root / "authorized_keys"
-        authorized.write_text(self.public_key + "\n")
-        authorized.chmod(0o644)  # sshd reads it as the login user
-        config = self.root / "sshd_config"
-        config.write_text(
-            f"ListenAddress 127.0.0.1\n"
-            f"HostKey {host_key}\n"
-            f"AuthorizedKeysFile {authorized}\n"
-            f"PidFile {self.root / 'sshd.pid'}\n"
-            "StrictModes no\nUsePAM no\nPasswordAuthentication no\n"
-            "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n"
-            "PermitRootLogin prohibit-password\nPrintMotd no\nPrintLastLog no\n"
-            "Subsystem sftp internal-sftp\n"
-        )
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
-        self.process = subprocess.Popen(
-            [SSHD, "-D", "-e", "-f", str(config), "-p", str(self.port)],
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_port(self.port)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-
-
 async def prepare_account(settings: Settings, public: str) -> int:
     panel = await Panel.open(settings)  # migrates
     try:
@@ -292,7 +249,7 @@ async def bench(args: argparse.Namespace) -> str:
     os.chmod(work, 0o755)  # the baseline login user must reach sshd/ and the upload directory
     postgres, redis = PostgresServer(pg_root), RedisServer(redis_root)
     moto: MotoServer | None = None
-    sshd: BaselineSSHD | None = None
+    sshd: OpenSSHServer | None = None
     ghsts: list[GhstProcess] = []
     panels: list[Panel] = []
     archives: dict[int, tuple[Path, int]] = {}
@@ -321,7 +278,7 @@ async def bench(args: argparse.Namespace) -> str:
 
         # Baseline: OpenSSH's sshd writing to disk.
         (work / "sshd").mkdir()
-        sshd = BaselineSSHD(work / "sshd", public)
+        sshd = OpenSSHServer(work / "sshd", public)
         sshd.start()
         baseline_user = baseline_login(work / "sshd")
         incoming = work / "incoming"
