@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -186,6 +187,17 @@ class AccountService:
         async with connection(self._pool) as conn:
             rows = await conn.fetch(f"SELECT {USER_COLUMNS} FROM users ORDER BY username")
         return [_row_to_user(row) for row in rows]
+
+    async def blocked_among(self, user_ids: Collection[int]) -> set[int]:
+        """Which of these accounts are blocked (one query, for the server's session watcher)."""
+        if not user_ids:
+            return set()
+        async with connection(self._pool) as conn:
+            rows = await conn.fetch(
+                "SELECT id FROM users WHERE id = ANY($1::bigint[]) AND blocked_at IS NOT NULL",
+                list(user_ids),
+            )
+        return {row["id"] for row in rows}
 
     async def set_admin(self, username: str, is_admin: bool) -> User:
         return await self._update_by_username(

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 REVOCATION_POLL_INTERVAL = 1.0
 SESSION_ENDED = "Your session was ended: it was logged out everywhere or the account was blocked."
+ACCOUNT_BLOCKED = "This account was blocked: the transfer was stopped."
 SERVER_STOPPED = "The panel is restarting. Please reconnect in a minute."
 UNAVAILABLE = "The panel is temporarily unavailable. Please try again in a moment.\r\n"
 LOGIN_TIMEOUT = 60
@@ -329,18 +330,27 @@ class GhstServer:
                 log.exception("cannot check for ended sessions; retrying")
 
     async def check_sessions(self) -> None:
-        """End the live sessions that were revoked, expired or whose user was blocked."""
+        """End the live sessions that were revoked, expired or whose user was blocked, and the
+        file transfers of blocked users."""
         live: dict[uuid.UUID, list[PanelSession]] = {}
         for session in list(self.sessions):
             # Read on every poll: a visitor gets a session when they sign up or log in.
             login_session = session.visitor.session if session.visitor else None
             if login_session is not None:
                 live.setdefault(login_session.jti, []).append(session)
-        if not live:
-            return
-        for jti in await self.panel.sessions.ended(live.keys()):
-            for session in live.get(jti, []):
-                session.end(SESSION_ENDED)
+        if live:
+            for jti in await self.panel.sessions.ended(live.keys()):
+                for session in live.get(jti, []):
+                    session.end(SESSION_ENDED)
+        # File transfers hold no login session of their own: they end when the user is blocked.
+        transfers: dict[int, list[TransferSession]] = {}
+        for transfer in list(self.transfers):
+            if transfer.user_id is not None:
+                transfers.setdefault(transfer.user_id, []).append(transfer)
+        if transfers:
+            for user_id in await self.panel.accounts.blocked_among(transfers.keys()):
+                for transfer in transfers[user_id]:
+                    transfer.end(ACCOUNT_BLOCKED)
 
     # -- shutdown -----------------------------------------------------------------------------
 

@@ -706,6 +706,10 @@ class TransferSession(SSHServerStreamSession[bytes]):
     def subsystem_requested(self, subsystem: str) -> bool:
         return subsystem == "sftp"
 
+    @property
+    def user_id(self) -> int | None:
+        return self._login.user.id if self._login.user else None
+
     def session_started(self) -> None:
         chan = self._channel
         assert chan is not None

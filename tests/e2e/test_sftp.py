@@ -463,3 +463,26 @@ async def test_s3_round_trip_and_a_dropped_multipart_upload(
 
         await eventually(dropped, "the multipart upload to be aborted")
     assert [a.name for a in await versions(s3_panel, alice, "shop")] == ["v1-app.zip"]
+
+
+async def test_blocking_a_user_ends_their_open_transfer_within_5_seconds(
+    ssh_server: GhstServer, panel: Panel, alice: Account
+) -> None:
+    async with sftp_client(ssh_server, alice) as (_, sftp):
+        file = await sftp.open("/shop/app.zip", "wb")
+        await file.write(b"PK\x03\x04 the first bytes of an upload")
+        await panel.accounts.block("alice")
+        started = asyncio.get_running_loop().time()
+
+        async def transfer_ended() -> bool:
+            try:
+                await sftp.listdir("/")
+            except (asyncssh.Error, OSError):
+                return True
+            return False
+
+        await eventually(transfer_ended, "the blocked user's transfer to end", within=10)
+        assert asyncio.get_running_loop().time() - started < 5
+    # The upload in progress was dropped: no version, nothing half-stored.
+    assert await versions(panel, alice, "shop") == []
+    assert await nothing_left(panel, ssh_server)
