@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -14,29 +13,21 @@ from redis.asyncio import Redis
 from core.migrations import migrate
 from core.panel import Panel
 from core.settings import Settings
-from tests.services import MotoServer, PostgresServer, RedisServer, temp_root
+from tests.services import MotoServer, PostgresServer, RedisServer, running
 
 TEST_DATABASE = "ghst_test"
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    root = temp_root("ghst-pg-")
-    server = PostgresServer(root)
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    with running(PostgresServer, "ghst-pg-") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    root = temp_root("ghst-redis-")
-    server = RedisServer(root)
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    with running(RedisServer, "ghst-redis-") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -101,9 +92,5 @@ def with_settings(settings: Settings, **changes: object) -> Settings:
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[MotoServer]:
     """An S3 server (moto) over HTTP on a free loopback port, for the whole session."""
-    root = temp_root("ghst-moto-")
-    server = MotoServer(root)
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    with running(MotoServer, "ghst-moto-") as server:
+        yield server

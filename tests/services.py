@@ -6,6 +6,7 @@ installed, and nothing touches the system's own services.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -15,8 +16,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 
 def free_port() -> int:
@@ -145,6 +148,27 @@ def ssh_client_command(port: int, username: str, identity: Path, *extra: str) ->
         *extra,
         f"{username}@127.0.0.1",
     ]
+
+
+class Service(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+ServiceT = TypeVar("ServiceT", bound=Service)
+
+
+@contextlib.contextmanager
+def running(make: Callable[[Path], ServiceT], prefix: str) -> Iterator[ServiceT]:
+    """A service started in a fresh temporary root, stopped and removed afterwards."""
+    root = temp_root(prefix)
+    service = make(root)
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def temp_root(prefix: str) -> Path:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import shutil
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -14,7 +13,7 @@ from core.db import DATABASE_DOWN
 from core.errors import UnavailableError
 from core.panel import Panel
 from core.settings import Settings
-from tests.services import PostgresServer, temp_root
+from tests.services import PostgresServer, running
 from tests.tui.helpers import SIZE, settle
 from tui.app import GhstApp
 from tui.screens.keys import KeysScreen
@@ -26,12 +25,8 @@ PASSWORD = "correct horse battery"
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresServer]:
     """A server of this test's own, so stopping it harms no other test."""
-    root = temp_root("ghst-pg-down-")
-    server = PostgresServer(root)
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    with running(PostgresServer, "ghst-pg-down-") as server:
+        yield server
 
 
 @pytest.fixture
