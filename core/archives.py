@@ -287,8 +287,8 @@ class ArchiveService:
             await conn.execute("DELETE FROM archives WHERE id = $1", archive.id)
         if archive.storage_key:
             await self._storage.delete(archive.storage_key)
-        project = await self._projects.get(user_id, project_name)
-        await self._projects.invalidate(project.user_id)
+        # `find` checked the project is the user's: their cached projects are what changed.
+        await self._projects.invalidate(user_id)
         return archive
 
     async def delete_project(self, user_id: int, project_name: str, confirmation: str) -> Project:
