@@ -32,9 +32,13 @@ class LoginThrottle:
         self.limits = limits
         self._local: dict[str, tuple[int, float]] = {}  # key -> (count, window end)
 
+    @staticmethod
+    def _user_key(username: str) -> str:
+        return f"ghst:login-fail:user:{username.lower()}"
+
     def _keys(self, username: str, ip: str) -> list[tuple[str, int]]:
         return [
-            (f"ghst:login-fail:user:{username.lower()}", self.limits.max_failures_per_user),
+            (self._user_key(username), self.limits.max_failures_per_user),
             (f"ghst:login-fail:ip:{ip}", self.limits.max_failures_per_ip),
         ]
 
@@ -54,7 +58,7 @@ class LoginThrottle:
             await self._incr(key)
 
     async def reset_user(self, username: str) -> None:
-        key = self._keys(username, "")[0][0]
+        key = self._user_key(username)
         self._local.pop(key, None)
         try:
             await self._redis.delete(key)
