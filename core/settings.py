@@ -39,11 +39,46 @@ class Settings:
     s3_access_key: str | None = field(default=None, repr=False)
     s3_secret_key: str | None = field(default=None, repr=False)
     storage_dir: str = ""
+    # Deployments. `instance` prefixes every Docker object and label value the panel makes, so
+    # two panels (or two test runs) can share one dockerd without touching each other's things.
+    instance: str = "ghst"
+    docker_url: str = ""  # empty: DOCKER_HOST or the default socket
+    docker_pull: bool = True  # may `docker compose` pull images named in a compose file
+    compose_command: str = ""  # empty: `docker compose` (v2) if present, else `docker-compose`
+    port_min: int = 20000  # host ports (on 127.0.0.1) given to app containers
+    port_max: int = 29999
+    builds_at_once: int = 1
+    build_timeout: float = 600.0
+    build_memory_mb: int = 2048
+    health_timeout: float = 60.0
+    drain_seconds: float = 2.0  # the old version keeps running this long after the switch
+    lease_seconds: float = 30.0  # a worker that stops renewing this long has died
+    keep_images: int = 3  # successful images kept per project for rollback
+    # Plan limits until billing sets them.
+    app_memory_mb: int = 256
+    app_cpus: float = 0.5
+    app_pids: int = 256
+    # The panel's own nginx (started by `ghst serve` unless nginx_managed is off).
+    nginx_managed: bool = True
+    nginx_binary: str = "nginx"
+    nginx_listen: str = "127.0.0.1"
+    nginx_port: int = 8080
+    nginx_body_limit_mb: int = 64
 
     @property
     def archives_dir(self) -> Path:
         """Where the local-directory storage keeps archives (GHST_STORAGE_DIR or data/archives)."""
         return Path(self.storage_dir) if self.storage_dir else self.data_dir / "archives"
+
+    @property
+    def nginx_dir(self) -> Path:
+        """The private nginx's prefix: nginx.conf, vhosts/, pages/, logs."""
+        return self.data_dir / "nginx"
+
+    @property
+    def builds_dir(self) -> Path:
+        """Where archives are unpacked for `docker build`, one private folder per deployment."""
+        return self.data_dir / "builds"
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> Settings:

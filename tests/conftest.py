@@ -16,6 +16,8 @@ from core.settings import Settings
 from tests.services import MotoServer, PostgresServer, RedisServer, running
 
 TEST_DATABASE = "ghst_test"
+# Docker and nginx fixtures live in modules of their own.
+pytest_plugins = ["tests.fixtures_docker", "tests.fixtures_nginx"]
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,1 @@
+"""docker fixtures (filled in by the deployments work)."""

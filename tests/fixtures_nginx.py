@@ -1,0 +1,1 @@
+"""nginx fixtures (filled in by the deployments work)."""
