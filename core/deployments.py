@@ -105,6 +105,10 @@ class DeploymentService:
         """The build log from character `offset` on, and the offset to ask for next time."""
         raise NotImplementedError
 
+    async def statuses(self, user_id: int) -> dict[str, ProjectState]:
+        """The state of each of the user's projects, by name, in one query (for lists)."""
+        raise NotImplementedError
+
     def runtime_logs(self, user_id: int, project: str, tail: int = 200) -> AsyncIterator[str]:
         """The live app's log lines (last `tail`, then new ones as they come) until closed."""
         raise NotImplementedError

@@ -12,6 +12,8 @@ from core.accounts import AccountService
 from core.archives import ArchiveService
 from core.cache import JsonCache
 from core.db import Pool, create_pool
+from core.deployments import DeploymentService
+from core.env_vars import EnvService
 from core.keys import KeyService
 from core.migrations import migrate
 from core.passwords import PasswordHasher
@@ -38,6 +40,8 @@ class Panel:
     projects: ProjectService
     storage: ObjectStorage
     archives: ArchiveService
+    env: EnvService
+    deployments: DeploymentService
 
     @classmethod
     async def open(cls, settings: Settings, *, run_migrations: bool = True) -> Panel:
@@ -83,9 +87,11 @@ class Panel:
             hasher.close()
             raise
         archives = ArchiveService(pool, storage, projects)
+        env = EnvService(pool, projects)
+        deployments = DeploymentService()
         return cls(
             settings, pool, redis, hasher, accounts, keys, sessions, throttle, projects,
-            storage, archives,
+            storage, archives, env, deployments,
         )  # fmt: skip
 
     async def close(self) -> None:
