@@ -92,6 +92,15 @@ def validate_value(value: str) -> str:
     return value
 
 
+async def _load(pool: Pool, project_id: int) -> list[EnvVar]:
+    async with connection(pool) as conn:
+        rows = await conn.fetch(
+            'SELECT name, value FROM project_env WHERE project_id = $1 ORDER BY name COLLATE "C"',
+            project_id,
+        )
+    return [EnvVar(row["name"], row["value"]) for row in rows]
+
+
 class EnvService:
     def __init__(self, pool: Pool, projects: ProjectService) -> None:
         self._pool = pool
@@ -100,7 +109,7 @@ class EnvService:
     async def list(self, user_id: int, project: str) -> list[EnvVar]:
         """The project's variables, sorted by name."""
         found = await self._projects.get(user_id, project)
-        return await self._load(found.id)
+        return await _load(self._pool, found.id)
 
     async def set(self, user_id: int, project: str, name: str, value: str) -> EnvVar:
         """Add the variable, or change its value if the project has it already."""
@@ -151,13 +160,4 @@ class EnvService:
 
     async def as_mapping(self, project_id: int) -> dict[str, str]:
         """For the deployer: the project's variables, no ownership check (it owns nothing)."""
-        return {var.name: var.value for var in await self._load(project_id)}
-
-    async def _load(self, project_id: int) -> list[EnvVar]:
-        async with connection(self._pool) as conn:
-            rows = await conn.fetch(
-                "SELECT name, value FROM project_env WHERE project_id = $1"
-                ' ORDER BY name COLLATE "C"',
-                project_id,
-            )
-        return [EnvVar(row["name"], row["value"]) for row in rows]
+        return {var.name: var.value for var in await _load(self._pool, project_id)}
