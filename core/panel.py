@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -88,7 +89,9 @@ class Panel:
             raise
         archives = ArchiveService(pool, storage, projects)
         env = EnvService(pool, projects)
-        deployments = DeploymentService()
+        deployments = DeploymentService(
+            pool, projects, archives, functools.partial(app_url, settings)
+        )
         return cls(
             settings, pool, redis, hasher, accounts, keys, sessions, throttle, projects,
             storage, archives, env, deployments,
@@ -99,6 +102,12 @@ class Panel:
         await self.redis.aclose()
         await self.pool.close()
         self.hasher.close()
+
+
+def app_url(settings: Settings, project: str) -> str:
+    """Where a project's app answers: http://<project>.<domain>[:port]/ through nginx."""
+    port = "" if settings.nginx_port == 80 else f":{settings.nginx_port}"
+    return f"http://{project}.{settings.domain}{port}/"
 
 
 def jwt_secret(settings: Settings) -> bytes:
