@@ -1,0 +1,52 @@
+"""A deployment's build log as it is written: lines buffered, flushed to PostgreSQL a few times a
+second, so a chatty build costs a handful of UPDATEs and readers see it grow live."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+
+from core.deployment_queue import DeploymentQueue
+
+log = logging.getLogger(__name__)
+FLUSH_SECONDS = 0.3
+
+
+class JobLog:
+    def __init__(self, queue: DeploymentQueue, deployment_id: int) -> None:
+        self._queue = queue
+        self._deployment_id = deployment_id
+        self._pending: list[str] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    def line(self, text: str) -> None:
+        """Add a line (build output as it comes); written within FLUSH_SECONDS."""
+        self._pending.append(text if text.endswith("\n") else text + "\n")
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
+
+    def step(self, text: str) -> None:
+        """A line of the panel's own, with the time, so users can see where time went."""
+        self.line(f"==> {datetime.now(UTC):%H:%M:%S} {text}")
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(FLUSH_SECONDS)
+        await self.flush()
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        text, self._pending = "".join(self._pending), []
+        try:
+            await self._queue.append_log(self._deployment_id, text)
+        except Exception:  # a lost log line must never fail the deployment
+            log.warning("could not write the log of deployment %s", self._deployment_id)
+
+    async def close(self) -> None:
+        if self._flusher is not None and not self._flusher.done():
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        await self.flush()
