@@ -61,6 +61,7 @@ class Settings:
     # The panel's own nginx (started by `ghst serve` unless nginx_managed is off).
     nginx_managed: bool = True
     nginx_binary: str = "nginx"
+    nginx_prefix: str = ""  # empty: <data_dir>/nginx
     nginx_listen: str = "127.0.0.1"
     nginx_port: int = 8080
     nginx_body_limit_mb: int = 64
@@ -73,7 +74,7 @@ class Settings:
     @property
     def nginx_dir(self) -> Path:
         """The private nginx's prefix: nginx.conf, vhosts/, pages/, logs."""
-        return self.data_dir / "nginx"
+        return Path(self.nginx_prefix) if self.nginx_prefix else self.data_dir / "nginx"
 
     @property
     def builds_dir(self) -> Path:
