@@ -53,6 +53,7 @@ MAX_DEPTH = 64
 MAX_EXTENDS = 8  # `extends` steps from one service
 MAX_NOFILE = 1_048_576  # the kernel's default nr_open
 LOG_LINES = 20  # lines of compose's output quoted in a ComposeFailed
+MAX_LINE = 1 * MiB  # longest line of compose's output read whole
 
 _SERVICE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 _VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
@@ -1197,6 +1198,7 @@ class ComposeRunner:
                 stderr=asyncio.subprocess.STDOUT,
                 env=self._environment(),
                 cwd=str(file.parent),
+                limit=MAX_LINE,
             )
         except OSError as error:
             await asyncio.to_thread(_remove, env_file)
@@ -1231,19 +1233,28 @@ class ComposeRunner:
         return docker.from_env(timeout=60)
 
     def _missing_images(self, file: Path) -> list[tuple[str, str]]:
+        """(service, image) for each image of the file that this dockerd does not have."""
         import docker
 
         document = yaml.safe_load(file.read_text())
         services = document.get("services") or {}
-        client = self._client()
+        try:
+            client = self._client()
+        except docker.errors.DockerException as error:
+            raise UnavailableError(f"Docker is not reachable: {error}") from error
         try:
             missing = []
             for name, service in services.items():
                 image = str(service.get("image", "")).replace("$$", "$")
                 try:
                     client.images.get(image)
-                except docker.errors.ImageNotFound:
+                except (docker.errors.ImageNotFound, docker.errors.NotFound):
                     missing.append((name, image))
+                except docker.errors.APIError as error:
+                    if error.status_code is not None and error.status_code < 500:
+                        missing.append((name, image))  # not even a valid reference
+                    else:
+                        raise UnavailableError(f"Docker is not reachable: {error}") from error
             return missing
         finally:
             client.close()
