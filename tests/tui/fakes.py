@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import cast
 
 from core.accounts import BAD_CREDENTIALS, User
 from core.archives import Archive
+from core.deployments import Deployment, ProjectState, ProjectStatus, Reason, State
+from core.env_vars import EnvVar
 from core.errors import AuthenticationError, ConflictError, NotFoundError, ValidationError
 from core.keys import PublicKey, SSHKey, parse_public_key
 from core.panel import Panel
@@ -186,6 +188,141 @@ class FakeArchives:
         raise NotFoundError(f"You have no project named {project_name[:40]!r}.")
 
 
+def deployment(
+    deployment_id: int,
+    archive_name: str,
+    state: State,
+    started: datetime | None,
+    seconds: int | None = None,
+    *,
+    reason: Reason = "deploy",
+    error: str = "",
+    image: bool = True,
+    project_id: int = 1,
+    project_name: str = "shop",
+) -> Deployment:
+    finished = started + timedelta(seconds=seconds) if started and seconds is not None else None
+    return Deployment(
+        id=deployment_id,
+        project_id=project_id,
+        project=project_name,
+        user_id=ALICE.id,
+        archive_id=None,
+        archive_name=archive_name,
+        reason=reason,
+        source_id=3 if reason == "rollback" else None,
+        kind="dockerfile",
+        state=state,
+        error=error,
+        image=f"ghst/{project_name}:{deployment_id}" if image else None,
+        stack=None,
+        port=20000 + deployment_id if state == "running" else None,
+        app_port=8080,
+        created_at=started or SIGNED_UP,
+        started_at=started,
+        finished_at=finished,
+    )
+
+
+SHOP_DEPLOYMENTS = [  # newest first: the live one is #4, the latest attempt failed
+    deployment(
+        5,
+        "v2-shop.zip",
+        "failed",
+        datetime(2025, 2, 3, 9, 14, tzinfo=UTC),
+        71,
+        error="The app did not answer on port 8080 within 60 s. Its last log line: "
+        "Error: Cannot find module 'express'.",
+        image=False,
+    ),
+    deployment(4, "v1-shop.zip", "running", datetime(2025, 2, 1, 8, 30, tzinfo=UTC), 6,
+               reason="restart"),
+    deployment(3, "v1-shop.zip", "superseded", datetime(2025, 1, 30, 11, 5, tzinfo=UTC), 48),
+    deployment(2, "v1-shop.zip", "cancelled", datetime(2025, 1, 30, 11, 3, tzinfo=UTC), 12,
+               error="Cancelled by its owner."),
+    deployment(1, "v1-shop.zip", "failed", datetime(2025, 1, 30, 11, 2, tzinfo=UTC), 3,
+               error="The Dockerfile has no FROM line.", image=False),
+]  # fmt: skip
+SHOP_BUILD_LOG = (
+    "Step 1/4 : FROM node:20-alpine\n"
+    " ---> 3f1a2b4c5d6e\n"
+    "Step 2/4 : COPY . /app\n"
+    " ---> 7a8b9c0d1e2f\n"
+    "Step 3/4 : RUN npm ci --omit=dev\n"
+    "added 57 packages in 4s\n"
+    " ---> 1b2c3d4e5f60\n"
+    'Step 4/4 : CMD ["node", "server.js"]\n'
+    "Successfully built 1b2c3d4e5f60\n"
+    "Successfully tagged ghst/shop:5\n"
+    "Started container ghst-shop-5 on 127.0.0.1:20005\n"
+    "Waiting for http://127.0.0.1:20005/ to answer (1, 2, 4, 8 s)…\n"
+    "Error: Cannot find module 'express'\n"
+    "The app did not answer on port 8080 within 60 s.\n"
+)
+ALICE_DEPLOYMENTS = {"shop": SHOP_DEPLOYMENTS}
+SHOP_ENV = [
+    EnvVar("DATABASE_URL", "postgres://shop:hunter2hunter2@db.internal:5432/shop"),
+    EnvVar("DEBUG", "0"),
+    EnvVar("EMPTY_ONE", ""),
+    EnvVar("SECRET_KEY", "6b1f0c2e9d8a7b6c5d4e3f2a1b0c9d8e"),
+    EnvVar("STRIPE_KEY", "sk_live_51HxYzABCDEFGHIJKLMNOP"),
+]
+ALICE_ENV = {"shop": SHOP_ENV}
+
+
+@dataclass
+class FakeDeployments:
+    """Fixed deployments; the status is derived from them like core derives it."""
+
+    histories: dict[str, list[Deployment]] = field(default_factory=dict)
+    build_logs: dict[int, str] = field(default_factory=dict)
+    domain: str = "ghst.example"
+
+    def _history(self, project: str) -> list[Deployment]:
+        if project not in self.histories:
+            raise NotFoundError(f"You have no project named {project[:40]!r}.")
+        return self.histories[project]
+
+    async def list(self, user_id: int, project: str, limit: int = 50) -> list[Deployment]:
+        return list(self._history(project)[:limit])
+
+    async def get(self, user_id: int, project: str, deployment_id: int) -> Deployment:
+        for item in self._history(project):
+            if item.id == deployment_id:
+                return item
+        raise NotFoundError(f"{project} has no deployment #{deployment_id}.")
+
+    async def status(self, user_id: int, project: str) -> ProjectStatus:
+        history = self._history(project)
+        latest = history[0] if history else None
+        live = next((d for d in history if d.state == "running"), None)
+        state: ProjectState = "new"
+        if latest is not None and latest.active:
+            state = "deploying"
+        elif live is not None:
+            state = "running"
+        elif latest is not None and latest.state == "failed":
+            state = "failed"
+        return ProjectStatus(state, live, latest, f"http://{project}.{self.domain}/")
+
+    async def build_log(
+        self, user_id: int, project: str, deployment_id: int, offset: int = 0
+    ) -> tuple[str, int]:
+        await self.get(user_id, project, deployment_id)
+        log = self.build_logs.get(deployment_id, "")
+        return log[offset:], len(log)
+
+
+@dataclass
+class FakeEnv:
+    vars: dict[str, list[EnvVar]] = field(default_factory=dict)
+
+    async def list(self, user_id: int, project: str) -> list[EnvVar]:
+        if project not in self.vars:
+            raise NotFoundError(f"You have no project named {project[:40]!r}.")
+        return list(self.vars[project])
+
+
 @dataclass
 class FakeAccounts:
     user: User
@@ -227,6 +364,8 @@ class FakePanel:
     sessions: FakeSessions = field(default_factory=FakeSessions)
     projects: FakeProjects = field(default_factory=FakeProjects)
     archives: FakeArchives = field(default_factory=FakeArchives)
+    deployments: FakeDeployments = field(default_factory=FakeDeployments)
+    env: FakeEnv = field(default_factory=FakeEnv)
     settings: Settings = SETTINGS
 
 
@@ -248,15 +387,26 @@ def fake_app(
     *,
     projects: list[Project] | None = None,
     archives: dict[str, list[Archive]] | None = None,
+    deployments: dict[str, list[Deployment]] | None = None,
+    env: dict[str, list[EnvVar]] | None = None,
 ) -> GhstApp:
-    """The app over fixed data: projects default to ALICE_PROJECTS with their histories."""
+    """The app over fixed data: projects default to ALICE_PROJECTS with their histories,
+    deployments and env vars."""
     if projects is None:
         projects = ALICE_PROJECTS
     if archives is None:
         archives = ALICE_ARCHIVES
+    if deployments is None:
+        deployments = ALICE_DEPLOYMENTS
+    if env is None:
+        env = ALICE_ENV
     panel = FakePanel(
         keys=FakeKeys(list(keys or [])),
         projects=FakeProjects(list(projects)),
         archives=FakeArchives({p.name: archives.get(p.name, []) for p in projects}),
+        deployments=FakeDeployments(
+            {p.name: deployments.get(p.name, []) for p in projects}, {5: SHOP_BUILD_LOG}
+        ),
+        env=FakeEnv({p.name: env.get(p.name, []) for p in projects}),
     )
     return GhstApp(cast(Panel, panel), visitor)

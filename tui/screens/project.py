@@ -1,18 +1,26 @@
-"""One project: how to upload a version of it, and its history of uploads, kept up to date.
+"""One project: its state and address, how to upload a version, its uploads and deployments.
 
-The history (versions and refused uploads, newest first) is polled every `POLL_SECONDS` while
-the screen is shown, so an upload made with scp or sftp appears without a keypress. A poll is
-one cached project lookup and one indexed query; it never overlaps the previous one, and the
-table is only redrawn when the history changed. A failing poll is reported once, not every
-1.5 s; a project that is gone (deleted in another session) closes the screen.
+Polled every `POLL_SECONDS` while the screen is shown, so an upload made with scp or sftp and a
+deployment moving through its states appear without a keypress. A poll is three indexed
+queries (the uploads, the project's status, its latest deployments) behind one cached project
+lookup; it never overlaps the previous one, and each part of the screen is redrawn only when
+what it shows changed (a running build's duration changes one cell). A failing poll is
+reported once, not every 1.5 s; a project that is gone (deleted in another session) closes
+the screen.
+
+Keys act on what is selected: `d` deploys the version selected in the uploads table (the
+newest when that table is not focused); `b`, `x` and `l` act on the deployment selected in
+the deployments table. Keys that cannot do anything right now are left out of the key bar;
+pressing one anyway says why.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import ClassVar
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -22,16 +30,19 @@ from textual.widgets import DataTable, Static
 from textual.worker import Worker
 
 from core.archives import Archive
+from core.deployments import Deployment, ProjectStatus
 from core.errors import NotFoundError
 from tui.formatting import moment, plural, size
 from tui.screens.base import GhstScreen
 from tui.screens.confirm import ConfirmDialog
+from tui.screens.logs import LogsScreen, duration_text
 from tui.screens.projects import project_url
 from tui.upload_commands import upload_commands
 from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
 
 POLL_SECONDS = 1.5
+DEPLOYMENTS_SHOWN = 50
 READY = "ready"
 COLUMNS = (
     ("Version", "version"),
@@ -39,10 +50,38 @@ COLUMNS = (
     ("Uploaded (UTC)", "uploaded"),
     ("Check", "check"),
 )
+DEPLOYMENT_COLUMNS = (
+    ("#", "id"),
+    ("Version", "version"),
+    ("Reason", "reason"),
+    ("State", "state"),
+    ("Started (UTC)", "started"),
+    ("Took", "took"),
+)
 # Each column's padding (1 on each side) and room for a vertical scrollbar.
 TABLE_FRAME = len(COLUMNS) * 2 + 2
 UPLOADED_WIDTH = len("2025-02-03 09:12")
 REFUSED = "✗ refused: "
+# How each deployment state is marked in the table, and the theme colour it is drawn in.
+STATE_MARKS = {
+    "queued": ("◌ queued", "text-warning"),
+    "building": ("◌ building…", "text-warning"),
+    "starting": ("◌ starting…", "text-warning"),
+    "running": ("● running", "text-success"),
+    "failed": ("✗ failed", "text-error"),
+    "cancelled": ("⊘ cancelled", "text-muted"),
+    "superseded": ("○ superseded", "text-muted"),
+}
+STOPPED_MARK = ("■ stopped", "text-warning")
+PROJECT_STATES = {
+    "new": ("○ new", "text-muted"),
+    "deploying": ("◌ deploying", "text-warning"),
+    "running": ("● running", "text-success"),
+    "stopped": ("■ stopped", "text-warning"),
+    "failed": ("✗ failed", "text-error"),
+}
+# The deployment states a rollback can go back to (it ran once and its image may be kept).
+WENT_LIVE = ("running", "superseded")
 
 
 def check_line(archive: Archive, width: int) -> str:
@@ -55,12 +94,49 @@ def check_line(archive: Archive, width: int) -> str:
     return line
 
 
+def reason_text(deployment: Deployment) -> str:
+    if deployment.reason == "rollback" and deployment.source_id is not None:
+        return f"rollback to #{deployment.source_id}"
+    return deployment.reason
+
+
+def took_text(deployment: Deployment) -> str:
+    took = deployment.duration
+    return "—" if took is None else duration_text(took.total_seconds())
+
+
+def since(deployment: Deployment) -> str:
+    """When a deployment went live (or, still running its first steps, when it started)."""
+    return moment(deployment.finished_at or deployment.started_at or deployment.created_at)
+
+
 class ProjectScreen(GhstScreen[None]):
     TITLE = "Project"
     CSS_PATH = "project.tcss"
+    # Keys that only make sense in some states are hidden from the key bar by `check_action`
+    # then; the `explain` binding after each one (never shown) says why instead.
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("c", "copy", "Copy scp command"),
-        Binding("d,delete", "delete", "Delete version"),
+        Binding("d", "deploy", "Deploy"),
+        Binding("R", "redeploy", "Redeploy"),
+        Binding("R", "explain('redeploy')", show=False),
+        Binding("r", "restart", "Restart"),
+        Binding("r", "explain('restart')", show=False),
+        Binding("s", "stop", "Stop"),
+        Binding("s", "start", "Start"),
+        Binding("s", "explain('stop')", show=False),
+        Binding("b", "rollback", "Roll back"),
+        Binding("b", "explain('rollback')", show=False),
+        Binding("x", "cancel", "Cancel"),
+        Binding("x", "explain('cancel')", show=False),
+        # Shown with the deployments table focused (its selection); else the latest one's.
+        Binding("l", "build_log", "Build log"),
+        Binding("l", "build_log('latest')", show=False),
+        Binding("l", "explain('build_log')", show=False),
+        Binding("g", "runtime_logs", "App logs"),
+        Binding("g", "explain('runtime_logs')", show=False),
+        Binding("e", "env", "Env vars"),
+        Binding("delete", "delete", "Delete version"),
+        Binding("c", "copy", "Copy scp command", show=False),
         Binding("escape", "back", "Back"),
     ]
 
@@ -69,14 +145,19 @@ class ProjectScreen(GhstScreen[None]):
         self.project_name = name
         # None until the first load: then the history as last shown, newest first.
         self.archives: list[Archive] | None = None
+        self.deployments: list[Deployment] = []
+        self.status: ProjectStatus | None = None
         self._loader: Worker[None] | None = None
         self._poll_timer: Timer | None = None
         # Bumped by every change made here, so a poll that started before it is not shown.
         self._generation = 0
         self._poll_failing = False
         self._gone = False
-        self._ready_style = "bold"  # theme colours, set on mount
-        self._refused_style = ""
+        self._styles: dict[str, str] = {}  # theme colours by variable name, set on mount
+        self._deployment_rows: list[tuple[str, ...]] = []  # the cells shown, to redraw less
+        self._status_shown: tuple[str, ...] | None = None
+        self._select_deployment: int | None = None  # put the cursor there at the next draw
+        self._detail_for = "history"  # the table whose selection the line under them shows
 
     def compose(self) -> ComposeResult:
         name = self.project_name
@@ -87,6 +168,7 @@ class ProjectScreen(GhstScreen[None]):
             with Horizontal(id="heading"):
                 yield Static(name, id="title", classes="card-title", markup=False)
                 yield Static(project_url(name, settings.domain), id="url", markup=False)
+            yield Static("Loading the status…", id="status", markup=False)
             with Vertical(id="upload-box"):
                 yield Static(
                     Content.assemble(("scp   ", "$text-muted"), (commands.scp, "bold")),
@@ -102,8 +184,8 @@ class ProjectScreen(GhstScreen[None]):
                     id="sftp-command",
                 )
                 yield Static(
-                    "Send a .zip, .tar, .tar.gz or .tgz (any name instead of app.zip). Each "
-                    "upload is checked, then becomes the next version below.",
+                    "A .zip, .tar, .tar.gz or .tgz becomes the next version once checked. "
+                    "c copies the scp line.",
                     id="upload-hint",
                     classes="muted",
                     markup=False,
@@ -111,6 +193,9 @@ class ProjectScreen(GhstScreen[None]):
             with Vertical(id="history-box"):
                 yield DataTable(id="history", cursor_type="row", zebra_stripes=True)
                 yield Static("Loading the history…", id="empty", markup=False)
+            with Vertical(id="deployments-box"):
+                yield DataTable(id="deployments", cursor_type="row", zebra_stripes=True)
+                yield Static("", id="no-deployments", markup=False)
             yield Static("", id="detail", markup=False)
         yield KeyBar()
 
@@ -118,12 +203,21 @@ class ProjectScreen(GhstScreen[None]):
         table = self.query_one("#history", DataTable)
         for label, key in COLUMNS:
             table.add_column(label, key=key)
+        deployments = self.query_one("#deployments", DataTable)
+        for label, key in DEPLOYMENT_COLUMNS:
+            deployments.add_column(label, key=key)
+        deployments.display = False
         self.query_one("#upload-box").border_title = "Upload a version"
-        self.query_one("#history-box").border_title = "History"
-        colours = self.app.get_css_variables()
-        self._ready_style = f"bold {colours['text-success']}"
-        self._refused_style = colours["text-error"]
+        self.query_one("#history-box").border_title = "Uploads"
+        self.query_one("#deployments-box").border_title = "Deployments"
+        self._styles = dict(self.app.get_css_variables())
         self._poll_timer = self.set_interval(POLL_SECONDS, self.poll, pause=True)
+
+    def colour(self, variable: str, bold: bool = False) -> str:
+        """A theme colour as a Rich style for table cells ("dim" for the muted text colour)."""
+        value = self._styles.get(variable, "")
+        style = value if value.startswith("#") else "dim"
+        return f"bold {style}" if bold else style
 
     def on_screen_resume(self) -> None:
         if self._gone:
@@ -137,17 +231,28 @@ class ProjectScreen(GhstScreen[None]):
         if self._poll_timer is not None:
             self._poll_timer.pause()
 
+    # --- loading ------------------------------------------------------------------------------
+
     def poll(self) -> None:
-        """Load the history unless a load is still running: polls never pile up."""
+        """Load everything unless a load is still running: polls never pile up."""
         if self._gone or (self._loader is not None and not self._loader.is_finished):
             return
-        self._loader = self.load_history()
+        self._loader = self.load_project()
+
+    async def fetch(self) -> tuple[list[Archive], ProjectStatus, list[Deployment]]:
+        panel, user_id, name = self.panel, self.user.id, self.project_name
+        archives, status, deployments = await asyncio.gather(
+            panel.archives.list(user_id, name),
+            panel.deployments.status(user_id, name),
+            panel.deployments.list(user_id, name, DEPLOYMENTS_SHOWN),
+        )
+        return archives, status, deployments
 
     @work(exclusive=True, exit_on_error=False, group="load")
-    async def load_history(self) -> None:
+    async def load_project(self) -> None:
         generation = self._generation
         try:
-            archives = await self.panel.archives.list(self.user.id, self.project_name)
+            archives, status, deployments = await self.fetch()
         except NotFoundError:
             self._gone = True
             if self._poll_timer is not None:
@@ -159,8 +264,24 @@ class ProjectScreen(GhstScreen[None]):
             self._poll_failing = True
             raise
         self._poll_failing = False
-        if generation == self._generation and archives != self.archives:
+        if generation == self._generation:
+            self.show_all(archives, status, deployments)
+
+    def show_all(
+        self, archives: list[Archive], status: ProjectStatus, deployments: list[Deployment]
+    ) -> None:
+        """Redraw what changed; a running build's duration changes one cell at a time."""
+        changed = status != self.status or deployments != self.deployments
+        if archives != self.archives:
             self.show_archives(archives)
+            changed = True
+        self.status = status
+        if changed or any(deployment.active for deployment in deployments):
+            self.show_status(status)
+            self.show_deployments(deployments)
+        if changed:
+            self.show_detail()
+            self.refresh_bindings()
 
     def handle_error(self, error: BaseException) -> None:
         super().handle_error(error)
@@ -170,6 +291,48 @@ class ProjectScreen(GhstScreen[None]):
     def on_resize(self) -> None:
         if self.archives is not None:
             self.show_archives(self.archives)
+
+    # --- the status line ----------------------------------------------------------------------
+
+    def show_status(self, status: ProjectStatus) -> None:
+        """ "● running  #7 v2-app.zip, live since 2025-02-03 09:20 UTC" and the like."""
+        mark, colour = PROJECT_STATES.get(status.state, (status.state, "text-muted"))
+        live, latest = status.live, status.latest
+        muted = "$text-muted"
+        parts: list[tuple[str, str] | str] = [(mark, f"bold ${colour}"), "  "]
+        if status.state == "new":
+            parts.append(
+                ("Not deployed yet: press d to deploy the newest version.", muted)
+                if any(a.status == READY for a in self.archives or [])
+                else ("Not deployed yet: upload a version, then press d to deploy it.", muted)
+            )
+        elif status.state == "deploying" and latest is not None:
+            state = latest.state if latest.state != "queued" else "queued, waiting for a builder"
+            parts.append((f"#{latest.id} {latest.archive_name}", "bold"))
+            parts.append(f" {state}")
+            if latest.started_at is not None:
+                parts.append(f" for {took_text(latest)}")
+            if live is not None:
+                parts.append((f"; #{live.id} {live.archive_name} serves meanwhile", muted))
+        elif status.state == "failed" and latest is not None:
+            parts.append((f"#{latest.id} {latest.archive_name}", "bold"))
+            parts.append((" failed, and no earlier version is live.", muted))
+        elif live is not None:
+            parts.append((f"#{live.id} {live.archive_name}", "bold"))
+            if status.state == "stopped":
+                parts.append((" is stopped: visitors get a 503 page. s starts it.", muted))
+            else:
+                parts.append((f", live since {since(live)} UTC", muted))
+            if latest is not None and latest.id != live.id and latest.state == "failed":
+                parts.append((f"; #{latest.id} failed", "$text-error"))
+        shown = (status.url, *(str(part) for part in parts))
+        if shown == self._status_shown:
+            return
+        self._status_shown = shown
+        self.query_one("#status", Static).update(Content.assemble(*parts))
+        self.query_one("#url", Static).update(status.url)
+
+    # --- the versions table -------------------------------------------------------------------
 
     def show_archives(self, archives: list[Archive]) -> None:
         previous = self.selected_archive()  # of the history shown until now
@@ -195,14 +358,14 @@ class ProjectScreen(GhstScreen[None]):
                 Text(moment(archive.created_at)),
                 Text(
                     check_line(archive, check_width),
-                    self._ready_style if ready else self._refused_style,
+                    self.colour("text-success", bold=True) if ready else self.colour("text-error"),
                     no_wrap=True,
                     overflow="ellipsis",
                 ),
                 key=str(archive.id),
             )
         versions = sum(1 for archive in archives if archive.status == READY)
-        title = f"History · {plural(versions, 'version')}"
+        title = f"Uploads · {plural(versions, 'version')}"
         if refused := len(archives) - versions:
             title += f" · {refused} refused"
         self.query_one("#history-box").border_title = title
@@ -232,18 +395,129 @@ class ProjectScreen(GhstScreen[None]):
         row = table.cursor_row
         return self.archives[row] if 0 <= row < len(self.archives) else None
 
+    # --- the deployments table ----------------------------------------------------------------
+
+    def deployment_cells(self, deployment: Deployment) -> tuple[str, ...]:
+        live = self.status.live if self.status else None
+        stopped = self.status is not None and self.status.state == "stopped"
+        if stopped and live is not None and live.id == deployment.id:
+            mark = STOPPED_MARK[0]
+        else:
+            mark = STATE_MARKS.get(deployment.state, (deployment.state, ""))[0]
+        return (
+            f"#{deployment.id}",
+            deployment.archive_name,
+            reason_text(deployment),
+            mark,
+            moment(deployment.started_at, never="—"),
+            took_text(deployment),
+        )
+
+    def styled_cells(self, deployment: Deployment, cells: tuple[str, ...]) -> list[Text]:
+        colour = {mark: colour for mark, colour in (*STATE_MARKS.values(), STOPPED_MARK)}
+        state_style = self.colour(colour.get(cells[3], "text-muted"), bold=True)
+        dim = deployment.state in ("cancelled", "superseded")
+        return [
+            Text(cells[0], "dim" if dim else "", justify="right"),
+            Text(cells[1], "dim" if dim else "bold"),
+            Text(cells[2]),
+            Text(cells[3], state_style if not dim else self.colour("text-muted")),
+            Text(cells[4]),
+            Text(cells[5], justify="right"),
+        ]
+
+    def show_deployments(self, deployments: list[Deployment]) -> None:
+        """Redraw the table: only the cells that changed when the rows are the same ones."""
+        previous = self.selected_deployment()
+        self.deployments = deployments
+        table = self.query_one("#deployments", DataTable)
+        rows = [self.deployment_cells(deployment) for deployment in deployments]
+        same_rows = [row[0] for row in rows] == [row[0] for row in self._deployment_rows]
+        if same_rows:
+            for index, (deployment, cells) in enumerate(zip(deployments, rows, strict=True)):
+                if cells == self._deployment_rows[index]:
+                    continue
+                styled = self.styled_cells(deployment, cells)
+                for column, (_label, key) in enumerate(DEPLOYMENT_COLUMNS):
+                    if cells[column] != self._deployment_rows[index][column]:
+                        table.update_cell(str(deployment.id), key, styled[column])
+        else:
+            table.clear()
+            for deployment, cells in zip(deployments, rows, strict=True):
+                table.add_row(*self.styled_cells(deployment, cells), key=str(deployment.id))
+        self._deployment_rows = rows
+        wanted = self._select_deployment or (previous.id if previous else None)
+        self._select_deployment = None
+        if not same_rows:
+            for row, deployment in enumerate(deployments):
+                if deployment.id == wanted:
+                    table.move_cursor(row=row)
+        failed = sum(1 for deployment in deployments if deployment.state == "failed")
+        title = f"Deployments · {len(deployments)}"
+        if len(deployments) == DEPLOYMENTS_SHOWN:
+            title += " latest"
+        if failed:
+            title += f" · {failed} failed"
+        self.query_one("#deployments-box").border_title = title
+        empty = self.query_one("#no-deployments", Static)
+        empty.update(
+            "No deployments yet. Press d to deploy the newest version: it is built, started, "
+            "and answers at the address above once healthy."
+        )
+        empty.display = not deployments
+        table.display = bool(deployments)
+        if not deployments and table.has_focus:
+            self.set_focus(None)
+
+    def selected_deployment(self) -> Deployment | None:
+        table = self.query_one("#deployments", DataTable)
+        if not self.deployments or table.row_count == 0:
+            return None
+        row = table.cursor_row
+        return self.deployments[row] if 0 <= row < len(self.deployments) else None
+
+    def deployments_focused(self) -> bool:
+        return self.focused is not None and self.focused.id == "deployments"
+
+    def history_focused(self) -> bool:
+        return self.focused is not None and self.focused.id == "history"
+
+    # --- the line under the tables ------------------------------------------------------------
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        if event.widget.id in ("history", "deployments"):
+            self._detail_for = event.widget.id
+            self.show_detail()
+
     @on(DataTable.RowHighlighted, "#history")
+    def _history_highlighted(self) -> None:
+        if self.history_focused():
+            self._detail_for = "history"
+        self.show_detail()
+
+    @on(DataTable.RowHighlighted, "#deployments")
+    def _deployment_highlighted(self) -> None:
+        if self.deployments_focused():
+            self._detail_for = "deployments"
+        self.show_detail()
+        self.refresh_bindings()
+
     def show_detail(self) -> None:
-        """The selected upload in full under the table: a refused one's whole reason."""
-        archive = self.selected_archive()
+        """The selected upload or deployment in full: a refusal's or a failure's whole reason."""
         detail = self.query_one("#detail", Static)
+        if self._detail_for == "deployments":
+            deployment = self.selected_deployment()
+            if deployment is not None:
+                detail.update(self.deployment_detail(deployment))
+                return
+        archive = self.selected_archive()
         if archive is None:
             detail.update("")
         elif archive.status == READY:
             kind = f" {archive.kind} archive," if archive.kind else ""
             detail.update(
                 f"{archive.name}:{kind} {size(archive.size)}, uploaded "
-                f"{moment(archive.created_at)} UTC. Press d to delete it."
+                f"{moment(archive.created_at)} UTC. Press d to deploy it, del to delete it."
             )
         else:
             detail.update(
@@ -254,10 +528,120 @@ class ProjectScreen(GhstScreen[None]):
                 )
             )
 
+    def deployment_detail(self, deployment: Deployment) -> Content:
+        name = f"#{deployment.id} {deployment.archive_name}"
+        live = self.status.live if self.status else None
+        if deployment.state == "failed":
+            return Content.assemble(
+                (f"{name} failed: ", "bold $text-error"),
+                deployment.error or "no reason was recorded.",
+                (" l shows its build log.", "$text-muted"),
+            )
+        if deployment.active:
+            return Content.assemble(
+                (f"{name} is {deployment.state}. ", "bold $text-warning"),
+                ("l follows its build log, x cancels it.", "$text-muted"),
+            )
+        if live is not None and deployment.id == live.id:
+            where = f" on 127.0.0.1:{deployment.port}" if deployment.port else ""
+            return Content.assemble(
+                (f"{name} is live", "bold $text-success"),
+                f"{where} since {since(deployment)} UTC.",
+                (" R builds it again, r restarts it with the current env vars.", "$text-muted"),
+            )
+        if deployment.state in WENT_LIVE:
+            if deployment.image is None:
+                return Content.assemble(
+                    f"{name} went live, then was replaced.",
+                    (" Its image was pruned, so it cannot be rolled back to.", "$text-muted"),
+                )
+            return Content.assemble(
+                f"{name} went live, then was replaced.",
+                (" b rolls back to it (no build).", "$text-muted"),
+            )
+        if deployment.state == "cancelled":
+            return Content.assemble(
+                (f"{name} was cancelled", "bold"),
+                f": {deployment.error}" if deployment.error else ".",
+            )
+        return Content(f"{name}: {deployment.state}.")
+
+    # --- which keys do something now ----------------------------------------------------------
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "delete" and not self.archives:
-            return None  # dimmed in the key bar: nothing uploaded yet
+        status = self.status
+        live = status.live if status else None
+        if action == "deploy":
+            return True if any(a.status == READY for a in self.archives or []) else None
+        if action in ("redeploy", "restart", "runtime_logs"):
+            return live is not None
+        if action == "stop":
+            return live is not None and status is not None and status.state != "stopped"
+        if action == "start":
+            return live is not None and status is not None and status.state == "stopped"
+        if action == "rollback":
+            return self.deployments_focused() and self.rollback_refusal() is None
+        if action == "cancel":
+            if not self.deployments_focused():
+                return False
+            selected = self.selected_deployment()
+            return selected is not None and selected.active
+        if action == "build_log":
+            if parameters:  # the hidden `l`: the latest deployment's log
+                return bool(self.deployments)
+            return self.deployments_focused() and self.selected_deployment() is not None
+        if action == "delete":
+            return self.history_focused() and bool(self.archives)
         return True
+
+    def rollback_refusal(self) -> str | None:
+        """Why `b` cannot roll back to the selected deployment, or None when it can."""
+        deployment = self.selected_deployment()
+        if not self.deployments_focused() or deployment is None:
+            return (
+                "Select the deployment to go back to in the Deployments table (tab), then press b."
+            )
+        live = self.status.live if self.status else None
+        if live is not None and deployment.id == live.id:
+            return f"#{deployment.id} is the one running now."
+        if deployment.state not in WENT_LIVE:
+            return (
+                f"#{deployment.id} never went live ({deployment.state}): only a deployment that "
+                "ran can be rolled back to."
+            )
+        if deployment.image is None:
+            return f"The image of #{deployment.id} was pruned (only the last few are kept)."
+        return None
+
+    def action_explain(self, action: str) -> None:
+        """A key pressed while it can do nothing: say why instead of ignoring it."""
+        name = self.project_name
+        if action == "rollback":
+            message = self.rollback_refusal() or ""
+        elif action == "cancel":
+            deployment = self.selected_deployment()
+            if not self.deployments_focused() or deployment is None:
+                message = (
+                    "Select a queued or building deployment in the Deployments table (tab), "
+                    "then press x."
+                )
+            else:
+                message = (
+                    f"#{deployment.id} has already finished ({deployment.state}): only a "
+                    "queued or building deployment can be cancelled."
+                )
+        elif action == "build_log":
+            message = f"{name} has no deployments yet: press d to deploy the newest version."
+        elif action == "runtime_logs":
+            message = (
+                f"{name} is not running, so there are no live logs. l shows a deployment's "
+                "build log."
+            )
+        else:
+            message = f"{name} is not running yet: press d to deploy a version first."
+        self.notify(message, title="Nothing to do", severity="warning")
+
+    # --- actions ------------------------------------------------------------------------------
 
     def action_back(self) -> None:
         self.dismiss()
@@ -269,6 +653,166 @@ class ProjectScreen(GhstScreen[None]):
             f"{command}\n(If your terminal does not allow it, select the text with the mouse.)",
             title="Copied to your clipboard",
         )
+
+    def action_deploy(self) -> None:
+        archive: str | None = None
+        if self.history_focused():
+            selected = self.selected_archive()
+            if selected is not None and selected.status != READY:
+                self.notify(
+                    f"{selected.filename} was refused when it was uploaded: there is nothing "
+                    "to deploy. Select a version.",
+                    title="Nothing to deploy",
+                    severity="warning",
+                )
+                return
+            archive = selected.name if selected is not None else None
+        self.deploy(archive)
+
+    @work(exit_on_error=False, group="act")
+    async def deploy(self, archive: str | None) -> None:
+        self._generation += 1
+        deployment = await self.panel.deployments.deploy(self.user.id, self.project_name, archive)
+        self.notify(
+            f"#{deployment.id} {deployment.archive_name}: the current version keeps serving "
+            "until the new one answers. Press l on it to follow the build.",
+            title="Deployment queued",
+        )
+        await self.reload(select=deployment.id)
+
+    def action_redeploy(self) -> None:
+        self.queue("redeploy")
+
+    def action_restart(self) -> None:
+        self.queue("restart")
+
+    @work(exit_on_error=False, group="act")
+    async def queue(self, what: str) -> None:
+        self._generation += 1
+        deployments, user_id, name = self.panel.deployments, self.user.id, self.project_name
+        if what == "redeploy":
+            deployment = await deployments.redeploy(user_id, name)
+            title = "Redeploy queued"
+            message = f"#{deployment.id}: {deployment.archive_name} is built again."
+        else:
+            deployment = await deployments.restart(user_id, name)
+            title = "Restart queued"
+            message = (
+                f"#{deployment.id}: new containers with the current env vars take over "
+                "once they answer."
+            )
+        self.notify(message, title=title)
+        await self.reload(select=deployment.id)
+
+    def action_stop(self) -> None:
+        self.app.push_screen(
+            ConfirmDialog(
+                f"Stop {self.project_name}?",
+                "Its containers are stopped and visitors get a 503 page until you start it "
+                "again (s). Nothing is deleted.",
+                confirm_label="Stop",
+                danger=True,
+            ),
+            self._stop_answered,
+        )
+
+    def _stop_answered(self, confirmed: bool | None) -> None:
+        if confirmed:
+            self.stop_or_start(stop=True)
+
+    def action_start(self) -> None:
+        self.stop_or_start(stop=False)
+
+    @work(exit_on_error=False, group="act")
+    async def stop_or_start(self, stop: bool) -> None:
+        self._generation += 1
+        deployments, user_id, name = self.panel.deployments, self.user.id, self.project_name
+        if stop:
+            await deployments.stop(user_id, name)
+            self.notify(f"{name} answers with a 503 page until you start it.", title="Stopped")
+        else:
+            await deployments.start(user_id, name)
+            self.notify(f"{name} is answering again.", title="Started")
+        await self.reload()
+
+    def action_rollback(self) -> None:
+        deployment = self.selected_deployment()
+        if deployment is None or self.rollback_refusal() is not None:
+            self.action_explain("rollback")
+            return
+        self.app.push_screen(
+            ConfirmDialog(
+                f"Roll back to #{deployment.id}?",
+                f"#{deployment.id} ran {deployment.archive_name} (live from {since(deployment)} "
+                "UTC). Its image is started again, without a build, with the current env "
+                "vars; the version running now keeps serving until it answers.",
+                confirm_label="Roll back",
+            ),
+            lambda confirmed: self._rollback_answered(deployment, confirmed),
+        )
+
+    def _rollback_answered(self, deployment: Deployment, confirmed: bool | None) -> None:
+        if confirmed:
+            self.rollback(deployment)
+
+    @work(exit_on_error=False, group="act")
+    async def rollback(self, target: Deployment) -> None:
+        self._generation += 1
+        deployment = await self.panel.deployments.rollback(
+            self.user.id, self.project_name, target.id
+        )
+        self.notify(
+            f"#{deployment.id} runs the image of #{target.id} ({target.archive_name}).",
+            title="Rollback queued",
+        )
+        await self.reload(select=deployment.id)
+
+    def action_cancel(self) -> None:
+        deployment = self.selected_deployment()
+        if deployment is None or not deployment.active:
+            self.action_explain("cancel")
+            return
+        self.cancel_deployment(deployment)
+
+    @work(exit_on_error=False, group="act")
+    async def cancel_deployment(self, target: Deployment) -> None:
+        self._generation += 1
+        deployment = await self.panel.deployments.cancel(self.user.id, self.project_name, target.id)
+        if deployment.state == "cancelled":
+            message = f"#{deployment.id} {deployment.archive_name} will not be deployed."
+        else:
+            message = f"#{deployment.id} stops at its next step; the current version stays."
+        self.notify(message, title="Cancelled")
+        await self.reload(select=deployment.id)
+
+    def action_build_log(self, which: str = "selected") -> None:
+        deployment = self.selected_deployment() if which == "selected" else None
+        if deployment is None and self.deployments:
+            deployment = self.deployments[0]
+        if deployment is None:
+            self.action_explain("build_log")
+            return
+        self.app.push_screen(LogsScreen(self.project_name, deployment.id))
+
+    def action_runtime_logs(self) -> None:
+        self.app.push_screen(LogsScreen(self.project_name))
+
+    def action_env(self) -> None:
+        from tui.screens.env import EnvScreen
+
+        self.app.push_screen(EnvScreen(self.project_name))
+
+    async def reload(self, select: int | None = None) -> None:
+        """Show the state right after a change made here (not waiting for the next poll)."""
+        self._select_deployment = select
+        archives, status, deployments = await self.fetch()
+        self._generation += 1
+        self.show_all(archives, status, deployments)
+        if select is not None:
+            table = self.query_one("#deployments", DataTable)
+            for row, deployment in enumerate(self.deployments):
+                if deployment.id == select:
+                    table.move_cursor(row=row)
 
     def action_delete(self) -> None:
         archive = self.selected_archive()

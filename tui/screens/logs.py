@@ -1,0 +1,278 @@
+"""Logs of a project: the build log of one deployment, or the live app's runtime logs.
+
+Build log: the deployment and the new part of its log are read every `BUILD_POLL_SECONDS`
+while it is queued, building or starting (two indexed queries; only text past the offset
+already shown is fetched); when it has finished the log is complete, the polling stops and
+the line under the log says how it ended.
+
+Runtime logs: `DeploymentService.runtime_logs` (the last `RUNTIME_TAIL` lines, then new ones)
+is iterated in a worker; leaving the screen cancels the worker and closes the stream.
+
+Both go through `ThrottledLog`, which draws at most every 100 ms and keeps the last 5000 lines,
+so a chatty app costs other sessions nothing noticeable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.content import Content
+from textual.widgets import Static
+
+from core.deployments import Deployment
+from core.errors import NotFoundError, PanelError
+from tui.formatting import moment
+from tui.screens.base import GhstScreen
+from tui.widgets.header import AppHeader
+from tui.widgets.keybar import KeyBar
+from tui.widgets.log_view import ThrottledLog
+
+BUILD_POLL_SECONDS = 0.5
+RUNTIME_TAIL = 200
+ENDINGS = {
+    "running": ("is running.", "$text-success"),
+    "superseded": ("went live, and has been replaced since.", "$text-muted"),
+    "failed": ("failed.", "$text-error"),
+    "cancelled": ("was cancelled.", "$text-warning"),
+}
+WAITING = {
+    "queued": "Queued: waiting for a free builder…",
+    "building": "Building…",
+    "starting": "Starting the new containers and waiting until the app answers…",
+}
+
+
+def duration_text(seconds: float) -> str:
+    """ "8 s", "2 min 05 s", "1 h 03 min": how long a deployment took."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+class LogsScreen(GhstScreen[None]):
+    """`deployment_id` given: that deployment's build log; None: the live app's logs."""
+
+    TITLE = "Logs"
+    CSS_PATH = "logs.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f", "pause", "Pause"),
+        Binding("f", "follow", "Follow"),
+        # Priority: the log view's own home/end would scroll without changing follow.
+        Binding("home", "top", "Top", priority=True),
+        Binding("end", "bottom", "Bottom", priority=True),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self, project: str, deployment_id: int | None = None) -> None:
+        super().__init__()
+        self.project_name = project
+        self.deployment_id = deployment_id
+        self.deployment: Deployment | None = None
+        self.finished = False  # the build log is complete, or the stream ended
+        self._reported: str | None = None  # an error already shown, until things work again
+        self._view = ThrottledLog(id="log")
+
+    @property
+    def runtime(self) -> bool:
+        return self.deployment_id is None
+
+    def compose(self) -> ComposeResult:
+        where = "Logs" if self.runtime else f"Build log #{self.deployment_id}"
+        yield AppHeader("Home", "Projects", self.project_name, where)
+        with Vertical(id="logs-page"):
+            yield Static("", id="logs-title")
+            with Vertical(id="log-box"):
+                yield self._view
+            yield Static("", id="logs-status")
+        yield KeyBar()
+
+    @property
+    def log_view(self) -> ThrottledLog:
+        return self._view
+
+    def on_mount(self) -> None:
+        self.log_view.focus()
+        if self.runtime:
+            self.query_one("#logs-title", Static).update(
+                Content.assemble((f"{self.project_name} · live logs", "bold $text-primary"))
+            )
+            self.set_status("Connecting to the app's log stream…")
+            self.follow_runtime()
+        else:
+            self.query_one("#logs-title", Static).update(
+                Content.assemble(
+                    (f"{self.project_name} · build log of #{self.deployment_id}", "bold"),
+                )
+            )
+            self.set_status("Loading the build log…")
+            self.follow_build()
+        self._show_box_title()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # One key, `f`, for two actions: the key bar shows the one it does now.
+        if action in ("pause", "follow") and self.finished:
+            return False  # nothing more is coming
+        if action == "pause":
+            return self.log_view.auto_scroll
+        if action == "follow":
+            return not self.log_view.auto_scroll
+        return True
+
+    # --- build log ----------------------------------------------------------------------------
+
+    @work(exclusive=True, exit_on_error=False, group="follow")
+    async def follow_build(self) -> None:
+        assert self.deployment_id is not None
+        deployments, user_id = self.panel.deployments, self.user.id
+        project, deployment_id = self.project_name, self.deployment_id
+        view = self.log_view
+        offset = 0
+        while True:
+            try:
+                # The state first: if it has finished, the log read after it is complete.
+                deployment = await deployments.get(user_id, project, deployment_id)
+                text, offset = await deployments.build_log(user_id, project, deployment_id, offset)
+            except NotFoundError:
+                self.set_status("This deployment is gone (the project was deleted).", "error")
+                raise
+            except PanelError as error:  # e.g. the database is down: keep trying
+                self.report(error)
+                await asyncio.sleep(BUILD_POLL_SECONDS * 4)
+                continue
+            self._reported = None
+            view.push_text(text)
+            self.show_deployment(deployment)
+            if not deployment.active:
+                view.end_text()
+                self.finish()
+                return
+            await asyncio.sleep(BUILD_POLL_SECONDS)
+
+    def show_deployment(self, deployment: Deployment) -> None:
+        if deployment == self.deployment:
+            return
+        self.deployment = deployment
+        self.query_one("#logs-title", Static).update(
+            Content.assemble(
+                (f"{self.project_name} · build log of #{deployment.id}", "bold"),
+                (f" · {deployment.archive_name} · {deployment.reason}", "$text-muted"),
+                (f" · queued {moment(deployment.created_at)} UTC", "$text-muted"),
+            )
+        )
+        if deployment.active:
+            self.set_status(WAITING[deployment.state] + " The log updates by itself.", "active")
+            return
+        ending, style = ENDINGS.get(deployment.state, ("has finished.", "$text-muted"))
+        took = deployment.duration
+        after = f" after {duration_text(took.total_seconds())}" if took is not None else ""
+        parts: list[tuple[str, str] | str] = [
+            (f"#{deployment.id} {ending.rstrip('.')}{after}.", f"bold {style}")
+        ]
+        if deployment.error:
+            parts.append(f" {deployment.error}")
+        parts.append((" This is the whole log.", "$text-muted"))
+        self.query_one("#logs-status", Static).update(Content.assemble(*parts))
+
+    # --- runtime logs -------------------------------------------------------------------------
+
+    @work(exclusive=True, exit_on_error=False, group="follow")
+    async def follow_runtime(self) -> None:
+        deployments, user_id = self.panel.deployments, self.user.id
+        try:
+            status = await deployments.status(user_id, self.project_name)
+        except PanelError:
+            status = None
+        if status is not None and status.live is not None:
+            live = status.live
+            self.query_one("#logs-title", Static).update(
+                Content.assemble(
+                    (f"{self.project_name} · live logs", "bold $text-primary"),
+                    (f" · #{live.id} {live.archive_name}", "$text-muted"),
+                )
+            )
+        lines = deployments.runtime_logs(user_id, self.project_name, tail=RUNTIME_TAIL)
+        view = self.log_view
+        self.set_status("Following the app's output as it comes.", "active")
+        try:
+            async for line in lines:
+                view.push_line(line)
+        except Exception as error:
+            view.flush()
+            self.finish()
+            if isinstance(error, PanelError):
+                self.set_status(error.message, "error")
+            else:
+                self.set_status("The log stream stopped unexpectedly.", "error")
+            raise
+        finally:
+            close = getattr(lines, "aclose", None)
+            if close is not None:
+                await close()
+        view.flush()
+        self.finish()
+        self.set_status(
+            "The log stream ended: the app stopped or was replaced. Press escape, then g to "
+            "follow the app running now."
+        )
+
+    # --- shared -------------------------------------------------------------------------------
+
+    def set_status(self, message: str, kind: str = "") -> None:
+        style = {"active": "$text-warning", "error": "$text-error"}.get(kind, "$text-muted")
+        self.query_one("#logs-status", Static).update(Content.styled(message, style))
+
+    def report(self, error: PanelError) -> None:
+        """Show a failing poll's error once, not every time it fails again."""
+        self.set_status(error.message, "error")
+        if self._reported != error.message:
+            self._reported = error.message
+            self.ghst.show_error(error)
+
+    def _show_box_title(self) -> None:
+        follows = self.log_view.auto_scroll
+        box = self.query_one("#log-box")
+        if self.finished:
+            box.border_title = f"{self.log_view.line_count} lines"
+        else:
+            box.border_title = "following" if follows else "paused: f to follow"
+        box.set_class(not follows and not self.finished, "-paused")
+
+    def finish(self) -> None:
+        """Nothing more will come: say so in the box title and drop the follow key."""
+        self.finished = True
+        self._show_box_title()
+        self.refresh_bindings()
+
+    def set_follow(self, follow: bool) -> None:
+        view = self.log_view
+        if view.auto_scroll != follow:
+            view.toggle_follow()
+        self._show_box_title()
+        self.refresh_bindings()
+
+    def action_pause(self) -> None:
+        self.set_follow(False)
+
+    def action_follow(self) -> None:
+        self.set_follow(True)
+
+    def action_top(self) -> None:
+        self.set_follow(False)
+        self.log_view.scroll_home(animate=False)
+
+    def action_bottom(self) -> None:
+        self.set_follow(True)
+        self.log_view.scroll_end(animate=False)
+
+    def action_back(self) -> None:
+        self.dismiss()

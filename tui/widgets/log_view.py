@@ -1,0 +1,117 @@
+"""A log view that takes text at any rate and draws it at most every `interval` seconds.
+
+A chatty app can print thousands of lines a second, and every dashboard session runs in one
+process and one event loop: drawing each line as it comes would take time from every other
+user's session. `ThrottledLog` only appends incoming lines to a buffer (O(1) each, bounded to
+the `max_lines` the view keeps, since older ones would scroll off anyway) and writes the
+buffer to the view in one go on a timer. `writes` counts those writes, for tests and benches.
+
+Text is cleaned on the way in: ANSI escape sequences and other control characters are dropped
+and very long lines are cut, so an app's output cannot drive the user's terminal or swamp the
+layout.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+
+from textual.timer import Timer
+from textual.widgets import Log
+
+DEFAULT_MAX_LINES = 5000
+DEFAULT_INTERVAL = 0.1
+MAX_LINE_CHARACTERS = 2000
+# CSI (colours, cursor moves), OSC (titles, clipboard) and other two-character escapes.
+ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def clean_line(line: str) -> str:
+    """One line as the view shows it: no escape sequences, no control characters, not huge."""
+    line = CONTROLS.sub("", ESCAPES.sub("", line))
+    if len(line) > MAX_LINE_CHARACTERS:
+        line = line[: MAX_LINE_CHARACTERS - 1] + "…"
+    return line
+
+
+class ThrottledLog(Log):
+    DEFAULT_CSS = """
+    ThrottledLog {
+        background: $surface;
+        scrollbar-size-vertical: 1;
+    }
+    """
+
+    def __init__(
+        self,
+        *,
+        max_lines: int = DEFAULT_MAX_LINES,
+        interval: float = DEFAULT_INTERVAL,
+        id: str | None = None,
+    ) -> None:
+        super().__init__(max_lines=max_lines, auto_scroll=True, id=id)
+        self.interval = interval
+        self._pending: deque[str] = deque(maxlen=max_lines)
+        self._partial = ""  # text after the last newline of `push_text`, not shown yet
+        self._timer: Timer | None = None
+        self.writes = 0  # times the buffer was written to the view
+        self.received = 0  # lines taken in, shown or not
+
+    def on_mount(self) -> None:
+        self._timer = self.set_interval(self.interval, self.flush)
+
+    @property
+    def pending(self) -> int:
+        """Lines waiting for the next write."""
+        return len(self._pending)
+
+    def push_line(self, line: str) -> None:
+        """Add one line (a trailing newline is optional; inner newlines split it)."""
+        if line.endswith("\n"):
+            line = line[:-1]
+        for part in line.split("\n"):
+            self._pending.append(clean_line(part))
+            self.received += 1
+
+    def push_text(self, text: str) -> None:
+        """Add a chunk of text cut anywhere, e.g. the next part of a build log."""
+        if not text:
+            return
+        parts = (self._partial + text).split("\n")
+        self._partial = parts.pop()
+        if len(self._partial) > MAX_LINE_CHARACTERS:  # a line without end: show what came
+            parts.append(self._partial)
+            self._partial = ""
+        for part in parts:
+            self._pending.append(clean_line(part))
+            self.received += 1
+
+    def end_text(self) -> None:
+        """The text is complete: its last line counts even without a newline."""
+        if self._partial:
+            self._pending.append(clean_line(self._partial))
+            self.received += 1
+            self._partial = ""
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what is buffered to the view in one write (the timer calls this)."""
+        if not self._pending:
+            return
+        data = "\n".join(self._pending) + "\n"
+        self._pending.clear()
+        self.writes += 1
+        self.write(data)
+
+    def toggle_follow(self) -> bool:
+        """Stop or resume scrolling to new lines; returns whether the view now follows."""
+        self.auto_scroll = not self.auto_scroll
+        if self.auto_scroll:
+            self.scroll_end(animate=False)
+        return self.auto_scroll
+
+    def reset(self) -> None:
+        self._pending.clear()
+        self._partial = ""
+        self.clear()
