@@ -34,6 +34,7 @@ from tui.widgets.log_view import ThrottledLog
 
 BUILD_POLL_SECONDS = 0.5
 RUNTIME_TAIL = 200
+YIELD_EVERY = 200  # lines taken from the runtime log stream between turns of the event loop
 ENDINGS = {
     "running": ("is running.", "$text-success"),
     "superseded": ("went live, and has been replaced since.", "$text-muted"),
@@ -204,8 +205,14 @@ class LogsScreen(GhstScreen[None]):
         view = self.log_view
         self.set_status("Following the app's output as it comes.", "active")
         try:
+            taken = 0
             async for line in lines:
                 view.push_line(line)
+                taken += 1
+                if taken % YIELD_EVERY == 0:
+                    # A stream that hands over big chunks at once never awaits between their
+                    # lines: let the other sessions (and this one's keys) in now and then.
+                    await asyncio.sleep(0)
         except Exception as error:
             view.flush()
             self.finish()

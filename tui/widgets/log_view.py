@@ -50,7 +50,8 @@ class ThrottledLog(Log):
         interval: float = DEFAULT_INTERVAL,
         id: str | None = None,
     ) -> None:
-        super().__init__(max_lines=max_lines, auto_scroll=True, id=id)
+        # Log counts the empty line after the last newline as one of its `max_lines`.
+        super().__init__(max_lines=max_lines + 1, auto_scroll=True, id=id)
         self.interval = interval
         self._pending: deque[str] = deque(maxlen=max_lines)
         self._partial = ""  # text after the last newline of `push_text`, not shown yet
