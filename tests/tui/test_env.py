@@ -1,0 +1,151 @@
+"""The env vars screen and its dialog against the real PostgreSQL and EnvService."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable, Input
+
+from core.env_vars import EnvVar
+from core.panel import Panel
+from tests.tui.helpers import SIZE, error_text, fill, record_notifications, settle, sign_up
+from tests.tui.test_deployments import key_bar, owner_of, rows, text, titles
+from tui.app import GhstApp
+from tui.screens.confirm import ConfirmDialog
+from tui.screens.env import EnvScreen
+from tui.screens.home import HomeScreen
+from tui.screens.set_env import SetEnvDialog
+
+APPLIED = "Applied at the next deploy or restart."
+
+
+async def test_add_change_and_unset_a_variable(panel: Panel) -> None:
+    visitor, user_id, _project = await owner_of(panel)
+    app = GhstApp(panel, visitor)
+    notes = record_notifications(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.push_screen(EnvScreen("shop"))
+        await settle(pilot)
+        assert "No variables yet. Press a to add one" in text(app, "#empty")
+        assert text(app, "#env-note").startswith(APPLIED)
+        await pilot.press("a")
+        await pilot.pause()
+        assert isinstance(app.screen, SetEnvDialog)
+        assert app.focused is app.screen.query_one("#name", Input)
+        assert app.screen.query_one("#value", Input).password  # typed like a password
+        await pilot.press(*"DEBUG", "enter")  # enter in the name goes on to the value
+        assert app.focused is app.screen.query_one("#value", Input)
+        await pilot.press("1", "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, EnvScreen)
+        assert rows(app, "env") == [["DEBUG", "••••"]]
+        assert app.screen.query_one("#env-box").border_title == "Variables · 1 of 100"
+
+        await pilot.press("enter")  # change the selected one: its value typed again
+        await pilot.pause()
+        assert isinstance(app.screen, SetEnvDialog)
+        assert app.screen.query_one("#name", Input).value == "DEBUG"
+        assert app.screen.query_one("#value", Input).value == ""
+        assert app.focused is app.screen.query_one("#value", Input)
+        await pilot.press(*"verbose-logging", "enter")
+        await settle(pilot)
+        assert rows(app, "env") == [["DEBUG", "ve••••"]]
+
+        await pilot.press("u")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmDialog)
+        assert app.screen.question_title == "Unset DEBUG?"
+        await pilot.press("y")
+        await settle(pilot)
+        assert isinstance(app.screen, EnvScreen)
+        assert not app.screen.query_one("#env", DataTable).display
+    assert titles(notes) == ["Variable set", "Variable set", "Variable unset"]
+    assert all(note.message == f"DEBUG. {APPLIED}" for note in notes)
+    assert await panel.env.list(user_id, "shop") == []
+
+
+async def test_values_are_masked_until_v(panel: Panel) -> None:
+    visitor, user_id, _project = await owner_of(panel)
+    await panel.env.set(user_id, "shop", "SECRET_KEY", "abcdefghijklmnop")
+    await panel.env.set(user_id, "shop", "EMPTY", "")
+    await panel.env.set(user_id, "shop", "MULTI", "one\ntwo")
+    app = GhstApp(panel, visitor)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.push_screen(EnvScreen("shop"))
+        await settle(pilot)
+        masked = [["EMPTY", "(empty)"], ["MULTI", "••••"], ["SECRET_KEY", "ab••••"]]
+        assert rows(app, "env") == masked
+        assert "v Show values" in key_bar(app)
+        await pilot.press("v")
+        await pilot.pause()
+        assert rows(app, "env") == [
+            ["EMPTY", "(empty)"],
+            ["MULTI", "one⏎two"],
+            ["SECRET_KEY", "abcdefghijklmnop"],
+        ]
+        assert "v Hide values" in key_bar(app)
+        await pilot.press("v")
+        await pilot.pause()
+        assert rows(app, "env") == masked
+
+
+async def test_refused_names_and_values_are_explained_in_the_dialog(panel: Panel) -> None:
+    visitor, user_id, _project = await owner_of(panel)
+    app = GhstApp(panel, visitor)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.push_screen(EnvScreen("shop"))
+        await settle(pilot)
+        await pilot.press("a")
+        await pilot.pause()
+        await fill(pilot, value="x")
+        app.screen.query_one("#value", Input).focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert error_text(pilot) == "Enter a name for the variable."
+        await fill(pilot, name="PORT")
+        app.screen.query_one("#value", Input).focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, SetEnvDialog)
+        assert error_text(pilot).startswith("PORT is set by the panel itself")
+        assert app.focused is app.screen.query_one("#name", Input)
+        await fill(pilot, name="BIG", value="x" * (32 * 1024 + 1))
+        await pilot.click("#set")
+        await settle(pilot)
+        assert error_text(pilot).startswith("A value is at most 32 KiB")
+        assert app.focused is app.screen.query_one("#value", Input)
+        await fill(pilot, name="GHST_TOKEN", value="x")
+        await pilot.click("#set")
+        await settle(pilot)
+        assert "kept for the panel" in error_text(pilot)
+        await fill(pilot, name="TOKEN")
+        await pilot.click("#set")
+        await settle(pilot)
+        assert isinstance(app.screen, EnvScreen)
+    assert await panel.env.list(user_id, "shop") == [EnvVar("TOKEN", "x")]
+
+
+async def test_escape_cancels_the_dialog_and_nothing_is_set(panel: Panel) -> None:
+    visitor, user_id, _project = await owner_of(panel)
+    app = GhstApp(panel, visitor)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.push_screen(EnvScreen("shop"))
+        await settle(pilot)
+        await pilot.press("a", *"NAME", "escape")
+        await settle(pilot)
+        assert isinstance(app.screen, EnvScreen)
+    assert await panel.env.list(user_id, "shop") == []
+
+
+async def test_another_users_project_has_no_env_screen(panel: Panel) -> None:
+    _visitor, alice, _project = await owner_of(panel)
+    await panel.env.set(alice, "shop", "SECRET", "alice's secret")
+    bob = await sign_up(panel, "bob")
+    app = GhstApp(panel, bob)
+    notes = record_notifications(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await app.push_screen(EnvScreen("shop"))
+        await settle(pilot)
+        assert isinstance(app.screen, HomeScreen)
+    assert [(n.title, n.message) for n in notes] == [
+        ("Not found", "You have no project named 'shop'.")
+    ]
