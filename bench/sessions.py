@@ -401,6 +401,8 @@ async def bench(args: argparse.Namespace) -> str:
             GHST_SSH_HOST="127.0.0.1",
             GHST_SSH_PORT="0",
             GHST_SHUTDOWN_GRACE="0",
+            # Sessions only: no nginx, no deployment worker needed here.
+            GHST_NGINX_MANAGED="0",
         )
         ghst = GhstProcess(env)
         await ghst.start()

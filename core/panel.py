@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass
 
@@ -12,18 +11,25 @@ from core import secrets
 from core.accounts import AccountService
 from core.archives import ArchiveService
 from core.cache import JsonCache
+from core.compose import ComposeRunner
+from core.containers import DockerEngine
 from core.db import Pool, create_pool
+from core.deployer import Deployer
+from core.deployment_queue import DeploymentQueue
 from core.deployments import DeploymentService
 from core.env_vars import EnvService
 from core.keys import KeyService
 from core.migrations import migrate
+from core.nginx import NginxRouter
 from core.passwords import PasswordHasher
+from core.ports import PortAllocator
 from core.projects import ProjectService
 from core.sessions import SessionService
 from core.settings import Settings
 from core.storage import ObjectStorage, storage_from_settings
 from core.throttle import LoginThrottle, ThrottleLimits
 from core.tokens import TokenSigner
+from core.worker import DeploymentWorker
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +49,12 @@ class Panel:
     archives: ArchiveService
     env: EnvService
     deployments: DeploymentService
+    engine: DockerEngine
+    compose: ComposeRunner
+    router: NginxRouter
+    ports: PortAllocator
+    queue: DeploymentQueue
+    deployer: Deployer
 
     @classmethod
     async def open(cls, settings: Settings, *, run_migrations: bool = True) -> Panel:
@@ -89,25 +101,50 @@ class Panel:
             raise
         archives = ArchiveService(pool, storage, projects)
         env = EnvService(pool, projects)
-        deployments = DeploymentService(
-            pool, projects, archives, functools.partial(app_url, settings)
+        router = NginxRouter(
+            prefix=settings.nginx_dir,
+            domain=settings.domain,
+            listen=settings.nginx_listen,
+            port=settings.nginx_port,
+            body_limit_mb=settings.nginx_body_limit_mb,
+            binary=settings.nginx_binary,
         )
+        deployments = DeploymentService(pool, projects, archives, router.url)
+        engine = DockerEngine(settings.docker_url, instance=settings.instance)
+        compose = ComposeRunner(
+            settings.compose_command, settings.docker_url, allow_pull=settings.docker_pull
+        )
+        ports = PortAllocator(pool, settings.port_min, settings.port_max)
+        queue = DeploymentQueue(pool, settings.lease_seconds)
+        deployer = Deployer(settings, pool, queue, ports, storage, env, engine, compose, router)
+        deployments.attach_runtime(deployer)
         return cls(
             settings, pool, redis, hasher, accounts, keys, sessions, throttle, projects,
-            storage, archives, env, deployments,
+            storage, archives, env, deployments, engine, compose, router, ports, queue, deployer,
         )  # fmt: skip
 
+    def worker(self, **options: object) -> DeploymentWorker:
+        """A deployment worker for this panel (run it with `await worker.run(stop_event)`)."""
+        settings = self.settings
+        defaults: dict[str, object] = {
+            "concurrency": settings.builds_at_once,
+            "lease_seconds": settings.lease_seconds,
+        }
+        return DeploymentWorker(
+            self.pool,
+            settings.database_url,
+            self.queue,
+            self.deployer,
+            **{**defaults, **options},  # type: ignore[arg-type]
+        )
+
     async def close(self) -> None:
+        await self.deployer.close()
+        await self.engine.close()
         await self.storage.close()
         await self.redis.aclose()
         await self.pool.close()
         self.hasher.close()
-
-
-def app_url(settings: Settings, project: str) -> str:
-    """Where a project's app answers: http://<project>.<domain>[:port]/ through nginx."""
-    port = "" if settings.nginx_port == 80 else f":{settings.nginx_port}"
-    return f"http://{project}.{settings.domain}{port}/"
 
 
 def jwt_secret(settings: Settings) -> bytes:

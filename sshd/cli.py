@@ -1,4 +1,5 @@
-"""The `ghst` command: `ghst serve` runs the panel's SSH server, `ghst migrate` the migrations,
+"""The `ghst` command: `ghst serve` runs the panel's SSH server (with a deployment worker and the
+panel's own nginx), `ghst worker` a deployment worker alone, `ghst migrate` the migrations,
 `ghst user list|block|unblock` lets an operator manage accounts.
 
 Errors the user can act on (`PanelError`) print their message on stderr and exit with the
@@ -9,16 +10,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from core.db import create_pool
 from core.errors import PanelError
 from core.migrations import migrate
+from core.nginx import NginxProcess
 from core.panel import Panel
 from core.settings import Settings
 
@@ -43,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", help="listen address (default: GHST_SSH_HOST)")
     serve.add_argument("--port", type=int, help="listen port, 0 for any (default: GHST_SSH_PORT)")
+    serve.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="do not run deployments in this process (run `ghst worker` elsewhere)",
+    )
+    commands.add_parser("worker", help="run deployments only (no SSH server) until SIGTERM/SIGINT")
     commands.add_parser("migrate", help="apply pending database migrations and list them")
     users = commands.add_parser("user", help="operators: list, block or unblock accounts")
     actions = users.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -59,7 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level)
     try:
         if args.command == "serve":
-            return asyncio.run(serve(args.host, args.port))
+            return asyncio.run(serve(args.host, args.port, worker=not args.no_worker))
+        if args.command == "worker":
+            return asyncio.run(run_worker())
         if args.command == "migrate":
             return asyncio.run(run_migrations())
         if args.command == "user":
@@ -83,7 +94,7 @@ def configure_logging(level: str) -> None:
         logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 
-async def serve(host: str | None = None, port: int | None = None) -> int:
+async def serve(host: str | None = None, port: int | None = None, *, worker: bool = True) -> int:
     # Before Textual is imported: it reads its colour system once (see sshd.driver).
     os.environ.setdefault("TEXTUAL_COLOR_SYSTEM", "truecolor")
     # Imported here: `ghst migrate` needs neither asyncssh nor textual.
@@ -91,29 +102,68 @@ async def serve(host: str | None = None, port: int | None = None) -> int:
 
     settings = Settings.load()
     stop = asyncio.Event()
+    with stop_signals(stop):
+        panel = await Panel.open(settings)
+        try:
+            nginx = NginxProcess(panel.router)
+            if settings.nginx_managed:
+                await nginx.start()
+                where = f"{settings.nginx_listen}:{settings.nginx_port}"
+                print(f"ghst: nginx serves <project>.{settings.domain} on {where}", file=sys.stderr)
+            else:
+                await panel.router.prepare()
+            try:
+                server = GhstServer.for_panel(panel, host=host, port=port)
+                await server.start()
+                worker_task = None
+                if worker:
+                    worker_task = asyncio.create_task(panel.worker().run(stop))
+                # Everything loaded so far (modules, Textual's classes, the pool) lives as long
+                # as the process: keep it out of the collector's way so sessions don't pay for it.
+                gc.freeze()
+                try:
+                    print(f"ghst: listening on {server.host}:{server.port}", file=sys.stderr)
+                    await stop.wait()
+                    log.info("stop signal received: shutting down")
+                finally:
+                    stop.set()
+                    await server.close()
+                    if worker_task is not None:
+                        await worker_task
+            finally:
+                if settings.nginx_managed:
+                    await nginx.stop()
+        finally:
+            await panel.close()
+    return 0
+
+
+async def run_worker() -> int:
+    settings = Settings.load()
+    stop = asyncio.Event()
+    with stop_signals(stop):
+        panel = await Panel.open(settings)
+        try:
+            await panel.engine.ping()
+            worker = panel.worker()
+            print(f"ghst: deployment worker {worker.name} running", file=sys.stderr)
+            await worker.run(stop)
+        finally:
+            await panel.close()
+    return 0
+
+
+@contextlib.contextmanager
+def stop_signals(stop: asyncio.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set `stop`, for a graceful shutdown."""
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        panel = await Panel.open(settings)
-        try:
-            server = GhstServer.for_panel(panel, host=host, port=port)
-            await server.start()
-            # Everything loaded so far (modules, Textual's classes, the pool) lives as long as
-            # the process: keep it out of the collector's way so sessions don't pay for it.
-            gc.freeze()
-            try:
-                print(f"ghst: listening on {server.host}:{server.port}", file=sys.stderr)
-                await stop.wait()
-                log.info("stop signal received: shutting down")
-            finally:
-                await server.close()
-        finally:
-            await panel.close()
+        yield
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
-    return 0
 
 
 async def run_migrations() -> int:

@@ -17,7 +17,7 @@ from tests.services import MotoServer, PostgresServer, RedisServer, running
 
 TEST_DATABASE = "ghst_test"
 # Docker and nginx fixtures live in modules of their own.
-pytest_plugins = ["tests.fixtures_docker", "tests.fixtures_nginx"]
+pytest_plugins = ["tests.fixtures_docker", "tests.fixtures_nginx", "tests.fixtures_deploy"]
 
 
 @pytest.fixture(scope="session")

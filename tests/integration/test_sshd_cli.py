@@ -17,7 +17,7 @@ from core.errors import AuthenticationError
 from core.panel import Panel
 from core.settings import Settings
 from tests.e2e.terminal import AsyncsshTerminal, KeyboardInteractiveClient
-from tests.services import PostgresServer
+from tests.services import PostgresServer, free_port, temp_root
 
 GHST = Path(sys.executable).parent / "ghst"
 
@@ -32,6 +32,10 @@ def ghst_env(settings: Settings, **overrides: str) -> dict[str, str]:
         GHST_SSH_PORT="0",
         GHST_BCRYPT_ROUNDS="4",
         GHST_SHUTDOWN_GRACE="1",
+        # The panel's own nginx: a port and a prefix of this test's (workers run as nobody).
+        GHST_NGINX_PORT=str(free_port()),
+        GHST_NGINX_PREFIX=str(temp_root("ghst-cli-nginx-") / "nginx"),
+        GHST_INSTANCE=f"t{uuid.uuid4().hex[:10]}",
     )
     env.update(overrides)
     return env

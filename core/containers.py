@@ -1,0 +1,903 @@
+"""The container runtime: Docker through the docker SDK, behind one small async class.
+
+    DockerEngine   builds images (classic builder), runs, inspects, stops and removes containers,
+                   networks and images, streams build and runtime logs
+
+Everything it creates carries the label `ghst.instance=<instance>`, and everything it lists or
+removes is filtered on that label: the panel never touches what it did not make. A container,
+network or image of another instance (or of nobody) is "not found" to every method, except
+`image_info`, which reads any image (base images are nobody's).
+
+Nothing is ever pulled: `run` creates the container from a local image and says so when the image
+is missing; `build` passes `pull=False`, so a base image is fetched only when it is not on this
+server, and when that fails the build fails with a message that says the base image is missing.
+
+Blocking SDK calls run on a small thread pool owned by the engine. Long streams (a build, a
+followed log) get a thread of their own each, so a user watching logs never holds up other calls,
+and they end as soon as their reader goes away: the engine closes the HTTP response under them.
+
+Errors (all `core.errors.PanelError`):
+    UnavailableError   dockerd cannot be reached or did not answer
+    NotFoundError      no such container or image (of this instance)
+    ConflictError      a name already taken, a host port already in use
+    BuildFailed        the build failed, with the step and its last output lines
+    DockerError        anything else dockerd refused, with its explanation
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import collections
+import contextlib
+import functools
+import logging
+import re
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+import requests.exceptions
+import urllib3.exceptions
+from docker.types import LogConfig
+from docker.types.daemon import CancellableStream
+
+from core.errors import (
+    ConflictError,
+    NotFoundError,
+    PanelError,
+    UnavailableError,
+    ValidationError,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+INSTANCE_LABEL = "ghst.instance"
+DOCKER_DOWN = "Docker is not reachable right now. Please try again in a moment."
+DOCKER_SLOW = "Docker did not answer in time. Please try again in a moment."
+
+API_TIMEOUT = 60.0  # seconds for one ordinary API call; streams have none
+MAX_LOG_LINE = 64 * 1024  # a longer run of text without a newline is cut into lines this long
+LOG_BUFFER_LINES = 2000  # lines a followed log holds for a slow reader before pausing docker
+FAILURE_TAIL_LINES = 5  # output lines of the failing step quoted in BuildFailed
+SETTLE_SECONDS = 10.0  # how long an aborted build's thread may take to notice
+
+_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # the classic builder paints stderr red
+_BUILD_NOISE = re.compile(
+    r"^( ---> |Removing intermediate container |Successfully (built|tagged) )"
+)
+
+
+class BuildFailed(ValidationError):
+    title = "Build failed"
+
+
+class DockerError(PanelError):
+    title = "Docker error"
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_bytes: int
+    nano_cpus: int  # 0.5 CPU = 500_000_000
+    pids: int
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    exposed_ports: tuple[int, ...]  # TCP ports from EXPOSE, sorted
+    has_healthcheck: bool  # the image defines a HEALTHCHECK (not NONE)
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    id: str
+    name: str
+    running: bool  # False while docker restarts a container that exited
+    exit_code: int | None  # None until it has exited
+    health: str | None  # "starting" | "healthy" | "unhealthy"; None without a healthcheck
+    error: str  # docker's State.Error, "" if none
+    oom_killed: bool
+    labels: dict[str, str]
+
+
+class _API(docker.APIClient):  # type: ignore[misc]
+    """The SDK's low-level client, telling a build thread which HTTP response it streams from.
+
+    `APIClient.build` keeps the response to itself; a build can only be aborted by closing it.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ghst_local = threading.local()
+
+    def _stream_helper(self, response: Any, decode: bool = False) -> Any:
+        hook: Callable[[Any], None] | None = getattr(self.ghst_local, "on_response", None)
+        if hook is not None:
+            hook(response)
+        return super()._stream_helper(response, decode=decode)
+
+
+class _Client(docker.DockerClient):  # type: ignore[misc]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.api = _API(*args, **kwargs)
+
+
+def _close_response(response: Any) -> None:
+    """Shut the socket under a streamed response, so a thread reading it wakes up at once."""
+    with contextlib.suppress(Exception):
+        CancellableStream(None, response).close()
+
+
+def _translate(error: BaseException) -> BaseException:
+    """An SDK or transport error as the PanelError a user should see."""
+    if isinstance(error, PanelError):
+        return error
+    if isinstance(error, docker.errors.NotFound):
+        return NotFoundError(_explanation(error))
+    if isinstance(error, docker.errors.APIError):
+        text = _explanation(error)
+        if error.status_code == 409 or "port is already allocated" in text:
+            return ConflictError(text)
+        return DockerError(f"Docker refused: {text}")
+    if isinstance(error, requests.exceptions.Timeout):
+        return UnavailableError(DOCKER_SLOW)
+    if isinstance(
+        error,
+        docker.errors.DockerException
+        | requests.exceptions.RequestException
+        | urllib3.exceptions.HTTPError
+        | OSError,
+    ):
+        return UnavailableError(DOCKER_DOWN)
+    return error
+
+
+def _explanation(error: docker.errors.APIError) -> str:
+    text = error.explanation
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return str(text or error).strip()
+
+
+def _when(timestamp: int) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class DockerEngine:
+    """dockerd, through the docker SDK; see the module docstring."""
+
+    def __init__(self, base_url: str = "", *, instance: str = "ghst", max_workers: int = 8) -> None:
+        self.base_url = base_url
+        self.instance = instance
+        self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="ghst-docker")
+        self._client_lock = threading.Lock()
+        self._docker: _Client | None = None
+        self._pumps: set[_LogPump] = set()
+        self._builds: set[_Build] = set()
+
+    # ------------------------------------------------------------------------------------------
+    # plumbing
+
+    def _connect(self) -> _Client:
+        """The SDK client, made on first use (asking dockerd for its API version)."""
+        with self._client_lock:
+            if self._docker is None:
+                options: dict[str, Any] = {"timeout": API_TIMEOUT, "max_pool_size": 32}
+                if self.base_url:
+                    self._docker = _Client(base_url=self.base_url, version="auto", **options)
+                else:
+                    self._docker = _Client.from_env(**options)
+            return self._docker
+
+    def _guarded(self, function: Callable[[_Client], T]) -> T:
+        try:
+            return function(self._connect())
+        except Exception as error:
+            translated = _translate(error)
+            if translated is error:
+                raise
+            raise translated from error
+
+    async def _call(self, function: Callable[[_Client], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._guarded, function)
+
+    def _thread(self, name: str, function: Callable[[_Client], T]) -> asyncio.Future[T]:
+        """`function` in a thread of its own (for long streams), as a future of this loop."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def settle(outcome: Callable[[], None]) -> None:
+            if not future.done():
+                outcome()
+
+        def target() -> None:
+            try:
+                result = self._guarded(function)
+            except BaseException as error:  # delivered to the awaiting task
+                callback = functools.partial(future.set_exception, error)
+            else:
+                callback = functools.partial(future.set_result, result)
+            with contextlib.suppress(RuntimeError):  # the loop is gone
+                loop.call_soon_threadsafe(settle, callback)
+
+        threading.Thread(target=target, name=name, daemon=True).start()
+        return future
+
+    def _labels(self, labels: Mapping[str, str]) -> dict[str, str]:
+        return {**labels, INSTANCE_LABEL: self.instance}
+
+    def _filters(self, labels: Mapping[str, str]) -> dict[str, list[str]]:
+        return {"label": [f"{key}={value}" for key, value in self._labels(labels).items()]}
+
+    def _ours(self, labels: Mapping[str, str] | None) -> bool:
+        return (labels or {}).get(INSTANCE_LABEL) == self.instance
+
+    def _container(self, client: _Client, reference: str) -> Any:
+        """One of our containers (SDK model), else NotFoundError."""
+        try:
+            container = client.containers.get(reference)
+        except docker.errors.NotFound:
+            container = None
+        if container is None or not self._ours(container.labels):
+            raise NotFoundError(f"The container {reference} does not exist.")
+        return container
+
+    # ------------------------------------------------------------------------------------------
+    # lifecycle
+
+    async def close(self) -> None:
+        """Ends followed logs and running builds, then lets go of dockerd."""
+        for pump in list(self._pumps):
+            pump.close()
+        for build in list(self._builds):
+            build.abort()
+        client, self._docker = self._docker, None
+        loop = asyncio.get_running_loop()
+        if client is not None:
+            await loop.run_in_executor(self._executor, client.close)
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
+
+    async def ping(self) -> None:
+        await self._call(lambda client: client.ping())
+
+    # ------------------------------------------------------------------------------------------
+    # images
+
+    async def build(
+        self,
+        context: Path,
+        *,
+        tag: str,
+        labels: Mapping[str, str],
+        on_log: Callable[[str], None],
+        timeout: float,  # noqa: ASYNC109 (the build is aborted, not just abandoned)
+        memory_bytes: int,
+        dockerfile: str = "Dockerfile",
+    ) -> ImageInfo:
+        """Build `context` with the classic builder, tag it, and describe the image.
+
+        Every build output line goes to `on_log`, called on this event loop's thread, in order,
+        and never after `build` has returned or raised. RUN steps get `memory_bytes` of memory
+        (swap included). After `timeout` seconds, or when the calling task is cancelled, the
+        build is aborted: dockerd stops and removes the step's container.
+        """
+        loop = asyncio.get_running_loop()
+        all_labels = self._labels(labels)
+        job = _Build(loop, on_log, label_steps=len(all_labels))
+        options = {
+            "path": str(context),
+            "tag": tag,
+            "labels": all_labels,
+            "rm": True,
+            "forcerm": True,
+            "pull": False,
+            "decode": True,
+            "container_limits": {"memory": memory_bytes, "memswap": memory_bytes},
+            "dockerfile": dockerfile,
+            "timeout": None,  # no read timeout: a RUN step may be silent for minutes
+        }
+        self._builds.add(job)
+        future = self._thread("ghst-docker-build", functools.partial(job.run, options))
+        try:
+            image_id = await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            job.abort()
+            await job.settle(future)
+            raise BuildFailed(
+                f"The build took longer than {timeout:g} s and was stopped."
+            ) from None
+        except asyncio.CancelledError:
+            job.abort()
+            await job.settle(future)
+            raise
+        finally:
+            job.finished = True
+            self._builds.discard(job)
+        if image_id is None:  # aborted by close()
+            raise UnavailableError("The panel is shutting down; the build was stopped.")
+        return await self.image_info(tag)
+
+    async def image_info(self, reference: str) -> ImageInfo:
+        """Any local image, labelled or not (base images are nobody's)."""
+
+        def inspect(client: _Client) -> ImageInfo:
+            try:
+                attrs = client.api.inspect_image(reference)
+            except docker.errors.NotFound:
+                raise NotFoundError(f"The image {reference} is not on this server.") from None
+            config = attrs.get("Config") or {}
+            ports = sorted(
+                int(port)
+                for port, protocol in (
+                    key.partition("/")[::2] for key in (config.get("ExposedPorts") or {})
+                )
+                if protocol in ("tcp", "") and port.isdigit()
+            )
+            test = (config.get("Healthcheck") or {}).get("Test") or []
+            return ImageInfo(
+                id=attrs["Id"],
+                exposed_ports=tuple(ports),
+                has_healthcheck=bool(test) and test[0] != "NONE",
+            )
+
+        return await self._call(inspect)
+
+    async def remove_image(self, reference: str) -> None:
+        """Remove one of our images; a missing one is fine, one in use is kept (and logged)."""
+
+        def remove(client: _Client) -> None:
+            try:
+                attrs = client.api.inspect_image(reference)
+            except docker.errors.NotFound:
+                return
+            if not self._ours((attrs.get("Config") or {}).get("Labels")):
+                log.warning("not removing image %s: it was not made by this panel", reference)
+                return
+            self._remove_image(client, reference)
+
+        await self._call(remove)
+
+    def _remove_image(self, client: _Client, reference: str, force: bool = False) -> None:
+        try:
+            client.api.remove_image(reference, force=force)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as error:
+            if error.status_code != 409:
+                raise
+            log.info("image %s kept: %s", reference, _explanation(error))
+
+    async def images(
+        self, labels: Mapping[str, str]
+    ) -> list[tuple[str, tuple[str, ...], datetime]]:
+        """(id, tags, created) of our images carrying all these labels, newest first."""
+
+        def listing(client: _Client) -> list[tuple[str, tuple[str, ...], datetime]]:
+            rows = client.api.images(filters=self._filters(labels))
+            found = [
+                (
+                    row["Id"],
+                    tuple(tag for tag in row.get("RepoTags") or () if tag != "<none>:<none>"),
+                    _when(row["Created"]),
+                )
+                for row in rows
+            ]
+            return sorted(found, key=lambda row: row[2], reverse=True)
+
+        return await self._call(listing)
+
+    # ------------------------------------------------------------------------------------------
+    # containers
+
+    async def run(
+        self,
+        *,
+        name: str,
+        image: str,
+        host_port: int,
+        app_port: int,
+        env: Mapping[str, str],
+        labels: Mapping[str, str],
+        limits: Limits,
+        network: str,
+    ) -> str:
+        """Create and start a container from a local image; its id.
+
+        Only 127.0.0.1:`host_port` is published (to `app_port`/tcp). A container that cannot
+        start (the host port is taken, say) is removed again before the error is raised.
+        """
+
+        def create(client: _Client) -> str:
+            options: dict[str, Any] = {}
+            if network:
+                options["network"] = network
+            try:
+                container = client.containers.create(
+                    image,
+                    name=name,
+                    detach=True,
+                    environment=dict(env),
+                    labels=self._labels(labels),
+                    ports={f"{app_port}/tcp": ("127.0.0.1", host_port)},
+                    init=True,
+                    security_opt=["no-new-privileges:true"],
+                    restart_policy={"Name": "unless-stopped"},
+                    mem_limit=limits.memory_bytes,
+                    memswap_limit=limits.memory_bytes,
+                    nano_cpus=limits.nano_cpus,
+                    pids_limit=limits.pids,
+                    log_config=LogConfig(
+                        type=LogConfig.types.JSON, config={"max-size": "10m", "max-file": "3"}
+                    ),
+                    **options,
+                )
+            except docker.errors.ImageNotFound:
+                raise NotFoundError(f"The image {image} is not on this server.") from None
+            except docker.errors.NotFound as error:  # the network
+                raise NotFoundError(f"Cannot create {name}: {_explanation(error)}") from None
+            except docker.errors.APIError as error:
+                if error.status_code == 409:
+                    raise ConflictError(f"A container named {name} already exists.") from None
+                raise
+            try:
+                container.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    container.remove(force=True)
+                raise
+            return str(container.id)
+
+        return await self._call(create)
+
+    def _state(self, attrs: Mapping[str, Any]) -> ContainerState:
+        state = attrs.get("State") or {}
+        status = state.get("Status", "")
+        restarting = bool(state.get("Restarting"))
+        exited = status in ("exited", "dead") or restarting
+        health = state.get("Health") or {}
+        return ContainerState(
+            id=attrs["Id"],
+            name=str(attrs.get("Name", "")).lstrip("/"),
+            running=bool(state.get("Running")) and not restarting,
+            exit_code=int(state.get("ExitCode", 0)) if exited else None,
+            health=health.get("Status") or None,
+            error=state.get("Error") or "",
+            oom_killed=bool(state.get("OOMKilled")),
+            labels=dict((attrs.get("Config") or {}).get("Labels") or {}),
+        )
+
+    async def state(self, container: str) -> ContainerState:
+        return await self._call(
+            lambda client: self._state(self._container(client, container).attrs)
+        )
+
+    async def containers(self, labels: Mapping[str, str]) -> list[ContainerState]:
+        """Our containers carrying all these labels, stopped ones too."""
+
+        def listing(client: _Client) -> list[ContainerState]:
+            states = []
+            for row in client.api.containers(all=True, filters=self._filters(labels)):
+                try:
+                    states.append(self._state(client.api.inspect_container(row["Id"])))
+                except docker.errors.NotFound:  # removed meanwhile
+                    continue
+            return states
+
+        return await self._call(listing)
+
+    async def logs_tail(self, container: str, lines: int = 50) -> str:
+        """The last `lines` lines of stdout and stderr, merged."""
+
+        def tail(client: _Client) -> str:
+            data = self._container(client, container).logs(
+                stdout=True, stderr=True, tail=lines, timestamps=False
+            )
+            return bytes(data).decode("utf-8", "replace")
+
+        return await self._call(tail)
+
+    async def start(self, container: str) -> None:
+        await self._call(lambda client: self._container(client, container).start())
+
+    async def stop(self, container: str, timeout: float = 5) -> None:  # noqa: ASYNC109
+        """Stop (SIGTERM, then SIGKILL after `timeout` s); a stopped container is fine."""
+
+        def stop(client: _Client) -> None:
+            found = self._container(client, container)
+            # dockerd waits `timeout` s before the SIGKILL; the HTTP call must outlast that.
+            client.api.stop(found.id, timeout=max(0, round(timeout)))
+
+        await self._call(stop)
+
+    async def remove_container(self, container: str) -> None:
+        """Remove (force: running or not); a missing one is fine."""
+
+        def remove(client: _Client) -> None:
+            try:
+                found = self._container(client, container)
+            except NotFoundError:
+                return
+            with contextlib.suppress(docker.errors.NotFound):
+                found.remove(force=True)
+
+        await self._call(remove)
+
+    def follow_logs(self, containers: Sequence[str], tail: int = 200) -> AsyncIterator[str]:
+        """Lines of these containers' stdout and stderr: the last `tail`, then new ones live.
+
+        With several containers each line starts with "<name> | ". The iterator ends when every
+        container's stream has ended (stopped containers), or when it is closed or cancelled:
+        then the reader threads end at once, their HTTP responses closed under them.
+        """
+        return self._follow(list(containers), tail)
+
+    async def _follow(self, containers: list[str], tail: int) -> AsyncIterator[str]:
+        def open_streams(client: _Client) -> list[tuple[str, CancellableStream]]:
+            opened: list[tuple[str, CancellableStream]] = []
+            try:
+                for reference in containers:
+                    found = self._container(client, reference)
+                    stream = found.logs(
+                        stdout=True, stderr=True, stream=True, follow=True, tail=tail
+                    )
+                    opened.append((found.name, stream))
+            except BaseException:
+                for _, stream in opened:
+                    stream.close()
+                raise
+            return opened
+
+        streams = await self._call(open_streams)
+        pump = _LogPump(asyncio.get_running_loop(), [stream for _, stream in streams])
+        self._pumps.add(pump)
+        try:
+            several = len(streams) > 1
+            for name, stream in streams:
+                prefix = f"{name} | " if several else ""
+                threading.Thread(
+                    target=pump.read, args=(stream, prefix), name="ghst-docker-logs", daemon=True
+                ).start()
+            while (batch := await pump.next_batch()) is not None:
+                for line in batch:
+                    yield line
+        finally:
+            pump.close()
+            self._pumps.discard(pump)
+
+    # ------------------------------------------------------------------------------------------
+    # networks
+
+    async def ensure_network(self, name: str, labels: Mapping[str, str]) -> None:
+        """A bridge network of ours by this name, made if missing."""
+
+        def ensure(client: _Client) -> None:
+            for _ in range(3):
+                try:
+                    attrs = client.api.inspect_network(name)
+                except docker.errors.NotFound:
+                    pass
+                else:
+                    if not self._ours(attrs.get("Labels")):
+                        raise ConflictError(
+                            f"A Docker network named {name} exists and was not made by this panel."
+                        )
+                    return
+                try:
+                    client.api.create_network(
+                        name, driver="bridge", labels=self._labels(labels), check_duplicate=True
+                    )
+                    return
+                except docker.errors.APIError as error:
+                    if error.status_code != 409:  # made by someone else meanwhile: look again
+                        raise
+            raise ConflictError(f"The Docker network {name} could not be made.")
+
+        await self._call(ensure)
+
+    async def remove_network(self, name: str) -> None:
+        """Remove one of our networks; a missing one is fine, one still in use is logged."""
+
+        def remove(client: _Client) -> None:
+            try:
+                attrs = client.api.inspect_network(name)
+            except docker.errors.NotFound:
+                return
+            if not self._ours(attrs.get("Labels")):
+                log.warning("not removing network %s: it was not made by this panel", name)
+                return
+            self._remove_network(client, attrs["Id"], name)
+
+        await self._call(remove)
+
+    def _remove_network(self, client: _Client, network_id: str, name: str) -> None:
+        try:
+            client.api.remove_network(network_id)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as error:
+            if error.status_code not in (403, 409):  # 403: containers still attached
+                raise
+            log.warning("network %s kept: %s", name, _explanation(error))
+
+    async def networks(self, labels: Mapping[str, str]) -> list[str]:
+        """Names of our networks carrying all these labels."""
+
+        def listing(client: _Client) -> list[str]:
+            return sorted(row["Name"] for row in client.api.networks(filters=self._filters(labels)))
+
+        return await self._call(listing)
+
+    # ------------------------------------------------------------------------------------------
+    # everything of a project at once
+
+    async def remove_labelled(self, labels: Mapping[str, str]) -> None:
+        """Remove our containers (running or not), images, networks and volumes with these labels."""
+
+        def remove(client: _Client) -> None:
+            filters = self._filters(labels)
+            for row in client.api.containers(all=True, filters=filters):
+                with contextlib.suppress(docker.errors.NotFound):
+                    client.api.remove_container(row["Id"], force=True, v=True)
+            # Newest first: an image built on another one goes before it.
+            rows = sorted(client.api.images(filters=filters), key=lambda row: -row["Created"])
+            for row in rows:
+                self._remove_image(client, row["Id"], force=True)
+            for row in client.api.networks(filters=filters):
+                self._remove_network(client, row["Id"], row["Name"])
+            volumes = client.api.volumes(filters=filters).get("Volumes") or []
+            for row in volumes:
+                try:
+                    client.api.remove_volume(row["Name"])
+                except docker.errors.NotFound:
+                    pass
+                except docker.errors.APIError as error:
+                    if error.status_code != 409:
+                        raise
+                    log.warning("volume %s kept: %s", row["Name"], _explanation(error))
+
+        await self._call(remove)
+
+
+class _Build:
+    """One classic build: read in its own thread, abortable from the event loop."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, on_log: Callable[[str], None], *, label_steps: int
+    ) -> None:
+        self._loop = loop
+        self._on_log = on_log
+        # The classic builder adds one LABEL step per build label after the Dockerfile's own
+        # steps; the steps are numbered as the user's Dockerfile counts them.
+        self._label_steps = label_steps
+        self._lock = threading.Lock()
+        self._response: Any = None
+        self.aborted = False
+        self.finished = False  # set on the loop when build() returns: no more on_log calls
+        self._partial = ""
+        self._step: tuple[str, str] | None = None  # ("2/4", "RUN false")
+        self._step_output: collections.deque[str] = collections.deque(maxlen=FAILURE_TAIL_LINES)
+        self._error = ""
+        self._image_id: str | None = None
+
+    # on the loop ---------------------------------------------------------------------------
+
+    def abort(self) -> None:
+        with self._lock:
+            self.aborted = True
+            response = self._response
+        if response is not None:
+            _close_response(response)
+
+    async def settle(self, future: asyncio.Future[str | None]) -> None:
+        """Wait (boundedly) for the aborted thread to end; its outcome no longer matters."""
+        await asyncio.wait([future], timeout=SETTLE_SECONDS)
+        if future.done() and not future.cancelled():
+            future.exception()  # retrieved, so asyncio does not log it
+
+    def _deliver(self, line: str) -> None:
+        if not self.finished:
+            self._on_log(line)
+
+    # in the build thread -------------------------------------------------------------------
+
+    def _attach(self, response: Any) -> None:
+        with self._lock:
+            self._response = response
+            aborted = self.aborted
+        if aborted:
+            _close_response(response)
+
+    def run(self, options: Mapping[str, Any], client: _Client) -> str | None:
+        """The built image's id, or None when aborted; BuildFailed when the build failed."""
+        context = Path(options["path"])
+        if not context.is_dir():
+            raise BuildFailed(f"The build folder {context} does not exist.")
+        api = client.api
+        api.ghst_local.on_response = self._attach
+        try:
+            stream = api.build(**options)
+            for chunk in stream:
+                self._handle(chunk)
+        except docker.errors.APIError as error:
+            if self.aborted:
+                return None
+            # dockerd refused the request itself: a bad Dockerfile, a missing one, bad options.
+            raise BuildFailed(f"The build could not start: {_explanation(error)}") from None
+        except Exception:
+            if self.aborted:
+                return None
+            raise
+        finally:
+            api.ghst_local.on_response = None
+            response, self._response = self._response, None
+            if response is not None:
+                response.close()
+        if self.aborted:
+            return None
+        if self._partial:
+            self._line(self._partial)
+        if self._error:
+            raise BuildFailed(self._failure())
+        if self._image_id is None:
+            raise BuildFailed("The build ended without producing an image.")
+        return self._image_id
+
+    def _emit(self, line: str) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone
+            self._loop.call_soon_threadsafe(self._deliver, line)
+
+    def _line(self, line: str) -> None:
+        line = _ANSI.sub("", line).rstrip("\r")
+        step = _STEP.match(line)
+        if step:
+            number, total = int(step.group(1)), int(step.group(2)) - self._label_steps
+            instruction = step.group(3).strip()
+            if number <= total:
+                line = f"Step {number}/{total} : {instruction}"
+            else:
+                line = f"Labelling the image: {instruction.removeprefix('LABEL ')}"
+            self._step = (f"{number}/{total}", instruction)
+            self._step_output.clear()
+        self._emit(line)
+        if not step and line.strip() and not _BUILD_NOISE.match(line):
+            self._step_output.append(_shorten(line.strip(), 200))
+
+    def _handle(self, chunk: Mapping[str, Any]) -> None:
+        if "stream" in chunk:
+            text = self._partial + str(chunk["stream"])
+            *lines, self._partial = text.split("\n")
+            for line in lines:
+                self._line(line)
+            if len(self._partial) > MAX_LOG_LINE:
+                self._line(self._partial)
+                self._partial = ""
+        if "aux" in chunk and isinstance(chunk["aux"], Mapping) and "ID" in chunk["aux"]:
+            self._image_id = str(chunk["aux"]["ID"])
+        if "status" in chunk:
+            progress = chunk.get("progressDetail") or {}
+            if not progress.get("current"):  # a download's progress bar: too chatty
+                prefix = f"{chunk['id']}: " if chunk.get("id") else ""
+                self._emit(f"{prefix}{chunk['status']}")
+        if "error" in chunk:
+            if self._partial:
+                self._line(self._partial)
+                self._partial = ""
+            self._error = str(chunk["error"]).strip() or "unknown error"
+            self._emit(f"ERROR: {self._error}")
+
+    def _failure(self) -> str:
+        if self._step is None:
+            return f"The build failed: {self._error}"
+        number, instruction = self._step
+        words = instruction.split()
+        if words and words[0].upper() == "FROM":
+            image = next((word for word in words[1:] if not word.startswith("--")), "?")
+            return (
+                f"The build failed at step {number} ({_shorten(instruction, 80)}): the base image "
+                f"{image} is not available on this server and could not be pulled "
+                f"({self._error})."
+            )
+        message = f"The build failed at step {number} ({_shorten(instruction, 80)}): {self._error}"
+        if self._step_output:
+            message += "\n" + "\n".join(self._step_output)
+        return message
+
+
+class _LogPump:
+    """Lines from reader threads to one async consumer, with back-pressure on the threads."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, streams: Iterable[CancellableStream]
+    ) -> None:
+        self._loop = loop
+        self._streams = list(streams)
+        self._live = len(self._streams)
+        self._lines: collections.deque[str] = collections.deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._wake = asyncio.Event()
+
+    def _notify_loop(self) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    # reader threads ------------------------------------------------------------------------
+
+    def _put(self, lines: list[str]) -> bool:
+        """Queue lines, waiting while the consumer is behind; False once closed."""
+        with self._cond:
+            while len(self._lines) >= LOG_BUFFER_LINES and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return False
+            was_empty = not self._lines
+            self._lines.extend(lines)
+        if was_empty:
+            self._notify_loop()
+        return True
+
+    def read(self, stream: CancellableStream, prefix: str) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        partial = ""
+        try:
+            for chunk in stream:
+                partial += decoder.decode(chunk)
+                *lines, partial = partial.split("\n")
+                if len(partial) > MAX_LOG_LINE:
+                    lines.append(partial)
+                    partial = ""
+                if lines and not self._put([prefix + line.rstrip("\r") for line in lines]):
+                    return
+            partial += decoder.decode(b"", final=True)
+            if partial:
+                self._put([prefix + partial.rstrip("\r")])
+        except Exception as error:  # a stream torn down by close(), or dockerd gone
+            log.debug("log stream ended: %s", error)
+        finally:
+            with self._cond:
+                self._live -= 1
+            self._notify_loop()
+            with contextlib.suppress(Exception):
+                stream.close()
+
+    # the consumer (event loop) -------------------------------------------------------------
+
+    async def next_batch(self) -> list[str] | None:
+        """The lines queued so far (waiting for some), or None when every stream has ended."""
+        while True:
+            self._wake.clear()
+            with self._cond:
+                if self._lines:
+                    batch = list(self._lines)
+                    self._lines.clear()
+                    self._cond.notify_all()
+                    return batch
+                if self._live == 0 or self._closed:
+                    return None
+            await self._wake.wait()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._lines.clear()
+            self._cond.notify_all()
+        for stream in self._streams:
+            with contextlib.suppress(Exception):
+                stream.close()
+        self._wake.set()

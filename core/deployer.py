@@ -1,0 +1,591 @@
+"""Runs one deployment: archive -> image -> containers -> healthy -> nginx switch -> old drained.
+
+The running version is never touched until the new one answers: a failed build, a refused
+compose file or an app that never gets healthy removes what this attempt made and leaves the
+live version serving. After the switch the old containers keep running for `drain_seconds`, so
+requests already on their way finish, then they are removed; their image stays for rollback
+(the last `keep_images` per project).
+
+Also the `Runtime` of DeploymentService: stop, start, follow logs, remove a project's things.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.archive_checks import ArchiveLimits, extract_archive
+from core.compose import ComposeApp, ComposeRunner, parse_compose, render_compose
+from core.containers import DockerEngine, Limits
+from core.db import Pool, connection
+from core.deployment_queue import DeploymentQueue
+from core.deployments import DEPLOYMENT_SELECT, Deployment, row_to_deployment
+from core.env_vars import EnvService
+from core.errors import NotFoundError, ValidationError
+from core.health import NotReady, Probe, Unhealthy, http_status, wait_until_ready
+from core.job_log import JobLog
+from core.nginx import NginxRouter
+from core.ports import PortAllocator
+from core.projects import Project
+from core.settings import Settings
+from core.storage import ObjectStorage
+
+log = logging.getLogger(__name__)
+DEFAULT_APP_PORT = 8080
+START_DEADLINE = 30.0  # `start` of a stopped app waits this long for it to answer again
+
+
+@dataclass(frozen=True)
+class Target:
+    """The project as the worker sees it (no owner check: the job was queued by its owner)."""
+
+    id: int
+    name: str
+    user_id: int
+    app_port: int | None
+
+
+class Deployer:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: Pool,
+        queue: DeploymentQueue,
+        ports: PortAllocator,
+        storage: ObjectStorage,
+        env: EnvService,
+        engine: DockerEngine,
+        compose: ComposeRunner,
+        router: NginxRouter,
+    ) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._queue = queue
+        self._ports = ports
+        self._storage = storage
+        self._env = env
+        self._engine = engine
+        self._compose = compose
+        self._router = router
+        self._drains: set[asyncio.Task[None]] = set()
+        self.stacks_dir = settings.data_dir / "stacks"
+
+    # --- names --------------------------------------------------------------------------------
+
+    def _labels(self, target: Target, deployment_id: int | None = None) -> dict[str, str]:
+        labels = {"ghst.project": target.name, "ghst.user": str(target.user_id)}
+        if deployment_id is not None:
+            labels["ghst.deployment"] = str(deployment_id)
+        return labels
+
+    def _image(self, target: Target, deployment_id: int) -> str:
+        return f"{self._settings.instance}/{target.name}:{deployment_id}"
+
+    def _stack(self, target: Target, deployment_id: int) -> str:
+        return f"{self._settings.instance}-{target.name}-{deployment_id}"
+
+    def _network(self, target: Target) -> str:
+        return f"{self._settings.instance}-{target.name}"
+
+    def _stack_file(self, stack: str) -> Path:
+        return self.stacks_dir / f"{stack}.yml"
+
+    def _source_file(self, stack: str) -> Path:
+        """The user's compose file as uploaded, kept so a rollback can render it again."""
+        return self.stacks_dir / f"{stack}.source.yml"
+
+    def _limits(self) -> Limits:
+        return Limits(
+            memory_bytes=self._settings.app_memory_mb << 20,
+            nano_cpus=int(self._settings.app_cpus * 1e9),
+            pids=self._settings.app_pids,
+        )
+
+    # --- one deployment -----------------------------------------------------------------------
+
+    async def deploy(self, job: Deployment, worker: str, joblog: JobLog) -> None:
+        """Take `job` (claimed by `worker`) to running, or raise; the caller records failures
+        and calls `discard` to remove what this attempt made."""
+        target = await self._target(job.project_id)
+        env = await self._env.as_mapping(target.id)
+        build_dir = self._settings.builds_dir / str(job.id)
+        try:
+            if job.source_id is not None:
+                source = await self._deployment(job.source_id)
+                joblog.step(
+                    f"Reusing the image of deployment #{source.id} ({source.archive_name}):"
+                    " no build."
+                )
+                if source.kind == "compose":
+                    text = await asyncio.to_thread(self._source_file(source.stack or "").read_text)
+                    app = parse_compose(text)
+                    await self._run_compose(job, worker, joblog, target, env, app, source)
+                else:
+                    assert source.image is not None
+                    await self._run_image(job, worker, joblog, target, env, source.image)
+            else:
+                app_dir = await self._unpack(job, joblog, build_dir)
+                compose_file = _compose_file(app_dir)
+                if (app_dir / "Dockerfile").is_file():
+                    if compose_file is not None:
+                        joblog.step(
+                            f"Found a Dockerfile and {compose_file.name}: building the"
+                            " Dockerfile (remove it to deploy the compose stack instead)."
+                        )
+                    image = await self._build(job, worker, joblog, target, app_dir)
+                    await self._run_image(job, worker, joblog, target, env, image)
+                elif compose_file is not None:
+                    text = await asyncio.to_thread(compose_file.read_text)
+                    app = parse_compose(text, app_dir)
+                    self.stacks_dir.mkdir(parents=True, exist_ok=True)
+                    stack = self._stack(target, job.id)
+                    await asyncio.to_thread(self._source_file(stack).write_text, text)
+                    await self._build_services(job, worker, joblog, target, app, app_dir)
+                    await self._run_compose(job, worker, joblog, target, env, app, None)
+                else:  # the upload checks make this impossible, unless files changed since
+                    raise ValidationError("The archive has no Dockerfile and no compose file.")
+        finally:
+            await asyncio.to_thread(shutil.rmtree, build_dir, True)
+
+    async def _unpack(self, job: Deployment, joblog: JobLog, build_dir: Path) -> Path:
+        if job.archive_id is None:
+            raise ValidationError(f"The archive {job.archive_name} was deleted before the build.")
+        async with connection(self._pool) as conn:
+            key = await conn.fetchval(
+                "SELECT storage_key FROM archives WHERE id = $1", job.archive_id
+            )
+        if key is None:
+            raise ValidationError(f"The archive {job.archive_name} was deleted before the build.")
+        joblog.step(f"Unpacking {job.archive_name}")
+        app_dir = build_dir / "app"
+
+        def unpack() -> None:
+            build_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with self._storage.open_seekable(key) as fileobj:
+                extract_archive(fileobj, app_dir, ArchiveLimits())
+
+        await asyncio.to_thread(unpack)
+        return app_dir
+
+    async def _build(
+        self, job: Deployment, worker: str, joblog: JobLog, target: Target, app_dir: Path
+    ) -> str:
+        image = self._image(target, job.id)
+        joblog.step(f"Building {image}")
+        await self._queue.record(job.id, worker, kind="dockerfile", image=image)
+        await self._engine.build(
+            app_dir,
+            tag=image,
+            labels=self._labels(target, job.id),
+            on_log=joblog.line,
+            timeout=self._settings.build_timeout,
+            memory_bytes=self._settings.build_memory_mb << 20,
+        )
+        return image
+
+    async def _build_services(
+        self,
+        job: Deployment,
+        worker: str,
+        joblog: JobLog,
+        target: Target,
+        app: ComposeApp,
+        app_dir: Path,
+    ) -> None:
+        image = self._image(target, job.id)
+        await self._queue.record(
+            job.id, worker, kind="compose", image=image, stack=self._stack(target, job.id)
+        )
+        for build in app.builds:
+            tag = f"{image}-{build.service}"
+            joblog.step(f"Building {tag} for service {build.service!r}")
+            await self._engine.build(
+                app_dir / build.context,
+                tag=tag,
+                dockerfile=build.dockerfile,
+                labels=self._labels(target, job.id),
+                on_log=joblog.line,
+                timeout=self._settings.build_timeout,
+                memory_bytes=self._settings.build_memory_mb << 20,
+            )
+
+    async def _app_port(self, target: Target, image: str, joblog: JobLog) -> int:
+        if target.app_port:
+            return target.app_port
+        exposed = (await self._engine.image_info(image)).exposed_ports
+        if len(exposed) == 1:
+            return exposed[0]
+        if exposed:
+            joblog.step(
+                f"The image exposes ports {', '.join(map(str, exposed))}: using {exposed[0]}."
+                " Set the app port in the project's settings to choose another."
+            )
+            return exposed[0]
+        return DEFAULT_APP_PORT
+
+    async def _run_image(
+        self,
+        job: Deployment,
+        worker: str,
+        joblog: JobLog,
+        target: Target,
+        env: dict[str, str],
+        image: str,
+    ) -> None:
+        app_port = await self._app_port(target, image, joblog)
+        port = await self._ports.allocate(target.id, job.id)
+        await self._queue.record(
+            job.id,
+            worker,
+            kind="dockerfile",
+            image=image,
+            port=port,
+            app_port=app_port,
+            state="starting",
+        )
+        network = self._network(target)
+        await self._engine.ensure_network(network, self._labels(target))
+        name = self._stack(target, job.id)
+        joblog.step(f"Starting {name} (app port {app_port}, published on 127.0.0.1:{port})")
+        container = await self._engine.run(
+            name=name,
+            image=image,
+            host_port=port,
+            app_port=app_port,
+            env={**env, "PORT": str(app_port)},
+            labels=self._labels(target, job.id),
+            limits=self._limits(),
+            network=network,
+        )
+        await self._wait_healthy(joblog, target, [container], port)
+        await self._switch(job, worker, joblog, target, port)
+
+    async def _run_compose(
+        self,
+        job: Deployment,
+        worker: str,
+        joblog: JobLog,
+        target: Target,
+        env: dict[str, str],
+        app: ComposeApp,
+        source: Deployment | None,
+    ) -> None:
+        base_image = (source.image if source else None) or self._image(target, job.id)
+        built = {build.service: f"{base_image}-{build.service}" for build in app.builds}
+        app_port = target.app_port or app.app_port
+        if app_port is None and app.web_service in built:
+            app_port = await self._app_port(target, built[app.web_service], joblog)
+        app_port = app_port or DEFAULT_APP_PORT
+        stack = self._stack(target, job.id)
+        port = await self._ports.allocate(target.id, job.id)
+        await self._queue.record(
+            job.id,
+            worker,
+            kind="compose",
+            image=base_image,
+            stack=stack,
+            port=port,
+            app_port=app_port,
+            state="starting",
+        )
+        rendered = render_compose(
+            app,
+            stack=stack,
+            instance=self._settings.instance,
+            project=target.name,
+            deployment_id=job.id,
+            user_id=target.user_id,
+            host_port=port,
+            app_port=app_port,
+            built_images=built,
+            env={**env, "PORT": str(app_port)},
+            memory_bytes=self._settings.app_memory_mb << 20,
+            cpus=self._settings.app_cpus,
+            pids=self._settings.app_pids,
+        )
+        self.stacks_dir.mkdir(parents=True, exist_ok=True)
+        if source is not None and source.stack:
+            # A rollback keeps the user's file with the new stack, for a later rollback to it.
+            await asyncio.to_thread(
+                shutil.copyfile, self._source_file(source.stack), self._source_file(stack)
+            )
+        await asyncio.to_thread(self._stack_file(stack).write_text, rendered)
+        live = await self._live(target.id)
+        paused: Deployment | None = None
+        if app.keeps_data and live is not None:
+            # Two copies of a database must never share a volume: stop the old stack first.
+            joblog.step(
+                "The stack keeps data in volumes: stopping the running version first"
+                " (it is started again if this deployment fails)."
+            )
+            await self._stop_containers(live)
+            paused = live
+        try:
+            joblog.step(f"Starting stack {stack} (web service {app.web_service!r})")
+            await self._compose.up(stack, self._stack_file(stack), joblog.line)
+            containers = [c.id for c in await self._engine.containers(self._labels(target, job.id))]
+            await self._wait_healthy(joblog, target, containers, port)
+            await self._switch(job, worker, joblog, target, port)
+        except BaseException:
+            if paused is not None:
+                with contextlib.suppress(Exception):
+                    await self._start_containers(paused)
+            raise
+
+    async def _wait_healthy(
+        self, joblog: JobLog, target: Target, containers: list[str], port: int
+    ) -> None:
+        joblog.step(f"Waiting for the app to answer (up to {self._settings.health_timeout:.0f} s)")
+        with_healthcheck = []
+        for container in containers:
+            state = await self._engine.state(container)
+            if state.health is not None:
+                with_healthcheck.append(container)
+        host = f"{target.name}.{self._settings.domain}"
+
+        async def check() -> None:
+            for container in containers:
+                state = await self._engine.state(container)
+                if not state.running:
+                    tail = await self._engine.logs_tail(container, 20)
+                    why = (
+                        "it ran out of memory"
+                        if state.oom_killed
+                        else f"exit code {state.exit_code}"
+                    )
+                    raise Unhealthy(
+                        f"The app stopped right after starting ({why}). Its last lines:\n{tail}"
+                    )
+                if state.health == "unhealthy":
+                    raise Unhealthy("The app's HEALTHCHECK says it is unhealthy.")
+                if state.health == "starting":
+                    raise NotReady("its HEALTHCHECK has not passed yet")
+            if not with_healthcheck:
+                status = await http_status(port, host)
+                if status >= 500:
+                    raise NotReady(f"it answers HTTP {status}")
+
+        took = await wait_until_ready(Probe(check), self._settings.health_timeout)
+        joblog.step(f"The app answers ({took:.1f} s)")
+
+    async def _switch(
+        self, job: Deployment, worker: str, joblog: JobLog, target: Target, port: int
+    ) -> None:
+        joblog.step(f"Switching {self._router.url(target.name)} to deployment #{job.id}")
+        await self._router.route(target.name, port, job.id)
+        previous = await self._queue.go_live(job.id, worker)
+        joblog.step(f"Live at {self._router.url(target.name)}")
+        if previous is not None:
+            self._spawn(self._retire(previous, target))
+        self._spawn(self._prune(target))
+
+    # --- after the switch ---------------------------------------------------------------------
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._drains.add(task)
+        task.add_done_callback(self._drains.discard)
+
+    async def _retire(self, previous: Deployment, target: Target) -> None:
+        """Let requests already sent to the old version finish, then remove its containers."""
+        try:
+            await asyncio.sleep(self._settings.drain_seconds)
+            await self.remove_containers(previous)
+        except asyncio.CancelledError:
+            await self.remove_containers(previous)
+            raise
+        except Exception:
+            log.exception("could not remove the containers of deployment %s", previous.id)
+
+    async def _prune(self, target: Target) -> None:
+        """Keep the images of the last `keep_images` successful deployments (and the live one)."""
+        try:
+            async with connection(self._pool) as conn:
+                rows = await conn.fetch(
+                    "SELECT d.id, d.image, d.kind FROM deployments d JOIN projects p"
+                    " ON p.id = d.project_id WHERE d.project_id = $1 AND d.image IS NOT NULL"
+                    " AND d.state IN ('running', 'superseded')"
+                    " AND d.id IS DISTINCT FROM p.live_deployment_id ORDER BY d.id DESC",
+                    target.id,
+                )
+            for row in rows[max(0, self._settings.keep_images - 1) :]:
+                # Rollbacks and restarts share their source's image: only drop unused ones.
+                async with connection(self._pool) as conn:
+                    used = await conn.fetchval(
+                        "SELECT count(*) FROM deployments WHERE image = $1 AND id <> $2"
+                        " AND (state IN ('queued', 'building', 'starting', 'running'))",
+                        row["image"],
+                        row["id"],
+                    )
+                if used:
+                    continue
+                await self._queue.forget_image(row["id"])
+                still_named = await self._image_still_recorded(row["image"])
+                if not still_named:
+                    for reference in await self._images_of(row["image"]):
+                        await self._engine.remove_image(reference)
+        except Exception:
+            log.exception("could not prune old images of %s", target.name)
+
+    async def _image_still_recorded(self, image: str) -> bool:
+        async with connection(self._pool) as conn:
+            return bool(
+                await conn.fetchval("SELECT count(*) FROM deployments WHERE image = $1", image)
+            )
+
+    async def _images_of(self, image: str) -> list[str]:
+        """The image, and for compose stacks the service images tagged `<image>-<service>`."""
+        found = [image]
+        repository, _, tag = image.rpartition(":")
+        for _id, tags, _created in await self._engine.images({}):
+            for name in tags:
+                if name.startswith(f"{repository}:{tag}-"):
+                    found.append(name)
+        return found
+
+    async def close(self) -> None:
+        """Finish pending drains now (shutdown): the old versions are removed without waiting."""
+        for task in list(self._drains):
+            task.cancel()
+        await asyncio.gather(*self._drains, return_exceptions=True)
+
+    # --- clean-up of an attempt ---------------------------------------------------------------
+
+    async def discard(self, job: Deployment) -> None:
+        """Remove everything a failed or cancelled attempt made; the live version is untouched."""
+        current = await self._deployment(job.id)
+        await self.remove_containers(current)
+        if current.kind == "compose" and current.stack:
+            self._stack_file(current.stack).unlink(missing_ok=True)
+            self._source_file(current.stack).unlink(missing_ok=True)
+        if current.source_id is None and current.image:
+            for reference in await self._images_of(current.image):
+                await self._engine.remove_image(reference)
+        await asyncio.to_thread(shutil.rmtree, self._settings.builds_dir / str(job.id), True)
+
+    async def remove_containers(self, deployment: Deployment) -> None:
+        """Containers (and for compose, the stack's networks) of one deployment, and its port."""
+        if deployment.kind == "compose" and deployment.stack:
+            stack_file = self._stack_file(deployment.stack)
+            if stack_file.exists():
+                with contextlib.suppress(Exception):
+                    await self._compose.down(deployment.stack, stack_file)
+        for container in await self._engine.containers({"ghst.deployment": str(deployment.id)}):
+            await self._engine.remove_container(container.id)
+        await self._ports.release(deployment.id)
+
+    # --- Runtime: what DeploymentService asks of live deployments -----------------------------
+
+    async def stop(self, deployment: Deployment) -> None:
+        await self._router.route_stopped(deployment.project)
+        await self._stop_containers(deployment)
+
+    async def start(self, deployment: Deployment) -> None:
+        await self._start_containers(deployment)
+        target = await self._target(deployment.project_id)
+        containers = [
+            c.id for c in await self._engine.containers({"ghst.deployment": str(deployment.id)})
+        ]
+        assert deployment.port is not None
+        host = f"{target.name}.{self._settings.domain}"
+
+        async def check() -> None:
+            if (await http_status(deployment.port or 0, host)) >= 500:
+                raise NotReady("not yet")
+
+        if containers:
+            await wait_until_ready(Probe(check), START_DEADLINE)
+        await self._router.route(deployment.project, deployment.port, deployment.id)
+
+    async def _stop_containers(self, deployment: Deployment) -> None:
+        if deployment.kind == "compose" and deployment.stack:
+            await self._compose.stop(deployment.stack, self._stack_file(deployment.stack))
+            return
+        for container in await self._engine.containers({"ghst.deployment": str(deployment.id)}):
+            await self._engine.stop(container.id)
+
+    async def _start_containers(self, deployment: Deployment) -> None:
+        if deployment.kind == "compose" and deployment.stack:
+            await self._compose.start(deployment.stack, self._stack_file(deployment.stack))
+            return
+        containers = await self._engine.containers({"ghst.deployment": str(deployment.id)})
+        if not containers:
+            raise NotFoundError(
+                f"The containers of deployment #{deployment.id} are gone: redeploy the project."
+            )
+        for container in containers:
+            await self._engine.start(container.id)
+
+    def follow_logs(self, deployment: Deployment, tail: int) -> AsyncIterator[str]:
+        async def lines() -> AsyncIterator[str]:
+            containers = await self._engine.containers({"ghst.deployment": str(deployment.id)})
+            if not containers:
+                raise NotFoundError("The app's containers are gone: redeploy the project.")
+            stream = self._engine.follow_logs([c.id for c in containers], tail)
+            try:
+                async for line in stream:
+                    yield line
+            finally:
+                await stream.aclose()  # type: ignore[attr-defined]
+
+        return lines()
+
+    async def remove_project(self, project: Project) -> None:
+        """Containers, images, networks and volumes labelled with the project; its vhost."""
+        await self._router.remove(project.name)
+        await self._engine.remove_labelled({"ghst.project": project.name})
+        prefix = f"{self._settings.instance}-{project.name}-"
+
+        def forget_stacks() -> None:
+            if self.stacks_dir.is_dir():
+                for path in self.stacks_dir.iterdir():
+                    if (
+                        path.name.startswith(prefix)
+                        and path.name[len(prefix) :].split(".")[0].isdigit()
+                    ):
+                        path.unlink(missing_ok=True)
+
+        await asyncio.to_thread(forget_stacks)
+
+    # --- lookups ------------------------------------------------------------------------------
+
+    async def _target(self, project_id: int) -> Target:
+        async with connection(self._pool) as conn:
+            row = await conn.fetchrow(
+                "SELECT id, name, user_id, app_port FROM projects WHERE id = $1", project_id
+            )
+        if row is None:
+            raise NotFoundError("The project was deleted.")
+        return Target(row["id"], row["name"], row["user_id"], row["app_port"])
+
+    async def _deployment(self, deployment_id: int) -> Deployment:
+        async with connection(self._pool) as conn:
+            row = await conn.fetchrow(DEPLOYMENT_SELECT + " WHERE d.id = $1", deployment_id)
+        if row is None:
+            raise NotFoundError(f"Deployment #{deployment_id} is gone.")
+        return row_to_deployment(row)
+
+    async def _live(self, project_id: int) -> Deployment | None:
+        async with connection(self._pool) as conn:
+            row = await conn.fetchrow(
+                DEPLOYMENT_SELECT
+                + " WHERE d.id = (SELECT live_deployment_id FROM projects WHERE id = $1)",
+                project_id,
+            )
+        return row_to_deployment(row) if row else None
+
+
+COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+
+
+def _compose_file(app_dir: Path) -> Path | None:
+    for name in COMPOSE_NAMES:
+        if (app_dir / name).is_file():
+            return app_dir / name
+    return None

@@ -1,0 +1,218 @@
+"""The deployment worker: claims queued deployments and runs them, `builds_at_once` at a time.
+
+It wakes on NOTIFY from the queue (a deploy starts within milliseconds) and polls as well, in
+case a notification was missed. Each job has a heartbeat that renews its lease and passes on a
+cancel request; every worker also reaps jobs whose lease ran out (their worker died) and cleans
+up what they left. Stopping is graceful (procrastinate's way): no new claims, running jobs get
+a bounded wait, then they are cancelled, cleaned up and put back in the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from typing import Literal
+
+import asyncpg
+
+from core.db import Pool
+from core.deployer import Deployer
+from core.deployment_queue import DeploymentQueue, LeaseLost
+from core.deployments import NOTIFY_CHANNEL, Deployment
+from core.errors import PanelError
+from core.job_log import JobLog
+
+log = logging.getLogger(__name__)
+POLL_SECONDS = 2.0
+CANCELLED = "Cancelled while it was being built."
+INTERNAL = "The deployment failed because of an error in the panel; the operator has the details."
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class Job:
+    deployment: Deployment
+    task: asyncio.Task[None] | None = None
+    # Why the job's task was cancelled, if it was: decides how the job ends.
+    stop_reason: Literal["cancel", "lease", "shutdown"] | None = None
+    finishing: bool = False  # past the point where cancelling would help
+    heartbeat: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class DeploymentWorker:
+    def __init__(
+        self,
+        pool: Pool,
+        dsn: str,
+        queue: DeploymentQueue,
+        deployer: Deployer,
+        *,
+        concurrency: int = 1,
+        lease_seconds: float = 30.0,
+        shutdown_grace: float = 10.0,
+        name: str | None = None,
+    ) -> None:
+        self.name = name or worker_name()
+        self._pool = pool
+        self._dsn = dsn
+        self._queue = queue
+        self._deployer = deployer
+        self._concurrency = max(1, concurrency)
+        self._lease = lease_seconds
+        self._grace = shutdown_grace
+        self._jobs: dict[int, Job] = {}
+        self._wake = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until `stop` is set, then stop gracefully."""
+        listener = await self._listen()
+        log.info("deployment worker %s started (%d at once)", self.name, self._concurrency)
+        next_reap = 0.0
+        loop = asyncio.get_running_loop()
+        try:
+            while not stop.is_set():
+                if loop.time() >= next_reap:
+                    await self._reap()
+                    next_reap = loop.time() + max(0.5, self._lease / 2)
+                while len(self._jobs) < self._concurrency and not stop.is_set():
+                    try:
+                        job = await self._queue.claim(self.name)
+                    except PanelError as error:  # database down: try again later
+                        log.warning("cannot claim deployments: %s", error)
+                        break
+                    if job is None:
+                        break
+                    self._start(job)
+                self._wake.clear()
+                stopping = asyncio.ensure_future(stop.wait())
+                woken = asyncio.ensure_future(self._wake.wait())
+                await asyncio.wait(
+                    {stopping, woken}, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                )
+                stopping.cancel()
+                woken.cancel()
+        finally:
+            await self._shutdown()
+            if listener is not None:
+                with contextlib.suppress(Exception):
+                    await listener.close()
+            log.info("deployment worker %s stopped", self.name)
+
+    async def _listen(self) -> asyncpg.Connection | None:
+        try:
+            conn = await asyncpg.connect(self._dsn, timeout=10)
+            await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+        except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+            log.warning("no LISTEN connection (%s): polling every %.0f s", error, POLL_SECONDS)
+            return None
+        return conn
+
+    def _start(self, deployment: Deployment) -> None:
+        job = Job(deployment)
+        self._jobs[deployment.id] = job
+        job.task = asyncio.get_running_loop().create_task(
+            self._run_job(job), name=f"deployment-{deployment.id}"
+        )
+        job.heartbeat = asyncio.get_running_loop().create_task(self._heartbeat(job))
+
+    async def _heartbeat(self, job: Job) -> None:
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            try:
+                renewal = await self._queue.renew(job.deployment.id, self.name)
+            except LeaseLost:
+                self._interrupt(job, "lease")
+                return
+            except PanelError as error:
+                log.warning("cannot renew the lease of #%s: %s", job.deployment.id, error)
+                continue
+            if renewal.cancel_requested:
+                self._interrupt(job, "cancel")
+                return
+
+    def _interrupt(self, job: Job, reason: Literal["cancel", "lease", "shutdown"]) -> None:
+        if job.finishing or job.task is None or job.task.done():
+            return
+        if job.stop_reason is None:
+            job.stop_reason = reason
+            job.task.cancel()
+
+    async def _run_job(self, job: Job) -> None:
+        deployment = job.deployment
+        joblog = JobLog(self._queue, deployment.id)
+        joblog.step(f"Deployment #{deployment.id} of {deployment.project} taken by {self.name}")
+        outcome: tuple[str, str] | None = None
+        try:
+            await self._deployer.deploy(deployment, self.name, joblog)
+        except asyncio.CancelledError:
+            if job.stop_reason is None:  # cancelled from outside the worker: treat as shutdown
+                job.stop_reason = "shutdown"
+            outcome = ("cancelled", CANCELLED)
+        except LeaseLost:
+            job.stop_reason = "lease"
+        except PanelError as error:
+            outcome = ("failed", error.message)
+        except Exception:
+            log.exception("deployment %s failed", deployment.id)
+            outcome = ("failed", INTERNAL)
+        finally:
+            job.finishing = True
+            if job.heartbeat is not None:
+                job.heartbeat.cancel()
+        try:
+            if outcome is not None or job.stop_reason is not None:
+                await self._end(job, joblog, outcome)
+        finally:
+            await joblog.close()
+            self._jobs.pop(deployment.id, None)
+            self._wake.set()
+
+    async def _end(self, job: Job, joblog: JobLog, outcome: tuple[str, str] | None) -> None:
+        deployment = job.deployment
+        if outcome is not None and job.stop_reason != "lease":
+            joblog.step(f"{outcome[0].capitalize()}: {outcome[1]}")
+        try:
+            await self._deployer.discard(deployment)
+        except Exception:
+            log.exception("could not clean up after deployment %s", deployment.id)
+        if job.stop_reason == "lease":
+            log.warning("deployment %s was taken away (lease lost)", deployment.id)
+        elif job.stop_reason == "shutdown":
+            await joblog.close()
+            if not await self._queue.requeue(deployment.id, self.name):
+                await self._queue.finish(deployment.id, self.name, "cancelled", CANCELLED)
+        elif outcome is not None:
+            await self._queue.finish(deployment.id, self.name, *outcome)
+
+    async def _reap(self) -> None:
+        try:
+            reaped = await self._queue.reap_expired()
+        except PanelError as error:
+            log.warning("cannot reap expired deployments: %s", error)
+            return
+        for deployment in reaped:
+            log.warning("deployment %s: its worker died; cleaning up", deployment.id)
+            try:
+                await self._deployer.discard(deployment)
+            except Exception:
+                log.exception("could not clean up after deployment %s", deployment.id)
+
+    async def _shutdown(self) -> None:
+        running = [job.task for job in self._jobs.values() if job.task is not None]
+        if running:
+            log.info("waiting up to %.0f s for %d deployment(s)", self._grace, len(running))
+            await asyncio.wait(running, timeout=self._grace)
+        for job in list(self._jobs.values()):
+            self._interrupt(job, "shutdown")
+        remaining = [job.task for job in self._jobs.values() if job.task is not None]
+        if remaining:
+            await asyncio.gather(*remaining, return_exceptions=True)
+        await self._deployer.close()

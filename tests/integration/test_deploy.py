@@ -1,0 +1,292 @@
+"""Deployments end to end against the real dockerd, nginx, PostgreSQL, Redis and storage.
+
+An archive is uploaded through the one upload path, deployed by a worker running in the test's
+loop, and checked through nginx with the project's Host header, as a visitor would see it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import docker
+import pytest
+
+from core.errors import NotFoundError
+from tests.fixtures_deploy import Deploying, eventually, page_app
+from tests.fixtures_nginx import http_request
+
+pytestmark = pytest.mark.timeout(180)
+
+
+async def deployed(deploying: Deploying, project: str, files: dict[str, str]):  # type: ignore[no-untyped-def]
+    await deploying.upload(project, files)
+    queued = await deploying.panel.deployments.deploy(deploying.user_id, project)
+    return await deploying.settle(queued)
+
+
+async def test_a_dockerfile_app_is_built_run_and_served_through_nginx(
+    deploying: Deploying, base_image: str, docker_client: docker.DockerClient
+) -> None:
+    await deploying.panel.projects.create(deploying.user_id, "hello")
+    done = await deployed(deploying, "hello", page_app(base_image, "hello from v1"))
+    assert done.state == "running", await deploying.log(done)
+    page = await http_request(deploying.router, "hello")
+    assert (page.status, page.text.strip()) == (200, "hello from v1")
+    assert page.headers["x-ghst-deployment"] == str(done.id)
+    status = await deploying.panel.deployments.status(deploying.user_id, "hello")
+    assert (status.state, status.live and status.live.id) == ("running", done.id)
+    assert status.url == deploying.router.url("hello")
+    log = await deploying.log(done)
+    assert "Step 1/" in log and "Live at" in log
+
+    # Published on loopback only, with the panel's labels and limits.
+    (container,) = docker_client.containers.list(filters={"label": f"ghst.deployment={done.id}"})
+    bindings = container.attrs["HostConfig"]["PortBindings"]["8000/tcp"]
+    assert bindings == [{"HostIp": "127.0.0.1", "HostPort": str(done.port)}]
+    assert container.labels["ghst.project"] == "hello"
+    assert container.labels["ghst.user"] == str(deploying.user_id)
+    assert container.attrs["HostConfig"]["Memory"] == deploying.panel.settings.app_memory_mb << 20
+    assert container.image.tags == [f"{deploying.panel.settings.instance}/hello:{done.id}"]
+
+
+async def test_a_redeploy_switches_without_a_failed_request_and_retires_the_old_version(
+    deploying: Deploying, base_image: str, docker_client: docker.DockerClient
+) -> None:
+    await deploying.panel.projects.create(deploying.user_id, "steady")
+    first = await deployed(deploying, "steady", page_app(base_image, "version one"))
+    assert first.state == "running", await deploying.log(first)
+
+    results: list[tuple[float, int, str]] = []  # (sent at, status, page)
+    stop = asyncio.Event()
+
+    async def visitor() -> None:
+        while not stop.is_set():
+            sent = time.monotonic()
+            page = await http_request(deploying.router, "steady")
+            results.append((sent, page.status, page.text.strip()))
+
+    visitors = [asyncio.create_task(visitor()) for _ in range(3)]
+    try:
+        await asyncio.sleep(0.3)
+        second = await deployed(deploying, "steady", page_app(base_image, "version two"))
+        switched = time.monotonic()
+        assert second.state == "running", await deploying.log(second)
+        await asyncio.sleep(deploying.panel.settings.drain_seconds + 0.5)
+    finally:
+        stop.set()
+        await asyncio.gather(*visitors)
+    assert [r for r in results if r[1] != 200] == [] and len(results) > 20
+    assert {text for _, _, text in results} == {"version one", "version two"}
+    # Once the deployment says it is live, every request gets the new version.
+    assert {text for sent, _, text in results if sent > switched} == {"version two"}
+
+    async def old_container_gone() -> bool:
+        return not docker_client.containers.list(
+            all=True, filters={"label": f"ghst.deployment={first.id}"}
+        )
+
+    await eventually(old_container_gone)
+    old = await deploying.panel.deployments.get(deploying.user_id, "steady", first.id)
+    assert old.state == "superseded" and old.can_roll_back_to
+    project = await deploying.panel.projects.get(deploying.user_id, "steady")
+    assert await deploying.panel.ports.held(project.id) == [second.port]
+
+
+async def test_a_failed_build_and_an_app_that_never_answers_leave_the_running_version(
+    deploying: Deploying, base_image: str, docker_client: docker.DockerClient
+) -> None:
+    await deploying.panel.projects.create(deploying.user_id, "sturdy")
+    good = await deployed(deploying, "sturdy", page_app(base_image, "still here"))
+    assert good.state == "running", await deploying.log(good)
+
+    broken = page_app(base_image, "never", extra_dockerfile="RUN false\n")
+    failed_build = await deployed(deploying, "sturdy", broken)
+    assert failed_build.state == "failed"
+    assert "RUN false" in failed_build.error or "returned a non-zero code" in failed_build.error
+    assert "RUN false" in await deploying.log(failed_build)
+
+    silent = page_app(base_image, "never")
+    silent["Dockerfile"] = (
+        f'FROM {base_image}\nEXPOSE 8000\nCMD ["sleep", "3600"]\n'  # listens on nothing
+    )
+    unhealthy = await deployed(deploying, "sturdy", silent)
+    assert unhealthy.state == "failed"
+    assert "not ready" in unhealthy.error and "PORT" in unhealthy.error
+
+    crashing = page_app(base_image, "never")
+    crashing["Dockerfile"] = f'FROM {base_image}\nCMD ["sh", "-c", "echo oops >&2; exit 3"]\n'
+    crashed = await deployed(deploying, "sturdy", crashing)
+    assert crashed.state == "failed"
+    assert "exit code 3" in crashed.error and "oops" in crashed.error
+
+    page = await http_request(deploying.router, "sturdy")
+    assert (page.status, page.text.strip()) == (200, "still here")
+    status = await deploying.panel.deployments.status(deploying.user_id, "sturdy")
+    assert status.live is not None and status.live.id == good.id
+    # Nothing of the failed attempts is left: containers, images, ports.
+    for attempt in (failed_build, unhealthy, crashed):
+        leftovers = docker_client.containers.list(
+            all=True, filters={"label": f"ghst.deployment={attempt.id}"}
+        )
+        assert leftovers == []
+        assert docker_client.images.list(filters={"label": f"ghst.deployment={attempt.id}"}) == []
+    project = await deploying.panel.projects.get(deploying.user_id, "sturdy")
+    assert await deploying.panel.ports.held(project.id) == [good.port]
+
+
+async def test_rollback_stop_start_and_delete(
+    deploying: Deploying, base_image: str, docker_client: docker.DockerClient
+) -> None:
+    panel, user = deploying.panel, deploying.user_id
+    await panel.projects.create(user, "cycle")
+    first = await deployed(deploying, "cycle", page_app(base_image, "first"))
+    second = await deployed(deploying, "cycle", page_app(base_image, "second"))
+    assert (first.state, second.state) == ("running", "running")
+
+    rollback = await deploying.settle(await panel.deployments.rollback(user, "cycle", first.id))
+    assert rollback.state == "running", await deploying.log(rollback)
+    assert rollback.image == first.image
+    assert "no build" in await deploying.log(rollback)
+    assert (await http_request(deploying.router, "cycle")).text.strip() == "first"
+
+    await panel.deployments.stop(user, "cycle")
+    stopped = await http_request(deploying.router, "cycle")
+    assert stopped.status == 503 and "cycle" in stopped.text
+    assert (await panel.deployments.status(user, "cycle")).state == "stopped"
+    await panel.deployments.start(user, "cycle")
+    assert (await http_request(deploying.router, "cycle")).text.strip() == "first"
+    assert (await panel.deployments.status(user, "cycle")).state == "running"
+
+    project = await panel.projects.get(user, "cycle")
+    await panel.deployments.delete_project(user, "cycle", "cycle")
+    label = {"label": "ghst.project=cycle"}
+    assert docker_client.containers.list(all=True, filters=label) == []
+    assert docker_client.images.list(filters=label) == []
+    assert docker_client.networks.list(filters=label) == []
+    assert not deploying.router.vhost_path("cycle").exists()
+    assert await panel.ports.held(project.id) == []
+    assert (await http_request(deploying.router, "cycle")).status == 404
+    with pytest.raises(NotFoundError):
+        await panel.deployments.status(user, "cycle")
+
+
+async def test_env_vars_reach_the_app_at_the_next_restart(
+    deploying: Deploying, base_image: str
+) -> None:
+    panel, user = deploying.panel, deploying.user_id
+    await panel.projects.create(user, "greeter")
+    files = page_app(base_image, "unused")
+    files["Dockerfile"] = (
+        f"FROM {base_image}\nEXPOSE 8000\n"
+        'CMD ["sh", "-c", "echo \\"$GREETING on $PORT\\" > /www/index.html;'
+        ' exec httpd -f -p $PORT -h /www"]\n'
+    )
+    first = await deployed(deploying, "greeter", files)
+    assert first.state == "running", await deploying.log(first)
+    assert (await http_request(deploying.router, "greeter")).text.strip() == "on 8000"
+    await panel.env.set(user, "greeter", "GREETING", "hej")
+    restart = await deploying.settle(await panel.deployments.restart(user, "greeter"))
+    assert restart.state == "running", await deploying.log(restart)
+    assert (await http_request(deploying.router, "greeter")).text.strip() == "hej on 8000"
+
+
+async def test_cancelling_a_build_leaves_the_live_version(
+    deploying: Deploying, base_image: str
+) -> None:
+    panel, user = deploying.panel, deploying.user_id
+    await panel.projects.create(user, "patient")
+    good = await deployed(deploying, "patient", page_app(base_image, "live"))
+    await deploying.upload("patient", page_app(base_image, "slow", "RUN sleep 30\n"))
+    slow = await panel.deployments.deploy(user, "patient")
+    await deploying.wait_for(slow, lambda d: d.state == "building")
+    await eventually(lambda: _log_has(deploying, slow, "RUN sleep 30"))
+    await panel.deployments.cancel(user, "patient", slow.id)
+    ended = await deploying.settle(slow, within=20)
+    assert ended.state == "cancelled"
+    assert (await http_request(deploying.router, "patient")).text.strip() == "live"
+    assert (await panel.deployments.status(user, "patient")).live.id == good.id  # type: ignore[union-attr]
+
+
+async def _log_has(deploying: Deploying, deployment, text: str) -> bool:  # type: ignore[no-untyped-def]
+    return text in await deploying.log(deployment)
+
+
+async def test_a_compose_app_is_sanitized_run_and_served_through_nginx(
+    deploying: Deploying, base_image: str, docker_client: docker.DockerClient
+) -> None:
+    panel, user = deploying.panel, deploying.user_id
+    await panel.projects.create(user, "stack")
+    files = {
+        "compose.yaml": (
+            "services:\n"
+            "  web:\n"
+            "    build:\n"
+            "      context: ./web\n"
+            "    ports: ['8080:8000']\n"
+            "    container_name: fixed-name\n"
+            "  worker:\n"
+            f"    image: {base_image}\n"
+            "    command: ['sleep', '3600']\n"
+        ),
+        **{f"web/{name}": content for name, content in page_app(base_image, "composed").items()},
+    }
+    done = await deployed(deploying, "stack", files)
+    assert done.state == "running", await deploying.log(done)
+    assert done.kind == "compose"
+    page = await http_request(deploying.router, "stack")
+    assert (page.status, page.text.strip()) == (200, "composed")
+    containers = docker_client.containers.list(filters={"label": f"ghst.deployment={done.id}"})
+    assert len(containers) == 2
+    for container in containers:
+        host = container.attrs["HostConfig"]
+        assert host["Init"] is True and host["Memory"] == panel.settings.app_memory_mb << 20
+        assert container.name != "fixed-name"
+        for bindings in (host["PortBindings"] or {}).values():
+            assert bindings == [{"HostIp": "127.0.0.1", "HostPort": str(done.port)}]
+
+    # A redeploy of a stack without volumes switches without downtime, like a Dockerfile app.
+    files["web/index.html"] = "composed again"
+    again = await deployed(deploying, "stack", files)
+    assert again.state == "running", await deploying.log(again)
+    assert (await http_request(deploying.router, "stack")).text.strip() == "composed again"
+
+    async def first_stack_gone() -> bool:
+        return not docker_client.containers.list(
+            all=True, filters={"label": f"ghst.deployment={done.id}"}
+        )
+
+    await eventually(first_stack_gone)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("    privileged: true\n", "privileged"),
+        ("    network_mode: host\n", "network_mode: host"),
+        ("    volumes: ['/etc:/host-etc']\n", "host"),
+        ("    volumes: ['/var/run/docker.sock:/var/run/docker.sock']\n", "docker.sock"),
+        ("    cap_add: [SYS_ADMIN]\n", "cap_add"),
+    ],
+)
+async def test_a_forbidden_compose_option_fails_the_deployment_and_starts_nothing(
+    deploying: Deploying,
+    base_image: str,
+    docker_client: docker.DockerClient,
+    option: str,
+    message: str,
+) -> None:
+    panel, user = deploying.panel, deploying.user_id
+    await panel.projects.create(user, "risky")
+    files = {
+        "compose.yaml": (
+            f"services:\n  web:\n    image: {base_image}\n    ports: ['8000']\n{option}"
+        ),
+    }
+    done = await deployed(deploying, "risky", files)
+    assert done.state == "failed"
+    assert message.lower() in done.error.lower(), done.error
+    assert "web" in done.error
+    instance = {"label": f"ghst.instance={panel.settings.instance}"}
+    assert docker_client.containers.list(all=True, filters=instance) == []
+    assert (await http_request(deploying.router, "risky")).status == 404
