@@ -190,3 +190,28 @@ def test_delete_project_dialog_with_a_wrong_name(snap_compare: SnapCompare) -> N
             press("j"), press("down", "down", "d"), set_values(confirmation="shpo"), press("enter")
         ),
     )
+
+
+def test_project_running_with_a_failed_deployment_selected(snap_compare: SnapCompare) -> None:
+    """The live deployment in the status line; the failed attempt's whole error under the table."""
+    assert snap_compare(
+        fake_app(signed_in_visitor(), ALICE_KEYS),
+        terminal_size=SIZE,
+        run_before=run(press("j"), press("down", "down", "enter"), press("tab")),
+    )
+
+
+def test_build_log_of_a_failed_deployment(snap_compare: SnapCompare) -> None:
+    assert snap_compare(
+        fake_app(signed_in_visitor(), ALICE_KEYS),
+        terminal_size=SIZE,
+        run_before=run(press("j"), press("down", "down", "enter"), press("tab"), press("l")),
+    )
+
+
+def test_env_vars_masked(snap_compare: SnapCompare) -> None:
+    assert snap_compare(
+        fake_app(signed_in_visitor(), ALICE_KEYS),
+        terminal_size=SIZE,
+        run_before=run(press("j"), press("down", "down", "enter"), press("e")),
+    )

@@ -135,7 +135,7 @@ class ProjectScreen(GhstScreen[None]):
         Binding("g", "runtime_logs", "App logs"),
         Binding("g", "explain('runtime_logs')", show=False),
         Binding("e", "env", "Env vars"),
-        Binding("delete", "delete", "Delete version"),
+        Binding("delete", "delete", "Delete"),  # the version selected in the uploads
         Binding("c", "copy", "Copy scp command", show=False),
         Binding("escape", "back", "Back"),
     ]

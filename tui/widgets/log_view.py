@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections import deque
 
+from textual.geometry import Size
 from textual.timer import Timer
 from textual.widgets import Log
 
@@ -39,7 +40,9 @@ class ThrottledLog(Log):
     DEFAULT_CSS = """
     ThrottledLog {
         background: $surface;
+        overflow: auto;
         scrollbar-size-vertical: 1;
+        scrollbar-size-horizontal: 1;
     }
     """
 
@@ -103,7 +106,17 @@ class ThrottledLog(Log):
         data = "\n".join(self._pending) + "\n"
         self._pending.clear()
         self.writes += 1
-        self.write(data)
+        self.write(data, scroll_end=False)
+        # Log.write sizes the view before it drops the lines over `max_lines`; and the first
+        # writes may bring in a scrollbar that changes the layout: follow once it is settled.
+        self.virtual_size = Size(self.virtual_size.width, self.line_count)
+        if self.auto_scroll:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+            self.call_after_refresh(self._follow)
+
+    def _follow(self) -> None:
+        if self.auto_scroll and not self.is_vertical_scroll_end:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
 
     def toggle_follow(self) -> bool:
         """Stop or resume scrolling to new lines; returns whether the view now follows."""
