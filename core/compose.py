@@ -61,6 +61,7 @@ _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ENV_KEY = re.compile(r"^[^=\x00]+$")
 _STACK = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
+_DRIVE_BACKSLASH = re.compile(r"^[A-Za-z]:\\")  # "c:/x" is volume c at /x
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 _PORT = re.compile(r"^(\d{1,5})(?:-(\d{1,5}))?(?:/(tcp|udp|sctp))?$", re.IGNORECASE)
@@ -258,7 +259,7 @@ class _Parser:
             raise ComposeRejected(f"The top-level {key}: section should be a mapping of names.")
         for name, value in section.items():
             options = value if isinstance(value, dict) else {}
-            if options.get("external"):
+            if _flag(options.get("external")):
                 raise ComposeRejected(
                     f"{what} {_q(name)} is external (it lives outside this app), which this "
                     "panel does not allow."
@@ -477,7 +478,7 @@ class _ServiceChecker:
 
     def check(self) -> None:
         service = self.service
-        if service.get("privileged"):
+        if _flag(service.get("privileged")):
             raise self.refuse("asks for privileged mode")
         self._namespaces()
         if service.get("cgroup_parent"):
@@ -662,7 +663,7 @@ class _ServiceChecker:
 
 
 def _check_volume(name: str, volume: Mapping[str, Any]) -> None:
-    if volume.get("external"):
+    if _flag(volume.get("external")):
         raise ComposeRejected(
             f"Volume {_q(name)} is external (a volume outside this app), which this panel does "
             "not allow."
@@ -681,7 +682,7 @@ def _check_volume(name: str, volume: Mapping[str, Any]) -> None:
 
 
 def _check_network(name: str, network: Mapping[str, Any]) -> None:
-    if network.get("external"):
+    if _flag(network.get("external")):
         raise ComposeRejected(
             f"Network {_q(name)} is external (a network outside this app), which this panel "
             "does not allow."
@@ -827,7 +828,7 @@ def render_compose(
     networks: dict[str, Any] = {"default": {"labels": dict(ours)}}
     for name, network in (document.get("networks") or {}).items():
         rendered: dict[str, Any] = {"labels": {**_user_labels(network.get("labels")), **ours}}
-        if network.get("internal"):
+        if _flag(network.get("internal")):
             rendered["internal"] = True
         networks[name] = rendered
     volumes: dict[str, Any] = {}
@@ -882,7 +883,7 @@ def _render_service(
         out["stop_grace_period"] = str(service["stop_grace_period"])
     for key in ("tty", "stdin_open", "read_only"):
         if service.get(key) is not None:
-            out[key] = bool(service[key])
+            out[key] = _flag(service[key])
     environment: dict[str, str] = dict(app.env_files.get(name, {}))
     environment.update(
         (key, value)
@@ -981,10 +982,10 @@ def _render_volume(entry: Any) -> Any:
     if entry.get("source"):
         rendered["source"] = str(entry["source"])
     if entry.get("read_only") is not None:
-        rendered["read_only"] = bool(entry["read_only"])
+        rendered["read_only"] = _flag(entry["read_only"])
     volume = entry.get("volume")
     if isinstance(volume, dict) and volume.get("nocopy") is not None:
-        rendered["volume"] = {"nocopy": bool(volume["nocopy"])}
+        rendered["volume"] = {"nocopy": _flag(volume["nocopy"])}
     tmpfs = entry.get("tmpfs")
     if isinstance(tmpfs, dict) and _size(tmpfs.get("size")) is not None:
         rendered["tmpfs"] = {"size": _size(tmpfs["size"])}
@@ -1002,7 +1003,7 @@ def _render_healthcheck(healthcheck: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(healthcheck.get("retries"), int):
         rendered["retries"] = healthcheck["retries"]
     if healthcheck.get("disable") is not None:
-        rendered["disable"] = bool(healthcheck["disable"])
+        rendered["disable"] = _flag(healthcheck["disable"])
     return rendered
 
 
@@ -1485,6 +1486,15 @@ def _string_mapping(value: Any, service: str, key: str) -> dict[str, str | None]
     return result
 
 
+def _flag(value: Any) -> bool:
+    """A compose boolean: true/false, or a string such as "false" left by interpolation."""
+    if isinstance(value, str):
+        return value.strip().lower() in {"true", "yes", "on", "1", "y"}
+    if isinstance(value, dict):
+        return True  # `external: {name: x}`, the old form
+    return bool(value)
+
+
 def _scalar_text(value: Any) -> str | None:
     if value is None:
         return None
@@ -1508,7 +1518,7 @@ def _list(service: Mapping[str, Any], key: str) -> list[Any]:
 
 def _split_volume(entry: str) -> tuple[str | None, str]:
     """(source, target) of a short volume entry; source None for an anonymous volume."""
-    if _DRIVE.match(entry):
+    if _DRIVE_BACKSLASH.match(entry):
         return entry, ""
     parts = entry.split(":")
     if len(parts) == 1:
@@ -1522,7 +1532,7 @@ def _looks_like_path(source: str) -> bool:
         or source.startswith((".", "/", "~", "\\", "$"))
         or "/" in source
         or "\\" in source
-        or bool(_DRIVE.match(source))
+        or bool(_DRIVE_BACKSLASH.match(source))
     )
 
 

@@ -324,3 +324,64 @@ async def test_the_compose_command_is_detected_or_reported_missing() -> None:
     assert await ComposeRunner(command="docker-compose").command() == ["docker-compose"]
     with pytest.raises(UnavailableError, match="Compose is not installed on this server"):
         await ComposeRunner(command="ghst-no-such-compose").command()
+
+
+async def test_every_option_the_panel_keeps_is_accepted_by_compose(
+    stack: Stack, base_image: str
+) -> None:
+    text = f"""
+services:
+  web:
+    build: .
+    ports: ["8000"]
+    expose: ["8000"]
+    user: nobody
+    working_dir: /www
+    read_only: true
+    hostname: shop
+    stop_grace_period: 5s
+    stop_signal: SIGTERM
+    shm_size: 1g
+    ulimits: {{nofile: {{soft: 1024, hard: 2048}}}}
+    cap_drop: [NET_RAW]
+    extra_hosts: ["legacy.local:127.0.0.1"]
+    tmpfs: [/tmp]
+    volumes: [data:/data, /cache, {{type: tmpfs, target: /scratch}}]
+    healthcheck: {{test: [CMD, "true"], interval: 1s, retries: 3}}
+    depends_on: {{db: {{condition: service_healthy}}}}
+    labels: [team=blue]
+  db:
+    image: {base_image}
+    command: ["sleep", "3600"]
+    ipc: shareable
+    networks: {{back: {{aliases: [database]}}, default: {{}}}}
+    healthcheck: {{test: [CMD, "true"], interval: 1s, retries: 3}}
+    volumes: [{{type: volume, source: pg, target: /var/lib/db, volume: {{nocopy: true}}}}]
+  sidecar:
+    image: {base_image}
+    command: ["sleep", "3600"]
+    network_mode: "service:web"
+    pid: "service:web"
+    volumes_from: ["db:ro"]
+volumes: {{data: {{}}, pg: {{labels: {{kept: "yes"}}}}}}
+networks: {{back: {{internal: true}}}}
+"""
+    name = unique("ghst-test-shop")
+    port = free_port()
+    file = stack.render(text, name, port)
+    try:
+        await stack.runner.up(name, file, lambda line: None)
+        assert await wait_for_page(port) == PAGE
+        containers = stack.containers(name)
+        assert set(containers) == {"web", "db", "sidecar"}
+        web = containers["web"]["HostConfig"]
+        assert web["ReadonlyRootfs"] is True
+        assert web["ShmSize"] == 64 * MiB  # capped at the memory limit
+        assert web["Ulimits"] == [{"Name": "nofile", "Soft": 1024, "Hard": 2048}]
+        assert web["CapDrop"] == ["NET_RAW"]
+        assert containers["web"]["Config"]["User"] == "nobody"
+        assert containers["web"]["Config"]["Labels"]["team"] == "blue"
+        assert containers["sidecar"]["HostConfig"]["NetworkMode"].startswith("container:")
+        assert containers["sidecar"]["HostConfig"]["PortBindings"] in ({}, None)
+    finally:
+        await stack.runner.down(name, file)

@@ -305,6 +305,21 @@ def test_harmless_options_pass() -> None:
     assert app.builds == (ServiceBuild("web", ".", "Dockerfile"),)
 
 
+def test_false_written_as_a_string_is_false() -> None:
+    app = parse_compose(one_service("privileged: '${PRIV:-false}'\nread_only: 'false'"))
+    assert render(app)["services"]["web"]["read_only"] is False
+    with pytest.raises(ComposeRejected, match="privileged mode"):
+        parse_compose(one_service("privileged: 'true'"))
+
+
+def test_a_one_letter_volume_is_a_volume_and_a_windows_path_a_host_path() -> None:
+    with pytest.raises(ComposeRejected, match="mounts the volume 'c', which is not declared"):
+        parse_compose(one_service("volumes: ['c:/data']"))
+    with pytest.raises(ComposeRejected) as caught:
+        parse_compose(one_service(r"volumes: ['C:\data:/data']"))
+    assert "mounts the host path 'C:\\\\data:/data'" in caught.value.message  # escaped
+
+
 def test_a_file_without_named_volumes_keeps_no_data() -> None:
     app = parse_compose(one_service("volumes: [/cache, {type: tmpfs, target: /tmp}]"))
     assert not app.keeps_data
@@ -464,7 +479,9 @@ def test_env_files_inside_the_app_are_read_and_merged_under_environment(tmp_path
 
 
 def test_a_required_env_file_that_is_missing_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ComposeRejected, match=r"reads env_file 'app\.env', which is not in the app"):
+    with pytest.raises(
+        ComposeRejected, match=r"reads env_file 'app\.env', which is not in the app"
+    ):
         parse_compose(one_service("env_file: app.env"), tmp_path)
 
 
