@@ -758,3 +758,10 @@ def test_a_sidecar_on_another_services_network_keeps_it() -> None:
     proxy = render(parse_compose(text))["services"]["proxy"]
     assert proxy["network_mode"] == "service:web"
     assert "networks" not in proxy and "expose" not in proxy
+
+
+def test_without_the_app_folder_env_files_stay_relative_paths_for_compose() -> None:
+    app = parse_compose(one_service("env_file: [./conf//app.env]\nenvironment: {A: '1'}"))
+    assert app.env_files == {}
+    web = render(app)["services"]["web"]
+    assert (web["env_file"], web["environment"]) == (["conf/app.env"], {"A": "1"})
