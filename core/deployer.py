@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import os
+import pickle
 import shutil
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
@@ -97,8 +100,20 @@ class Deployer:
         return self.stacks_dir / f"{stack}.yml"
 
     def _source_file(self, stack: str) -> Path:
-        """The user's compose file as uploaded, kept so a rollback can render it again."""
-        return self.stacks_dir / f"{stack}.source.yml"
+        """The user's compose file as parsed (env files and .env read in, while the archive was
+        still unpacked), kept so a rollback can render it again without the archive."""
+        return self.stacks_dir / f"{stack}.app.pickle"
+
+    def _keep_app(self, stack: str, app: ComposeApp) -> None:
+        """Blocking: the panel's own private file (0600: it holds env values)."""
+        self.stacks_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _write_private(self._source_file(stack), pickle.dumps(app))
+
+    def _load_app(self, stack: str) -> ComposeApp:
+        app = pickle.loads(self._source_file(stack).read_bytes())
+        if not isinstance(app, ComposeApp):
+            raise ValidationError(f"The compose file of stack {stack} could not be read back.")
+        return app
 
     def _limits(self) -> Limits:
         return Limits(
@@ -123,8 +138,13 @@ class Deployer:
                     " no build."
                 )
                 if source.kind == "compose":
-                    text = await asyncio.to_thread(self._source_file(source.stack or "").read_text)
-                    app = parse_compose(text)
+                    try:
+                        app = await asyncio.to_thread(self._load_app, source.stack or "")
+                    except OSError as error:
+                        raise ValidationError(
+                            f"Deployment #{source.id}'s compose file is gone: deploy its"
+                            " archive again instead."
+                        ) from error
                     await self._run_compose(job, worker, joblog, target, env, app, source)
                 else:
                     assert source.image is not None
@@ -142,10 +162,12 @@ class Deployer:
                     await self._run_image(job, worker, joblog, target, env, image)
                 elif compose_file is not None:
                     text = await asyncio.to_thread(compose_file.read_text)
-                    app = parse_compose(text, app_dir)
-                    self.stacks_dir.mkdir(parents=True, exist_ok=True)
+                    # It reads .env, env files and extends files: a thread.
+                    app = await asyncio.to_thread(
+                        functools.partial(parse_compose, text, app_dir, variables=env)
+                    )
                     stack = self._stack(target, job.id)
-                    await asyncio.to_thread(self._source_file(stack).write_text, text)
+                    await asyncio.to_thread(self._keep_app, stack, app)
                     await self._build_services(job, worker, joblog, target, app, app_dir)
                     await self._run_compose(job, worker, joblog, target, env, app, None)
                 else:  # the upload checks make this impossible, unless files changed since
@@ -309,13 +331,10 @@ class Deployer:
             cpus=self._settings.app_cpus,
             pids=self._settings.app_pids,
         )
-        self.stacks_dir.mkdir(parents=True, exist_ok=True)
-        if source is not None and source.stack:
-            # A rollback keeps the user's file with the new stack, for a later rollback to it.
-            await asyncio.to_thread(
-                shutil.copyfile, self._source_file(source.stack), self._source_file(stack)
-            )
-        await asyncio.to_thread(self._stack_file(stack).write_text, rendered)
+        if source is not None:
+            # A rollback keeps the app with the new stack too, for a later rollback to it.
+            await asyncio.to_thread(self._keep_app, stack, app)
+        await asyncio.to_thread(_write_private, self._stack_file(stack), rendered.encode())
         live = await self._live(target.id)
         paused: Deployment | None = None
         if app.keeps_data and live is not None:
@@ -579,6 +598,13 @@ class Deployer:
                 project_id,
             )
         return row_to_deployment(row) if row else None
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
 
 
 COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")

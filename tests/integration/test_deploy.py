@@ -258,6 +258,12 @@ async def test_a_compose_app_is_sanitized_run_and_served_through_nginx(
 
     await eventually(first_stack_gone)
 
+    # Rolling back to the first stack runs its images again without the archive or a build.
+    back = await deploying.settle(await panel.deployments.rollback(user, "stack", done.id))
+    assert back.state == "running", await deploying.log(back)
+    assert "no build" in await deploying.log(back)
+    assert (await http_request(deploying.router, "stack")).text.strip() == "composed"
+
 
 @pytest.mark.parametrize(
     ("option", "message"),
@@ -290,3 +296,35 @@ async def test_a_forbidden_compose_option_fails_the_deployment_and_starts_nothin
     instance = {"label": f"ghst.instance={panel.settings.instance}"}
     assert docker_client.containers.list(all=True, filters=instance) == []
     assert (await http_request(deploying.router, "risky")).status == 404
+
+
+async def test_a_stack_with_a_volume_keeps_its_data_across_deployments(
+    deploying: Deploying, base_image: str
+) -> None:
+    panel, user = deploying.panel, deploying.user_id
+    await panel.projects.create(user, "keeper")
+    # `$$` is a literal `$` in a compose file, as compose itself reads it.
+    script = (
+        "n=$$(cat /data/n 2>/dev/null || echo 0); n=$$((n+1)); echo $$n > /data/n;"
+        " echo start $$n > /www/index.html; exec httpd -f -p 8000 -h /www"
+    )
+    files = {
+        "compose.yaml": (
+            "services:\n"
+            "  web:\n"
+            f"    image: {base_image}\n"
+            "    ports: ['8000']\n"
+            f"    command: ['sh', '-c', '{script}']\n"
+            "    volumes: ['counter:/data']\n"
+            "volumes:\n"
+            "  counter: {}\n"
+        )
+    }
+    first = await deployed(deploying, "keeper", files)
+    assert first.state == "running", await deploying.log(first)
+    assert (await http_request(deploying.router, "keeper")).text.strip() == "start 1"
+    second = await deployed(deploying, "keeper", files)
+    assert second.state == "running", await deploying.log(second)
+    # The old stack was stopped before the new one started: one writer per volume at a time.
+    assert "stopping the running version first" in await deploying.log(second)
+    assert (await http_request(deploying.router, "keeper")).text.strip() == "start 2"
