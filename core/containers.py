@@ -32,7 +32,9 @@ import collections
 import contextlib
 import functools
 import logging
+import os
 import re
+import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -62,6 +64,7 @@ T = TypeVar("T")
 
 INSTANCE_LABEL = "ghst.instance"
 DOCKER_DOWN = "Docker is not reachable right now. Please try again in a moment."
+DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 DOCKER_SLOW = "Docker did not answer in time. Please try again in a moment."
 
 API_TIMEOUT = 60.0  # seconds for one ordinary API call; streams have none
@@ -139,6 +142,23 @@ def _close_response(response: Any) -> None:
         CancellableStream(None, response).close()
 
 
+def _probe(url: str) -> None:
+    """UnavailableError when a unix socket URL has no dockerd behind it.
+
+    Checked before the SDK tries, because the SDK leaves the socket of a failed connect for the
+    garbage collector (docker/transport/unixconn.py), with a ResourceWarning.
+    """
+    if not url.startswith("unix://"):
+        return
+    path = "/" + url.removeprefix("unix://").lstrip("/")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(API_TIMEOUT)
+        try:
+            probe.connect(path)
+        except OSError:
+            raise UnavailableError(DOCKER_DOWN) from None
+
+
 def _translate(error: BaseException) -> BaseException:
     """An SDK or transport error as the PanelError a user should see."""
     if isinstance(error, PanelError):
@@ -197,6 +217,7 @@ class DockerEngine:
         """The SDK client, made on first use (asking dockerd for its API version)."""
         with self._client_lock:
             if self._docker is None:
+                _probe(self.base_url or os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET)
                 options: dict[str, Any] = {"timeout": API_TIMEOUT, "max_pool_size": 32}
                 if self.base_url:
                     self._docker = _Client(base_url=self.base_url, version="auto", **options)
@@ -205,12 +226,19 @@ class DockerEngine:
             return self._docker
 
     def _guarded(self, function: Callable[[_Client], T]) -> T:
+        client = None
         try:
-            return function(self._connect())
+            client = self._connect()
+            return function(client)
         except Exception as error:
             translated = _translate(error)
             if translated is error:
                 raise
+            if isinstance(translated, UnavailableError) and client is not None:
+                # dockerd went away: probe it again before the SDK tries the next time.
+                with self._client_lock:
+                    if self._docker is client:
+                        self._docker = None
             raise translated from error
 
     async def _call(self, function: Callable[[_Client], T]) -> T:

@@ -64,7 +64,31 @@ def base_image(docker_client: docker.DockerClient) -> Iterator[str]:
     docker_client.images.client.api.import_image_from_data(
         busybox_rootfs(), repository=repository, tag=tag
     )
+    base_id = docker_client.images.get(reference).id
     yield reference
+    # Images built FROM it that tests left behind, such as the layers a build committed before
+    # the step that failed (no label marks those), children before their parents.
+    for image_id in descendants(docker_client, base_id):
+        with contextlib.suppress(docker.errors.APIError):
+            docker_client.api.remove_image(image_id, force=True)
     # It may still be used by an image a test left behind; that test's own checks report it.
     with contextlib.suppress(docker.errors.APIError):
         docker_client.images.remove(reference, force=True)
+
+
+def descendants(client: docker.DockerClient, image_id: str) -> list[str]:
+    """Ids of the images whose parent chain leads to `image_id`, newest first."""
+    rows = client.api.images(all=True)
+    parents = {row["Id"]: row.get("ParentId") or "" for row in rows}
+
+    def descends(candidate: str) -> bool:
+        seen: set[str] = set()
+        while candidate and candidate not in seen:
+            seen.add(candidate)
+            candidate = parents.get(candidate, "")
+            if candidate == image_id:
+                return True
+        return False
+
+    newest_first = sorted(rows, key=lambda row: -row["Created"])
+    return [row["Id"] for row in newest_first if descends(row["Id"])]
