@@ -314,7 +314,7 @@ async def test_the_project_shows_commands_and_history_newest_first(panel: Panel)
         assert text(app, "#sftp-command") == (
             "sftp  sftp -P 2222 alice@localhost   then   put app.zip shop/"
         )
-        assert text(app, "#url") == "http://shop.localhost"
+        assert text(app, "#url") == "http://shop.localhost:8080/"
         history = rows(app, "history")
         assert [row[:3] for row in history] == [
             ["v2-site.zip", size(second.size), moment(second.created_at)],
@@ -324,7 +324,7 @@ async def test_the_project_shows_commands_and_history_newest_first(panel: Panel)
         assert [history[0][3], history[2][3]] == ["✓ ready", "✓ ready"]
         assert history[1][3].startswith("✗ refused: ")
         box = app.screen.query_one("#history-box")
-        assert box.border_title == "History · 2 versions · 1 refused"
+        assert box.border_title == "Uploads · 2 versions · 1 refused"
         await pilot.press("down")  # the refused upload: its whole reason under the table
         await pilot.pause()
         assert text(app, "#detail") == f"broken.zip was refused: {message} Nothing of it is stored."
@@ -398,7 +398,7 @@ async def test_delete_a_version_after_confirming(panel: Panel) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await app.push_screen(ProjectScreen("shop"))
         await settle(pilot)
-        await pilot.press("down", "d")
+        await pilot.press("down", "delete")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmDialog)
         assert app.screen.question_title == "Delete v1-app.zip?"
@@ -424,7 +424,7 @@ async def test_a_refused_upload_cannot_be_deleted_and_says_why(panel: Panel) -> 
     async with app.run_test(size=SIZE) as pilot:
         await app.push_screen(ProjectScreen("shop"))
         await settle(pilot)
-        await pilot.press("d")
+        await pilot.press("delete")
         await pilot.pause()
         assert isinstance(app.screen, ProjectScreen)
     assert [(n.title, n.severity) for n in notes] == [("Nothing to delete", "warning")]
