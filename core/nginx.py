@@ -20,8 +20,10 @@ is a DNS label, ports and ids are integers), so nothing a user chooses can injec
 A switch is confirmed before `route()` returns, so the caller may stop the previous containers:
 nginx starts new workers on a reload and tells the old ones to stop accepting 100 ms later, so
 the router waits until every old worker says it is shutting down (its process title), then until
-a probe (`X-Ghst-Probe`, answered by nginx with 204 and never passed to the app) carries the new
-`X-Ghst-Deployment`. When no nginx runs for the prefix (not managed by this panel), changes are
+a probe carries the new `X-Ghst-Deployment`. The probe announces a body larger than the size
+limit, so nginx itself answers it (413) in the project's server and the app never sees it; no
+per-vhost directive is needed for that (every `if` or location block in a vhost costs memory and
+parse time a thousand times over). When no nginx runs for the prefix (not managed by this panel), changes are
 written and validated only, and the skipped confirmation is logged.
 
 Changes of one router are serialised by an asyncio.Lock. File IO and /proc reads run in threads;
@@ -66,7 +68,6 @@ LOG_LINE = re.compile(
     r"^(?:nginx: )?(?:\d{4}/\d\d/\d\d \d\d:\d\d:\d\d )?\[(?P<level>[a-z]+)\] "
     r"(?:\d+#\d+: )?(?:\*\d+ )?(?P<message>.*)$"
 )
-PROBE_HEADER = "X-Ghst-Probe"
 DEPLOYMENT_HEADER = "x-ghst-deployment"
 # Unprivileged accounts for the workers when the master runs as root, in order of preference.
 WORKER_USERS = (("nobody", "nogroup"), ("nobody", "nobody"), ("www-data", "www-data"))
@@ -354,7 +355,8 @@ class NginxRouter:
         user = "" if account is None else f"user {account[0]} {account[1]};"
         if account is not None and not all(SYSTEM_NAME.match(name) for name in account[:2]):
             raise RoutingError(f"{account[0]}:{account[1]} is not a usable account for nginx.")
-        return render("nginx.conf.template", {**self._common(), "user_directive": user})
+        values = {**self._common(), "user_directive": user, "body_limit_mb": self.body_limit_mb}
+        return render("nginx.conf.template", values)
 
     def render_vhost(self, project: str, port: int, deployment_id: int) -> str:
         return render(
@@ -364,7 +366,6 @@ class NginxRouter:
                 "project": validate_project(project),
                 "upstream_port": validate_port(port, "The app's port"),
                 "deployment_id": validate_positive(deployment_id, "The deployment id"),
-                "body_limit_mb": self.body_limit_mb,
             },
         )
 
@@ -410,9 +411,9 @@ class NginxRouter:
         expected = str(deployment_id)
 
         def switched(status: int, headers: dict[str, str]) -> bool:
-            return status == 204 and headers.get(DEPLOYMENT_HEADER) == expected
+            return status == 413 and headers.get(DEPLOYMENT_HEADER) == expected
 
-        await self._change(project, content, switched, f"deployment {deployment_id}")
+        await self._change(project, content, switched, f"deployment {deployment_id}", True)
 
     async def route_stopped(self, project: str) -> None:
         """`<project>.<domain>` answers the 503 page saying the project is stopped."""
@@ -421,7 +422,7 @@ class NginxRouter:
         def stopped(status: int, headers: dict[str, str]) -> bool:
             return status == 503 and DEPLOYMENT_HEADER not in headers
 
-        await self._change(project, content, stopped, "the stopped page")
+        await self._change(project, content, stopped, "the stopped page", False)
 
     async def remove(self, project: str) -> None:
         """No vhost any more: the host answers the unknown-host 404 page."""
@@ -430,7 +431,7 @@ class NginxRouter:
         def gone(status: int, headers: dict[str, str]) -> bool:
             return status == 404 and DEPLOYMENT_HEADER not in headers
 
-        await self._change(project, None, gone, "the unknown-host page")
+        await self._change(project, None, gone, "the unknown-host page", False)
 
     async def validate(self) -> None:
         """Run `nginx -t` on the prefix; RoutingError with nginx's reason when it fails."""
@@ -498,6 +499,7 @@ class NginxRouter:
         content: str | None,
         confirmed: Callable[[int, dict[str, str]], bool],
         what: str,
+        oversized: bool,
     ) -> None:
         path = self.vhost_path(project)
         async with self._lock:
@@ -517,7 +519,7 @@ class NginxRouter:
                 log.warning("nginx is not running for %s: %s not confirmed", self.prefix, project)
                 return
             master, old = reloaded
-            if not await self._confirm(project, master, old, confirmed):
+            if not await self._confirm(project, master, old, confirmed, oversized):
                 await asyncio.to_thread(_restore, path, previous)
                 with contextlib.suppress(RoutingError):
                     await asyncio.to_thread(self._signal_reload)
@@ -546,6 +548,7 @@ class NginxRouter:
         master: int,
         old_workers: set[int],
         confirmed: Callable[[int, dict[str, str]], bool],
+        oversized: bool,
     ) -> bool:
         """Wait until no worker with the old configuration accepts and nginx answers as expected."""
         deadline = time.monotonic() + self.confirm_timeout
@@ -554,19 +557,22 @@ class NginxRouter:
             if pending:
                 pending &= await asyncio.to_thread(_accepting_workers, master)
             if not pending:
-                answer = await self._probe(self.host(project), deadline - time.monotonic())
+                budget = deadline - time.monotonic()
+                answer = await self._probe(self.host(project), budget, oversized)
                 if answer is not None and confirmed(*answer):
                     return True
             await asyncio.sleep(self.probe_interval)
         return False
 
-    async def _probe(self, host: str, budget: float) -> tuple[int, dict[str, str]] | None:
-        """One request through nginx with the probe header: (status, lower-cased headers)."""
+    async def _probe(
+        self, host: str, budget: float, oversized: bool
+    ) -> tuple[int, dict[str, str]] | None:
+        """One request through nginx: (status, lower-cased headers). `oversized` announces a
+        body over the limit (and sends none): nginx answers 413 itself, the app sees nothing."""
         if budget <= 0:
             return None
-        request = (
-            f"GET / HTTP/1.1\r\nHost: {host}\r\n{PROBE_HEADER}: 1\r\nConnection: close\r\n\r\n"
-        ).encode()
+        length = f"Content-Length: {(self.body_limit_mb << 20) + 1}\r\n" if oversized else ""
+        request = (f"GET / HTTP/1.1\r\nHost: {host}\r\n{length}Connection: close\r\n\r\n").encode()
         try:
             async with asyncio.timeout(min(budget, 2.0)):
                 reader, writer = await asyncio.open_connection(self.probe_address, self.port)

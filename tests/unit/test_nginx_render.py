@@ -115,7 +115,7 @@ def test_urls(tmp_path: Path) -> None:
 
 
 def test_a_vhost_routes_the_project_to_its_port(tmp_path: Path) -> None:
-    router = make_router(tmp_path, port=8081, body_limit_mb=64)
+    router = make_router(tmp_path, port=8081)
     text = router.render_vhost("shop", 20007, 42)
 
     assert not PLACEHOLDER.search(text)
@@ -123,14 +123,22 @@ def test_a_vhost_routes_the_project_to_its_port(tmp_path: Path) -> None:
     assert "server_name shop.test.localhost;" in text
     assert "proxy_pass http://127.0.0.1:20007;" in text
     assert "add_header X-Ghst-Deployment 42 always;" in text
-    assert "client_max_body_size 64m;" in text
-    for header in ("Host", "X-Real-IP", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"):
-        assert f"proxy_set_header {header} $" in text
-    # nginx's own variables are left for nginx.
-    assert "proxy_set_header Upgrade $http_upgrade;" in text
-    assert "proxy_set_header Connection $connection_upgrade;" in text
     assert "error_page 502 504 @ghst_down;" in text
     assert router.vhost_path("shop") == tmp_path / "nginx" / "vhosts" / "shop.conf"
+
+
+def test_every_vhost_gets_the_proxy_headers_and_limits_from_the_main_config(
+    tmp_path: Path,
+) -> None:
+    text = make_router(tmp_path, body_limit_mb=64).render_main()
+    http_level = text[text.index("http {") : text.index("include vhosts/*.conf;")]
+    for header in ("Host", "X-Real-IP", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"):
+        assert f"proxy_set_header {header} $" in http_level
+    # nginx's own variables are left for nginx.
+    assert "proxy_set_header Upgrade $http_upgrade;" in http_level
+    assert "proxy_set_header Connection $connection_upgrade;" in http_level
+    assert "client_max_body_size 64m;" in http_level
+    assert re.search(r"proxy_read_timeout \d+s;", http_level)
 
 
 def test_a_stopped_vhost_answers_503_for_the_project(tmp_path: Path) -> None:
