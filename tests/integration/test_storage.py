@@ -23,6 +23,8 @@ import pytest
 
 from core.errors import NotFoundError, UnavailableError, ValidationError
 from core.storage import (
+    LOCAL_WRITE_BUFFER,
+    LOCAL_WRITEBACK,
     LocalDirectoryStorage,
     MiB,
     ObjectStorage,
@@ -125,6 +127,39 @@ async def test_chunks_across_part_boundaries_read_back_identical(storage: Object
     assert await storage.exists("projects/1/app.zip")
     assert await read_all(storage, "projects/1/app.zip") == data
     assert await storage.pending_uploads() == []
+
+
+async def test_a_writer_keeps_what_was_written_even_if_the_caller_reuses_its_buffer(
+    storage: ObjectStorage,
+) -> None:
+    # The local adapter keeps chunks by reference until a thread writes them out: a buffer the
+    # caller fills again must not change what was already written.
+    buffer = bytearray(b"a" * 100_000)
+    writer = await storage.open_writer("projects/1/app.zip")
+    await writer.write(buffer)  # type: ignore[arg-type]
+    buffer[:] = b"b" * 100_000
+    await writer.write(memoryview(buffer))  # type: ignore[arg-type]
+    buffer[:] = b"c" * 100_000
+    await writer.complete()
+    assert await read_all(storage, "projects/1/app.zip") == b"a" * 100_000 + b"b" * 100_000
+
+
+async def test_a_local_upload_of_many_buffers_reads_back_identical(tmp_path: Path) -> None:
+    # Past LOCAL_WRITE_BUFFER the chunks go to a thread while the next buffer gathers, and past
+    # LOCAL_WRITEBACK the kernel is asked to start writing them to disk: nothing is lost or
+    # reordered on the way, whatever the chunk sizes.
+    storage = LocalDirectoryStorage(tmp_path / "archives")
+    data = payload(2 * LOCAL_WRITEBACK + 3 * LOCAL_WRITE_BUFFER + 12345)
+    try:
+        writer = await storage.open_writer("projects/1/app.zip")
+        for chunk in chunked(data, (32768, 1, 5 * LOCAL_WRITE_BUFFER + 3, 200_000, 7)):
+            await writer.write(chunk)
+        stored = await writer.complete()
+        assert stored.size == len(data)
+        assert await read_all(storage, "projects/1/app.zip") == data
+        assert await storage.pending_uploads() == []
+    finally:
+        await storage.close()
 
 
 async def test_s3_sends_parts_of_the_configured_size(s3_server: MotoServer) -> None:
