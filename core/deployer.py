@@ -557,7 +557,8 @@ class Deployer:
 
     async def remove_project(self, project: Project) -> None:
         """Containers, images, networks and volumes labelled with the project; its vhost."""
-        await self._router.remove(project.name)
+        if project.name in await asyncio.to_thread(self._router.projects):
+            await self._router.remove(project.name)
         await self._engine.remove_labelled({"ghst.project": project.name})
         prefix = f"{self._settings.instance}-{project.name}-"
 

@@ -268,7 +268,8 @@ class DeploymentService:
                 )
             if row is None:
                 raise ConflictError(
-                    f"Deployment #{target.id} has already finished ({target.state})."
+                    f"Deployment #{target.id} has already finished ({target.state}).",
+                    title="Already finished",
                 )
             return await self._fetch(conn, target.id)
 
@@ -294,22 +295,18 @@ class DeploymentService:
         await self.runtime.start(live)
         await self._set_stopped(found, False)
 
-    def runtime_logs(self, user_id: int, project: str, tail: int = 200) -> AsyncIterator[str]:
+    async def runtime_logs(self, user_id: int, project: str, tail: int = 200) -> AsyncIterator[str]:
         """The live app's log lines (last `tail`, then new ones as they come) until closed."""
-
-        async def lines() -> AsyncIterator[str]:
-            found = await self._projects.get(user_id, project)
-            live = await self._live(found)
-            if live is None:
-                raise ValidationError(f"{project} is not running: there are no logs to show.")
-            stream = self.runtime.follow_logs(live, tail)
-            try:
-                async for line in stream:
-                    yield line
-            finally:
-                await stream.aclose()  # type: ignore[attr-defined]
-
-        return lines()
+        found = await self._projects.get(user_id, project)
+        live = await self._live(found)
+        if live is None:
+            raise ValidationError(f"{project} is not running: there are no logs to show.")
+        stream = self.runtime.follow_logs(live, tail)
+        try:
+            async for line in stream:
+                yield line
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
 
     async def delete_project(self, user_id: int, project: str, confirmation: str) -> Project:
         """Remove what runs (containers, images, network, vhost) then the project itself."""

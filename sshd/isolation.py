@@ -18,7 +18,7 @@ import contextvars
 import dataclasses
 import functools
 import inspect
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from typing import Any
 
 from core.panel import Panel
@@ -34,6 +34,8 @@ class ContextFree:
         value = getattr(self._target, name)
         if inspect.iscoroutinefunction(value):
             return _context_free(value)
+        if inspect.isasyncgenfunction(value):
+            return _context_free_stream(value)
         return value
 
     def __repr__(self) -> str:
@@ -50,6 +52,33 @@ def _context_free(
         return await loop.create_task(method(*args, **kwargs), context=contextvars.Context())
 
     return call
+
+
+def _context_free_stream(
+    method: Callable[..., AsyncGenerator[Any, None]],
+) -> Callable[..., AsyncGenerator[Any, None]]:
+    """An async generator whose every step runs in one context of its own (log streams)."""
+
+    @functools.wraps(method)
+    async def stream(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
+        loop = asyncio.get_running_loop()
+        context = contextvars.Context()
+        inner: AsyncGenerator[Any, None] = context.run(method, *args, **kwargs)
+
+        async def step() -> Any:
+            return await inner.__anext__()
+
+        try:
+            while True:
+                try:
+                    item = await loop.create_task(step(), context=context)
+                except StopAsyncIteration:
+                    return
+                yield item
+        finally:
+            await loop.create_task(inner.aclose(), context=context)
+
+    return stream
 
 
 def _is_core_service(value: object) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from core.settings import Settings
 from tests.services import MotoServer, PostgresServer, RedisServer, running
 
 TEST_DATABASE = "ghst_test"
+TEST_INSTANCE = f"test{uuid.uuid4().hex[:8]}"
 # Docker and nginx fixtures live in modules of their own.
 pytest_plugins = ["tests.fixtures_docker", "tests.fixtures_nginx", "tests.fixtures_deploy"]
 
@@ -57,6 +59,9 @@ def settings(database_url: str, redis_server: RedisServer, tmp_path: Path) -> Se
         # Cost 4 keeps the suite fast; the default of 12 is checked in its own test.
         bcrypt_rounds=4,
         shutdown_grace=0.5,
+        # Docker objects carry this instance label: never the machine's own panel's ("ghst").
+        instance=TEST_INSTANCE,
+        docker_pull=False,
     )
 
 

@@ -12,8 +12,10 @@ import time
 import docker
 import pytest
 
-from core.errors import NotFoundError
-from tests.fixtures_deploy import Deploying, eventually, page_app
+from core.errors import NotFoundError, ValidationError
+from core.nginx import NginxRouter
+from core.panel import Panel
+from tests.fixtures_deploy import Deploying, eventually, page_app, running_worker
 from tests.fixtures_nginx import http_request
 
 pytestmark = pytest.mark.timeout(180)
@@ -328,3 +330,109 @@ async def test_a_stack_with_a_volume_keeps_its_data_across_deployments(
     # The old stack was stopped before the new one started: one writer per volume at a time.
     assert "stopping the running version first" in await deploying.log(second)
     assert (await http_request(deploying.router, "keeper")).text.strip() == "start 2"
+
+
+async def test_runtime_logs_follow_the_live_app_and_only_for_its_owner(
+    deploying: Deploying, base_image: str
+) -> None:
+    panel, user = deploying.panel, deploying.user_id
+    await panel.projects.create(user, "chatty")
+    files = page_app(base_image, "hi")
+    files["Dockerfile"] = (
+        f"FROM {base_image}\nCOPY index.html /www/index.html\nEXPOSE 8000\n"
+        'CMD ["sh", "-c", "echo booted; exec httpd -f -v -p 8000 -h /www"]\n'
+    )
+    done = await deployed(deploying, "chatty", files)
+    assert done.state == "running", await deploying.log(done)
+    bob = await panel.accounts.sign_up("bob", "bob@example.com", "correct horse battery")
+    with pytest.raises(NotFoundError):
+        async for _ in panel.deployments.runtime_logs(bob.id, "chatty"):
+            pass
+
+    stream = panel.deployments.runtime_logs(user, "chatty", tail=50)
+    try:
+        assert "booted" in await asyncio.wait_for(anext(stream), 10)
+        # A request made now shows up in the stream.
+        await http_request(deploying.router, "chatty", "/from-the-test")
+        # (busybox httpd -v logs each answer's status: a 404 for this path)
+        async with asyncio.timeout(10):
+            async for line in stream:
+                if "response:404" in line:
+                    break
+    finally:
+        await stream.aclose()
+
+
+async def test_a_dockerfile_healthcheck_decides_when_the_app_is_ready(
+    deploying: Deploying, base_image: str
+) -> None:
+    panel, user = deploying.panel, deploying.user_id
+    await panel.projects.create(user, "checked")
+    healthy = page_app(
+        base_image, "checked", "HEALTHCHECK --interval=1s --retries=2 CMD ls /www/index.html\n"
+    )
+    done = await deployed(deploying, "checked", healthy)
+    assert done.state == "running", await deploying.log(done)
+    sick = page_app(
+        base_image, "never", "HEALTHCHECK --interval=1s --retries=2 CMD ls /no-such-file\n"
+    )
+    failed = await deployed(deploying, "checked", sick)
+    assert failed.state == "failed" and "HEALTHCHECK" in failed.error
+    assert (await http_request(deploying.router, "checked")).text.strip() == "checked"
+
+
+async def test_old_images_beyond_the_kept_few_are_pruned_and_cannot_be_rolled_back_to(
+    deploying: Deploying, base_image: str, docker_client: docker.DockerClient
+) -> None:
+    panel, user = deploying.panel, deploying.user_id
+    keep = panel.settings.keep_images
+    await panel.projects.create(user, "pruned")
+    done = [
+        await deployed(deploying, "pruned", page_app(base_image, f"v{n}")) for n in range(keep + 2)
+    ]
+    assert [d.state for d in done] == ["running"] * len(done)
+
+    async def images() -> set[str]:
+        found = docker_client.images.list(filters={"label": "ghst.project=pruned"})
+        return {tag for image in found for tag in image.tags}
+
+    expected = {d.image for d in done[-keep:]}
+
+    async def pruned() -> bool:
+        return await images() == expected
+
+    await eventually(pruned)
+    oldest = await panel.deployments.get(user, "pruned", done[0].id)
+    assert oldest.image is None and not oldest.can_roll_back_to
+    with pytest.raises(ValidationError, match="pruned"):
+        await panel.deployments.rollback(user, "pruned", done[0].id)
+    kept = await deploying.settle(await panel.deployments.rollback(user, "pruned", done[-keep].id))
+    assert kept.state == "running"
+
+
+async def test_builds_run_one_at_a_time_by_default_and_more_when_configured(
+    deploy_panel: Panel, nginx_router: NginxRouter, base_image: str
+) -> None:
+    panel = deploy_panel
+    user = await panel.accounts.sign_up("alice", "alice@example.com", "correct horse battery")
+    deploying = Deploying(panel, nginx_router, user.id)
+    queued = []
+    for name in ("first", "second"):
+        await panel.projects.create(user.id, name)
+        await deploying.upload(name, page_app(base_image, name, "RUN sleep 2\n"))
+        queued.append(await panel.deployments.deploy(user.id, name))
+    async with running_worker(panel):
+        await deploying.wait_for(queued[0], lambda d: d.state == "building")
+        # One build at a time: the second project waits in the queue.
+        assert (await panel.deployments.get(user.id, "second", queued[1].id)).state == "queued"
+        await deploying.settle(queued[0])
+        await deploying.settle(queued[1])
+    again = []
+    for name in ("first", "second"):
+        await deploying.upload(name, page_app(base_image, name + " again", "RUN sleep 2\n"))
+        again.append(await panel.deployments.deploy(user.id, name))
+    async with running_worker(panel, concurrency=2):
+        for deployment in again:
+            await deploying.wait_for(deployment, lambda d: d.state == "building")
+        for deployment in again:
+            assert (await deploying.settle(deployment)).state == "running"

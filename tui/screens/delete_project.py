@@ -1,6 +1,7 @@
 """Delete a project: the user types its name to confirm, as nothing of it can be brought back.
 
-Deletes through `ArchiveService.delete_project`, which removes the versions from storage too.
+Deletes through `DeploymentService.delete_project`: what runs (containers, images, network, vhost,
+port) goes first, then the project and its versions in storage.
 Dismisses with the deleted `Project`, or None when cancelled. A wrong name is said inside the
 dialog (core checks it: one rule for every front end), which stays open.
 """
@@ -100,7 +101,7 @@ class DeleteProjectDialog(GhstModal[Project | None]):
     @work(exclusive=True, exit_on_error=False, group="submit")
     async def delete_project(self, confirmation: str) -> None:
         try:
-            project = await self.panel.archives.delete_project(
+            project = await self.panel.deployments.delete_project(
                 self.user.id, self.project.name, confirmation
             )
         except Exception:  # (a cancelled worker means the screen is going away: leave it)
