@@ -35,6 +35,7 @@ import logging
 import os
 import re
 import socket
+import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -75,6 +76,9 @@ SETTLE_SECONDS = 10.0  # how long an aborted build's thread may take to notice
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # the classic builder paints stderr red
+_PLAIN = re.compile(r"^[A-Za-z0-9._/:@+-]*$")  # a label key or value that needs no quoting
+MAX_DOCKERFILE = 1 << 20
+_BUILDER_LINE = re.compile(r"^(Step \d+/\d+ : | ---> |Removing intermediate container )")
 _BUILD_NOISE = re.compile(
     r"^( ---> |Removing intermediate container |Successfully (built|tagged) )"
 )
@@ -159,6 +163,35 @@ def _probe(url: str) -> None:
             raise UnavailableError(DOCKER_DOWN) from None
 
 
+def _with_labels(context: Path, dockerfile: str, labels: Mapping[str, str]) -> str | None:
+    """The Dockerfile with one LABEL line for `labels` appended, or None to leave it alone.
+
+    None when the Dockerfile is not a regular file inside the context (dockerd then explains),
+    is large, ends inside a continued line, or a label needs quoting.
+    """
+    if not all(key and _PLAIN.match(key) and _PLAIN.match(value) for key, value in labels.items()):
+        return None
+    root = context.resolve()
+    path = (root / dockerfile).resolve()
+    try:
+        if not path.is_relative_to(root) or not path.is_file():
+            return None
+        if path.stat().st_size > MAX_DOCKERFILE:
+            return None
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    instructions = [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    if not instructions or instructions[-1].endswith(("\\", "`")):
+        return None
+    pairs = " ".join(f"{key}={value}" for key, value in labels.items())
+    return f"{text.rstrip()}\nLABEL {pairs}\n"
+
+
 def _translate(error: BaseException) -> BaseException:
     """An SDK or transport error as the PanelError a user should see."""
     if isinstance(error, PanelError):
@@ -239,6 +272,8 @@ class DockerEngine:
                 with self._client_lock:
                     if self._docker is client:
                         self._docker = None
+                with contextlib.suppress(Exception):
+                    client.close()  # idle connections only; calls under way finish
             raise translated from error
 
     async def _call(self, function: Callable[[_Client], T]) -> T:
@@ -327,7 +362,7 @@ class DockerEngine:
         """
         loop = asyncio.get_running_loop()
         all_labels = self._labels(labels)
-        job = _Build(loop, on_log, label_steps=len(all_labels))
+        job = _Build(loop, on_log)
         options = {
             "path": str(context),
             "tag": tag,
@@ -705,14 +740,12 @@ class DockerEngine:
 class _Build:
     """One classic build: read in its own thread, abortable from the event loop."""
 
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, on_log: Callable[[str], None], *, label_steps: int
-    ) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_log: Callable[[str], None]) -> None:
         self._loop = loop
         self._on_log = on_log
-        # The classic builder adds one LABEL step per build label after the Dockerfile's own
-        # steps; the steps are numbered as the user's Dockerfile counts them.
-        self._label_steps = label_steps
+        # LABEL steps after the Dockerfile's own (see run); the log numbers the steps as the
+        # user's Dockerfile counts them.
+        self._label_steps = 0
         self._lock = threading.Lock()
         self._response: Any = None
         self.aborted = False
@@ -756,6 +789,23 @@ class _Build:
         context = Path(options["path"])
         if not context.is_dir():
             raise BuildFailed(f"The build folder {context} does not exist.")
+        with tempfile.TemporaryDirectory(prefix="ghst-build-") as scratch:
+            # The classic builder turns each build label into a step of its own (~0.15 s each);
+            # one LABEL line appended to a copy of the Dockerfile does the same in one step.
+            # The SDK sends a Dockerfile from outside the context under a name dockerd drops
+            # from the context (.dockerignore), so COPY never sees it.
+            labels = options["labels"]
+            text = _with_labels(context, options["dockerfile"], labels)
+            if text is None:
+                self._label_steps = len(labels)
+            else:
+                generated = Path(scratch) / "Dockerfile"
+                generated.write_text(text, encoding="utf-8")
+                options = {**options, "dockerfile": str(generated), "labels": None}
+                self._label_steps = 1
+            return self._stream(options, client)
+
+    def _stream(self, options: Mapping[str, Any], client: _Client) -> str | None:
         api = client.api
         api.ghst_local.on_response = self._attach
         try:
@@ -808,7 +858,13 @@ class _Build:
 
     def _handle(self, chunk: Mapping[str, Any]) -> None:
         if "stream" in chunk:
-            text = self._partial + str(chunk["stream"])
+            text = str(chunk["stream"])
+            if self._partial and _BUILDER_LINE.match(text):
+                # Output of a step that did not end its last line: the builder's own message
+                # still starts a line of its own.
+                self._line(self._partial)
+                self._partial = ""
+            text = self._partial + text
             *lines, self._partial = text.split("\n")
             for line in lines:
                 self._line(line)

@@ -270,6 +270,39 @@ async def test_built_app_answers_on_loopback_only_with_labels_and_limits(
     assert await engine.containers({"ghst.project": unique("other")}) == []
 
 
+async def test_copy_sees_the_build_folder_as_it_is(
+    engine: DockerEngine, base_image: str, tmp_path: Path, project: dict[str, str]
+) -> None:
+    context = write_context(
+        tmp_path / "copy",
+        f"FROM {base_image}\nCOPY . /ctx/\nRUN ls -A /ctx | busybox tr '\\n' ' '\n",
+        {"index.html": "hi", "app.sh": "echo app"},
+    )
+    logs = LogLines()
+    await build(engine, context, project, on_log=logs)
+    assert "Dockerfile app.sh index.html " in logs.lines
+    assert sum(line.startswith("Labelling the image: ") for line in logs.lines) == 1
+
+
+async def test_labels_that_need_quoting_and_a_dockerfile_ending_mid_line_still_label_the_image(
+    engine: DockerEngine,
+    docker_client: docker.DockerClient,
+    base_image: str,
+    tmp_path: Path,
+    project: dict[str, str],
+) -> None:
+    labels = {**project, "ghst.note": "two words"}
+    # A continued last line: nothing may be appended to this Dockerfile's text.
+    context = write_context(
+        tmp_path / "odd", f'FROM {base_image}\n# a comment\nCMD ["sh", "-c", \\\n  "echo hi"] \\\n'
+    )
+    logs = LogLines()
+    tag, _ = await build(engine, context, labels, on_log=logs)
+    assert docker_client.images.get(tag).labels == {**labels, INSTANCE_LABEL: engine.instance}
+    steps = [line for line in logs.lines if line.startswith("Step ")]
+    assert steps == [f"Step 1/2 : FROM {base_image}", 'Step 2/2 : CMD ["sh", "-c",   "echo hi"]']
+
+
 async def test_stop_start_and_remove_a_container(
     engine: DockerEngine, base_image: str, tmp_path: Path, project: dict[str, str]
 ) -> None:
@@ -681,7 +714,7 @@ async def test_a_network_of_someone_else_is_a_conflict(
 # Docker down
 
 
-async def test_docker_down_is_unavailable_with_a_clear_message() -> None:
+async def test_docker_down_is_unavailable_with_a_clear_message(tmp_path: Path) -> None:
     engine = DockerEngine("unix:///nonexistent.sock", instance=unique("ghst-test"))
     try:
         with pytest.raises(UnavailableError, match=r"^Docker is not reachable right now\."):
@@ -690,5 +723,7 @@ async def test_docker_down_is_unavailable_with_a_clear_message() -> None:
             await engine.containers({})
         with pytest.raises(UnavailableError):
             await anext(engine.follow_logs(["anything"]))
+        with pytest.raises(UnavailableError):
+            await build(engine, write_context(tmp_path / "app", "FROM scratch\n"), {})
     finally:
         await engine.close()
