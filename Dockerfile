@@ -1,4 +1,5 @@
-# ghst panel image: `ghst serve` on port 2222, data (secrets, host key) in the /data volume.
+# ghst panel image: `ghst serve` on port 2222 (data: secrets, host key, builds in /data), and
+# `ghst nginx` for the nginx service of docker-compose.yaml.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -9,9 +10,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     GHST_SSH_PORT=2222 \
     GHST_DATA_DIR=/data
 
-RUN useradd --system --uid 10001 --user-group --home-dir /data --shell /usr/sbin/nologin ghst \
-    && mkdir -p /data/nginx/vhosts \
-    && chown -R ghst:ghst /data \
+# nginx (routing to the apps) and compose (for apps that ship a compose file). The panel runs as
+# root: it holds the Docker socket, which is root on the host anyway, and it signals nginx.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends nginx-light docker-compose \
+    && rm -rf /var/lib/apt/lists/* \
+    && mkdir -p /data /nginx \
     && chmod 700 /data
 
 WORKDIR /app
@@ -20,7 +24,6 @@ COPY . .
 # `pip install .` would leave behind; installing in place keeps them next to the code.
 RUN pip install -e . && python -m compileall -q core sshd tui
 
-USER ghst
 EXPOSE 2222
 VOLUME ["/data"]
 CMD ["sh", "-c", "ghst migrate && exec ghst serve"]

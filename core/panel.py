@@ -101,14 +101,7 @@ class Panel:
             raise
         archives = ArchiveService(pool, storage, projects)
         env = EnvService(pool, projects)
-        router = NginxRouter(
-            prefix=settings.nginx_dir,
-            domain=settings.domain,
-            listen=settings.nginx_listen,
-            port=settings.nginx_port,
-            body_limit_mb=settings.nginx_body_limit_mb,
-            binary=settings.nginx_binary,
-        )
+        router = nginx_router(settings)
         deployments = DeploymentService(pool, projects, archives, router.url)
         engine = DockerEngine(settings.docker_url, instance=settings.instance)
         compose = ComposeRunner(
@@ -145,6 +138,17 @@ class Panel:
         await self.redis.aclose()
         await self.pool.close()
         self.hasher.close()
+
+
+def nginx_router(settings: Settings) -> NginxRouter:
+    return NginxRouter(
+        prefix=settings.nginx_dir,
+        domain=settings.domain,
+        listen=settings.nginx_listen,
+        port=settings.nginx_port,
+        body_limit_mb=settings.nginx_body_limit_mb,
+        binary=settings.nginx_binary,
+    )
 
 
 def jwt_secret(settings: Settings) -> bytes:

@@ -22,7 +22,7 @@ from core.db import create_pool
 from core.errors import PanelError
 from core.migrations import migrate
 from core.nginx import NginxProcess
-from core.panel import Panel
+from core.panel import Panel, nginx_router
 from core.settings import Settings
 
 log = logging.getLogger("ghst")
@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not run deployments in this process (run `ghst worker` elsewhere)",
     )
     commands.add_parser("worker", help="run deployments only (no SSH server) until SIGTERM/SIGINT")
+    commands.add_parser(
+        "nginx",
+        help="run the panel's nginx in the foreground (when `ghst serve` does not start it)",
+    )
     commands.add_parser("migrate", help="apply pending database migrations and list them")
     users = commands.add_parser("user", help="operators: list, block or unblock accounts")
     actions = users.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -71,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(serve(args.host, args.port, worker=not args.no_worker))
         if args.command == "worker":
             return asyncio.run(run_worker())
+        if args.command == "nginx":
+            return asyncio.run(run_nginx())
         if args.command == "migrate":
             return asyncio.run(run_migrations())
         if args.command == "user":
@@ -150,6 +156,29 @@ async def run_worker() -> int:
             await worker.run(stop)
         finally:
             await panel.close()
+    return 0
+
+
+async def run_nginx() -> int:
+    """nginx for the panel's prefix, until SIGTERM; exits non-zero if nginx dies on its own."""
+    settings = Settings.load()
+    router = nginx_router(settings)
+    process = NginxProcess(router)
+    stop = asyncio.Event()
+    with stop_signals(stop):
+        await process.start()
+        print(
+            f"ghst: nginx serves <project>.{settings.domain} on port {router.port}", file=sys.stderr
+        )
+        try:
+            while not stop.is_set():
+                if not process.running:
+                    print("ghst: nginx stopped on its own", file=sys.stderr)
+                    return 1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+        finally:
+            await process.stop()
     return 0
 
 

@@ -149,3 +149,28 @@ async def test_operator_blocks_and_unblocks_a_user(panel: Panel, settings: Setti
 
     status, _, err = await run_ghst("user", "block", "nobody", env=env)
     assert (status, err.strip()) == (4, "ghst: No account named 'nobody'.")
+
+
+async def test_ghst_nginx_serves_the_unknown_host_page_until_sigterm(settings: Settings) -> None:
+    env = ghst_env(settings)
+    port = int(env["GHST_NGINX_PORT"])
+    process = await asyncio.create_subprocess_exec(
+        str(GHST), "nginx", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    assert process.stderr is not None
+    try:
+        line = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
+        assert f"on port {port}" in line, line
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: nothing.localhost\r\nConnection: close\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 404")
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+        with pytest.raises(OSError):
+            await asyncio.open_connection("127.0.0.1", port)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
