@@ -5,8 +5,8 @@
 What it does (everything on 127.0.0.1): starts a private nginx with `NginxProcess` in a temp
 prefix on a free port, then for each vhost count N:
 
-- fills vhosts/ with N projects (files written directly, then one reload: this part is set-up,
-  not measured);
+- fills vhosts/ with N projects (one file each, as `route()` writes them, but written directly
+  and loaded with one reload: this part is set-up, not measured);
 - `nginx -t`: `NginxRouter.validate()`, i.e. the `nginx -t -p prefix -c nginx.conf` subprocess
   the router runs before every reload;
 - switch: `NginxRouter.route()` of an existing project to a new deployment id, from the call to
@@ -17,7 +17,8 @@ prefix on a free port, then for each vhost count N:
 
 Each figure is the median of `--runs` runs. Goal (issue 4): a switch with 1000 vhosts <= 200 ms.
 nginx itself waits 100 ms after starting the new workers before it tells the old ones to stop
-accepting, so no confirmed switch can take less than that.
+accepting, so no confirmed switch can take less than that. Other work on the machine shows
+directly in these figures: the table says the load average.
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ async def bench(args: argparse.Namespace) -> str:
     version = await asyncio.to_thread(nginx_version)
     lines = [
         f"{version.removeprefix('nginx version: ')} on {platform.machine()},"
-        f" {os.cpu_count()} cores; median of {args.runs} (min-max)",
+        f" {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end;"
+        f" median of {args.runs} (min-max)",
         "",
         "| vhosts | `nginx -t` | switch: write + validate + reload + confirm | new project live |",
         "|---:|---:|---:|---:|",

@@ -1,4 +1,4 @@
-"""nginx in front of the apps: one vhost file per project in a private prefix.
+"""nginx in front of the apps: one file per project in a private prefix.
 
     NginxRouter     renders the templates in nginx/ into the prefix, one `vhosts/<project>.conf`
                     per project; each change is written atomically, validated with `nginx -t`,
@@ -13,6 +13,12 @@
 Prefix layout: nginx.conf, vhosts/, pages/ (the 404/502/503 pages), logs/ (error and access log,
 the master's own output), temp/ (request bodies and proxy buffers), nginx.pid.
 
+nginx.conf has one server for every host; a project's file is one entry of its `$host` map
+("127.0.0.1:<port> <deployment>" or "stopped"), so 1000 projects cost nginx a thousand map
+entries rather than a thousand server blocks (each tens of KiB of module settings, parsed twice
+per switch: `nginx -t`, then the reload). The proxy headers, timeouts, websocket upgrade, body
+limit and the friendly pages are set once there.
+
 The templates use `${name}` placeholders (string.Template with braces only), so nginx's own
 `$variables` are written as they are. Every value is validated before it is rendered (a project
 is a DNS label, ports and ids are integers), so nothing a user chooses can inject nginx syntax.
@@ -21,10 +27,9 @@ A switch is confirmed before `route()` returns, so the caller may stop the previ
 nginx starts new workers on a reload and tells the old ones to stop accepting 100 ms later, so
 the router waits until every old worker says it is shutting down (its process title), then until
 a probe carries the new `X-Ghst-Deployment`. The probe announces a body larger than the size
-limit, so nginx itself answers it (413) in the project's server and the app never sees it; no
-per-vhost directive is needed for that (every `if` or location block in a vhost costs memory and
-parse time a thousand times over). When no nginx runs for the prefix (not managed by this panel), changes are
-written and validated only, and the skipped confirmation is logged.
+limit, so nginx itself answers it (413) and the app never sees it. When no nginx runs for the
+prefix (not managed by this panel), changes are written and validated only, and the skipped
+confirmation is logged.
 
 Changes of one router are serialised by an asyncio.Lock. File IO and /proc reads run in threads;
 `nginx -t` runs as an async subprocess.
