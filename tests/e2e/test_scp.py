@@ -87,6 +87,28 @@ async def test_upload_download_and_exit_status_zero(
 
 
 @pytest.mark.parametrize("mode", MODES)
+async def test_a_large_upload_arrives_byte_identical(
+    ssh_server: GhstServer, panel: Panel, alice: Account, tmp_path: Path, mode: tuple[str, ...]
+) -> None:
+    # Many SSH packets per socket read, many write buffers, disk writeback started on the way.
+    data = big_zip(40 * 1024 * 1024)
+    write(tmp_path / "big.zip", data)
+    result = await run(
+        scp_command(ssh_server, alice, *mode, "big.zip", remote(alice, "shop/")), cwd=tmp_path
+    )
+    assert result.status == 0, result.output
+    [version] = await versions(panel, alice, "shop")
+    assert (version.name, version.size) == ("v1-big.zip", len(data))
+    result = await run(
+        scp_command(ssh_server, alice, *mode, remote(alice, "shop/v1-big.zip"), "back.zip"),
+        cwd=tmp_path,
+    )
+    assert result.status == 0, result.output
+    assert (tmp_path / "back.zip").read_bytes() == data
+    assert await nothing_left(panel, ssh_server)
+
+
+@pytest.mark.parametrize("mode", MODES)
 async def test_a_refused_archive_fails_with_its_reason(
     ssh_server: GhstServer, panel: Panel, alice: Account, tmp_path: Path, mode: tuple[str, ...]
 ) -> None:
