@@ -156,7 +156,7 @@ async def running_worker(panel: Panel, **options: object) -> AsyncIterator[Deplo
         await asyncio.wait_for(task, 30)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10) -> None:
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 30) -> None:
     deadline = time.monotonic() + within
     while not await check():
         if time.monotonic() > deadline:
