@@ -6,6 +6,7 @@ project of someone else is "not found", exactly like one that does not exist.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +21,11 @@ from core.errors import ConflictError, NotFoundError, ValidationError
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$")
 MAX_PROJECTS_PER_USER = 100
 # Subdomains the panel, mail or DNS of an operator may need, and names that mislead.
+MIN_APP_PORT, MAX_APP_PORT = 1, 65535
+APP_PORT_RULES = (
+    f"The app's port is a whole number from {MIN_APP_PORT} to {MAX_APP_PORT}, "
+    "or empty to let the panel choose (the image's EXPOSE, else 8080)."
+)
 RESERVED_NAMES = frozenset(
     {
         "admin", "api", "app", "assets", "auth", "autoconfig", "autodiscover", "billing",
@@ -39,6 +45,8 @@ class Project:
     created_at: datetime
     versions: int = 0
     last_upload_at: datetime | None = None
+    # The port the app listens on inside its container; None: the image's EXPOSE, else 8080.
+    app_port: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -48,6 +56,7 @@ class Project:
             "created_at": self.created_at.isoformat(),
             "versions": self.versions,
             "last_upload_at": self.last_upload_at.isoformat() if self.last_upload_at else None,
+            "app_port": self.app_port,
         }
 
     @classmethod
@@ -60,6 +69,8 @@ class Project:
             created_at=datetime.fromisoformat(data["created_at"]),
             versions=data["versions"],
             last_upload_at=datetime.fromisoformat(last) if last else None,
+            # Entries cached before the setting existed have no key: automatic.
+            app_port=data.get("app_port"),
         )
 
 
@@ -78,8 +89,29 @@ def validate_project_name(name: str) -> str:
     return name
 
 
+def validate_app_port(port: int | None) -> int | None:
+    """`port` if it can be a container's port (None: automatic), else ValidationError."""
+    if port is None:
+        return None
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise ValidationError(APP_PORT_RULES)
+    if not MIN_APP_PORT <= port <= MAX_APP_PORT:
+        raise ValidationError(APP_PORT_RULES)
+    return port
+
+
+def parse_app_port(text: str) -> int | None:
+    """The app port typed by a user: empty means automatic; anything else must be a port."""
+    text = text.strip()
+    if not text:
+        return None
+    if not text.isascii() or not text.isdigit():
+        raise ValidationError(APP_PORT_RULES)
+    return validate_app_port(int(text))
+
+
 PROJECT_SELECT = """
-SELECT p.id, p.user_id, p.name, p.created_at,
+SELECT p.id, p.user_id, p.name, p.created_at, p.app_port,
        count(a.version) AS versions, max(a.created_at) AS last_upload_at
 FROM projects p LEFT JOIN archives a ON a.project_id = p.id
 """
@@ -93,6 +125,7 @@ def _row_to_project(row: asyncpg.Record) -> Project:
         created_at=row["created_at"],
         versions=row["versions"],
         last_upload_at=row["last_upload_at"],
+        app_port=row["app_port"],
     )
 
 
@@ -114,7 +147,7 @@ class ProjectService:
             try:
                 row = await conn.fetchrow(
                     "INSERT INTO projects (user_id, name) VALUES ($1, $2)"
-                    " RETURNING id, user_id, name, created_at, 0 AS versions,"
+                    " RETURNING id, user_id, name, created_at, app_port, 0 AS versions,"
                     " NULL::timestamptz AS last_upload_at",
                     user_id,
                     name,
@@ -171,6 +204,24 @@ class ProjectService:
         if deleted is None:
             raise NotFoundError(f"You have no project named {name[:40]!r}.")
         return project
+
+    async def set_app_port(self, user_id: int, name: str, port: int | None) -> Project:
+        """Set the port the app listens on inside its container (None: automatic, from the
+        image's EXPOSE, else 8080). The deployer reads it when it next creates containers, so
+        it applies at the next deploy or restart."""
+        port = validate_app_port(port)
+        project = await self.get(user_id, name)
+        async with connection(self._pool) as conn:
+            updated = await conn.fetchval(
+                "UPDATE projects SET app_port = $1 WHERE id = $2 AND user_id = $3 RETURNING id",
+                port,
+                project.id,
+                user_id,
+            )
+        await self.invalidate(user_id)
+        if updated is None:  # deleted in another session since `get`
+            raise NotFoundError(f"You have no project named {name[:40]!r}.")
+        return dataclasses.replace(project, app_port=port)
 
     async def invalidate(self, user_id: int) -> None:
         """Forget the cached list and details of the user's projects (after any write)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -12,6 +13,7 @@ from redis.asyncio import Redis
 from core.cache import JsonCache
 from core.errors import ConflictError, NotFoundError, ValidationError
 from core.panel import Panel
+from core.projects import parse_app_port
 from core.settings import Settings
 from tests.conftest import reset_state
 
@@ -152,3 +154,85 @@ async def test_cache_keys_are_really_in_redis(panel: Panel, settings: Settings) 
     finally:
         await redis.aclose()
     assert any(key.endswith(":list") for key in keys)
+
+
+async def test_app_port_is_set_and_cleared(panel: Panel) -> None:
+    alice, _ = await two_users(panel)
+    created = await panel.projects.create(alice, "backend")
+    assert created.app_port is None  # automatic until set
+    updated = await panel.projects.set_app_port(alice, "backend", 8000)
+    assert (updated.name, updated.app_port) == ("backend", 8000)
+    assert (await panel.projects.get(alice, "backend")).app_port == 8000
+    assert [p.app_port for p in await panel.projects.list(alice)] == [8000]
+    cleared = await panel.projects.set_app_port(alice, "backend", None)
+    assert cleared.app_port is None
+    assert (await panel.projects.get(alice, "backend")).app_port is None
+    for port in (1, 65535):
+        assert (await panel.projects.set_app_port(alice, "backend", port)).app_port == port
+    async with panel.pool.acquire() as conn:
+        stored = await conn.fetchval("SELECT app_port FROM projects WHERE name = 'backend'")
+    assert stored == 65535  # what the deployer reads
+
+
+@pytest.mark.parametrize("port", [0, -1, 65536, 100000, True])
+async def test_app_port_out_of_range_is_refused(panel: Panel, port: int) -> None:
+    alice, _ = await two_users(panel)
+    await panel.projects.create(alice, "backend")
+    await panel.projects.set_app_port(alice, "backend", 3000)
+    with pytest.raises(ValidationError, match="a whole number from 1 to 65535, or empty"):
+        await panel.projects.set_app_port(alice, "backend", port)
+    assert (await panel.projects.get(alice, "backend")).app_port == 3000
+
+
+@pytest.mark.parametrize(
+    ("text", "port"), [("", None), ("  ", None), ("8000", 8000), (" 80 ", 80), ("65535", 65535)]
+)
+def test_a_typed_app_port_is_parsed(text: str, port: int | None) -> None:
+    assert parse_app_port(text) == port
+
+
+@pytest.mark.parametrize("text", ["0", "65536", "80a", "-1", "8.0", "١٢٣", "auto"])
+def test_a_typed_app_port_that_is_not_a_port_is_refused(text: str) -> None:
+    with pytest.raises(ValidationError, match="a whole number from 1 to 65535"):
+        parse_app_port(text)
+
+
+async def test_another_users_project_port_cannot_be_set(panel: Panel) -> None:
+    alice, bob = await two_users(panel)
+    await panel.projects.create(alice, "backend")
+    await panel.projects.set_app_port(alice, "backend", 8000)
+    with pytest.raises(NotFoundError, match="You have no project named 'backend'"):
+        await panel.projects.set_app_port(bob, "backend", 9000)
+    with pytest.raises(NotFoundError):
+        await panel.projects.set_app_port(bob, "nothing", 9000)
+    assert (await panel.projects.get(alice, "backend")).app_port == 8000
+
+
+async def test_a_new_app_port_is_seen_at_once_through_the_cache(panel: Panel) -> None:
+    alice, _ = await two_users(panel)
+    await panel.projects.create(alice, "backend")
+    # Both cached entries are loaded (and so served from Redis from now on)...
+    assert (await panel.projects.get(alice, "backend")).app_port is None
+    assert [p.app_port for p in await panel.projects.list(alice)] == [None]
+    await panel.projects.set_app_port(alice, "backend", 5000)
+    # ...and neither is stale after the write.
+    assert (await panel.projects.get(alice, "backend")).app_port == 5000
+    assert [p.app_port for p in await panel.projects.list(alice)] == [5000]
+
+
+async def test_a_project_cached_before_app_port_existed_reads_as_automatic(
+    panel: Panel, settings: Settings
+) -> None:
+    alice, _ = await two_users(panel)
+    await panel.projects.create(alice, "backend")
+    await panel.projects.get(alice, "backend")
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        [key] = [k async for k in redis.scan_iter(f"ghst:projects:{alice}:*project:backend")]
+        entry = json.loads(await redis.get(key))
+        del entry["app_port"]  # as written by the panel before this setting
+        await redis.set(key, json.dumps(entry))
+    finally:
+        await redis.aclose()
+    project = await panel.projects.get(alice, "backend")
+    assert (project.name, project.app_port) == ("backend", None)
