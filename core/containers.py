@@ -352,6 +352,8 @@ class DockerEngine:
         timeout: float,  # noqa: ASYNC109 (the build is aborted, not just abandoned)
         memory_bytes: int,
         dockerfile: str = "Dockerfile",
+        build_args: Mapping[str, str] | None = None,
+        target: str | None = None,
     ) -> ImageInfo:
         """Build `context` with the classic builder, tag it, and describe the image.
 
@@ -375,6 +377,10 @@ class DockerEngine:
             "dockerfile": dockerfile,
             "timeout": None,  # no read timeout: a RUN step may be silent for minutes
         }
+        if build_args:
+            options["buildargs"] = dict(build_args)
+        if target:
+            options["target"] = target
         self._builds.add(job)
         future = self._thread("ghst-docker-build", functools.partial(job.run, options))
         try:

@@ -231,6 +231,8 @@ class Deployer:
                 app_dir / build.context,
                 tag=tag,
                 dockerfile=build.dockerfile,
+                build_args=dict(build.args),
+                target=build.target,
                 labels=self._labels(target, job.id),
                 on_log=joblog.line,
                 timeout=self._settings.build_timeout,

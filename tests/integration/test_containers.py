@@ -727,3 +727,31 @@ async def test_docker_down_is_unavailable_with_a_clear_message(tmp_path: Path) -
             await build(engine, write_context(tmp_path / "app", "FROM scratch\n"), {})
     finally:
         await engine.close()
+
+
+async def test_build_arguments_and_a_target_stage_reach_the_builder(
+    engine: DockerEngine,
+    docker_client: docker.DockerClient,
+    base_image: str,
+    project: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    context = write_context(
+        tmp_path / "staged",
+        f"FROM {base_image} AS chosen\nARG GREETING=none\n"
+        'RUN echo "chosen $GREETING" > /www/index.html\n'
+        f"FROM {base_image} AS last\nRUN echo last > /www/index.html\n",
+    )
+    tag = f"ghst-test/{unique('staged')}:1"
+    await engine.build(
+        context,
+        tag=tag,
+        labels=project,
+        on_log=lambda line: None,
+        timeout=60,
+        memory_bytes=BUILD_MEMORY,
+        build_args={"GREETING": "hej"},
+        target="chosen",
+    )
+    output = docker_client.containers.run(tag, ["cat", "/www/index.html"], remove=True)
+    assert output == b"chosen hej\n"
