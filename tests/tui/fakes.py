@@ -8,6 +8,7 @@ Redis in the Pilot tests.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,7 +22,7 @@ from core.env_vars import EnvVar
 from core.errors import AuthenticationError, ConflictError, NotFoundError, ValidationError
 from core.keys import PublicKey, SSHKey, parse_public_key
 from core.panel import Panel
-from core.projects import Project, validate_project_name
+from core.projects import Project, validate_app_port, validate_project_name
 from core.sessions import Session
 from core.settings import Settings
 from tui.app import GhstApp
@@ -83,7 +84,13 @@ GIB = 1 << 30
 SETTINGS = Settings(domain="ghst.example", ssh_host="0.0.0.0", ssh_port=2222)
 
 
-def project(name: str, versions: int, last_upload: datetime | None, project_id: int) -> Project:
+def project(
+    name: str,
+    versions: int,
+    last_upload: datetime | None,
+    project_id: int,
+    app_port: int | None = None,
+) -> Project:
     return Project(
         id=project_id,
         user_id=ALICE.id,
@@ -91,13 +98,14 @@ def project(name: str, versions: int, last_upload: datetime | None, project_id: 
         created_at=SIGNED_UP,
         versions=versions,
         last_upload_at=last_upload,
+        app_port=app_port,
     )
 
 
 ALICE_PROJECTS = [  # by name, as core lists them
     project("landing-page", 0, None, 3),
     project("portfolio", 1, datetime(2025, 1, 12, 17, 5, tzinfo=UTC), 2),
-    project("shop", 2, datetime(2025, 2, 3, 9, 12, tzinfo=UTC), 1),
+    project("shop", 2, datetime(2025, 2, 3, 9, 12, tzinfo=UTC), 1, app_port=3000),
 ]
 
 
@@ -159,6 +167,10 @@ class FakeProjects:
     async def create(self, user_id: int, name: str) -> Project:
         name = validate_project_name(name.strip())  # the real rules and their messages
         raise ConflictError(f"The name {name!r} is taken. Please choose another one.")
+
+    async def set_app_port(self, user_id: int, name: str, port: int | None) -> Project:
+        validate_app_port(port)  # the real rules and their message
+        return dataclasses.replace(await self.get(user_id, name), app_port=port)
 
 
 @dataclass
@@ -311,6 +323,12 @@ class FakeDeployments:
         await self.get(user_id, project, deployment_id)
         log = self.build_logs.get(deployment_id, "")
         return log[offset:], len(log)
+
+    async def delete_project(self, user_id: int, project: str, confirmation: str) -> Project:
+        self._history(project)
+        if confirmation.strip() != project:
+            raise ValidationError(f"Type the project's name, {project!r}, to confirm deleting it.")
+        raise NotFoundError(f"You have no project named {project[:40]!r}.")
 
 
 @dataclass

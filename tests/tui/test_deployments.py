@@ -531,7 +531,7 @@ async def test_a_refusal_from_the_service_is_a_notification(panel: Panel) -> Non
         await pilot.press("x")
         await settle(pilot)
         assert isinstance(app.screen, ProjectScreen)
-    assert [(n.title, n.severity) for n in notes] == [("Already exists", "error")]
+    assert [(n.title, n.severity) for n in notes] == [("Already finished", "error")]
     assert notes[0].message == f"Deployment #{queued.id} has already finished (cancelled)."
 
 
