@@ -51,11 +51,9 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
-from typing import Any
 
 import asyncssh
 import docker
@@ -519,6 +517,9 @@ async def bench(args: argparse.Namespace) -> Results:
         if ghst is not None:
             with contextlib.suppress(Exception):
                 await ghst.stop()
+            if ghst.process is not None and ghst.process.returncode is None:
+                ghst.process.kill()
+                await ghst.process.wait()
         kill_nginx(settings.nginx_dir)
         if panel is not None:
             with contextlib.suppress(Exception):
@@ -663,18 +664,28 @@ def report(args: argparse.Namespace, results: Results) -> str:
     return "\n".join(lines)
 
 
-@contextlib.contextmanager
-def interrupt_on_sigterm() -> Iterator[None]:
-    """SIGTERM cleans up like Ctrl-C does."""
+async def until_signalled(args: argparse.Namespace) -> Results:
+    """The bench, cancelled (so that its clean-up runs) by the first SIGINT or SIGTERM.
 
-    def interrupt(signum: int, frame: FrameType | None) -> Any:
-        raise KeyboardInterrupt
+    Only this task is cancelled, once: the tasks its clean-up waits on (the `ghst serve`
+    subprocess's output reader...) keep running, and a second Ctrl-C does not cut it short.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    def interrupt() -> None:
+        if not task.cancelling():
+            print("interrupted: cleaning up", file=sys.stderr, flush=True)
+            task.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, interrupt)
     try:
-        yield
+        return await bench(args)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
 
 
 def main() -> None:
@@ -694,8 +705,10 @@ def main() -> None:
     args = parser.parse_args()
     if not shutil.which("wrk"):
         print("wrk is not installed: requests/s come from a slower Python client", file=sys.stderr)
-    with interrupt_on_sigterm():
-        results = asyncio.run(bench(args))
+    try:
+        results = asyncio.run(until_signalled(args))
+    except asyncio.CancelledError:
+        sys.exit(130)
     print(report(args, results))
 
 
