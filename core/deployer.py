@@ -41,7 +41,9 @@ from core.storage import ObjectStorage
 
 log = logging.getLogger(__name__)
 DEFAULT_APP_PORT = 8080
-START_DEADLINE = 30.0  # `start` of a stopped app waits this long for it to answer again
+START_DEADLINE = 30.0
+# Containers of a deployment that ended (or was replaced) longer ago than this are leftovers.
+SWEEP_GRACE = 120.0  # `start` of a stopped app waits this long for it to answer again
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ class Deployer:
             raise ValidationError(f"The compose file of stack {stack} could not be read back.")
         return app
 
-    def _limits(self) -> Limits:
+    def app_limits(self) -> Limits:
         return Limits(
             memory_bytes=self._settings.app_memory_mb << 20,
             nano_cpus=int(self._settings.app_cpus * 1e9),
@@ -284,7 +286,7 @@ class Deployer:
             app_port=app_port,
             env={**env, "PORT": str(app_port)},
             labels=self._labels(target, job.id),
-            limits=self._limits(),
+            limits=self.app_limits(),
             network=network,
         )
         await self._wait_healthy(joblog, target, [container], port)
@@ -475,6 +477,47 @@ class Deployer:
         for task in list(self._drains):
             task.cancel()
         await asyncio.gather(*self._drains, return_exceptions=True)
+
+    async def sweep(self, grace: float = SWEEP_GRACE) -> list[int]:
+        """Remove containers no deployment needs any more: those a crash left behind (a drain
+        that never ran, a clean-up cut short), or of projects deleted meanwhile. Returns the
+        deployment ids swept. Live and in-progress deployments are never touched, nor ones that
+        ended less than `grace` seconds ago (another worker may be draining them)."""
+        by_deployment: dict[int, list[str]] = {}
+        for container in await self._engine.containers({}):
+            label = container.labels.get("ghst.deployment", "")
+            if label.isdigit():
+                by_deployment.setdefault(int(label), []).append(container.id)
+        if not by_deployment:
+            return []
+        async with connection(self._pool) as conn:
+            rows = await conn.fetch(
+                "SELECT d.id,"
+                " d.state IN ('queued', 'building', 'starting', 'running')"
+                "  OR p.live_deployment_id = d.id"
+                "  OR greatest(d.finished_at, live.finished_at)"
+                "     > now() - make_interval(secs => $2) AS keep"
+                " FROM deployments d JOIN projects p ON p.id = d.project_id"
+                " LEFT JOIN deployments live ON live.id = p.live_deployment_id"
+                " WHERE d.id = any($1::bigint[])",
+                list(by_deployment),
+                grace,
+            )
+        kept = {row["id"] for row in rows if row["keep"]}
+        known = {row["id"] for row in rows}
+        swept = []
+        for deployment_id, containers in sorted(by_deployment.items()):
+            if deployment_id in kept:
+                continue
+            if deployment_id in known:
+                await self.remove_containers(await self._deployment(deployment_id))
+            else:  # its project (and so its row) is gone
+                for container_id in containers:
+                    await self._engine.remove_container(container_id)
+            swept.append(deployment_id)
+        if swept:
+            log.info("removed the leftover containers of deployments %s", swept)
+        return swept
 
     # --- clean-up of an attempt ---------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from core.job_log import JobLog
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 2.0
+SWEEP_SECONDS = 600.0  # how often leftover containers (after a crash) are looked for
 CANCELLED = "Cancelled while it was being built."
 INTERNAL = "The deployment failed because of an error in the panel; the operator has the details."
 
@@ -75,13 +76,16 @@ class DeploymentWorker:
         """Work until `stop` is set, then stop gracefully."""
         listener = await self._listen()
         log.info("deployment worker %s started (%d at once)", self.name, self._concurrency)
-        next_reap = 0.0
+        next_reap = next_sweep = 0.0
         loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
                 if loop.time() >= next_reap:
                     await self._reap()
                     next_reap = loop.time() + max(0.5, self._lease / 2)
+                if loop.time() >= next_sweep:
+                    await self._sweep()
+                    next_sweep = loop.time() + SWEEP_SECONDS
                 while len(self._jobs) < self._concurrency and not stop.is_set():
                     try:
                         job = await self._queue.claim(self.name)
@@ -204,6 +208,14 @@ class DeploymentWorker:
                 await self._deployer.discard(deployment)
             except Exception:
                 log.exception("could not clean up after deployment %s", deployment.id)
+
+    async def _sweep(self) -> None:
+        try:
+            await self._deployer.sweep()
+        except PanelError as error:
+            log.warning("cannot look for leftover containers: %s", error)
+        except Exception:
+            log.exception("looking for leftover containers failed")
 
     async def _shutdown(self) -> None:
         running = [job.task for job in self._jobs.values() if job.task is not None]

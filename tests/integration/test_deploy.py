@@ -436,3 +436,40 @@ async def test_builds_run_one_at_a_time_by_default_and_more_when_configured(
             await deploying.wait_for(deployment, lambda d: d.state == "building")
         for deployment in again:
             assert (await deploying.settle(deployment)).state == "running"
+
+
+async def test_containers_a_crash_left_behind_are_swept_and_live_ones_kept(
+    deploying: Deploying, base_image: str, docker_client: docker.DockerClient
+) -> None:
+    panel, user = deploying.panel, deploying.user_id
+    await panel.projects.create(user, "tidy")
+    old = await deployed(deploying, "tidy", page_app(base_image, "old"))
+    live = await deployed(deploying, "tidy", page_app(base_image, "new"))
+    assert (old.state, live.state) == ("running", "running")
+    project = await panel.projects.get(user, "tidy")
+
+    async def old_gone() -> bool:
+        return not docker_client.containers.list(
+            all=True, filters={"label": f"ghst.deployment={old.id}"}
+        )
+
+    await eventually(old_gone)
+    # What a panel killed during the drain leaves: the old version still running.
+    await panel.ports.allocate(project.id, old.id)
+    assert old.image is not None and old.port is not None
+    await panel.engine.run(
+        name=f"{panel.settings.instance}-tidy-{old.id}-left",
+        image=old.image,
+        host_port=old.port,
+        app_port=8000,
+        env={},
+        labels={"ghst.project": "tidy", "ghst.deployment": str(old.id), "ghst.user": str(user)},
+        limits=panel.deployer.app_limits(),
+        network=f"{panel.settings.instance}-tidy",
+    )
+    # A recent switch is left alone: another worker may still be draining it.
+    assert await panel.deployer.sweep() == []
+    assert await panel.deployer.sweep(grace=0) == [old.id]
+    assert await old_gone()
+    assert await panel.ports.held(project.id) == [live.port]
+    assert (await http_request(deploying.router, "tidy")).text.strip() == "new"
