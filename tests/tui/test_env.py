@@ -9,6 +9,7 @@ from core.panel import Panel
 from tests.tui.helpers import SIZE, error_text, fill, record_notifications, settle, sign_up
 from tests.tui.test_deployments import key_bar, owner_of, rows, text, titles
 from tui.app import GhstApp
+from tui.screens.app_port import AppPortDialog
 from tui.screens.confirm import ConfirmDialog
 from tui.screens.env import EnvScreen
 from tui.screens.home import HomeScreen
@@ -149,3 +150,103 @@ async def test_another_users_project_has_no_env_screen(panel: Panel) -> None:
     assert [(n.title, n.message) for n in notes] == [
         ("Not found", "You have no project named 'shop'.")
     ]
+
+
+AUTOMATIC = "App port: automatic (the image's EXPOSE, else 8080)"
+
+
+async def test_p_sets_the_app_port_and_an_empty_one_is_automatic(panel: Panel) -> None:
+    visitor, user_id, _project = await owner_of(panel)
+    app = GhstApp(panel, visitor)
+    notes = record_notifications(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.push_screen(EnvScreen("shop"))
+        await settle(pilot)
+        assert text(app, "#app-port").startswith(AUTOMATIC + "  p changes it")
+        assert "p App port" in key_bar(app)
+        await pilot.press("p")
+        await pilot.pause()
+        assert isinstance(app.screen, AppPortDialog)
+        port = app.screen.query_one("#port", Input)
+        assert app.focused is port and port.value == ""
+        assert APPLIED in text(app, ".dialog-hint")
+        await pilot.press(*"8000", "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, EnvScreen)
+        assert text(app, "#app-port").startswith("App port: 8000  p changes it")
+        assert (await panel.projects.get(user_id, "shop")).app_port == 8000
+
+        await pilot.press("p")  # the dialog starts from the port set
+        await pilot.pause()
+        assert app.screen.query_one("#port", Input).value == "8000"
+        await fill(pilot, port="")
+        await pilot.click("#save")
+        await settle(pilot)
+        assert isinstance(app.screen, EnvScreen)
+        assert text(app, "#app-port").startswith(AUTOMATIC)
+    assert [(n.title, n.message) for n in notes] == [
+        ("App port set", f"8000. {APPLIED}"),
+        ("App port set", f"automatic (the image's EXPOSE, else 8080). {APPLIED}"),
+    ]
+    assert (await panel.projects.get(user_id, "shop")).app_port is None
+
+
+async def test_a_port_set_elsewhere_is_shown(panel: Panel) -> None:
+    visitor, user_id, _project = await owner_of(panel)
+    await panel.projects.set_app_port(user_id, "shop", 3000)
+    app = GhstApp(panel, visitor)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.push_screen(EnvScreen("shop"))
+        await settle(pilot)
+        assert text(app, "#app-port").startswith("App port: 3000  ")
+
+
+async def test_a_refused_port_is_explained_in_the_dialog_and_esc_keeps_the_old_one(
+    panel: Panel,
+) -> None:
+    visitor, user_id, _project = await owner_of(panel)
+    await panel.projects.set_app_port(user_id, "shop", 3000)
+    app = GhstApp(panel, visitor)
+    notes = record_notifications(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.push_screen(EnvScreen("shop"))
+        await settle(pilot)
+        await pilot.press("p")
+        await pilot.pause()
+        for typed in ("0", "65536", "80a", "-1"):
+            await fill(pilot, port=typed)
+            await pilot.press("enter")
+            await settle(pilot)
+            assert isinstance(app.screen, AppPortDialog)
+            assert error_text(pilot) == (
+                "The app's port is a whole number from 1 to 65535, or empty to let the panel "
+                "choose (the image's EXPOSE, else 8080)."
+            )
+            assert app.screen.query_one("#port", Input).value == typed  # kept, to fix it
+            assert app.focused is app.screen.query_one("#port", Input)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, EnvScreen)
+        assert text(app, "#app-port").startswith("App port: 3000  ")
+    assert notes == []
+    assert (await panel.projects.get(user_id, "shop")).app_port == 3000
+
+
+async def test_another_users_app_port_cannot_be_set(panel: Panel) -> None:
+    _visitor, alice, _project = await owner_of(panel)
+    await panel.projects.set_app_port(alice, "shop", 3000)
+    bob = await sign_up(panel, "bob")
+    app = GhstApp(panel, bob)
+    notes = record_notifications(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await app.push_screen(AppPortDialog("shop", None))
+        await pilot.pause()
+        await pilot.press(*"9000", "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, AppPortDialog)  # not saved: it stays open
+        assert not app.screen.query_one("#save").disabled
+    assert [(n.title, n.message) for n in notes] == [
+        ("Not found", "You have no project named 'shop'.")
+    ]
+    assert (await panel.projects.get(alice, "shop")).app_port == 3000

@@ -215,3 +215,18 @@ def test_env_vars_masked(snap_compare: SnapCompare) -> None:
         terminal_size=SIZE,
         run_before=run(press("j"), press("down", "down", "enter"), press("e")),
     )
+
+
+def test_app_port_dialog_with_a_bad_port(snap_compare: SnapCompare) -> None:
+    assert snap_compare(
+        fake_app(signed_in_visitor(), ALICE_KEYS),
+        terminal_size=SIZE,
+        run_before=run(
+            press("j"),
+            press("down", "down", "enter"),
+            press("e"),
+            press("p"),
+            set_values(port="70000"),
+            press("enter"),
+        ),
+    )

@@ -1,12 +1,14 @@
 """A project's environment variables: names and masked values; set, change or unset one.
 
 Values stay masked ("sk••••") unless `v` shows them; the set dialog takes a value like a
-password. Changes reach the app's containers when they are next created: the screen says so,
-and so does each notification.
+password. The app port (what the app listens on in its container, also its PORT variable) is
+shown above them and `p` changes it. Changes reach the app's containers when they are next
+created: the screen says so, and so does each notification.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import ClassVar
 
 from rich.text import Text
@@ -19,6 +21,8 @@ from textual.widgets import DataTable, Static
 
 from core.env_vars import MAX_VARS, EnvVar
 from core.errors import NotFoundError
+from core.projects import Project
+from tui.screens.app_port import AppPortDialog, app_port_text
 from tui.screens.base import GhstScreen
 from tui.screens.confirm import ConfirmDialog
 from tui.screens.set_env import SetEnvDialog
@@ -46,6 +50,7 @@ class EnvScreen(GhstScreen[None]):
         Binding("u,delete", "unset", "Unset"),
         Binding("v", "reveal", "Show values"),
         Binding("v", "conceal", "Hide values"),
+        Binding("p", "app_port", "App port"),
         Binding("escape", "back", "Back"),
     ]
 
@@ -54,6 +59,7 @@ class EnvScreen(GhstScreen[None]):
         self.project_name = project
         self.vars: list[EnvVar] = []
         self.revealed = False
+        self.project: Project | None = None
 
     def compose(self) -> ComposeResult:
         yield AppHeader("Home", "Projects", self.project_name, "Env vars")
@@ -75,6 +81,7 @@ class EnvScreen(GhstScreen[None]):
                 ),
                 id="env-note",
             )
+            yield Static("", id="app-port")
             with Vertical(id="env-box"):
                 yield DataTable(id="env", cursor_type="row", zebra_stripes=True)
                 yield Static("Loading the variables…", id="empty", markup=False)
@@ -89,12 +96,27 @@ class EnvScreen(GhstScreen[None]):
 
     @work(exclusive=True, exit_on_error=False, group="load")
     async def load_vars(self, select: str | None = None) -> None:
+        panel, user_id, name = self.panel, self.user.id, self.project_name
         try:
-            found = await self.panel.env.list(self.user.id, self.project_name)
+            project, found = await asyncio.gather(
+                panel.projects.get(user_id, name), panel.env.list(user_id, name)
+            )
         except NotFoundError:
             self.dismiss()
             raise
+        self.show_app_port(project)
         self.show_vars(found, select)
+
+    def show_app_port(self, project: Project) -> None:
+        """ "App port: 8000" or "App port: automatic (the image's EXPOSE, else 8080)"."""
+        self.project = project
+        self.query_one("#app-port", Static).update(
+            Content.assemble(
+                ("App port: ", "bold"),
+                (app_port_text(project.app_port), "bold $text-accent"),
+                ("  p changes it; the panel sets PORT to it.", "$text-muted"),
+            )
+        )
 
     def show_vars(self, found: list[EnvVar], select: str | None = None) -> None:
         previous = self.selected_var()
@@ -141,6 +163,8 @@ class EnvScreen(GhstScreen[None]):
             return not self.revealed
         if action == "conceal":
             return self.revealed
+        if action == "app_port":
+            return True if self.project is not None else None  # dimmed until loaded
         return True
 
     def action_back(self) -> None:
@@ -159,6 +183,17 @@ class EnvScreen(GhstScreen[None]):
         if var is not None:
             self.notify(f"{var.name}. {APPLIED}", title="Variable set")
             self.load_vars(select=var.name)
+
+    def action_app_port(self) -> None:
+        if self.project is not None:
+            self.app.push_screen(
+                AppPortDialog(self.project_name, self.project.app_port), self._app_port_set
+            )
+
+    def _app_port_set(self, project: Project | None) -> None:
+        if project is not None:
+            self.show_app_port(project)
+            self.notify(f"{app_port_text(project.app_port)}. {APPLIED}", title="App port set")
 
     def action_reveal(self) -> None:
         self.revealed = True
