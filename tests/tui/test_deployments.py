@@ -565,3 +565,79 @@ async def test_l_g_and_e_open_the_logs_and_env_screens(panel: Panel) -> None:
         await pilot.press("escape")
         await settle(pilot)
         assert isinstance(app.screen, ProjectScreen)
+
+
+# The key bar when many keys apply ------------------------------------------------------------
+
+
+def visible_bar(app: GhstApp) -> str:
+    """The key bar's line as drawn on the terminal (cut to its width)."""
+    bar = app.screen.query_one(KeyBar)
+    return "".join(segment.text for segment in bar.render_line(0)).rstrip()
+
+
+async def test_every_key_fits_at_100_columns_with_esc_and_quit_last(panel: Panel) -> None:
+    """An earlier deployment selected: the most keys the screen ever shows at once."""
+    visitor, _user_id, project = await owner_of(panel)
+    earlier = await insert_deployment(panel, project, "v1-app.zip", "superseded")
+    await insert_deployment(panel, project, "v2-app.zip", "running", live=True)
+    app = GhstApp(panel, visitor)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await open_project(app, pilot)
+        await focus_deployments(pilot, "down")
+        assert visible_bar(app) == (
+            " d Deploy R Redeploy r Restart s Stop b Roll back l Build log g App logs"
+            " e Env vars esc Back ^q Quit"
+        )
+        # Drawn closer together, the keys are still clickable.
+        await pilot.click(KeyBar, offset=(visible_bar(app).index(" b ") + 1, 0))
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmDialog)
+        assert app.screen.question_title == f"Roll back to #{earlier}?"
+
+
+@pytest.mark.parametrize(
+    ("width", "expected"),
+    [
+        (
+            80,
+            " R Redeploy r Restart s Stop b Roll back l Build log g App logs esc Back ^q Quit",
+        ),
+        (60, " R Redeploy b Roll back l Build log esc Back ^q Quit"),
+        (40, " b Roll back esc Back ^q Quit"),
+    ],
+)
+async def test_a_narrow_key_bar_leaves_out_the_least_important_keys(
+    panel: Panel, width: int, expected: str
+) -> None:
+    """The dimmed Deploy (nothing uploaded) goes first, then env vars, app logs...; the
+    selected deployment's action, esc and quit stay; a key left out still works."""
+    visitor, _user_id, project = await owner_of(panel)
+    await insert_deployment(panel, project, "v1-app.zip", "superseded")
+    await insert_deployment(panel, project, "v2-app.zip", "running", live=True)
+    app = GhstApp(panel, visitor)
+    async with app.run_test(size=(width, 30)) as pilot:
+        await open_project(app, pilot)
+        await focus_deployments(pilot, "down")
+        assert visible_bar(app) == expected
+        await pilot.press("e")
+        await settle(pilot)
+        assert isinstance(app.screen, EnvScreen)
+
+
+async def test_the_key_bar_fits_again_when_the_terminal_grows(panel: Panel) -> None:
+    visitor, _user_id, project = await owner_of(panel)
+    await insert_deployment(panel, project, "v1-app.zip", "superseded")
+    await insert_deployment(panel, project, "v2-app.zip", "running", live=True)
+    app = GhstApp(panel, visitor)
+    async with app.run_test(size=(40, 30)) as pilot:
+        await open_project(app, pilot)
+        await focus_deployments(pilot, "down")
+        assert "e Env vars" not in visible_bar(app)
+        await pilot.resize_terminal(120, 30)
+        await pilot.pause()
+        # Room for all: drawn as usual again, two spaces between keys.
+        assert visible_bar(app) == (
+            " d Deploy  R Redeploy  r Restart  s Stop  b Roll back  l Build log  g App logs"
+            "  e Env vars  esc Back  ^q Quit"
+        )

@@ -139,6 +139,21 @@ class ProjectScreen(GhstScreen[None]):
         Binding("c", "copy", "Copy scp command", show=False),
         Binding("escape", "back", "Back"),
     ]
+    # When the key bar is too narrow for every key (esc and ^q always stay): the keys it
+    # leaves out first. What acts on the selected deployment goes last.
+    KEY_BAR_DROP_ORDER: ClassVar[tuple[str, ...]] = (
+        "env",
+        "runtime_logs",
+        "stop",
+        "start",
+        "restart",
+        "redeploy",
+        "delete",
+        "deploy",
+        "build_log",
+        "cancel",
+        "rollback",
+    )
 
     def __init__(self, name: str) -> None:
         super().__init__()
