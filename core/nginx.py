@@ -617,8 +617,9 @@ class NginxProcess:
 
     @property
     def pid(self) -> int | None:
-        if self._process is not None and self._process.returncode is None:
-            return self._process.pid
+        process = self._process
+        if process is not None and process.returncode is None and _alive(process.pid):
+            return process.pid  # (an exit not yet collected by asyncio shows as a zombie)
         if self._adopted is not None and self._adopted == self.router.master_pid():
             return self._adopted
         return None

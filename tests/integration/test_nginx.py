@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import socket
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -346,6 +347,21 @@ def _master_and_workers(pid: int) -> list[int]:
     return [pid, *map(int, children)]
 
 
+def _started_workers(master: int) -> list[int]:
+    """The master's workers, once each has finished starting (it renames itself then, after it
+    has dropped privileges): a worker just forked still looks like the master."""
+    deadline = time.monotonic() + 10
+    while True:
+        workers = _master_and_workers(master)[1:]
+        titles = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] for pid in workers]
+        if (
+            all(title == b"nginx: worker process" for title in titles)
+            or time.monotonic() > deadline
+        ):
+            return workers
+        time.sleep(0.01)
+
+
 def _uid(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
@@ -374,8 +390,10 @@ async def test_start_adopt_and_stop_a_private_nginx(spare_prefix: Path) -> None:
         pid = int(router.pid_path.read_text())
         processes = _master_and_workers(pid)
         assert len(processes) >= 2
-        if os.geteuid() == 0:  # the workers give up root
-            assert [_uid(worker) for worker in processes[1:]] == [65534] * (len(processes) - 1)
+        if os.geteuid() == 0:  # the workers give up root once they have started
+            workers = await asyncio.to_thread(_started_workers, pid)
+            assert workers
+            assert [_uid(worker) for worker in workers] == [65534] * len(workers)
         response = await http_request(router, "anything")
         assert response.status == 404
 
