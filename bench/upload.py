@@ -238,6 +238,7 @@ def ghst_env(settings: Settings, storage: dict[str, str]) -> dict[str, str]:
         GHST_SSH_HOST="127.0.0.1",
         GHST_SSH_PORT="0",
         GHST_SHUTDOWN_GRACE="0",
+        GHST_NGINX_MANAGED="0",  # no sites deployed here: no nginx of its own to start
         **storage,
     )
     return env
@@ -269,6 +270,10 @@ async def bench(args: argparse.Namespace) -> str:
             redis_url=redis.url(),
             bcrypt_rounds=4,
         )
+        # Made here, open to others: the panel checks that nginx's workers could reach its pages
+        # under it (it would make it private to root itself).
+        settings.data_dir.mkdir()
+        os.chmod(settings.data_dir, 0o755)
         key = asyncssh.generate_private_key("ssh-ed25519")
         identity = work / "id_ed25519"
         identity.write_bytes(bytes(key.export_private_key("openssh")))
