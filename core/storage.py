@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import fcntl
 import functools
 import io
+import mmap
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +58,8 @@ MAX_KEY_BYTES = 1024  # S3's limit
 MAX_SEGMENT_BYTES = 255  # a file name's limit on Linux file systems
 LOCAL_WRITE_BUFFER = 4 * MiB  # local writes are gathered into this much before a thread hop
 LOCAL_WRITEBACK = 32 * MiB  # how often a local upload asks the kernel to start writing to disk
+LOCAL_DIRECT_IO = True  # local uploads bypass the page cache where the file system allows it
+DIRECT_IO_BLOCK = 4096  # O_DIRECT writes are multiples of this, at offsets that are too
 
 STORAGE_DOWN = "Storage is not reachable right now. Please try again in a moment."
 
@@ -427,9 +432,17 @@ class _LocalWriter(_Lifecycle):
     buffer, so memory stays at two buffers and the connection is held up by the disk only
     when the disk is the slower of the two.
 
-    Every LOCAL_WRITEBACK bytes the kernel is asked to start writing what is on file to the
-    disk (it would otherwise wait until `complete`): the fsync that makes a version durable
-    then waits for the last few MiB instead of the whole file (~0.5 s per GiB here).
+    Where the file system allows it the file is written with O_DIRECT, from one staging
+    buffer the thread reuses: the data goes to the disk without passing through the page
+    cache, which costs the kernel a fresh page for every 4 KiB of the upload (the largest CPU
+    cost of a local upload after SSH itself: ~2-3 s of CPU per GiB on the VMs measured, ~0.3 s
+    this way). Uploads are read back rarely, so caching them is of little use anyway. The last
+    partial block is written without O_DIRECT when the upload completes.
+
+    Otherwise (O_DIRECT refused) the chunks go through the page cache, and every
+    LOCAL_WRITEBACK bytes the kernel is asked to start writing them to the disk (it would
+    otherwise wait until `complete`), so the fsync that makes a version durable waits for the
+    last few MiB instead of the whole file (~0.5 s per GiB here).
     """
 
     def __init__(
@@ -447,6 +460,10 @@ class _LocalWriter(_Lifecycle):
         self._flushing: asyncio.Future[None] | None = None
         self._on_file = 0  # bytes written to the file (by the threads)
         self._written_back = 0  # bytes whose writeback to disk was started
+        # O_DIRECT: its aligned staging buffer (made by the first write) and what it holds.
+        self._direct = _enable_direct_io(fd)
+        self._staging: mmap.mmap | None = None
+        self._staged = 0
 
     async def write(self, data: bytes) -> None:
         async with self._lock:
@@ -486,6 +503,9 @@ class _LocalWriter(_Lifecycle):
         fd = self._fd
         if fd is None:
             raise RuntimeError(f"the upload of {self._key!r} is closed already")
+        if self._direct:
+            self._write_direct(fd, chunks)
+            return
         self._on_file += _write_all(fd, chunks)
         pending = self._on_file - self._written_back
         if pending >= LOCAL_WRITEBACK and hasattr(os, "posix_fadvise"):
@@ -493,6 +513,63 @@ class _LocalWriter(_Lifecycle):
             # (and lets the kernel drop them from its cache once they are on disk).
             os.posix_fadvise(fd, self._written_back, pending, os.POSIX_FADV_DONTNEED)
             self._written_back = self._on_file
+
+    def _write_direct(self, fd: int, chunks: list[bytes]) -> None:
+        """Copy the chunks into the staging buffer; write it whenever it is full, and at the
+        end its whole blocks (the rest stays for the next call or `_publish`)."""
+        if self._staging is None:
+            self._staging = mmap.mmap(-1, LOCAL_WRITE_BUFFER)  # page-aligned, as O_DIRECT wants
+        staging, size = self._staging, len(self._staging)
+        for position, chunk in enumerate(chunks):
+            view = memoryview(chunk)
+            while view:
+                count = min(size - self._staged, len(view))
+                staging[self._staged : self._staged + count] = view[:count]
+                self._staged += count
+                view = view[count:]
+                if self._staged == size:
+                    self._write_staged(fd)
+                    if not self._direct:  # fell back to the page cache: the rest goes there
+                        self._on_file += _write_all(fd, [view, *chunks[position + 1 :]])
+                        return
+        self._write_staged(fd)
+
+    def _write_staged(self, fd: int) -> None:
+        """Write the staging buffer's whole blocks; keep the partial block at its start."""
+        staging = self._staging
+        assert staging is not None
+        whole = self._staged - self._staged % DIRECT_IO_BLOCK
+        written = 0
+        try:
+            while written < whole:
+                count = os.write(fd, memoryview(staging)[written:whole])
+                if count <= 0:
+                    raise OSError(f"write wrote nothing ({count})")
+                written += count
+        except OSError as error:
+            if error.errno != errno.EINVAL:
+                raise
+            # The file system took the flag but not this write: no more O_DIRECT. A refused
+            # write wrote nothing, so what is left goes through the page cache instead.
+            self._stop_direct_io(fd)
+            rest = _write_all(fd, [memoryview(staging)[written : self._staged]])
+            self._on_file += written + rest
+            self._staged = 0
+            return
+        left = self._staged - written
+        staging[:left] = staging[written : self._staged]
+        self._staged = left
+        self._on_file += written
+
+    def _stop_direct_io(self, fd: int) -> None:
+        self._direct = False
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_DIRECT)
+
+    def _release_staging(self) -> None:
+        staging, self._staging = self._staging, None
+        if staging is not None:
+            with contextlib.suppress(BufferError):  # a view still held (a traceback): GC frees it
+                staging.close()
 
     async def complete(self) -> StoredObject:
         async with self._lock:
@@ -515,9 +592,16 @@ class _LocalWriter(_Lifecycle):
         fd, self._fd = self._fd, None
         assert fd is not None
         try:
+            if self._direct:
+                # The last partial block: O_DIRECT writes whole blocks only.
+                self._stop_direct_io(fd)
+                if self._staging is not None and self._staged:
+                    self._on_file += _write_all(fd, [self._staging[: self._staged]])
+                    self._staged = 0
             os.fsync(fd)
         finally:
             os.close(fd)
+            self._release_staging()
         # A concurrent delete_prefix may remove the empty folder between mkdir and replace.
         for attempt in range(3):
             self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -545,13 +629,25 @@ class _LocalWriter(_Lifecycle):
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
+        self._release_staging()
         self._temp.unlink(missing_ok=True)
+
+
+def _enable_direct_io(fd: int) -> bool:
+    """Turn O_DIRECT on for `fd` if this system and file system have it."""
+    if not LOCAL_DIRECT_IO or not hasattr(os, "O_DIRECT"):
+        return False
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_DIRECT)
+    except OSError:
+        return False  # e.g. tmpfs before Linux 6.6
+    return True
 
 
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16
 
 
-def _write_all(fd: int, chunks: list[bytes]) -> int:
+def _write_all(fd: int, chunks: Sequence[bytes | memoryview]) -> int:
     """Write every chunk, in order, with as few `writev` calls as the kernel allows."""
     views = [memoryview(chunk) for chunk in chunks if chunk]
     total = first = 0

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+import core.storage
 from core.errors import NotFoundError, UnavailableError, ValidationError
 from core.storage import (
     LOCAL_WRITE_BUFFER,
@@ -144,10 +145,15 @@ async def test_a_writer_keeps_what_was_written_even_if_the_caller_reuses_its_buf
     assert await read_all(storage, "projects/1/app.zip") == b"a" * 100_000 + b"b" * 100_000
 
 
-async def test_a_local_upload_of_many_buffers_reads_back_identical(tmp_path: Path) -> None:
-    # Past LOCAL_WRITE_BUFFER the chunks go to a thread while the next buffer gathers, and past
-    # LOCAL_WRITEBACK the kernel is asked to start writing them to disk: nothing is lost or
-    # reordered on the way, whatever the chunk sizes.
+@pytest.mark.parametrize("direct_io", [True, False], ids=["o-direct", "page-cache"])
+async def test_a_local_upload_of_many_buffers_reads_back_identical(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, direct_io: bool
+) -> None:
+    # Past LOCAL_WRITE_BUFFER the chunks go to a thread while the next buffer gathers: with
+    # O_DIRECT through a staging buffer of whole blocks (the last partial one at the end);
+    # without, through the page cache, the kernel asked to start writing every LOCAL_WRITEBACK.
+    # Nothing is lost or reordered on the way, whatever the chunk sizes.
+    monkeypatch.setattr(core.storage, "LOCAL_DIRECT_IO", direct_io)
     storage = LocalDirectoryStorage(tmp_path / "archives")
     data = payload(2 * LOCAL_WRITEBACK + 3 * LOCAL_WRITE_BUFFER + 12345)
     try:
