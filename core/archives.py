@@ -151,6 +151,11 @@ class Upload:
             log.exception("could not abort upload %s", self._key)
 
 
+# How long nothing must have been written to an unfinished upload before `recover` removes it:
+# uploads running in another panel process sharing the storage are never that quiet.
+STALE_UPLOAD_SECONDS = 3600.0
+
+
 def _mib(size: int) -> str:
     return f"{size / (1 << 20):.1f} MiB"
 
@@ -167,6 +172,18 @@ class ArchiveService:
         self._storage = storage
         self._projects = projects
         self._limits = limits or ArchiveLimits()
+
+    async def recover(self, older_than: float = STALE_UPLOAD_SECONDS) -> list[str]:
+        """Remove what a crash left of unfinished uploads: temporary files, multipart uploads.
+
+        Only those nothing was written to for `older_than` seconds: an upload in progress in
+        another panel process is never touched. Run once when the server starts; returns the
+        keys of the uploads removed (none of them ever became a version).
+        """
+        removed = await self._storage.abort_stale_uploads(older_than)
+        for key in removed:
+            log.info("removed the unfinished upload %s left by an earlier run", key)
+        return removed
 
     async def usage(self, user_id: int) -> tuple[int, int]:
         """(bytes used by the user's stored versions, the user's quota)."""

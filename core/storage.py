@@ -9,7 +9,8 @@ An upload streams through a `StorageWriter`: `write` as bytes arrive, then `comp
 as multipart uploads with at most two parts in flight, and `write` waits while both are
 uploading; the local adapter writes to a temporary file under `root/.incoming` and renames it
 into place on `complete`. An aborted writer leaves nothing behind: no object, no temporary file,
-no pending multipart upload (`pending_uploads` shows what would be orphaned).
+no pending multipart upload (`pending_uploads` shows what would be orphaned). What a
+crashed process left behind, `abort_stale_uploads` removes.
 
 Reading is either streamed (`open_reader`, for downloads) or random access (`open_seekable`, a
 synchronous seekable file for zipfile/tarfile running in a thread; on S3 it does ranged GETs).
@@ -31,9 +32,11 @@ import mmap
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TypeVar
 from urllib.parse import quote, unquote
@@ -130,6 +133,15 @@ class ObjectStorage(Protocol):
 
     async def pending_uploads(self, prefix: str = "") -> list[str]:
         """Keys of uploads started and neither completed nor aborted."""
+        ...
+
+    async def abort_stale_uploads(self, older_than: float) -> list[str]:
+        """Abort the pending uploads nothing was written to for `older_than` seconds.
+
+        What a crashed panel left behind (temporary files, S3 multipart uploads): an upload
+        still running, in this process or another one sharing the storage, writes at least
+        every few seconds and is kept. The keys of the uploads removed.
+        """
         ...
 
     async def close(self) -> None: ...
@@ -418,6 +430,29 @@ class LocalDirectoryStorage:
             return sorted(key for key in keys if key.startswith(prefix))
 
         return await self._run(scan)
+
+    async def abort_stale_uploads(self, older_than: float) -> list[str]:
+        def remove() -> list[str]:
+            # A file's mtime is its last write: an upload in progress keeps its file fresh.
+            cutoff = time.time() - older_than
+            removed: list[str] = []
+            try:
+                entries = list(os.scandir(self.incoming))
+            except FileNotFoundError:
+                return []
+            for entry in entries:
+                if not entry.name.endswith(".part"):
+                    continue
+                try:
+                    if entry.stat(follow_symlinks=False).st_mtime > cutoff:
+                        continue
+                    os.unlink(entry.path)
+                except FileNotFoundError:
+                    continue  # completed or aborted meanwhile
+                removed.append(unquote(entry.name.rsplit(".", 2)[0]))
+            return sorted(removed)
+
+        return await self._run(remove)
 
     async def close(self) -> None:
         await asyncio.to_thread(self._executor.shutdown, wait=True)
@@ -888,6 +923,38 @@ class S3Storage:
             return sorted(upload["Key"] for page in pages for upload in page.get("Uploads", []))
 
         return await self._run(scan)
+
+    async def abort_stale_uploads(self, older_than: float) -> list[str]:
+        def remove() -> list[str]:
+            # S3's clock, as near as ours: the times compared are S3's own timestamps.
+            cutoff = datetime.now(UTC) - timedelta(seconds=older_than)
+            client = self.client
+            removed: list[str] = []
+            uploads = client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket)
+            for upload in (item for page in uploads for item in page.get("Uploads", [])):
+                key, upload_id = upload["Key"], upload["UploadId"]
+                if upload["Initiated"] > cutoff:
+                    continue
+                # Started long ago, but a large upload may still be sending parts.
+                parts = client.get_paginator("list_parts").paginate(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id
+                )
+                try:
+                    last = max(
+                        (part["LastModified"] for page in parts for part in page.get("Parts", [])),
+                        default=upload["Initiated"],
+                    )
+                    if last > cutoff:
+                        continue
+                    client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+                except botocore.exceptions.ClientError as error:
+                    if _error_code(error) == "NoSuchUpload":
+                        continue  # completed or aborted meanwhile
+                    raise
+                removed.append(key)
+            return sorted(removed)
+
+        return await self._run(remove)
 
     async def close(self) -> None:
         await asyncio.to_thread(self._executor.shutdown, wait=True)

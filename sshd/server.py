@@ -289,7 +289,18 @@ class GhstServer:
         self.host = host
         self.port = self._acceptor.get_port()
         self._watcher = asyncio.create_task(self._watch_sessions(), name="ssh-revocation-watcher")
+        self.spawn(self._recover_uploads(), name="upload-recovery")
         log.info("ghst listening for SSH on %s:%d", host, self.port)
+
+    async def _recover_uploads(self) -> None:
+        """In the background: remove unfinished uploads an earlier run left (a crash)."""
+        try:
+            removed = await self.panel.archives.recover()
+        except Exception as error:
+            log.warning("could not remove unfinished uploads left by an earlier run: %s", error)
+            return
+        if removed:
+            log.info("removed %d unfinished upload(s) left by an earlier run", len(removed))
 
     @property
     def address(self) -> str:

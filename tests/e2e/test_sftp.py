@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
+import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -16,7 +19,7 @@ import pytest
 from core.archives import ArchiveService
 from core.errors import UnavailableError
 from core.panel import Panel
-from core.storage import MIN_PART_SIZE, STORAGE_DOWN, S3Storage
+from core.storage import MIN_PART_SIZE, STORAGE_DOWN, LocalDirectoryStorage, S3Storage
 from sshd.server import GhstServer
 from tests.e2e.helpers import running_server
 from tests.e2e.transfers import (
@@ -415,6 +418,52 @@ async def test_server_shutdown_drops_unfinished_uploads_without_waiting(
         assert asyncio.get_running_loop().time() - started < 3
     assert await nothing_left(panel, ssh_server)
     assert await versions(panel, alice, "shop") == []
+
+
+async def test_the_server_removes_uploads_a_crash_left_when_it_starts(panel: Panel) -> None:
+    storage = panel.storage
+    assert isinstance(storage, LocalDirectoryStorage)
+    # Two uploads never finished: one nothing was written to for two hours (a crashed run
+    # left it), one running now (another panel process sharing the storage, say).
+    crashed = await storage.open_writer("projects/1/crashed")
+    running = await storage.open_writer("projects/1/running")
+    two_hours_ago = time.time() - 2 * 3600
+    for entry in os.scandir(storage.incoming):
+        if entry.name.startswith("projects%2F1%2Fcrashed."):
+            os.utime(entry.path, (two_hours_ago, two_hours_ago))
+    assert await storage.pending_uploads() == ["projects/1/crashed", "projects/1/running"]
+    async with running_server(panel):
+
+        async def only_the_running_one_left() -> bool:
+            return await storage.pending_uploads() == ["projects/1/running"]
+
+        await eventually(only_the_running_one_left, "the crashed upload to be removed")
+    await crashed.abort()
+    await running.abort()
+    assert await storage.pending_uploads() == []
+
+
+async def test_a_clean_up_that_fails_at_start_is_a_warning_not_a_stop(
+    panel: Panel,
+    alice: Account,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def storage_down(older_than: float = 0) -> list[str]:
+        raise UnavailableError(STORAGE_DOWN)
+
+    monkeypatch.setattr(panel.archives, "recover", storage_down)
+    with caplog.at_level(logging.WARNING, logger="sshd.server"):
+        async with running_server(panel) as server:
+            result = await sftp_batch(server, alice, "ls", tmp_path)
+            assert result.status == 0, result.output
+            assert "shop" in result.stdout
+
+            async def warned() -> bool:
+                return "could not remove unfinished uploads" in caplog.text
+
+            await eventually(warned, "a warning about the failed clean-up")
 
 
 # -- with S3 storage (moto): uploads larger than a part are multipart uploads --------------------

@@ -329,6 +329,33 @@ async def test_abort_mid_upload_leaves_nothing(storage: ObjectStorage) -> None:
         await writer.complete()
 
 
+async def test_uploads_a_crash_left_are_aborted_once_stale_and_running_ones_kept(
+    storage: ObjectStorage,
+) -> None:
+    # Two uploads never completed nor aborted (a crashed process): one quiet for longer than
+    # the age, one that is running. On S3 both are multipart uploads with a part sent.
+    stale = await storage.open_writer("projects/1/stale")
+    await stale.write(payload(PART + MiB))
+    await asyncio.sleep(3)
+    running = await storage.open_writer("projects/1/running")
+    await running.write(payload(PART + MiB))
+    assert await storage.pending_uploads() == ["projects/1/running", "projects/1/stale"]
+
+    assert await storage.abort_stale_uploads(older_than=2) == ["projects/1/stale"]
+    assert await storage.pending_uploads() == ["projects/1/running"]
+    assert await storage.abort_stale_uploads(older_than=2) == []
+    # The running one is untouched: it completes whole.
+    data = payload(PART)
+    await running.write(data)
+    stored = await running.complete()
+    assert stored.size == PART + MiB + PART
+    assert (await read_all(storage, "projects/1/running"))[-PART:] == data
+    # The writer of the stale one (in a live process) can still abort: nothing to do.
+    await stale.abort()
+    assert await storage.pending_uploads() == []
+    assert not await storage.exists("projects/1/stale")
+
+
 async def test_abort_before_any_write_and_after_small_writes(storage: ObjectStorage) -> None:
     untouched = await storage.open_writer("a")
     await untouched.abort()
