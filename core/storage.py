@@ -16,8 +16,10 @@ Reading is either streamed (`open_reader`, for downloads) or random access (`ope
 synchronous seekable file for zipfile/tarfile running in a thread; on S3 it does ranged GETs).
 
 Blocking work (boto3 calls, file IO) runs on a small thread pool owned by each adapter, never on
-the event loop. A storage backend that cannot be reached raises `UnavailableError`; a bad key
-raises `ValidationError`; a missing object raises `NotFoundError` when opened for reading.
+the event loop. A storage backend that cannot be reached raises `UnavailableError`; one that
+refuses the panel's credentials or lacks its bucket raises `StorageRefusedError` (an
+`UnavailableError` whose message says so, for an administrator to fix); a bad key raises
+`ValidationError`; a missing object raises `NotFoundError` when opened for reading.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import errno
 import fcntl
 import functools
 import io
+import logging
 import mmap
 import os
 import tempfile
@@ -65,12 +68,28 @@ LOCAL_DIRECT_IO = True  # local uploads bypass the page cache where the file sys
 DIRECT_IO_BLOCK = 4096  # O_DIRECT writes are multiples of this, at offsets that are too
 
 STORAGE_DOWN = "Storage is not reachable right now. Please try again in a moment."
+STORAGE_REFUSED = (
+    "The archive store refused the panel's credentials, so uploads and downloads cannot work "
+    "until an administrator fixes the panel's S3 settings (access key, secret, permissions)."
+)
+BUCKET_MISSING = (
+    "The archive store's bucket {bucket!r} does not exist, so uploads and downloads cannot work "
+    "until an administrator creates it or fixes the panel's S3 settings."
+)
+
+log = logging.getLogger(__name__)
 
 # Clean-ups that must finish although their caller was cancelled (held so they are not GC'd).
 _BACKGROUND: set[asyncio.Future[None]] = set()
 
 # Where the local adapter keeps uploads in progress; never a valid first key segment.
 INCOMING = ".incoming"
+
+
+class StorageRefusedError(UnavailableError):
+    """S3 answers, but refuses the panel (credentials, permissions) or lacks its bucket."""
+
+    title = "Storage misconfigured"
 
 
 @dataclass(frozen=True)
@@ -733,23 +752,56 @@ def _http_status(error: botocore.exceptions.ClientError) -> int:
 
 
 def _is_missing(error: botocore.exceptions.ClientError) -> bool:
+    """A missing object (not a missing bucket, which is the storage's setup gone wrong)."""
+    if _error_code(error) == "NoSuchBucket":
+        return False
     return _http_status(error) == 404 or _error_code(error) in ("404", "NoSuchKey", "NotFound")
 
 
-def _translate(error: Exception) -> Exception:
-    """A PanelError for a storage server that is down, the error itself otherwise."""
+# Answers that mean the panel's S3 settings are wrong, not that S3 is down: no retry helps.
+_REFUSED_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AllAccessDisabled",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidToken",
+        "ExpiredToken",
+        "AccountProblem",
+        "403",
+        "Forbidden",
+    }
+)
+
+
+def _translate(error: Exception, bucket: str = "") -> Exception:
+    """A PanelError for a storage server that is down or refuses the panel, else the error."""
+    original = error  # botocore is untyped: narrowed to one of its classes, `error` is Any
     if isinstance(error, _UNREACHABLE):
         return UnavailableError(STORAGE_DOWN)
-    if isinstance(error, botocore.exceptions.ClientError) and _http_status(error) >= 500:
+    if isinstance(error, botocore.exceptions.NoCredentialsError):
+        log.error("S3 refused: the panel has no access key for it (GHST_S3_ACCESS_KEY)")
+        return StorageRefusedError(STORAGE_REFUSED)
+    if not isinstance(error, botocore.exceptions.ClientError):
+        return error
+    code, status = _error_code(error), _http_status(error)
+    if code == "NoSuchBucket":
+        name = str(error.response.get("Error", {}).get("BucketName") or bucket)
+        log.error("S3 bucket %r does not exist (check GHST_S3_BUCKET)", name)
+        return StorageRefusedError(BUCKET_MISSING.format(bucket=name))
+    if status == 403 or code in _REFUSED_CODES:
+        log.error("S3 refused the panel's credentials: %s (HTTP %s)", code, status)
+        return StorageRefusedError(STORAGE_REFUSED)
+    if status >= 500:
         return UnavailableError(STORAGE_DOWN)
-    return error
+    return original
 
 
-def _guarded(function: Callable[[], T]) -> T:
+def _guarded(function: Callable[[], T], bucket: str = "") -> T:
     try:
         return function()
     except Exception as error:
-        translated = _translate(error)
+        translated = _translate(error, bucket)
         if translated is error:
             raise
         raise translated from error
@@ -810,7 +862,8 @@ class S3Storage:
     async def _run(self, function: Callable[[], T]) -> T:
         """Run a blocking call on the adapter's threads; a dead server is UnavailableError."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(_guarded, function))
+        guarded = functools.partial(_guarded, function, bucket=self.bucket)
+        return await loop.run_in_executor(self._executor, guarded)
 
     async def prepare(self) -> None:
         await self.ensure_bucket()
@@ -907,7 +960,7 @@ class S3Storage:
 
     def open_seekable(self, key: str) -> BinaryIO:
         validate_key(key)
-        size = _guarded(functools.partial(self._head_size, key))
+        size = _guarded(functools.partial(self._head_size, key), self.bucket)
         if size is None:
             raise NotFoundError(f"There is no stored object {key!r}.")
         raw = _RangeReader(self.client, self.bucket, key, size)
@@ -1017,7 +1070,7 @@ class _RangeReader(io.RawIOBase):
         if wanted <= 0:
             return 0
         first, last = self._position, self._position + wanted - 1
-        got = _guarded(functools.partial(self._get, first, last, view[:wanted]))
+        got = _guarded(functools.partial(self._get, first, last, view[:wanted]), self._bucket)
         self._position += got
         return got
 

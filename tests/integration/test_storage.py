@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from botocore.stub import Stubber
 
 import core.storage
 from core.errors import NotFoundError, UnavailableError, ValidationError
@@ -30,6 +31,7 @@ from core.storage import (
     MiB,
     ObjectStorage,
     S3Storage,
+    StorageRefusedError,
     StorageWriter,
 )
 from tests.services import MotoServer, free_port, temp_root
@@ -475,6 +477,72 @@ async def test_bad_keys_touch_nothing_outside_the_root(tmp_path: Path) -> None:
                 await storage.open_writer(key)
         assert outside.read_bytes() == b"keep me"
         assert sorted(await in_thread(lambda: os.listdir(tmp_path))) == ["archives", "secret"]
+    finally:
+        await storage.close()
+
+
+async def test_a_missing_bucket_says_so(s3_server: MotoServer) -> None:
+    storage = s3_storage(s3_server)  # never prepared: its bucket does not exist
+    missing = f"bucket {storage.bucket!r} does not exist"
+    try:
+        small = await storage.open_writer("projects/1/small")
+        await small.write(b"x")
+        with pytest.raises(StorageRefusedError, match=missing):
+            await small.complete()  # one PutObject
+        await small.abort()
+        large = await storage.open_writer("projects/1/large")
+        with pytest.raises(StorageRefusedError, match=missing):
+            await large.write(payload(PART + 1))  # a multipart upload
+        await large.abort()
+        with pytest.raises(StorageRefusedError, match=missing):
+            await storage.open_reader("projects/1/small").read()
+        with pytest.raises(StorageRefusedError, match=missing):
+            await storage.delete_prefix("projects/")
+        with pytest.raises(StorageRefusedError, match=missing):
+            await storage.pending_uploads()
+        # Not a storage that is down for a moment: nothing says to try again.
+        with pytest.raises(UnavailableError) as refused:
+            await storage.abort_stale_uploads(3600)
+        assert "try again" not in refused.value.message
+    finally:
+        await storage.close()
+
+
+@pytest.mark.parametrize(
+    ("operation", "code"),
+    [
+        ("put_object", "AccessDenied"),
+        ("get_object", "InvalidAccessKeyId"),
+        ("get_object", "SignatureDoesNotMatch"),
+        ("delete_object", "AccessDenied"),
+    ],
+)
+async def test_refused_credentials_say_so(operation: str, code: str) -> None:
+    # moto checks no signatures: S3's 403 answers come from botocore's Stubber, through the
+    # adapter's real client and error path.
+    storage = S3Storage("http://127.0.0.1:1", "bucket", "key", "wrong secret")
+    client = await in_thread(lambda: storage.client)
+    stubber = Stubber(client)
+    stubber.add_client_error(
+        operation, service_error_code=code, service_message="Access Denied", http_status_code=403
+    )
+    refused = "The archive store refused the panel's credentials"
+    try:
+        with stubber:
+            with pytest.raises(StorageRefusedError, match=refused) as raised:
+                if operation == "put_object":
+                    writer = await storage.open_writer("projects/1/app.zip")
+                    await writer.write(b"x")
+                    try:
+                        await writer.complete()
+                    finally:
+                        await writer.abort()  # nothing was stored: nothing to clean up
+                elif operation == "get_object":
+                    await storage.open_reader("projects/1/app.zip").read()
+                else:
+                    await storage.delete("projects/1/app.zip")
+            stubber.assert_no_pending_responses()
+        assert isinstance(raised.value, UnavailableError)
     finally:
         await storage.close()
 
