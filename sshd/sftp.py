@@ -7,8 +7,9 @@
                             checked and stored as the next version when the file is closed
 
 Nothing here touches the server's file system: every path is parsed into at most two names
-and answered from the core services, with the logged-in user's id on every call. Anything
-else (rename, links, chmod, `..`, `//x`, deeper paths, writes outside a project) is "permission
+and answered from the core services, with the logged-in user's id on every call (`..` goes
+up to the root and no further, as in a chroot). Anything else (rename, links, chmod, a path
+climbing above the root, `//x`, deeper paths, writes outside a project) is "permission
 denied"; another user's project and a missing one give the same "no such file". Visitors (an
 SSH name without an account) get "permission denied" for everything.
 
@@ -122,9 +123,12 @@ class TransferHost(Protocol):
 def parse_path(raw: bytes) -> tuple[str, ...]:
     """The names in a client's path: () for the root, (project,), (project, file).
 
-    Relative paths start at the root. "." parts are dropped; "..", empty parts ("//x"), NUL,
-    backslashes, text that is not UTF-8 and over-long paths are refused: nothing is resolved
-    against anything but this tree, so there is nothing to escape to.
+    Relative paths start at the root. "." parts are dropped and ".." goes up from a project
+    to the root, as in a chroot: `/shop/..` is `/` and `/shop/../diary` is `/diary` (so
+    `cd ..` works). Nothing is above the root: `/..` is `/`, but a path that climbs above it
+    and goes on (`/../etc/passwd`), ".." after a file, empty parts ("//x"), NUL, backslashes,
+    text that is not UTF-8 and over-long paths are refused. Nothing is resolved against
+    anything but this tree, so there is nothing to escape to.
     """
     if len(raw) > MAX_PATH:
         raise asyncssh.SFTPPermissionDenied(DENIED)
@@ -140,10 +144,21 @@ def parse_path(raw: bytes) -> tuple[str, ...]:
     if body in ("", "."):
         return ()
     names: list[str] = []
+    above_root = False  # a ".." was taken at the root: only more of "." and ".." may follow
     for part in body.split("/"):
         if part == ".":
             continue
-        if part in ("", ".."):
+        if part == "":
+            raise asyncssh.SFTPPermissionDenied(DENIED)
+        if part == "..":
+            if len(names) > 1:  # after a file (or below a project): not a directory
+                raise asyncssh.SFTPPermissionDenied(DENIED)
+            if names:
+                names.pop()
+            else:
+                above_root = True
+            continue
+        if above_root:
             raise asyncssh.SFTPPermissionDenied(DENIED)
         names.append(part)
     return tuple(names)

@@ -170,14 +170,15 @@ async def test_another_users_project_looks_like_a_missing_one(
 @pytest.mark.parametrize(
     "path",
     [
-        "/shop/..",
-        "/shop/../diary",
         "//etc/passwd",
         "/shop//v1-app.zip",
         "/../etc/passwd",
         "../../etc/passwd",
         "/shop/../../etc/passwd",
         "/shop/v1-app.zip/../../etc",
+        "/../shop",  # above the root and back down: refused, not resolved
+        "/shop/../../diary",
+        "/shop/v1-app.zip/..",  # a file is not a directory
     ],
 )
 async def test_traversal_is_refused(
@@ -203,6 +204,43 @@ async def test_traversal_is_refused(
             await sftp.realpath(path)
     assert [a.name for a in await versions(panel, alice, "shop")] == ["v1-app.zip"]
     assert await versions(panel, alice, "diary") == []
+
+
+async def test_dot_dot_goes_up_to_the_root_and_no_further(
+    ssh_server: GhstServer, panel: Panel, alice: Account, bob: Account, tmp_path: Path
+) -> None:
+    await panel.projects.create(alice.id, "diary-2")
+    data = app_zip()
+    async with sftp_client(ssh_server, alice) as (_, sftp):
+        async with sftp.open("/shop/app.zip", "wb") as file:
+            await file.write(data)
+        for path in ("/shop/..", "/..", "..", "../..", "/shop/../..", "shop/../"):
+            assert await sftp.realpath(path) == "/", path
+            assert sorted(await sftp.listdir(path)) == [".", "..", "diary-2", "shop"], path
+        assert await sftp.realpath("/shop/../diary-2") == "/diary-2"
+        assert await sftp.listdir("/diary-2/../shop") == [".", "..", "v1-app.zip"]
+        async with sftp.open("/diary-2/../shop/v1-app.zip", "rb") as file:
+            assert await file.read() == data
+        async with sftp.open("/shop/../diary-2/app.zip", "wb") as file:
+            await file.write(data)
+    assert [a.name for a in await versions(panel, alice, "diary-2")] == ["v1-app.zip"]
+
+    # OpenSSH's sftp: `cd ..` from a project is back at the list of projects.
+    result = await sftp_batch(ssh_server, alice, "cd shop\nls\ncd ..\npwd\nls", tmp_path)
+    assert result.status == 0, result.output
+    assert "Remote working directory: /\n" in result.stdout
+    assert "v1-app.zip" in result.stdout  # the first `ls`, in the project
+    assert sorted(result.stdout.rsplit("sftp> ls", 1)[1].split()) == ["diary-2", "shop"]
+
+    # Through ".." another user's project is still just missing, and says nothing more.
+    async with sftp_client(ssh_server, bob) as (_, sftp):
+        for path in ("/diary/../shop", "/diary/../shop/v1-app.zip"):
+            with pytest.raises(asyncssh.SFTPNoSuchFile):
+                await sftp.stat(path)
+        with pytest.raises(asyncssh.SFTPNoSuchFile):
+            await sftp.open("/diary/../shop/app.zip", "wb")
+        assert [n for n in await sftp.listdir("/diary/..") if not n.startswith(".")] == ["diary"]
+    assert [a.name for a in await versions(panel, alice, "shop")] == ["v1-app.zip"]
 
 
 async def test_anything_but_the_tree_operations_is_refused(
