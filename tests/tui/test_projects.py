@@ -23,6 +23,7 @@ from core.archive_checks import ArchiveRejected
 from core.archives import Archive
 from core.errors import UnavailableError
 from core.panel import Panel
+from core.projects import Project
 from core.settings import Settings
 from tests.e2e.helpers import running_server
 from tests.e2e.transfers import OPENSSH_OPTIONS, Account, account, run, write
@@ -555,6 +556,112 @@ async def test_the_commands_on_screen_upload_with_openssh(panel: Panel, tmp_path
             result = await run(client, cwd=tmp_path)
             assert result.status == 0, result.output
             await shows(pilot, screen, ["v2-app.zip", "v1-app.zip"])
+
+
+@pytest.mark.e2e
+async def test_a_project_made_with_sftp_mkdir_appears_without_a_keypress(
+    panel: Panel, tmp_path: Path
+) -> None:
+    async with running_server(panel) as server:
+        alice = await account(panel, tmp_path, "alice", projects=("shop",))
+        visitor = await dashboard_visitor(panel, alice)
+        app = GhstApp(panel, visitor)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = ProjectsScreen()
+            await app.push_screen(screen)
+            await settle(pilot)
+            assert [project.name for project in screen.projects] == ["shop"]
+
+            # Another terminal: OpenSSH's sftp makes a project, then uploads to it.
+            batch = write(tmp_path / "batch.txt", b"mkdir diary\nput app.zip diary/\n")
+            write(tmp_path / "app.zip", app_zip())
+            client = [
+                "/usr/bin/sftp",
+                *OPENSSH_OPTIONS,
+                *("-i", str(alice.identity), "-P", str(server.port), "-b", str(batch)),
+                "alice@127.0.0.1",
+            ]
+            result = await run(client, cwd=tmp_path)
+            assert result.status == 0, result.output
+            await projects_show(pilot, screen, [["diary", "1"], ["shop", "0"]])
+            assert rows(app, "projects")[0][:3] == ["diary", "http://diary.localhost", "1"]
+            used, quota = await panel.archives.usage(alice.id)
+            assert text(app, "#usage") == f"Storage: {usage_line(used, quota)}"
+            assert used > 0
+            # The cursor stayed on the project it was on.
+            assert screen.selected_project().name == "shop"  # type: ignore[union-attr]
+
+
+async def test_the_projects_list_redraws_only_when_it_changed(panel: Panel) -> None:
+    visitor = await sign_up(panel)
+    assert visitor.user is not None
+    await panel.projects.create(visitor.user.id, "shop")
+    app = GhstApp(panel, visitor)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = ProjectsScreen()
+        await app.push_screen(screen)
+        await settle(pilot)
+        shown: list[list[str]] = []
+        original = screen.show_projects
+
+        def show_projects(projects: list[Project], select: str | None = None) -> None:
+            shown.append([project.name for project in projects])
+            original(projects, select)
+
+        screen.show_projects = show_projects  # type: ignore[method-assign]
+        for _ in range(3):
+            screen.poll()
+            await settle(pilot)
+        assert shown == []
+        await panel.projects.create(visitor.user.id, "diary")
+        screen.poll()
+        await settle(pilot)
+        assert shown == [["diary", "shop"]]
+
+
+async def test_a_failing_projects_poll_is_reported_once(
+    panel: Panel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    visitor = await sign_up(panel)
+    assert visitor.user is not None
+    await panel.projects.create(visitor.user.id, "shop")
+    app = GhstApp(panel, visitor)
+    notes = record_notifications(app)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = ProjectsScreen()
+        await app.push_screen(screen)
+        await settle(pilot)
+
+        async def down(user_id: int) -> list[Project]:
+            raise UnavailableError("The database is not answering.")
+
+        working = panel.projects.list
+        monkeypatch.setattr(panel.projects, "list", down)
+        for _ in range(3):
+            screen.poll()
+            await settle(pilot)
+        assert titles(notes) == ["Service unavailable"]
+        assert [row[0] for row in rows(app, "projects")] == ["shop"]  # still shown
+        monkeypatch.setattr(panel.projects, "list", working)
+        await panel.projects.create(visitor.user.id, "diary")
+        screen.poll()
+        await settle(pilot)
+        assert [row[0] for row in rows(app, "projects")] == ["diary", "shop"]
+        monkeypatch.setattr(panel.projects, "list", down)
+        screen.poll()
+        await settle(pilot)
+        assert titles(notes) == ["Service unavailable", "Service unavailable"]
+
+
+async def projects_show(pilot: Pilot[Any], screen: ProjectsScreen, wanted: list[list[str]]) -> None:
+    """Wait (without a keypress) until the list shows these [name, versions] rows."""
+    started = time.monotonic()
+    while time.monotonic() - started < 10:
+        shown = [[p.name, str(p.versions)] for p in screen.projects]
+        if shown == wanted:
+            return
+        await pilot.pause(0.05)
+    assert [[p.name, str(p.versions)] for p in screen.projects] == wanted
 
 
 async def shows(pilot: Pilot[Any], screen: ProjectScreen, names: list[str]) -> None:

@@ -1,4 +1,10 @@
-"""Projects: the account's projects in a table, the storage they use; create, open or delete one."""
+"""Projects: the account's projects in a table, the storage they use; create, open or delete one.
+
+Kept up to date while shown, like the project screen: polled every `POLL_SECONDS` (one cached
+list and one usage query), so a project made in another session (`sftp mkdir`, another
+dashboard) or a new upload shows without a keypress. A poll never overlaps the previous one,
+the table is only redrawn when the list changed, and a failing poll is reported once.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.content import Content
+from textual.timer import Timer
 from textual.widgets import DataTable, Static
+from textual.worker import Worker
 
 from core.projects import Project
 from tui.formatting import moment, plural, size
@@ -20,6 +28,7 @@ from tui.upload_commands import upload_commands
 from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
 
+POLL_SECONDS = 1.5
 COLUMNS = (
     ("Name", "name"),
     ("URL", "url"),
@@ -55,6 +64,11 @@ class ProjectsScreen(GhstScreen[None]):
         self.projects: list[Project] = []
         # The project to put the cursor on at the next load (one just created).
         self._select: str | None = None
+        self._shown = False  # a list was loaded and shown at least once
+        self._usage: tuple[int, int] | None = None
+        self._loader: Worker[None] | None = None
+        self._poll_timer: Timer | None = None
+        self._poll_failing = False
 
     def compose(self) -> ComposeResult:
         yield AppHeader("Home", "Projects")
@@ -77,22 +91,50 @@ class ProjectsScreen(GhstScreen[None]):
         for label, key in COLUMNS:
             table.add_column(label, key=key)
         self.query_one("#projects-box").border_title = "Projects"
+        self._poll_timer = self.set_interval(POLL_SECONDS, self.poll, pause=True)
 
     def on_screen_resume(self) -> None:
         # On first show and on coming back from a project (its versions may have changed).
-        self.load_projects()
+        self.reload()
+        if self._poll_timer is not None:
+            self._poll_timer.resume()
+
+    def on_screen_suspend(self) -> None:
+        if self._poll_timer is not None:
+            self._poll_timer.pause()
+
+    def poll(self) -> None:
+        """Load the list unless a load is still running: polls never pile up."""
+        if self._loader is not None and not self._loader.is_finished:
+            return
+        self.reload()
+
+    def reload(self) -> None:
+        """Load the list now (a load still running is replaced)."""
+        self._loader = self.load_projects()
 
     @work(exclusive=True, exit_on_error=False, group="load")
     async def load_projects(self) -> None:
         panel, user_id = self.panel, self.user.id
-        projects, (used, quota) = await asyncio.gather(
-            panel.projects.list(user_id), panel.archives.usage(user_id)
-        )
-        self.show_projects(projects, self._select)
-        self._select = None
-        self.query_one("#usage", Static).update(
-            Content.assemble(("Storage: ", "$text-muted"), usage_line(used, quota))
-        )
+        try:
+            projects, usage = await asyncio.gather(
+                panel.projects.list(user_id), panel.archives.usage(user_id)
+            )
+        except Exception:
+            if self._poll_failing:
+                return  # already reported: stay quiet until a load works again
+            self._poll_failing = True
+            raise
+        self._poll_failing = False
+        select, self._select = self._select, None
+        if select is not None or not self._shown or projects != self.projects:
+            self._shown = True
+            self.show_projects(projects, select)
+        if usage != self._usage:
+            self._usage = usage
+            self.query_one("#usage", Static).update(
+                Content.assemble(("Storage: ", "$text-muted"), usage_line(*usage))
+            )
 
     def show_projects(self, projects: list[Project], select: str | None = None) -> None:
         previous = self.selected_project()  # of the list shown until now
@@ -162,7 +204,7 @@ class ProjectsScreen(GhstScreen[None]):
                 title="Project created",
             )
             self._select = project.name
-            self.load_projects()
+            self.reload()
 
     @on(DataTable.RowSelected, "#projects")
     def action_open(self) -> None:
@@ -191,4 +233,4 @@ class ProjectsScreen(GhstScreen[None]):
                 else f"{project.name} is gone.",
                 title="Project deleted",
             )
-            self.load_projects()
+            self.reload()
