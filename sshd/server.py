@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 REVOCATION_POLL_INTERVAL = 1.0
 SESSION_ENDED = "Your session was ended: it was logged out everywhere or the account was blocked."
 ACCOUNT_BLOCKED = "This account was blocked: the transfer was stopped."
+TRANSFER_ENDED = "The transfer was stopped: your account was logged out everywhere or blocked."
 SERVER_STOPPED = "The panel is restarting. Please reconnect in a minute."
 UNAVAILABLE = "The panel is temporarily unavailable. Please try again in a moment.\r\n"
 LOGIN_TIMEOUT = 60
@@ -341,23 +342,29 @@ class GhstServer:
                 log.exception("cannot check for ended sessions; retrying")
 
     async def check_sessions(self) -> None:
-        """End the live sessions that were revoked, expired or whose user was blocked, and the
-        file transfers of blocked users."""
-        live: dict[uuid.UUID, list[PanelSession]] = {}
+        """End the live sessions (dashboards and file transfers) that were revoked, expired or
+        whose user was blocked."""
+        live: dict[uuid.UUID, list[PanelSession | TransferSession]] = {}
         for session in list(self.sessions):
             # Read on every poll: a visitor gets a session when they sign up or log in.
             login_session = session.visitor.session if session.visitor else None
             if login_session is not None:
                 live.setdefault(login_session.jti, []).append(session)
-        if live:
-            for jti in await self.panel.sessions.ended(live.keys()):
-                for session in live.get(jti, []):
-                    session.end(SESSION_ENDED)
-        # File transfers hold no login session of their own: they end when the user is blocked.
+        # A user's file transfer has a login session of its own (see TransferSession), so
+        # "log out everywhere" ends it too; one that could not open it ends if the user is
+        # blocked.
         transfers: dict[int, list[TransferSession]] = {}
         for transfer in list(self.transfers):
-            if transfer.user_id is not None:
+            if transfer.jti is not None:
+                live.setdefault(transfer.jti, []).append(transfer)
+            elif transfer.user_id is not None:
                 transfers.setdefault(transfer.user_id, []).append(transfer)
+        if live:
+            for jti in await self.panel.sessions.ended(live.keys()):
+                for ending in live.get(jti, []):
+                    ending.end(
+                        SESSION_ENDED if isinstance(ending, PanelSession) else TRANSFER_ENDED
+                    )
         if transfers:
             for user_id in await self.panel.accounts.blocked_among(transfers.keys()):
                 for transfer in transfers[user_id]:

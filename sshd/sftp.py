@@ -40,6 +40,7 @@ import logging
 import os
 import stat
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
@@ -694,7 +695,13 @@ class PanelSFTPServer(asyncssh.SFTPServer):
 
 
 class TransferSession(SSHServerStreamSession[bytes]):
-    """A channel running SFTP or scp for one login, until the client or the server ends it."""
+    """A channel running SFTP or scp for one login, until the client or the server ends it.
+
+    A user's transfer is a login session of its own (a row of `sessions`, opened when the
+    channel starts and revoked when it ends): "log out everywhere", "log out other sessions"
+    and blocking the account revoke it with the others, and the server's watcher then ends
+    the transfer like a dashboard session (`jti`). Logging out of one dashboard does not.
+    """
 
     def __init__(self, host: TransferHost, login: Login) -> None:
         super().__init__(None, None, SFTP_VERSION, allow_scp=False)
@@ -705,6 +712,8 @@ class TransferSession(SSHServerStreamSession[bytes]):
         self._ending = False
         self._task: asyncio.Task[None] | None = None
         self.server: PanelSFTPServer | None = None
+        # The transfer's login session; None for visitors or while it could not be opened.
+        self.jti: uuid.UUID | None = None
 
     def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:  # type: ignore[override]
         self._channel = chan
@@ -757,6 +766,7 @@ class TransferSession(SSHServerStreamSession[bytes]):
 
     async def _serve(self, handler: Any, server: PanelSFTPServer) -> None:
         try:
+            await self._open_login_session()
             if handler is not None:
                 await handler
         finally:
@@ -764,6 +774,30 @@ class TransferSession(SSHServerStreamSession[bytes]):
             # Normally nothing is left: the handler closed every file when it ended.
             self._client_gone = True
             await server.abort_all()
+            await self._close_login_session()
+
+    async def _open_login_session(self) -> None:
+        user = self._login.user
+        if user is None or self._channel is None:
+            return
+        peer = self._channel.get_extra_info("peername")
+        address = str(peer[0]) if peer else "unknown"
+        try:
+            session = await self._host.panel.sessions.open(user.id, self._login.method, address)
+        except Exception as error:
+            # The transfer still works; only "log out everywhere" cannot reach it (blocking can).
+            log.warning("no login session for %s's transfer: %s", user.username, error)
+            return
+        self.jti = session.jti
+
+    async def _close_login_session(self) -> None:
+        jti, self.jti = self.jti, None
+        if jti is None:
+            return
+        try:
+            await self._host.panel.sessions.revoke(jti)
+        except Exception as error:  # it expires with its token anyway
+            log.warning("could not close the login session of a transfer: %s", error)
 
     def client_gone(self) -> bool:
         """True once the client sent EOF or the channel closed: open files are unfinished."""

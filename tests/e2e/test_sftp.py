@@ -504,6 +504,60 @@ async def test_a_clean_up_that_fails_at_start_is_a_warning_not_a_stop(
             await eventually(warned, "a warning about the failed clean-up")
 
 
+@pytest.mark.parametrize("how", ["everywhere", "others"])
+async def test_logging_out_everywhere_ends_open_transfers(
+    ssh_server: GhstServer, panel: Panel, alice: Account, how: str
+) -> None:
+    dashboard = await panel.sessions.open(alice.id, "password", "127.0.0.1")
+    async with sftp_client(ssh_server, alice) as (_, sftp):
+        file = await sftp.open("/shop/app.zip", "wb")
+        await file.write(b"PK\x03\x04 the first bytes of an upload")
+        await eventually(lambda: has_transfer_session(ssh_server), "the transfer's session")
+        if how == "everywhere":  # Home's "log out everywhere"
+            assert await panel.sessions.revoke_all(alice.id) == 2  # the dashboard, the transfer
+        else:  # the password screen's "log out other sessions", from the dashboard
+            assert await panel.sessions.revoke_others(alice.id, dashboard.jti) == 1
+        await ssh_server.check_sessions()  # what the watcher does every second
+
+        async def transfer_ended() -> bool:
+            try:
+                await sftp.listdir("/")
+            except (asyncssh.Error, OSError):
+                return True
+            return False
+
+        await eventually(transfer_ended, "the transfer to end")
+    # The upload in progress was dropped: no version, nothing half-stored.
+    assert await versions(panel, alice, "shop") == []
+    assert await nothing_left(panel, ssh_server)
+
+
+async def test_logging_out_of_one_dashboard_leaves_transfers_alone(
+    ssh_server: GhstServer, panel: Panel, alice: Account
+) -> None:
+    dashboard = await panel.sessions.open(alice.id, "password", "127.0.0.1")
+    data = app_zip()
+    async with sftp_client(ssh_server, alice) as (_, sftp):
+        async with sftp.open("/shop/app.zip", "wb") as file:
+            await file.write(data[:10])
+            await eventually(lambda: has_transfer_session(ssh_server), "the transfer's session")
+            await panel.sessions.revoke(dashboard.jti)  # "log out" on that dashboard
+            await ssh_server.check_sessions()
+            await file.write(data[10:], 10)
+        assert await sftp.listdir("/shop") == [".", "..", "v1-app.zip"]
+    assert [a.name for a in await versions(panel, alice, "shop")] == ["v1-app.zip"]
+
+    # A transfer's login session ends with it (the dashboard's was ended above).
+    async def no_session_left() -> bool:
+        return await panel.sessions.active_count(alice.id) == 0
+
+    await eventually(no_session_left, "the transfer's session to close")
+
+
+async def has_transfer_session(server: GhstServer) -> bool:
+    return any(transfer.jti is not None for transfer in server.transfers)
+
+
 # -- with S3 storage (moto): uploads larger than a part are multipart uploads --------------------
 
 
