@@ -21,6 +21,21 @@ from tests.fixtures_nginx import http_request
 pytestmark = pytest.mark.timeout(180)
 
 
+# Summaries only: the SDK's list() inspects each object, which races with the panel removing it.
+def containers_left(client: docker.DockerClient, filters: dict[str, str]) -> list[str]:
+    return [found["Id"] for found in client.api.containers(all=True, filters=filters)]
+
+
+def images_left(client: docker.DockerClient, filters: dict[str, str]) -> set[str]:
+    """Tags (or ids, when untagged) of the images matching `filters`."""
+    found = client.api.images(filters=filters)
+    return {
+        tag
+        for image in found
+        for tag in [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"] or [image["Id"]]
+    }
+
+
 async def deployed(deploying: Deploying, project: str, files: dict[str, str]):  # type: ignore[no-untyped-def]
     await deploying.upload(project, files)
     queued = await deploying.panel.deployments.deploy(deploying.user_id, project)
@@ -84,9 +99,7 @@ async def test_a_redeploy_switches_without_a_failed_request_and_retires_the_old_
     assert {text for sent, _, text in results if sent > switched} == {"version two"}
 
     async def old_container_gone() -> bool:
-        return not docker_client.containers.list(
-            all=True, filters={"label": f"ghst.deployment={first.id}"}
-        )
+        return not containers_left(docker_client, {"label": f"ghst.deployment={first.id}"})
 
     await eventually(old_container_gone)
     old = await deploying.panel.deployments.get(deploying.user_id, "steady", first.id)
@@ -128,11 +141,9 @@ async def test_a_failed_build_and_an_app_that_never_answers_leave_the_running_ve
     assert status.live is not None and status.live.id == good.id
     # Nothing of the failed attempts is left: containers, images, ports.
     for attempt in (failed_build, unhealthy, crashed):
-        leftovers = docker_client.containers.list(
-            all=True, filters={"label": f"ghst.deployment={attempt.id}"}
-        )
+        leftovers = containers_left(docker_client, {"label": f"ghst.deployment={attempt.id}"})
         assert leftovers == []
-        assert docker_client.images.list(filters={"label": f"ghst.deployment={attempt.id}"}) == []
+        assert images_left(docker_client, {"label": f"ghst.deployment={attempt.id}"}) == set()
     project = await deploying.panel.projects.get(deploying.user_id, "sturdy")
     assert await deploying.panel.ports.held(project.id) == [good.port]
 
@@ -163,9 +174,9 @@ async def test_rollback_stop_start_and_delete(
     project = await panel.projects.get(user, "cycle")
     await panel.deployments.delete_project(user, "cycle", "cycle")
     label = {"label": "ghst.project=cycle"}
-    assert docker_client.containers.list(all=True, filters=label) == []
-    assert docker_client.images.list(filters=label) == []
-    assert docker_client.networks.list(filters=label) == []
+    assert containers_left(docker_client, label) == []
+    assert images_left(docker_client, label) == set()
+    assert docker_client.api.networks(filters=label) == []
     assert not deploying.router.vhost_path("cycle").exists()
     assert await panel.ports.held(project.id) == []
     assert (await http_request(deploying.router, "cycle")).status == 404
@@ -254,9 +265,7 @@ async def test_a_compose_app_is_sanitized_run_and_served_through_nginx(
     assert (await http_request(deploying.router, "stack")).text.strip() == "composed again"
 
     async def first_stack_gone() -> bool:
-        return not docker_client.containers.list(
-            all=True, filters={"label": f"ghst.deployment={done.id}"}
-        )
+        return not containers_left(docker_client, {"label": f"ghst.deployment={done.id}"})
 
     await eventually(first_stack_gone)
 
@@ -296,7 +305,7 @@ async def test_a_forbidden_compose_option_fails_the_deployment_and_starts_nothin
     assert message.lower() in done.error.lower(), done.error
     assert "web" in done.error
     instance = {"label": f"ghst.instance={panel.settings.instance}"}
-    assert docker_client.containers.list(all=True, filters=instance) == []
+    assert containers_left(docker_client, instance) == []
     assert (await http_request(deploying.router, "risky")).status == 404
 
 
@@ -393,8 +402,7 @@ async def test_old_images_beyond_the_kept_few_are_pruned_and_cannot_be_rolled_ba
     assert [d.state for d in done] == ["running"] * len(done)
 
     async def images() -> set[str]:
-        found = docker_client.images.list(filters={"label": "ghst.project=pruned"})
-        return {tag for image in found for tag in image.tags}
+        return images_left(docker_client, {"label": "ghst.project=pruned"})
 
     expected = {d.image for d in done[-keep:]}
 
@@ -449,9 +457,7 @@ async def test_containers_a_crash_left_behind_are_swept_and_live_ones_kept(
     project = await panel.projects.get(user, "tidy")
 
     async def old_gone() -> bool:
-        return not docker_client.containers.list(
-            all=True, filters={"label": f"ghst.deployment={old.id}"}
-        )
+        return not containers_left(docker_client, {"label": f"ghst.deployment={old.id}"})
 
     await eventually(old_gone)
     # What a panel killed during the drain leaves: the old version still running.
