@@ -237,6 +237,19 @@ class PanelConnection(asyncssh.SSHServer):
         )
 
 
+# AES only: OpenSSH clients pick chacha20-poly1305 first when offered, and asyncssh runs it in
+# Python per packet, ~6.6 s of event-loop CPU per GiB uploaded against ~3.8 s for AES-GCM (the
+# CPU's AES instructions); uploads were ~35% slower. AES-GCM and AES-CTR are what every
+# OpenSSH since 6.2 offers (CTR with the negotiated HMAC); chacha20-only clients are refused.
+CIPHERS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes128-ctr",
+    "aes192-ctr",
+    "aes256-ctr",
+)
+
+
 @dataclass(eq=False)
 class GhstServer:
     """The SSH front end of one panel. `start()`, then `close()` (graceful) when done."""
@@ -286,6 +299,7 @@ class GhstServer:
             agent_forwarding=False,
             x11_forwarding=False,
             reuse_address=True,
+            encryption_algs=CIPHERS,
         )
         self.host = host
         self.port = self._acceptor.get_port()
