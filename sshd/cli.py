@@ -117,7 +117,11 @@ async def serve(host: str | None = None, port: int | None = None, *, worker: boo
                 where = f"{settings.nginx_listen}:{settings.nginx_port}"
                 print(f"ghst: nginx serves <project>.{settings.domain} on {where}", file=sys.stderr)
             else:
-                await panel.router.prepare()
+                # nginx is someone else's (e.g. `ghst nginx`); routing problems show at deploys.
+                try:
+                    await panel.router.prepare()
+                except PanelError as error:
+                    log.warning("nginx's prefix is not ready: %s", error)
             try:
                 server = GhstServer.for_panel(panel, host=host, port=port)
                 await server.start()
