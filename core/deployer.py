@@ -25,10 +25,10 @@ from typing import Any
 
 from core.archive_checks import ArchiveLimits, extract_archive
 from core.compose import ComposeApp, ComposeRunner, parse_compose, render_compose
-from core.containers import DockerEngine, Limits
+from core.containers import ContainerState, DockerEngine, Limits
 from core.db import Pool, connection
 from core.deployment_queue import DeploymentQueue
-from core.deployments import DEPLOYMENT_SELECT, Deployment, row_to_deployment
+from core.deployments import DEPLOYMENT_SELECT, Deployment, live_deployment, row_to_deployment
 from core.env_vars import EnvService
 from core.errors import NotFoundError, ValidationError
 from core.health import NotReady, Probe, Unhealthy, http_status, wait_until_ready
@@ -339,7 +339,7 @@ class Deployer:
             # A rollback keeps the app with the new stack too, for a later rollback to it.
             await asyncio.to_thread(self._keep_app, stack, app)
         await asyncio.to_thread(_write_private, self._stack_file(stack), rendered.encode())
-        live = await self._live(target.id)
+        live = await live_deployment(self._pool, target.id)
         paused: Deployment | None = None
         if app.keeps_data and live is not None:
             # Two copies of a database must never share a volume: stop the old stack first.
@@ -540,7 +540,7 @@ class Deployer:
             if stack_file.exists():
                 with contextlib.suppress(Exception):
                     await self._compose.down(deployment.stack, stack_file)
-        for container in await self._engine.containers({"ghst.deployment": str(deployment.id)}):
+        for container in await self._containers_of(deployment):
             await self._engine.remove_container(container.id)
         await self._ports.release(deployment.id)
 
@@ -553,9 +553,7 @@ class Deployer:
     async def start(self, deployment: Deployment) -> None:
         await self._start_containers(deployment)
         target = await self._target(deployment.project_id)
-        containers = [
-            c.id for c in await self._engine.containers({"ghst.deployment": str(deployment.id)})
-        ]
+        containers = [c.id for c in await self._containers_of(deployment)]
         assert deployment.port is not None
         host = f"{target.name}.{self._settings.domain}"
 
@@ -571,14 +569,14 @@ class Deployer:
         if deployment.kind == "compose" and deployment.stack:
             await self._compose.stop(deployment.stack, self._stack_file(deployment.stack))
             return
-        for container in await self._engine.containers({"ghst.deployment": str(deployment.id)}):
+        for container in await self._containers_of(deployment):
             await self._engine.stop(container.id)
 
     async def _start_containers(self, deployment: Deployment) -> None:
         if deployment.kind == "compose" and deployment.stack:
             await self._compose.start(deployment.stack, self._stack_file(deployment.stack))
             return
-        containers = await self._engine.containers({"ghst.deployment": str(deployment.id)})
+        containers = await self._containers_of(deployment)
         if not containers:
             raise NotFoundError(
                 f"The containers of deployment #{deployment.id} are gone: redeploy the project."
@@ -588,7 +586,7 @@ class Deployer:
 
     def follow_logs(self, deployment: Deployment, tail: int) -> AsyncIterator[str]:
         async def lines() -> AsyncIterator[str]:
-            containers = await self._engine.containers({"ghst.deployment": str(deployment.id)})
+            containers = await self._containers_of(deployment)
             if not containers:
                 raise NotFoundError("The app's containers are gone: redeploy the project.")
             stream = self._engine.follow_logs([c.id for c in containers], tail)
@@ -636,14 +634,8 @@ class Deployer:
             raise NotFoundError(f"Deployment #{deployment_id} is gone.")
         return row_to_deployment(row)
 
-    async def _live(self, project_id: int) -> Deployment | None:
-        async with connection(self._pool) as conn:
-            row = await conn.fetchrow(
-                DEPLOYMENT_SELECT
-                + " WHERE d.id = (SELECT live_deployment_id FROM projects WHERE id = $1)",
-                project_id,
-            )
-        return row_to_deployment(row) if row else None
+    async def _containers_of(self, deployment: Deployment) -> list[ContainerState]:
+        return await self._engine.containers({"ghst.deployment": str(deployment.id)})
 
 
 def _write_private(path: Path, data: bytes) -> None:

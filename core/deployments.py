@@ -130,6 +130,17 @@ def row_to_deployment(row: asyncpg.Record) -> Deployment:
     )
 
 
+async def live_deployment(pool: Pool, project_id: int) -> Deployment | None:
+    """The deployment nginx routes the project to, if any (no owner check: callers do it)."""
+    async with connection(pool) as conn:
+        row = await conn.fetchrow(
+            DEPLOYMENT_SELECT + " WHERE d.id = (SELECT live_deployment_id FROM projects"
+            " WHERE id = $1)",
+            project_id,
+        )
+    return row_to_deployment(row) if row else None
+
+
 class DeploymentService:
     def __init__(
         self,
@@ -414,13 +425,7 @@ class DeploymentService:
     # --- helpers ------------------------------------------------------------------------------
 
     async def _live(self, project: Project) -> Deployment | None:
-        async with connection(self._pool) as conn:
-            row = await conn.fetchrow(
-                DEPLOYMENT_SELECT + " WHERE d.id = (SELECT live_deployment_id FROM projects"
-                " WHERE id = $1)",
-                project.id,
-            )
-        return row_to_deployment(row) if row else None
+        return await live_deployment(self._pool, project.id)
 
     async def _refuse_while_deploying(self, project: Project) -> None:
         async with connection(self._pool) as conn:
