@@ -1,7 +1,8 @@
 """Benchmark uploads with OpenSSH's sftp and scp into the panel and print a markdown table.
 
     .venv/bin/python bench/upload.py [--sizes 200,1024] [--runs 3] [--clients sftp,scp,scp-O]
-                                     [--adapters local,s3] [--cipher aes128-gcm@openssh.com]
+                                     [--adapters local,s3] [--s3-server seaweedfs|moto]
+                                     [--cipher aes128-gcm@openssh.com] [--mac hmac-sha2-256-etm@openssh.com]
 
 What it does (everything on 127.0.0.1, with its own PostgreSQL and Redis from tests/services.py):
 
@@ -10,8 +11,8 @@ What it does (everything on 127.0.0.1, with its own PostgreSQL and Redis from te
   member is a little smaller so that what it unpacks to stays within the 1 GiB archive limit;
 - runs `ghst serve` as a subprocess (the real entry point), once per storage adapter: a local
   directory (GHST_STORAGE_DIR) and S3 (SeaweedFS, `SeaweedServer`: a Go S3 server storing on
-  disk and checking signatures, like MinIO; `--s3-server moto` for moto's in-memory one); creates a user with an
-  ed25519 key, a project and a 100 GiB storage quota;
+  disk and checking signatures, like MinIO; `--s3-server moto` for moto's in-memory one);
+  creates a user with an ed25519 key, a project and a 100 GiB storage quota;
 - baseline: OpenSSH's own sshd (`/usr/sbin/sshd -D`, `Subsystem sftp internal-sftp`) writing
   into a temp directory, logged into as a user whose shell is /bin/sh (`scp -O` runs `scp -t`
   through the login shell);
@@ -20,7 +21,10 @@ What it does (everything on 127.0.0.1, with its own PostgreSQL and Redis from te
   MiB/s = file size / time, median of the runs; the targets take turns within each run;
 - peak server RSS during each transfer: VmRSS of the server process and its descendants
   (sshd's per-connection children for the baseline), sampled every 50 ms; the max over the runs;
-- each stored version is deleted after its run, and the baseline's file is removed.
+- each stored version is deleted after its run, and the baseline's file is removed; `sync` runs
+  between transfers (untimed) so that none pays for the previous one's writeback;
+- with S3, "S3 alone": the panel's S3 writer fed from the page cache in the bench's own process,
+  no SSH: what the S3 server itself can take on this machine, and its CPU per GiB.
 """
 
 from __future__ import annotations
@@ -140,16 +144,49 @@ def rss_kib(pids: set[int]) -> int:
     return total
 
 
-async def sample_rss(pid: int, peak: list[int], stop: asyncio.Event) -> None:
-    """Every 50 ms, the RSS of the server's processes; who they are, every 0.5 s (walking
-    /proc costs milliseconds of CPU, which the transfer would otherwise lose)."""
+def cpu_ticks(pid: int) -> int:
+    """User + system CPU time of one process so far, in clock ticks (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+@dataclass
+class Usage:
+    """What the server's processes used during one transfer."""
+
+    peak_rss_kib: int = 0
+    ticks: dict[int, tuple[int, int]] = field(default_factory=dict)  # pid: (first, last) seen
+
+    def cpu_seconds(self) -> float:
+        ticks = sum(last - first for first, last in self.ticks.values())
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+
+async def sample_usage(pid: int, usage: Usage, stop: asyncio.Event) -> None:
+    """Every 50 ms, the RSS and CPU time of the server's processes; who they are, every 0.5 s
+    (walking /proc costs milliseconds of CPU, which the transfer would otherwise lose).
+
+    CPU is read per process rather than from the server's children totals: sshd ignores
+    SIGCHLD, so the CPU time of its per-connection processes is never added to its own.
+    A process that starts during the transfer counts from 0."""
     pids = {pid}
+    known = descendants(pid)
+    for process in known:
+        usage.ticks[process] = (cpu_ticks(process),) * 2
     for tick in itertools.count():
-        if stop.is_set():
-            break
         if tick % 10 == 0:
             pids = descendants(pid)
-        peak[0] = max(peak[0], rss_kib(pids))
+        usage.peak_rss_kib = max(usage.peak_rss_kib, rss_kib(pids))
+        for process in pids:
+            now = cpu_ticks(process)
+            if now:
+                first = usage.ticks.get(process, (0, 0))[0]
+                usage.ticks[process] = (first, now)
+        if stop.is_set():
+            break
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), SAMPLE_EVERY)
 
@@ -164,12 +201,19 @@ class Target:
     cleanup: object  # async callable run after each upload
     results: dict[tuple[str, int], list[float]] = field(default_factory=dict)
     peaks: dict[tuple[str, int], int] = field(default_factory=dict)
+    cpu: dict[tuple[str, int], list[float]] = field(default_factory=dict)  # seconds per GiB
 
 
 def client_command(
-    client: str, target: Target, identity: Path, archive: Path, batch: Path, cipher: str | None
+    client: str,
+    target: Target,
+    identity: Path,
+    archive: Path,
+    batch: Path,
+    cipher: str | None,
+    mac: str | None,
 ) -> list[str]:
-    cipher_options = ("-c", cipher) if cipher else ()
+    cipher_options = (*(("-c", cipher) if cipher else ()), *(("-o", f"MACs={mac}") if mac else ()))
     if client == "sftp":
         batch.write_text(f'put "{archive}" "{target.destination}"\n')
         return [
@@ -191,11 +235,12 @@ def client_command(
     ]
 
 
-async def timed_upload(command: list[str], server_pid: int) -> tuple[float, int]:
-    """(seconds from spawn to exit, peak server RSS in KiB during the transfer)."""
-    peak = [rss_kib(descendants(server_pid))]
+async def timed_upload(command: list[str], server_pid: int) -> tuple[float, Usage]:
+    """(seconds from spawn to exit, what the server's processes used meanwhile)."""
+    usage = Usage()
     stop = asyncio.Event()
-    sampler = asyncio.create_task(sample_rss(server_pid, peak, stop))
+    sampler = asyncio.create_task(sample_usage(server_pid, usage, stop))
+    await asyncio.sleep(0)  # the sampler reads the starting CPU times first
     started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
         *command,
@@ -217,13 +262,12 @@ async def timed_upload(command: list[str], server_pid: int) -> tuple[float, int]
         raise RuntimeError(
             f"{command[0]} exited {process.returncode}: {(out + err).decode(errors='replace')}"
         )
-    return elapsed, peak[0]
+    return elapsed, usage
 
 
 def process_cpu_seconds(pid: int) -> float:
     """User + system CPU time of one process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu_ticks(pid) / os.sysconf("SC_CLK_TCK")
 
 
 async def s3_alone(storage: ObjectStorage, archive: Path, s3_pid: int) -> tuple[float, float]:
@@ -401,18 +445,24 @@ async def bench(args: argparse.Namespace) -> str:
                 for run in range(args.runs):
                     for target in targets:
                         command = client_command(
-                            client, target, identity, archive, batch, args.cipher
+                            client, target, identity, archive, batch, args.cipher, args.mac
                         )
-                        elapsed, peak = await timed_upload(command, target.server_pid)
+                        elapsed, usage = await timed_upload(command, target.server_pid)
+                        peak, cpu = usage.peak_rss_kib, usage.cpu_seconds()
                         await target.cleanup()  # type: ignore[operator]
+                        # Write back what this transfer left in the page cache before the next
+                        # one starts, so that no target pays for another's writeback.
+                        await asyncio.to_thread(os.sync)
                         speed = file_size / MIB / elapsed
                         target.results.setdefault((client, size), []).append(speed)
+                        target.cpu.setdefault((client, size), []).append(cpu * GIB / file_size)
                         target.peaks[(client, size)] = max(
                             target.peaks.get((client, size), 0), peak
                         )
                         print(
                             f"{target.name:13} {client:6} {size:5} MiB run {run + 1}: "
-                            f"{speed:7.1f} MiB/s, peak RSS {peak / 1024:6.1f} MiB",
+                            f"{speed:7.1f} MiB/s, peak RSS {peak / 1024:6.1f} MiB, "
+                            f"server CPU {cpu * GIB / file_size:5.2f} s/GiB",
                             file=sys.stderr,
                             flush=True,
                         )
@@ -421,6 +471,7 @@ async def bench(args: argparse.Namespace) -> str:
             for size in args.sizes:
                 archive, file_size = archives[size]
                 for run in range(args.runs):
+                    await asyncio.to_thread(os.sync)
                     elapsed, cpu = await s3_alone(s3_panel.storage, archive, s3.process.pid)  # type: ignore[union-attr]
                     speed = file_size / MIB / elapsed
                     s3_ceiling.setdefault(size, []).append((speed, cpu * GIB / file_size))
@@ -467,11 +518,12 @@ def report(
         f"ghst uploads, {platform.machine()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}, asyncssh {version('asyncssh')}, "
         f"{args.ssh_version}, cipher {args.cipher or 'client default'}"
+        f", MAC {args.mac or 'client default'}"
         + (f", S3 server {s3_server_version(args.s3_server)}" if "s3" in args.adapters else ""),
         "",
         f"| Target | Client | Size | MiB/s (median of {args.runs}) | vs OpenSSH "
-        "| Peak server RSS during transfer |",
-        "|---|---|---|---|---|---|",
+        "| Peak server RSS during transfer | Server CPU per GiB |",
+        "|---|---|---|---|---|---|---|",
     ]
     ratio_ok = rss_ok = True
     rss_checked = False
@@ -490,7 +542,7 @@ def report(
                 lines.append(
                     f"| {target.name} | {client.replace('scp-O', 'scp -O')} "
                     f"| {archives[size][1] / MIB:.0f} MiB | {speed:.1f} | {ratio:.2f}x "
-                    f"| {peak:.1f} MiB |"
+                    f"| {peak:.1f} MiB | {statistics.median(target.cpu[(client, size)]):.2f} s |"
                 )
     lines.append("")
     rss_verdict = ("✅" if rss_ok else "❌") if rss_checked else "(no 1 GiB run)"
@@ -535,6 +587,7 @@ def main() -> None:
         "--s3-server", default="seaweedfs", choices=sorted(S3_SERVERS), help="S3 server for s3"
     )
     parser.add_argument("--cipher", default=None, help="ssh -c for every client (default: none)")
+    parser.add_argument("--mac", default=None, help="ssh -m for every client (default: none)")
     args = parser.parse_args()
     args.sizes = [int(part) for part in args.sizes.split(",")]
     args.clients = args.clients.split(",")

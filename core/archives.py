@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -154,6 +155,12 @@ class Upload:
 # How long nothing must have been written to an unfinished upload before `recover` removes it:
 # uploads running in another panel process sharing the storage are never that quiet.
 STALE_UPLOAD_SECONDS = 3600.0
+UPLOAD_PREFIX = "projects/"  # every archive's key: projects/<project id>/<random>
+# How old a stored object no version points to must be before `recover` removes it. An upload
+# is checked right after it is stored, within minutes; S3 dates a multipart object from when
+# its upload began, which for a large, slow upload may be long before. Such objects only take
+# space, so there is no hurry.
+ORPHAN_OBJECT_SECONDS = 24 * 3600.0
 
 
 def _mib(size: int) -> str:
@@ -173,17 +180,43 @@ class ArchiveService:
         self._projects = projects
         self._limits = limits or ArchiveLimits()
 
-    async def recover(self, older_than: float = STALE_UPLOAD_SECONDS) -> list[str]:
-        """Remove what a crash left of unfinished uploads: temporary files, multipart uploads.
+    async def recover(
+        self,
+        older_than: float = STALE_UPLOAD_SECONDS,
+        orphans_older_than: float = ORPHAN_OBJECT_SECONDS,
+    ) -> list[str]:
+        """Remove what a crash left of uploads: temporary files, multipart uploads, and objects
+        stored but never recorded (a crash between the end of an upload and its check).
 
-        Only those nothing was written to for `older_than` seconds: an upload in progress in
+        Only unfinished uploads nothing was written to for `older_than` seconds, and objects
+        older than `orphans_older_than` that no version points to: an upload in progress in
         another panel process is never touched. Run once when the server starts; returns the
-        keys of the uploads removed (none of them ever became a version).
+        keys removed (none of them ever became a version).
         """
         removed = await self._storage.abort_stale_uploads(older_than)
         for key in removed:
             log.info("removed the unfinished upload %s left by an earlier run", key)
-        return removed
+        orphans = await self._orphaned_objects(orphans_older_than)
+        for key in orphans:
+            await self._storage.delete(key)
+            log.info("removed %s, stored by an earlier run but never made a version", key)
+        return sorted(removed + orphans)
+
+    async def _orphaned_objects(self, older_than: float) -> list[str]:
+        cutoff = time.time() - older_than
+        candidates = [
+            listed.key
+            for listed in await self._storage.list_objects(UPLOAD_PREFIX)
+            if listed.modified < cutoff
+        ]
+        if not candidates:
+            return []
+        async with connection(self._pool) as conn:
+            rows = await conn.fetch(
+                "SELECT storage_key FROM archives WHERE storage_key = ANY($1::text[])", candidates
+            )
+        recorded = {row["storage_key"] for row in rows}
+        return [key for key in candidates if key not in recorded]
 
     async def usage(self, user_id: int) -> tuple[int, int]:
         """(bytes used by the user's stored versions, the user's quota)."""
@@ -209,7 +242,7 @@ class ArchiveService:
             raise QuotaExceededError(
                 f"Your storage quota ({_mib(quota)}) is full. Delete old versions to make room."
             )
-        key = f"projects/{project.id}/{uuid.uuid4().hex}"
+        key = f"{UPLOAD_PREFIX}{project.id}/{uuid.uuid4().hex}"
         writer = await self._storage.open_writer(key)
         return Upload(self, project, filename, key, writer, remaining)
 
@@ -311,7 +344,7 @@ class ArchiveService:
     async def delete_project(self, user_id: int, project_name: str, confirmation: str) -> Project:
         """Delete a project with all its versions, from PostgreSQL and from storage."""
         project = await self._projects.delete(user_id, project_name, confirmation)
-        await self._storage.delete_prefix(f"projects/{project.id}/")
+        await self._storage.delete_prefix(f"{UPLOAD_PREFIX}{project.id}/")
         return project
 
     def open_reader(self, archive: Archive, offset: int = 0) -> ObjectReader:

@@ -99,6 +99,13 @@ class StoredObject:
     etag: str | None = None
 
 
+@dataclass(frozen=True)
+class ListedObject:
+    key: str
+    size: int
+    modified: float  # when it was stored, seconds since the epoch (the storage's clock)
+
+
 class StorageWriter(Protocol):
     """One object being written. Abortable at any point, any number of times."""
 
@@ -141,6 +148,10 @@ class ObjectStorage(Protocol):
         ...
 
     async def exists(self, key: str) -> bool: ...
+
+    async def list_objects(self, prefix: str) -> list[ListedObject]:
+        """The completed objects whose key starts with `prefix` (not empty), sorted by key."""
+        ...
 
     def open_reader(self, key: str, offset: int = 0) -> ObjectReader:
         """Stream the object from `offset`; it is opened on the first read."""
@@ -415,6 +426,21 @@ class LocalDirectoryStorage:
 
     async def exists(self, key: str) -> bool:
         return await self.size(key) is not None
+
+    async def list_objects(self, prefix: str) -> list[ListedObject]:
+        validate_prefix(prefix, allow_empty=False)
+
+        def scan() -> list[ListedObject]:
+            found = []
+            for key, path in self._walk(prefix):
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:
+                    continue  # deleted meanwhile
+                found.append(ListedObject(key, stat.st_size, stat.st_mtime))
+            return sorted(found, key=lambda listed: listed.key)
+
+        return await self._run(scan)
 
     def open_reader(self, key: str, offset: int = 0) -> ObjectReader:
         path = self._path(key)
@@ -964,6 +990,22 @@ class S3Storage:
             return body
 
         return ObjectReader(opener, self._run)
+
+    async def list_objects(self, prefix: str) -> list[ListedObject]:
+        validate_prefix(prefix, allow_empty=False)
+
+        def scan() -> list[ListedObject]:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            )
+            found = [
+                ListedObject(item["Key"], int(item["Size"]), item["LastModified"].timestamp())
+                for page in pages
+                for item in page.get("Contents", [])
+            ]
+            return sorted(found, key=lambda listed: listed.key)
+
+        return await self._run(scan)
 
     def open_seekable(self, key: str) -> BinaryIO:
         validate_key(key)

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import io
+import uuid
 import zipfile
+from collections.abc import AsyncIterator
 
 import pytest
 
 from core.archive_checks import ArchiveRejected
+from core.archives import ArchiveService
 from core.errors import NotFoundError, QuotaExceededError, ValidationError
 from core.panel import Panel
+from core.storage import S3Storage
+from tests.services import MotoServer
 
 PASSWORD = "correct horse battery"
 
@@ -130,3 +137,62 @@ async def test_a_downloaded_version_uploaded_again_keeps_its_name(panel: Panel) 
     await upload(panel, alice, "shop", "app.zip", app_zip())
     again = await upload(panel, alice, "shop", "v1-app.zip", app_zip())
     assert again.name == "v2-app.zip"
+
+
+# -- what a crash leaves: objects stored but never recorded --------------------------------------
+
+
+@pytest.fixture(params=["local", "s3"])
+async def any_storage_panel(request: pytest.FixtureRequest, panel: Panel) -> AsyncIterator[Panel]:
+    """The panel with its local directory, or with S3 (moto) in a bucket of its own."""
+    if request.param == "local":
+        yield panel
+        return
+    server: MotoServer = request.getfixturevalue("s3_server")
+    storage = S3Storage(
+        server.endpoint_url,
+        f"ghst-recover-{uuid.uuid4().hex[:12]}",
+        server.access_key,
+        server.secret_key,
+        server.region,
+    )
+    await storage.prepare()
+    archives = ArchiveService(panel.pool, storage, panel.projects)
+    yield dataclasses.replace(panel, storage=storage, archives=archives)
+    await storage.delete_prefix("projects/")
+    await storage.delete_prefix("other/")
+    await asyncio.to_thread(lambda: storage.client.delete_bucket(Bucket=storage.bucket))
+    await storage.close()
+
+
+async def put_object(panel: Panel, key: str, data: bytes) -> None:
+    writer = await panel.storage.open_writer(key)
+    await writer.write(data)
+    await writer.complete()
+
+
+async def test_recovery_removes_objects_a_crash_stored_but_never_recorded(
+    any_storage_panel: Panel,
+) -> None:
+    panel = any_storage_panel
+    alice = await alice_with_project(panel)
+    data = app_zip()
+    version = await upload(panel, alice, "shop", "app.zip", data)
+    project = await panel.projects.get(alice, "shop")
+    # A crash between the end of an upload and its check leaves an object no version names.
+    orphan = f"projects/{project.id}/{uuid.uuid4().hex}"
+    await put_object(panel, orphan, app_zip())
+    await put_object(panel, "other/kept.bin", b"not an archive")  # outside what uploads use
+
+    # Young objects stay: their upload may still be being checked, in this or another process.
+    assert await panel.archives.recover() == []
+    assert await panel.storage.exists(orphan)
+
+    assert await panel.archives.recover(orphans_older_than=0) == [orphan]
+    assert not await panel.storage.exists(orphan)
+    # The version and what lies outside the uploads' prefix are untouched.
+    assert [a.name for a in await panel.archives.list(alice, "shop")] == [version.name]
+    chunks = [chunk async for chunk in panel.archives.open_reader(version)]
+    assert b"".join(chunks) == data
+    assert await panel.storage.exists("other/kept.bin")
+    assert await panel.archives.recover(orphans_older_than=0) == []
