@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from core.migrations import migrate
 from core.panel import Panel
 from core.settings import Settings
-from tests.services import MotoServer, PostgresServer, RedisServer, running
+from tests.services import MotoServer, PostgresServer, RedisServer, SeaweedServer, running
 
 TEST_DATABASE = "ghst_test"
 TEST_INSTANCE = f"test{uuid.uuid4().hex[:8]}"
@@ -100,4 +100,17 @@ def with_settings(settings: Settings, **changes: object) -> Settings:
 def s3_server() -> Iterator[MotoServer]:
     """An S3 server (moto) over HTTP on a free loopback port, for the whole session."""
     with running(MotoServer, "ghst-moto-") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def seaweed_server() -> Iterator[SeaweedServer]:
+    """An S3 server (SeaweedFS) that stores on disk and checks SigV4 signatures and checksums,
+    for the whole session. Its IAM API takes writes, so a test can add a user with fewer rights.
+    """
+
+    def make(root: Path) -> SeaweedServer:
+        return SeaweedServer(root, options=("-s3.iam.readOnly=false",))
+
+    with running(make, "ghst-seaweed-") as server:
         yield server

@@ -37,7 +37,7 @@ from tests.e2e.transfers import (
     visitor,
     write,
 )
-from tests.services import MotoServer
+from tests.services import MotoServer, SeaweedServer
 
 pytestmark = pytest.mark.e2e
 
@@ -558,11 +558,15 @@ async def has_transfer_session(server: GhstServer) -> bool:
     return any(transfer.jti is not None for transfer in server.transfers)
 
 
-# -- with S3 storage (moto): uploads larger than a part are multipart uploads --------------------
+# -- with S3 storage: uploads larger than a part are multipart uploads -------------------------
 
 
-@pytest.fixture
-async def s3_panel(panel: Panel, s3_server: MotoServer) -> AsyncIterator[Panel]:
+@pytest.fixture(params=["seaweedfs", "moto"])
+async def s3_panel(panel: Panel, request: pytest.FixtureRequest) -> AsyncIterator[Panel]:
+    """The panel storing into S3: SeaweedFS (on disk, signatures and checksums checked) or moto."""
+    s3_server: SeaweedServer | MotoServer = request.getfixturevalue(
+        {"seaweedfs": "seaweed_server", "moto": "s3_server"}[request.param]
+    )
     storage = S3Storage(
         s3_server.endpoint_url,
         f"ghst-sftp-{uuid.uuid4().hex[:12]}",

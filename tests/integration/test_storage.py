@@ -1,14 +1,22 @@
-"""The storage contract, run against both adapters: a local directory and S3 over HTTP (moto).
+"""The storage contract, run against a local directory and two S3 servers over HTTP.
 
-The S3 adapter talks to a real moto server in its own process (the `s3_server` session fixture),
-with a fresh bucket per test. Parts are 5 MiB (S3's minimum) and objects about 12 MiB, so part
-boundaries are crossed while moto, which keeps objects in memory, stays small.
+The S3 adapter talks to real servers in processes of their own (session fixtures), with a fresh
+bucket per test that is dropped after it:
+
+- moto (`s3_server`) keeps objects in memory and checks no signatures;
+- SeaweedFS (`seaweed_server`) stores on disk and checks SigV4 signatures, its users' rights and
+  the CRC32 checksum botocore sends with each body, so refused credentials and bytes changed on
+  the way are a real server's answers here.
+
+Parts are 5 MiB (S3's minimum) and objects about 12 MiB, so part boundaries are crossed while the
+servers' memory and disk stay small.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import random
 import shutil
@@ -19,8 +27,9 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import boto3
+import botocore.exceptions
 import pytest
-from botocore.stub import Stubber
 
 import core.storage
 from core.errors import NotFoundError, UnavailableError, ValidationError
@@ -34,9 +43,10 @@ from core.storage import (
     StorageRefusedError,
     StorageWriter,
 )
-from tests.services import MotoServer, free_port, temp_root
+from tests.services import MotoServer, SeaweedServer, free_port, temp_root
 
 T = TypeVar("T")
+S3Server = MotoServer | SeaweedServer
 
 PART = 5 * MiB
 SIZE = 12 * MiB + 12345  # three parts: 5 + 5 + a short last one
@@ -77,7 +87,7 @@ def read_seekable(storage: ObjectStorage, key: str) -> bytes:
 
 
 def drop_bucket(storage: S3Storage) -> None:
-    """Free moto's memory: abort uploads, delete objects, delete the bucket."""
+    """Free the server's memory or disk: abort uploads, delete objects, delete the bucket."""
     client = storage.client
     for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=storage.bucket):
         for upload in page.get("Uploads", []):
@@ -90,7 +100,7 @@ def drop_bucket(storage: S3Storage) -> None:
     client.delete_bucket(Bucket=storage.bucket)
 
 
-def s3_storage(server: MotoServer, **options: Any) -> S3Storage:
+def s3_storage(server: S3Server, **options: Any) -> S3Storage:
     return S3Storage(
         server.endpoint_url,
         f"ghst-test-{uuid.uuid4().hex[:16]}",
@@ -102,18 +112,51 @@ def s3_storage(server: MotoServer, **options: Any) -> S3Storage:
     )
 
 
-@pytest.fixture(params=["local", "s3"])
+# The S3 servers by the name tests are shown with, and the session fixture that runs each.
+S3_SERVERS = {"moto": "s3_server", "seaweedfs": "seaweed_server"}
+
+
+@pytest.fixture(params=list(S3_SERVERS))
+def any_s3_server(request: pytest.FixtureRequest) -> S3Server:
+    """Each S3 server in turn, for the tests of what only the S3 adapter does."""
+    server: S3Server = request.getfixturevalue(S3_SERVERS[request.param])
+    return server
+
+
+async def prepared(adapter: S3Storage) -> AsyncIterator[S3Storage]:
+    await adapter.prepare()
+    try:
+        yield adapter
+    finally:
+        await in_thread(lambda: drop_bucket(adapter))
+        await adapter.close()
+
+
+@pytest.fixture
+async def s3(any_s3_server: S3Server) -> AsyncIterator[S3Storage]:
+    """An S3 adapter with a bucket of its own, on each S3 server in turn."""
+    async for adapter in prepared(s3_storage(any_s3_server)):
+        yield adapter
+
+
+@pytest.fixture
+async def seaweed(seaweed_server: SeaweedServer) -> AsyncIterator[S3Storage]:
+    """An S3 adapter with a bucket of its own on SeaweedFS, which checks what moto does not."""
+    async for adapter in prepared(s3_storage(seaweed_server)):
+        yield adapter
+
+
+@pytest.fixture(params=["local", *(f"s3-{name}" for name in S3_SERVERS)])
 async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ObjectStorage]:
-    adapter: LocalDirectoryStorage | S3Storage
     if request.param == "local":
         adapter = LocalDirectoryStorage(tmp_path / "archives")
-    else:
-        adapter = s3_storage(request.getfixturevalue("s3_server"))
-    await adapter.prepare()
-    yield adapter
-    if isinstance(adapter, S3Storage):
-        await in_thread(lambda: drop_bucket(adapter))
-    await adapter.close()
+        await adapter.prepare()
+        yield adapter
+        await adapter.close()
+        return
+    server = request.getfixturevalue(S3_SERVERS[request.param.removeprefix("s3-")])
+    async for s3_adapter in prepared(s3_storage(server)):
+        yield s3_adapter
 
 
 # -- round trips --------------------------------------------------------------------------------
@@ -170,16 +213,10 @@ async def test_a_local_upload_of_many_buffers_reads_back_identical(
         await storage.close()
 
 
-async def test_s3_sends_parts_of_the_configured_size(s3_server: MotoServer) -> None:
-    storage = s3_storage(s3_server)
-    await storage.prepare()
-    try:
-        stored = await (await store(storage, "projects/1/a", payload())).complete()
-        # A multipart ETag ends in the number of parts: 5 MiB + 5 MiB + the rest.
-        assert stored.etag is not None and stored.etag.strip('"').endswith("-3")
-    finally:
-        await in_thread(lambda: drop_bucket(storage))
-        await storage.close()
+async def test_s3_sends_parts_of_the_configured_size(s3: S3Storage) -> None:
+    stored = await (await store(s3, "projects/1/a", payload())).complete()
+    # A multipart ETag ends in the number of parts: 5 MiB + 5 MiB + the rest.
+    assert stored.etag is not None and stored.etag.strip('"').endswith("-3")
 
 
 async def test_seekable_file_reads_at_random_offsets(storage: ObjectStorage) -> None:
@@ -443,24 +480,40 @@ BAD_KEYS = [
 ]
 
 
+@pytest.fixture(params=["local", "s3"])
+async def unreachable(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[ObjectStorage]:
+    """An adapter whose storage is never reached: a folder never created, or an S3 endpoint
+    where nothing listens. What it refuses, it refuses before any request (a request would
+    fail with UnavailableError instead), the same whichever S3 server is behind it."""
+    adapter: ObjectStorage
+    if request.param == "local":
+        adapter = LocalDirectoryStorage(tmp_path / "archives")
+    else:
+        adapter = S3Storage(f"http://127.0.0.1:{free_port()}", "ghst-nowhere", "k", "s")
+    yield adapter
+    await adapter.close()
+
+
 @pytest.mark.parametrize("key", BAD_KEYS)
-async def test_bad_keys_are_refused(storage: ObjectStorage, key: str) -> None:
+async def test_bad_keys_are_refused(unreachable: ObjectStorage, key: str) -> None:
     with pytest.raises(ValidationError):
-        await storage.open_writer(key)
+        await unreachable.open_writer(key)
     with pytest.raises(ValidationError):
-        await storage.size(key)
+        await unreachable.size(key)
     with pytest.raises(ValidationError):
-        await storage.delete(key)
+        await unreachable.delete(key)
     with pytest.raises(ValidationError):
-        storage.open_reader(key)
+        unreachable.open_reader(key)
     with pytest.raises(ValidationError):
-        await in_thread(lambda: storage.open_seekable(key))
+        await in_thread(lambda: unreachable.open_seekable(key))
 
 
 @pytest.mark.parametrize("prefix", ["", "../", "/", "a//", ".incoming/"])
-async def test_bad_prefixes_are_refused_for_delete(storage: ObjectStorage, prefix: str) -> None:
+async def test_bad_prefixes_are_refused_for_delete(unreachable: ObjectStorage, prefix: str) -> None:
     with pytest.raises(ValidationError):
-        await storage.delete_prefix(prefix)
+        await unreachable.delete_prefix(prefix)
 
 
 async def test_bad_keys_touch_nothing_outside_the_root(tmp_path: Path) -> None:
@@ -481,21 +534,14 @@ async def test_bad_keys_touch_nothing_outside_the_root(tmp_path: Path) -> None:
         await storage.close()
 
 
-async def test_a_missing_bucket_says_so(s3_server: MotoServer) -> None:
-    storage = s3_storage(s3_server)  # never prepared: its bucket does not exist
+async def test_a_missing_bucket_says_so(any_s3_server: S3Server) -> None:
+    storage = s3_storage(any_s3_server)  # never prepared: its bucket does not exist
     missing = f"bucket {storage.bucket!r} does not exist"
     try:
-        small = await storage.open_writer("projects/1/small")
-        await small.write(b"x")
-        with pytest.raises(StorageRefusedError, match=missing):
-            await small.complete()  # one PutObject
-        await small.abort()
-        large = await storage.open_writer("projects/1/large")
-        with pytest.raises(StorageRefusedError, match=missing):
-            await large.write(payload(PART + 1))  # a multipart upload
-        await large.abort()
         with pytest.raises(StorageRefusedError, match=missing):
             await storage.open_reader("projects/1/small").read()
+        with pytest.raises(StorageRefusedError, match=missing):
+            await storage.delete("projects/1/small")
         with pytest.raises(StorageRefusedError, match=missing):
             await storage.delete_prefix("projects/")
         with pytest.raises(StorageRefusedError, match=missing):
@@ -508,43 +554,206 @@ async def test_a_missing_bucket_says_so(s3_server: MotoServer) -> None:
         await storage.close()
 
 
-@pytest.mark.parametrize(
-    ("operation", "code"),
-    [
-        ("put_object", "AccessDenied"),
-        ("get_object", "InvalidAccessKeyId"),
-        ("get_object", "SignatureDoesNotMatch"),
-        ("delete_object", "AccessDenied"),
-    ],
-)
-async def test_refused_credentials_say_so(operation: str, code: str) -> None:
-    # moto checks no signatures: S3's 403 answers come from botocore's Stubber, through the
-    # adapter's real client and error path.
-    storage = S3Storage("http://127.0.0.1:1", "bucket", "key", "wrong secret")
-    client = await in_thread(lambda: storage.client)
-    stubber = Stubber(client)
-    stubber.add_client_error(
-        operation, service_error_code=code, service_message="Access Denied", http_status_code=403
-    )
-    refused = "The archive store refused the panel's credentials"
+async def test_a_write_to_a_missing_bucket_says_so(s3_server: MotoServer) -> None:
+    # moto only: SeaweedFS never answers a write with NoSuchBucket. It creates the bucket for
+    # an admin user, and refuses anyone else (AccessDenied: the credentials message).
+    storage = s3_storage(s3_server)  # never prepared: its bucket does not exist
+    missing = f"bucket {storage.bucket!r} does not exist"
     try:
-        with stubber:
-            with pytest.raises(StorageRefusedError, match=refused) as raised:
-                if operation == "put_object":
-                    writer = await storage.open_writer("projects/1/app.zip")
-                    await writer.write(b"x")
-                    try:
-                        await writer.complete()
-                    finally:
-                        await writer.abort()  # nothing was stored: nothing to clean up
-                elif operation == "get_object":
-                    await storage.open_reader("projects/1/app.zip").read()
-                else:
-                    await storage.delete("projects/1/app.zip")
-            stubber.assert_no_pending_responses()
-        assert isinstance(raised.value, UnavailableError)
+        small = await storage.open_writer("projects/1/small")
+        await small.write(b"x")
+        with pytest.raises(StorageRefusedError, match=missing):
+            await small.complete()  # one PutObject
+        await small.abort()
+        large = await storage.open_writer("projects/1/large")
+        with pytest.raises(StorageRefusedError, match=missing):
+            await large.write(payload(PART + 1))  # a multipart upload
+        await large.abort()
     finally:
         await storage.close()
+
+
+REFUSED = "The archive store refused the panel's credentials"
+
+
+def stored_keys(storage: S3Storage) -> list[str]:
+    """Every object in the storage's bucket, as its own (correctly keyed) client lists them."""
+    pages = storage.client.get_paginator("list_objects_v2").paginate(Bucket=storage.bucket)
+    return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+
+async def refused_writes(storage: S3Storage) -> set[str]:
+    """Every kind of change is refused with the credentials message: a PutObject, a multipart
+    upload, a delete, the listing of pending uploads. The S3 error codes behind the refusals."""
+    causes: list[BaseException | None] = []
+    small = await storage.open_writer("projects/1/small")
+    await small.write(b"x")
+    with pytest.raises(StorageRefusedError, match=REFUSED) as refused:
+        await small.complete()  # one PutObject
+    causes.append(refused.value.__cause__)
+    await small.abort()
+    large = await storage.open_writer("projects/1/large")
+    with pytest.raises(StorageRefusedError, match=REFUSED) as refused:
+        await large.write(payload(PART + 1))  # a multipart upload
+    causes.append(refused.value.__cause__)
+    await large.abort()
+    with pytest.raises(StorageRefusedError, match=REFUSED) as refused:
+        await storage.delete("projects/1/kept")
+    causes.append(refused.value.__cause__)
+    with pytest.raises(StorageRefusedError, match=REFUSED) as refused:
+        await storage.pending_uploads()
+    causes.append(refused.value.__cause__)
+    assert "try again" not in refused.value.message  # no retry helps: an administrator must
+    return {
+        str(cause.response["Error"]["Code"])
+        for cause in causes
+        if isinstance(cause, botocore.exceptions.ClientError)
+    }
+
+
+@pytest.mark.parametrize(
+    ("credentials", "code"),
+    [("wrong-secret-key", "SignatureDoesNotMatch"), ("unknown-access-key", "InvalidAccessKeyId")],
+)
+async def test_refused_credentials_say_so_and_store_nothing(
+    seaweed_server: SeaweedServer, seaweed: S3Storage, credentials: str, code: str
+) -> None:
+    kept = payload(1000)
+    await (await store(seaweed, "projects/1/kept", kept)).complete()
+    if credentials == "wrong-secret-key":
+        keys = (seaweed_server.access_key, seaweed_server.secret_key[::-1])
+    else:
+        keys = (f"ghst{uuid.uuid4().hex[:16]}", seaweed_server.secret_key)
+    wrong = S3Storage(
+        seaweed_server.endpoint_url, seaweed.bucket, *keys, seaweed_server.region, part_size=PART
+    )
+    try:
+        assert await refused_writes(wrong) == {code}
+        with pytest.raises(StorageRefusedError, match=REFUSED) as refused:
+            await read_all(wrong, "projects/1/kept")
+        assert isinstance(refused.value.__cause__, botocore.exceptions.ClientError)
+        assert refused.value.__cause__.response["Error"]["Code"] == code
+        with pytest.raises(StorageRefusedError, match=REFUSED):
+            await in_thread(lambda: wrong.open_seekable("projects/1/kept"))  # a HeadObject
+    finally:
+        await wrong.close()
+    # The panel's own credentials see nothing new and nothing gone.
+    assert await in_thread(lambda: stored_keys(seaweed)) == ["projects/1/kept"]
+    assert await read_all(seaweed, "projects/1/kept") == kept
+    assert await seaweed.pending_uploads() == []
+
+
+async def test_a_user_allowed_only_to_read_is_refused_every_change(
+    seaweed_server: SeaweedServer, seaweed: S3Storage
+) -> None:
+    # Valid credentials without the rights: SeaweedFS answers AccessDenied (403), which says
+    # the same to the administrator (the message names permissions).
+    kept = payload(1000)
+    await (await store(seaweed, "projects/1/kept", kept)).complete()
+    user = f"reader-{uuid.uuid4().hex[:8]}"
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": [f"arn:aws:s3:::{seaweed.bucket}/*"],
+            }
+        ],
+    }
+
+    def add_reader() -> Any:
+        iam = iam_client(seaweed_server)
+        iam.create_user(UserName=user)
+        iam.put_user_policy(
+            UserName=user, PolicyName="read-only", PolicyDocument=json.dumps(policy)
+        )
+        return iam.create_access_key(UserName=user)["AccessKey"]
+
+    def remove_reader(access_key: str) -> None:
+        iam = iam_client(seaweed_server)
+        iam.delete_access_key(UserName=user, AccessKeyId=access_key)
+        iam.delete_user_policy(UserName=user, PolicyName="read-only")
+        iam.delete_user(UserName=user)
+
+    key = await in_thread(add_reader)
+    reader = S3Storage(
+        seaweed_server.endpoint_url,
+        seaweed.bucket,
+        key["AccessKeyId"],
+        key["SecretAccessKey"],
+        seaweed_server.region,
+        part_size=PART,
+    )
+    try:
+        assert await read_all(reader, "projects/1/kept") == kept  # the user's rights work
+        assert await refused_writes(reader) == {"AccessDenied"}
+    finally:
+        await reader.close()
+        await in_thread(lambda: remove_reader(key["AccessKeyId"]))
+    assert await in_thread(lambda: stored_keys(seaweed)) == ["projects/1/kept"]
+    assert await read_all(seaweed, "projects/1/kept") == kept
+    assert await seaweed.pending_uploads() == []
+
+
+def iam_client(server: SeaweedServer) -> Any:
+    """SeaweedFS's IAM API, served on its S3 port."""
+    return boto3.client(
+        "iam",
+        endpoint_url=server.endpoint_url,
+        aws_access_key_id=server.access_key,
+        aws_secret_access_key=server.secret_key,
+        region_name=server.region,
+    )
+
+
+@pytest.mark.parametrize(
+    ("operation", "size"),
+    [("PutObject", 100_000), ("UploadPart", SIZE)],
+    ids=["put-object", "upload-part"],
+)
+async def test_bytes_changed_after_their_checksum_are_refused_and_nothing_is_stored(
+    seaweed: S3Storage, operation: str, size: int
+) -> None:
+    # Bodies are not hashed into the signature (payload_signing_enabled=False): what tells the
+    # server that a body changed on the way is the CRC32 checksum botocore sends beside it
+    # (x-amz-checksum-crc32, signed). SeaweedFS checks it (moto does not; nor does SeaweedFS
+    # check a signed body's SHA-256). One byte of the prepared request is flipped after the
+    # checksum was computed: of one PutObject, or of the second part of a multipart upload.
+    flipped: list[str] = []
+
+    def flip_one_byte(request: Any, **kwargs: Any) -> None:
+        if operation == "UploadPart" and "partNumber=2" not in request.url:
+            return
+        body = request.body
+        data = bytearray(body.read() if hasattr(body, "read") else body)
+        data[len(data) // 2] ^= 0x01
+        request.body = bytes(data)
+        flipped.append(request.url)
+
+    client = await in_thread(lambda: seaweed.client)
+    client.meta.events.register(f"before-send.s3.{operation}", flip_one_byte)
+    data = payload(size)
+    writer = await seaweed.open_writer("projects/1/app.zip")
+    try:
+        with pytest.raises(botocore.exceptions.ClientError) as refused:
+            for chunk in chunked(data):
+                await writer.write(chunk)
+            await writer.complete()
+    finally:
+        client.meta.events.unregister(f"before-send.s3.{operation}", flip_one_byte)
+    assert flipped, "no request body was changed"
+    assert refused.value.response["Error"]["Code"] == "BadDigest"
+    assert not await seaweed.exists("projects/1/app.zip")
+    # A multipart upload stays pending (its first part went up) until the writer aborts it.
+    pending = ["projects/1/app.zip"] if operation == "UploadPart" else []
+    assert await seaweed.pending_uploads() == pending
+    await writer.abort()
+    assert await seaweed.pending_uploads() == []
+    assert await in_thread(lambda: stored_keys(seaweed)) == []
+    # Sent again unchanged, the same bytes are stored whole: only the flipped byte was refused.
+    await (await store(seaweed, "projects/1/app.zip", data)).complete()
+    assert await read_all(seaweed, "projects/1/app.zip") == data
 
 
 async def test_a_dead_s3_is_unavailable_not_a_hang() -> None:
