@@ -72,6 +72,10 @@ STORAGE_REFUSED = (
     "The archive store refused the panel's credentials, so uploads and downloads cannot work "
     "until an administrator fixes the panel's S3 settings (access key, secret, permissions)."
 )
+STORAGE_DAMAGED = (
+    "Part of the upload arrived damaged at the archive store, which refused it: nothing was "
+    "stored. Please upload it again."
+)
 BUCKET_MISSING = (
     "The archive store's bucket {bucket!r} does not exist, so uploads and downloads cannot work "
     "until an administrator creates it or fixes the panel's S3 settings."
@@ -807,6 +811,10 @@ _REFUSED_CODES = frozenset(
 )
 
 
+# A body that did not match its checksum (changed on the way): the server stored nothing.
+_DAMAGED_CODES = frozenset({"BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch"})
+
+
 def _translate(error: Exception, bucket: str = "") -> Exception:
     """A PanelError for a storage server that is down or refuses the panel, else the error."""
     original = error  # botocore is untyped: narrowed to one of its classes, `error` is Any
@@ -822,6 +830,9 @@ def _translate(error: Exception, bucket: str = "") -> Exception:
         name = str(error.response.get("Error", {}).get("BucketName") or bucket)
         log.error("S3 bucket %r does not exist (check GHST_S3_BUCKET)", name)
         return StorageRefusedError(BUCKET_MISSING.format(bucket=name))
+    if code in _DAMAGED_CODES:
+        log.warning("S3 refused a body that did not match its checksum (%s)", code)
+        return UnavailableError(STORAGE_DAMAGED)
     if status == 403 or code in _REFUSED_CODES:
         log.error("S3 refused the panel's credentials: %s (HTTP %s)", code, status)
         return StorageRefusedError(STORAGE_REFUSED)

@@ -736,14 +736,16 @@ async def test_bytes_changed_after_their_checksum_are_refused_and_nothing_is_sto
     data = payload(size)
     writer = await seaweed.open_writer("projects/1/app.zip")
     try:
-        with pytest.raises(botocore.exceptions.ClientError) as refused:
+        with pytest.raises(UnavailableError, match="arrived damaged") as refused:
             for chunk in chunked(data):
                 await writer.write(chunk)
             await writer.complete()
     finally:
         client.meta.events.unregister(f"before-send.s3.{operation}", flip_one_byte)
     assert flipped, "no request body was changed"
-    assert refused.value.response["Error"]["Code"] == "BadDigest"
+    cause = refused.value.__cause__
+    assert isinstance(cause, botocore.exceptions.ClientError)
+    assert cause.response["Error"]["Code"] == "BadDigest"
     assert not await seaweed.exists("projects/1/app.zip")
     # A multipart upload stays pending (its first part went up) until the writer aborts it.
     pending = ["projects/1/app.zip"] if operation == "UploadPart" else []
