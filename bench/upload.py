@@ -21,8 +21,9 @@ What it does (everything on 127.0.0.1, with its own PostgreSQL and Redis from te
   MiB/s = file size / time, median of the runs; the targets take turns within each run;
 - peak server RSS during each transfer: VmRSS of the server process and its descendants
   (sshd's per-connection children for the baseline), sampled every 50 ms; the max over the runs;
-- each stored version is deleted after its run, and the baseline's file is removed; `sync` runs
-  between transfers (untimed) so that none pays for the previous one's writeback;
+- each stored version is deleted after its run, and the baseline's file is removed; between
+  transfers (untimed) `sync` runs and the S3 server is left to go quiet (it removes deleted
+  chunks in the background), so that no transfer pays for another's work;
 - with S3, "S3 alone": the panel's S3 writer fed from the page cache in the bench's own process,
   no SSH: what the S3 server itself can take on this machine, and its CPU per GiB.
 """
@@ -270,6 +271,17 @@ def process_cpu_seconds(pid: int) -> float:
     return cpu_ticks(pid) / os.sysconf("SC_CLK_TCK")
 
 
+async def settle(pid: int, quiet: float = 0.05, longest: float = 60.0) -> None:
+    """Wait until a process uses less than `quiet` of a core over half a second (at most
+    `longest` seconds): SeaweedFS removes a deleted object's chunks in the background."""
+    deadline = time.monotonic() + longest
+    while time.monotonic() < deadline:
+        before = process_cpu_seconds(pid)
+        await asyncio.sleep(0.5)
+        if process_cpu_seconds(pid) - before < quiet * 0.5:
+            return
+
+
 async def s3_alone(storage: ObjectStorage, archive: Path, s3_pid: int) -> tuple[float, float]:
     """(seconds, S3 server CPU seconds) to store `archive` through the panel's S3 writer, read
     from the page cache in 256 KiB writes (an SFTP client's requests are 256 KiB): the S3
@@ -450,9 +462,12 @@ async def bench(args: argparse.Namespace) -> str:
                         elapsed, usage = await timed_upload(command, target.server_pid)
                         peak, cpu = usage.peak_rss_kib, usage.cpu_seconds()
                         await target.cleanup()  # type: ignore[operator]
-                        # Write back what this transfer left in the page cache before the next
-                        # one starts, so that no target pays for another's writeback.
+                        # Write back what this transfer left in the page cache, and let the S3
+                        # server finish its deletes, before the next one starts: no target pays
+                        # for another's background work.
                         await asyncio.to_thread(os.sync)
+                        if s3 is not None and s3.process is not None:
+                            await settle(s3.process.pid)
                         speed = file_size / MIB / elapsed
                         target.results.setdefault((client, size), []).append(speed)
                         target.cpu.setdefault((client, size), []).append(cpu * GIB / file_size)
@@ -472,6 +487,7 @@ async def bench(args: argparse.Namespace) -> str:
                 archive, file_size = archives[size]
                 for run in range(args.runs):
                     await asyncio.to_thread(os.sync)
+                    await settle(s3.process.pid)  # type: ignore[union-attr]
                     elapsed, cpu = await s3_alone(s3_panel.storage, archive, s3.process.pid)  # type: ignore[union-attr]
                     speed = file_size / MIB / elapsed
                     s3_ceiling.setdefault(size, []).append((speed, cpu * GIB / file_size))
