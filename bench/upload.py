@@ -22,8 +22,9 @@ What it does (everything on 127.0.0.1, with its own PostgreSQL and Redis from te
 - peak server RSS during each transfer: VmRSS of the server process and its descendants
   (sshd's per-connection children for the baseline), sampled every 50 ms; the max over the runs;
 - each stored version is deleted after its run, and the baseline's file is removed; between
-  transfers (untimed) `sync` runs and the S3 server is left to go quiet (it removes deleted
-  chunks in the background), so that no transfer pays for another's work;
+  transfers (untimed) `sync` runs, the S3 server is left to go quiet (it removes deleted
+  chunks in the background) and, as root, the page cache is emptied and the archive read back
+  into it, so that no transfer pays for another's work;
 - with S3, "S3 alone": the panel's S3 writer fed from the page cache in the bench's own process,
   no SSH: what the S3 server itself can take on this machine, and its CPU per GiB.
 """
@@ -271,6 +272,28 @@ def process_cpu_seconds(pid: int) -> float:
     return cpu_ticks(pid) / os.sysconf("SC_CLK_TCK")
 
 
+def fresh_page_cache(archive: Path) -> None:
+    """Empty the page cache (as root), then read the archive back into it. What earlier
+    transfers left there (the S3 server's volume files, the baseline's copies) would otherwise
+    make whoever writes through the page cache next pay for reclaiming it: the baseline's sshd
+    spent 7-10 s of CPU per GiB after S3 runs against ~5 s without."""
+    if os.geteuid() == 0:
+        Path("/proc/sys/vm/drop_caches").write_text("1\n")
+    with open(archive, "rb") as file:
+        while file.read(4 * MIB):
+            pass
+
+
+async def quiet_machine(s3: MotoServer | SeaweedServer | None, archive: Path) -> None:
+    """Before a transfer: write back what the previous one left in the page cache, let the S3
+    server finish its deletes, and start from a page cache holding only the archive, so that
+    no target pays for another's background work."""
+    await asyncio.to_thread(os.sync)
+    if s3 is not None and s3.process is not None:
+        await settle(s3.process.pid)
+    await asyncio.to_thread(fresh_page_cache, archive)
+
+
 async def settle(pid: int, quiet: float = 0.05, longest: float = 60.0) -> None:
     """Wait until a process uses less than `quiet` of a core over half a second (at most
     `longest` seconds): SeaweedFS removes a deleted object's chunks in the background."""
@@ -288,8 +311,6 @@ async def s3_alone(storage: ObjectStorage, archive: Path, s3_pid: int) -> tuple[
     server's own limit on this machine, with no SSH decryption competing for the cores."""
     chunk = 256 * 1024
     read_size = 16 * chunk
-    data = await asyncio.to_thread(archive.read_bytes)  # warm the page cache, outside the timing
-    del data
     cpu_before, started = process_cpu_seconds(s3_pid), time.perf_counter()
     writer = await storage.open_writer("bench/s3-alone.zip")
     file = await asyncio.to_thread(open, archive, "rb")
@@ -459,15 +480,10 @@ async def bench(args: argparse.Namespace) -> str:
                         command = client_command(
                             client, target, identity, archive, batch, args.cipher, args.mac
                         )
+                        await quiet_machine(s3, archive)
                         elapsed, usage = await timed_upload(command, target.server_pid)
                         peak, cpu = usage.peak_rss_kib, usage.cpu_seconds()
                         await target.cleanup()  # type: ignore[operator]
-                        # Write back what this transfer left in the page cache, and let the S3
-                        # server finish its deletes, before the next one starts: no target pays
-                        # for another's background work.
-                        await asyncio.to_thread(os.sync)
-                        if s3 is not None and s3.process is not None:
-                            await settle(s3.process.pid)
                         speed = file_size / MIB / elapsed
                         target.results.setdefault((client, size), []).append(speed)
                         target.cpu.setdefault((client, size), []).append(cpu * GIB / file_size)
@@ -486,8 +502,7 @@ async def bench(args: argparse.Namespace) -> str:
             for size in args.sizes:
                 archive, file_size = archives[size]
                 for run in range(args.runs):
-                    await asyncio.to_thread(os.sync)
-                    await settle(s3.process.pid)  # type: ignore[union-attr]
+                    await quiet_machine(s3, archive)
                     elapsed, cpu = await s3_alone(s3_panel.storage, archive, s3.process.pid)  # type: ignore[union-attr]
                     speed = file_size / MIB / elapsed
                     s3_ceiling.setdefault(size, []).append((speed, cpu * GIB / file_size))
