@@ -89,6 +89,7 @@ class Panel:
             s3_access_key=settings.s3_access_key,
             s3_secret_key=settings.s3_secret_key,
             s3_region=settings.s3_region,
+            s3_ca_bundle=settings.s3_ca_bundle,
             storage_dir=settings.archives_dir,
         )
         try:

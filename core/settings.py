@@ -38,6 +38,9 @@ class Settings:
     s3_region: str = "us-east-1"
     s3_access_key: str | None = field(default=None, repr=False)
     s3_secret_key: str | None = field(default=None, repr=False)
+    # A CA bundle (PEM) to trust for an S3 endpoint over HTTPS with a certificate of its own,
+    # e.g. a MinIO with a self-signed one; unset: the system's CAs.
+    s3_ca_bundle: str | None = None
     storage_dir: str = ""
     # Deployments. `instance` prefixes every Docker object and label value the panel makes, so
     # two panels (or two test runs) can share one dockerd without touching each other's things.

@@ -107,10 +107,11 @@ def s3_server() -> Iterator[MotoServer]:
 def seaweed_server() -> Iterator[SeaweedServer]:
     """An S3 server (SeaweedFS) that stores on disk and checks SigV4 signatures and checksums,
     for the whole session. Its IAM API takes writes, so a test can add a user with fewer rights.
+    It also answers over HTTPS, with a self-signed certificate (`ca_file`).
     """
 
     def make(root: Path) -> SeaweedServer:
-        return SeaweedServer(root, options=("-s3.iam.readOnly=false",))
+        return SeaweedServer(root, options=("-s3.iam.readOnly=false",), tls=True)
 
     with running(make, "ghst-seaweed-") as server:
         yield server

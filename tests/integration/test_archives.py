@@ -15,8 +15,10 @@ from core.archive_checks import ArchiveRejected
 from core.archives import ArchiveService
 from core.errors import NotFoundError, QuotaExceededError, ValidationError
 from core.panel import Panel
+from core.settings import Settings
 from core.storage import S3Storage
-from tests.services import MotoServer
+from tests.conftest import reset_state, with_settings
+from tests.services import MotoServer, SeaweedServer
 
 PASSWORD = "correct horse battery"
 
@@ -196,3 +198,34 @@ async def test_recovery_removes_objects_a_crash_stored_but_never_recorded(
     assert b"".join(chunks) == data
     assert await panel.storage.exists("other/kept.bin")
     assert await panel.archives.recover(orphans_older_than=0) == []
+
+
+async def test_a_panel_set_up_for_s3_over_https_with_its_own_ca_keeps_versions(
+    settings: Settings, seaweed_server: SeaweedServer
+) -> None:
+    # GHST_S3_ENDPOINT=https://... with GHST_S3_CA_BUNDLE naming the server's certificate, as
+    # for a MinIO with a self-signed one: uploads are checked and read back through TLS.
+    await reset_state(settings)
+    tls = with_settings(
+        settings,
+        s3_endpoint=seaweed_server.https_endpoint_url,
+        s3_bucket=f"ghst-tls-{uuid.uuid4().hex[:12]}",
+        s3_access_key=seaweed_server.access_key,
+        s3_secret_key=seaweed_server.secret_key,
+        s3_region=seaweed_server.region,
+        s3_ca_bundle=str(seaweed_server.ca_file),
+    )
+    panel = await Panel.open(tls)
+    try:
+        alice = await alice_with_project(panel)
+        data = app_zip()
+        version = await upload(panel, alice, "shop", "app.zip", data)
+        assert version.name == "v1-app.zip"
+        chunks = [chunk async for chunk in panel.archives.open_reader(version)]
+        assert b"".join(chunks) == data
+    finally:
+        await panel.storage.delete_prefix("projects/")
+        storage = panel.storage
+        assert isinstance(storage, S3Storage)
+        await asyncio.to_thread(lambda: storage.client.delete_bucket(Bucket=storage.bucket))
+        await panel.close()
