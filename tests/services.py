@@ -154,6 +154,18 @@ def ssh_client_command(port: int, username: str, identity: Path, *extra: str) ->
     ]
 
 
+def stop_process(process: subprocess.Popen[bytes] | None, grace: float) -> None:
+    """SIGTERM, then SIGKILL if it has not ended after `grace` seconds."""
+    if process is None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
 def self_signed_certificate(ip: str) -> tuple[bytes, bytes]:
     """(certificate, private key), PEM, for `ip`, valid for a day: its own CA."""
     from cryptography import x509
@@ -326,15 +338,9 @@ class SeaweedServer:
                 time.sleep(0.2)
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                # weed takes 10 s or more to stop all its servers; what it holds is scratch.
-                self.process.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-            self.process = None
+        # weed takes 10 s or more to stop all its servers; what it holds is scratch.
+        stop_process(self.process, grace=2)
+        self.process = None
 
     @property
     def endpoint_url(self) -> str:
@@ -398,14 +404,8 @@ class MotoServer:
             raise
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-            self.process = None
+        stop_process(self.process, grace=10)
+        self.process = None
 
     @property
     def endpoint_url(self) -> str:
