@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 from redis.asyncio import Redis
 
+from core.archives import ArchiveService
 from core.migrations import migrate
 from core.panel import Panel
 from core.settings import Settings
+from core.storage import S3Storage
 from tests.services import MotoServer, PostgresServer, RedisServer, SeaweedServer, running
 
 TEST_DATABASE = "ghst_test"
@@ -115,3 +120,40 @@ def seaweed_server() -> Iterator[SeaweedServer]:
 
     with running(make, "ghst-seaweed-") as server:
         yield server
+
+
+def drop_bucket(storage: S3Storage) -> None:
+    """Free the server's memory or disk: abort uploads, delete objects, delete the bucket.
+    Call from a thread."""
+    client = storage.client
+    for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=storage.bucket):
+        for upload in page.get("Uploads", []):
+            client.abort_multipart_upload(
+                Bucket=storage.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=storage.bucket):
+        for item in page.get("Contents", []):
+            client.delete_object(Bucket=storage.bucket, Key=item["Key"])
+    client.delete_bucket(Bucket=storage.bucket)
+
+
+@contextlib.asynccontextmanager
+async def panel_on_s3(
+    panel: Panel, server: MotoServer | SeaweedServer, **options: Any
+) -> AsyncIterator[Panel]:
+    """`panel` storing its archives in a bucket of its own on `server`, dropped afterwards."""
+    storage = S3Storage(
+        server.endpoint_url,
+        f"ghst-panel-{uuid.uuid4().hex[:12]}",
+        server.access_key,
+        server.secret_key,
+        server.region,
+        **options,
+    )
+    await storage.prepare()
+    archives = ArchiveService(panel.pool, storage, panel.projects)
+    try:
+        yield dataclasses.replace(panel, storage=storage, archives=archives)
+    finally:
+        await asyncio.to_thread(drop_bucket, storage)
+        await storage.close()

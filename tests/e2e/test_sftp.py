@@ -4,11 +4,9 @@ server, uploads going through the archive service into the panel's storage."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import cast
@@ -16,11 +14,11 @@ from typing import cast
 import asyncssh
 import pytest
 
-from core.archives import ArchiveService
 from core.errors import UnavailableError
 from core.panel import Panel
-from core.storage import MIN_PART_SIZE, STORAGE_DOWN, LocalDirectoryStorage, S3Storage
+from core.storage import MIN_PART_SIZE, STORAGE_DOWN, LocalDirectoryStorage
 from sshd.server import GhstServer
+from tests.conftest import panel_on_s3
 from tests.e2e.helpers import running_server
 from tests.e2e.transfers import (
     Account,
@@ -567,20 +565,8 @@ async def s3_panel(panel: Panel, request: pytest.FixtureRequest) -> AsyncIterato
     s3_server: SeaweedServer | MotoServer = request.getfixturevalue(
         {"seaweedfs": "seaweed_server", "moto": "s3_server"}[request.param]
     )
-    storage = S3Storage(
-        s3_server.endpoint_url,
-        f"ghst-sftp-{uuid.uuid4().hex[:12]}",
-        s3_server.access_key,
-        s3_server.secret_key,
-        s3_server.region,
-        part_size=MIN_PART_SIZE,
-    )
-    await storage.prepare()
-    archives = ArchiveService(panel.pool, storage, panel.projects)
-    yield dataclasses.replace(panel, storage=storage, archives=archives)
-    await storage.delete_prefix("projects/")
-    await asyncio.to_thread(lambda: storage.client.delete_bucket(Bucket=storage.bucket))
-    await storage.close()
+    async with panel_on_s3(panel, s3_server, part_size=MIN_PART_SIZE) as on_s3:
+        yield on_s3
 
 
 async def test_s3_round_trip_and_a_dropped_multipart_upload(

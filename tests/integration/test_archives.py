@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import io
 import uuid
 import zipfile
@@ -12,13 +11,12 @@ from collections.abc import AsyncIterator
 import pytest
 
 from core.archive_checks import ArchiveRejected
-from core.archives import ArchiveService
 from core.errors import NotFoundError, QuotaExceededError, ValidationError
 from core.panel import Panel
 from core.settings import Settings
 from core.storage import S3Storage
-from tests.conftest import reset_state, with_settings
-from tests.services import MotoServer, SeaweedServer
+from tests.conftest import drop_bucket, panel_on_s3, reset_state, with_settings
+from tests.services import SeaweedServer
 
 PASSWORD = "correct horse battery"
 
@@ -150,21 +148,8 @@ async def any_storage_panel(request: pytest.FixtureRequest, panel: Panel) -> Asy
     if request.param == "local":
         yield panel
         return
-    server: MotoServer = request.getfixturevalue("s3_server")
-    storage = S3Storage(
-        server.endpoint_url,
-        f"ghst-recover-{uuid.uuid4().hex[:12]}",
-        server.access_key,
-        server.secret_key,
-        server.region,
-    )
-    await storage.prepare()
-    archives = ArchiveService(panel.pool, storage, panel.projects)
-    yield dataclasses.replace(panel, storage=storage, archives=archives)
-    await storage.delete_prefix("projects/")
-    await storage.delete_prefix("other/")
-    await asyncio.to_thread(lambda: storage.client.delete_bucket(Bucket=storage.bucket))
-    await storage.close()
+    async with panel_on_s3(panel, request.getfixturevalue("s3_server")) as on_s3:
+        yield on_s3
 
 
 async def put_object(panel: Panel, key: str, data: bytes) -> None:
@@ -224,8 +209,6 @@ async def test_a_panel_set_up_for_s3_over_https_with_its_own_ca_keeps_versions(
         chunks = [chunk async for chunk in panel.archives.open_reader(version)]
         assert b"".join(chunks) == data
     finally:
-        await panel.storage.delete_prefix("projects/")
-        storage = panel.storage
-        assert isinstance(storage, S3Storage)
-        await asyncio.to_thread(lambda: storage.client.delete_bucket(Bucket=storage.bucket))
+        assert isinstance(panel.storage, S3Storage)
+        await asyncio.to_thread(drop_bucket, panel.storage)
         await panel.close()

@@ -44,6 +44,7 @@ from core.storage import (
     StorageRefusedError,
     StorageWriter,
 )
+from tests.conftest import drop_bucket
 from tests.services import MotoServer, SeaweedServer, free_port, temp_root
 
 T = TypeVar("T")
@@ -85,20 +86,6 @@ async def in_thread(function: Callable[[], T]) -> T:
 def read_seekable(storage: ObjectStorage, key: str) -> bytes:
     with storage.open_seekable(key) as file:
         return file.read()
-
-
-def drop_bucket(storage: S3Storage) -> None:
-    """Free the server's memory or disk: abort uploads, delete objects, delete the bucket."""
-    client = storage.client
-    for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=storage.bucket):
-        for upload in page.get("Uploads", []):
-            client.abort_multipart_upload(
-                Bucket=storage.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-            )
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=storage.bucket):
-        for item in page.get("Contents", []):
-            client.delete_object(Bucket=storage.bucket, Key=item["Key"])
-    client.delete_bucket(Bucket=storage.bucket)
 
 
 def s3_storage(server: S3Server, **options: Any) -> S3Storage:
