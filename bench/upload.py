@@ -174,12 +174,11 @@ async def sample_usage(pid: int, usage: Usage, stop: asyncio.Event) -> None:
     CPU is read per process rather than from the server's children totals: sshd ignores
     SIGCHLD, so the CPU time of its per-connection processes is never added to its own.
     A process that starts during the transfer counts from 0."""
-    pids = {pid}
-    known = descendants(pid)
-    for process in known:
+    pids = descendants(pid)
+    for process in pids:
         usage.ticks[process] = (cpu_ticks(process),) * 2
     for tick in itertools.count():
-        if tick % 10 == 0:
+        if tick and tick % 10 == 0:
             pids = descendants(pid)
         usage.peak_rss_kib = max(usage.peak_rss_kib, rss_kib(pids))
         for process in pids:
