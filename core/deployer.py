@@ -28,7 +28,13 @@ from core.compose import ComposeApp, ComposeRunner, parse_compose, render_compos
 from core.containers import ContainerState, DockerEngine, Limits
 from core.db import Pool, connection
 from core.deployment_queue import DeploymentQueue
-from core.deployments import DEPLOYMENT_SELECT, Deployment, live_deployment, row_to_deployment
+from core.deployments import (
+    DEPLOYMENT_SELECT,
+    SUCCEEDED_STATES,
+    Deployment,
+    live_deployment,
+    row_to_deployment,
+)
 from core.env_vars import EnvService
 from core.errors import NotFoundError, ValidationError
 from core.health import NotReady, Probe, Unhealthy, http_status, wait_until_ready
@@ -400,13 +406,48 @@ class Deployer:
     async def _switch(
         self, job: Deployment, worker: str, joblog: JobLog, target: Target, port: int
     ) -> None:
+        """Route nginx to the new version and record it as live, as one step: a cancel that
+        arrives meanwhile (shutdown, lost lease) waits for the switch, so nginx and the
+        database never disagree about which version is live."""
+        switching = asyncio.ensure_future(self._switch_now(job, worker, joblog, target, port))
+        try:
+            await asyncio.shield(switching)
+        except asyncio.CancelledError:
+            await switching
+            raise
+
+    async def _switch_now(
+        self, job: Deployment, worker: str, joblog: JobLog, target: Target, port: int
+    ) -> None:
         joblog.step(f"Switching {self._router.url(target.name)} to deployment #{job.id}")
         await self._router.route(target.name, port, job.id)
-        previous = await self._queue.go_live(job.id, worker)
+        try:
+            previous = await self._queue.go_live(job.id, worker)
+        except Exception:  # not ours any more (lease lost), or not recorded: route back
+            await self._route_back(target)
+            raise
         joblog.step(f"Live at {self._router.url(target.name)}")
         if previous is not None:
             self._spawn(self._retire(previous, target))
         self._spawn(self._prune(target))
+
+    async def _route_back(self, target: Target) -> None:
+        """Point nginx at what the database says is live again (or nothing, or the stopped
+        page) after a switch that did not go through."""
+        try:
+            async with connection(self._pool) as conn:
+                stopped = await conn.fetchval(
+                    "SELECT stopped FROM projects WHERE id = $1", target.id
+                )
+            live = await live_deployment(self._pool, target.id)
+            if live is None or live.port is None:
+                await self._router.remove(target.name)
+            elif stopped:
+                await self._router.route_stopped(target.name)
+            else:
+                await self._router.route(target.name, live.port, live.id)
+        except Exception:
+            log.exception("could not route %s back to its live version", target.name)
 
     # --- after the switch ---------------------------------------------------------------------
 
@@ -524,6 +565,9 @@ class Deployer:
     async def discard(self, job: Deployment) -> None:
         """Remove everything a failed or cancelled attempt made; the live version is untouched."""
         current = await self._deployment(job.id)
+        if current.state in SUCCEEDED_STATES:  # an interrupt that came too late: it is live now
+            log.warning("deployment %s went live: nothing of it is discarded", job.id)
+            return
         await self.remove_containers(current)
         if current.kind == "compose" and current.stack:
             self._stack_file(current.stack).unlink(missing_ok=True)

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 import asyncpg
 
 from core.db import Pool, connection
-from core.deployments import DEPLOYMENT_SELECT, Deployment, Kind, row_to_deployment
+from core.deployments import (
+    DEPLOYMENT_SELECT,
+    SUCCEEDED_STATES,
+    Deployment,
+    Kind,
+    row_to_deployment,
+)
 
 # A build log is kept whole up to this many characters; beyond, only a notice is added.
 MAX_LOG_CHARS = 2_000_000
@@ -149,6 +155,16 @@ class DeploymentQueue:
                     previous["id"],
                 )
         return row_to_deployment(previous) if previous else None
+
+    async def went_live(self, deployment_id: int, worker: str) -> bool:
+        """Did `worker` take this job live? (Its lease ends there, so renewing it fails.)"""
+        async with connection(self._pool) as conn:
+            state = await conn.fetchval(
+                "SELECT state FROM deployments WHERE id = $1 AND worker = $2",
+                deployment_id,
+                worker,
+            )
+        return state in SUCCEEDED_STATES
 
     async def finish(self, deployment_id: int, worker: str, state: str, error: str) -> bool:
         """End a job that did not go live (failed or cancelled); False if it was not ours."""

@@ -133,7 +133,9 @@ class DeploymentWorker:
             try:
                 renewal = await self._queue.renew(job.deployment.id, self.name)
             except LeaseLost:
-                self._interrupt(job, "lease")
+                # Going live ends the lease too: the job is finishing, not taken away.
+                if not await self._went_live(job):
+                    self._interrupt(job, "lease")
                 return
             except PanelError as error:
                 log.warning("cannot renew the lease of #%s: %s", job.deployment.id, error)
@@ -171,6 +173,10 @@ class DeploymentWorker:
             job.finishing = True
             if job.heartbeat is not None:
                 job.heartbeat.cancel()
+        if job.stop_reason is not None and await self._went_live(job):
+            # The interrupt came after the switch (which is never cut in half): it is live.
+            log.info("deployment %s went live before it could be interrupted", deployment.id)
+            job.stop_reason, outcome = None, None
         try:
             if outcome is not None or job.stop_reason is not None:
                 await self._end(job, joblog, outcome)
@@ -195,6 +201,13 @@ class DeploymentWorker:
                 await self._queue.finish(deployment.id, self.name, "cancelled", CANCELLED)
         elif outcome is not None:
             await self._queue.finish(deployment.id, self.name, *outcome)
+
+    async def _went_live(self, job: Job) -> bool:
+        try:
+            return await self._queue.went_live(job.deployment.id, self.name)
+        except PanelError as error:  # cannot tell: the clean-up checks again before removing
+            log.warning("cannot read the state of #%s: %s", job.deployment.id, error)
+            return False
 
     async def _reap(self) -> None:
         try:

@@ -121,6 +121,7 @@ async def test_a_worker_that_stops_renewing_is_reaped_and_cannot_write_afterward
     with pytest.raises(LeaseLost):
         await jobs.go_live(deployment.id, "dead-worker")
     assert not await jobs.finish(deployment.id, "dead-worker", "cancelled", "late")
+    assert not await jobs.went_live(deployment.id, "dead-worker")
     seen = await panel.deployments.get(alice, "alice-shop", deployment.id)
     assert (seen.state, seen.error) == ("failed", WORKER_DIED)
     assert (await panel.deployments.status(alice, "alice-shop")).state == "failed"
@@ -155,8 +156,14 @@ async def test_going_live_replaces_the_previous_version_which_stays_available_fo
     second = await panel.deployments.deploy(alice, "alice-shop", "v2")
     await jobs.claim("w")
     await jobs.record(second.id, "w", kind="dockerfile", image="ghst/alice-shop:2", port=20002)
+    assert not await jobs.went_live(second.id, "w")
     replaced = await jobs.go_live(second.id, "w")
     assert replaced is not None and replaced.id == first.id
+    # Going live ends the lease: renewing fails, but the worker can tell it went live.
+    with pytest.raises(LeaseLost):
+        await jobs.renew(second.id, "w")
+    assert await jobs.went_live(second.id, "w") and await jobs.went_live(first.id, "w")
+    assert not await jobs.went_live(second.id, "another-worker")
     status = await panel.deployments.status(alice, "alice-shop")
     assert (status.state, status.live and status.live.id) == ("running", second.id)
     history = {d.id: d for d in await panel.deployments.list(alice, "alice-shop")}
