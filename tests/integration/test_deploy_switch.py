@@ -52,6 +52,33 @@ async def served(deploying: Deploying, project: str) -> tuple[str, str]:
     return page.text.strip(), page.headers.get("x-ghst-deployment", "")
 
 
+async def live_first_version(deploying: Deploying, project: str, base_image: str) -> Deployment:
+    await deploying.panel.projects.create(deploying.user_id, project)
+    first = await deployed(deploying, project, page_app(base_image, "v1"))
+    assert first.state == "running", await deploying.log(first)
+    return first  # type: ignore[no-any-return]
+
+
+async def expire_lease_and_reap(panel: Panel, deployment_id: int) -> list[int]:
+    """What another worker sees once this job's lease ran out: it reaps (fails) the job."""
+    async with panel.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE deployments SET lease_expires_at = now() - interval '1 second' WHERE id = $1",
+            deployment_id,
+        )
+    return [d.id for d in await panel.queue.reap_expired()]
+
+
+async def wait_until_removed(client: docker.DockerClient, deployment_id: int) -> None:
+    """The reap fails the job at once; its worker routes back first, then removes what it
+    made: once its containers are gone, the worker is done with it."""
+
+    async def gone() -> bool:
+        return not containers_left(client, {"label": f"ghst.deployment={deployment_id}"})
+
+    await eventually(gone, within=10)
+
+
 async def test_a_heartbeat_right_after_going_live_keeps_the_new_version(
     deploying: Deploying,
     base_image: str,
@@ -59,9 +86,7 @@ async def test_a_heartbeat_right_after_going_live_keeps_the_new_version(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     panel, user = deploying.panel, deploying.user_id
-    await panel.projects.create(user, "steady")
-    first = await deployed(deploying, "steady", page_app(base_image, "v1"))
-    assert first.state == "running", await deploying.log(first)
+    await live_first_version(deploying, "steady", base_image)
 
     # Two heartbeats fit between the switch and the end of the job.
     async def linger(_: int) -> None:
@@ -126,31 +151,18 @@ async def test_a_lease_lost_at_the_switch_routes_back_to_the_live_version(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     panel, user = deploying.panel, deploying.user_id
-    await panel.projects.create(user, "loyal")
-    first = await deployed(deploying, "loyal", page_app(base_image, "v1"))
-    assert first.state == "running", await deploying.log(first)
+    first = await live_first_version(deploying, "loyal", base_image)
 
     async def lease_runs_out(deployment_id: int) -> None:
-        # nginx already points at the new version; another worker reaps the job meanwhile.
+        # nginx already points at the new version when another worker reaps the job.
         assert (await served(deploying, "loyal"))[1] == str(deployment_id)
-        async with panel.pool.acquire() as conn:
-            await conn.execute(
-                "UPDATE deployments SET lease_expires_at = now() - interval '1 second'"
-                " WHERE id = $1",
-                deployment_id,
-            )
-        assert [d.id for d in await panel.queue.reap_expired()] == [deployment_id]
+        assert await expire_lease_and_reap(panel, deployment_id) == [deployment_id]
 
     around_go_live(monkeypatch, panel, before=lease_runs_out)
     second = await deployed(deploying, "loyal", page_app(base_image, "v2"))
 
     assert (second.state, second.error) == ("failed", WORKER_DIED)
-
-    # The reap marks it failed at once; its worker routes back, then removes what it made.
-    async def second_gone() -> bool:
-        return not containers_left(docker_client, {"label": f"ghst.deployment={second.id}"})
-
-    await eventually(second_gone, within=10)
+    await wait_until_removed(docker_client, second.id)
     assert await served(deploying, "loyal") == ("v1", str(first.id))
     status = await panel.deployments.status(user, "loyal")
     assert status.live is not None and status.live.id == first.id
@@ -166,21 +178,11 @@ async def test_a_lease_lost_at_the_first_switch_leaves_no_route(
     await panel.projects.create(user, "fresh")
 
     async def lease_runs_out(deployment_id: int) -> None:
-        async with panel.pool.acquire() as conn:
-            await conn.execute(
-                "UPDATE deployments SET lease_expires_at = now() - interval '1 second'"
-                " WHERE id = $1",
-                deployment_id,
-            )
-        await panel.queue.reap_expired()
+        assert await expire_lease_and_reap(panel, deployment_id) == [deployment_id]
 
     around_go_live(monkeypatch, panel, before=lease_runs_out)
     first = await deployed(deploying, "fresh", page_app(base_image, "v1"))
-    assert first.state == "failed"
-
-    async def first_gone() -> bool:
-        return not containers_left(docker_client, {"label": f"ghst.deployment={first.id}"})
-
-    await eventually(first_gone, within=10)
+    assert (first.state, first.error) == ("failed", WORKER_DIED)
+    await wait_until_removed(docker_client, first.id)
     page = await http_request(deploying.router, "fresh")
     assert page.status == 404 and "x-ghst-deployment" not in page.headers
