@@ -88,9 +88,9 @@ def read_seekable(storage: ObjectStorage, key: str) -> bytes:
         return file.read()
 
 
-def s3_storage(server: S3Server, **options: Any) -> S3Storage:
+def s3_storage(server: S3Server, endpoint_url: str | None = None, **options: Any) -> S3Storage:
     return S3Storage(
-        server.endpoint_url,
+        endpoint_url or server.endpoint_url,
         f"ghst-test-{uuid.uuid4().hex[:16]}",
         server.access_key,
         server.secret_key,
@@ -750,15 +750,7 @@ async def test_bytes_changed_after_their_checksum_are_refused_and_nothing_is_sto
 
 
 def https_storage(server: SeaweedServer, **options: Any) -> S3Storage:
-    return S3Storage(
-        server.https_endpoint_url,
-        f"ghst-tls-{uuid.uuid4().hex[:16]}",
-        server.access_key,
-        server.secret_key,
-        server.region,
-        part_size=PART,
-        **options,
-    )
+    return s3_storage(server, server.https_endpoint_url, **options)
 
 
 async def test_s3_over_https_with_its_own_ca_streams_and_reads_back_identical(
