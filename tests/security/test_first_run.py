@@ -5,8 +5,9 @@ The repository is cloned (committed HEAD) into a private temp folder (mode 0700,
 developer's panel on the default ports is untouched, and OpenSSH's `ssh` in a real terminal must
 reach the sign-up screen for a name nobody has. Then the panel gets Ctrl+C (SIGINT to its
 process group), `./scripts/dev stop` runs, and no process of the clone may be left: not its
-PostgreSQL, Redis, nginx or panel. The clone makes its own .venv (from the local wheel cache),
-so the test has a generous timeout.
+PostgreSQL, Redis, nginx or panel. The same again after a second start, with the panel killed
+outright. The clone makes its own .venv (from the local wheel cache), so the test has a
+generous timeout.
 """
 
 from __future__ import annotations
@@ -89,23 +90,35 @@ def readable_by_nobody(path: Path) -> bool:
     return check.returncode == 0
 
 
+async def start_panel(clone: Clone) -> asyncio.subprocess.Process:
+    """`./scripts/dev start` in the clone, its output appended to the clone's start log."""
+    with clone.start_log.open("ab") as log:
+        return await asyncio.create_subprocess_exec(
+            "./scripts/dev",
+            "start",
+            cwd=clone.path,
+            env=clone.env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,  # Ctrl+C reaches its process group, not ours
+        )
+
+
+async def assert_nothing_left(clone: Clone) -> None:
+    left = await asyncio.to_thread(leftover_processes, clone.root)
+    assert left == [], f"processes of the clone left running: {left}"
+    busy = [port for port in clone.ports if await asyncio.to_thread(answers, port)]
+    assert busy == [], f"ports still answering after stop: {busy}"
+
+
 async def test_readme_start_command_on_a_fresh_clone_reaches_sign_up() -> None:
     instance = f"firstrun{uuid.uuid4().hex[:8]}"
     clone = await asyncio.to_thread(make_clone, instance)
     panel: asyncio.subprocess.Process | None = None
     try:
         with showing_start_output(clone):
-            with clone.start_log.open("wb") as log:
-                panel = await asyncio.create_subprocess_exec(
-                    "./scripts/dev",
-                    "start",
-                    cwd=clone.path,
-                    env=clone.env,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                    start_new_session=True,  # Ctrl+C reaches its process group, not ours
-                )
+            panel = await start_panel(clone)
             await wait_for_ssh(panel, clone)
 
             # A stranger with a key the panel has never seen, under a name nobody has.
@@ -136,11 +149,17 @@ async def test_readme_start_command_on_a_fresh_clone_reaches_sign_up() -> None:
             assert status == 0, f"the panel exited with status {status} on Ctrl+C"
             status, output = await run_dev(clone, "stop")
             assert status == 0, f"./scripts/dev stop failed:\n{output}"
+            await assert_nothing_left(clone)
 
-            left = await asyncio.to_thread(leftover_processes, clone.root)
-            assert left == [], f"processes of the clone left running: {left}"
-            busy = [port for port in clone.ports if await asyncio.to_thread(answers, port)]
-            assert busy == [], f"ports still answering after stop: {busy}"
+            # Starting again works; a panel killed outright leaves its nginx (a session of its
+            # own), and `stop` stops that too.
+            panel = await start_panel(clone)
+            await wait_for_ssh(panel, clone)
+            os.killpg(panel.pid, signal.SIGKILL)
+            await asyncio.wait_for(panel.wait(), STOP_TIMEOUT)
+            status, output = await run_dev(clone, "stop")
+            assert status == 0, f"./scripts/dev stop failed:\n{output}"
+            await assert_nothing_left(clone)
     finally:
         if panel is not None and panel.returncode is None:
             with contextlib.suppress(ProcessLookupError):
