@@ -61,8 +61,9 @@ import docker
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import requirements  # noqa: E402
 from bench.nginx_reload import fill, nginx_version, timed  # noqa: E402
-from bench.sessions import GhstProcess  # noqa: E402
+from bench.panel_process import GhstProcess, bench_instance, panel_env  # noqa: E402
 from bench.upload import OPENSSH_OPTIONS  # noqa: E402
 from core.deployments import Deployment  # noqa: E402
 from core.nginx import NginxProcess, NginxRouter  # noqa: E402
@@ -80,6 +81,15 @@ FINISHED = ("running", "failed", "cancelled", "superseded")
 DEPLOY_TIMEOUT = 60.0
 POLL_HTTP = 0.01
 POLL_STATE = 0.02
+
+NEEDS = (
+    requirements.SCP,
+    requirements.POSTGRES,
+    requirements.REDIS,
+    requirements.NGINX,
+    requirements.DOCKER,
+    requirements.BUSYBOX,
+)
 
 GOAL_DEPLOY_S = 3.0
 GOAL_REDEPLOY_S = 3.0
@@ -324,16 +334,10 @@ async def switch_times(counts: list[int], runs: int) -> list[tuple[int, list[flo
 
 
 def ghst_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GHST_")}
-    env.update(
-        GHST_DATABASE_URL=settings.database_url,
-        GHST_REDIS_URL=settings.redis_url,
-        GHST_DATA_DIR=str(settings.data_dir),
-        GHST_SSH_HOST="127.0.0.1",
-        GHST_SSH_PORT="0",
-        GHST_SHUTDOWN_GRACE="0",
+    return panel_env(
+        settings,
+        dict(os.environ),
         GHST_BCRYPT_ROUNDS=str(settings.bcrypt_rounds),
-        GHST_INSTANCE=settings.instance,
         GHST_DOCKER_PULL="0",
         GHST_PORT_MIN=str(settings.port_min),
         GHST_PORT_MAX=str(settings.port_max),
@@ -343,7 +347,6 @@ def ghst_env(settings: Settings) -> dict[str, str]:
         GHST_NGINX_PREFIX=settings.nginx_prefix,
         GHST_NGINX_PORT=str(settings.nginx_port),
     )
-    return env
 
 
 async def scp(port: int, identity: Path, source: Path, project: str) -> float:
@@ -400,7 +403,7 @@ async def bench(args: argparse.Namespace) -> Results:
     work = temp_root("ghst-bench-deploy-")  # 0755: nginx's workers (nobody) reach its prefix
     postgres, redis = PostgresServer(pg_root), RedisServer(redis_root)
     client = docker.from_env(timeout=120)
-    instance = f"bench{uuid.uuid4().hex[:8]}"
+    instance = bench_instance()
     base_image = f"ghst-bench/busybox:{instance}"
     low = 20000 + (uuid.uuid4().int % 90) * 100
     settings = Settings(
@@ -434,7 +437,7 @@ async def bench(args: argparse.Namespace) -> Results:
         await panel.keys.add(user.id, public + " bench", "bench")
         runner = Bench(panel, user.id)
 
-        ghst = GhstProcess(ghst_env(settings))
+        ghst = GhstProcess(ghst_env(settings), worker=True)  # the bench deploys
         await ghst.start()
         host = panel.router.host(STEADY) + f":{settings.nginx_port}"
 
@@ -703,6 +706,7 @@ def main() -> None:
     parser.add_argument("--wrk-seconds", type=int, default=5)
     parser.add_argument("--wrk-connections", type=int, default=32)
     args = parser.parse_args()
+    requirements.require("bench/deploy.py", NEEDS)
     if not shutil.which("wrk"):
         print("wrk is not installed: requests/s come from a slower Python client", file=sys.stderr)
     try:

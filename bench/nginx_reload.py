@@ -38,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import requirements  # noqa: E402
 from core.nginx import NginxProcess, NginxRouter, write_atomically  # noqa: E402
 from tests.services import free_port, temp_root  # noqa: E402
 
@@ -129,6 +130,7 @@ def main() -> None:
         default=[10, 100, 1000],
     )
     args = parser.parse_args()
+    requirements.require("bench/nginx_reload.py", (requirements.NGINX,))
     print(asyncio.run(bench(args)))
 
 

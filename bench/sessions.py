@@ -4,7 +4,8 @@
 
 What it does (everything on 127.0.0.1, with its own PostgreSQL and Redis from tests/services.py):
 
-- runs `ghst serve` as a subprocess (the real entry point) and creates a user with an ed25519 key;
+- runs `ghst serve --no-worker` as a subprocess (the real entry point; a Docker instance of its
+  own, bench/panel_process.py) and creates a user with an ed25519 key;
 - connect to first full frame: OpenSSH's `ssh -tt` in a real pseudo-terminal, from spawning the
   client to the chunk of output that completes the home screen (a pyte screen shows "Signed in
   as bench" and the footer; the output is parsed after it arrives, timed by the chunk that
@@ -12,7 +13,8 @@ What it does (everything on 127.0.0.1, with its own PostgreSQL and Redis from te
 - baseline: the same `ssh` client running `true` against OpenSSH's sshd (`/usr/sbin/sshd -D`
   with its own host key and authorized_keys in a temp dir); and, for reference, the same client
   running a command against ghst (no PTY: the usage text, exit status 2), i.e. connecting and
-  authenticating without any Textual work;
+  authenticating without any Textual work; sshd is Debian's openssh-server (`./scripts/dev
+  test` installs it; the bench says what is missing before it starts);
 - memory per extra idle session: PSS and RSS of the server process (/proc/PID/smaps_rollup)
   with N sessions open on the home screen, minus the same with none open (after one warm-up
   session), divided by N;
@@ -45,6 +47,8 @@ import pyte
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import requirements  # noqa: E402
+from bench.panel_process import GhstProcess, bench_instance, panel_env  # noqa: E402
 from core.panel import Panel  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from tests.services import (  # noqa: E402
@@ -56,14 +60,22 @@ from tests.services import (  # noqa: E402
     wait_for_port,
 )
 
-SSH = "/usr/bin/ssh"
-SSHD = "/usr/sbin/sshd"
+SSH = requirements.SSH.program
+SSHD = requirements.SSHD.program
 USERNAME = "bench"
 WIDTH, HEIGHT = 100, 30
 HOME_TEXT = f"Signed in as {USERNAME}"
 FOOTER_TEXT = "Log out"
 TIMEOUT = 30.0
 MIB = 1024 * 1024
+
+NEEDS = (
+    requirements.SSH,
+    requirements.SSH_KEYGEN,
+    requirements.SSHD,
+    requirements.POSTGRES,
+    requirements.REDIS,
+)
 
 GOAL_FIRST_FRAME_MS = 250
 GOAL_SESSION_MIB = 3
@@ -189,49 +201,6 @@ def percentile(values: list[float], pct: int) -> float:
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
-
-
-class GhstProcess:
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.process: asyncio.subprocess.Process | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        ghst = Path(sys.executable).parent / "ghst"
-        self.process = await asyncio.create_subprocess_exec(
-            str(ghst),
-            "--log-level",
-            "WARNING",
-            "serve",
-            env=self.env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        assert self.process.stderr is not None
-        while not self.port:
-            line = (await asyncio.wait_for(self.process.stderr.readline(), 60)).decode()
-            if not line:
-                raise RuntimeError("ghst serve exited")
-            if "listening on" in line:
-                self.port = int(line.rsplit(":", 1)[1])
-        self._drain = asyncio.create_task(self._drain_stderr())
-
-    async def _drain_stderr(self) -> None:
-        assert self.process is not None and self.process.stderr is not None
-        while line := await self.process.stderr.readline():
-            sys.stderr.write("[ghst] " + line.decode())
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.terminate()
-            await asyncio.wait_for(self.process.wait(), 30)
-            await self._drain
 
 
 class OpenSSHServer:
@@ -380,6 +349,7 @@ async def bench(args: argparse.Namespace) -> str:
             database_url=postgres.dsn(),
             redis_url=redis.url(),
             bcrypt_rounds=4,
+            instance=bench_instance(),
         )
         panel = await Panel.open(settings)  # migrates
         key = asyncssh.generate_private_key("ssh-ed25519")
@@ -393,18 +363,8 @@ async def bench(args: argparse.Namespace) -> str:
         finally:
             await panel.close()
 
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GHST_")}
-        env.update(
-            GHST_DATABASE_URL=settings.database_url,
-            GHST_REDIS_URL=settings.redis_url,
-            GHST_DATA_DIR=str(settings.data_dir),
-            GHST_SSH_HOST="127.0.0.1",
-            GHST_SSH_PORT="0",
-            GHST_SHUTDOWN_GRACE="0",
-            # Sessions only: no nginx, no deployment worker needed here.
-            GHST_NGINX_MANAGED="0",
-        )
-        ghst = GhstProcess(env)
+        # Sessions only: no nginx, no deployment worker.
+        ghst = GhstProcess(panel_env(settings, dict(os.environ), GHST_NGINX_MANAGED="0"))
         await ghst.start()
         command = ssh_command(ghst.port, identity, USERNAME)
         command.insert(1, "-tt")
@@ -508,6 +468,7 @@ def main() -> None:
     )
     parser.add_argument("--keys", type=int, default=200, help="keystrokes timed (default 200)")
     args = parser.parse_args()
+    requirements.require("bench/sessions.py", NEEDS)
     args.sessions = [int(part) for part in args.sessions.split(",")]
     args.ssh_version = subprocess.run([SSH, "-V"], capture_output=True, text=True).stderr.strip()
     print(asyncio.run(bench(args)))

@@ -9,12 +9,13 @@ What it does (everything on 127.0.0.1, with its own PostgreSQL and Redis from te
 - builds one app archive per size: a stored (uncompressed) zip with a `Dockerfile` and one member
   of random bytes, so the file is as big as asked and is no compression bomb; for 1024 MiB the
   member is a little smaller so that what it unpacks to stays within the 1 GiB archive limit;
-- runs `ghst serve` as a subprocess (the real entry point), once per storage adapter: a local
+- runs `ghst serve --no-worker` as a subprocess (the real entry point; a Docker instance of its
+  own, bench/panel_process.py), once per storage adapter: a local
   directory (GHST_STORAGE_DIR) and S3 (SeaweedFS, `SeaweedServer`: a Go S3 server storing on
   disk and checking signatures, like MinIO; `--s3-server moto` for moto's in-memory one);
   creates a user with an ed25519 key, a project and a 100 GiB storage quota;
-- baseline: OpenSSH's own sshd (`/usr/sbin/sshd -D`, `Subsystem sftp internal-sftp`) writing
-  into a temp directory, logged into as a user whose shell is /bin/sh (`scp -O` runs `scp -t`
+- baseline: OpenSSH's own sshd (`/usr/sbin/sshd -D`, `Subsystem sftp internal-sftp`; Debian's
+  openssh-server, which `./scripts/dev test` installs) writing into a temp directory, logged into as a user whose shell is /bin/sh (`scp -O` runs `scp -t`
   through the login shell);
 - times each transfer from spawning the client to its exit (exit status 0 required), for
   `sftp -b` (`put`), `scp` (SFTP mode, OpenSSH 9's default) and `scp -O` (legacy protocol);
@@ -53,8 +54,9 @@ import asyncssh
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import requirements  # noqa: E402
+from bench.panel_process import GhstProcess, bench_instance, panel_env  # noqa: E402
 from bench.sessions import (  # noqa: E402
-    GhstProcess,
     OpenSSHServer,
     baseline_login,
     remove_baseline_user,
@@ -78,6 +80,16 @@ FILE_NAME = "app.zip"
 QUOTA = 100 * GIB
 CLIENT_TIMEOUT = 600.0
 SAMPLE_EVERY = 0.05
+
+NEEDS = (
+    requirements.SSH,
+    requirements.SFTP,
+    requirements.SCP,
+    requirements.SSH_KEYGEN,
+    requirements.SSHD,
+    requirements.POSTGRES,
+    requirements.REDIS,
+)
 
 GOAL_RATIO = 0.8
 GOAL_RSS_MIB = 200
@@ -342,18 +354,8 @@ async def prepare_account(settings: Settings, public: str) -> int:
 
 
 def ghst_env(settings: Settings, storage: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GHST_")}
-    env.update(
-        GHST_DATABASE_URL=settings.database_url,
-        GHST_REDIS_URL=settings.redis_url,
-        GHST_DATA_DIR=str(settings.data_dir),
-        GHST_SSH_HOST="127.0.0.1",
-        GHST_SSH_PORT="0",
-        GHST_SHUTDOWN_GRACE="0",
-        GHST_NGINX_MANAGED="0",  # no sites deployed here: no nginx of its own to start
-        **storage,
-    )
-    return env
+    # No sites deployed here: no nginx of its own to start (and no worker: GhstProcess's default).
+    return panel_env(settings, dict(os.environ), GHST_NGINX_MANAGED="0", **storage)
 
 
 async def bench(args: argparse.Namespace) -> str:
@@ -382,6 +384,7 @@ async def bench(args: argparse.Namespace) -> str:
             database_url=postgres.dsn(),
             redis_url=redis.url(),
             bcrypt_rounds=4,
+            instance=bench_instance(),
         )
         # Made here, open to others: the panel checks that nginx's workers could reach its pages
         # under it (it would make it private to root itself).
@@ -426,6 +429,7 @@ async def bench(args: argparse.Namespace) -> str:
                     data_dir=settings.data_dir,
                     database_url=settings.database_url,
                     redis_url=settings.redis_url,
+                    instance=settings.instance,
                     storage_dir=str(work / "archives"),
                 )
             else:
@@ -442,6 +446,7 @@ async def bench(args: argparse.Namespace) -> str:
                     data_dir=settings.data_dir,
                     database_url=settings.database_url,
                     redis_url=settings.redis_url,
+                    instance=settings.instance,
                     s3_endpoint=s3.endpoint_url,
                     s3_bucket="ghst-bench",
                     s3_region=s3.region,
@@ -619,6 +624,7 @@ def main() -> None:
     parser.add_argument("--cipher", default=None, help="ssh -c for every client (default: none)")
     parser.add_argument("--mac", default=None, help="ssh -m for every client (default: none)")
     args = parser.parse_args()
+    requirements.require("bench/upload.py", NEEDS)
     args.sizes = [int(part) for part in args.sizes.split(",")]
     args.clients = args.clients.split(",")
     args.adapters = args.adapters.split(",")

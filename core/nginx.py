@@ -399,7 +399,8 @@ class NginxRouter:
             if blocked is not None:
                 raise RoutingError(
                     f"nginx's workers run as {account[0]} and cannot enter {blocked}: allow"
-                    f" others into it (chmod o+x) or put the panel's data somewhere else."
+                    f" others to enter it (chmod o+x {blocked}), or give nginx a prefix"
+                    f" they can reach (GHST_NGINX_PREFIX), outside a private data folder."
                 )
         for page in PAGES:
             data = (TEMPLATES_DIR / "pages" / page).read_bytes()

@@ -1,0 +1,98 @@
+"""`ghst serve` as a bench runs it: isolated from any panel already running on the machine.
+
+A bench's panel always has
+- a Docker instance of its own (`bench-<random>`): a deployment worker sweeps the containers
+  of its instance that its database does not know, so a bench on the default instance ("ghst")
+  would remove a live panel's apps;
+- the database of the bench's own PostgreSQL (given by the bench, never inherited: every
+  GHST_* variable of the caller's environment is dropped);
+- no deployment worker unless the bench deploys (`ghst serve --no-worker`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sys
+from pathlib import Path
+
+from core.settings import Settings
+
+INSTANCE_PREFIX = "bench-"
+
+
+def bench_instance() -> str:
+    return f"{INSTANCE_PREFIX}{secrets.token_hex(4)}"
+
+
+def panel_env(settings: Settings, base: dict[str, str], **extra: str) -> dict[str, str]:
+    """The environment of a bench's `ghst serve`: `base` without any GHST_* variable, then the
+    bench's database, Redis, data folder and instance, SSH on a free loopback port, then `extra`."""
+    if not settings.instance.startswith(INSTANCE_PREFIX):
+        raise ValueError(
+            f"a bench's panel needs an instance of its own (bench_instance()), not"
+            f" {settings.instance!r}: it could touch the containers of a live panel"
+        )
+    env = {key: value for key, value in base.items() if not key.startswith("GHST_")}
+    env.update(
+        GHST_DATABASE_URL=settings.database_url,
+        GHST_REDIS_URL=settings.redis_url,
+        GHST_DATA_DIR=str(settings.data_dir),
+        GHST_INSTANCE=settings.instance,
+        GHST_SSH_HOST="127.0.0.1",
+        GHST_SSH_PORT="0",
+        GHST_SHUTDOWN_GRACE="0",
+    )
+    env.update(extra)
+    return env
+
+
+def serve_command(*, worker: bool) -> list[str]:
+    ghst = Path(sys.executable).parent / "ghst"
+    return [str(ghst), "--log-level", "WARNING", "serve", *(() if worker else ("--no-worker",))]
+
+
+class GhstProcess:
+    """`ghst serve` (the real entry point) as a subprocess; `port` once it listens."""
+
+    def __init__(self, env: dict[str, str], *, worker: bool = False) -> None:
+        if not env.get("GHST_INSTANCE", "").startswith(INSTANCE_PREFIX):
+            raise ValueError("a bench's panel runs with panel_env(): an instance of its own")
+        self.env = env
+        self.command = serve_command(worker=worker)
+        self.process: asyncio.subprocess.Process | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            *self.command,
+            env=self.env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert self.process.stderr is not None
+        said: list[str] = []
+        while not self.port:
+            line = (await asyncio.wait_for(self.process.stderr.readline(), 60)).decode()
+            if not line:
+                raise RuntimeError("ghst serve exited before it listened:\n" + "".join(said))
+            said.append(line)
+            if "listening on" in line:
+                self.port = int(line.rsplit(":", 1)[1])
+        self._drain = asyncio.create_task(self._drain_stderr())
+
+    async def _drain_stderr(self) -> None:
+        assert self.process is not None and self.process.stderr is not None
+        while line := await self.process.stderr.readline():
+            sys.stderr.write("[ghst] " + line.decode())
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            await asyncio.wait_for(self.process.wait(), 30)
+            await self._drain
