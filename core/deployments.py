@@ -25,7 +25,8 @@ from core.errors import ConflictError, NotFoundError, UnavailableError, Validati
 from core.projects import Project, ProjectService
 
 State = Literal["queued", "building", "starting", "running", "failed", "cancelled", "superseded"]
-Reason = Literal["deploy", "redeploy", "rollback", "restart"]
+# heal: the panel started the live image again after its containers went (core.live_check).
+Reason = Literal["deploy", "redeploy", "rollback", "restart", "heal"]
 Kind = Literal["dockerfile", "compose"]
 ACTIVE_STATES: tuple[State, ...] = ("queued", "building", "starting")
 # Deployments that went live once; their image can run again (rollback) while it is kept.
@@ -56,6 +57,8 @@ class Deployment:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # Live, but its containers were found gone at this time (removed outside the panel).
+    missing_since: datetime | None = None
 
     @property
     def active(self) -> bool:
@@ -100,7 +103,7 @@ class Runtime(Protocol):
 DEPLOYMENT_COLUMNS = """
 d.id, d.project_id, p.name AS project, d.user_id, d.archive_id, d.archive_name, d.reason,
 d.source_id, d.kind, d.state, d.error, d.image, d.stack, d.port, d.app_port, d.created_at,
-d.started_at, d.finished_at
+d.started_at, d.finished_at, d.missing_since
 """
 DEPLOYMENT_SELECT = (
     f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments d JOIN projects p ON p.id = d.project_id"
@@ -127,6 +130,7 @@ def row_to_deployment(row: asyncpg.Record) -> Deployment:
         created_at=row["created_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
+        missing_since=row["missing_since"],
     )
 
 

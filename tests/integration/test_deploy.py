@@ -64,7 +64,7 @@ async def test_a_dockerfile_app_is_built_run_and_served_through_nginx(
     assert container.labels["ghst.project"] == "hello"
     assert container.labels["ghst.user"] == str(deploying.user_id)
     assert container.attrs["HostConfig"]["Memory"] == deploying.panel.settings.app_memory_mb << 20
-    assert container.image.tags == [f"{deploying.panel.settings.instance}/hello:{done.id}"]
+    assert container.image.tags == [f"{deploying.panel.deployer.namespace}/hello:{done.id}"]
 
 
 async def test_a_redeploy_switches_without_a_failed_request_and_retires_the_old_version(
@@ -464,14 +464,14 @@ async def test_containers_a_crash_left_behind_are_swept_and_live_ones_kept(
     await panel.ports.allocate(project.id, old.id)
     assert old.image is not None and old.port is not None
     await panel.engine.run(
-        name=f"{panel.settings.instance}-tidy-{old.id}-left",
+        name=f"{panel.deployer.namespace}-tidy-{old.id}-left",
         image=old.image,
         host_port=old.port,
         app_port=8000,
         env={},
         labels={"ghst.project": "tidy", "ghst.deployment": str(old.id), "ghst.user": str(user)},
         limits=panel.deployer.app_limits(),
-        network=f"{panel.settings.instance}-tidy",
+        network=f"{panel.deployer.namespace}-tidy",
     )
     # A recent switch is left alone: another worker may still be draining it.
     assert await panel.deployer.sweep() == []
