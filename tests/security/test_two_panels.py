@@ -16,6 +16,7 @@ answer. A container removed by hand from a live deployment is reported, then hea
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,15 +24,20 @@ from dataclasses import dataclass
 import asyncpg
 import docker
 import pytest
+from textual.widgets import Static
 
 from core.migrations import migrate
 from core.nginx import NginxProcess, NginxRouter
 from core.panel import Panel
 from core.settings import Settings
 from tests.conftest import reset_state, with_settings
-from tests.fixtures_deploy import Deploying, page_app, running_worker
+from tests.fixtures_deploy import Deploying, eventually, page_app, running_worker
 from tests.fixtures_nginx import TEST_DOMAIN, http_request
 from tests.services import PostgresServer, RedisServer, free_port, temp_root
+from tests.tui.helpers import REMOTE_ADDR, SIZE, settle
+from tui.app import GhstApp
+from tui.screens.project import ProjectScreen
+from tui.visitor import Visitor
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -221,28 +227,50 @@ async def test_a_container_of_a_deployment_the_database_does_not_know_is_left_an
     assert stray.why == "its deployment is not in this panel's database"
 
 
+def remove_by_hand(client: docker.DockerClient, panel: Panel, deployment: int) -> None:
+    """What an operator's `docker rm -f`, another program or a lost dockerd does."""
+    labels = [f"ghst.deployment={deployment}", f"ghst.installation={panel.installation.id}"]
+    for row in client.api.containers(all=True, filters={"label": labels}):
+        client.api.remove_container(row["Id"], force=True)
+
+
+async def screen_status(panel: Panel, user: int, project: str) -> str:
+    """The status line of the project's screen, as its owner sees it."""
+    owner = await panel.accounts.get(user)
+    session = await panel.sessions.open(user, "password", REMOTE_ADDR)
+    app = GhstApp(panel, Visitor(REMOTE_ADDR, owner.username, user=owner, session=session))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = ProjectScreen(project)
+        await app.push_screen(screen)
+        await settle(pilot)
+        deadline = time.monotonic() + 10
+        while screen.status is None and time.monotonic() < deadline:
+            await pilot.pause(0.05)
+        return str(screen.query_one("#status", Static).render())
+
+
 async def test_a_live_deployment_whose_containers_were_removed_by_hand_is_reported_then_healed(
-    deploying: Deploying, base_image: str, docker_client: docker.DockerClient
+    deploy_panel: Panel,
+    nginx_router: NginxRouter,
+    base_image: str,
+    docker_client: docker.DockerClient,
 ) -> None:
-    panel, user = deploying.panel, deploying.user_id
+    panel = deploy_panel
+    user = (await panel.accounts.sign_up("alice", "alice@example.com", "correct horse battery")).id
+    side = Deploying(panel, nginx_router, user)
     await panel.projects.create(user, "site")
     await panel.projects.create(user, "shop")
-    site = await deployed(deploying, "site", page_app(base_image, "site"))
-    shop = await deployed(deploying, "shop", shop_files(base_image))
-    assert (await http_request(deploying.router, "shop")).text.strip() == "shop 1"
+    async with running_worker(panel):
+        site = await deployed(side, "site", page_app(base_image, "site"))
+        shop = await deployed(side, "shop", shop_files(base_image))
+    assert (await http_request(nginx_router, "shop")).text.strip() == "shop 1"
 
-    # Someone removes the live containers behind the panel's back.
-    for deployment in (site, shop):
-        filters = {
-            "label": [f"ghst.deployment={deployment}", f"ghst.installation={panel.installation.id}"]
-        }
-        for row in docker_client.api.containers(all=True, filters=filters):
-            docker_client.api.remove_container(row["Id"], force=True)
-    assert (await http_request(deploying.router, "site")).status == 502
+    # Someone removes the live containers behind the panel's back: the sites answer 502.
+    remove_by_hand(docker_client, panel, site)
+    remove_by_hand(docker_client, panel, shop)
+    assert (await http_request(nginx_router, "site")).status == 502
 
-    # The worker's next look (called here at once) notices, and the project's status says so.
-    # (The test's worker checked when it started, before the removal; its next look is 30 s
-    # away, so the heals below are the ones this call queued.)
+    # A worker's look (called here, with no worker running) notices and queues a heal for each.
     missing = {m.deployment.id: m for m in await panel.deployer.check_live()}
     assert set(missing) == {site, shop}
     status = await panel.deployments.status(user, "site")
@@ -252,16 +280,41 @@ async def test_a_live_deployment_whose_containers_were_removed_by_hand_is_report
     assert status.latest.source_id == site
     # Noticed once: looking again queues nothing more.
     assert await panel.deployer.check_live() == []
+    # Its owner reads it on the project's screen.
+    line = await screen_status(panel, user, "site")
+    assert line.startswith(f"◌ deploying  #{status.latest.id} v1-app.tar queued"), line
+    assert f"the containers of #{site} were removed outside the panel" in line, line
+    assert line.endswith(": the panel starts it again"), line
 
-    for name, lost in (("site", site), ("shop", shop)):
-        heal_id = missing[lost].heal_id
-        assert heal_id is not None
-        heal = await deploying.settle(await panel.deployments.get(user, name, heal_id))
-        assert heal.state == "running", await deploying.log(heal)
-        assert "were gone" in await deploying.log(heal)
-        status = await panel.deployments.status(user, name)
-        assert status.live is not None and status.live.id == heal_id
-        assert status.live.missing_since is None
-    assert (await http_request(deploying.router, "site")).text.strip() == "site"
+    async with running_worker(panel):
+        for name, lost in (("site", site), ("shop", shop)):
+            heal_id = missing[lost].heal_id
+            assert heal_id is not None
+            heal = await side.settle(await panel.deployments.get(user, name, heal_id))
+            assert heal.state == "running", await side.log(heal)
+            assert "were gone" in await side.log(heal)
+            status = await panel.deployments.status(user, name)
+            assert status.live is not None and status.live.id == heal_id
+            assert status.live.missing_since is None
+    assert (await http_request(nginx_router, "site")).text.strip() == "site"
     # The same image and the same volume: the counter goes on.
-    assert (await http_request(deploying.router, "shop")).text.strip() == "shop 2"
+    assert (await http_request(nginx_router, "shop")).text.strip() == "shop 2"
+    line = await screen_status(panel, user, "site")
+    assert f"(started again by the panel: the containers of #{site} had been removed" in line
+
+    # A worker also looks by itself, every GHST_LIVE_CHECK_SECONDS.
+    healed = missing[site].heal_id
+    assert healed is not None
+    async with running_worker(panel, live_check_seconds=0.2):
+        remove_by_hand(docker_client, panel, healed)
+
+        async def site_healed_again() -> bool:
+            now = await panel.deployments.status(user, "site")
+            return (
+                now.live is not None
+                and now.live.source_id == healed
+                and (now.live.reason == "heal")
+            )
+
+        await eventually(site_healed_again)
+    assert (await http_request(nginx_router, "site")).text.strip() == "site"
