@@ -608,6 +608,16 @@ class DockerEngine:
 
         return await self._call(listing)
 
+    async def container_labels(self, labels: Mapping[str, str]) -> list[dict[str, str]]:
+        """The labels of each of our containers carrying all these labels, stopped ones too:
+        one listing call, no inspection (cheap enough to run often)."""
+
+        def listing(client: _Client) -> list[dict[str, str]]:
+            rows = client.api.containers(all=True, filters=self._filters(labels))
+            return [dict(row.get("Labels") or {}) for row in rows if self._ours(row.get("Labels"))]
+
+        return await self._call(listing)
+
     async def instance_containers(self) -> list[ContainerState]:
         """Every container with this instance's label, whichever panel made it (to report, never
         to act on: `owns` tells which are ours)."""

@@ -622,7 +622,7 @@ class Deployer:
                 why = (
                     f"made by another panel (installation {mark})"
                     if mark
-                    else "made before installations were labelled, by another panel"
+                    else "made before installations were labelled, for no deployment this panel knows"
                 )
             elif not deployment.isdigit() or int(deployment) not in known:
                 why = "its deployment is not in this panel's database"

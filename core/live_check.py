@@ -39,7 +39,7 @@ async def find_missing(pool: Pool, engine: DockerEngine) -> list[Missing]:
         return []
     live = [row_to_deployment(row) for row in rows]
     # Listed after the query: a deployment live by then had its containers before.
-    present = {c.labels.get(DEPLOYMENT_LABEL, "") for c in await engine.containers({})}
+    present = {labels.get(DEPLOYMENT_LABEL, "") for labels in await engine.container_labels({})}
     back = [d.id for d in live if d.missing_since is not None and str(d.id) in present]
     if back:
         async with connection(pool) as conn:

@@ -90,7 +90,7 @@ async def test_a_database_from_before_identities_adopts_only_its_own_unlabelled_
         (stray,) = await legacy.deployer.strays()
         assert (stray.project, stray.why) == (
             "stranger",
-            "made before installations were labelled, by another panel",
+            "made before installations were labelled, for no deployment this panel knows",
         )
     finally:
         await legacy.close()

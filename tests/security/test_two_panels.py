@@ -15,6 +15,7 @@ answer. A container removed by hand from a live deployment is reported, then hea
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 import uuid
@@ -33,6 +34,7 @@ from core.settings import Settings
 from tests.conftest import reset_state, with_settings
 from tests.fixtures_deploy import Deploying, eventually, page_app, running_worker
 from tests.fixtures_nginx import TEST_DOMAIN, http_request
+from tests.integration.test_worker_process import GHST, worker_env
 from tests.services import PostgresServer, RedisServer, free_port, temp_root
 from tests.tui.helpers import REMOTE_ADDR, SIZE, settle
 from tui.app import GhstApp
@@ -225,6 +227,21 @@ async def test_a_container_of_a_deployment_the_database_does_not_know_is_left_an
     (stray,) = await panel.deployer.strays()
     assert (stray.project, stray.deployment) == ("site", "999")
     assert stray.why == "its deployment is not in this panel's database"
+    # The operator sees it with `ghst strays`.
+    process = await asyncio.create_subprocess_exec(
+        str(GHST),
+        "strays",
+        env=worker_env(panel.settings),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    listing = out.decode()
+    assert f"installation {panel.installation.id}" in listing
+    (line,) = [row for row in listing.splitlines() if row.startswith(stray.name)]
+    assert line.split()[1:4] == ["site", "999", "running"]
+    assert line.endswith("its deployment is not in this panel's database")
 
 
 def remove_by_hand(client: docker.DockerClient, panel: Panel, deployment: int) -> None:
