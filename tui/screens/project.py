@@ -584,6 +584,12 @@ class ProjectScreen(GhstScreen[None]):
                 (f"{name} is {deployment.state}. ", "bold $text-warning"),
                 ("l follows its build log, x cancels it.", "$text-muted"),
             )
+        if live is not None and deployment.id == live.id and live.missing_since is not None:
+            return Content.assemble(
+                (f"{name} is live, but ", "bold $text-warning"),
+                f"{lost_text(live)}.",
+                (" The panel starts its image again; R builds it again.", "$text-muted"),
+            )
         if live is not None and deployment.id == live.id:
             where = f" on 127.0.0.1:{deployment.port}" if deployment.port else ""
             return Content.assemble(
