@@ -328,7 +328,11 @@ class DeploymentService:
         found = await self._projects.get(user_id, project)
         if confirmation.strip() != found.name:
             raise ValidationError(f"Type the project's name, {project!r}, to confirm deleting it.")
-        async with connection(self._pool) as conn:
+        async with connection(self._pool) as conn, conn.transaction():
+            # Marked stopped first, under the project's row lock: the lost-container check
+            # (core.live_check) queues no heal for a project whose containers are going away,
+            # and a heal it queued just before is cancelled below with the rest.
+            await conn.execute("UPDATE projects SET stopped = true WHERE id = $1", found.id)
             # Queued work must not start while the project is going away.
             await conn.execute(
                 "UPDATE deployments SET state = 'cancelled', finished_at = now(),"

@@ -30,6 +30,7 @@ from textual.widgets import Static
 from core.migrations import migrate
 from core.nginx import NginxProcess, NginxRouter
 from core.panel import Panel
+from core.projects import Project
 from core.settings import Settings
 from tests.conftest import reset_state, with_settings
 from tests.fixtures_deploy import Deploying, eventually, page_app, running_worker
@@ -335,3 +336,27 @@ async def test_a_live_deployment_whose_containers_were_removed_by_hand_is_report
 
         await eventually(site_healed_again)
     assert (await http_request(nginx_router, "site")).text.strip() == "site"
+
+
+async def test_a_project_being_deleted_is_not_healed_behind_its_owners_back(
+    deploying: Deploying,
+    base_image: str,
+    docker_client: docker.DockerClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    panel, user = deploying.panel, deploying.user_id
+    await panel.projects.create(user, "site")
+    await deployed(deploying, "site", page_app(base_image, "site"))
+    remove_project = panel.deployer.remove_project
+    looked: list[list[int]] = []
+
+    async def remove_then_look(project: Project) -> None:
+        # A worker's look lands between the removal of the containers and of the project.
+        await remove_project(project)
+        looked.append([m.deployment.id for m in await panel.deployer.check_live()])
+
+    monkeypatch.setattr(panel.deployer, "remove_project", remove_then_look)
+    await panel.deployments.delete_project(user, "site", "site")
+    assert looked == [[]]
+    mine = {"label": f"ghst.installation={panel.installation.id}"}
+    assert docker_client.api.containers(all=True, filters=mine) == []
