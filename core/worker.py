@@ -71,7 +71,7 @@ class DeploymentWorker:
         self._concurrency = max(1, concurrency)
         self._lease = lease_seconds
         self._grace = shutdown_grace
-        self._live_check = live_check_seconds
+        self._live_check = max(0.1, live_check_seconds)  # 0 would look on every wake-up
         self._jobs: dict[int, Job] = {}
         self._wake = asyncio.Event()
 
