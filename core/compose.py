@@ -786,6 +786,8 @@ def render_compose(
     project: str,
     deployment_id: int,
     user_id: int,
+    installation: str = "",
+    namespace: str = "",
     host_port: int,
     app_port: int,
     built_images: Mapping[str, str],
@@ -806,6 +808,8 @@ def render_compose(
         "ghst.deployment": str(deployment_id),
         "ghst.user": str(user_id),
     }
+    if installation:  # the panel's identity (core.installation): only it may remove these
+        ours["ghst.installation"] = installation
     # Volumes outlive a deployment: no deployment label, so v1 never warns they changed.
     volume_labels = {key: value for key, value in ours.items() if key != "ghst.deployment"}
     document = app.document
@@ -834,7 +838,7 @@ def render_compose(
     volumes: dict[str, Any] = {}
     for name, volume in (document.get("volumes") or {}).items():
         volumes[name] = {
-            "name": volume_name(instance, project, name),
+            "name": volume_name(namespace or instance, project, name),
             "labels": {**_user_labels(volume.get("labels")), **volume_labels},
         }
     output: dict[str, Any] = {"services": services, "networks": networks}
@@ -1059,8 +1063,11 @@ class ComposeRunner:
         docker_url: str = "",
         allow_pull: bool = True,
         timeout: float = 600.0,
+        owns: Callable[[Mapping[str, str]], bool] | None = None,
     ) -> None:
         self._configured = shlex.split(command)
+        # Which labelled objects are this panel's (DockerEngine.owns); None: any ghst label.
+        self._owns = owns
         self._docker_url = docker_url
         self._allow_pull = allow_pull
         self._timeout = timeout
@@ -1265,11 +1272,19 @@ class ComposeRunner:
 
         client = self._client()
         filters = {"label": [f"com.docker.compose.project={stack}", "ghst.instance"]}
+
+        def ours(labels: Mapping[str, str] | None) -> bool:
+            return self._owns is None or self._owns(labels or {})
+
         try:
             for container in client.containers.list(all=True, filters=filters):
+                if not ours(container.labels):
+                    continue
                 with contextlib.suppress(docker.errors.NotFound):
                     container.remove(force=True)
             for network in client.networks.list(filters=filters):
+                if not ours(network.attrs.get("Labels")):
+                    continue
                 with contextlib.suppress(docker.errors.NotFound):
                     network.remove()
         finally:

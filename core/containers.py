@@ -3,10 +3,13 @@
     DockerEngine   builds images (classic builder), runs, inspects, stops and removes containers,
                    networks and images, streams build and runtime logs
 
-Everything it creates carries the label `ghst.instance=<instance>`, and everything it lists or
-removes is filtered on that label: the panel never touches what it did not make. A container,
-network or image of another instance (or of nobody) is "not found" to every method, except
-`image_info`, which reads any image (base images are nobody's).
+Everything it creates carries the label `ghst.instance=<instance>` and, given the panel's
+`Installation`, `ghst.installation=<id>`; everything it lists or removes is filtered on both
+(see core.installation): the panel never touches what it did not make, even when another panel
+on the same dockerd uses the same instance name. A container, network or image of another
+instance or installation (or of nobody) is "not found" to every method, except `image_info`,
+which reads any image (base images are nobody's), and `instance_containers`, which lists what
+carries the instance label for an operator to see.
 
 Nothing is ever pulled: `run` creates the container from a local image and says so when the image
 is missing; `build` passes `pull=False`, so a base image is fetched only when it is not on this
@@ -58,6 +61,7 @@ from core.errors import (
     UnavailableError,
     ValidationError,
 )
+from core.installation import INSTALLATION_LABEL, Installation
 
 log = logging.getLogger(__name__)
 
@@ -234,9 +238,18 @@ def _shorten(text: str, limit: int) -> str:
 class DockerEngine:
     """dockerd, through the docker SDK; see the module docstring."""
 
-    def __init__(self, base_url: str = "", *, instance: str = "ghst", max_workers: int = 8) -> None:
+    def __init__(
+        self,
+        base_url: str = "",
+        *,
+        instance: str = "ghst",
+        installation: Installation | None = None,
+        max_workers: int = 8,
+    ) -> None:
         self.base_url = base_url
         self.instance = instance
+        # None: the instance label alone marks what is ours (a lone engine, as in its tests).
+        self.installation = installation
         self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="ghst-docker")
         self._client_lock = threading.Lock()
         self._docker: _Client | None = None
@@ -303,13 +316,32 @@ class DockerEngine:
         return future
 
     def _labels(self, labels: Mapping[str, str]) -> dict[str, str]:
-        return {**labels, INSTANCE_LABEL: self.instance}
+        ours = {**labels, INSTANCE_LABEL: self.instance}
+        if self.installation is not None:
+            ours[INSTALLATION_LABEL] = self.installation.id
+        return ours
 
     def _filters(self, labels: Mapping[str, str]) -> dict[str, list[str]]:
-        return {"label": [f"{key}={value}" for key, value in self._labels(labels).items()]}
+        """dockerd's label filter for our objects; listings check `owns` on each row too, since
+        a legacy installation's adopted objects carry no installation label."""
+        wanted = {**labels, INSTANCE_LABEL: self.instance}
+        if self.installation is not None and not self.installation.legacy:
+            wanted[INSTALLATION_LABEL] = self.installation.id
+        return {"label": [f"{key}={value}" for key, value in wanted.items()]}
 
-    def _ours(self, labels: Mapping[str, str] | None) -> bool:
-        return (labels or {}).get(INSTANCE_LABEL) == self.instance
+    def owns(self, labels: Mapping[str, str] | None) -> bool:
+        """Did this panel make the object with these labels?"""
+        labels = labels or {}
+        if labels.get(INSTANCE_LABEL) != self.instance:
+            return False
+        if self.installation is None:
+            return True
+        mark = labels.get(INSTALLATION_LABEL)
+        if mark is not None:
+            return mark == self.installation.id
+        return self.installation.adopts(labels)
+
+    _ours = owns
 
     def _container(self, client: _Client, reference: str) -> Any:
         """One of our containers (SDK model), else NotFoundError."""
@@ -458,7 +490,11 @@ class DockerEngine:
         """(id, tags, created) of our images carrying all these labels, newest first."""
 
         def listing(client: _Client) -> list[tuple[str, tuple[str, ...], datetime]]:
-            rows = client.api.images(filters=self._filters(labels))
+            rows = [
+                row
+                for row in client.api.images(filters=self._filters(labels))
+                if self._ours(row.get("Labels"))
+            ]
             found = [
                 (
                     row["Id"],
@@ -562,10 +598,36 @@ class DockerEngine:
         def listing(client: _Client) -> list[ContainerState]:
             states = []
             for row in client.api.containers(all=True, filters=self._filters(labels)):
+                if not self._ours(row.get("Labels")):
+                    continue
                 try:
                     states.append(self._state(client.api.inspect_container(row["Id"])))
                 except docker.errors.NotFound:  # removed meanwhile
                     continue
+            return states
+
+        return await self._call(listing)
+
+    async def container_labels(self, labels: Mapping[str, str]) -> list[dict[str, str]]:
+        """The labels of each of our containers carrying all these labels, stopped ones too:
+        one listing call, no inspection (cheap enough to run often)."""
+
+        def listing(client: _Client) -> list[dict[str, str]]:
+            rows = client.api.containers(all=True, filters=self._filters(labels))
+            return [dict(row.get("Labels") or {}) for row in rows if self._ours(row.get("Labels"))]
+
+        return await self._call(listing)
+
+    async def instance_containers(self) -> list[ContainerState]:
+        """Every container with this instance's label, whichever panel made it (to report, never
+        to act on: `owns` tells which are ours)."""
+
+        def listing(client: _Client) -> list[ContainerState]:
+            states = []
+            filters = {"label": [f"{INSTANCE_LABEL}={self.instance}"]}
+            for row in client.api.containers(all=True, filters=filters):
+                with contextlib.suppress(docker.errors.NotFound):
+                    states.append(self._state(client.api.inspect_container(row["Id"])))
             return states
 
         return await self._call(listing)
@@ -708,7 +770,8 @@ class DockerEngine:
         """Names of our networks carrying all these labels."""
 
         def listing(client: _Client) -> list[str]:
-            return sorted(row["Name"] for row in client.api.networks(filters=self._filters(labels)))
+            rows = client.api.networks(filters=self._filters(labels))
+            return sorted(row["Name"] for row in rows if self._ours(row.get("Labels")))
 
         return await self._call(listing)
 
@@ -720,16 +783,20 @@ class DockerEngine:
 
         def remove(client: _Client) -> None:
             filters = self._filters(labels)
-            for row in client.api.containers(all=True, filters=filters):
+
+            def ours(rows: Iterable[Any]) -> list[Any]:
+                return [row for row in rows if self._ours(row.get("Labels"))]
+
+            for row in ours(client.api.containers(all=True, filters=filters)):
                 with contextlib.suppress(docker.errors.NotFound):
                     client.api.remove_container(row["Id"], force=True, v=True)
             # Newest first: an image built on another one goes before it.
-            rows = sorted(client.api.images(filters=filters), key=lambda row: -row["Created"])
+            rows = sorted(ours(client.api.images(filters=filters)), key=lambda row: -row["Created"])
             for row in rows:
                 self._remove_image(client, row["Id"], force=True)
-            for row in client.api.networks(filters=filters):
+            for row in ours(client.api.networks(filters=filters)):
                 self._remove_network(client, row["Id"], row["Name"])
-            volumes = client.api.volumes(filters=filters).get("Volumes") or []
+            volumes = ours(client.api.volumes(filters=filters).get("Volumes") or [])
             for row in volumes:
                 try:
                     client.api.remove_volume(row["Name"])

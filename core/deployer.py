@@ -38,7 +38,14 @@ from core.deployments import (
 from core.env_vars import EnvService
 from core.errors import NotFoundError, ValidationError
 from core.health import NotReady, Probe, Unhealthy, http_status, wait_until_ready
+from core.installation import (
+    DEPLOYMENT_LABEL,
+    INSTALLATION_LABEL,
+    PROJECT_LABEL,
+    Installation,
+)
 from core.job_log import JobLog
+from core.live_check import Missing, find_missing
 from core.nginx import NginxRouter
 from core.ports import PortAllocator
 from core.projects import Project
@@ -50,6 +57,17 @@ DEFAULT_APP_PORT = 8080
 START_DEADLINE = 30.0
 # Containers of a deployment that ended (or was replaced) longer ago than this are leftovers.
 SWEEP_GRACE = 120.0  # `start` of a stopped app waits this long for it to answer again
+
+
+@dataclass(frozen=True)
+class Stray:
+    """A container the panel does not touch although it carries the instance label."""
+
+    name: str
+    project: str
+    deployment: str
+    running: bool
+    why: str
 
 
 @dataclass(frozen=True)
@@ -74,8 +92,12 @@ class Deployer:
         engine: DockerEngine,
         compose: ComposeRunner,
         router: NginxRouter,
+        installation: Installation,
     ) -> None:
         self._settings = settings
+        self._installation = installation
+        # Every name this panel gives a Docker object starts with it (see core.installation).
+        self.namespace = installation.namespace(settings.instance)
         self._pool = pool
         self._queue = queue
         self._ports = ports
@@ -96,13 +118,13 @@ class Deployer:
         return labels
 
     def _image(self, target: Target, deployment_id: int) -> str:
-        return f"{self._settings.instance}/{target.name}:{deployment_id}"
+        return f"{self.namespace}/{target.name}:{deployment_id}"
 
     def _stack(self, target: Target, deployment_id: int) -> str:
-        return f"{self._settings.instance}-{target.name}-{deployment_id}"
+        return f"{self.namespace}-{target.name}-{deployment_id}"
 
     def _network(self, target: Target) -> str:
-        return f"{self._settings.instance}-{target.name}"
+        return f"{self.namespace}-{target.name}"
 
     def _stack_file(self, stack: str) -> Path:
         return self.stacks_dir / f"{stack}.yml"
@@ -141,6 +163,11 @@ class Deployer:
         try:
             if job.source_id is not None:
                 source = await self._deployment(job.source_id)
+                if job.reason == "heal":
+                    joblog.step(
+                        f"The containers of live deployment #{source.id} were gone (removed"
+                        " outside the panel, or lost with Docker): the panel starts it again."
+                    )
                 joblog.step(
                     f"Reusing the image of deployment #{source.id} ({source.archive_name}):"
                     " no build."
@@ -330,6 +357,8 @@ class Deployer:
             app,
             stack=stack,
             instance=self._settings.instance,
+            installation=self._installation.id,
+            namespace=self.namespace,
             project=target.name,
             deployment_id=job.id,
             user_id=target.user_id,
@@ -521,12 +550,14 @@ class Deployer:
 
     async def sweep(self, grace: float = SWEEP_GRACE) -> list[int]:
         """Remove containers no deployment needs any more: those a crash left behind (a drain
-        that never ran, a clean-up cut short), or of projects deleted meanwhile. Returns the
-        deployment ids swept. Live and in-progress deployments are never touched, nor ones that
-        ended less than `grace` seconds ago (another worker may be draining them)."""
+        that never ran, a clean-up cut short). Returns the deployment ids swept. Live and
+        in-progress deployments are never touched, nor ones that ended less than `grace` seconds
+        ago (another worker may be draining them). Only this panel's containers are looked at,
+        and of those, one whose deployment this database does not know is left alone and
+        reported (`strays`): it may belong to a database restored from a backup, say."""
         by_deployment: dict[int, list[str]] = {}
         for container in await self._engine.containers({}):
-            label = container.labels.get("ghst.deployment", "")
+            label = container.labels.get(DEPLOYMENT_LABEL, "")
             if label.isdigit():
                 by_deployment.setdefault(int(label), []).append(container.id)
         if not by_deployment:
@@ -547,18 +578,70 @@ class Deployer:
         kept = {row["id"] for row in rows if row["keep"]}
         known = {row["id"] for row in rows}
         swept = []
-        for deployment_id, containers in sorted(by_deployment.items()):
+        unknown = []
+        for deployment_id in sorted(by_deployment):
             if deployment_id in kept:
                 continue
-            if deployment_id in known:
-                await self.remove_containers(await self._deployment(deployment_id))
-            else:  # its project (and so its row) is gone
-                for container_id in containers:
-                    await self._engine.remove_container(container_id)
+            if deployment_id not in known:
+                unknown.append(deployment_id)
+                continue
+            await self.remove_containers(await self._deployment(deployment_id))
             swept.append(deployment_id)
         if swept:
             log.info("removed the leftover containers of deployments %s", swept)
+        if unknown:
+            log.warning(
+                "left alone: containers of deployments %s, which this panel's database does not"
+                " know (`ghst strays` lists them)",
+                unknown,
+            )
         return swept
+
+    async def strays(self) -> list[Stray]:
+        """Containers under this instance's label that the panel leaves alone: another
+        installation's (another panel on this dockerd), or its own of deployments its database
+        does not know. For an operator to look at; the panel never removes them."""
+        containers = await self._engine.instance_containers()
+        ours = {
+            int(label)
+            for c in containers
+            if self._engine.owns(c.labels)
+            and (label := c.labels.get(DEPLOYMENT_LABEL, "")).isdigit()
+        }
+        async with connection(self._pool) as conn:
+            rows = await conn.fetch(
+                "SELECT id FROM deployments WHERE id = any($1::bigint[])", sorted(ours)
+            )
+        known = {row["id"] for row in rows}
+        found = []
+        for container in sorted(containers, key=lambda c: c.name):
+            labels = container.labels
+            deployment = labels.get(DEPLOYMENT_LABEL, "")
+            if not self._engine.owns(labels):
+                mark = labels.get(INSTALLATION_LABEL)
+                why = (
+                    f"made by another panel (installation {mark})"
+                    if mark
+                    else "made before installations were labelled, for no deployment this panel knows"
+                )
+            elif not deployment.isdigit() or int(deployment) not in known:
+                why = "its deployment is not in this panel's database"
+            else:
+                continue
+            found.append(
+                Stray(
+                    container.name,
+                    labels.get(PROJECT_LABEL, ""),
+                    deployment,
+                    container.running,
+                    why,
+                )
+            )
+        return found
+
+    async def check_live(self) -> list[Missing]:
+        """Live deployments found without containers just now; a heal is queued for each."""
+        return await find_missing(self._pool, self._engine)
 
     # --- clean-up of an attempt ---------------------------------------------------------------
 
@@ -647,7 +730,7 @@ class Deployer:
         if project.name in await asyncio.to_thread(self._router.projects):
             await self._router.remove(project.name)
         await self._engine.remove_labelled({"ghst.project": project.name})
-        prefix = f"{self._settings.instance}-{project.name}-"
+        prefix = f"{self.namespace}-{project.name}-"
 
         def forget_stacks() -> None:
             if self.stacks_dir.is_dir():

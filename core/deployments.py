@@ -25,7 +25,8 @@ from core.errors import ConflictError, NotFoundError, UnavailableError, Validati
 from core.projects import Project, ProjectService
 
 State = Literal["queued", "building", "starting", "running", "failed", "cancelled", "superseded"]
-Reason = Literal["deploy", "redeploy", "rollback", "restart"]
+# heal: the panel started the live image again after its containers went (core.live_check).
+Reason = Literal["deploy", "redeploy", "rollback", "restart", "heal"]
 Kind = Literal["dockerfile", "compose"]
 ACTIVE_STATES: tuple[State, ...] = ("queued", "building", "starting")
 # Deployments that went live once; their image can run again (rollback) while it is kept.
@@ -56,6 +57,8 @@ class Deployment:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # Live, but its containers were found gone at this time (removed outside the panel).
+    missing_since: datetime | None = None
 
     @property
     def active(self) -> bool:
@@ -100,7 +103,7 @@ class Runtime(Protocol):
 DEPLOYMENT_COLUMNS = """
 d.id, d.project_id, p.name AS project, d.user_id, d.archive_id, d.archive_name, d.reason,
 d.source_id, d.kind, d.state, d.error, d.image, d.stack, d.port, d.app_port, d.created_at,
-d.started_at, d.finished_at
+d.started_at, d.finished_at, d.missing_since
 """
 DEPLOYMENT_SELECT = (
     f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments d JOIN projects p ON p.id = d.project_id"
@@ -127,6 +130,7 @@ def row_to_deployment(row: asyncpg.Record) -> Deployment:
         created_at=row["created_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
+        missing_since=row["missing_since"],
     )
 
 
@@ -324,7 +328,11 @@ class DeploymentService:
         found = await self._projects.get(user_id, project)
         if confirmation.strip() != found.name:
             raise ValidationError(f"Type the project's name, {project!r}, to confirm deleting it.")
-        async with connection(self._pool) as conn:
+        async with connection(self._pool) as conn, conn.transaction():
+            # Marked stopped first, under the project's row lock: the lost-container check
+            # (core.live_check) queues no heal for a project whose containers are going away,
+            # and a heal it queued just before is cancelled below with the rest.
+            await conn.execute("UPDATE projects SET stopped = true WHERE id = $1", found.id)
             # Queued work must not start while the project is going away.
             await conn.execute(
                 "UPDATE deployments SET state = 'cancelled', finished_at = now(),"

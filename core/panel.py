@@ -18,6 +18,7 @@ from core.deployer import Deployer
 from core.deployment_queue import DeploymentQueue
 from core.deployments import DeploymentService
 from core.env_vars import EnvService
+from core.installation import Installation, load_installation
 from core.keys import KeyService
 from core.migrations import migrate
 from core.nginx import NginxRouter
@@ -55,6 +56,7 @@ class Panel:
     ports: PortAllocator
     queue: DeploymentQueue
     deployer: Deployer
+    installation: Installation
 
     @classmethod
     async def open(cls, settings: Settings, *, run_migrations: bool = True) -> Panel:
@@ -65,6 +67,7 @@ class Panel:
                     applied = await migrate(conn)
                 for migration in applied:
                     log.info("applied migration %04d_%s", migration.version, migration.name)
+            installation = await load_installation(pool)
             redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
             hasher = PasswordHasher(settings.bcrypt_rounds)
             signer = TokenSigner(jwt_secret(settings), settings.session_ttl)
@@ -104,17 +107,25 @@ class Panel:
         env = EnvService(pool, projects)
         router = nginx_router(settings)
         deployments = DeploymentService(pool, projects, archives, router.url)
-        engine = DockerEngine(settings.docker_url, instance=settings.instance)
+        engine = DockerEngine(
+            settings.docker_url, instance=settings.instance, installation=installation
+        )
         compose = ComposeRunner(
-            settings.compose_command, settings.docker_url, allow_pull=settings.docker_pull
+            settings.compose_command,
+            settings.docker_url,
+            allow_pull=settings.docker_pull,
+            owns=engine.owns,
         )
         ports = PortAllocator(pool, settings.port_min, settings.port_max)
         queue = DeploymentQueue(pool, settings.lease_seconds)
-        deployer = Deployer(settings, pool, queue, ports, storage, env, engine, compose, router)
+        deployer = Deployer(
+            settings, pool, queue, ports, storage, env, engine, compose, router, installation
+        )
         deployments.attach_runtime(deployer)
         return cls(
             settings, pool, redis, hasher, accounts, keys, sessions, throttle, projects,
             storage, archives, env, deployments, engine, compose, router, ports, queue, deployer,
+            installation,
         )  # fmt: skip
 
     def worker(self, **options: object) -> DeploymentWorker:
@@ -123,6 +134,7 @@ class Panel:
         defaults: dict[str, object] = {
             "concurrency": settings.builds_at_once,
             "lease_seconds": settings.lease_seconds,
+            "live_check_seconds": settings.live_check_seconds,
         }
         return DeploymentWorker(
             self.pool,

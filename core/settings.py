@@ -57,6 +57,8 @@ class Settings:
     drain_seconds: float = 2.0  # the old version keeps running this long after the switch
     lease_seconds: float = 30.0  # a worker that stops renewing this long has died
     keep_images: int = 3  # successful images kept per project for rollback
+    # How often a worker looks for live deployments whose containers are gone (and heals them).
+    live_check_seconds: float = 30.0
     # Plan limits until billing sets them.
     app_memory_mb: int = 256
     app_cpus: float = 0.5

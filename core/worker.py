@@ -3,7 +3,8 @@
 It wakes on NOTIFY from the queue (a deploy starts within milliseconds) and polls as well, in
 case a notification was missed. Each job has a heartbeat that renews its lease and passes on a
 cancel request; every worker also reaps jobs whose lease ran out (their worker died) and cleans
-up what they left. Stopping is graceful (procrastinate's way): no new claims, running jobs get
+up what they left, and looks every `live_check_seconds` for live deployments whose containers
+are gone, queueing a heal for them (core.live_check). Stopping is graceful (procrastinate's way): no new claims, running jobs get
 a bounded wait, then they are cancelled, cleaned up and put back in the queue.
 """
 
@@ -59,6 +60,7 @@ class DeploymentWorker:
         concurrency: int = 1,
         lease_seconds: float = 30.0,
         shutdown_grace: float = 10.0,
+        live_check_seconds: float = 30.0,
         name: str | None = None,
     ) -> None:
         self.name = name or worker_name()
@@ -69,6 +71,7 @@ class DeploymentWorker:
         self._concurrency = max(1, concurrency)
         self._lease = lease_seconds
         self._grace = shutdown_grace
+        self._live_check = max(0.1, live_check_seconds)  # 0 would look on every wake-up
         self._jobs: dict[int, Job] = {}
         self._wake = asyncio.Event()
 
@@ -76,7 +79,7 @@ class DeploymentWorker:
         """Work until `stop` is set, then stop gracefully."""
         listener = await self._listen()
         log.info("deployment worker %s started (%d at once)", self.name, self._concurrency)
-        next_reap = next_sweep = 0.0
+        next_reap = next_sweep = next_live_check = 0.0
         loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
@@ -86,6 +89,9 @@ class DeploymentWorker:
                 if loop.time() >= next_sweep:
                     await self._sweep()
                     next_sweep = loop.time() + SWEEP_SECONDS
+                if loop.time() >= next_live_check:
+                    await self._check_live()
+                    next_live_check = loop.time() + self._live_check
                 while len(self._jobs) < self._concurrency and not stop.is_set():
                     try:
                         job = await self._queue.claim(self.name)
@@ -229,6 +235,14 @@ class DeploymentWorker:
             log.warning("cannot look for leftover containers: %s", error)
         except Exception:
             log.exception("looking for leftover containers failed")
+
+    async def _check_live(self) -> None:
+        try:
+            await self._deployer.check_live()
+        except PanelError as error:  # dockerd or the database down: look again later
+            log.warning("cannot check the live deployments' containers: %s", error)
+        except Exception:
+            log.exception("checking the live deployments' containers failed")
 
     async def _shutdown(self) -> None:
         running = [job.task for job in self._jobs.values() if job.task is not None]

@@ -1,6 +1,7 @@
 """The `ghst` command: `ghst serve` runs the panel's SSH server (with a deployment worker and the
 panel's own nginx), `ghst worker` a deployment worker alone, `ghst migrate` the migrations,
-`ghst user list|block|unblock` lets an operator manage accounts.
+`ghst user list|block|unblock` lets an operator manage accounts, `ghst strays` lists the
+containers under the panel's instance label that it leaves alone.
 
 Errors the user can act on (`PanelError`) print their message on stderr and exit with the
 error's `exit_code`; anything else is a bug and shows a traceback.
@@ -57,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the panel's nginx in the foreground (when `ghst serve` does not start it)",
     )
     commands.add_parser("migrate", help="apply pending database migrations and list them")
+    commands.add_parser(
+        "strays",
+        help="containers under this instance's label that the panel leaves alone (other panels',"
+        " or of deployments its database does not know)",
+    )
     users = commands.add_parser("user", help="operators: list, block or unblock accounts")
     actions = users.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("list", help="every account, with its state")
@@ -79,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_nginx())
         if args.command == "migrate":
             return asyncio.run(run_migrations())
+        if args.command == "strays":
+            return asyncio.run(list_strays())
         if args.command == "user":
             return asyncio.run(manage_users(args.action, getattr(args, "username", None)))
     except PanelError as error:
@@ -212,6 +220,23 @@ async def run_migrations() -> int:
             print(f"applied {migration.version:04d}_{migration.name}")
     else:
         print("the database is up to date")
+    return 0
+
+
+async def list_strays() -> int:
+    panel = await Panel.open(Settings.load())
+    try:
+        strays = await panel.deployer.strays()
+    finally:
+        await panel.close()
+    print(f"this panel: installation {panel.installation.id}, names {panel.deployer.namespace}-*")
+    if not strays:
+        print("no stray containers")
+        return 0
+    print(f"{'CONTAINER':<40} {'PROJECT':<24} {'DEPL.':<6} {'STATE':<8} WHY")
+    for stray in strays:
+        state = "running" if stray.running else "stopped"
+        print(f"{stray.name:<40} {stray.project:<24} {stray.deployment:<6} {state:<8} {stray.why}")
     return 0
 
 

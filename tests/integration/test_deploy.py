@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 
 import docker
 import pytest
@@ -22,11 +23,19 @@ pytestmark = pytest.mark.timeout(180)
 
 
 # Summaries only: the SDK's list() inspects each object, which races with the panel removing it.
-def containers_left(client: docker.DockerClient, filters: dict[str, str]) -> list[str]:
+def containers_left(client: docker.DockerClient, filters: Mapping[str, object]) -> list[str]:
     return [found["Id"] for found in client.api.containers(all=True, filters=filters)]
 
 
-def images_left(client: docker.DockerClient, filters: dict[str, str]) -> set[str]:
+def mine(panel: Panel, deployment_id: int) -> dict[str, list[str]]:
+    """The filter for one deployment's objects of this test's panel alone: other panels on the
+    shared dockerd (other test runs) have deployments with the same ids."""
+    return {
+        "label": [f"ghst.deployment={deployment_id}", f"ghst.installation={panel.installation.id}"]
+    }
+
+
+def images_left(client: docker.DockerClient, filters: Mapping[str, object]) -> set[str]:
     """Tags (or ids, when untagged) of the images matching `filters`."""
     found = client.api.images(filters=filters)
     return {
@@ -58,13 +67,13 @@ async def test_a_dockerfile_app_is_built_run_and_served_through_nginx(
     assert "Step 1/" in log and "Live at" in log
 
     # Published on loopback only, with the panel's labels and limits.
-    (container,) = docker_client.containers.list(filters={"label": f"ghst.deployment={done.id}"})
+    (container,) = docker_client.containers.list(filters=mine(deploying.panel, done.id))
     bindings = container.attrs["HostConfig"]["PortBindings"]["8000/tcp"]
     assert bindings == [{"HostIp": "127.0.0.1", "HostPort": str(done.port)}]
     assert container.labels["ghst.project"] == "hello"
     assert container.labels["ghst.user"] == str(deploying.user_id)
     assert container.attrs["HostConfig"]["Memory"] == deploying.panel.settings.app_memory_mb << 20
-    assert container.image.tags == [f"{deploying.panel.settings.instance}/hello:{done.id}"]
+    assert container.image.tags == [f"{deploying.panel.deployer.namespace}/hello:{done.id}"]
 
 
 async def test_a_redeploy_switches_without_a_failed_request_and_retires_the_old_version(
@@ -99,7 +108,7 @@ async def test_a_redeploy_switches_without_a_failed_request_and_retires_the_old_
     assert {text for sent, _, text in results if sent > switched} == {"version two"}
 
     async def old_container_gone() -> bool:
-        return not containers_left(docker_client, {"label": f"ghst.deployment={first.id}"})
+        return not containers_left(docker_client, mine(deploying.panel, first.id))
 
     await eventually(old_container_gone)
     old = await deploying.panel.deployments.get(deploying.user_id, "steady", first.id)
@@ -141,9 +150,9 @@ async def test_a_failed_build_and_an_app_that_never_answers_leave_the_running_ve
     assert status.live is not None and status.live.id == good.id
     # Nothing of the failed attempts is left: containers, images, ports.
     for attempt in (failed_build, unhealthy, crashed):
-        leftovers = containers_left(docker_client, {"label": f"ghst.deployment={attempt.id}"})
+        leftovers = containers_left(docker_client, mine(deploying.panel, attempt.id))
         assert leftovers == []
-        assert images_left(docker_client, {"label": f"ghst.deployment={attempt.id}"}) == set()
+        assert images_left(docker_client, mine(deploying.panel, attempt.id)) == set()
     project = await deploying.panel.projects.get(deploying.user_id, "sturdy")
     assert await deploying.panel.ports.held(project.id) == [good.port]
 
@@ -249,7 +258,7 @@ async def test_a_compose_app_is_sanitized_run_and_served_through_nginx(
     assert done.kind == "compose"
     page = await http_request(deploying.router, "stack")
     assert (page.status, page.text.strip()) == (200, "composed")
-    containers = docker_client.containers.list(filters={"label": f"ghst.deployment={done.id}"})
+    containers = docker_client.containers.list(filters=mine(panel, done.id))
     assert len(containers) == 2
     for container in containers:
         host = container.attrs["HostConfig"]
@@ -265,7 +274,7 @@ async def test_a_compose_app_is_sanitized_run_and_served_through_nginx(
     assert (await http_request(deploying.router, "stack")).text.strip() == "composed again"
 
     async def first_stack_gone() -> bool:
-        return not containers_left(docker_client, {"label": f"ghst.deployment={done.id}"})
+        return not containers_left(docker_client, mine(panel, done.id))
 
     await eventually(first_stack_gone)
 
@@ -457,21 +466,21 @@ async def test_containers_a_crash_left_behind_are_swept_and_live_ones_kept(
     project = await panel.projects.get(user, "tidy")
 
     async def old_gone() -> bool:
-        return not containers_left(docker_client, {"label": f"ghst.deployment={old.id}"})
+        return not containers_left(docker_client, mine(panel, old.id))
 
     await eventually(old_gone)
     # What a panel killed during the drain leaves: the old version still running.
     await panel.ports.allocate(project.id, old.id)
     assert old.image is not None and old.port is not None
     await panel.engine.run(
-        name=f"{panel.settings.instance}-tidy-{old.id}-left",
+        name=f"{panel.deployer.namespace}-tidy-{old.id}-left",
         image=old.image,
         host_port=old.port,
         app_port=8000,
         env={},
         labels={"ghst.project": "tidy", "ghst.deployment": str(old.id), "ghst.user": str(user)},
         limits=panel.deployer.app_limits(),
-        network=f"{panel.settings.instance}-tidy",
+        network=f"{panel.deployer.namespace}-tidy",
     )
     # A recent switch is left alone: another worker may still be draining it.
     assert await panel.deployer.sweep() == []

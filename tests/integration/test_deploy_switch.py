@@ -20,7 +20,7 @@ from core.deployments import Deployment
 from core.panel import Panel
 from tests.fixtures_deploy import Deploying, eventually, page_app, running_worker
 from tests.fixtures_nginx import http_request
-from tests.integration.test_deploy import containers_left, deployed, images_left
+from tests.integration.test_deploy import containers_left, deployed, images_left, mine
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -69,12 +69,12 @@ async def expire_lease_and_reap(panel: Panel, deployment_id: int) -> list[int]:
     return [d.id for d in await panel.queue.reap_expired()]
 
 
-async def wait_until_removed(client: docker.DockerClient, deployment_id: int) -> None:
+async def wait_until_removed(client: docker.DockerClient, panel: Panel, deployment_id: int) -> None:
     """The reap fails the job at once; its worker routes back first, then removes what it
     made: once its containers are gone, the worker is done with it."""
 
     async def gone() -> bool:
-        return not containers_left(client, {"label": f"ghst.deployment={deployment_id}"})
+        return not containers_left(client, mine(panel, deployment_id))
 
     await eventually(gone, within=10)
 
@@ -98,7 +98,7 @@ async def test_a_heartbeat_right_after_going_live_keeps_the_new_version(
     await asyncio.sleep(panel.settings.lease_seconds / 2)  # any clean-up would have run by now
 
     assert await served(deploying, "steady") == ("v2", str(second.id))
-    assert containers_left(docker_client, {"label": f"ghst.deployment={second.id}"})
+    assert containers_left(docker_client, mine(panel, second.id))
     assert second.image in images_left(docker_client, {"reference": second.image or ""})
     status = await panel.deployments.status(user, "steady")
     assert status.live is not None and status.live.id == second.id
@@ -139,9 +139,9 @@ async def test_a_shutdown_during_the_switch_lets_it_finish_and_keeps_the_new_ver
     ended = await panel.deployments.get(user, "calm", second.id)
     assert ended.state == "running", await deploying.log(ended)
     assert await served(deploying, "calm") == ("v2", str(second.id))
-    assert containers_left(docker_client, {"label": f"ghst.deployment={second.id}"})
+    assert containers_left(docker_client, mine(panel, second.id))
     # The old version was retired as the worker stopped, not left running.
-    assert not containers_left(docker_client, {"label": f"ghst.deployment={first.id}"})
+    assert not containers_left(docker_client, mine(panel, first.id))
 
 
 async def test_a_lease_lost_at_the_switch_routes_back_to_the_live_version(
@@ -162,7 +162,7 @@ async def test_a_lease_lost_at_the_switch_routes_back_to_the_live_version(
     second = await deployed(deploying, "loyal", page_app(base_image, "v2"))
 
     assert (second.state, second.error) == ("failed", WORKER_DIED)
-    await wait_until_removed(docker_client, second.id)
+    await wait_until_removed(docker_client, panel, second.id)
     assert await served(deploying, "loyal") == ("v1", str(first.id))
     status = await panel.deployments.status(user, "loyal")
     assert status.live is not None and status.live.id == first.id
@@ -183,6 +183,6 @@ async def test_a_lease_lost_at_the_first_switch_leaves_no_route(
     around_go_live(monkeypatch, panel, before=lease_runs_out)
     first = await deployed(deploying, "fresh", page_app(base_image, "v1"))
     assert (first.state, first.error) == ("failed", WORKER_DIED)
-    await wait_until_removed(docker_client, first.id)
+    await wait_until_removed(docker_client, panel, first.id)
     page = await http_request(deploying.router, "fresh")
     assert page.status == 404 and "x-ghst-deployment" not in page.headers

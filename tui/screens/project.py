@@ -97,7 +97,18 @@ def check_line(archive: Archive, width: int) -> str:
 def reason_text(deployment: Deployment) -> str:
     if deployment.reason == "rollback" and deployment.source_id is not None:
         return f"rollback to #{deployment.source_id}"
+    if deployment.reason == "heal" and deployment.source_id is not None:
+        return f"heal of #{deployment.source_id}"
     return deployment.reason
+
+
+def lost_text(live: Deployment) -> str:
+    """What happened to a live deployment whose containers were found gone."""
+    assert live.missing_since is not None
+    return (
+        f"the containers of #{live.id} were removed outside the panel"
+        f" (noticed {moment(live.missing_since)} UTC)"
+    )
 
 
 def took_text(deployment: Deployment) -> str:
@@ -327,7 +338,12 @@ class ProjectScreen(GhstScreen[None]):
             parts.append(f" {state}")
             if latest.started_at is not None:
                 parts.append(f" for {took_text(latest)}")
-            if live is not None:
+            if live is not None and live.missing_since is not None:
+                healing = latest.reason == "heal" and latest.source_id == live.id
+                parts.append((f"; {lost_text(live)}", "$text-warning"))
+                if healing:
+                    parts.append((": the panel starts it again", muted))
+            elif live is not None:
                 parts.append((f"; #{live.id} {live.archive_name} serves meanwhile", muted))
         elif status.state == "failed" and latest is not None:
             parts.append((f"#{latest.id} {latest.archive_name}", "bold"))
@@ -336,8 +352,19 @@ class ProjectScreen(GhstScreen[None]):
             parts.append((f"#{live.id} {live.archive_name}", "bold"))
             if status.state == "stopped":
                 parts.append((" is stopped: visitors get a 503 page. s starts it.", muted))
+            elif live.missing_since is not None:
+                parts.append((f": {lost_text(live)}; visitors get an error page.", "$text-error"))
+                parts.append((" R builds it again.", muted))
             else:
                 parts.append((f", live since {since(live)} UTC", muted))
+                if live.reason == "heal" and live.source_id is not None:
+                    parts.append(
+                        (
+                            f" (started again by the panel: the containers of #{live.source_id}"
+                            " had been removed outside it)",
+                            muted,
+                        )
+                    )
             if latest is not None and latest.id != live.id and latest.state == "failed":
                 parts.append((f"; #{latest.id} failed", "$text-error"))
         shown = (status.url, *(str(part) for part in parts))
@@ -556,6 +583,12 @@ class ProjectScreen(GhstScreen[None]):
             return Content.assemble(
                 (f"{name} is {deployment.state}. ", "bold $text-warning"),
                 ("l follows its build log, x cancels it.", "$text-muted"),
+            )
+        if live is not None and deployment.id == live.id and live.missing_since is not None:
+            return Content.assemble(
+                (f"{name} is live, but ", "bold $text-warning"),
+                f"{lost_text(live)}.",
+                (" The panel starts its image again; R builds it again.", "$text-muted"),
             )
         if live is not None and deployment.id == live.id:
             where = f" on 127.0.0.1:{deployment.port}" if deployment.port else ""
