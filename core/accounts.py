@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
@@ -157,8 +158,20 @@ class AccountService:
             raise AuthenticationError("This account is blocked. Contact the operator.")
         return user
 
-    async def change_password(self, user_id: int, current: str, new: str, remote_addr: str) -> None:
-        """Change the password; wrong guesses of the current one count as failed logins."""
+    async def change_password(
+        self,
+        user_id: int,
+        current: str,
+        new: str,
+        remote_addr: str,
+        *,
+        keep_session: uuid.UUID | None = None,
+    ) -> int:
+        """Change the password; wrong guesses of the current one count as failed logins.
+
+        Every login made with the old password ends (their SSH connections are closed), but
+        `keep_session`, the one making the change; returns how many ended.
+        """
         validate_password(new)
         async with connection(self._pool) as conn:
             row = await conn.fetchrow(
@@ -179,6 +192,7 @@ class AccountService:
                 user_id,
                 new_hash,
             )
+        return await self._sessions.revoke_password_logins(user_id, keep_session)
 
     async def get(self, user_id: int) -> User:
         async with connection(self._pool) as conn:

@@ -84,7 +84,9 @@ class Panel:
         keys = KeyService(pool)
         sessions = SessionService(pool, signer)
         accounts = AccountService(pool, hasher, throttle, sessions, keys)
-        projects = ProjectService(pool, JsonCache(redis, "projects", max_misses=settings.cache_max_misses))
+        projects = ProjectService(
+            pool, JsonCache(redis, "projects", max_misses=settings.cache_max_misses)
+        )
         storage = storage_from_settings(
             s3_endpoint=settings.s3_endpoint,
             s3_bucket=settings.s3_bucket,

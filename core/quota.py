@@ -58,9 +58,7 @@ class QuotaLedger:
         async with connection(self._pool) as conn:
             return await self._standing(conn, user_id, reservation, lock=False)
 
-    async def reserve(
-        self, reservation: uuid.UUID, user_id: int, needed: int, wanted: int
-    ) -> int:
+    async def reserve(self, reservation: uuid.UUID, user_id: int, needed: int, wanted: int) -> int:
         """Make `reservation` hold at least `needed` bytes (up to `wanted` if they are free)
         and renew its lease; the bytes it now holds. QuotaExceededError if `needed` does not
         fit beside the stored versions and the other uploads' reservations."""

@@ -155,9 +155,7 @@ async def test_a_crashed_uploads_reservation_does_not_hold_the_quota_for_good(
             scp_command(server, alice, "app.zip", remote(alice, "shop/")), cwd=tmp_path
         )
         assert result.status == 0, result.output
-        assert [archive.name for archive in await versions(panel, alice, "shop")] == [
-            "v1-app.zip"
-        ]
+        assert [archive.name for archive in await versions(panel, alice, "shop")] == ["v1-app.zip"]
     # The start-up clean-up removes the expired row (the storage side is its own concern).
     await archives.recover()
     assert await reservation_rows(panel) == 0
