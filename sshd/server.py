@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import uuid
 from collections.abc import Coroutine, Sequence
@@ -131,11 +132,16 @@ class PanelConnection(asyncssh.SSHServer):
         self._server.logins.discard(self)
         if self.session is not None:
             # The login ends with its connection.
-            self._server.spawn(self._revoke(self.session), name="ssh-login-end")
+            self._spawn(self._revoke(self.session), name="ssh-login-end")
         if exc is not None:
             log.info("connection from %s lost: %s", self.remote_addr, exc)
 
     # -- the connection's login ---------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        # In an empty context: called from inside a dashboard (a lost connection noticed by
+        # its writes), the task and the pool timers it arms would otherwise keep the app alive.
+        contextvars.Context().run(self._server.spawn, coro, name)
 
     async def _open_session(self) -> Session | None:
         login = self.login
@@ -191,7 +197,7 @@ class PanelConnection(asyncssh.SSHServer):
         if self.ended_reason is not None:
             return
         self.ended_reason = reason
-        self._server.spawn(self._close_after_channels(), name="ssh-connection-end")
+        self._spawn(self._close_after_channels(), name="ssh-connection-end")
 
     async def _close_after_channels(self) -> None:
         running = {task for task in self._channel_tasks if not task.done()}
@@ -310,7 +316,7 @@ class PanelConnection(asyncssh.SSHServer):
         if login.user is not None:
             # Recorded right away: a password change or "log out everywhere" from now on
             # reaches this connection even before it opens a channel (ControlMaster -N).
-            self._server.spawn(self._open_session_now(), name="ssh-login-session")
+            self._spawn(self._open_session_now(), name="ssh-login-session")
 
     def _banner(self, text: str) -> None:
         if self._conn is not None:
