@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
+import asyncssh
+
 from core.sessions import Session
 
 
@@ -14,6 +16,7 @@ class ChannelLogin(Protocol):
         with the user's message when it ended or cannot be checked."""
         ...
 
-    def track(self, task: asyncio.Task[None]) -> None:
-        """The channel's work, which the connection waits for before it closes."""
+    def track(self, task: asyncio.Task[None], channel: asyncssh.SSHServerChannel[bytes]) -> None:
+        """The channel's work and the channel, which the connection lets end (and close)
+        before it closes itself."""
         ...

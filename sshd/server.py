@@ -36,6 +36,7 @@ import contextlib
 import contextvars
 import logging
 import uuid
+import weakref
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -115,6 +116,8 @@ class PanelConnection(asyncssh.SSHServer):
         self.ended_reason: str | None = None
         self._session_lock = asyncio.Lock()
         self._channel_tasks: set[asyncio.Task[None]] = set()
+        # Weak: a closed channel asyncssh let go of is forgotten here too.
+        self._channels: weakref.WeakSet[asyncssh.SSHServerChannel[bytes]] = weakref.WeakSet()
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -186,10 +189,12 @@ class PanelConnection(asyncssh.SSHServer):
             raise AuthenticationError(SESSION_ENDED)
         return session
 
-    def track(self, task: asyncio.Task[None]) -> None:
-        """A channel's work: the connection is closed after it, when the login ends."""
+    def track(self, task: asyncio.Task[None], channel: asyncssh.SSHServerChannel[bytes]) -> None:
+        """A channel's work and the channel: when the login ends, the connection closes after
+        them, so what they last wrote (why they ended) reaches the client."""
         self._channel_tasks.add(task)
         task.add_done_callback(self._channel_tasks.discard)
+        self._channels.add(channel)
 
     def end(self, reason: str) -> None:
         """The login ended: refuse new channels, and close the connection once the open ones
@@ -200,9 +205,18 @@ class PanelConnection(asyncssh.SSHServer):
         self._spawn(self._close_after_channels(), name="ssh-connection-end")
 
     async def _close_after_channels(self) -> None:
+        deadline = asyncio.get_running_loop().time() + CHANNELS_END_TIMEOUT
         running = {task for task in self._channel_tasks if not task.done()}
         if running:
             await asyncio.wait(running, timeout=CHANNELS_END_TIMEOUT)
+        # Then the channels' own close (the client took their last words): OpenSSH's
+        # ControlMaster drops what it has not passed on to its clients when it disconnects.
+        closing = [asyncio.ensure_future(channel.wait_closed()) for channel in self._channels]
+        remaining = deadline - asyncio.get_running_loop().time()
+        if closing:
+            _, pending = await asyncio.wait(closing, timeout=max(remaining, 0.1))
+            for waiter in pending:
+                waiter.cancel()
         if self._conn is not None:
             self._conn.close()
 

@@ -100,7 +100,8 @@ class PanelSession(asyncssh.SSHServerSession[bytes]):
             self._task = self._host.spawn(self._run_command(), name="ssh-command")
         else:
             self._task = self._host.spawn(self._run_dashboard(), name="ssh-dashboard")
-        self._connection.track(self._task)
+        if self._chan is not None:
+            self._connection.track(self._task, self._chan)
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         if self._terminal is not None:

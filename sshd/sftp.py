@@ -765,7 +765,7 @@ class TransferSession(SSHServerStreamSession[bytes]):
             handler = run_sftp_server(server, stdin, stdout, SFTP_VERSION)
         self._host.transfers.add(self)
         self._task = self._host.spawn(self._serve(handler, server), name="ssh-transfer")
-        self._connection.track(self._task)
+        self._connection.track(self._task, chan)
 
     async def _serve(self, handler: Any, server: PanelSFTPServer) -> None:
         try:
