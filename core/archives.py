@@ -161,7 +161,6 @@ class Upload:
                 self.filename,
                 self._key,
                 stored.size,
-                self.quota_remaining,
                 self.reservation,
             )
         finally:
@@ -292,9 +291,11 @@ class ArchiveService:
         filename: str,
         key: str,
         size: int,
-        quota_remaining: int,
         reservation: uuid.UUID,
     ) -> Archive:
+        # What is free now, this upload's own reservation aside: other uploads may have ended
+        # (or started) since this one began.
+        quota_remaining = (await self._quota.standing(project.user_id, reservation)).free
         limits = dataclasses.replace(self._limits, quota_remaining=quota_remaining)
 
         def check() -> Any:
