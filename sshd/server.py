@@ -488,8 +488,8 @@ class GhstServer:
             login_session = session.visitor.session if session.visitor else None
             if login_session is not None:
                 live.setdefault(login_session.jti, []).append(session)
-        # A user's file transfer has a login session of its own (see TransferSession), so
-        # "log out everywhere" ends it too; one that could not open it ends if the user is
+        # A user's file transfer carries its connection's login (see TransferSession), so
+        # "log out everywhere" ends it too; one without it (a visitor's) ends if the user is
         # blocked.
         transfers: dict[int, list[TransferSession]] = {}
         for transfer in list(self.transfers):
