@@ -82,9 +82,26 @@ def counting_password_checks(panel: Panel) -> Iterator[list[int]]:
         del panel.hasher.verify
 
 
+@pytest.fixture(params=["redis", "redis-down"])
+async def guarded_server(
+    request: pytest.FixtureRequest, settings: Settings
+) -> AsyncIterator[tuple[GhstServer, Panel]]:
+    """The SSH server, with Redis, or with Redis unreachable (counted in the process)."""
+    await reset_state(settings)
+    if request.param == "redis-down":
+        settings = with_settings(settings, redis_url="redis://127.0.0.1:1/0")
+    opened = await Panel.open(settings)
+    try:
+        async with running_server(opened) as server:
+            yield server, opened
+    finally:
+        await opened.close()
+
+
 async def test_parallel_guesses_get_no_more_checks_than_the_limit(
-    ssh_server: GhstServer, panel: Panel
+    guarded_server: tuple[GhstServer, Panel],
 ) -> None:
+    ssh_server, panel = guarded_server
     await create_user(panel, "alice")
     with counting_password_checks(panel) as checks:
         results = await asyncio.gather(
