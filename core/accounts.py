@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
@@ -95,10 +96,16 @@ class AccountService:
         self._throttle = throttle
         self._sessions = sessions
 
-    async def sign_up(self, username: str, email: str, password: str) -> User:
+    async def sign_up(
+        self, username: str, email: str, password: str, *, remote_addr: str | None = None
+    ) -> User:
+        """Create an account. `remote_addr`: the client's address, whose sign-ups are
+        throttled; None for accounts an operator or a script creates."""
         username = validate_username(username.strip())
         email = validate_email(email)
         validate_password(password)
+        if remote_addr is not None:
+            await self._throttle.sign_up_attempt(remote_addr)
         password_hash = await self._hasher.hash(password)
         async with connection(self._pool) as conn:
             try:
@@ -121,19 +128,24 @@ class AccountService:
     async def authenticate(self, username: str, password: str, remote_addr: str) -> User:
         """Check a password login, throttled per username and per address."""
         username = username.strip().lower()
-        await self._throttle.check(username, remote_addr)
-        async with connection(self._pool) as conn:
-            row = await conn.fetchrow(
-                f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = $1", username
-            )
+        # Counted before bcrypt runs: parallel guesses cannot all pass a check made earlier.
+        await self._throttle.attempt(username, remote_addr)
+        try:
+            async with connection(self._pool) as conn:
+                row = await conn.fetchrow(
+                    f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = $1",
+                    username,
+                )
+        except BaseException:
+            await self._throttle.give_back(username, remote_addr)
+            raise
         stored_hash = row["password_hash"] if row else None
         if not await self._hasher.verify(password, stored_hash) or row is None:
-            await self._throttle.record_failure(username, remote_addr)
             raise AuthenticationError(BAD_CREDENTIALS)
         user = _row_to_user(row)
         if user.is_blocked:
             raise AuthenticationError("This account is blocked. Contact the operator.")
-        await self._throttle.reset_user(username)
+        await self._throttle.succeeded(username, remote_addr)
         return user
 
     async def authenticate_key(self, key: PublicKey) -> User:
@@ -146,8 +158,20 @@ class AccountService:
             raise AuthenticationError("This account is blocked. Contact the operator.")
         return user
 
-    async def change_password(self, user_id: int, current: str, new: str, remote_addr: str) -> None:
-        """Change the password; wrong guesses of the current one count as failed logins."""
+    async def change_password(
+        self,
+        user_id: int,
+        current: str,
+        new: str,
+        remote_addr: str,
+        *,
+        keep_session: uuid.UUID | None = None,
+    ) -> int:
+        """Change the password; wrong guesses of the current one count as failed logins.
+
+        Every login made with the old password ends (their SSH connections are closed), but
+        `keep_session`, the one making the change; returns how many ended.
+        """
         validate_password(new)
         async with connection(self._pool) as conn:
             row = await conn.fetchrow(
@@ -155,10 +179,10 @@ class AccountService:
             )
         if row is None:
             raise NotFoundError("No such account.")
-        await self._throttle.check(row["username"], remote_addr)
+        await self._throttle.attempt(row["username"], remote_addr)
         if not await self._hasher.verify(current, row["password_hash"]):
-            await self._throttle.record_failure(row["username"], remote_addr)
             raise AuthenticationError("Your current password is not right.")
+        await self._throttle.succeeded(row["username"], remote_addr)
         if current == new:
             raise ValidationError("The new password is the same as the current one.")
         new_hash = await self._hasher.hash(new)
@@ -168,6 +192,7 @@ class AccountService:
                 user_id,
                 new_hash,
             )
+        return await self._sessions.revoke_password_logins(user_id, keep_session)
 
     async def get(self, user_id: int) -> User:
         async with connection(self._pool) as conn:

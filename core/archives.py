@@ -1,7 +1,8 @@
 """Archive versions of a project: one upload path for scp and SFTP (and later the TUI).
 
 An upload streams into storage as it arrives (`Upload.write`), counted against the user's quota
-byte by byte. When it completes, the stored object is checked (`core.archive_checks`, in a
+byte by byte: it reserves quota in growing steps as bytes arrive (`core.quota`), so uploads
+running in parallel share the quota instead of each seeing all of it. When it completes, the stored object is checked (`core.archive_checks`, in a
 thread, reading the object back with ranged reads) before it becomes the project's next version.
 A refused archive is deleted from storage and kept in the history with the reason; an aborted or
 failed upload leaves nothing behind: no version, no object, no pending multipart upload.
@@ -25,6 +26,7 @@ from core.archive_checks import ArchiveLimits, ArchiveRejected, inspect_archive
 from core.db import Pool, connection
 from core.errors import NotFoundError, QuotaExceededError, ValidationError
 from core.projects import Project, ProjectService
+from core.quota import QuotaLedger, does_not_fit, mib
 from core.storage import ObjectReader, ObjectStorage, StorageWriter
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,7 @@ class Upload:
         key: str,
         writer: StorageWriter,
         quota_remaining: int,
+        ledger: QuotaLedger,
     ) -> None:
         self.project = project
         self.filename = filename
@@ -112,22 +115,35 @@ class Upload:
         self.quota_remaining = quota_remaining
         self.received = 0
         self._done = False
+        self._ledger = ledger
+        self.reservation = uuid.uuid4()
+        self._reserved = 0  # bytes of quota this upload holds
+        self._renew_at = 0.0  # when its reservation's lease wants renewing (monotonic)
 
     async def write(self, data: bytes) -> None:
         if self._done:
             raise ValidationError("This upload is already finished.")
-        if self.received + len(data) > self.quota_remaining:
-            await self.abort()
-            raise QuotaExceededError(
-                f"This upload does not fit in your storage quota: "
-                f"{_mib(self.quota_remaining)} left. Delete old versions to make room."
-            )
-        self.received += len(data)
+        needed = self.received + len(data)
+        if needed > self._reserved or time.monotonic() >= self._renew_at:
+            try:
+                await self._reserve(needed)
+            except BaseException:
+                await self.abort()
+                raise
+        self.received = needed
         try:
             await self._writer.write(data)
         except BaseException:
             await self.abort()
             raise
+
+    async def _reserve(self, needed: int) -> None:
+        """Hold at least `needed` bytes of quota, a step more if free: few round trips."""
+        step = min(max(self._reserved, RESERVE_STEP_MIN), RESERVE_STEP_MAX)
+        self._reserved = await self._ledger.reserve(
+            self.reservation, self.project.user_id, needed, needed + step
+        )
+        self._renew_at = time.monotonic() + self._ledger.lease_seconds / 10
 
     async def finish(self) -> Archive:
         """Complete the upload, check the archive, and make it the project's next version."""
@@ -135,13 +151,20 @@ class Upload:
             raise ValidationError("This upload is already finished.")
         self._done = True
         try:
-            stored = await self._writer.complete()
-        except BaseException:
-            await self._writer.abort()
-            raise
-        return await self._service._accept(
-            self.project, self.filename, self._key, stored.size, self.quota_remaining
-        )
+            try:
+                stored = await self._writer.complete()
+            except BaseException:
+                await self._writer.abort()
+                raise
+            return await self._service._accept(
+                self.project,
+                self.filename,
+                self._key,
+                stored.size,
+                self.reservation,
+            )
+        finally:
+            await self._release()
 
     async def abort(self) -> None:
         """Drop what arrived: nothing stays in storage. Safe to call more than once."""
@@ -150,6 +173,13 @@ class Upload:
             await self._writer.abort()
         except Exception:
             log.exception("could not abort upload %s", self._key)
+        await self._release()
+
+    async def _release(self) -> None:
+        try:
+            await self._ledger.release(self.reservation)
+        except Exception as error:  # its lease runs out by itself
+            log.warning("could not release the quota held by upload %s: %s", self._key, error)
 
 
 # How long nothing must have been written to an unfinished upload before `recover` removes it:
@@ -163,8 +193,10 @@ UPLOAD_PREFIX = "projects/"  # every archive's key: projects/<project id>/<rando
 ORPHAN_OBJECT_SECONDS = 24 * 3600.0
 
 
-def _mib(size: int) -> str:
-    return f"{size / (1 << 20):.1f} MiB"
+# An upload reserves quota this many bytes ahead of what arrived (its own size so far, within
+# these bounds): a 1 GiB upload takes ~20 round trips to PostgreSQL.
+RESERVE_STEP_MIN = 1 << 20
+RESERVE_STEP_MAX = 64 << 20
 
 
 class ArchiveService:
@@ -174,11 +206,13 @@ class ArchiveService:
         storage: ObjectStorage,
         projects: ProjectService,
         limits: ArchiveLimits | None = None,
+        quota: QuotaLedger | None = None,
     ) -> None:
         self._pool = pool
         self._storage = storage
         self._projects = projects
         self._limits = limits or ArchiveLimits()
+        self._quota = quota or QuotaLedger(pool)
 
     async def recover(
         self,
@@ -200,6 +234,9 @@ class ArchiveService:
         for key in orphans:
             await self._storage.delete(key)
             log.info("removed %s, stored by an earlier run but never made a version", key)
+        expired = await self._quota.purge_expired()
+        if expired:
+            log.info("released %d quota reservation(s) of uploads that never ended", expired)
         return sorted(removed + orphans)
 
     async def _orphaned_objects(self, older_than: float) -> list[str]:
@@ -236,19 +273,29 @@ class ArchiveService:
     async def begin_upload(self, user_id: int, project_name: str, filename: str) -> Upload:
         project = await self._projects.get(user_id, project_name)
         filename = validate_filename(filename)
-        used, quota = await self.usage(user_id)
-        remaining = quota - used
-        if remaining <= 0:
+        standing = await self._quota.standing(user_id)
+        if standing.free <= 0:
+            if standing.reserved > 0:
+                raise does_not_fit(standing)
             raise QuotaExceededError(
-                f"Your storage quota ({_mib(quota)}) is full. Delete old versions to make room."
+                f"Your storage quota ({mib(standing.quota)}) is full."
+                " Delete old versions to make room."
             )
         key = f"{UPLOAD_PREFIX}{project.id}/{uuid.uuid4().hex}"
         writer = await self._storage.open_writer(key)
-        return Upload(self, project, filename, key, writer, remaining)
+        return Upload(self, project, filename, key, writer, standing.free, self._quota)
 
     async def _accept(
-        self, project: Project, filename: str, key: str, size: int, quota_remaining: int
+        self,
+        project: Project,
+        filename: str,
+        key: str,
+        size: int,
+        reservation: uuid.UUID,
     ) -> Archive:
+        # What is free now, this upload's own reservation aside: other uploads may have ended
+        # (or started) since this one began.
+        quota_remaining = (await self._quota.standing(project.user_id, reservation)).free
         limits = dataclasses.replace(self._limits, quota_remaining=quota_remaining)
 
         def check() -> Any:
@@ -265,7 +312,9 @@ class ArchiveService:
             await self._storage.delete(key)
             raise
         try:
-            return await self._record(project, filename, size, "ready", "", report.kind, key)
+            return await self._record(
+                project, filename, size, "ready", "", report.kind, key, reservation
+            )
         except BaseException:
             await self._storage.delete(key)
             raise
@@ -279,8 +328,12 @@ class ArchiveService:
         message: str,
         kind: str | None,
         key: str | None,
+        reservation: uuid.UUID | None = None,
     ) -> Archive:
         async with connection(self._pool) as conn, conn.transaction():
+            if reservation is not None:
+                # First the user's row (the quota's lock), then the project's.
+                await self._quota.commit(conn, reservation, project.user_id, size)
             # The project row is the lock that hands out version numbers one at a time.
             alive = await conn.fetchval(
                 "SELECT id FROM projects WHERE id = $1 FOR UPDATE", project.id

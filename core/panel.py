@@ -80,12 +80,16 @@ class Panel:
                 max_failures_per_user=settings.login_max_failures,
                 max_failures_per_ip=settings.login_max_failures_per_ip,
                 window_seconds=settings.login_window,
+                max_signups_per_ip=settings.signup_max_per_ip,
+                signup_window_seconds=settings.signup_window,
             ),
         )
         keys = KeyService(pool)
         sessions = SessionService(pool, signer)
         accounts = AccountService(pool, hasher, throttle, sessions, keys)
-        projects = ProjectService(pool, JsonCache(redis, "projects"))
+        projects = ProjectService(
+            pool, JsonCache(redis, "projects", max_misses=settings.cache_max_misses)
+        )
         storage = storage_from_settings(
             s3_endpoint=settings.s3_endpoint,
             s3_bucket=settings.s3_bucket,

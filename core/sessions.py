@@ -11,6 +11,9 @@ from core.db import Pool, connection
 from core.errors import AuthenticationError
 from core.tokens import TokenSigner
 
+# How a login proved the password (SSH password or keyboard-interactive, the dashboard's form).
+PASSWORD_METHODS = ("password", "keyboard-interactive")
+
 
 @dataclass(frozen=True)
 class Session:
@@ -70,6 +73,20 @@ class SessionService:
                 "UPDATE sessions SET revoked_at = now()"
                 " WHERE user_id = $1 AND jti <> $2 AND revoked_at IS NULL",
                 user_id,
+                keep,
+            )
+        return int(result.split()[-1])
+
+    async def revoke_password_logins(self, user_id: int, keep: uuid.UUID | None = None) -> int:
+        """End the user's sessions that were opened with the password (it just changed), but
+        `keep`; returns how many were open."""
+        async with connection(self._pool) as conn:
+            result: str = await conn.execute(
+                "UPDATE sessions SET revoked_at = now()"
+                " WHERE user_id = $1 AND revoked_at IS NULL AND auth_method = ANY($2::text[])"
+                " AND jti IS DISTINCT FROM $3",
+                user_id,
+                list(PASSWORD_METHODS),
                 keep,
             )
         return int(result.split()[-1])

@@ -29,6 +29,10 @@ class Settings:
     login_max_failures: int = 5
     login_max_failures_per_ip: int = 20
     login_window: int = 900
+    signup_max_per_ip: int = 10
+    signup_window: int = 3600
+    # "Not found" answers the Redis cache may hold at once (names a client can make up).
+    cache_max_misses: int = 10000
     keepalive_interval: int = 15
     keepalive_count: int = 3
     shutdown_grace: float = 5.0

@@ -14,17 +14,29 @@ first forgets the previous candidate and only a check that passes sets one; asyn
 `auth_completed` right after the check that succeeded (for public keys, the one that came with
 a verified signature). So a key merely offered (no signature) is never taken as proven.
 
-`GhstServer` keeps the live dashboard sessions. One task polls `SessionService.ended` every
-second with the jtis of all of them (one query), and ends the ones revoked, expired or whose
-user was blocked: well inside the 5 s the issue asks for.
+Each SSH connection of an account is one login: a row of `sessions`, opened as soon as the
+authentication succeeds and revoked when the connection ends. Every channel on the connection
+runs under it (the dashboard's `visitor.session` is that row; file transfers carry its jti), so
+one connection multiplexed by OpenSSH's ControlMaster is still one login:
+
+- every new channel checks, before it serves anything, that the login is still valid (not
+  revoked, not expired, the account not blocked): `PanelConnection.channel_login`;
+- once the login ends (log out everywhere, a password change, blocking), the whole connection
+  is closed, after its channels had a moment to tell the user why.
+
+`GhstServer` keeps the live dashboard sessions, transfers and logged-in connections. One task
+polls `SessionService.ended` every second with the jtis of all of them (one query), and ends
+the ones revoked, expired or whose user was blocked: well inside the 5 s the issue asks for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import uuid
+import weakref
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -32,9 +44,10 @@ from typing import Any, Protocol
 import asyncssh
 
 from core.accounts import User
-from core.errors import AuthenticationError, PanelError, ThrottledError
+from core.errors import AuthenticationError, PanelError, ThrottledError, UnavailableError
 from core.keys import PublicKey, public_key_from_blob
 from core.panel import Panel
+from core.sessions import Session
 from core.settings import Settings
 from sshd.driver import prepare_hosting
 from sshd.hostkeys import load_or_create_host_key
@@ -51,6 +64,9 @@ TRANSFER_ENDED = "The transfer was stopped: your account was logged out everywhe
 SERVER_STOPPED = "The panel is restarting. Please reconnect in a minute."
 UNAVAILABLE = "The panel is temporarily unavailable. Please try again in a moment.\r\n"
 LOGIN_TIMEOUT = 60
+# An ended login's connection is closed once its channels said why, or after this long.
+CHANNELS_END_TIMEOUT = 4.0
+LOGIN_UNAVAILABLE = "The panel cannot check your login right now. Please try again in a moment."
 # Bounded waits during shutdown, after the grace period.
 APPS_EXIT_TIMEOUT = 5.0
 CONNECTIONS_CLOSE_TIMEOUT = 3.0
@@ -95,6 +111,13 @@ class PanelConnection(asyncssh.SSHServer):
         self._unavailable = False
         self._candidate: Login | None = None
         self.login: Login | None = None
+        # The login's row in `sessions` (accounts only), and why it ended, once it has.
+        self.session: Session | None = None
+        self.ended_reason: str | None = None
+        self._session_lock = asyncio.Lock()
+        self._channel_tasks: set[asyncio.Task[None]] = set()
+        # Weak: a closed channel asyncssh let go of is forgotten here too.
+        self._channels: weakref.WeakSet[asyncssh.SSHServerChannel[bytes]] = weakref.WeakSet()
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -104,12 +127,98 @@ class PanelConnection(asyncssh.SSHServer):
         if peer:
             self.remote_addr = str(peer[0])
         self._server.connections.add(conn)
+        self._server.logins.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._conn is not None:
             self._server.connections.discard(self._conn)
+        self._server.logins.discard(self)
+        if self.session is not None:
+            # The login ends with its connection.
+            self._spawn(self._revoke(self.session), name="ssh-login-end")
         if exc is not None:
             log.info("connection from %s lost: %s", self.remote_addr, exc)
+
+    # -- the connection's login ---------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        # In an empty context: called from inside a dashboard (a lost connection noticed by
+        # its writes), the task and the pool timers it arms would otherwise keep the app alive.
+        contextvars.Context().run(self._server.spawn, coro, name)
+
+    async def _open_session(self) -> Session | None:
+        login = self.login
+        if login is None or login.user is None:
+            return None
+        async with self._session_lock:
+            if self.session is None:
+                self.session = await self._panel.sessions.open(
+                    login.user.id, login.method, self.remote_addr
+                )
+                if self._conn is None or self._conn.is_closed():
+                    # Gone while the row was written: it must not stay open.
+                    await self._revoke(self.session)
+            return self.session
+
+    async def _open_session_now(self) -> None:
+        try:
+            await self._open_session()
+        except Exception as error:  # the first channel tries again, and says why if it fails
+            log.warning("cannot open the login session of %s: %s", self._username, error)
+
+    async def _revoke(self, session: Session) -> None:
+        try:
+            await self._panel.sessions.revoke(session.jti)
+        except Exception as error:  # it expires with its token anyway
+            log.warning("could not close the login session of a connection: %s", error)
+
+    async def channel_login(self) -> Session | None:
+        """The login a new channel runs under, checked now: None for a visitor. Raises a
+        PanelError, whose message is for the user, when the login ended (the connection is
+        then closed) or cannot be checked."""
+        if self.ended_reason is not None:
+            raise AuthenticationError(self.ended_reason)
+        try:
+            session = await self._open_session()
+            ended = await self._panel.sessions.ended([session.jti]) if session else set()
+        except Exception as error:
+            log.warning("cannot check the login of %s: %s", self._username, error)
+            raise UnavailableError(LOGIN_UNAVAILABLE) from error
+        if ended:
+            self.end(SESSION_ENDED)
+            raise AuthenticationError(SESSION_ENDED)
+        return session
+
+    def track(self, task: asyncio.Task[None], channel: asyncssh.SSHServerChannel[bytes]) -> None:
+        """A channel's work and the channel: when the login ends, the connection closes after
+        them, so what they last wrote (why they ended) reaches the client."""
+        self._channel_tasks.add(task)
+        task.add_done_callback(self._channel_tasks.discard)
+        self._channels.add(channel)
+
+    def end(self, reason: str) -> None:
+        """The login ended: refuse new channels, and close the connection once the open ones
+        told the user (the watcher ends them with `reason`)."""
+        if self.ended_reason is not None:
+            return
+        self.ended_reason = reason
+        self._spawn(self._close_after_channels(), name="ssh-connection-end")
+
+    async def _close_after_channels(self) -> None:
+        deadline = asyncio.get_running_loop().time() + CHANNELS_END_TIMEOUT
+        running = {task for task in self._channel_tasks if not task.done()}
+        if running:
+            await asyncio.wait(running, timeout=CHANNELS_END_TIMEOUT)
+        # Then the channels' own close (the client took their last words): OpenSSH's
+        # ControlMaster drops what it has not passed on to its clients when it disconnects.
+        closing = [asyncio.ensure_future(channel.wait_closed()) for channel in self._channels]
+        remaining = deadline - asyncio.get_running_loop().time()
+        if closing:
+            _, pending = await asyncio.wait(closing, timeout=max(remaining, 0.1))
+            for waiter in pending:
+                waiter.cancel()
+        if self._conn is not None:
+            self._conn.close()
 
     # -- authentication -----------------------------------------------------------------------
 
@@ -218,6 +327,10 @@ class PanelConnection(asyncssh.SSHServer):
         self.login = login
         who = login.user.username if login.user else f"visitor {login.ssh_username!r}"
         log.info("%s logged in from %s (%s)", who, self.remote_addr, login.method)
+        if login.user is not None:
+            # Recorded right away: a password change or "log out everywhere" from now on
+            # reaches this connection even before it opens a channel (ControlMaster -N).
+            self._spawn(self._open_session_now(), name="ssh-login-session")
 
     def _banner(self, text: str) -> None:
         if self._conn is not None:
@@ -230,10 +343,15 @@ class PanelConnection(asyncssh.SSHServer):
         login = self.login
         if login is None:
             return False
+        if self.ended_reason is not None:
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, self.ended_reason
+            )
         # The dashboard or the command interface, unless the channel asks for SFTP or scp.
+        # Either checks the login (`channel_login`) before it serves anything.
         return ChannelRouter(
-            PanelSession(self._server, login, self.remote_addr, self._server.address),
-            lambda: TransferSession(self._server, login),
+            PanelSession(self._server, login, self.remote_addr, self._server.address, self),
+            lambda: TransferSession(self._server, login, self),
         )
 
 
@@ -261,6 +379,7 @@ class GhstServer:
     sessions: set[PanelSession] = field(default_factory=set)
     transfers: set[TransferSession] = field(default_factory=set)
     connections: set[asyncssh.SSHServerConnection] = field(default_factory=set)
+    logins: set[PanelConnection] = field(default_factory=set)
     _acceptor: asyncssh.SSHAcceptor | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _watcher: asyncio.Task[None] | None = None
@@ -358,14 +477,19 @@ class GhstServer:
     async def check_sessions(self) -> None:
         """End the live sessions (dashboards and file transfers) that were revoked, expired or
         whose user was blocked."""
-        live: dict[uuid.UUID, list[PanelSession | TransferSession]] = {}
+        live: dict[uuid.UUID, list[PanelSession | TransferSession | PanelConnection]] = {}
+        # Each logged-in connection: once its login ends the connection closes, whatever
+        # channels it has (none, with OpenSSH's ControlMaster -N).
+        for connection in list(self.logins):
+            if connection.session is not None and connection.ended_reason is None:
+                live.setdefault(connection.session.jti, []).append(connection)
         for session in list(self.sessions):
             # Read on every poll: a visitor gets a session when they sign up or log in.
             login_session = session.visitor.session if session.visitor else None
             if login_session is not None:
                 live.setdefault(login_session.jti, []).append(session)
-        # A user's file transfer has a login session of its own (see TransferSession), so
-        # "log out everywhere" ends it too; one that could not open it ends if the user is
+        # A user's file transfer carries its connection's login (see TransferSession), so
+        # "log out everywhere" ends it too; one without it (a visitor's) ends if the user is
         # blocked.
         transfers: dict[int, list[TransferSession]] = {}
         for transfer in list(self.transfers):
@@ -377,7 +501,7 @@ class GhstServer:
             for jti in await self.panel.sessions.ended(live.keys()):
                 for ending in live.get(jti, []):
                     ending.end(
-                        SESSION_ENDED if isinstance(ending, PanelSession) else TRANSFER_ENDED
+                        TRANSFER_ENDED if isinstance(ending, TransferSession) else SESSION_ENDED
                     )
         if transfers:
             for user_id in await self.panel.accounts.blocked_among(transfers.keys()):
@@ -431,6 +555,8 @@ class GhstServer:
                     conn.abort()
             for waiter in pending:
                 waiter.cancel()
+        if self._tasks:  # e.g. the closed connections' logins being revoked
+            await asyncio.wait(set(self._tasks), timeout=1.0)
         if self._acceptor is not None:
             await self._acceptor.wait_closed()
         log.info("SSH server stopped")

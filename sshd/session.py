@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import asyncssh
 
 from core.errors import PanelError
+from sshd.channel_login import ChannelLogin
 from sshd.driver import Terminal, create_hosted_app, run_hosted_app
 from tui.app import GhstApp
 from tui.visitor import Visitor
@@ -49,9 +50,17 @@ MAX_OUTPUT_BACKLOG = 8 * 1024 * 1024
 
 
 class PanelSession(asyncssh.SSHServerSession[bytes]):
-    def __init__(self, host: SessionHost, login: Login, remote_addr: str, address: str) -> None:
+    def __init__(
+        self,
+        host: SessionHost,
+        login: Login,
+        remote_addr: str,
+        address: str,
+        connection: ChannelLogin,
+    ) -> None:
         self._host = host
         self._login = login
+        self._connection = connection
         self._remote_addr = remote_addr
         self._address = address
         self._chan: asyncssh.SSHServerChannel[bytes] | None = None
@@ -91,6 +100,8 @@ class PanelSession(asyncssh.SSHServerSession[bytes]):
             self._task = self._host.spawn(self._run_command(), name="ssh-command")
         else:
             self._task = self._host.spawn(self._run_dashboard(), name="ssh-dashboard")
+        if self._chan is not None:
+            self._connection.track(self._task, self._chan)
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         if self._terminal is not None:
@@ -119,6 +130,11 @@ class PanelSession(asyncssh.SSHServerSession[bytes]):
 
     async def _run_command(self) -> None:
         newline = "\r\n" if self._term_type is not None else "\n"
+        try:
+            await self._connection.channel_login()
+        except PanelError as error:
+            self._finish(error.message + newline, error.exit_code, stderr=True)
+            return
         text = USAGE.format(address=self._address).replace("\n", newline)
         self._finish(text, USAGE_EXIT_STATUS, stderr=True)
 
@@ -134,9 +150,9 @@ class PanelSession(asyncssh.SSHServerSession[bytes]):
         )
         if login.user is not None:
             try:
-                visitor.session = await self._host.panel.sessions.open(
-                    login.user.id, login.method, self._remote_addr
-                )
+                # The connection's login, checked for this channel (ControlMaster reuses one
+                # connection for many channels, long after it logged in).
+                visitor.session = await self._connection.channel_login()
             except PanelError as error:
                 self._finish(error.message + "\r\n", error.exit_code, stderr=True)
                 return

@@ -77,6 +77,7 @@ from core.storage import ObjectReader
 if TYPE_CHECKING:
     from core.accounts import User
     from core.panel import Panel
+    from sshd.channel_login import ChannelLogin
     from sshd.server import Login
 
 log = logging.getLogger(__name__)
@@ -697,16 +698,17 @@ class PanelSFTPServer(asyncssh.SFTPServer):
 class TransferSession(SSHServerStreamSession[bytes]):
     """A channel running SFTP or scp for one login, until the client or the server ends it.
 
-    A user's transfer is a login session of its own (a row of `sessions`, opened when the
-    channel starts and revoked when it ends): "log out everywhere", "log out other sessions"
-    and blocking the account revoke it with the others, and the server's watcher then ends
-    the transfer like a dashboard session (`jti`). Logging out of one dashboard does not.
+    A user's transfer runs under its connection's login (a row of `sessions`), checked when
+    the channel starts, before anything is served: "log out everywhere", "log out other
+    sessions", a password change and blocking the account revoke it, and the server's watcher
+    then ends the transfer like a dashboard session (`jti`) and closes the connection.
     """
 
-    def __init__(self, host: TransferHost, login: Login) -> None:
+    def __init__(self, host: TransferHost, login: Login, connection: ChannelLogin) -> None:
         super().__init__(None, None, SFTP_VERSION, allow_scp=False)
         self._host = host
         self._login = login
+        self._connection = connection
         self._channel: asyncssh.SSHServerChannel[bytes] | None = None
         self._client_gone = False
         self._ending = False
@@ -763,10 +765,18 @@ class TransferSession(SSHServerStreamSession[bytes]):
             handler = run_sftp_server(server, stdin, stdout, SFTP_VERSION)
         self._host.transfers.add(self)
         self._task = self._host.spawn(self._serve(handler, server), name="ssh-transfer")
+        self._connection.track(self._task, chan)
 
     async def _serve(self, handler: Any, server: PanelSFTPServer) -> None:
         try:
-            await self._open_login_session()
+            try:
+                session = await self._connection.channel_login()
+            except PanelError as error:
+                if handler is not None:
+                    handler.close()  # never started: nothing was served
+                self.end(error.message)
+                return
+            self.jti = session.jti if session is not None else None
             if handler is not None:
                 await handler
         finally:
@@ -774,30 +784,7 @@ class TransferSession(SSHServerStreamSession[bytes]):
             # Normally nothing is left: the handler closed every file when it ended.
             self._client_gone = True
             await server.abort_all()
-            await self._close_login_session()
-
-    async def _open_login_session(self) -> None:
-        user = self._login.user
-        if user is None or self._channel is None:
-            return
-        peer = self._channel.get_extra_info("peername")
-        address = str(peer[0]) if peer else "unknown"
-        try:
-            session = await self._host.panel.sessions.open(user.id, self._login.method, address)
-        except Exception as error:
-            # The transfer still works; only "log out everywhere" cannot reach it (blocking can).
-            log.warning("no login session for %s's transfer: %s", user.username, error)
-            return
-        self.jti = session.jti
-
-    async def _close_login_session(self) -> None:
-        jti, self.jti = self.jti, None
-        if jti is None:
-            return
-        try:
-            await self._host.panel.sessions.revoke(jti)
-        except Exception as error:  # it expires with its token anyway
-            log.warning("could not close the login session of a transfer: %s", error)
+            self.jti = None
 
     def client_gone(self) -> bool:
         """True once the client sent EOF or the channel closed: open files are unfinished."""

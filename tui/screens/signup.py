@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Checkbox, Input, Static
 
 from core.accounts import validate_email, validate_password, validate_username
-from core.errors import ConflictError, ValidationError
+from core.errors import ConflictError, ThrottledError, ValidationError
 from tui.onboarding import (
     PASSWORD_RULE,
     USERNAME_RULE,
@@ -132,7 +132,9 @@ class SignUpScreen(GhstScreen[None]):
 
         panel, visitor = self.panel, self.visitor
         try:
-            user = await panel.accounts.sign_up(username, email, password)
+            user = await panel.accounts.sign_up(
+                username, email, password, remote_addr=visitor.remote_addr
+            )
         except Exception:  # (a cancelled worker means the screen is going away: leave it)
             self._set_busy(False)
             raise
@@ -160,7 +162,7 @@ class SignUpScreen(GhstScreen[None]):
         self.notify(f"Welcome to ghst, {user.username}!", title="Account created")
 
     def handle_error(self, error: BaseException) -> None:
-        if isinstance(error, ValidationError | ConflictError):
+        if isinstance(error, ValidationError | ConflictError | ThrottledError):
             self.query_one(ErrorLine).set_message(error.message)
         else:
             super().handle_error(error)
