@@ -109,7 +109,12 @@ class Panel:
             settings.compose_command, settings.docker_url, allow_pull=settings.docker_pull
         )
         ports = PortAllocator(pool, settings.port_min, settings.port_max)
-        queue = DeploymentQueue(pool, settings.lease_seconds)
+        queue = DeploymentQueue(
+            pool,
+            settings.lease_seconds,
+            log_max_bytes=settings.build_log_max_bytes,
+            per_user=settings.builds_per_user,
+        )
         deployer = Deployer(settings, pool, queue, ports, storage, env, engine, compose, router)
         deployments.attach_runtime(deployer)
         return cls(
@@ -123,6 +128,8 @@ class Panel:
         defaults: dict[str, object] = {
             "concurrency": settings.builds_at_once,
             "lease_seconds": settings.lease_seconds,
+            "deploy_timeout": settings.deploy_timeout,
+            "keep_deployments": settings.keep_deployments,
         }
         return DeploymentWorker(
             self.pool,

@@ -5,6 +5,11 @@ case a notification was missed. Each job has a heartbeat that renews its lease a
 cancel request; every worker also reaps jobs whose lease ran out (their worker died) and cleans
 up what they left. Stopping is graceful (procrastinate's way): no new claims, running jobs get
 a bounded wait, then they are cancelled, cleaned up and put back in the queue.
+
+Every job has a total deadline (`deploy_timeout`), whatever it builds. However a job ends, its
+user is told the real reason: storing that reason is retried, and nothing a job raises is left
+unretrieved in its task. Once a job ended, its project's history beyond `keep_deployments` rows
+is pruned.
 """
 
 from __future__ import annotations
@@ -26,12 +31,18 @@ from core.deployment_queue import DeploymentQueue, LeaseLost
 from core.deployments import NOTIFY_CHANNEL, Deployment
 from core.errors import PanelError
 from core.job_log import JobLog
+from core.log_text import clean_log_text
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 2.0
 SWEEP_SECONDS = 600.0  # how often leftover containers (after a crash) are looked for
 CANCELLED = "Cancelled while it was being built."
 INTERNAL = "The deployment failed because of an error in the panel; the operator has the details."
+DEADLINE = (
+    "The deployment took longer than {seconds:g} s, the most one deployment may take on this"
+    " panel, and was stopped."
+)
+FINISH_ATTEMPTS = 5  # tries to record how a job ended before its lease runs out
 
 
 def worker_name() -> str:
@@ -59,6 +70,8 @@ class DeploymentWorker:
         concurrency: int = 1,
         lease_seconds: float = 30.0,
         shutdown_grace: float = 10.0,
+        deploy_timeout: float = 1800.0,
+        keep_deployments: int = 20,
         name: str | None = None,
     ) -> None:
         self.name = name or worker_name()
@@ -69,6 +82,8 @@ class DeploymentWorker:
         self._concurrency = max(1, concurrency)
         self._lease = lease_seconds
         self._grace = shutdown_grace
+        self._deadline = deploy_timeout
+        self._keep = keep_deployments
         self._jobs: dict[int, Job] = {}
         self._wake = asyncio.Event()
 
@@ -157,7 +172,10 @@ class DeploymentWorker:
         joblog.step(f"Deployment #{deployment.id} of {deployment.project} taken by {self.name}")
         outcome: tuple[str, str] | None = None
         try:
-            await self._deployer.deploy(deployment, self.name, joblog)
+            async with asyncio.timeout(self._deadline):
+                await self._deployer.deploy(deployment, self.name, joblog)
+        except TimeoutError:
+            outcome = ("failed", DEADLINE.format(seconds=self._deadline))
         except asyncio.CancelledError:
             if job.stop_reason is None:  # cancelled from outside the worker: treat as shutdown
                 job.stop_reason = "shutdown"
@@ -165,7 +183,7 @@ class DeploymentWorker:
         except LeaseLost:
             job.stop_reason = "lease"
         except PanelError as error:
-            outcome = ("failed", error.message)
+            outcome = ("failed", clean_log_text(error.message))
         except Exception:
             log.exception("deployment %s failed", deployment.id)
             outcome = ("failed", INTERNAL)
@@ -173,17 +191,21 @@ class DeploymentWorker:
             job.finishing = True
             if job.heartbeat is not None:
                 job.heartbeat.cancel()
-        if job.stop_reason is not None and await self._went_live(job):
-            # The interrupt came after the switch (which is never cut in half): it is live.
-            log.info("deployment %s went live before it could be interrupted", deployment.id)
-            job.stop_reason, outcome = None, None
         try:
+            ended = outcome is not None or job.stop_reason is not None
+            if ended and await self._went_live(job):
+                # The interrupt came after the switch (which is never cut in half): it is live.
+                log.info("deployment %s went live before it could be stopped", deployment.id)
+                job.stop_reason, outcome = None, None
             if outcome is not None or job.stop_reason is not None:
                 await self._end(job, joblog, outcome)
+        except Exception:  # never left in the task: the reaper fails the job if it must
+            log.exception("could not end deployment %s", deployment.id)
         finally:
             await joblog.close()
             self._jobs.pop(deployment.id, None)
             self._wake.set()
+        await self._prune_history(deployment)
 
     async def _end(self, job: Job, joblog: JobLog, outcome: tuple[str, str] | None) -> None:
         deployment = job.deployment
@@ -200,7 +222,25 @@ class DeploymentWorker:
             if not await self._queue.requeue(deployment.id, self.name):
                 await self._queue.finish(deployment.id, self.name, "cancelled", CANCELLED)
         elif outcome is not None:
-            await self._queue.finish(deployment.id, self.name, *outcome)
+            await self._finish(deployment, *outcome)
+
+    async def _finish(self, deployment: Deployment, state: str, error: str) -> None:
+        """Record how the job ended, retrying while the database is unreachable, so the user
+        reads the real reason rather than the reaper's "its worker stopped"."""
+        for attempt in range(FINISH_ATTEMPTS):
+            try:
+                await self._queue.finish(deployment.id, self.name, state, error)
+                return
+            except PanelError as failure:
+                log.warning("cannot record the end of #%s: %s", deployment.id, failure)
+            await asyncio.sleep(min(self._lease / 3, 2.0**attempt) / 2)
+        log.error("gave up recording the end of #%s (%s)", deployment.id, error)
+
+    async def _prune_history(self, deployment: Deployment) -> None:
+        try:
+            await self._queue.prune_history(deployment.project_id, self._keep)
+        except Exception as error:  # the next job of the project prunes it
+            log.warning("cannot prune the deployments of %s: %s", deployment.project, error)
 
     async def _went_live(self, job: Job) -> bool:
         try:
