@@ -156,6 +156,7 @@ def nginx_router(settings: Settings) -> NginxRouter:
         port=settings.nginx_port,
         body_limit_mb=settings.nginx_body_limit_mb,
         binary=settings.nginx_binary,
+        log_max_mb=settings.nginx_log_max_mb,
     )
 
 
