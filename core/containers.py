@@ -74,6 +74,7 @@ MAX_LOG_LINE = 64 * 1024  # a longer run of text without a newline is cut into l
 LOG_BUFFER_LINES = 2000  # lines a followed log holds for a slow reader before pausing docker
 FAILURE_TAIL_LINES = 5  # output lines of the failing step quoted in BuildFailed
 SETTLE_SECONDS = 10.0  # how long an aborted build's thread may take to notice
+LAYER_ATTEMPTS = 20  # tries (0.5 s apart) to remove a failed build's layers still in use
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _LAYER = re.compile(r"^ ---> ([0-9a-f]{12,64})$")  # the image a step committed
@@ -410,11 +411,13 @@ class DockerEngine:
 
     async def _remove_layers(self, layers: Sequence[str]) -> None:
         """Remove the images the steps of a failed build committed (no label marks them), last
-        step first. Only untagged ones, never forced: an image that a container or another
-        image still uses (a cached step of an earlier build) is kept by dockerd itself."""
+        step first. Only untagged ones, never forced: an image that another image still uses
+        (a cached step of an earlier build) is kept by dockerd itself. An aborted build's step
+        container may still hold its parent for a moment: those are tried again a few times."""
 
-        def remove(client: _Client) -> None:
-            for layer in reversed(layers):
+        def remove(client: _Client, candidates: Sequence[str]) -> list[str]:
+            busy: list[str] = []
+            for layer in reversed(candidates):
                 try:
                     attrs = client.api.inspect_image(layer)
                 except docker.errors.NotFound:
@@ -423,14 +426,26 @@ class DockerEngine:
                     continue  # a base image or a finished build's: not a leftover
                 try:
                     client.api.remove_image(attrs["Id"], noprune=True)
+                except docker.errors.NotFound:
+                    continue
                 except docker.errors.APIError as error:
+                    if "container" in _explanation(error):  # the step container is going
+                        busy.insert(0, layer)
                     log.debug("layer %s kept: %s", layer, _explanation(error))
+            return busy
 
-        if layers:
+        remaining = list(layers)
+        for attempt in range(LAYER_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(0.5)
             try:
-                await self._call(remove)
+                remaining = await self._call(functools.partial(remove, candidates=remaining))
             except PanelError as error:
                 log.warning("could not remove the layers of a failed build: %s", error)
+                return
+            if not remaining:
+                return
+        log.warning("layers of a failed build kept (still in use): %s", remaining)
 
     async def image_info(self, reference: str) -> ImageInfo:
         """Any local image, labelled or not (base images are nobody's)."""
