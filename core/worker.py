@@ -43,6 +43,7 @@ DEADLINE = (
     " panel, and was stopped."
 )
 FINISH_ATTEMPTS = 5  # tries to record how a job ended before its lease runs out
+MAX_REASON = 8000  # characters of a failure's reason kept (it may quote the app's output)
 
 
 def worker_name() -> str:
@@ -183,7 +184,7 @@ class DeploymentWorker:
         except LeaseLost:
             job.stop_reason = "lease"
         except PanelError as error:
-            outcome = ("failed", clean_log_text(error.message))
+            outcome = ("failed", _reason(error.message))
         except Exception:
             log.exception("deployment %s failed", deployment.id)
             outcome = ("failed", INTERNAL)
@@ -281,3 +282,10 @@ class DeploymentWorker:
         if remaining:
             await asyncio.gather(*remaining, return_exceptions=True)
         await self._deployer.close()
+
+
+def _reason(message: str) -> str:
+    """A failure's message as stored and shown: clean text (it may quote the tenant's output),
+    cut to MAX_REASON characters."""
+    text = clean_log_text(message)
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"

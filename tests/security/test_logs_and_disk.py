@@ -334,7 +334,10 @@ async def test_a_compose_app_with_many_builds_is_stopped_at_the_deployment_deadl
         services += "    ports: ['8000']\n"  # (the last one is the web service)
         files: dict[str, str | bytes] = {"compose.yaml": f"services:\n{services}"}
         for n in range(6):
-            files[f"s{n}/Dockerfile"] = f"FROM {base_image}\nRUN sleep 2 && echo {uuid.uuid4()}\n"
+            files[f"s{n}/Dockerfile"] = (
+                f"FROM {base_image}\nRUN sleep 2 && echo {uuid.uuid4()}\n"
+                'CMD ["httpd", "-f", "-p", "8000"]\n'
+            )
         done = await deploy(deploying, "hog", files)
         assert done.state == "failed"
         assert "took longer than 4 s, the most one deployment may take" in done.error
@@ -377,7 +380,7 @@ async def test_one_tenant_queueing_many_projects_does_not_starve_another(
 async def test_nginx_logs_are_rotated_and_reopened(monkeypatch: pytest.MonkeyPatch) -> None:
     """Visitors (anyone's) grow the access log: the running nginx's logs are moved aside past
     the limit and nginx writes to a fresh file, so they stay bounded."""
-    monkeypatch.setattr(nginx_module, "LOG_CHECK_SECONDS", 0.2)
+    monkeypatch.setattr(nginx_module, "LOG_CHECK_SECONDS", 0.2, raising=False)
     root = temp_root("ghst-nginx-rotate-")
     router = NginxRouter(prefix=root / "nginx", domain=TEST_DOMAIN, port=free_port())
     router.log_max_bytes = 4096
