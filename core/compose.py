@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import logging
 import os
 import posixpath
 import re
@@ -42,6 +43,8 @@ import yaml
 
 from core.errors import UnavailableError, ValidationError
 from core.log_text import clean_log_bytes
+
+log = logging.getLogger(__name__)
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -1126,7 +1129,10 @@ class ComposeRunner:
             await asyncio.to_thread(self._remove_by_labels, stack)
             return
         # `rm -v` removes only the anonymous volumes of the containers it removes.
-        await self._run(command, stack, file, ["rm", "--stop", "--force", "-v"], None)
+        try:
+            await self._run(command, stack, file, ["rm", "--stop", "--force", "-v"], None)
+        except ComposeFailed as error:  # `down` still removes the containers and networks
+            log.warning("compose rm of %s failed: %s", stack, error.message)
         await self._run(command, stack, file, ["down", "--remove-orphans"], None)
 
     async def stop(self, stack: str, file: Path) -> None:

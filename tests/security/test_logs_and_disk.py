@@ -60,15 +60,19 @@ def assert_clean(text: str) -> None:
 
 @asynccontextmanager
 async def deploying_with(
-    deploy_settings: Settings, nginx_router: NginxRouter, **changes: object
+    deploy_settings: Settings, nginx_router: NginxRouter, *, worker: bool = True, **changes: object
 ) -> AsyncIterator[Deploying]:
-    """A panel with these settings, a user "alice" and a worker; everything removed after."""
+    """A panel with these settings, a user "alice" and (unless told not to) a worker;
+    everything this test's instance made is removed after."""
     settings = with_settings(deploy_settings, **changes)
     await reset_state(settings)
     panel = await Panel.open(settings)
     try:
         user = await panel.accounts.sign_up("alice", "alice@example.com", "correct horse battery")
-        async with running_worker(panel):
+        if worker:
+            async with running_worker(panel):
+                yield Deploying(panel, nginx_router, user.id)
+        else:
             yield Deploying(panel, nginx_router, user.id)
     finally:
         await panel.engine.remove_labelled({})
@@ -349,29 +353,31 @@ async def test_a_compose_app_with_many_builds_is_stopped_at_the_deployment_deadl
 async def test_one_tenant_queueing_many_projects_does_not_starve_another(
     deploy_settings: Settings, nginx_router: NginxRouter, base_image: str
 ) -> None:
+    """Alice queues three projects, then Bob one; a worker building two at once takes Alice's
+    oldest and Bob's, not Alice's first two."""
     async with deploying_with(
-        deploy_settings, nginx_router, builds_at_once=2, builds_per_user=1
+        deploy_settings, nginx_router, worker=False, builds_at_once=2, builds_per_user=1
     ) as alice:
         panel = alice.panel
         bob_user = await panel.accounts.sign_up("bob", "bob@example.com", "correct horse battery")
         bob = Deploying(panel, nginx_router, bob_user.id)
-        slow = page_app(base_image, "slow", extra_dockerfile="RUN sleep 2\n")
         queued: list[Deployment] = []
         for n in range(3):
             await panel.projects.create(alice.user_id, f"alice{n}")
-            await alice.upload(f"alice{n}", slow)
+            await alice.upload(f"alice{n}", page_app(base_image, f"alice {n}"))
+            queued.append(await panel.deployments.deploy(alice.user_id, f"alice{n}"))
         await panel.projects.create(bob.user_id, "bobsite")
         await bob.upload("bobsite", page_app(base_image, "bob"))
-        for n in range(3):
-            queued.append(await panel.deployments.deploy(alice.user_id, f"alice{n}"))
         theirs = await panel.deployments.deploy(bob.user_id, "bobsite")
-        bobs = await bob.settle(theirs)
-        alices = [await alice.settle(job, within=120) for job in queued]
+        async with running_worker(panel):
+            bobs = await bob.settle(theirs)
+            alices = [await alice.settle(job, within=120) for job in queued]
         assert bobs.state == "running" and {a.state for a in alices} == {"running"}
         assert bobs.started_at is not None
-        started = sorted(a.started_at for a in alices if a.started_at is not None)
-        # Bob's deployment was taken while Alice's first one was building, not after her queue.
-        assert started[0] < bobs.started_at < started[1]
+        started = [a.started_at for a in alices if a.started_at is not None]
+        assert len(started) == 3
+        # Alice's jobs one after the other (one at a time), Bob's beside her first.
+        assert started[0] < bobs.started_at < started[1] < started[2]
 
 
 # --- point 5: nginx's logs -------------------------------------------------------------------
