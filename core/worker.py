@@ -172,11 +172,16 @@ class DeploymentWorker:
         joblog = JobLog(self._queue, deployment.id)
         joblog.step(f"Deployment #{deployment.id} of {deployment.project} taken by {self.name}")
         outcome: tuple[str, str] | None = None
+        deadline = asyncio.timeout(self._deadline)
         try:
-            async with asyncio.timeout(self._deadline):
+            async with deadline:
                 await self._deployer.deploy(deployment, self.name, joblog)
         except TimeoutError:
-            outcome = ("failed", DEADLINE.format(seconds=self._deadline))
+            if not deadline.expired():  # a timeout of the panel's own that nothing explained
+                log.exception("deployment %s failed", deployment.id)
+                outcome = ("failed", INTERNAL)
+            else:
+                outcome = ("failed", DEADLINE.format(seconds=self._deadline))
         except asyncio.CancelledError:
             if job.stop_reason is None:  # cancelled from outside the worker: treat as shutdown
                 job.stop_reason = "shutdown"
@@ -234,6 +239,9 @@ class DeploymentWorker:
                 return
             except PanelError as failure:
                 log.warning("cannot record the end of #%s: %s", deployment.id, failure)
+            except Exception:  # the reason itself was refused: say less, but say it ended
+                log.exception("cannot record the end of #%s (%r)", deployment.id, error)
+                error = INTERNAL
             await asyncio.sleep(min(self._lease / 3, 2.0**attempt) / 2)
         log.error("gave up recording the end of #%s (%s)", deployment.id, error)
 
