@@ -378,6 +378,8 @@ async def test_one_tenant_queueing_many_projects_does_not_starve_another(
         assert len(started) == 3
         # Alice's jobs one after the other (one at a time), Bob's beside her first.
         assert started[0] < bobs.started_at < started[1] < started[2]
+        finished = [a.finished_at for a in alices if a.finished_at is not None]
+        assert finished[0] <= started[1] and finished[1] <= started[2]
 
 
 # --- point 5: nginx's logs -------------------------------------------------------------------
