@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import logging
 import os
 import posixpath
 import re
@@ -41,6 +42,9 @@ from typing import Any
 import yaml
 
 from core.errors import UnavailableError, ValidationError
+from core.log_text import clean_log_bytes
+
+log = logging.getLogger(__name__)
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -62,7 +66,6 @@ _ENV_KEY = re.compile(r"^[^=\x00]+$")
 _STACK = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
 _DRIVE_BACKSLASH = re.compile(r"^[A-Za-z]:\\")  # "c:/x" is volume c at /x
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 _PORT = re.compile(r"^(\d{1,5})(?:-(\d{1,5}))?(?:/(tcp|udp|sctp))?$", re.IGNORECASE)
 # Capabilities Docker gives every container anyway: asking for them changes nothing.
@@ -1121,7 +1124,8 @@ class ComposeRunner:
         )
 
     async def down(self, stack: str, file: Path) -> None:
-        """Remove the stack's containers and networks (never its named volumes).
+        """Remove the stack's containers with their anonymous volumes, and its networks; never
+        its named volumes (the project's data: `down -v` would remove those too).
 
         A stack that is already gone is fine; if `file` is gone too, its containers and
         networks are found by their compose and ghst labels instead.
@@ -1131,6 +1135,11 @@ class ComposeRunner:
         if not await asyncio.to_thread(file.is_file):
             await asyncio.to_thread(self._remove_by_labels, stack)
             return
+        # `rm -v` removes only the anonymous volumes of the containers it removes.
+        try:
+            await self._run(command, stack, file, ["rm", "--stop", "--force", "-v"], None)
+        except ComposeFailed as error:  # `down` still removes the containers and networks
+            log.warning("compose rm of %s failed: %s", stack, error.message)
         await self._run(command, stack, file, ["down", "--remove-orphans"], None)
 
     async def stop(self, stack: str, file: Path) -> None:
@@ -1215,7 +1224,7 @@ class ComposeRunner:
             assert process.stdout is not None
             async with asyncio.timeout(self._timeout):
                 async for raw in process.stdout:
-                    line = _CONTROL.sub("", raw.decode(errors="replace").rstrip("\r\n"))
+                    line = clean_log_bytes(raw).rstrip("\n")
                     tail.append(line)
                     if on_log is not None:
                         on_log(line)
@@ -1281,7 +1290,7 @@ class ComposeRunner:
                 if not ours(container.labels):
                     continue
                 with contextlib.suppress(docker.errors.NotFound):
-                    container.remove(force=True)
+                    container.remove(force=True, v=True)  # anonymous volumes only
             for network in client.networks.list(filters=filters):
                 if not ours(network.attrs.get("Labels")):
                     continue

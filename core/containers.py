@@ -62,6 +62,7 @@ from core.errors import (
     ValidationError,
 )
 from core.installation import INSTALLATION_LABEL, Installation
+from core.log_text import clean_log_bytes, clean_log_text
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +78,10 @@ MAX_LOG_LINE = 64 * 1024  # a longer run of text without a newline is cut into l
 LOG_BUFFER_LINES = 2000  # lines a followed log holds for a slow reader before pausing docker
 FAILURE_TAIL_LINES = 5  # output lines of the failing step quoted in BuildFailed
 SETTLE_SECONDS = 10.0  # how long an aborted build's thread may take to notice
+LAYER_ATTEMPTS = 20  # tries (0.5 s apart) to remove a failed build's layers still in use
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # the classic builder paints stderr red
+_LAYER = re.compile(r"^ ---> ([0-9a-f]{12,64})$")  # the image a step committed
 _PLAIN = re.compile(r"^[A-Za-z0-9._/:@+-]*$")  # a label key or value that needs no quoting
 MAX_DOCKERFILE = 1 << 20
 _BUILDER_LINE = re.compile(r"^(Step \d+/\d+ : | ---> |Removing intermediate container )")
@@ -420,12 +422,17 @@ class DockerEngine:
         except TimeoutError:
             job.abort()
             await job.settle(future)
+            await self._remove_layers(job.layers)
             raise BuildFailed(
                 f"The build took longer than {timeout:g} s and was stopped."
             ) from None
         except asyncio.CancelledError:
             job.abort()
             await job.settle(future)
+            await asyncio.shield(self._remove_layers(job.layers))
+            raise
+        except Exception:
+            await self._remove_layers(job.layers)
             raise
         finally:
             job.finished = True
@@ -433,6 +440,44 @@ class DockerEngine:
         if image_id is None:  # aborted by close()
             raise UnavailableError("The panel is shutting down; the build was stopped.")
         return await self.image_info(tag)
+
+    async def _remove_layers(self, layers: Sequence[str]) -> None:
+        """Remove the images the steps of a failed build committed (no label marks them), last
+        step first. Only untagged ones, never forced: an image that another image still uses
+        (a cached step of an earlier build) is kept by dockerd itself. An aborted build's step
+        container may still hold its parent for a moment: those are tried again a few times."""
+
+        def remove(client: _Client, candidates: Sequence[str]) -> list[str]:
+            busy: list[str] = []
+            for layer in reversed(candidates):
+                try:
+                    attrs = client.api.inspect_image(layer)
+                except docker.errors.NotFound:
+                    continue
+                if [tag for tag in attrs.get("RepoTags") or () if tag != "<none>:<none>"]:
+                    continue  # a base image or a finished build's: not a leftover
+                try:
+                    client.api.remove_image(attrs["Id"], noprune=True)
+                except docker.errors.NotFound:
+                    continue
+                except docker.errors.APIError as error:
+                    if "container" in _explanation(error):  # the step container is going
+                        busy.insert(0, layer)
+                    log.debug("layer %s kept: %s", layer, _explanation(error))
+            return busy
+
+        remaining = list(layers)
+        for attempt in range(LAYER_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(0.5)
+            try:
+                remaining = await self._call(functools.partial(remove, candidates=remaining))
+            except PanelError as error:
+                log.warning("could not remove the layers of a failed build: %s", error)
+                return
+            if not remaining:
+                return
+        log.warning("layers of a failed build kept (still in use): %s", remaining)
 
     async def image_info(self, reference: str) -> ImageInfo:
         """Any local image, labelled or not (base images are nobody's)."""
@@ -639,7 +684,7 @@ class DockerEngine:
             data = self._container(client, container).logs(
                 stdout=True, stderr=True, tail=lines, timestamps=False
             )
-            return bytes(data).decode("utf-8", "replace")
+            return clean_log_bytes(bytes(data))
 
         return await self._call(tail)
 
@@ -665,7 +710,8 @@ class DockerEngine:
             except NotFoundError:
                 return
             with contextlib.suppress(docker.errors.NotFound):
-                found.remove(force=True)
+                # v: its anonymous volumes (a VOLUME line); named volumes are never removed so.
+                found.remove(force=True, v=True)
 
         await self._call(remove)
 
@@ -828,6 +874,9 @@ class _Build:
         self._step_output: collections.deque[str] = collections.deque(maxlen=FAILURE_TAIL_LINES)
         self._error = ""
         self._image_id: str | None = None
+        # Images committed by the steps (not FROM's base), for removal if the build fails.
+        self.layers: list[str] = []
+        self._from_step = False
 
     # on the loop ---------------------------------------------------------------------------
 
@@ -914,9 +963,12 @@ class _Build:
             self._loop.call_soon_threadsafe(self._deliver, line)
 
     def _line(self, line: str) -> None:
-        line = _ANSI.sub("", line).rstrip("\r")
+        layer = _LAYER.match(line)
+        if layer and not self._from_step:
+            self.layers.append(layer.group(1))
         step = _STEP.match(line)
         if step:
+            self._from_step = step.group(3).split(" ", 1)[0].upper() == "FROM"
             number, total = int(step.group(1)), int(step.group(2)) - self._label_steps
             instruction = step.group(3).strip()
             if number <= total:
@@ -929,7 +981,12 @@ class _Build:
         if not step and line.strip() and not _BUILD_NOISE.match(line):
             self._step_output.append(_shorten(line.strip(), 200))
 
-    def _handle(self, chunk: Mapping[str, Any]) -> None:
+    def _handle(self, raw: Mapping[str, Any]) -> None:
+        # The tenant's build prints what it likes: every text field is cleaned as it enters.
+        chunk: dict[str, Any] = {
+            key: clean_log_text(value) if isinstance(value, str) else value
+            for key, value in raw.items()
+        }
         if "stream" in chunk:
             text = str(chunk["stream"])
             if self._partial and _BUILDER_LINE.match(text):
@@ -1019,11 +1076,11 @@ class _LogPump:
                 if len(partial) > MAX_LOG_LINE:
                     lines.append(partial)
                     partial = ""
-                if lines and not self._put([prefix + line.rstrip("\r") for line in lines]):
+                if lines and not self._put([prefix + clean_log_text(line) for line in lines]):
                     return
             partial += decoder.decode(b"", final=True)
             if partial:
-                self._put([prefix + partial.rstrip("\r")])
+                self._put([prefix + clean_log_text(partial)])
         except Exception as error:  # a stream torn down by close(), or dockerd gone
             log.debug("log stream ended: %s", error)
         finally:

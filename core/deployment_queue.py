@@ -1,7 +1,10 @@
 """The worker side of the deployments queue: claim with a lease, renew it, finish.
 
-A worker claims the oldest queued deployment whose project has nothing in progress with
-`FOR UPDATE SKIP LOCKED`, so workers never wait on each other nor take the same job. While it
+A worker claims a queued deployment whose project has nothing in progress with
+`FOR UPDATE SKIP LOCKED`, so workers never take the same job. Claims are fair between users:
+the job claimed is the oldest of the users with the fewest jobs in progress, and no user has
+more than `per_user` jobs in progress at once (claims take a short advisory lock, so that cap
+holds across workers), so one tenant queueing many projects cannot starve the others. While it
 works it renews a lease; a worker that dies stops renewing, and `reap_expired` (run by every
 worker) fails the job once the lease is over, so nothing stays "building" forever.
 Every write is conditional on the worker still holding the job: a worker whose lease was
@@ -23,9 +26,11 @@ from core.deployments import (
     row_to_deployment,
 )
 
-# A build log is kept whole up to this many characters; beyond, only a notice is added.
-MAX_LOG_CHARS = 2_000_000
-LOG_TRUNCATED = "\n[the log is longer than 2 MB: the rest was not kept]\n"
+# A build log is kept whole up to this many bytes (GHST_BUILD_LOG_MAX_BYTES); beyond, it is cut
+# there and ends with a notice.
+MAX_LOG_BYTES = 2_000_000
+LOG_TRUNCATED = "\n[the log is longer than the panel keeps: the rest was not kept]\n"
+CLAIM_LOCK = 0x67687374_636C616D  # pg_advisory_xact_lock key of claims ("ghstclam")
 WORKER_DIED = "The worker running this deployment stopped before it finished (its lease expired)."
 
 
@@ -39,27 +44,42 @@ class Renewal:
 
 
 class DeploymentQueue:
-    def __init__(self, pool: Pool, lease_seconds: float) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        lease_seconds: float,
+        log_max_bytes: int = MAX_LOG_BYTES,
+        per_user: int = 1,
+    ) -> None:
         self._pool = pool
         self._lease = lease_seconds
+        self._per_user = max(1, per_user)
+        self.log_max_bytes = max(log_max_bytes, 2 * len(LOG_TRUNCATED))
 
     async def claim(self, worker: str) -> Deployment | None:
         async with connection(self._pool) as conn:
             try:
-                row = await conn.fetchrow(
-                    "WITH next AS ("
-                    " SELECT d.id FROM deployments d WHERE d.state = 'queued'"
-                    " AND NOT EXISTS (SELECT 1 FROM deployments busy"
-                    "  WHERE busy.project_id = d.project_id"
-                    "  AND busy.state IN ('building', 'starting'))"
-                    " ORDER BY d.id FOR UPDATE SKIP LOCKED LIMIT 1)"
-                    " UPDATE deployments SET state = 'building', worker = $1,"
-                    " lease_expires_at = now() + make_interval(secs => $2),"
-                    " started_at = now(), attempts = attempts + 1"
-                    " FROM next WHERE deployments.id = next.id RETURNING deployments.id",
-                    worker,
-                    self._lease,
-                )
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", CLAIM_LOCK)
+                    row = await conn.fetchrow(
+                        "WITH active AS (SELECT user_id, count(*) AS jobs FROM deployments"
+                        "  WHERE state IN ('building', 'starting') GROUP BY user_id),"
+                        " next AS ("
+                        " SELECT d.id FROM deployments d"
+                        " LEFT JOIN active a ON a.user_id = d.user_id"
+                        " WHERE d.state = 'queued' AND coalesce(a.jobs, 0) < $3"
+                        " AND NOT EXISTS (SELECT 1 FROM deployments busy"
+                        "  WHERE busy.project_id = d.project_id"
+                        "  AND busy.state IN ('building', 'starting'))"
+                        " ORDER BY coalesce(a.jobs, 0), d.id FOR UPDATE OF d SKIP LOCKED LIMIT 1)"
+                        " UPDATE deployments SET state = 'building', worker = $1,"
+                        " lease_expires_at = now() + make_interval(secs => $2),"
+                        " started_at = now(), attempts = attempts + 1"
+                        " FROM next WHERE deployments.id = next.id RETURNING deployments.id",
+                        worker,
+                        self._lease,
+                        self._per_user,
+                    )
             except asyncpg.UniqueViolationError:
                 # Another worker started a job of the same project a moment ago.
                 return None
@@ -83,17 +103,19 @@ class DeploymentQueue:
         return Renewal(bool(row["cancel_requested"]))
 
     async def append_log(self, deployment_id: int, text: str) -> None:
-        async with connection(self._pool) as conn:
-            await conn.execute(
-                "UPDATE deployments SET log = CASE"
-                " WHEN length(log) < $3 THEN log || $2"
-                " WHEN right(log, length($4)) = $4 THEN log ELSE log || $4 END"
-                " WHERE id = $1",
+        """Add `text` to the log, which never grows past `log_max_bytes` (notice included)."""
+        async with connection(self._pool) as conn, conn.transaction():
+            size = await conn.fetchval(
+                "SELECT octet_length(log) FROM deployments WHERE id = $1 FOR UPDATE",
                 deployment_id,
-                text,
-                MAX_LOG_CHARS,
-                LOG_TRUNCATED,
             )
+            if size is None:
+                return
+            addition = _within(text, size, self.log_max_bytes)
+            if addition:
+                await conn.execute(
+                    "UPDATE deployments SET log = log || $2 WHERE id = $1", deployment_id, addition
+                )
 
     async def record(
         self,
@@ -186,12 +208,14 @@ class DeploymentQueue:
             row = await conn.fetchrow(
                 "UPDATE deployments SET state = 'queued', worker = NULL, lease_expires_at = NULL,"
                 " started_at = NULL, kind = NULL, image = NULL, stack = NULL, port = NULL,"
-                " app_port = NULL, log = log || $3"
+                " app_port = NULL, log = CASE WHEN octet_length(log) + octet_length($3) <= $4"
+                " THEN log || $3 ELSE log END"
                 " WHERE id = $1 AND worker = $2 AND state IN ('building', 'starting')"
                 " AND NOT cancel_requested RETURNING id",
                 deployment_id,
                 worker,
                 "\n[the panel was restarting: this deployment goes back to the queue]\n",
+                self.log_max_bytes - len(LOG_TRUNCATED),
             )
         return row is not None
 
@@ -209,7 +233,42 @@ class DeploymentQueue:
             )
         return [row_to_deployment(row) for row in found]
 
+    async def prune_history(self, project_id: int, keep: int) -> int:
+        """Delete the project's deployments (rows and logs) beyond the newest `keep`, except
+        the live one, those in progress, those whose image is kept for a rollback, and those a
+        kept deployment reuses the image of. Returns how many were deleted."""
+        async with connection(self._pool) as conn:
+            deleted = await conn.fetch(
+                "DELETE FROM deployments d WHERE d.project_id = $1"
+                " AND (d.state IN ('failed', 'cancelled')"
+                "  OR (d.state = 'superseded' AND d.image IS NULL))"
+                " AND d.id IS DISTINCT FROM"
+                "  (SELECT live_deployment_id FROM projects WHERE id = $1)"
+                " AND d.id NOT IN (SELECT id FROM deployments WHERE project_id = $1"
+                "  ORDER BY id DESC LIMIT $2)"
+                " AND NOT EXISTS (SELECT 1 FROM deployments other WHERE other.source_id = d.id"
+                "  AND other.id <> d.id AND other.state NOT IN ('failed', 'cancelled'))"
+                " RETURNING d.id",
+                project_id,
+                max(1, keep),
+            )
+        return len(deleted)
+
     async def forget_image(self, deployment_id: int) -> None:
         """The image was pruned: the deployment can no longer be rolled back to."""
         async with connection(self._pool) as conn:
             await conn.execute("UPDATE deployments SET image = NULL WHERE id = $1", deployment_id)
+
+
+def _within(text: str, size: int, limit: int) -> str:
+    """What of `text` may follow a log of `size` bytes so it stays within `limit` bytes: all of
+    it, or a cut piece and the notice once, or nothing once the notice is there."""
+    data = text.encode()
+    notice = len(LOG_TRUNCATED.encode())
+    # Room for the notice is always kept, so a log that is not cut yet can still say it is.
+    if size + len(data) <= limit - notice:
+        return text
+    room = limit - notice - size
+    if room < 0:  # cut already (the notice took the last bytes)
+        return ""
+    return data[:room].decode("utf-8", "ignore") + LOG_TRUNCATED

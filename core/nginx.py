@@ -31,6 +31,11 @@ limit, so nginx itself answers it (413) and the app never sees it. When no nginx
 prefix (not managed by this panel), changes are written and validated only, and the skipped
 confirmation is logged.
 
+The access and error logs grow with every visitor of every tenant: `rotate_logs` moves one past
+`log_max_mb` aside as `<name>.1` (replacing the previous one) and tells the master to reopen its
+logs (USR1), so they never take more than twice that. `NginxProcess` does it every
+LOG_CHECK_SECONDS while it runs nginx.
+
 Changes of one router are serialised by an asyncio.Lock. File IO and /proc reads run in threads;
 `nginx -t` runs as an async subprocess.
 """
@@ -76,6 +81,9 @@ LOG_LINE = re.compile(
 DEPLOYMENT_HEADER = "x-ghst-deployment"
 # Unprivileged accounts for the workers when the master runs as root, in order of preference.
 WORKER_USERS = (("nobody", "nogroup"), ("nobody", "nobody"), ("www-data", "www-data"))
+
+LOG_NAMES = ("logs/access.log", "logs/error.log")
+LOG_CHECK_SECONDS = 60.0
 
 NOT_INSTALLED = "nginx is not installed on this server (no {binary!r} program found)."
 
@@ -295,8 +303,10 @@ class NginxRouter:
         port: int = 8080,
         body_limit_mb: int = 64,
         binary: str = "nginx",
+        log_max_mb: int = 64,
     ) -> None:
         self.prefix = Path(prefix).absolute()
+        self.log_max_bytes = validate_positive(log_max_mb, "The nginx log size limit") << 20
         self.domain = validate_domain(domain)
         self.listen = validate_listen(listen)
         self.port = validate_port(port, "The nginx port")
@@ -481,6 +491,29 @@ class NginxRouter:
             return None  # a stale pid file whose number now belongs to another program
         return pid
 
+    async def rotate_logs(self) -> list[Path]:
+        """Move each log past `log_max_bytes` aside and make nginx reopen its logs; the logs
+        moved (now `<name>.1`)."""
+        return await asyncio.to_thread(self._rotate_logs)
+
+    def _rotate_logs(self) -> list[Path]:
+        moved = []
+        for name in LOG_NAMES:
+            path = self.prefix / name
+            try:
+                if path.stat().st_size <= self.log_max_bytes:
+                    continue
+                os.replace(path, path.with_name(path.name + ".1"))
+            except FileNotFoundError:
+                continue
+            moved.append(path)
+        master = self.master_pid() if moved else None
+        if master is not None:
+            # Workers write what they buffered to the moved file, then open a new one.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(master, signal.SIGUSR1)
+        return moved
+
     async def reload(self) -> None:
         """Validate, then make the running master (if any) load the configuration again."""
         async with self._lock:
@@ -615,6 +648,7 @@ class NginxProcess:
         self.router = router
         self._process: asyncio.subprocess.Process | None = None
         self._adopted: int | None = None
+        self._rotator: asyncio.Task[None] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -642,6 +676,7 @@ class NginxProcess:
             self._adopted = existing
             await router.reload()  # the templates may have changed since it started
             await self._wait_until_serving(existing, None)
+            self._start_rotator()
             return
         await router.validate()
         output = await asyncio.to_thread(open, router.prefix / MASTER_LOG, "ab")
@@ -664,6 +699,19 @@ class NginxProcess:
         except BaseException:
             await self.stop()
             raise
+        self._start_rotator()
+
+    def _start_rotator(self) -> None:
+        if self._rotator is None or self._rotator.done():
+            self._rotator = asyncio.get_running_loop().create_task(self._rotate_forever())
+
+    async def _rotate_forever(self) -> None:
+        while True:
+            await asyncio.sleep(LOG_CHECK_SECONDS)
+            try:
+                await self.router.rotate_logs()
+            except OSError as error:
+                log.warning("cannot rotate nginx's logs: %s", error)
 
     async def _wait_until_serving(
         self, pid: int, process: asyncio.subprocess.Process | None
@@ -703,6 +751,11 @@ class NginxProcess:
     async def stop(self) -> None:
         """QUIT (finish the requests under way), then KILL the master and its workers after
         `stop_timeout`. Stops whatever master runs for the prefix, ours or adopted."""
+        rotator, self._rotator = self._rotator, None
+        if rotator is not None:
+            rotator.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await rotator
         process = self._process
         pid = self.pid or await asyncio.to_thread(self.router.master_pid)
         self._process, self._adopted = None, None

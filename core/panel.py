@@ -121,7 +121,12 @@ class Panel:
             owns=engine.owns,
         )
         ports = PortAllocator(pool, settings.port_min, settings.port_max)
-        queue = DeploymentQueue(pool, settings.lease_seconds)
+        queue = DeploymentQueue(
+            pool,
+            settings.lease_seconds,
+            log_max_bytes=settings.build_log_max_bytes,
+            per_user=settings.builds_per_user,
+        )
         deployer = Deployer(
             settings, pool, queue, ports, storage, env, engine, compose, router, installation
         )
@@ -139,6 +144,8 @@ class Panel:
             "concurrency": settings.builds_at_once,
             "lease_seconds": settings.lease_seconds,
             "live_check_seconds": settings.live_check_seconds,
+            "deploy_timeout": settings.deploy_timeout,
+            "keep_deployments": settings.keep_deployments,
         }
         return DeploymentWorker(
             self.pool,
@@ -165,6 +172,7 @@ def nginx_router(settings: Settings) -> NginxRouter:
         port=settings.nginx_port,
         body_limit_mb=settings.nginx_body_limit_mb,
         binary=settings.nginx_binary,
+        log_max_mb=settings.nginx_log_max_mb,
     )
 
 

@@ -55,6 +55,8 @@ class Settings:
     port_min: int = 20000  # host ports (on 127.0.0.1) given to app containers
     port_max: int = 29999
     builds_at_once: int = 1
+    builds_per_user: int = 1  # one tenant's deployments worked on at once (over all workers)
+    deploy_timeout: float = 1800.0  # the most one deployment may take, builds and start included
     build_timeout: float = 600.0
     build_memory_mb: int = 2048
     health_timeout: float = 60.0
@@ -63,6 +65,8 @@ class Settings:
     keep_images: int = 3  # successful images kept per project for rollback
     # How often a worker looks for live deployments whose containers are gone (and heals them).
     live_check_seconds: float = 30.0
+    keep_deployments: int = 20  # deployment rows (with their logs) kept per project
+    build_log_max_bytes: int = 2_000_000  # one deployment's log is cut beyond this
     # Plan limits until billing sets them.
     app_memory_mb: int = 256
     app_cpus: float = 0.5
@@ -74,6 +78,7 @@ class Settings:
     nginx_listen: str = "127.0.0.1"
     nginx_port: int = 8080
     nginx_body_limit_mb: int = 64
+    nginx_log_max_mb: int = 64  # nginx's access and error logs are rotated past this (one old)
 
     @property
     def archives_dir(self) -> Path:

@@ -6,6 +6,11 @@ cancel request; every worker also reaps jobs whose lease ran out (their worker d
 up what they left, and looks every `live_check_seconds` for live deployments whose containers
 are gone, queueing a heal for them (core.live_check). Stopping is graceful (procrastinate's way): no new claims, running jobs get
 a bounded wait, then they are cancelled, cleaned up and put back in the queue.
+
+Every job has a total deadline (`deploy_timeout`), whatever it builds. However a job ends, its
+user is told the real reason: storing that reason is retried, and nothing a job raises is left
+unretrieved in its task. Once a job ended, its project's history beyond `keep_deployments` rows
+is pruned.
 """
 
 from __future__ import annotations
@@ -27,12 +32,19 @@ from core.deployment_queue import DeploymentQueue, LeaseLost
 from core.deployments import NOTIFY_CHANNEL, Deployment
 from core.errors import PanelError
 from core.job_log import JobLog
+from core.log_text import clean_log_text
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 2.0
 SWEEP_SECONDS = 600.0  # how often leftover containers (after a crash) are looked for
 CANCELLED = "Cancelled while it was being built."
 INTERNAL = "The deployment failed because of an error in the panel; the operator has the details."
+DEADLINE = (
+    "The deployment took longer than {seconds:g} s, the most one deployment may take on this"
+    " panel, and was stopped."
+)
+FINISH_ATTEMPTS = 5  # tries to record how a job ended before its lease runs out
+MAX_REASON = 8000  # characters of a failure's reason kept (it may quote the app's output)
 
 
 def worker_name() -> str:
@@ -61,6 +73,8 @@ class DeploymentWorker:
         lease_seconds: float = 30.0,
         shutdown_grace: float = 10.0,
         live_check_seconds: float = 30.0,
+        deploy_timeout: float = 1800.0,
+        keep_deployments: int = 20,
         name: str | None = None,
     ) -> None:
         self.name = name or worker_name()
@@ -72,6 +86,8 @@ class DeploymentWorker:
         self._lease = lease_seconds
         self._grace = shutdown_grace
         self._live_check = max(0.1, live_check_seconds)  # 0 would look on every wake-up
+        self._deadline = deploy_timeout
+        self._keep = keep_deployments
         self._jobs: dict[int, Job] = {}
         self._wake = asyncio.Event()
 
@@ -162,8 +178,16 @@ class DeploymentWorker:
         joblog = JobLog(self._queue, deployment.id)
         joblog.step(f"Deployment #{deployment.id} of {deployment.project} taken by {self.name}")
         outcome: tuple[str, str] | None = None
+        deadline = asyncio.timeout(self._deadline)
         try:
-            await self._deployer.deploy(deployment, self.name, joblog)
+            async with deadline:
+                await self._deployer.deploy(deployment, self.name, joblog)
+        except TimeoutError:
+            if not deadline.expired():  # a timeout of the panel's own that nothing explained
+                log.exception("deployment %s failed", deployment.id)
+                outcome = ("failed", INTERNAL)
+            else:
+                outcome = ("failed", DEADLINE.format(seconds=self._deadline))
         except asyncio.CancelledError:
             if job.stop_reason is None:  # cancelled from outside the worker: treat as shutdown
                 job.stop_reason = "shutdown"
@@ -171,7 +195,7 @@ class DeploymentWorker:
         except LeaseLost:
             job.stop_reason = "lease"
         except PanelError as error:
-            outcome = ("failed", error.message)
+            outcome = ("failed", _reason(error.message))
         except Exception:
             log.exception("deployment %s failed", deployment.id)
             outcome = ("failed", INTERNAL)
@@ -179,17 +203,21 @@ class DeploymentWorker:
             job.finishing = True
             if job.heartbeat is not None:
                 job.heartbeat.cancel()
-        if job.stop_reason is not None and await self._went_live(job):
-            # The interrupt came after the switch (which is never cut in half): it is live.
-            log.info("deployment %s went live before it could be interrupted", deployment.id)
-            job.stop_reason, outcome = None, None
         try:
+            ended = outcome is not None or job.stop_reason is not None
+            if ended and await self._went_live(job):
+                # The interrupt came after the switch (which is never cut in half): it is live.
+                log.info("deployment %s went live before it could be stopped", deployment.id)
+                job.stop_reason, outcome = None, None
             if outcome is not None or job.stop_reason is not None:
                 await self._end(job, joblog, outcome)
+        except Exception:  # never left in the task: the reaper fails the job if it must
+            log.exception("could not end deployment %s", deployment.id)
         finally:
             await joblog.close()
             self._jobs.pop(deployment.id, None)
             self._wake.set()
+        await self._prune_history(deployment)
 
     async def _end(self, job: Job, joblog: JobLog, outcome: tuple[str, str] | None) -> None:
         deployment = job.deployment
@@ -206,7 +234,28 @@ class DeploymentWorker:
             if not await self._queue.requeue(deployment.id, self.name):
                 await self._queue.finish(deployment.id, self.name, "cancelled", CANCELLED)
         elif outcome is not None:
-            await self._queue.finish(deployment.id, self.name, *outcome)
+            await self._finish(deployment, *outcome)
+
+    async def _finish(self, deployment: Deployment, state: str, error: str) -> None:
+        """Record how the job ended, retrying while the database is unreachable, so the user
+        reads the real reason rather than the reaper's "its worker stopped"."""
+        for attempt in range(FINISH_ATTEMPTS):
+            try:
+                await self._queue.finish(deployment.id, self.name, state, error)
+                return
+            except PanelError as failure:
+                log.warning("cannot record the end of #%s: %s", deployment.id, failure)
+            except Exception:  # the reason itself was refused: say less, but say it ended
+                log.exception("cannot record the end of #%s (%r)", deployment.id, error)
+                error = INTERNAL
+            await asyncio.sleep(min(self._lease / 3, 2.0**attempt) / 2)
+        log.error("gave up recording the end of #%s (%s)", deployment.id, error)
+
+    async def _prune_history(self, deployment: Deployment) -> None:
+        try:
+            await self._queue.prune_history(deployment.project_id, self._keep)
+        except Exception as error:  # the next job of the project prunes it
+            log.warning("cannot prune the deployments of %s: %s", deployment.project, error)
 
     async def _went_live(self, job: Job) -> bool:
         try:
@@ -255,3 +304,10 @@ class DeploymentWorker:
         if remaining:
             await asyncio.gather(*remaining, return_exceptions=True)
         await self._deployer.close()
+
+
+def _reason(message: str) -> str:
+    """A failure's message as stored and shown: clean text (it may quote the tenant's output),
+    cut to MAX_REASON characters."""
+    text = clean_log_text(message)
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
