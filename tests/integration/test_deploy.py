@@ -16,6 +16,8 @@ import pytest
 from core.errors import NotFoundError, ValidationError
 from core.nginx import NginxRouter
 from core.panel import Panel
+from core.settings import Settings
+from tests.conftest import reset_state, with_settings
 from tests.fixtures_deploy import Deploying, eventually, page_app, running_worker
 from tests.fixtures_nginx import http_request
 
@@ -428,9 +430,21 @@ async def test_old_images_beyond_the_kept_few_are_pruned_and_cannot_be_rolled_ba
 
 
 async def test_builds_run_one_at_a_time_by_default_and_more_when_configured(
-    deploy_panel: Panel, nginx_router: NginxRouter, base_image: str
+    deploy_settings: Settings, nginx_router: NginxRouter, base_image: str
 ) -> None:
-    panel = deploy_panel
+    # One user's builds may overlap only when both the worker and the per-user cap allow it.
+    await reset_state(deploy_settings)
+    panel = await Panel.open(with_settings(deploy_settings, builds_per_user=2))
+    try:
+        await _builds_one_then_two_at_a_time(panel, nginx_router, base_image)
+    finally:
+        await panel.engine.remove_labelled({})
+        await panel.close()
+
+
+async def _builds_one_then_two_at_a_time(
+    panel: Panel, nginx_router: NginxRouter, base_image: str
+) -> None:
     user = await panel.accounts.sign_up("alice", "alice@example.com", "correct horse battery")
     deploying = Deploying(panel, nginx_router, user.id)
     queued = []
@@ -449,8 +463,12 @@ async def test_builds_run_one_at_a_time_by_default_and_more_when_configured(
         await deploying.upload(name, page_app(base_image, name + " again", "RUN sleep 2\n"))
         again.append(await panel.deployments.deploy(user.id, name))
     async with running_worker(panel, concurrency=2):
-        for deployment in again:
-            await deploying.wait_for(deployment, lambda d: d.state == "building")
+
+        async def both_building() -> bool:
+            states = [(await panel.deployments.get(user.id, d.project, d.id)).state for d in again]
+            return states == ["building", "building"]
+
+        await eventually(both_building)
         for deployment in again:
             assert (await deploying.settle(deployment)).state == "running"
 
