@@ -41,7 +41,7 @@ from typing import Any
 import yaml
 
 from core.errors import UnavailableError, ValidationError
-from core.firewall import network_options
+from core.firewall import BRIDGE_NAME_OPTION, BRIDGE_PREFIX, network_options
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -729,7 +729,14 @@ def _check_network(name: str, network: Mapping[str, Any]) -> None:
             f"Network {_q(name)} uses the driver {_q(str(driver))}; only the default bridge "
             "driver is allowed."
         )
-    if network.get("driver_opts"):
+    options = network.get("driver_opts")
+    # The panel names every bridge itself (the firewall knows them by name): one of its own
+    # names is accepted and ignored, so a rendered file parses again.
+    if options and not (
+        isinstance(options, dict)
+        and set(options) == {BRIDGE_NAME_OPTION}
+        and str(options[BRIDGE_NAME_OPTION]).startswith(BRIDGE_PREFIX)
+    ):
         raise ComposeRejected(
             f"Network {_q(name)} sets driver_opts, which this panel does not allow."
         )
@@ -1470,8 +1477,8 @@ class _ExpansionCounter:
 
     def too_large(self) -> ComposeRejected:
         return ComposeRejected(
-            f"{self.what} is too large once its anchors and merge keys are expanded (more than "
-            f"{MAX_NODES:,} values); write the repeated parts out, or share less."
+            f"{self.what} is too large once its anchors are expanded (merge keys included: more "
+            f"than {MAX_NODES:,} values); write the repeated parts out, or share less."
         )
 
     def count(self, node: yaml.Node, depth: int = 0) -> int:
@@ -1482,7 +1489,7 @@ class _ExpansionCounter:
         if depth > MAX_DEPTH:
             raise ComposeRejected(f"{self.what} nests more than {MAX_DEPTH} levels deep.")
         if key in self.open:
-            raise ComposeRejected(f"{self.what} has an anchor that contains itself.")
+            raise ComposeRejected(f"{self.what} refers to itself (an anchor inside its own alias).")
         self.open.add(key)
         total = 1
         if isinstance(node, yaml.MappingNode):
