@@ -5,11 +5,11 @@ host itself (any service listening on 0.0.0.0, through the bridge's gateway addr
 host's private network (a database in the same VPC) and to the cloud metadata address
 169.254.169.254 (credentials of the machine's role). So every network the panel makes (each
 project's network, each compose stack's networks, the build network) sits on a host interface
-whose name starts with BRIDGE_PREFIX, and the panel installs these iptables rules:
+whose name starts with BRIDGE_PREFIX ("ghst"), and the panel installs these iptables rules:
 
-    INPUT        -i gh+ -j GHST-INPUT          (first rule)
+    INPUT        -i ghst+ -j GHST-INPUT         (first rule)
     GHST-INPUT   replies to the host's own connections pass; anything else is rejected
-    DOCKER-USER  -i gh+ -j GHST-FORWARD        (first rule; dockerd jumps there from FORWARD)
+    DOCKER-USER  -i ghst+ -j GHST-FORWARD       (first rule; dockerd jumps there from FORWARD)
     GHST-FORWARD replies pass; traffic to another panel bridge is left to Docker (a stack's own
                  containers talk to each other, two projects are kept apart by Docker); DNS to
                  the host's resolvers passes; link-local, RFC 1918 and CGNAT addresses are
@@ -33,7 +33,7 @@ from core.errors import UnavailableError
 
 log = logging.getLogger(__name__)
 
-BRIDGE_PREFIX = "gh"
+BRIDGE_PREFIX = "ghst"
 BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
 ICC_OPTION = "com.docker.network.bridge.enable_icc"
 INPUT_CHAIN = "GHST-INPUT"

@@ -24,7 +24,7 @@ from core.cgroups import CGROUP_ROOT, app_group, build_group
 from core.deployments import Deployment
 from core.settings import Settings
 from tests.conftest import with_settings
-from tests.fixtures_deploy import Deploying, eventually, page_app
+from tests.fixtures_deploy import Deploying, page_app
 from tests.fixtures_nginx import http_request
 
 pytestmark = pytest.mark.timeout(240)
@@ -56,8 +56,8 @@ async def deployed(deploying: Deploying, project: str, files: dict[str, str]) ->
     return await deploying.settle(queued, within=120)
 
 
-def ours(deploying: Deploying) -> dict[str, str]:
-    return {"label": f"ghst.instance={deploying.panel.settings.instance}"}
+def ours(deploying: Deploying) -> dict[str, list[str]]:
+    return {"label": [f"ghst.instance={deploying.panel.settings.instance}"]}
 
 
 def containers_left(client: docker.DockerClient, deploying: Deploying) -> list[str]:
@@ -79,9 +79,11 @@ def service(client: docker.DockerClient, deployment: Deployment, name: str) -> C
             "label": [
                 f"ghst.deployment={deployment.id}",
                 f"com.docker.compose.service={name}",
+                "ghst.instance",
             ]
         }
     )
+    found = [c for c in found if c.labels.get("ghst.project") == deployment.project]
     assert len(found) == 1, found
     container: Container = found[0]
     return container
@@ -90,66 +92,78 @@ def service(client: docker.DockerClient, deployment: Deployment, name: str) -> C
 # --- many services share one plan ---------------------------------------------------------
 
 
-FORKER = (
+WORKER = (
     "    image: {image}\n"
     "    depends_on: [web]\n"
     "    shm_size: 40m\n"
-    "    command: ['sh', '-c', 'i=0; while [ $$i -lt 30 ]; do sleep 3600 & i=$$((i+1));"
-    " echo forked $$i; done; echo all forked; wait']\n"
+    "    command: ['sleep', '3600']\n"
 )
+# Run in each worker: 30 more sleeping processes. The forks run in a child shell, because
+# ash exits when a fork fails.
+FORKS = "sh -c 'i=0; while [ $i -lt 30 ]; do sleep 3600 & i=$((i+1)); echo forked $i; done'"
 
 
-async def test_many_services_together_are_held_to_the_projects_plan(
-    deploying: Deploying, base_image: str, docker_client: docker.DockerClient
-) -> None:
-    """Four services each stay under the per-container limits, but together they try to hold
-    more processes and memory than the plan: the project's cgroup stops them."""
-    workers = "".join(f"  w{n}:\n" + FORKER.format(image=base_image) for n in range(4))
+async def crowd(
+    deploying: Deploying, base_image: str, client: docker.DockerClient, project: str
+) -> tuple[str, list[Container]]:
+    """A web service and four workers, each within the per-container limits; the project's
+    cgroup and the workers. Every container runs under that group, with the plan's limits."""
+    workers = "".join(f"  w{n}:\n" + WORKER.format(image=base_image) for n in range(4))
     files = {
         "compose.yaml": (
             "services:\n"
             f"  web:\n    build: ./web\n    ports: ['8000']\n{workers}"
         ),
-        **{f"web/{name}": text for name, text in page_app(base_image, "many").items()},
+        **{f"web/{name}": text for name, text in page_app(base_image, project).items()},
     }
-    done = await deployed(deploying, "many", files)
+    done = await deployed(deploying, project, files)
     assert done.state == "running", await deploying.log(done)
-    group = app_group(deploying.panel.settings.instance, "many")
-
-    # Every container runs under the project's group, which has the plan's limits.
-    containers = docker_client.containers.list(filters={"label": f"ghst.deployment={done.id}"})
+    group = app_group(deploying.panel.settings.instance, project)
+    containers = client.containers.list(
+        filters={"label": [f"ghst.deployment={done.id}", *ours(deploying)["label"]]}
+    )
     assert len(containers) == 5
     for container in containers:
         assert container.attrs["HostConfig"]["CgroupParent"] == f"/{group}"
     assert cgroup_value("pids", group, "pids.max") == str(PIDS)
     assert int(cgroup_value("memory", group, "memory.limit_in_bytes")) == MEMORY_MB << 20
     assert cgroup_value("cpu", group, "cpu.cfs_quota_us") == "50000"
+    return group, [container for container in containers if "_w" in container.name]
 
-    # 4 x 30 sleeping processes is more than the plan's 48: the forks past it failed.
-    async def forking_over() -> bool:
-        logs = [c.logs().decode(errors="replace") for c in containers if c.name != "web"]
-        return all("forked" in text for text in logs)
 
-    await eventually(forking_over)
-    await asyncio.sleep(1)  # let the last forks land
-    forked = sum(
-        container.logs().decode(errors="replace").count("forked ")
-        for container in containers
-        if "_w" in container.name
-    )
-    assert forked < 4 * 30
+async def test_many_services_together_cannot_fork_past_the_projects_pids(
+    deploying: Deploying, base_image: str, docker_client: docker.DockerClient
+) -> None:
+    group, workers = await crowd(deploying, base_image, docker_client, "forks")
+    # 4 x 30 sleeping processes, each worker within its own 48: more than the plan's 48.
+    forked = 0
+    for worker in workers:
+        try:
+            _, output = exec_in(worker, FORKS)
+        except docker.errors.APIError as error:  # not even the exec's own process fits
+            output = str(error)
+        forked += output.count("forked ")
+    assert 0 < forked < PIDS
     assert int(cgroup_value("pids", group, "pids.current")) <= PIDS
-    assert int(cgroup_value("pids", group, "pids.events").split()[-1]) > 0  # "max N"
 
-    # Memory: each worker fills its /dev/shm (40 MiB, within its own 64 MiB), 160 MiB in all;
-    # the kernel charges it to the project, which never holds more than the plan.
+
+async def test_many_services_together_cannot_use_more_than_the_projects_memory(
+    deploying: Deploying, base_image: str, docker_client: docker.DockerClient
+) -> None:
+    group, workers = await crowd(deploying, base_image, docker_client, "hogs")
+    # Each worker fills its /dev/shm (40 MiB, within its own 64 MiB), 160 MiB in all; the
+    # kernel charges it to the project, which never holds more than the plan.
+    written = 0
+    for worker in workers:
+        with contextlib.suppress(docker.errors.APIError):  # the worker was OOM-killed
+            _, output = exec_in(worker, "cat /dev/zero > /dev/shm/fill; ls -l /dev/shm/fill")
+            sizes = [line.split()[4] for line in output.splitlines() if "/dev/shm/fill" in line]
+            written += int(sizes[-1]) if sizes and sizes[-1].isdigit() else 0
+    # More than one worker's share was written, and all of them together stopped at the plan.
+    assert 40 << 20 < written <= MEMORY_MB << 20
     memory = CGROUP_ROOT / "memory" / group
-    for container in containers:
-        if "_w" in container.name:
-            with contextlib.suppress(docker.errors.APIError):
-                exec_in(container, "cat /dev/zero > /dev/shm/fill; echo $?")
-    assert int((memory / "memory.max_usage_in_bytes").read_text()) <= MEMORY_MB << 20
-    assert int((memory / "memory.failcnt").read_text()) > 0
+    # (The kernel charges in batches of pages: the peak may pass the limit by a few of them.)
+    assert int((memory / "memory.max_usage_in_bytes").read_text()) <= (MEMORY_MB + 1) << 20
 
 
 async def test_too_many_services_are_refused_with_a_message(
@@ -325,7 +339,7 @@ def metadata_service(tmp_path: Path) -> Iterator[Path]:
     of its own, routed from the host as a cloud routes it (so containers reach it through the
     host's FORWARD chain). Yields the file its server writes a line to per connection."""
     tag = uuid.uuid4().hex[:6]
-    namespace, outside, inside = f"ghst-md-{tag}", f"ghmdo{tag}", f"ghmdi{tag}"
+    namespace, outside, inside = f"ghst-md-{tag}", f"mdo{tag}", f"mdi{tag}"
     _ip("netns", "add", namespace)
     try:
         _ip("link", "add", outside, "type", "veth", "peer", "name", inside)
@@ -369,11 +383,16 @@ async def test_apps_and_builds_cannot_reach_the_hosts_private_services(
 ) -> None:
     listener, port = host_service
     host_address = (await asyncio.to_thread(_host_addresses))[0]
-    probe = "wget -q -T 5 -O - http://{0}/ && echo REACHED {0} || echo BLOCKED {0}"
+    # (nc, not wget: the test image's static busybox wget crashes in its resolver.)
+    probe = (
+        'out=$(printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 5 {0} {1} 2>&1); '
+        'case "$out" in *" 200 "*) echo REACHED {0}:{1};; *) echo BLOCKED {0}:{1};; esac; '
+        'echo "$out"'
+    )
     # The build tries the host's own address and the metadata address from a RUN step.
     web_dockerfile = page_app(base_image, "isolated")["Dockerfile"].replace(
         "EXPOSE",
-        f"RUN {probe.format(f'{host_address}:{port}')}; {probe.format(METADATA)}\nEXPOSE",
+        f"RUN {probe.format(host_address, port)}; {probe.format(METADATA, 80)}\nEXPOSE",
     )
     files = {
         "compose.yaml": (
@@ -387,20 +406,23 @@ async def test_apps_and_builds_cannot_reach_the_hosts_private_services(
     done = await deployed(deploying, "walls", files)
     assert done.state == "running", await deploying.log(done)
     log = await deploying.log(done)
-    assert f"BLOCKED {host_address}:{port}" in log and f"BLOCKED {METADATA}" in log, log
+    assert f"BLOCKED {host_address}:{port}" in log and f"BLOCKED {METADATA}:80" in log, log
 
     # The running app tries the host through its network's gateway, and the metadata address.
     prober = service(docker_client, done, "prober")
     network = next(iter(prober.attrs["NetworkSettings"]["Networks"].values()))
     gateway = network["Gateway"]
-    for target in (f"{gateway}:{port}", f"{host_address}:{port}", METADATA):
-        _, output = exec_in(prober, probe.format(target))
-        assert f"BLOCKED {target}" in output, output
+    for host, target_port in ((gateway, port), (host_address, port), (METADATA, 80)):
+        _, output = exec_in(prober, probe.format(host, target_port))
+        assert f"BLOCKED {host}:{target_port}" in output, output
     assert listener.hits == 0
     assert "hit" not in await asyncio.to_thread(metadata_service.read_text)
 
-    # What it should reach, it reaches: its own stack, and the site through nginx.
-    _, output = exec_in(prober, probe.format("web:8000"))
-    assert "REACHED web:8000" in output and "isolated" in output, output
+    # What it should reach, it reaches: its own stack, and the site through nginx. (By
+    # address: the test image's static busybox cannot resolve names.)
+    web = service(docker_client, done, "web")
+    address = next(iter(web.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    _, output = exec_in(prober, probe.format(address, 8000))
+    assert f"REACHED {address}:8000" in output and "isolated" in output, output
     page = await http_request(deploying.router, "walls")
     assert (page.status, page.text.strip()) == (200, "isolated")
