@@ -68,8 +68,9 @@ def cgroup_value(controller: str, group: str, name: str) -> str:
     return (CGROUP_ROOT / controller / group / name).read_text().strip()
 
 
-def exec_in(container: Container, script: str) -> tuple[int, str]:
-    code, output = container.exec_run(["sh", "-c", script])
+async def exec_in(container: Container, script: str) -> tuple[int, str]:
+    """Run a shell script in the container (in a thread: the loop serves the host's listener)."""
+    code, output = await asyncio.to_thread(container.exec_run, ["sh", "-c", script])
     return code, output.decode(errors="replace")
 
 
@@ -87,6 +88,9 @@ def service(client: docker.DockerClient, deployment: Deployment, name: str) -> C
     assert len(found) == 1, found
     container: Container = found[0]
     return container
+
+
+HTTPD = "    command: ['httpd', '-f', '-p', '8000', '-h', '/www']\n"
 
 
 # --- many services share one plan ---------------------------------------------------------
@@ -139,7 +143,7 @@ async def test_many_services_together_cannot_fork_past_the_projects_pids(
     forked = 0
     for worker in workers:
         try:
-            _, output = exec_in(worker, FORKS)
+            _, output = await exec_in(worker, FORKS)
         except docker.errors.APIError as error:  # not even the exec's own process fits
             output = str(error)
         forked += output.count("forked ")
@@ -156,7 +160,7 @@ async def test_many_services_together_cannot_use_more_than_the_projects_memory(
     written = 0
     for worker in workers:
         with contextlib.suppress(docker.errors.APIError):  # the worker was OOM-killed
-            _, output = exec_in(worker, "cat /dev/zero > /dev/shm/fill; ls -l /dev/shm/fill")
+            _, output = await exec_in(worker, "cat /dev/zero > /dev/shm/fill; ls -l /dev/shm/fill")
             sizes = [line.split()[4] for line in output.splitlines() if "/dev/shm/fill" in line]
             written += int(sizes[-1]) if sizes and sizes[-1].isdigit() else 0
     # More than one worker's share was written, and all of them together stopped at the plan.
@@ -173,7 +177,8 @@ async def test_too_many_services_are_refused_with_a_message(
         f"  s{n}:\n    image: {base_image}\n    command: ['sleep', '3600']\n"
         for n in range(MAX_SERVICES + 1)
     )
-    files = {"compose.yaml": f"services:\n  web:\n    image: {base_image}\n{services}"}
+    web = f"  web:\n    image: {base_image}\n{HTTPD}    ports: ['8000']\n"
+    files = {"compose.yaml": f"services:\n{web}{services}"}
     done = await deployed(deploying, "crowd", files)
     assert done.state == "failed"
     assert f"has {MAX_SERVICES + 2} services" in done.error, done.error
@@ -196,7 +201,7 @@ async def test_a_tmpfs_larger_than_the_plan_is_refused(
 ) -> None:
     files = {
         "compose.yaml": (
-            f"services:\n  web:\n    image: {base_image}\n    ports: ['8000']\n{mount}"
+            f"services:\n  web:\n    image: {base_image}\n{HTTPD}    ports: ['8000']\n{mount}"
         )
     }
     done = await deployed(deploying, "bigtmp", files)
@@ -224,9 +229,9 @@ async def test_a_tmpfs_without_a_size_gets_one_and_cannot_grow_past_it(
     mounts = {m["Target"]: m for m in web.attrs["HostConfig"]["Mounts"]}
     assert mounts["/cache"]["TmpfsOptions"]["SizeBytes"] == quarter
     for path in ("/scratch", "/cache"):
-        code, output = exec_in(web, f"cat /dev/zero > {path}/fill")
+        code, output = await exec_in(web, f"cat /dev/zero > {path}/fill")
         assert code != 0 and "No space left on device" in output, output
-        _, size = exec_in(web, f"ls -l {path}/fill")
+        _, size = await exec_in(web, f"ls -l {path}/fill")
         assert int(size.split()[4]) <= quarter
 
 
@@ -406,14 +411,15 @@ async def test_apps_and_builds_cannot_reach_the_hosts_private_services(
     done = await deployed(deploying, "walls", files)
     assert done.state == "running", await deploying.log(done)
     log = await deploying.log(done)
-    assert f"BLOCKED {host_address}:{port}" in log and f"BLOCKED {METADATA}:80" in log, log
+    lines = log.splitlines()  # whole lines: the step's own text names them too
+    assert f"BLOCKED {host_address}:{port}" in lines and f"BLOCKED {METADATA}:80" in lines, log
 
     # The running app tries the host through its network's gateway, and the metadata address.
     prober = service(docker_client, done, "prober")
     network = next(iter(prober.attrs["NetworkSettings"]["Networks"].values()))
     gateway = network["Gateway"]
     for host, target_port in ((gateway, port), (host_address, port), (METADATA, 80)):
-        _, output = exec_in(prober, probe.format(host, target_port))
+        _, output = await exec_in(prober, probe.format(host, target_port))
         assert f"BLOCKED {host}:{target_port}" in output, output
     assert listener.hits == 0
     assert "hit" not in await asyncio.to_thread(metadata_service.read_text)
@@ -422,7 +428,7 @@ async def test_apps_and_builds_cannot_reach_the_hosts_private_services(
     # address: the test image's static busybox cannot resolve names.)
     web = service(docker_client, done, "web")
     address = next(iter(web.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
-    _, output = exec_in(prober, probe.format(address, 8000))
+    _, output = await exec_in(prober, probe.format(address, 8000))
     assert f"REACHED {address}:8000" in output and "isolated" in output, output
     page = await http_request(deploying.router, "walls")
     assert (page.status, page.text.strip()) == (200, "isolated")
