@@ -163,6 +163,20 @@ class Deployer:
         )
         return app_parent, build_parent
 
+    async def confine_running(self) -> None:
+        """The firewall rules and the parent cgroups of every project with containers: a reboot
+        (or a dockerd restart) empties them, while docker restarts the containers by itself."""
+        projects = {
+            name
+            for container in await self._engine.containers({})
+            if (name := container.labels.get("ghst.project"))
+        }
+        for name in sorted(projects):
+            try:
+                await self._confine(Target(id=0, name=name, user_id=0, app_port=None))
+            except UnavailableError as error:  # e.g. more memory in use than a lowered limit
+                log.warning("cannot restore the limits of project %s: %s", name, error)
+
     async def _build_options(self, target: Target) -> dict[str, Any]:
         """Where a project's RUN steps run: its build cgroup and the build network."""
         _, parent = await self._confine(target)

@@ -432,3 +432,21 @@ async def test_apps_and_builds_cannot_reach_the_hosts_private_services(
     assert f"REACHED {address}:8000" in output and "isolated" in output, output
     page = await http_request(deploying.router, "walls")
     assert (page.status, page.text.strip()) == (200, "isolated")
+
+
+async def test_limits_emptied_by_a_reboot_are_restored_by_the_worker(
+    deploying: Deploying, base_image: str, docker_client: docker.DockerClient
+) -> None:
+    """After a reboot docker restarts the containers itself, under parent cgroups it makes
+    without limits; the worker's periodic pass (at its start too) sets them again."""
+    done = await deployed(deploying, "reboot", page_app(base_image, "back"))
+    assert done.state == "running", await deploying.log(done)
+    group = app_group(deploying.panel.settings.instance, "reboot")
+    for controller, name, value in (
+        ("pids", "pids.max", "max"),
+        ("cpu", "cpu.cfs_quota_us", "-1"),
+    ):
+        await asyncio.to_thread((CGROUP_ROOT / controller / group / name).write_text, value)
+    await deploying.panel.deployer.confine_running()
+    assert cgroup_value("pids", group, "pids.max") == str(PIDS)
+    assert cgroup_value("cpu", group, "cpu.cfs_quota_us") == "50000"
