@@ -420,7 +420,7 @@ async def test_apps_and_builds_cannot_reach_the_hosts_private_services(
     gateway = network["Gateway"]
     for host, target_port in ((gateway, port), (host_address, port), (METADATA, 80)):
         _, output = await exec_in(prober, probe.format(host, target_port))
-        assert f"BLOCKED {host}:{target_port}" in output, output
+        assert f"BLOCKED {host}:{target_port}" in output, (output, await _diagnose(network))
     assert listener.hits == 0
     assert "hit" not in await asyncio.to_thread(metadata_service.read_text)
 
@@ -450,3 +450,18 @@ async def test_limits_emptied_by_a_reboot_are_restored_by_the_worker(
     await deploying.panel.deployer.confine_running()
     assert cgroup_value("pids", group, "pids.max") == str(PIDS)
     assert cgroup_value("cpu", group, "cpu.cfs_quota_us") == "50000"
+
+
+async def _diagnose(network: dict[str, str]) -> str:
+    """What the host's routing and firewall looked like when a probe got through."""
+    commands = [
+        ["iptables", "-S", "DOCKER-USER"],
+        ["iptables", "-S", "INPUT"],
+        ["ip", "-o", "addr", "show", "to", network["Gateway"]],
+        ["ip", "route", "get", METADATA],
+    ]
+    outputs = []
+    for command in commands:
+        done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True)
+        outputs.append(f"$ {' '.join(command)}\n{done.stdout}{done.stderr}")
+    return "\n".join(outputs)
