@@ -163,7 +163,7 @@ def _v1_all(root: Path) -> list[str]:
         return sorted(
             entry.name
             for entry in root.iterdir()
-            if entry.is_dir() and not entry.is_symlink() and entry.name != "unified"
+            if entry.is_dir() and not entry.is_symlink()  # "unified" too: runc uses it
         )
     return []
 

@@ -451,6 +451,14 @@ async def test_limits_emptied_by_a_reboot_are_restored_by_the_worker(
     assert cgroup_value("pids", group, "pids.max") == str(PIDS)
     assert cgroup_value("cpu", group, "cpu.cfs_quota_us") == "50000"
 
+    # Deleting the project removes its groups, in every hierarchy docker made them in.
+    await deploying.panel.deployments.delete_project(deploying.user_id, "reboot", "reboot")
+    build = build_group(deploying.panel.settings.instance, "reboot")
+    left = await asyncio.to_thread(
+        lambda: [str(path) for path in CGROUP_ROOT.glob("*/*") if path.name in (group, build)]
+    )
+    assert left == []
+
 
 async def _diagnose(network: dict[str, str]) -> str:
     """What the host's routing and firewall looked like when a probe got through."""
