@@ -55,7 +55,7 @@ MAX_EXTENDS = 8  # `extends` steps from one service
 MAX_SERVICES = 10  # services that start (the setting GHST_COMPOSE_MAX_SERVICES)
 DEFAULT_TMPFS = 64 * MiB  # the size of a tmpfs that names none, at most a quarter of the memory
 # tmpfs mount options a service may give (others, such as dev or suid, are refused).
-_TMPFS_OPTIONS = frozenset({"size", "mode", "uid", "gid", "noexec", "exec", "nosuid", "nodev"})
+_TMPFS_OPTIONS = frozenset({"size", "mode", "uid", "gid"})
 _TMPFS_FLAGS = frozenset({"noexec", "exec", "nosuid", "nodev", "ro", "rw"})
 MAX_NOFILE = 1_048_576  # the kernel's default nr_open
 LOG_LINES = 20  # lines of compose's output quoted in a ComposeFailed
