@@ -132,6 +132,14 @@ class Deployer:
             raise ValidationError(f"The compose file of stack {stack} could not be read back.")
         return app
 
+    def app_cgroup(self, project: str) -> str:
+        """The parent cgroup of a project's containers (see core.cgroups)."""
+        return app_group(self._settings.instance, project)
+
+    def build_cgroup(self, project: str) -> str:
+        """The parent cgroup of a project's RUN steps."""
+        return build_group(self._settings.instance, project)
+
     def _build_network(self) -> str:
         """The network of every build's RUN steps (its containers cannot see each other)."""
         return f"{self._settings.instance}-build"
@@ -154,12 +162,11 @@ class Deployer:
         build = GroupLimits(
             settings.build_memory_mb << 20, settings.build_cpus, settings.build_pids
         )
-        instance = settings.instance
         app_parent = await asyncio.to_thread(
-            self.cgroups.ensure, app_group(instance, target.name), app
+            self.cgroups.ensure, self.app_cgroup(target.name), app
         )
         build_parent = await asyncio.to_thread(
-            self.cgroups.ensure, build_group(instance, target.name), build
+            self.cgroups.ensure, self.build_cgroup(target.name), build
         )
         return app_parent, build_parent
 
@@ -725,9 +732,8 @@ class Deployer:
         if project.name in await asyncio.to_thread(self._router.projects):
             await self._router.remove(project.name)
         await self._engine.remove_labelled({"ghst.project": project.name})
-        for group in (app_group, build_group):
-            name = group(self._settings.instance, project.name)
-            await asyncio.to_thread(self.cgroups.remove, name)
+        for group in (self.app_cgroup(project.name), self.build_cgroup(project.name)):
+            await asyncio.to_thread(self.cgroups.remove, group)
         prefix = f"{self._settings.instance}-{project.name}-"
 
         def forget_stacks() -> None:

@@ -20,7 +20,7 @@ import docker
 import pytest
 from docker.models.containers import Container
 
-from core.cgroups import CGROUP_ROOT, app_group, build_group
+from core.cgroups import CGROUP_ROOT
 from core.deployments import Deployment
 from core.settings import Settings
 from tests.conftest import with_settings
@@ -122,7 +122,7 @@ async def crowd(
     }
     done = await deployed(deploying, project, files)
     assert done.state == "running", await deploying.log(done)
-    group = app_group(deploying.panel.settings.instance, project)
+    group = deploying.panel.deployer.app_cgroup(project)
     containers = client.containers.list(
         filters={"label": [f"ghst.deployment={done.id}", *ours(deploying)["label"]]}
     )
@@ -264,7 +264,7 @@ async def test_a_yaml_merge_bomb_is_refused_quickly_with_a_message(
 async def test_a_fork_bomb_in_a_run_step_fails_the_build_within_the_build_limits(
     deploying: Deploying, base_image: str, docker_client: docker.DockerClient
 ) -> None:
-    group = build_group(deploying.panel.settings.instance, "forky")
+    group = deploying.panel.deployer.build_cgroup("forky")
     dockerfile = (
         f"FROM {base_image}\n"
         "RUN cat /proc/self/cgroup /sys/fs/cgroup/cpu/cpu.cfs_quota_us\n"
@@ -441,7 +441,7 @@ async def test_limits_emptied_by_a_reboot_are_restored_by_the_worker(
     without limits; the worker's periodic pass (at its start too) sets them again."""
     done = await deployed(deploying, "reboot", page_app(base_image, "back"))
     assert done.state == "running", await deploying.log(done)
-    group = app_group(deploying.panel.settings.instance, "reboot")
+    group = deploying.panel.deployer.app_cgroup("reboot")
     for controller, name, value in (
         ("pids", "pids.max", "max"),
         ("cpu", "cpu.cfs_quota_us", "-1"),
@@ -453,7 +453,7 @@ async def test_limits_emptied_by_a_reboot_are_restored_by_the_worker(
 
     # Deleting the project removes its groups, in every hierarchy docker made them in.
     await deploying.panel.deployments.delete_project(deploying.user_id, "reboot", "reboot")
-    build = build_group(deploying.panel.settings.instance, "reboot")
+    build = deploying.panel.deployer.build_cgroup("reboot")
     left = await asyncio.to_thread(
         lambda: [str(path) for path in CGROUP_ROOT.glob("*/*") if path.name in (group, build)]
     )
