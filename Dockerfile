@@ -10,10 +10,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     GHST_SSH_PORT=2222 \
     GHST_DATA_DIR=/data
 
-# nginx (routing to the apps) and compose (for apps that ship a compose file). The panel runs as
-# root: it holds the Docker socket, which is root on the host anyway, and it signals nginx.
+# nginx (routing to the apps), compose (for apps that ship a compose file) and iptables (the
+# firewall around the apps' networks). The panel runs as root: it holds the Docker socket, which
+# is root on the host anyway, and it signals nginx.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends nginx-light docker-compose \
+    && apt-get install -y --no-install-recommends nginx-light docker-compose iptables \
     && rm -rf /var/lib/apt/lists/* \
     && mkdir -p /data /nginx \
     && chmod 700 /data

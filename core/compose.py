@@ -42,6 +42,7 @@ from typing import Any
 import yaml
 
 from core.errors import UnavailableError, ValidationError
+from core.firewall import BRIDGE_NAME_OPTION, BRIDGE_PREFIX, network_options
 from core.log_text import clean_log_bytes
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,11 @@ MAX_ENV_FILE_BYTES = 256 * KiB
 MAX_NODES = 100_000
 MAX_DEPTH = 64
 MAX_EXTENDS = 8  # `extends` steps from one service
+MAX_SERVICES = 10  # services that start (the setting GHST_COMPOSE_MAX_SERVICES)
+DEFAULT_TMPFS = 64 * MiB  # the size of a tmpfs that names none, at most a quarter of the memory
+# tmpfs mount options a service may give (others, such as dev or suid, are refused).
+_TMPFS_OPTIONS = frozenset({"size", "mode", "uid", "gid"})
+_TMPFS_FLAGS = frozenset({"noexec", "exec", "nosuid", "nodev", "ro", "rw"})
 MAX_NOFILE = 1_048_576  # the kernel's default nr_open
 LOG_LINES = 20  # lines of compose's output quoted in a ComposeFailed
 MAX_LINE = 1 * MiB  # longest line of compose's output read whole
@@ -141,8 +147,12 @@ def parse_compose(
     app_dir: Path | None = None,
     *,
     variables: Mapping[str, str] | None = None,
+    max_services: int = MAX_SERVICES,
 ) -> ComposeApp:
     """Read and check a compose file; raise ComposeRejected with a message for the user.
+
+    At most `max_services` services may start: the plan's limits hold for the project as a
+    whole, and each container costs the server memory of its own besides.
 
     `app_dir` is the unpacked app folder: build contexts, env_files and files named by
     `extends` must exist inside it (with it, env_files are read here, so the app folder need
@@ -157,16 +167,21 @@ def parse_compose(
     interpolation = {**dotenv, **(variables or {})}
     raw = _load_yaml(text, "The compose file")
     document = _Copier(interpolation).copy(raw)
-    return _Parser(document, app_dir, interpolation).parse()
+    return _Parser(document, app_dir, interpolation, max_services).parse()
 
 
 class _Parser:
     def __init__(
-        self, document: dict[str, Any], app_dir: Path | None, variables: Mapping[str, str]
+        self,
+        document: dict[str, Any],
+        app_dir: Path | None,
+        variables: Mapping[str, str],
+        max_services: int = MAX_SERVICES,
     ) -> None:
         self.document = document
         self.app_dir = app_dir
         self.variables = variables
+        self.max_services = max_services
 
     def parse(self) -> ComposeApp:
         document = self.document
@@ -181,6 +196,8 @@ class _Parser:
                 "The compose file has no services: section. List your app's containers under "
                 "services:, e.g. services: {web: {build: ., ports: ['8000']}}."
             )
+        if len(services) > self.max_services * 4:  # before any work on each of them
+            raise self._too_many(len(services))
         for name, service in services.items():
             if not _SERVICE_NAME.match(name):
                 raise ComposeRejected(
@@ -205,6 +222,8 @@ class _Parser:
             raise ComposeRejected(
                 "Every service of the compose file is in a profile, so none would start."
             )
+        if len(active) > self.max_services:
+            raise self._too_many(len(active))
         env_files: dict[str, dict[str, str]] = {}
         builds: list[ServiceBuild] = []
         keeps_data = False
@@ -233,6 +252,13 @@ class _Parser:
             builds=tuple(builds),
             keeps_data=keeps_data,
             env_files=env_files,
+        )
+
+    def _too_many(self, count: int) -> ComposeRejected:
+        return ComposeRejected(
+            f"The compose file has {count} services; this panel runs at most "
+            f"{self.max_services} per project (they share the project's memory, CPU and "
+            "processes): merge some, or move them into profiles."
         )
 
     def _top_level(self, key: str, what: str) -> dict[str, Any]:
@@ -500,6 +526,8 @@ class _ServiceChecker:
             self._security_opt(str(option))
         if service.get("sysctls"):
             raise self.refuse("sets kernel parameters (sysctls)")
+        for entry in _list(service, "tmpfs"):
+            _tmpfs_entry(self.name, entry)
         for entry in _list(service, "volumes"):
             self._volume(entry)
         for entry in _list(service, "volumes_from"):
@@ -605,6 +633,14 @@ class _ServiceChecker:
                 ": keep data in a named volume, or COPY files in the Dockerfile",
             )
         if kind == "tmpfs":
+            options = entry.get("tmpfs") if isinstance(entry, dict) else None
+            if options is not None and not isinstance(options, dict):
+                raise ComposeRejected(f"Service {_q(self.name)}: volumes: tmpfs: should be a mapping.")
+            if options and "size" in options and _size(options["size"]) is None:
+                raise ComposeRejected(
+                    f"Service {_q(self.name)}: the tmpfs size {_q(str(options['size']))} of "
+                    f"{_q(target)} cannot be read; write it as 16m or 1g."
+                )
             return
         if kind != "volume":
             raise self.refuse(f"mounts a volume of type {_q(kind)}")
@@ -696,7 +732,14 @@ def _check_network(name: str, network: Mapping[str, Any]) -> None:
             f"Network {_q(name)} uses the driver {_q(str(driver))}; only the default bridge "
             "driver is allowed."
         )
-    if network.get("driver_opts"):
+    options = network.get("driver_opts")
+    # The panel names every bridge itself (the firewall knows them by name): one of its own
+    # names is accepted and ignored, so a rendered file parses again.
+    if options and not (
+        isinstance(options, dict)
+        and set(options) == {BRIDGE_NAME_OPTION}
+        and str(options[BRIDGE_NAME_OPTION]).startswith(BRIDGE_PREFIX)
+    ):
         raise ComposeRejected(
             f"Network {_q(name)} sets driver_opts, which this panel does not allow."
         )
@@ -705,6 +748,35 @@ def _check_network(name: str, network: Mapping[str, Any]) -> None:
             f"Network {_q(name)} sets its addresses (ipam), which this panel does not allow: "
             "the panel picks them."
         )
+
+
+def _tmpfs_entry(service: str, entry: Any) -> tuple[str, int | None, list[str]]:
+    """(target, size or None, other options) of a `tmpfs:` entry such as "/run:size=16m,mode=1777"."""
+    if not isinstance(entry, str) or not entry.startswith("/"):
+        raise ComposeRejected(
+            f"Service {_q(service)}: tmpfs: entries should be absolute paths, such as "
+            "/run:size=16m."
+        )
+    target, _, text = entry.partition(":")
+    size: int | None = None
+    options: list[str] = []
+    for option in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = option.partition("=")
+        if (sep and name not in _TMPFS_OPTIONS) or (not sep and name not in _TMPFS_FLAGS):
+            raise ComposeRejected(
+                f"Service {_q(service)}: the tmpfs option {_q(option)} of {_q(target)} is not "
+                "allowed here (size, mode, uid, gid, noexec, nosuid, nodev, ro are)."
+            )
+        if name == "size":
+            size = _size(value)
+            if size is None:
+                raise ComposeRejected(
+                    f"Service {_q(service)}: the tmpfs size {_q(value)} of {_q(target)} cannot be "
+                    "read; write it as 16m or 1g."
+                )
+        else:
+            options.append(option)
+    return target, size, options
 
 
 def _web_service(active: tuple[str, ...], services: Mapping[str, Any]) -> str:
@@ -798,12 +870,19 @@ def render_compose(
     memory_bytes: int,
     cpus: float,
     pids: int,
+    cgroup_parent: str = "",
 ) -> str:
     """The sanitized compose file (YAML) that the panel runs for one deployment of `app`.
 
     `env` (the project's variables, with PORT when the panel chose the port) goes to every
     service over the file's own environment. Write the result where compose can read it and
     keep it while the stack exists (stop, start and down use it).
+
+    Every container gets the plan's limits, and with `cgroup_parent` (the project's cgroup)
+    they hold for all of them together. Each tmpfs gets a size (DEFAULT_TMPFS, at most a
+    quarter of the memory, when it names none); their sizes together must fit in the
+    memory, as their contents are memory. The stack's networks get host interfaces the
+    firewall knows (core.firewall).
     """
     ours = {
         "ghst.instance": instance,
@@ -831,10 +910,25 @@ def render_compose(
             cpus=cpus,
             pids=pids,
         )
+        if cgroup_parent:
+            services[name]["cgroup_parent"] = cgroup_parent
+    tmpfs_total = sum(_tmpfs_bytes(service) for service in services.values())
+    if tmpfs_total > memory_bytes:
+        raise ComposeRejected(
+            f"The tmpfs mounts of the compose file take {tmpfs_total / MiB:.0f} MiB together "
+            f"(one without a size counts as {min(DEFAULT_TMPFS, memory_bytes // 4) // MiB} "
+            f"MiB), more than the project's memory ({memory_bytes // MiB} MiB), which their "
+            "contents use: give them smaller sizes, e.g. tmpfs: ['/run:size=16m']."
+        )
     services[app.web_service]["ports"] = [f"127.0.0.1:{host_port}:{app_port}"]
-    networks: dict[str, Any] = {"default": {"labels": dict(ours)}}
+    networks: dict[str, Any] = {
+        "default": {"labels": dict(ours), "driver_opts": network_options(f"{stack}_default")}
+    }
     for name, network in (document.get("networks") or {}).items():
-        rendered: dict[str, Any] = {"labels": {**_user_labels(network.get("labels")), **ours}}
+        rendered: dict[str, Any] = {
+            "labels": {**_user_labels(network.get("labels")), **ours},
+            "driver_opts": network_options(f"{stack}_{name}"),
+        }
         if _flag(network.get("internal")):
             rendered["internal"] = True
         networks[name] = rendered
@@ -934,9 +1028,16 @@ def _render_service(
     volumes = [_render_volume(entry) for entry in _list(service, "volumes")]
     if volumes:
         out["volumes"] = volumes
-    tmpfs = service.get("tmpfs")
+    default_tmpfs = min(DEFAULT_TMPFS, memory_bytes // 4)
+    tmpfs: list[str] = []
+    for entry in _list(service, "tmpfs"):
+        target, size, options = _tmpfs_entry(name, entry)
+        tmpfs.append(f"{target}:" + ",".join([f"size={size or default_tmpfs}", *options]))
     if tmpfs:
-        out["tmpfs"] = [str(entry) for entry in tmpfs] if isinstance(tmpfs, list) else str(tmpfs)
+        out["tmpfs"] = tmpfs
+    for volume in volumes:
+        if isinstance(volume, dict) and volume["type"] == "tmpfs":
+            volume.setdefault("tmpfs", {}).setdefault("size", default_tmpfs)
     healthcheck = service.get("healthcheck")
     if isinstance(healthcheck, dict):
         out["healthcheck"] = _render_healthcheck(healthcheck)
@@ -994,9 +1095,25 @@ def _render_volume(entry: Any) -> Any:
     if isinstance(volume, dict) and volume.get("nocopy") is not None:
         rendered["volume"] = {"nocopy": _flag(volume["nocopy"])}
     tmpfs = entry.get("tmpfs")
-    if isinstance(tmpfs, dict) and _size(tmpfs.get("size")) is not None:
-        rendered["tmpfs"] = {"size": _size(tmpfs["size"])}
+    if isinstance(tmpfs, dict):
+        options = {"size": _size(tmpfs.get("size")), "mode": tmpfs.get("mode")}
+        kept = {key: value for key, value in options.items() if isinstance(value, int)}
+        if kept:
+            rendered["tmpfs"] = kept
     return rendered
+
+
+def _tmpfs_bytes(service: Mapping[str, Any]) -> int:
+    """The sizes of a rendered service's tmpfs mounts, added up."""
+    total = 0
+    for entry in service.get("tmpfs") or []:
+        for option in entry.partition(":")[2].split(","):
+            if option.startswith("size="):
+                total += int(option.removeprefix("size="))
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, dict) and volume["type"] == "tmpfs":
+            total += int(volume["tmpfs"]["size"])
+    return total
 
 
 def _render_healthcheck(healthcheck: Mapping[str, Any]) -> dict[str, Any]:
@@ -1336,7 +1453,7 @@ def _load_yaml(text: str, what: str) -> dict[str, Any]:
     if len(text.encode(errors="replace")) > MAX_COMPOSE_BYTES:
         raise ComposeRejected(f"{what} is larger than 1 MiB; a compose file is much smaller.")
     try:
-        data = yaml.safe_load(text)
+        data = _bounded_load(text, what)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -1353,6 +1470,65 @@ def _load_yaml(text: str, what: str) -> dict[str, Any]:
             "section."
         )
     return data
+
+
+def _bounded_load(text: str, what: str) -> Any:
+    """yaml.safe_load, refusing a document whose expanded tree is too large before building it.
+
+    Composing the node graph costs time in proportion to the text (aliases are references to
+    one node); building Python objects from it costs time in proportion to the tree with every
+    alias and merge key expanded, which a few kilobytes can make astronomical (merge keys of
+    merge keys took minutes of CPU). So that expanded size is counted on the graph first.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _ExpansionCounter(what).count(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+class _ExpansionCounter:
+    """The size of a YAML node graph with every alias and merge expanded, bounded."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.sizes: dict[int, int] = {}
+        self.open: set[int] = set()
+
+    def too_large(self) -> ComposeRejected:
+        return ComposeRejected(
+            f"{self.what} is too large once its anchors are expanded (merge keys included: more "
+            f"than {MAX_NODES:,} values); write the repeated parts out, or share less."
+        )
+
+    def count(self, node: yaml.Node, depth: int = 0) -> int:
+        key = id(node)
+        known = self.sizes.get(key)
+        if known is not None:
+            return known
+        if depth > MAX_DEPTH:
+            raise ComposeRejected(f"{self.what} nests more than {MAX_DEPTH} levels deep.")
+        if key in self.open:
+            raise ComposeRejected(f"{self.what} refers to itself (an anchor inside its own alias).")
+        self.open.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            for item_key, item_value in node.value:
+                total += self.count(item_key, depth + 1) + self.count(item_value, depth + 1)
+                if total > MAX_NODES:
+                    raise self.too_large()
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                total += self.count(item, depth + 1)
+                if total > MAX_NODES:
+                    raise self.too_large()
+        self.open.discard(key)
+        self.sizes[key] = total
+        return total
 
 
 class _Copier:

@@ -134,6 +134,13 @@ class _API(docker.APIClient):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self.ghst_local = threading.local()
 
+    def _post(self, url: str, *args: Any, **kwargs: Any) -> Any:
+        # The SDK's build() knows no cgroupparent, cpuperiod or cpuquota; the API does.
+        extra: Mapping[str, Any] | None = getattr(self.ghst_local, "build_params", None)
+        if extra and url.endswith("/build"):
+            kwargs["params"] = {**(kwargs.get("params") or {}), **extra}
+        return super()._post(url, *args, **kwargs)
+
     def _stream_helper(self, response: Any, decode: bool = False) -> Any:
         hook: Callable[[Any], None] | None = getattr(self.ghst_local, "on_response", None)
         if hook is not None:
@@ -196,6 +203,21 @@ def _with_labels(context: Path, dockerfile: str, labels: Mapping[str, str]) -> s
         return None
     pairs = " ".join(f"{key}={value}" for key, value in labels.items())
     return f"{text.rstrip()}\nLABEL {pairs}\n"
+
+
+def _with_build_params(
+    params: Mapping[str, Any], function: Callable[[_Client], T]
+) -> Callable[[_Client], T]:
+    """`function`, with `params` added to the /build requests it makes from its thread."""
+
+    def run(client: _Client) -> T:
+        client.api.ghst_local.build_params = params
+        try:
+            return function(client)
+        finally:
+            client.api.ghst_local.build_params = None
+
+    return run
 
 
 def _translate(error: BaseException) -> BaseException:
@@ -373,6 +395,10 @@ class DockerEngine:
     async def ping(self) -> None:
         await self._call(lambda client: client.ping())
 
+    async def cgroup_driver(self) -> str:
+        """dockerd's cgroup driver: "cgroupfs" or "systemd"."""
+        return await self._call(lambda client: str(client.info().get("CgroupDriver") or ""))
+
     # ------------------------------------------------------------------------------------------
     # images
 
@@ -388,12 +414,17 @@ class DockerEngine:
         dockerfile: str = "Dockerfile",
         build_args: Mapping[str, str] | None = None,
         target: str | None = None,
+        cgroup_parent: str = "",
+        cpus: float = 0.0,
+        network: str = "",
     ) -> ImageInfo:
         """Build `context` with the classic builder, tag it, and describe the image.
 
         Every build output line goes to `on_log`, called on this event loop's thread, in order,
         and never after `build` has returned or raised. RUN steps get `memory_bytes` of memory
-        (swap included). After `timeout` seconds, or when the calling task is cancelled, the
+        (swap included) and at most `cpus` CPUs; with `cgroup_parent` they run under that
+        cgroup (whose limits hold for all of them, pids included), and on `network` (a network
+        name) rather than the default bridge. After `timeout` seconds, or when the calling task is cancelled, the
         build is aborted: dockerd stops and removes the step's container.
         """
         loop = asyncio.get_running_loop()
@@ -415,8 +446,17 @@ class DockerEngine:
             options["buildargs"] = dict(build_args)
         if target:
             options["target"] = target
+        if network:
+            options["network_mode"] = network
+        params: dict[str, Any] = {}
+        if cgroup_parent:
+            params["cgroupparent"] = cgroup_parent
+        if cpus > 0:
+            params.update(cpuperiod=100_000, cpuquota=max(1000, int(cpus * 100_000)))
         self._builds.add(job)
-        future = self._thread("ghst-docker-build", functools.partial(job.run, options))
+        future = self._thread(
+            "ghst-docker-build", _with_build_params(params, functools.partial(job.run, options))
+        )
         try:
             image_id = await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
@@ -566,6 +606,7 @@ class DockerEngine:
         labels: Mapping[str, str],
         limits: Limits,
         network: str,
+        cgroup_parent: str = "",
     ) -> str:
         """Create and start a container from a local image; its id.
 
@@ -577,6 +618,8 @@ class DockerEngine:
             options: dict[str, Any] = {}
             if network:
                 options["network"] = network
+            if cgroup_parent:  # a project's cgroup, whose limits hold for all its containers
+                options["cgroup_parent"] = cgroup_parent
             try:
                 container = client.containers.create(
                     image,
@@ -760,8 +803,12 @@ class DockerEngine:
     # ------------------------------------------------------------------------------------------
     # networks
 
-    async def ensure_network(self, name: str, labels: Mapping[str, str]) -> None:
-        """A bridge network of ours by this name, made if missing."""
+    async def ensure_network(
+        self, name: str, labels: Mapping[str, str], options: Mapping[str, str] | None = None
+    ) -> None:
+        """A bridge network of ours by this name, made if missing, with these driver options
+        (e.g. the name of its host interface, which the firewall matches)."""
+        driver_options = dict(options) if options else None
 
         def ensure(client: _Client) -> None:
             for _ in range(3):
@@ -777,7 +824,11 @@ class DockerEngine:
                     return
                 try:
                     client.api.create_network(
-                        name, driver="bridge", labels=self._labels(labels), check_duplicate=True
+                        name,
+                        driver="bridge",
+                        options=driver_options,
+                        labels=self._labels(labels),
+                        check_duplicate=True,
                     )
                     return
                 except docker.errors.APIError as error:

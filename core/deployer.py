@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from core.archive_checks import ArchiveLimits, extract_archive
+from core.cgroups import GroupLimits, ParentCgroups, app_group, build_group
 from core.compose import ComposeApp, ComposeRunner, parse_compose, render_compose
 from core.containers import ContainerState, DockerEngine, Limits
 from core.db import Pool, connection
@@ -36,7 +37,8 @@ from core.deployments import (
     row_to_deployment,
 )
 from core.env_vars import EnvService
-from core.errors import NotFoundError, ValidationError
+from core.errors import NotFoundError, UnavailableError, ValidationError
+from core.firewall import HostFirewall, network_options, parse_blocked, resolvers
 from core.health import NotReady, Probe, Unhealthy, http_status, wait_until_ready
 from core.installation import (
     DEPLOYMENT_LABEL,
@@ -108,6 +110,13 @@ class Deployer:
         self._router = router
         self._drains: set[asyncio.Task[None]] = set()
         self.stacks_dir = settings.data_dir / "stacks"
+        self.cgroups = ParentCgroups()
+        self._firewall: HostFirewall | None = None
+        if settings.firewall:
+            self._firewall = HostFirewall(
+                parse_blocked(settings.firewall_blocked), dns=resolvers()
+            )
+        self._cgroup_driver = ""
 
     # --- names --------------------------------------------------------------------------------
 
@@ -144,6 +153,67 @@ class Deployer:
         if not isinstance(app, ComposeApp):
             raise ValidationError(f"The compose file of stack {stack} could not be read back.")
         return app
+
+    def app_cgroup(self, project: str) -> str:
+        """The parent cgroup of a project's containers (see core.cgroups)."""
+        return app_group(self.namespace, project)
+
+    def build_cgroup(self, project: str) -> str:
+        """The parent cgroup of a project's RUN steps."""
+        return build_group(self.namespace, project)
+
+    def _build_network(self) -> str:
+        """The network of every build's RUN steps (its containers cannot see each other)."""
+        return f"{self.namespace}-build"
+
+    async def _confine(self, target: Target) -> tuple[str, str]:
+        """Check the host's firewall rules and make the project's parent cgroups (see
+        core.cgroups) with the plan's and the build limits; (app cgroup, build cgroup)."""
+        if self._firewall is not None:
+            await self._firewall.ensure()
+        if not self._cgroup_driver:
+            self._cgroup_driver = await self._engine.cgroup_driver()
+        if self._cgroup_driver != "cgroupfs":
+            raise UnavailableError(
+                f"dockerd uses the {self._cgroup_driver or 'unknown'} cgroup driver; this panel "
+                "holds each project to its limits with parent cgroups of the cgroupfs driver: "
+                "start dockerd with --exec-opt native.cgroupdriver=cgroupfs."
+            )
+        settings = self._settings
+        app = GroupLimits(settings.app_memory_mb << 20, settings.app_cpus, settings.app_pids)
+        build = GroupLimits(
+            settings.build_memory_mb << 20, settings.build_cpus, settings.build_pids
+        )
+        app_parent = await asyncio.to_thread(
+            self.cgroups.ensure, self.app_cgroup(target.name), app
+        )
+        build_parent = await asyncio.to_thread(
+            self.cgroups.ensure, self.build_cgroup(target.name), build
+        )
+        return app_parent, build_parent
+
+    async def confine_running(self) -> None:
+        """The firewall rules and the parent cgroups of every project with containers: a reboot
+        (or a dockerd restart) empties them, while docker restarts the containers by itself."""
+        projects = {
+            name
+            for container in await self._engine.containers({})
+            if (name := container.labels.get("ghst.project"))
+        }
+        for name in sorted(projects):
+            try:
+                await self._confine(Target(id=0, name=name, user_id=0, app_port=None))
+            except UnavailableError as error:  # e.g. more memory in use than a lowered limit
+                log.warning("cannot restore the limits of project %s: %s", name, error)
+
+    async def _build_options(self, target: Target) -> dict[str, Any]:
+        """Where a project's RUN steps run: its build cgroup and the build network."""
+        _, parent = await self._confine(target)
+        network = self._build_network()
+        await self._engine.ensure_network(
+            network, {}, network_options(network, isolated=True)
+        )
+        return {"cgroup_parent": parent, "cpus": self._settings.build_cpus, "network": network}
 
     def app_limits(self) -> Limits:
         return Limits(
@@ -199,7 +269,13 @@ class Deployer:
                     text = await asyncio.to_thread(compose_file.read_text)
                     # It reads .env, env files and extends files: a thread.
                     app = await asyncio.to_thread(
-                        functools.partial(parse_compose, text, app_dir, variables=env)
+                        functools.partial(
+                            parse_compose,
+                            text,
+                            app_dir,
+                            variables=env,
+                            max_services=self._settings.compose_max_services,
+                        )
                     )
                     stack = self._stack(target, job.id)
                     await asyncio.to_thread(self._keep_app, stack, app)
@@ -243,6 +319,7 @@ class Deployer:
             on_log=joblog.line,
             timeout=self._settings.build_timeout,
             memory_bytes=self._settings.build_memory_mb << 20,
+            **await self._build_options(target),
         )
         return image
 
@@ -259,6 +336,7 @@ class Deployer:
         await self._queue.record(
             job.id, worker, kind="compose", image=image, stack=self._stack(target, job.id)
         )
+        options = await self._build_options(target) if app.builds else {}
         for build in app.builds:
             tag = f"{image}-{build.service}"
             joblog.step(f"Building {tag} for service {build.service!r}")
@@ -272,6 +350,7 @@ class Deployer:
                 on_log=joblog.line,
                 timeout=self._settings.build_timeout,
                 memory_bytes=self._settings.build_memory_mb << 20,
+                **options,
             )
 
     async def _app_port(self, target: Target, image: str, joblog: JobLog) -> int:
@@ -308,8 +387,11 @@ class Deployer:
             app_port=app_port,
             state="starting",
         )
+        parent, _ = await self._confine(target)
         network = self._network(target)
-        await self._engine.ensure_network(network, self._labels(target))
+        await self._engine.ensure_network(
+            network, self._labels(target), network_options(network)
+        )
         name = self._stack(target, job.id)
         joblog.step(f"Starting {name} (app port {app_port}, published on 127.0.0.1:{port})")
         container = await self._engine.run(
@@ -321,6 +403,7 @@ class Deployer:
             labels=self._labels(target, job.id),
             limits=self.app_limits(),
             network=network,
+            cgroup_parent=parent,
         )
         await self._wait_healthy(joblog, target, [container], port)
         await self._switch(job, worker, joblog, target, port)
@@ -342,6 +425,7 @@ class Deployer:
             app_port = await self._app_port(target, built[app.web_service], joblog)
         app_port = app_port or DEFAULT_APP_PORT
         stack = self._stack(target, job.id)
+        parent, _ = await self._confine(target)
         port = await self._ports.allocate(target.id, job.id)
         await self._queue.record(
             job.id,
@@ -369,6 +453,7 @@ class Deployer:
             memory_bytes=self._settings.app_memory_mb << 20,
             cpus=self._settings.app_cpus,
             pids=self._settings.app_pids,
+            cgroup_parent=parent,
         )
         if source is not None:
             # A rollback keeps the app with the new stack too, for a later rollback to it.
@@ -730,6 +815,8 @@ class Deployer:
         if project.name in await asyncio.to_thread(self._router.projects):
             await self._router.remove(project.name)
         await self._engine.remove_labelled({"ghst.project": project.name})
+        for group in (self.app_cgroup(project.name), self.build_cgroup(project.name)):
+            await asyncio.to_thread(self.cgroups.remove, group)
         prefix = f"{self.namespace}-{project.name}-"
 
         def forget_stacks() -> None:

@@ -71,6 +71,13 @@ class Settings:
     app_memory_mb: int = 256
     app_cpus: float = 0.5
     app_pids: int = 256
+    # Limits of a project's builds together (RUN steps): CPUs and processes; memory above.
+    build_cpus: float = 1.0
+    build_pids: int = 512
+    compose_max_services: int = 10  # services of a compose app that may start
+    # iptables rules keeping the panel's networks away from the host and these networks.
+    firewall: bool = True
+    firewall_blocked: str = "169.254.0.0/16,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10"
     # The panel's own nginx (started by `ghst serve` unless nginx_managed is off).
     nginx_managed: bool = True
     nginx_binary: str = "nginx"

@@ -279,6 +279,12 @@ class DeploymentWorker:
 
     async def _sweep(self) -> None:
         try:
+            await self._deployer.confine_running()
+        except PanelError as error:
+            log.warning("cannot restore the projects' limits: %s", error)
+        except Exception:
+            log.exception("restoring the projects' limits failed")
+        try:
             await self._deployer.sweep()
         except PanelError as error:
             log.warning("cannot look for leftover containers: %s", error)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from core.cgroups import ParentCgroups
 from core.deployments import Deployment
 from core.nginx import NginxRouter
 from core.panel import Panel
@@ -131,6 +132,7 @@ async def deploy_panel(deploy_settings: Settings) -> AsyncIterator[Panel]:
     finally:
         # Everything this test's instance made, whatever state the test left it in.
         await panel.engine.remove_labelled({})
+        await asyncio.to_thread(remove_cgroups, deploy_settings.instance)
         await panel.close()
 
 
@@ -142,6 +144,15 @@ async def deploying(deploy_panel: Panel, nginx_router: NginxRouter) -> AsyncIter
     )
     async with running_worker(deploy_panel):
         yield Deploying(deploy_panel, nginx_router, user.id)
+
+
+def remove_cgroups(instance: str) -> None:
+    """The parent cgroups the test's instance made (core.cgroups), once their containers are gone."""
+    cgroups = ParentCgroups()
+    folders = [cgroups.root] if cgroups.unified else list(cgroups.root.iterdir())
+    for folder in folders:
+        for group in folder.glob(f"{instance}-*"):
+            cgroups.remove(group.name)
 
 
 @asynccontextmanager

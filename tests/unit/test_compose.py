@@ -19,6 +19,7 @@ from core.compose import (
     volume_name,
 )
 from core.errors import ValidationError
+from core.firewall import network_options
 
 
 def compose(text: str) -> str:
@@ -714,9 +715,14 @@ def test_networks_stay_the_stacks_own(rendered: dict[str, Any]) -> None:
         "ghst.deployment": "7",
         "ghst.user": "42",
     }
+    # Each on a host interface of its own that the panel's firewall knows (core.firewall).
     assert rendered["networks"] == {
-        "default": {"labels": ours},
-        "back": {"labels": {"net": "back", **ours}, "internal": True},
+        "default": {"labels": ours, "driver_opts": network_options("ghst-shop-7_default")},
+        "back": {
+            "labels": {"net": "back", **ours},
+            "driver_opts": network_options("ghst-shop-7_back"),
+            "internal": True,
+        },
     }
     assert rendered["services"]["db"]["networks"] == {"back": {"aliases": ["database"]}}
     assert "network_mode" not in rendered["services"]["web"]
