@@ -29,6 +29,7 @@ from pathlib import Path
 
 from core.errors import ValidationError
 
+APP_FOLDER = "the app folder"
 MAX_LINKS = 40  # the kernel's own limit of symlinks followed in one lookup
 
 # openat2 has the same number on every architecture that uses the common syscall table.
@@ -44,6 +45,10 @@ class PathRefused(ValidationError):
     """A path the tenant named leads outside the app folder, or to something not readable."""
 
     title = "Path refused"
+
+    def __init__(self, message: str, title: str | None = None, *, missing: bool = False) -> None:
+        super().__init__(message, title)
+        self.missing = missing  # nothing at that path, as opposed to something refused
 
 
 class _OpenHow(ctypes.Structure):
@@ -102,13 +107,16 @@ def kernel_confinement() -> bool:
     return _openat2.usable
 
 
-def read_beneath(root: Path, relative: str, *, limit: int, what: str) -> bytes:
+def read_beneath(
+    root: Path, relative: str, *, limit: int, what: str, inside: str = APP_FOLDER
+) -> bytes:
     """The bytes of the regular file `relative` inside `root`, at most `limit` of them.
 
-    `what` names the file for the user ("The Dockerfile", "The env file"). Raises PathRefused
-    when the path leads out of `root`, is missing, is not a regular file or is larger than limit.
+    `what` names the file for the user ("The Dockerfile", "The env file"), `inside` names `root`.
+    Raises PathRefused when the path leads out of `root`, is missing, is not a regular file or is
+    larger than `limit`.
     """
-    with open_file_beneath(root, relative, what=what) as fd:
+    with open_file_beneath(root, relative, what=what, inside=inside) as fd:
         chunks: list[bytes] = []
         size = 0
         while size <= limit:
@@ -120,6 +128,18 @@ def read_beneath(root: Path, relative: str, *, limit: int, what: str) -> bytes:
     if size > limit:
         raise PathRefused(f"{what} {_q(relative)} is larger than {_amount(limit)}.")
     return b"".join(chunks)
+
+
+def read_beneath_if_present(
+    root: Path, relative: str, *, limit: int, what: str, inside: str = APP_FOLDER
+) -> bytes | None:
+    """As read_beneath, but None when nothing is at that path (a dangling link included)."""
+    try:
+        return read_beneath(root, relative, limit=limit, what=what, inside=inside)
+    except PathRefused as refused:
+        if refused.missing:
+            return None
+        raise
 
 
 def is_file_beneath(root: Path, relative: str) -> bool:
@@ -147,9 +167,11 @@ def is_dir_beneath(root: Path, relative: str) -> bool:
 
 
 @contextlib.contextmanager
-def open_file_beneath(root: Path, relative: str, *, what: str) -> Iterator[int]:
+def open_file_beneath(
+    root: Path, relative: str, *, what: str, inside: str = APP_FOLDER
+) -> Iterator[int]:
     """A read-only descriptor of the regular file `relative` inside `root` (closed on exit)."""
-    path_fd = _resolve_or_refuse(root, relative, what)
+    path_fd = _resolve_or_refuse(root, relative, what, inside)
     try:
         info = os.fstat(path_fd)
         if not stat.S_ISREG(info.st_mode):
@@ -158,7 +180,7 @@ def open_file_beneath(root: Path, relative: str, *, what: str) -> Iterator[int]:
             )
         # Reopened for reading only now that it is known to be a regular file: opening a
         # device or a FIFO can have effects of its own.
-        fd = _reopen(root, relative, what)
+        fd = _reopen(root, relative, what, inside)
     finally:
         os.close(path_fd)
     try:
@@ -170,9 +192,9 @@ def open_file_beneath(root: Path, relative: str, *, what: str) -> Iterator[int]:
         os.close(fd)
 
 
-def open_dir_beneath(root: Path, relative: str, *, what: str) -> int:
+def open_dir_beneath(root: Path, relative: str, *, what: str, inside: str = APP_FOLDER) -> int:
     """An `O_PATH` descriptor of the directory `relative` inside `root`; the caller closes it."""
-    fd = _resolve_or_refuse(root, relative, what)
+    fd = _resolve_or_refuse(root, relative, what, inside)
     mode = os.fstat(fd).st_mode
     if not stat.S_ISDIR(mode):
         os.close(fd)
@@ -180,18 +202,18 @@ def open_dir_beneath(root: Path, relative: str, *, what: str) -> int:
     return fd
 
 
-def resolve_dir_beneath(root: Path, relative: str, *, what: str) -> Path:
+def resolve_dir_beneath(root: Path, relative: str, *, what: str, inside: str = APP_FOLDER) -> Path:
     """The real path of the directory `relative` inside `root`, links resolved inside it.
 
     The app folder is the panel's own copy: nothing changes it while the panel reads it, so the
     path stays what was checked.
     """
-    fd = open_dir_beneath(root, relative, what=what)
+    fd = open_dir_beneath(root, relative, what=what, inside=inside)
     try:
         found = os.fstat(fd)
     finally:
         os.close(fd)
-    parts = _walk_names(root, relative, what)
+    parts = _walk_names(root, relative, what, inside)
     path = Path(os.path.realpath(root)).joinpath(*parts)
     mine = os.stat(path, follow_symlinks=False)
     if (mine.st_dev, mine.st_ino) != (found.st_dev, found.st_ino):
@@ -199,22 +221,22 @@ def resolve_dir_beneath(root: Path, relative: str, *, what: str) -> Path:
     return path
 
 
-def resolve_file_beneath(root: Path, relative: str, *, what: str) -> str:
+def resolve_file_beneath(root: Path, relative: str, *, what: str, inside: str = APP_FOLDER) -> str:
     """`relative` as a normalised path inside `root` with every link resolved; must be a file."""
-    with open_file_beneath(root, relative, what=what):
+    with open_file_beneath(root, relative, what=what, inside=inside):
         pass
-    return "/".join(_walk_names(root, relative, what)) or "."
+    return "/".join(_walk_names(root, relative, what, inside))
 
 
 # --- resolution -------------------------------------------------------------------------------
 
 
-def _check_text(relative: str, what: str) -> None:
+def _check_text(relative: str, what: str, inside: str) -> None:
     if "\x00" in relative:
         raise PathRefused(f"{what} {_q(relative)} has a NUL byte in its name.")
     if relative.startswith("/"):
         raise PathRefused(
-            f"{what} {_q(relative)} is an absolute path: name a path inside the app folder."
+            f"{what} {_q(relative)} is an absolute path: name a path inside {inside}."
         )
 
 
@@ -236,15 +258,15 @@ def _resolve(root: Path, relative: str) -> int:
         os.close(root_fd)
 
 
-def _resolve_or_refuse(root: Path, relative: str, what: str) -> int:
-    _check_text(relative, what)
+def _resolve_or_refuse(root: Path, relative: str, what: str, inside: str) -> int:
+    _check_text(relative, what, inside)
     try:
         return _resolve(root, relative)
     except OSError as error:
-        raise _refusal(error, relative, what) from None
+        raise _refusal(error, relative, what, inside) from None
 
 
-def _reopen(root: Path, relative: str, what: str) -> int:
+def _reopen(root: Path, relative: str, what: str, inside: str) -> int:
     root_fd = os.open(root, _PATH_FLAGS | os.O_DIRECTORY)
     try:
         if _openat2.usable:
@@ -257,17 +279,17 @@ def _reopen(root: Path, relative: str, what: str) -> int:
             for fd, _ in parents[1:]:
                 os.close(fd)
     except OSError as error:
-        raise _refusal(error, relative, what) from None
+        raise _refusal(error, relative, what, inside) from None
     finally:
         os.close(root_fd)
 
 
-def _walk_names(root: Path, relative: str, what: str) -> list[str]:
+def _walk_names(root: Path, relative: str, what: str, inside: str) -> list[str]:
     root_fd = os.open(root, _PATH_FLAGS | os.O_DIRECTORY)
     try:
         stack = _walk(root_fd, relative)
     except OSError as error:
-        raise _refusal(error, relative, what) from None
+        raise _refusal(error, relative, what, inside) from None
     finally:
         os.close(root_fd)
     for fd, _ in stack[1:]:
@@ -328,17 +350,17 @@ def _walk(root_fd: int, relative: str, *, keep_last_link: bool = True) -> list[t
         raise
 
 
-def _refusal(error: OSError, relative: str, what: str) -> PathRefused:
+def _refusal(error: OSError, relative: str, what: str, inside: str) -> PathRefused:
     shown = _q(relative)
     if error.errno == errno.EXDEV:
-        return PathRefused(f"{what} {shown} leads outside the app folder (through '..' or a link).")
+        return PathRefused(f"{what} {shown} leads outside {inside} (through '..' or a link).")
     if error.errno == errno.ELOOP:
         return PathRefused(
             f"{what} {shown} goes through a link the panel does not follow (a loop, too many "
             "links, or a link to a special file)."
         )
     if error.errno == errno.ENOENT:
-        return PathRefused(f"{what} {shown} is not in the app.")
+        return PathRefused(f"{what} {shown} is not in {inside}.", missing=True)
     if error.errno == errno.ENOTDIR:
         return PathRefused(f"{what} {shown} goes through something that is not a folder.")
     if error.errno == errno.ENAMETOOLONG:
