@@ -6,8 +6,11 @@ socket gave any user root on the host. Here a compose file is untrusted text:
 - `parse_compose` reads it (YAML, at most 1 MiB; anchors and merge keys are fine but their
   expansion is bounded), interpolates `${VAR}`, `${VAR:-default}`... from the variables it is
   given and the app's own `.env` file, never from the panel's environment, resolves `extends`,
-  reads `env_file`s that lie inside the app folder, and refuses everything that reaches outside
-  the container with a `ComposeRejected` that names the service and the option;
+  reads `env_file`s, and refuses everything that reaches outside the container with a
+  `ComposeRejected` that names the service and the option; every path the file names (build
+  contexts, Dockerfiles, env_files, `extends` files, `.env`) is resolved as the kernel resolves
+  it, links and all, and never leaves the app folder (`core.confined`); a Dockerfile must lie
+  inside its build context;
 - `render_compose` writes a new file from an allow-list of keys: built images instead of
   `build`, no host ports but the web service's `127.0.0.1:<host_port>:<app_port>`, the plan's
   limits, `init`, a restart policy, `no-new-privileges`, bounded logs, ghst labels over the

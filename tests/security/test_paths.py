@@ -20,6 +20,7 @@ import os
 import re
 import stat
 import tarfile
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -29,6 +30,7 @@ import docker
 import pytest
 
 from core import confined
+from core.build_context import write_context
 from core.confined import PathRefused, read_beneath, resolve_dir_beneath
 from core.containers import DockerEngine
 from core.deployments import Deployment
@@ -587,3 +589,45 @@ async def test_a_link_in_the_context_reaches_dockerd_as_a_link_never_followed(
     assert SECRET not in log
     saved = b"".join(docker_client.api.get_image(tag))
     assert SECRET.encode() not in saved
+
+
+def test_the_context_tar_holds_what_was_checked_and_nothing_else(tmp_path: Path) -> None:
+    """The tar dockerd gets: .dockerignore applied (with `!` exceptions), links as links, the
+    Dockerfile a copy under the panel's name that the tar's .dockerignore hides from COPY."""
+    (tmp_path / "secret.key").write_text(SECRET)
+    app = tmp_path / "app"
+    (app / "logs" / "keep").mkdir(parents=True)
+    (app / "Dockerfile").write_text("FROM scratch\nCOPY . /\n")
+    (app / "main.py").write_text("print('hi')\n")
+    (app / "logs" / "a.log").write_text("x")
+    (app / "logs" / "keep" / "b.log").write_text("y")
+    (app / ".dockerignore").write_text("# comment\nlogs\n!logs/keep\n")
+    os.symlink("../secret.key", app / "leak")
+    with tempfile.TemporaryFile() as spool:
+        written = write_context(
+            spool, app, ".", "Dockerfile", edit=lambda text: text + "LABEL a=b\n"
+        )
+        with tarfile.open(fileobj=spool) as tar:
+            members = {member.name: member for member in tar.getmembers()}
+            assert written.edited and written.dockerfile.startswith(".ghst-dockerfile-")
+            copy = tar.extractfile(written.dockerfile)
+            assert copy is not None and copy.read() == b"FROM scratch\nCOPY . /\nLABEL a=b\n"
+            rules = tar.extractfile(".dockerignore")
+            assert rules is not None
+            assert rules.read().decode().splitlines() == ["logs", "!logs/keep", written.dockerfile]
+            assert members["leak"].issym() and members["leak"].linkname == "../secret.key"
+            everything = b"".join(
+                (tar.extractfile(member) or io.BytesIO()).read()
+                for member in tar.getmembers()
+                if member.isfile()
+            )
+    assert set(members) == {
+        "Dockerfile",
+        "main.py",
+        "leak",
+        "logs/keep",
+        "logs/keep/b.log",
+        ".dockerignore",
+        written.dockerfile,
+    }
+    assert SECRET.encode() not in everything
