@@ -240,6 +240,7 @@ def site(base_image: str, page: str = "hello") -> dict[str, str]:
 
 
 async def test_the_seen_attack_a_dockerfile_through_a_linked_context_is_refused(
+    mode: str,
     deploying: Deploying,
     docker_client: docker.DockerClient,
     base_image: str,
