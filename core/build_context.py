@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import secrets
 import stat
 import tarfile
@@ -105,6 +106,8 @@ def write_context(
         raise PathRefused(
             f"The build context {_show(context)} could not be read: {error.strerror or error}."
         ) from None
+    except re.error as error:
+        raise PathRefused(f"The .dockerignore has a pattern that cannot be read: {error}.") from None
     finally:
         os.close(top)
     out.seek(0)

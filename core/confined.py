@@ -271,7 +271,7 @@ def _reopen(root: Path, relative: str, what: str, inside: str) -> int:
     try:
         if _openat2.usable:
             return _openat2.open(root_fd, relative, _READ_FLAGS)
-        *parents, (_, name) = _walk(root_fd, relative, keep_last_link=False)
+        *parents, (_, name) = _walk(root_fd, relative, open_last=False)
         parent_fd = parents[-1][0] if parents else root_fd
         try:
             return os.open(name, _READ_FLAGS | os.O_NOFOLLOW, dir_fd=parent_fd)
@@ -297,11 +297,11 @@ def _walk_names(root: Path, relative: str, what: str, inside: str) -> list[str]:
     return [name for _, name in stack[1:]]
 
 
-def _walk(root_fd: int, relative: str, *, keep_last_link: bool = True) -> list[tuple[int, str]]:
+def _walk(root_fd: int, relative: str, *, open_last: bool = True) -> list[tuple[int, str]]:
     """Resolve `relative` below `root_fd` as the kernel would, never leaving it.
 
     Returns the stack of (O_PATH descriptor, name) from the root (a borrowed `root_fd`, name "")
-    to the object; the caller closes all but the first. With `keep_last_link=False` the last
+    to the object; the caller closes all but the first. With `open_last=False` the last
     entry's descriptor is -1 (not opened): the caller opens that name itself with O_NOFOLLOW.
     """
     stack: list[tuple[int, str]] = [(root_fd, "")]
@@ -338,7 +338,7 @@ def _walk(root_fd: int, relative: str, *, keep_last_link: bool = True) -> list[t
                 continue
             if pending and not stat.S_ISDIR(os.fstat(fd).st_mode):
                 raise OSError(errno.ENOTDIR, "not a directory", relative)
-        if not keep_last_link and len(stack) > 1:
+        if not open_last and len(stack) > 1:
             fd, name = stack.pop()
             os.close(fd)
             stack.append((-1, name))
