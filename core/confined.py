@@ -202,7 +202,7 @@ def open_dir_beneath(root: Path, relative: str, *, what: str, inside: str = APP_
     return fd
 
 
-def resolve_dir_beneath(root: Path, relative: str, *, what: str, inside: str = APP_FOLDER) -> Path:
+def resolve_dir_beneath(root: Path, relative: str, what: str, *, inside: str = APP_FOLDER) -> Path:
     """The real path of the directory `relative` inside `root`, links resolved inside it.
 
     The app folder is the panel's own copy: nothing changes it while the panel reads it, so the
