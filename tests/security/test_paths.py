@@ -31,6 +31,7 @@ import pytest
 
 from core import confined
 from core.build_context import write_context
+from core.compose import ComposeRejected, parse_compose
 from core.confined import PathRefused, read_beneath, resolve_dir_beneath
 from core.containers import DockerEngine
 from core.deployments import Deployment
@@ -632,3 +633,54 @@ def test_the_context_tar_holds_what_was_checked_and_nothing_else(tmp_path: Path)
         written.dockerfile,
     }
     assert SECRET.encode() not in everything
+
+
+PARSE_TRICKS = [
+    pytest.param(".env", "", "The .env file '.env'", id="dotenv"),
+    pytest.param(
+        "app.env",
+        "    env_file: [app.env]\n",
+        "Service 'web': the env_file 'app.env'",
+        id="env-file",
+    ),
+    pytest.param(
+        "base.yaml",
+        "    extends: {file: base.yaml, service: web}\n",
+        "Service 'web': the extends file 'base.yaml'",
+        id="extends",
+    ),
+    pytest.param(
+        "web/Dockerfile", "", "Service 'web': the Dockerfile 'Dockerfile'", id="dockerfile"
+    ),
+]
+SPECIAL = [
+    pytest.param("fifo", "is a named pipe (FIFO), not a regular file", id="fifo"),
+    pytest.param("/dev/zero", "leads outside ", id="dev-zero"),
+    pytest.param("/proc/self/environ", "leads outside ", id="environ"),
+    pytest.param("../../secret.key", "leads outside ", id="link-up"),
+]
+
+
+@pytest.mark.parametrize(("name", "option", "subject"), PARSE_TRICKS)
+@pytest.mark.parametrize(("special", "message"), SPECIAL)
+def test_compose_never_reads_special_files_or_files_out_of_the_app(
+    mode: str, tmp_path: Path, name: str, option: str, subject: str, special: str, message: str
+) -> None:
+    """What the upload refuses (FIFOs, links out), placed on disk: parse_compose refuses each
+    with a message (a FIFO never blocks it, /dev/zero is never read)."""
+    (tmp_path / "secret.key").write_text(f"A={SECRET}\n")
+    app = tmp_path / "app"
+    (app / "web").mkdir(parents=True)
+    (app / "web" / "Dockerfile").write_text("FROM scratch\n")
+    path = app / name
+    path.unlink(missing_ok=True)
+    if special == "fifo":
+        os.mkfifo(path)
+    else:
+        os.symlink(special if special.startswith("/") else "../" * name.count("/") + special, path)
+    text = f"services:\n  web:\n    build: web\n{option}"
+    with pytest.raises(ComposeRejected) as refused:
+        parse_compose(text, app, variables={})
+    assert refused.value.message.startswith(subject), refused.value.message
+    assert message in refused.value.message
+    assert SECRET not in refused.value.message
