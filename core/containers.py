@@ -354,13 +354,15 @@ class DockerEngine:
         dockerfile: str = "Dockerfile",
         build_args: Mapping[str, str] | None = None,
         target: str | None = None,
+        cache_from: Sequence[str] | None = None,
     ) -> ImageInfo:
         """Build `context` with the classic builder, tag it, and describe the image.
 
         Every build output line goes to `on_log`, called on this event loop's thread, in order,
         and never after `build` has returned or raised. RUN steps get `memory_bytes` of memory
         (swap included). After `timeout` seconds, or when the calling task is cancelled, the
-        build is aborted: dockerd stops and removes the step's container.
+        build is aborted: dockerd stops and removes the step's container. With `cache_from`,
+        only steps these images went through are taken from the build cache.
         """
         loop = asyncio.get_running_loop()
         all_labels = self._labels(labels)
@@ -381,6 +383,9 @@ class DockerEngine:
             options["buildargs"] = dict(build_args)
         if target:
             options["target"] = target
+        if cache_from:
+            # The classic builder then reuses only steps of these images' own histories.
+            options["cache_from"] = list(cache_from)
         self._builds.add(job)
         future = self._thread("ghst-docker-build", functools.partial(job.run, options))
         try:
@@ -470,6 +475,32 @@ class DockerEngine:
             return sorted(found, key=lambda row: row[2], reverse=True)
 
         return await self._call(listing)
+
+    async def inspect_image(self, reference: str) -> dict[str, Any] | None:
+        """dockerd's description of any local image (a name, a digest or an id), or None when
+        it has no such image or the reference is not valid."""
+
+        def inspect(client: _Client) -> dict[str, Any] | None:
+            try:
+                attrs: dict[str, Any] = client.api.inspect_image(reference)
+            except docker.errors.NotFound:
+                return None
+            except docker.errors.APIError as error:
+                if error.status_code is not None and error.status_code < 500:
+                    return None  # not even a valid reference
+                raise
+            return attrs
+
+        return await self._call(inspect)
+
+    async def all_images(self) -> list[dict[str, Any]]:
+        """Every local image, whoever made it, intermediate ones too (Id, ParentId, Labels,
+        RepoTags, RepoDigests): for checking what a build used, never for changing anything."""
+        return await self._call(lambda client: list(client.api.images(all=True)))
+
+    async def pull_image(self, reference: str) -> None:
+        """Fetch an image from its registry (only where the operator allows pulls)."""
+        await self._call(lambda client: client.images.pull(reference))
 
     # ------------------------------------------------------------------------------------------
     # containers
