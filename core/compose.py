@@ -6,8 +6,11 @@ socket gave any user root on the host. Here a compose file is untrusted text:
 - `parse_compose` reads it (YAML, at most 1 MiB; anchors and merge keys are fine but their
   expansion is bounded), interpolates `${VAR}`, `${VAR:-default}`... from the variables it is
   given and the app's own `.env` file, never from the panel's environment, resolves `extends`,
-  reads `env_file`s that lie inside the app folder, and refuses everything that reaches outside
-  the container with a `ComposeRejected` that names the service and the option;
+  reads `env_file`s, and refuses everything that reaches outside the container with a
+  `ComposeRejected` that names the service and the option; every path the file names (build
+  contexts, Dockerfiles, env_files, `extends` files, `.env`) is resolved as the kernel resolves
+  it, links and all, and never leaves the app folder (`core.confined`); a Dockerfile must lie
+  inside its build context;
 - `render_compose` writes a new file from an allow-list of keys: built images instead of
   `build`, no host ports but the web service's `127.0.0.1:<host_port>:<app_port>`, the plan's
   limits, `init`, a restart policy, `no-new-privileges`, bounded logs, ghst labels over the
@@ -40,6 +43,13 @@ from typing import Any
 
 import yaml
 
+from core.confined import (
+    APP_FOLDER,
+    PathRefused,
+    read_beneath_if_present,
+    resolve_dir_beneath,
+    resolve_file_beneath,
+)
 from core.errors import UnavailableError, ValidationError
 
 KiB = 1024
@@ -112,8 +122,8 @@ class ComposeFailed(ValidationError):
 @dataclass(frozen=True)
 class ServiceBuild:
     service: str
-    context: str  # relative to the app folder, normalised, never escaping it ("." for itself)
-    dockerfile: str  # relative to context (may go up, never out of the app folder)
+    context: str  # relative to the app folder, links resolved, inside it ("." for itself)
+    dockerfile: str  # relative to context, links resolved, inside it
     args: tuple[tuple[str, str], ...] = ()  # build.args with a value
     target: str | None = None  # build.target
 
@@ -148,9 +158,9 @@ def parse_compose(
     """
     dotenv: dict[str, str] = {}
     if app_dir is not None:
-        env_path = app_dir / ".env"
-        if env_path.is_file() and _inside_real(env_path, app_dir):
-            dotenv = _parse_env_file(_read_small(env_path, ".env"), ".env")
+        data = _read_confined(app_dir, ".env", "The .env file", required=False)
+        if data is not None:
+            dotenv = _parse_env_file(data, ".env")
     interpolation = {**dotenv, **(variables or {})}
     raw = _load_yaml(text, "The compose file")
     document = _Copier(interpolation).copy(raw)
@@ -309,8 +319,9 @@ class _Parser:
         else:
             if not isinstance(file, str):
                 raise ComposeRejected(f"Service {_q(top)}: extends.file should be a path.")
-            relative = _relative_inside(posixpath.join(folder, file), self.app_dir)
-            if relative is None:
+            if _is_absolute(file) or (
+                self.app_dir is None and _relative_inside(posixpath.join(folder, file)) is None
+            ):
                 raise ComposeRejected(
                     f"Service {_q(top)} extends a service in {_q(file)}, which is outside the "
                     "app folder."
@@ -319,12 +330,14 @@ class _Parser:
                 raise ComposeRejected(
                     f"Service {_q(top)} extends a service in {_q(file)}, which cannot be read here."
                 )
-            path = self.app_dir / relative
-            if not path.is_file():
-                raise ComposeRejected(
-                    f"Service {_q(top)} extends a service in {_q(file)}, which is not in the app."
-                )
-            other = _Copier(self.variables).copy(_load_yaml(_read_small(path, file), _q(file)))
+            # Read as the kernel resolves the path, links and all, never leaving the app folder.
+            # `folder` is a resolved path (no links), so joining `file` to it as text is exact.
+            what = f"Service {_q(top)}: the extends file"
+            joined = file if folder == "." else posixpath.join(folder, file)
+            text = _read_confined(self.app_dir, joined, what)
+            assert text is not None
+            relative = _resolved_file(self.app_dir, joined, what)
+            other = _Copier(self.variables).copy(_load_yaml(text, _q(file)))
             other_services = other.get("services")
             if not isinstance(other_services, dict) or not isinstance(
                 other_services.get(base_name), dict
@@ -368,30 +381,42 @@ class _Parser:
                 f"Service {_q(name)} builds from {_q(context)}, a remote context: this panel "
                 "builds only from the uploaded app folder."
             )
-        relative = _relative_inside(context, self.app_dir)
-        if relative is None:
-            raise ComposeRejected(
-                f"Service {_q(name)} builds from {_q(context)}, which is outside the app folder."
-            )
         dockerfile = build.get("dockerfile", "Dockerfile")
         if not isinstance(dockerfile, str) or not dockerfile.strip():
             raise ComposeRejected(f"Service {_q(name)}: build.dockerfile should be a file name.")
-        full = _relative_inside(posixpath.join(relative, dockerfile), self.app_dir)
-        if full is None or _is_absolute(dockerfile):
+        if _is_absolute(context):
             raise ComposeRejected(
-                f"Service {_q(name)} builds with the Dockerfile {_q(dockerfile)}, which is "
-                "outside the app folder."
+                f"Service {_q(name)} builds from {_q(context)}, which is outside the app folder."
             )
-        if self.app_dir is not None:
-            if not (self.app_dir / relative).is_dir():
+        if _is_absolute(dockerfile):
+            raise ComposeRejected(
+                f"Service {_q(name)} builds with the Dockerfile {_q(dockerfile)}, an absolute "
+                "path: name it relative to the build context, inside it."
+            )
+        if self.app_dir is None:  # the text alone (the folder is checked when it is there)
+            relative = _relative_inside(context)
+            if relative is None:
                 raise ComposeRejected(
-                    f"Service {_q(name)} builds from the folder {_q(context)}, which is not in "
-                    "the app."
+                    f"Service {_q(name)} builds from {_q(context)}, which is outside the app "
+                    "folder."
                 )
-            if not (self.app_dir / full).is_file():
+            inner = _relative_inside(dockerfile)
+            if inner is None:
                 raise ComposeRejected(
-                    f"Service {_q(name)} builds with {_q(full)}, which is not in the app."
+                    f"Service {_q(name)} builds with the Dockerfile {_q(dockerfile)}, which is "
+                    "outside its build context folder: the Dockerfile must be inside it."
                 )
+        else:
+            # As the kernel resolves them, links and all: the context inside the app folder,
+            # the Dockerfile inside the context.
+            folder = _resolved_dir(self.app_dir, context, f"Service {_q(name)}: the build context")
+            relative = folder.relative_to(self.app_dir.resolve()).as_posix() or "."
+            inner = _resolved_file(
+                folder,
+                dockerfile,
+                f"Service {_q(name)}: the Dockerfile",
+                inside="its build context folder",
+            )
         target = build.get("target")
         if target is not None and not isinstance(target, str):
             raise ComposeRejected(f"Service {_q(name)}: build.target should be a stage name.")
@@ -399,7 +424,7 @@ class _Parser:
         return ServiceBuild(
             service=name,
             context=relative,
-            dockerfile=posixpath.relpath(full, relative),
+            dockerfile=inner,
             args=tuple((key, value) for key, value in args.items() if value is not None),
             target=target,
         )
@@ -419,27 +444,23 @@ class _Parser:
                 path, required = entry.get("path"), entry.get("required", True) is not False
             if not isinstance(path, str) or not path:
                 raise ComposeRejected(f"Service {_q(name)}: env_file: entries should be paths.")
-            relative = _relative_inside(path, self.app_dir)
-            if relative is None or _is_absolute(path):
+            normalised = _relative_inside(path)
+            if _is_absolute(path) or (self.app_dir is None and normalised is None):
                 raise ComposeRejected(
                     f"Service {_q(name)} reads env_file {_q(path)}, which is outside the app "
                     "folder."
                 )
-            paths.append((relative, required))
+            # Without the folder, compose reads the file: the normalised text is what it gets.
+            paths.append((path if self.app_dir is not None else (normalised or path), required))
         service["env_file"] = [path for path, _ in paths]
         if self.app_dir is None:
             return None
         values: dict[str, str] = {}
-        for relative, required in paths:
-            path = self.app_dir / relative
-            if not path.is_file():
-                if required:
-                    raise ComposeRejected(
-                        f"Service {_q(name)} reads env_file {_q(relative)}, which is not in the "
-                        "app."
-                    )
-                continue
-            values.update(_parse_env_file(_read_small(path, relative), relative))
+        for path, required in paths:
+            what = f"Service {_q(name)}: the env_file"
+            text = _read_confined(self.app_dir, path, what, required=required)
+            if text is not None:
+                values.update(_parse_env_file(text, path))
         return values
 
 
@@ -1540,8 +1561,12 @@ def _is_absolute(path: str) -> bool:
     return path.startswith(("/", "\\", "~")) or bool(_DRIVE.match(path))
 
 
-def _relative_inside(path: str, app_dir: Path | None) -> str | None:
-    """`path` relative to the app folder, normalised; None if it leads out of it."""
+def _relative_inside(path: str) -> str | None:
+    """`path` normalised as text, relative to the app folder; None if the text leads out of it.
+
+    Only for a compose file parsed without its folder: with the folder, paths are resolved as
+    the kernel does (`_read_confined`, `_resolved_dir`, `_resolved_file`).
+    """
     if not path or "\x00" in path or _is_absolute(path):
         return None
     parts: list[str] = []
@@ -1554,23 +1579,35 @@ def _relative_inside(path: str, app_dir: Path | None) -> str | None:
             parts.pop()
         else:
             parts.append(part)
-    relative = "/".join(parts) or "."
-    if app_dir is not None and not _inside_real(app_dir / relative, app_dir):
+    return "/".join(parts) or "."
+
+
+def _read_confined(app_dir: Path, path: str, what: str, *, required: bool = True) -> str | None:
+    """The text of `path`, read as the kernel resolves it without leaving the app folder; None
+    when it is missing and not `required`."""
+    try:
+        data = read_beneath_if_present(app_dir, path, limit=MAX_COMPOSE_BYTES, what=what)
+    except PathRefused as refused:
+        raise ComposeRejected(refused.message) from None
+    if data is None:
+        if required:
+            raise ComposeRejected(f"{what} {_q(path)} is not in the app folder.")
         return None
-    return relative
-
-
-def _inside_real(path: Path, app_dir: Path) -> bool:
-    """Whether `path`, links followed, stays inside `app_dir`."""
-    return path.resolve().is_relative_to(app_dir.resolve())
-
-
-def _read_small(path: Path, shown: str) -> str:
-    with path.open("rb") as handle:
-        data = handle.read(MAX_COMPOSE_BYTES + 1)
-    if len(data) > MAX_COMPOSE_BYTES:
-        raise ComposeRejected(f"{_q(shown)} is larger than 1 MiB.")
     return data.decode(errors="replace")
+
+
+def _resolved_dir(app_dir: Path, path: str, what: str) -> Path:
+    try:
+        return resolve_dir_beneath(app_dir, path, what=what)
+    except PathRefused as refused:
+        raise ComposeRejected(refused.message) from None
+
+
+def _resolved_file(root: Path, path: str, what: str, *, inside: str = APP_FOLDER) -> str:
+    try:
+        return resolve_file_beneath(root, path, what=what, inside=inside)
+    except PathRefused as refused:
+        raise ComposeRejected(refused.message) from None
 
 
 def _parse_env_file(text: str, shown: str) -> dict[str, str]:

@@ -51,6 +51,7 @@ import urllib3.exceptions
 from docker.types import LogConfig
 from docker.types.daemon import CancellableStream
 
+from core.build_context import write_context
 from core.errors import (
     ConflictError,
     NotFoundError,
@@ -77,7 +78,6 @@ SETTLE_SECONDS = 10.0  # how long an aborted build's thread may take to notice
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # the classic builder paints stderr red
 _PLAIN = re.compile(r"^[A-Za-z0-9._/:@+-]*$")  # a label key or value that needs no quoting
-MAX_DOCKERFILE = 1 << 20
 _BUILDER_LINE = re.compile(r"^(Step \d+/\d+ : | ---> |Removing intermediate container )")
 _BUILD_NOISE = re.compile(
     r"^( ---> |Removing intermediate container |Successfully (built|tagged) )"
@@ -163,23 +163,12 @@ def _probe(url: str) -> None:
             raise UnavailableError(DOCKER_DOWN) from None
 
 
-def _with_labels(context: Path, dockerfile: str, labels: Mapping[str, str]) -> str | None:
-    """The Dockerfile with one LABEL line for `labels` appended, or None to leave it alone.
+def _with_labels(text: str, labels: Mapping[str, str]) -> str | None:
+    """The Dockerfile `text` with one LABEL line for `labels` appended, or None to leave it alone.
 
-    None when the Dockerfile is not a regular file inside the context (dockerd then explains),
-    is large, ends inside a continued line, or a label needs quoting.
+    None when the Dockerfile ends inside a continued line, or a label needs quoting.
     """
     if not all(key and _PLAIN.match(key) and _PLAIN.match(value) for key, value in labels.items()):
-        return None
-    root = context.resolve()
-    path = (root / dockerfile).resolve()
-    try:
-        if not path.is_relative_to(root) or not path.is_file():
-            return None
-        if path.stat().st_size > MAX_DOCKERFILE:
-            return None
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
         return None
     instructions = [
         line.strip()
@@ -354,9 +343,14 @@ class DockerEngine:
         dockerfile: str = "Dockerfile",
         build_args: Mapping[str, str] | None = None,
         target: str | None = None,
+        root: Path | None = None,
         cache_from: Sequence[str] | None = None,
     ) -> ImageInfo:
         """Build `context` with the classic builder, tag it, and describe the image.
+
+        `context` must lie in `root` (the app folder; default: the context itself) and
+        `dockerfile`, relative to the context, in the context: both are resolved with the
+        kernel's rules, and dockerd gets a tar of what the panel checked (core.build_context).
 
         Every build output line goes to `on_log`, called on this event loop's thread, in order,
         and never after `build` has returned or raised. RUN steps get `memory_bytes` of memory
@@ -367,8 +361,12 @@ class DockerEngine:
         loop = asyncio.get_running_loop()
         all_labels = self._labels(labels)
         job = _Build(loop, on_log)
+        folder = root if root is not None else context
+        try:
+            relative = context.relative_to(folder).as_posix()
+        except ValueError:
+            raise BuildFailed(f"The build folder {context} is outside {folder}.") from None
         options = {
-            "path": str(context),
             "tag": tag,
             "labels": all_labels,
             "rm": True,
@@ -387,7 +385,9 @@ class DockerEngine:
             # The classic builder then reuses only steps of these images' own histories.
             options["cache_from"] = list(cache_from)
         self._builds.add(job)
-        future = self._thread("ghst-docker-build", functools.partial(job.run, options))
+        future = self._thread(
+            "ghst-docker-build", functools.partial(job.run, (folder, relative), options)
+        )
         try:
             image_id = await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
@@ -821,25 +821,39 @@ class _Build:
         if aborted:
             _close_response(response)
 
-    def run(self, options: Mapping[str, Any], client: _Client) -> str | None:
-        """The built image's id, or None when aborted; BuildFailed when the build failed."""
-        context = Path(options["path"])
-        if not context.is_dir():
-            raise BuildFailed(f"The build folder {context} does not exist.")
-        with tempfile.TemporaryDirectory(prefix="ghst-build-") as scratch:
+    def run(
+        self, source: tuple[Path, str], options: Mapping[str, Any], client: _Client
+    ) -> str | None:
+        """The built image's id, or None when aborted; BuildFailed when the build failed.
+
+        `source` is (the app folder, the context's path in it).
+        """
+        root, context = source
+        if not root.is_dir():
+            raise BuildFailed(f"The build folder {root} does not exist.")
+        # Spooled next to the app folder (the panel's own build folder), never held in memory.
+        with tempfile.TemporaryFile(prefix="ghst-context-", dir=root.parent) as spool:
             # The classic builder turns each build label into a step of its own (~0.15 s each);
-            # one LABEL line appended to a copy of the Dockerfile does the same in one step.
-            # The SDK sends a Dockerfile from outside the context under a name dockerd drops
-            # from the context (.dockerignore), so COPY never sees it.
+            # one LABEL line appended to the panel's copy of the Dockerfile does the same in one.
             labels = options["labels"]
-            text = _with_labels(context, options["dockerfile"], labels)
-            if text is None:
-                self._label_steps = len(labels)
-            else:
-                generated = Path(scratch) / "Dockerfile"
-                generated.write_text(text, encoding="utf-8")
-                options = {**options, "dockerfile": str(generated), "labels": None}
+            written = write_context(
+                spool,
+                root,
+                context,
+                options["dockerfile"],
+                edit=functools.partial(_with_labels, labels=labels),
+            )
+            options = {
+                **options,
+                "fileobj": spool,
+                "custom_context": True,
+                "dockerfile": written.dockerfile,
+            }
+            if written.edited:
+                options["labels"] = None
                 self._label_steps = 1
+            else:
+                self._label_steps = len(labels)
             return self._stream(options, client)
 
     def _stream(self, options: Mapping[str, Any], client: _Client) -> str | None:

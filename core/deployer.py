@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from core.archive_checks import ArchiveLimits, extract_archive
-from core.compose import ComposeApp, ComposeRunner, parse_compose, render_compose
+from core.compose import (
+    MAX_COMPOSE_BYTES,
+    ComposeApp,
+    ComposeRunner,
+    parse_compose,
+    render_compose,
+)
+from core.confined import read_beneath
 from core.containers import ContainerState, DockerEngine, Limits
 from core.db import Pool, connection
 from core.deployment_queue import DeploymentQueue
@@ -171,17 +178,17 @@ class Deployer:
                     await self._run_image(job, worker, joblog, target, env, source.image)
             else:
                 app_dir = await self._unpack(job, joblog, build_dir)
-                compose_file = _compose_file(app_dir)
-                if (app_dir / "Dockerfile").is_file():
+                compose_file = await asyncio.to_thread(_compose_file, app_dir)
+                if await asyncio.to_thread(_present, app_dir, "Dockerfile"):
                     if compose_file is not None:
                         joblog.step(
-                            f"Found a Dockerfile and {compose_file.name}: building the"
+                            f"Found a Dockerfile and {compose_file}: building the"
                             " Dockerfile (remove it to deploy the compose stack instead)."
                         )
                     image = await self._build(job, worker, joblog, target, app_dir)
                     await self._run_image(job, worker, joblog, target, env, image)
                 elif compose_file is not None:
-                    text = await asyncio.to_thread(compose_file.read_text)
+                    text = await asyncio.to_thread(_read_compose_file, app_dir, compose_file)
                     # It reads .env, env files and extends files: a thread.
                     app = await asyncio.to_thread(
                         functools.partial(parse_compose, text, app_dir, variables=env)
@@ -286,6 +293,7 @@ class Deployer:
             joblog.step(f"Building {tag} for service {build.service!r}")
             await self._engine.build(
                 app_dir / build.context,
+                root=app_dir,
                 tag=tag,
                 dockerfile=pinned.dockerfile,
                 build_args=dict(build.args),
@@ -743,8 +751,21 @@ def _write_private(path: Path, data: bytes) -> None:
 COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 
 
-def _compose_file(app_dir: Path) -> Path | None:
-    for name in COMPOSE_NAMES:
-        if (app_dir / name).is_file():
-            return app_dir / name
-    return None
+def _present(app_dir: Path, name: str) -> bool:
+    """Whether the app folder has an entry `name`, whatever it is (a link is not followed): what
+    it is gets checked, with a message, when it is read."""
+    try:
+        os.lstat(app_dir / name)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _compose_file(app_dir: Path) -> str | None:
+    return next((name for name in COMPOSE_NAMES if _present(app_dir, name)), None)
+
+
+def _read_compose_file(app_dir: Path, name: str) -> str:
+    """The compose file, read as the kernel resolves its name, never leaving the app folder."""
+    data = read_beneath(app_dir, name, limit=MAX_COMPOSE_BYTES, what="The compose file")
+    return data.decode(errors="replace")

@@ -33,13 +33,13 @@ import fnmatch
 import logging
 import os
 import re
-import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from core import dockerfile as df
+from core.confined import open_dir_beneath, read_beneath, resolve_dir_beneath
 from core.errors import PanelError, ValidationError
 
 log = logging.getLogger(__name__)
@@ -574,32 +574,34 @@ def _quoted_words(text: str) -> list[str]:
     return words
 
 
-def _read_dockerfile(app_dir: Path, context: Path, name: str) -> str:
-    """The Dockerfile's text: a regular file inside the app folder, at most 1 MiB."""
-    root = app_dir.resolve()
-    path = (context / name).resolve()
-    if not path.is_relative_to(root):
-        raise ImageRefused(f"The Dockerfile {name!r} is outside the app folder.")
+def _context_path(app_dir: Path, context: Path) -> str:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise ImageRefused(f"The Dockerfile {name!r} is not in the app.") from None
-    except OSError as error:
-        raise ImageRefused(f"The Dockerfile {name!r} cannot be read ({error.strerror}).") from None
-    with os.fdopen(fd, "rb") as file:
-        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
-            raise ImageRefused(f"The Dockerfile {name!r} is not a regular file.")
-        data = file.read(df.MAX_DOCKERFILE_BYTES + 1)
-    if len(data) > df.MAX_DOCKERFILE_BYTES:
-        raise ImageRefused(f"The Dockerfile {name!r} is larger than 1 MiB.")
+        return context.relative_to(app_dir).as_posix()
+    except ValueError:
+        raise ImageRefused("The build folder is outside the app folder.") from None
+
+
+def _read_dockerfile(app_dir: Path, context: Path, name: str) -> str:
+    """The Dockerfile's text: a regular file inside the build context (as the kernel resolves
+    its path, never leaving the app folder), at most 1 MiB."""
+    folder = resolve_dir_beneath(app_dir, _context_path(app_dir, context), what="The build context")
+    data = read_beneath(
+        folder,
+        name,
+        limit=df.MAX_DOCKERFILE_BYTES,
+        what="The Dockerfile",
+        inside="the build context folder",
+    )
     return data.decode("utf-8", "surrogateescape")
 
 
 def _write_pinned(app_dir: Path, context: Path, text: str) -> str:
     """Write `text` as a new file of the panel's in `context` (inside the app folder); its name."""
-    if not context.resolve().is_relative_to(app_dir.resolve()):
-        raise ImageRefused("The build folder is outside the app folder.")
-    folder = os.open(context, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    where = open_dir_beneath(app_dir, _context_path(app_dir, context), what="The build context")
+    try:
+        folder = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=where)
+    finally:
+        os.close(where)
     try:
         for attempt in range(100):
             name = PINNED_NAME if attempt == 0 else f".ghst-pinned-{attempt}.Dockerfile"

@@ -147,11 +147,11 @@ REFUSED_OPTIONS = [
     ("build: 'git@github.com:x/y.git'", "a remote context"),
     (
         "build: {context: ., dockerfile: /etc/shadow}",
-        "builds with the Dockerfile '/etc/shadow', which is outside the app folder",
+        "builds with the Dockerfile '/etc/shadow', an absolute path",
     ),
     (
         "build: {context: sub, dockerfile: ../../Dockerfile}",
-        "builds with the Dockerfile '../../Dockerfile', which is outside the app folder",
+        "builds with the Dockerfile '../../Dockerfile', which is outside its build context folder",
     ),
     ("build: {dockerfile_inline: 'FROM x'}", "uses build.dockerfile_inline"),
 ]
@@ -430,21 +430,35 @@ def test_build_contexts_are_normalised_inside_the_app(tmp_path: Path) -> None:
             build: {context: ./api/, dockerfile: docker/Dockerfile.prod, args: [A=1, B], target: prod}
             ports: ["8000"]
           root: {build: .}
-          worker: {build: {context: worker, dockerfile: ../Dockerfile}}
+          worker: {build: {context: worker/../api, dockerfile: ./docker//Dockerfile.prod}}
         """
     )
     app = parse_compose(text, tmp_path)
     assert app.builds == (
         ServiceBuild("web", "api", "docker/Dockerfile.prod", args=(("A", "1"),), target="prod"),
         ServiceBuild("root", ".", "Dockerfile"),
-        ServiceBuild("worker", "worker", "../Dockerfile"),
+        ServiceBuild("worker", "api", "docker/Dockerfile.prod"),
     )
 
 
+def test_a_dockerfile_outside_its_build_context_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "worker").mkdir()
+    (tmp_path / "Dockerfile").write_text("FROM x\n")
+    with pytest.raises(
+        ComposeRejected,
+        match=r"Service 'worker': the Dockerfile '\.\./Dockerfile' leads outside its build context",
+    ):
+        parse_compose(
+            "services:\n  worker: {build: {context: worker, dockerfile: ../Dockerfile}}\n", tmp_path
+        )
+
+
 def test_a_missing_build_folder_or_dockerfile_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ComposeRejected, match="builds from the folder 'api', which is not in"):
+    with pytest.raises(ComposeRejected, match="the build context 'api' is not in the app folder"):
         parse_compose("services:\n  web: {build: api}\n", tmp_path)
-    with pytest.raises(ComposeRejected, match="builds with 'Dockerfile', which is not in the app"):
+    with pytest.raises(
+        ComposeRejected, match="the Dockerfile 'Dockerfile' is not in its build context folder"
+    ):
         parse_compose("services:\n  web: {build: .}\n", tmp_path)
 
 
@@ -454,7 +468,9 @@ def test_a_build_context_through_a_link_out_of_the_app_is_refused(tmp_path: Path
     (tmp_path / "outside").mkdir()
     (tmp_path / "outside" / "Dockerfile").write_text("FROM x\n")
     (app_dir / "sneaky").symlink_to(tmp_path / "outside")
-    with pytest.raises(ComposeRejected, match="builds from 'sneaky', which is outside the app"):
+    with pytest.raises(
+        ComposeRejected, match="the build context 'sneaky' leads outside the app folder"
+    ):
         parse_compose("services:\n  web: {build: sneaky}\n", app_dir)
 
 
@@ -479,9 +495,7 @@ def test_env_files_inside_the_app_are_read_and_merged_under_environment(tmp_path
 
 
 def test_a_required_env_file_that_is_missing_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(
-        ComposeRejected, match=r"reads env_file 'app\.env', which is not in the app"
-    ):
+    with pytest.raises(ComposeRejected, match=r"the env_file 'app\.env' is not in the app folder"):
         parse_compose(one_service("env_file: app.env"), tmp_path)
 
 
