@@ -249,13 +249,18 @@ class ImagePolicy:
             raise ImageRefused(f"The built image {image} is gone.")
         rows = await self.source.all_images()
         parents = {str(row["Id"]): str(row.get("ParentId") or "") for row in rows}
+        # Classified again from the labels, whatever the first check decided: the images the
+        # build started from count as allowed only if no other project made them.
         foreign: list[str] = []
-        allowed: list[str] = list(pinned.used)
-        for row in rows:
-            labels = row.get("Labels") or {}
-            if row["Id"] == built["Id"] or not _panel_made(labels):
+        allowed: list[str] = []
+        labelled = {str(row["Id"]): row.get("Labels") or {} for row in rows}
+        for image_id in pinned.used:
+            if not _panel_made(labelled.get(image_id, {})):
+                allowed.append(image_id)
+        for image_id, labels in labelled.items():
+            if image_id == built["Id"] or not _panel_made(labels):
                 continue
-            (allowed if owner.owns(labels) else foreign).append(str(row["Id"]))
+            (allowed if owner.owns(labels) else foreign).append(image_id)
         foreign_chain = _chains(foreign, parents)
         allowed_chain = _chains(allowed, parents)
         ancestor = parents.get(str(built["Id"]), "") or str(built.get("Parent") or "")

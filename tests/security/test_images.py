@@ -122,6 +122,22 @@ async def test_a_dockerfile_cannot_use_another_projects_image(
     assert "Build FROM a base image" in done.error
 
 
+async def test_the_check_after_the_build_catches_what_the_check_before_missed(
+    tenants: Tenants,
+    base_image: str,
+    docker_client: docker.DockerClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Were the Dockerfile check ever fooled, the built image's own history still gives the
+    other project's image away: the deployment fails and the image is removed."""
+    policy = tenants.bob.panel.deployer.policy
+    monkeypatch.setattr(policy, "check_attrs", lambda *args: None)  # a hole in the first check
+    dockerfile = tenants.fill("FROM {image}\nRUN echo more > /www/more.html\n", base_image)
+    files = {"Dockerfile": dockerfile + SERVE}
+    done = await assert_refused(tenants, docker_client, files, ANOTHER_PROJECT)
+    assert "The build reused a step" in done.error
+
+
 async def test_run_mount_of_another_image_is_refused(
     tenants: Tenants, base_image: str, docker_client: docker.DockerClient
 ) -> None:
