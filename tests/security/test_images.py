@@ -38,12 +38,14 @@ class Tenants:
     bob: Deploying
     image: str  # alice's live image, by tag
     image_id: str
+    parent_id: str  # the step of alice's build before the panel's labels: no label, no name
 
     def fill(self, text: str, base_image: str) -> str:
         return (
             text.replace("{image}", self.image)
             .replace("{id}", self.image_id)
             .replace("{short}", self.image_id.removeprefix("sha256:")[:12])
+            .replace("{parent}", self.parent_id)
             .replace("{base}", base_image)
         )
 
@@ -60,7 +62,8 @@ async def tenants(
     bob = await panel.accounts.sign_up("bob", "bob@example.com", "correct horse battery")
     tenant_b = Deploying(panel, deploying.router, bob.id)
     await panel.projects.create(bob.id, "bravo")
-    return Tenants(deploying, tenant_b, live.image, docker_client.images.get(live.image).id)
+    image = docker_client.images.get(live.image)
+    return Tenants(deploying, tenant_b, live.image, image.id, image.attrs["Parent"])
 
 
 async def deploy(tenant: Deploying, project: str, files: dict[str, str]) -> Deployment:
@@ -104,6 +107,7 @@ DOCKERFILE_ATTACKS = {
     "from-short-id": "FROM {short}\n" + SERVE,
     "from-escape-continuation": "# escape=`\nfrom `\n  {image}\n" + SERVE,
     "from-continuation-comment": "FROM \\\n# a comment in the middle\n  {image}\n" + SERVE,
+    "from-unlabelled-step": "FROM {parent}\n" + SERVE,
     "from-platform": "FROM --platform=linux/amd64 {image} AS stolen\n" + SERVE,
     "stage-then-from-tag": "FROM {base} AS first\nFROM {image}\n" + SERVE,
     "copy-from-tag": "FROM {base}\nCOPY --from={image} /www/index.html /www/index.html\n" + SERVE,
@@ -118,8 +122,30 @@ async def test_a_dockerfile_cannot_use_another_projects_image(
     tenants: Tenants, base_image: str, docker_client: docker.DockerClient, attack: str
 ) -> None:
     files = {"Dockerfile": tenants.fill(DOCKERFILE_ATTACKS[attack], base_image)}
-    done = await assert_refused(tenants, docker_client, files, ANOTHER_PROJECT)
+    why = "without a name" if attack == "from-unlabelled-step" else ANOTHER_PROJECT
+    done = await assert_refused(tenants, docker_client, files, why)
     assert "Build FROM a base image" in done.error
+
+
+async def test_the_operator_chooses_the_base_images(
+    tenants: Tenants,
+    base_image: str,
+    docker_client: docker.DockerClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    policy = tenants.bob.panel.deployer.policy
+    monkeypatch.setattr(policy, "_patterns", ("python:*", "node:*"))
+    files = page_app(base_image, "bob")
+    await assert_refused(tenants, docker_client, files, "not one of the base images this server")
+    repository = base_image.rsplit(":", 1)[0]
+    monkeypatch.setattr(policy, "_patterns", ("python:*", f"{repository}:*"))
+    done = await deploy(tenants.bob, "bravo", files)
+    assert done.state == "running", await tenants.bob.log(done)
+    # A pattern never makes another project's image a base image.
+    monkeypatch.setattr(policy, "_patterns", ("*",))
+    files = {"Dockerfile": tenants.fill("FROM {image}\n" + SERVE, base_image)}
+    refused = await deploy(tenants.bob, "bravo", files)
+    assert refused.state == "failed" and ANOTHER_PROJECT in refused.error
 
 
 async def test_the_check_after_the_build_catches_what_the_check_before_missed(
@@ -269,6 +295,17 @@ async def test_remote_add_is_refused(
         tenants, docker_client, {"Dockerfile": text + SERVE}, "ADD from a URL", "network"
     )
     assert url_trap.hits == 0
+
+
+async def test_remote_add_works_where_the_operator_allows_it(
+    tenants: Tenants, base_image: str, url_trap: UrlTrap, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tenants.bob.panel.deployer.policy, "_allow_remote_add", True)
+    dockerfile = f"FROM {base_image}\nADD http://127.0.0.1:{url_trap.port}/meta /www/index.html\n"
+    done = await deploy(tenants.bob, "bravo", {"Dockerfile": dockerfile + SERVE})
+    assert done.state == "running", await tenants.bob.log(done)
+    assert url_trap.hits == 1
+    assert (await http_request(tenants.bob.router, "bravo")).text == "secret"
 
 
 ALLOWED = {
