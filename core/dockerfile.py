@@ -33,6 +33,7 @@ _WHITESPACE = re.compile(r"[\t\v\f\r ]+")
 # Go's unicode.IsSpace for the byte values the builder's flag reader looks at.
 _GO_SPACE = frozenset("\t\n\v\f\r \x85\xa0")
 _SPECIAL_PARAMETERS = frozenset("@*#?-$!0")
+_FLAG_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
 
 
 class DockerfileError(ValidationError):
@@ -143,6 +144,12 @@ def _instruction(line: str, number: int) -> Instruction:
     flags: list[tuple[str, str | None]] = []
     for word in words:
         name, equals, value = word[2:].partition("=")
+        # A name the builder knows is plain; anything else (`--"chown --from"=x`) would read
+        # differently once written back, so it is refused (the builder refuses it too).
+        if not _FLAG_NAME.match(name):
+            raise DockerfileError(f"Line {number}: {keyword} has an unknown option --{name}.")
+        if name.lower() in {known.lower() for known, _ in flags}:
+            raise DockerfileError(f"Line {number}: {keyword} has the option --{name} twice.")
         flags.append((name, value if equals else None))
     return Instruction(keyword, tuple(flags), args.strip(), number)
 
@@ -244,6 +251,12 @@ def json_or_words(args: str) -> list[str]:
         if isinstance(value, list) and all(isinstance(item, str) for item in value):
             return value
     return split_words(args)
+
+
+def literal(text: str, escape: str = "\\") -> str:
+    """A word that `expand` turns back into `text` exactly (double quotes, escapes)."""
+    escaped = text.replace(escape, escape * 2).replace('"', escape + '"').replace("$", escape + "$")
+    return f'"{escaped}"'
 
 
 def expand(word: str, env: Mapping[str, str], escape: str = "\\") -> str:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import json
 import logging
 import os
 import re
@@ -225,10 +226,17 @@ class ImagePolicy:
             if owner.owns(row.get("Labels") or {})
         ]
 
-    def check_add(self, instruction: df.Instruction, env: Mapping[str, str], escape: str) -> None:
+    def check_add(
+        self, instruction: df.Instruction, env: Mapping[str, str], escape: str
+    ) -> df.Instruction | None:
+        """ImageRefused for an ADD of a URL (unless allowed); else the ADD with its sources
+        written as the literal paths that were checked (None: leave it as it is)."""
         if self._allow_remote_add:
-            return
+            return None
         words = df.json_or_words(instruction.args)
+        if len(words) < 2:
+            return None  # dockerd explains
+        sources: list[str] = []
         for source in words[:-1]:
             expanded = df.expand(source, env, escape)
             for text in (source, expanded):
@@ -238,6 +246,9 @@ class ImagePolicy:
                         "here, because dockerd would fetch it from the server's own network. "
                         "Download the file into your app folder and COPY it instead."
                     )
+            sources.append(df.literal(expanded, escape))
+        args = json.dumps([*sources, words[-1]], ensure_ascii=False)
+        return df.Instruction("ADD", instruction.flags, args, instruction.line)
 
     # --- after a build --------------------------------------------------------------------
 
@@ -491,10 +502,9 @@ class _Checker:
             return None
         if keyword == "ADD":
             try:
-                self.policy.check_add(instruction, stage.expansion(), self.parsed.escape)
+                return self.policy.check_add(instruction, stage.expansion(), self.parsed.escape)
             except df.DockerfileError as error:
                 raise ImageRefused(f"{where}: {error}") from None
-            return None
         if keyword == "COPY":
             source = instruction.flag("from")
             if source is None or self._stage_named(source) is not None:

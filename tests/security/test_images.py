@@ -318,6 +318,9 @@ ALLOWED = {
         "COPY --from=1 /middle.html /www/middle.html\n"
     ),
     "escape-directive": "# escape=`\nFROM `\n  {base}\nCOPY index.html `\n  /www/index.html\n",
+    "add-local-file": (
+        "FROM {base}\nARG PAGE=index\nENV DIR=/www\nADD \"${PAGE}.html\" $DIR/index.html\n"
+    ),
 }
 
 

@@ -57,3 +57,17 @@ def test_words_expand_as_the_builder_expands_them(word: str, expected: str) -> N
 def test_words_the_builder_refuses_are_refused(word: str) -> None:
     with pytest.raises(df.DockerfileError):
         df.expand(word, {"A": "x"})
+
+
+@pytest.mark.parametrize("text", ['a "b" $c ${d} \\e `f', "", "$", '"', "\\"])
+@pytest.mark.parametrize("escape", ["\\", "`"])
+def test_a_literal_expands_back_to_itself(text: str, escape: str) -> None:
+    assert df.expand(df.literal(text, escape), {"c": "X", "d": "Y"}, escape) == text
+
+
+@pytest.mark.parametrize(
+    "line", ['COPY --"chown --from"=x / /', "COPY --from=a --FROM=b / /", "COPY --a=1 --a=2 / /"]
+)
+def test_options_that_would_read_differently_once_written_back_are_refused(line: str) -> None:
+    with pytest.raises(df.DockerfileError):
+        df.parse(line)
