@@ -347,7 +347,6 @@ class _Checker:
         self.end = len(parsed.instructions)
         self.stages: list[_Stage] = []
         self.meta: dict[str, str] = {}  # ARGs before the first FROM, with their values
-        self.meta_declared: set[str] = set()
 
     def _where(self, instruction: df.Instruction) -> str:
         shown = instruction.shown
@@ -394,7 +393,6 @@ class _Checker:
 
     def _meta_arg(self, instruction: df.Instruction) -> None:
         for name, default in self._arg_pairs(instruction):
-            self.meta_declared.add(name)
             if name in self.build_args:
                 self.meta[name] = self.build_args[name]
             elif default is not None:
@@ -455,6 +453,8 @@ class _Checker:
             stage = _Stage(name, _env_list(config.get("Env") or ()))
             for trigger in config.get("OnBuild") or ():
                 await self._trigger(str(trigger), stage, base, instruction)
+        # Proxy build args need no ARG line, in a stage as before the first FROM.
+        stage.args.update((k, v) for k, v in self.build_args.items() if k in BUILTIN_ARGS)
         self.stages.append(stage)
         rest = f"{literal} AS {name}" if name else literal
         return stage, df.Instruction("FROM", instruction.flags, rest, instruction.line)
