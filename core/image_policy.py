@@ -46,6 +46,7 @@ from core.errors import PanelError, ValidationError
 log = logging.getLogger(__name__)
 
 PANEL_LABEL_PREFIX = "ghst."
+IDENTITY_LABELS = frozenset({"ghst.instance", "ghst.project", "ghst.user"})
 PINNED_NAME = ".ghst-pinned.Dockerfile"
 # The layer of a step that changed no file: every image may have it.
 EMPTY_LAYER = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
@@ -269,7 +270,9 @@ class ImagePolicy:
             if not _panel_made(labelled.get(image_id, {})):
                 allowed.append(image_id)
         for image_id, labels in labelled.items():
-            if image_id == built["Id"] or not _panel_made(labels):
+            # Steps that add the panel's labels one at a time carry only some of them: such a
+            # step is judged by the complete image above it, whoever's it is.
+            if image_id == built["Id"] or not IDENTITY_LABELS <= labels.keys():
                 continue
             (allowed if owner.owns(labels) else foreign).append(image_id)
         foreign_chain = _chains(foreign, parents)
