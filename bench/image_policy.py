@@ -105,8 +105,6 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--foreign", default="10,100")
     options = parser.parse_args()
-    if shutil.which("busybox") is None and not Path("/bin/busybox").exists():
-        sys.exit("busybox-static is needed for the base image: apt-get install busybox-static")
     client = docker.from_env(timeout=120)
     base = f"bench-policy/busybox:{uuid.uuid4().hex[:8]}"
     repository, tag = base.split(":")
@@ -124,4 +122,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    if shutil.which("busybox") is None and not Path("/bin/busybox").exists():
+        sys.exit("busybox-static is needed for the base image: apt-get install busybox-static")
     asyncio.run(main())

@@ -272,7 +272,7 @@ class ImagePolicy:
         for image_id, labels in labelled.items():
             # Steps that add the panel's labels one at a time carry only some of them: such a
             # step is judged by the complete image above it, whoever's it is.
-            if image_id == built["Id"] or not IDENTITY_LABELS <= labels.keys():
+            if image_id == built["Id"] or not labels.keys() >= IDENTITY_LABELS:
                 continue
             (allowed if owner.owns(labels) else foreign).append(image_id)
         foreign_chain = _chains(foreign, parents)
