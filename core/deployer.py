@@ -100,6 +100,7 @@ class Deployer:
             base_patterns=parse_patterns(settings.base_images),
             allow_remote_add=settings.build_remote_add,
             allow_pull=settings.docker_pull,
+            instance=settings.instance,
         )
 
     # --- names --------------------------------------------------------------------------------

@@ -140,8 +140,11 @@ class ImagePolicy:
         base_patterns: Sequence[str] = (),
         allow_remote_add: bool = False,
         allow_pull: bool = False,
+        instance: str = "",
     ) -> None:
         self.source = source
+        # The panel's own image names are never looked for in a registry.
+        self._own_namespace = f"{instance}/" if instance else None
         self._patterns = tuple(base_patterns)
         self._allow_remote_add = allow_remote_add
         self._allow_pull = allow_pull
@@ -158,7 +161,8 @@ class ImagePolicy:
 
     async def attrs_of(self, reference: str, where: str) -> dict[str, Any]:
         attrs = await self.source.inspect_image(reference) if reference else None
-        if attrs is None and self._allow_pull and _pullable(reference):
+        ours = self._own_namespace is not None and reference.startswith(self._own_namespace)
+        if attrs is None and self._allow_pull and _pullable(reference) and not ours:
             try:
                 await self.source.pull_image(reference)
             except PanelError as error:  # not in a registry, say: the message below says so
