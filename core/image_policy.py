@@ -169,9 +169,12 @@ class ImagePolicy:
                 log.info("could not pull %s: %s", reference, error)
             attrs = await self.source.inspect_image(reference)
         if attrs is None:
+            fetched = (
+                "could not be downloaded" if self._allow_pull else "this panel does not download it"
+            )
             raise ImageRefused(
-                f"{where}: the image {reference!r} is not on this server, and this panel "
-                "does not download it. Build FROM one of the server's base images."
+                f"{where}: the image {reference!r} is not on this server, and {fetched}. "
+                "Build FROM one of the server's base images."
             )
         return attrs
 

@@ -278,7 +278,7 @@ async def url_trap() -> AsyncIterator[UrlTrap]:
     [
         "FROM {base}\nADD http://127.0.0.1:{port}/meta /www/index.html\n",
         "FROM {base}\nARG U=http://127.0.0.1:{port}/meta\nADD $U /www/index.html\n",
-        "FROM {base}\nENV H=127.0.0.1:{port}\nADD \"http://${H}/meta\" /www/index.html\n",
+        'FROM {base}\nENV H=127.0.0.1:{port}\nADD "http://${H}/meta" /www/index.html\n',
         'FROM {base}\nADD ["https://127.0.0.1:{port}/meta", "/www/index.html"]\n',
     ],
     ids=["literal", "arg", "env-quoted", "json"],
@@ -319,7 +319,7 @@ ALLOWED = {
     ),
     "escape-directive": "# escape=`\nFROM `\n  {base}\nCOPY index.html `\n  /www/index.html\n",
     "add-local-file": (
-        "FROM {base}\nARG PAGE=index\nENV DIR=/www\nADD \"${PAGE}.html\" $DIR/index.html\n"
+        'FROM {base}\nARG PAGE=index\nENV DIR=/www\nADD "${PAGE}.html" $DIR/index.html\n'
     ),
 }
 
