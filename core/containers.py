@@ -407,6 +407,7 @@ class DockerEngine:
         cpus: float = 0.0,
         network: str = "",
         root: Path | None = None,
+        cache_from: Sequence[str] | None = None,
     ) -> ImageInfo:
         """Build `context` with the classic builder, tag it, and describe the image.
 
@@ -418,8 +419,9 @@ class DockerEngine:
         and never after `build` has returned or raised. RUN steps get `memory_bytes` of memory
         (swap included) and at most `cpus` CPUs; with `cgroup_parent` they run under that
         cgroup (whose limits hold for all of them, pids included), and on `network` (a network
-        name) rather than the default bridge. After `timeout` seconds, or when the calling task is cancelled, the
-        build is aborted: dockerd stops and removes the step's container.
+        name) rather than the default bridge. After `timeout` seconds, or when the calling task
+        is cancelled, the build is aborted: dockerd stops and removes the step's container.
+        With `cache_from`, only steps these images went through are taken from the build cache.
         """
         loop = asyncio.get_running_loop()
         all_labels = self._labels(labels)
@@ -451,6 +453,9 @@ class DockerEngine:
             params["cgroupparent"] = cgroup_parent
         if cpus > 0:
             params.update(cpuperiod=100_000, cpuquota=max(1000, int(cpus * 100_000)))
+        if cache_from:
+            # The classic builder then reuses only steps of these images' own histories.
+            options["cache_from"] = list(cache_from)
         self._builds.add(job)
         future = self._thread(
             "ghst-docker-build",
@@ -590,6 +595,32 @@ class DockerEngine:
             return sorted(found, key=lambda row: row[2], reverse=True)
 
         return await self._call(listing)
+
+    async def inspect_image(self, reference: str) -> dict[str, Any] | None:
+        """dockerd's description of any local image (a name, a digest or an id), or None when
+        it has no such image or the reference is not valid."""
+
+        def inspect(client: _Client) -> dict[str, Any] | None:
+            try:
+                attrs: dict[str, Any] = client.api.inspect_image(reference)
+            except docker.errors.NotFound:
+                return None
+            except docker.errors.APIError as error:
+                if error.status_code is not None and error.status_code < 500:
+                    return None  # not even a valid reference
+                raise
+            return attrs
+
+        return await self._call(inspect)
+
+    async def all_images(self) -> list[dict[str, Any]]:
+        """Every local image, whoever made it, intermediate ones too (Id, ParentId, Labels,
+        RepoTags, RepoDigests): for checking what a build used, never for changing anything."""
+        return await self._call(lambda client: list(client.api.images(all=True)))
+
+    async def pull_image(self, reference: str) -> None:
+        """Fetch an image from its registry (only where the operator allows pulls)."""
+        await self._call(lambda client: client.images.pull(reference))
 
     # ------------------------------------------------------------------------------------------
     # containers

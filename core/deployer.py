@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -47,6 +48,7 @@ from core.env_vars import EnvService
 from core.errors import NotFoundError, UnavailableError, ValidationError
 from core.firewall import HostFirewall, network_options, parse_blocked, resolvers
 from core.health import NotReady, Probe, Unhealthy, http_status, wait_until_ready
+from core.image_policy import ImagePolicy, ImageRefused, Owner, PinnedBuild, parse_patterns
 from core.installation import (
     DEPLOYMENT_LABEL,
     INSTALLATION_LABEL,
@@ -124,6 +126,13 @@ class Deployer:
                 parse_blocked(settings.firewall_blocked), dns=resolvers()
             )
         self._cgroup_driver = ""
+        self.policy = ImagePolicy(
+            engine,
+            base_patterns=parse_patterns(settings.base_images),
+            allow_remote_add=settings.build_remote_add,
+            allow_pull=settings.docker_pull,
+            instance=settings.instance,
+        )
 
     # --- names --------------------------------------------------------------------------------
 
@@ -132,6 +141,12 @@ class Deployer:
         if deployment_id is not None:
             labels["ghst.deployment"] = str(deployment_id)
         return labels
+
+    def _owner(self, target: Target) -> Owner:
+        """Whose images a build of `target` may use (see core/image_policy.py)."""
+        return Owner(
+            self._settings.instance, target.name, str(target.user_id), self._installation
+        )
 
     def _image(self, target: Target, deployment_id: int) -> str:
         return f"{self.namespace}/{target.name}:{deployment_id}"
@@ -284,6 +299,7 @@ class Deployer:
                             max_services=self._settings.compose_max_services,
                         )
                     )
+                    app = await self._pin_images(joblog, target, app)
                     stack = self._stack(target, job.id)
                     await asyncio.to_thread(self._keep_app, stack, app)
                     await self._build_services(job, worker, joblog, target, app, app_dir)
@@ -317,6 +333,7 @@ class Deployer:
         self, job: Deployment, worker: str, joblog: JobLog, target: Target, app_dir: Path
     ) -> str:
         image = self._image(target, job.id)
+        pinned = await self.policy.pin_build(app_dir, app_dir, "Dockerfile", self._owner(target))
         joblog.step(f"Building {image}")
         await self._queue.record(job.id, worker, kind="dockerfile", image=image)
         await self._engine.build(
@@ -327,8 +344,35 @@ class Deployer:
             timeout=self._settings.build_timeout,
             memory_bytes=self._settings.build_memory_mb << 20,
             **await self._build_options(target),
+            dockerfile=pinned.dockerfile,
+            cache_from=pinned.cache_from,
         )
+        await self._verify_built(target, image, pinned)
         return image
+
+    async def _verify_built(self, target: Target, image: str, pinned: PinnedBuild) -> None:
+        """Check what the build really used; a refused image is removed at once."""
+        try:
+            await self.policy.verify_built(image, self._owner(target), pinned)
+        except ImageRefused:
+            await self._engine.remove_image(image)
+            raise
+
+    async def _pin_images(self, joblog: JobLog, target: Target, app: ComposeApp) -> ComposeApp:
+        """The app with each service's `image:` replaced by the id of the local image it names,
+        once the policy allowed it: compose then runs exactly the checked image."""
+        built = {build.service for build in app.builds}
+        services = dict(app.document["services"])
+        for name in app.services:
+            if name in built:
+                continue
+            reference = str(services[name]["image"]).strip()
+            image_id = await self.policy.check_reference(
+                reference, self._owner(target), f"Service {name!r}"
+            )
+            joblog.step(f"Service {name!r} runs {reference} ({image_id[:19]})")
+            services[name] = {**services[name], "image": image_id}
+        return dataclasses.replace(app, document={**app.document, "services": services})
 
     async def _build_services(
         self,
@@ -346,12 +390,20 @@ class Deployer:
         options = await self._build_options(target) if app.builds else {}
         for build in app.builds:
             tag = f"{image}-{build.service}"
+            pinned = await self.policy.pin_build(
+                app_dir,
+                app_dir / build.context,
+                build.dockerfile,
+                self._owner(target),
+                build_args=dict(build.args),
+                target=build.target,
+            )
             joblog.step(f"Building {tag} for service {build.service!r}")
             await self._engine.build(
                 app_dir / build.context,
                 root=app_dir,
                 tag=tag,
-                dockerfile=build.dockerfile,
+                dockerfile=pinned.dockerfile,
                 build_args=dict(build.args),
                 target=build.target,
                 labels=self._labels(target, job.id),
@@ -359,7 +411,9 @@ class Deployer:
                 timeout=self._settings.build_timeout,
                 memory_bytes=self._settings.build_memory_mb << 20,
                 **options,
+                cache_from=pinned.cache_from,
             )
+            await self._verify_built(target, tag, pinned)
 
     async def _app_port(self, target: Target, image: str, joblog: JobLog) -> int:
         if target.app_port:

@@ -27,7 +27,10 @@ A switch is confirmed before `route()` returns, so the caller may stop the previ
 nginx starts new workers on a reload and tells the old ones to stop accepting 100 ms later, so
 the router waits until every old worker says it is shutting down (its process title), then until
 a probe carries the new `X-Ghst-Deployment`. The probe announces a body larger than the size
-limit, so nginx itself answers it (413) and the app never sees it. When no nginx runs for the
+limit, so nginx itself answers it (413) and the app never sees it. nginx gives that header only
+to a request carrying `X-Ghst-Probe: <secret>`, the secret kept in the prefix's `probe.key`
+(0600, made once, shared by every panel process using the prefix): deployment ids are internal
+and a public response never shows one. When no nginx runs for the
 prefix (not managed by this panel), changes are written and validated only, and the skipped
 confirmation is logged.
 
@@ -50,6 +53,7 @@ import logging
 import os
 import pwd
 import re
+import secrets
 import signal
 import stat
 import string
@@ -79,6 +83,8 @@ LOG_LINE = re.compile(
     r"(?:\d+#\d+: )?(?:\*\d+ )?(?P<message>.*)$"
 )
 DEPLOYMENT_HEADER = "x-ghst-deployment"
+PROBE_HEADER = "X-Ghst-Probe"
+PROBE_KEY_NAME = "probe.key"
 # Unprivileged accounts for the workers when the master runs as root, in order of preference.
 WORKER_USERS = (("nobody", "nogroup"), ("nobody", "nobody"), ("www-data", "www-data"))
 
@@ -313,6 +319,7 @@ class NginxRouter:
         self.body_limit_mb = validate_positive(body_limit_mb, "The body size limit")
         self.binary = binary
         self._lock = asyncio.Lock()
+        self._probe_secret: str | None = None
 
     # Paths and names.
 
@@ -331,6 +338,29 @@ class NginxRouter:
     @property
     def pid_path(self) -> Path:
         return self.prefix / PID_NAME
+
+    def probe_secret(self) -> str:
+        """The secret that makes nginx tell the panel's probe which deployment answered
+        (blocking: made in the prefix on first use, then kept)."""
+        if self._probe_secret is None:
+            path = self.prefix / PROBE_KEY_NAME
+            self.prefix.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            except FileExistsError:
+                secret = path.read_text().strip()
+            else:
+                secret = secrets.token_hex(32)
+                with os.fdopen(fd, "w") as file:
+                    file.write(secret + "\n")
+            if not re.fullmatch(r"[0-9a-f]{64}", secret):
+                raise RoutingError(f"{path} does not hold a probe secret: remove it.")
+            self._probe_secret = secret
+        return self._probe_secret
+
+    def probe_headers(self) -> dict[str, str]:
+        """Headers that make nginx say which deployment answered (blocking, see probe_secret)."""
+        return {PROBE_HEADER: self.probe_secret()}
 
     def vhost_path(self, project: str) -> Path:
         return self.vhosts_dir / f"{validate_project(project)}.conf"
@@ -370,7 +400,12 @@ class NginxRouter:
         user = "" if account is None else f"user {account[0]} {account[1]};"
         if account is not None and not all(SYSTEM_NAME.match(name) for name in account[:2]):
             raise RoutingError(f"{account[0]}:{account[1]} is not a usable account for nginx.")
-        values = {**self._common(), "user_directive": user, "body_limit_mb": self.body_limit_mb}
+        values = {
+            **self._common(),
+            "user_directive": user,
+            "body_limit_mb": self.body_limit_mb,
+            "probe_secret": self.probe_secret(),
+        }
         return render("nginx.conf.template", values)
 
     def render_vhost(self, project: str, port: int, deployment_id: int) -> str:
@@ -417,7 +452,7 @@ class NginxRouter:
             if _read(self.pages_dir / page) != data:
                 write_atomically(self.pages_dir / page, data)
         if _read(self.conf_path) != main:
-            write_atomically(self.conf_path, main)
+            write_atomically(self.conf_path, main, mode=0o600)  # it holds the probe secret
 
     # Changes.
 
@@ -611,7 +646,11 @@ class NginxRouter:
         if budget <= 0:
             return None
         length = f"Content-Length: {(self.body_limit_mb << 20) + 1}\r\n" if oversized else ""
-        request = (f"GET / HTTP/1.1\r\nHost: {host}\r\n{length}Connection: close\r\n\r\n").encode()
+        secret = await asyncio.to_thread(self.probe_secret)
+        request = (
+            f"GET / HTTP/1.1\r\nHost: {host}\r\n{PROBE_HEADER}: {secret}\r\n{length}"
+            "Connection: close\r\n\r\n"
+        ).encode()
         try:
             async with asyncio.timeout(min(budget, 2.0)):
                 reader, writer = await asyncio.open_connection(self.probe_address, self.port)

@@ -51,6 +51,10 @@ class Settings:
     instance: str = "ghst"
     docker_url: str = ""  # empty: DOCKER_HOST or the default socket
     docker_pull: bool = True  # may `docker compose` pull images named in a compose file
+    # Local images a build or a compose service may start from: glob patterns of image names,
+    # separated by commas or blanks; empty: any image no ghst panel made (no `ghst.*` labels).
+    base_images: str = ""
+    build_remote_add: bool = False  # may a Dockerfile `ADD <url>` (fetched from the host's network)
     compose_command: str = ""  # empty: `docker compose` (v2) if present, else `docker-compose`
     port_min: int = 20000  # host ports (on 127.0.0.1) given to app containers
     port_max: int = 29999

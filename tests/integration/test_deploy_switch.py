@@ -48,7 +48,7 @@ def around_go_live(
 
 
 async def served(deploying: Deploying, project: str) -> tuple[str, str]:
-    page = await http_request(deploying.router, project)
+    page = await http_request(deploying.router, project, headers=deploying.router.probe_headers())
     return page.text.strip(), page.headers.get("x-ghst-deployment", "")
 
 
@@ -184,5 +184,5 @@ async def test_a_lease_lost_at_the_first_switch_leaves_no_route(
     first = await deployed(deploying, "fresh", page_app(base_image, "v1"))
     assert (first.state, first.error) == ("failed", WORKER_DIED)
     await wait_until_removed(docker_client, panel, first.id)
-    page = await http_request(deploying.router, "fresh")
+    page = await http_request(deploying.router, "fresh", headers=deploying.router.probe_headers())
     assert page.status == 404 and "x-ghst-deployment" not in page.headers

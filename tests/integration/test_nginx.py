@@ -112,7 +112,10 @@ async def test_a_routed_project_gets_the_apps_page_with_proxy_headers(
         assert app.requests == []  # confirming the switch never bothers the app
         assert nginx_router.projects() == ["alpha-app"]
         response = await http_request(
-            nginx_router, "alpha-app", "/hello?x=1", headers={"X-Forwarded-For": "6.6.6.6"}
+            nginx_router,
+            "alpha-app",
+            "/hello?x=1",
+            headers={"X-Forwarded-For": "6.6.6.6", **nginx_router.probe_headers()},
         )
 
     assert response.status == 200
@@ -219,7 +222,7 @@ async def test_a_removed_project_is_an_unknown_host_again(nginx_router: NginxRou
 
 async def test_an_app_that_is_down_gets_the_friendly_502_page(nginx_router: NginxRouter) -> None:
     await nginx_router.route("sleepy", free_port(), 5)
-    response = await http_request(nginx_router, "sleepy")
+    response = await http_request(nginx_router, "sleepy", headers=nginx_router.probe_headers())
     assert response.status == 502
     assert "<h1>sleepy is not answering right now</h1>" in response.text
     assert response.headers["x-ghst-deployment"] == "5"
@@ -248,7 +251,8 @@ async def test_after_a_switch_every_request_goes_to_the_new_app(
         # No waiting: route() returned, so the old app may be stopped now.
         await old.stop()
         answers = [await answered_by(nginx_router, "switchy") for _ in range(30)]
-        headers = (await http_request(nginx_router, "switchy")).headers
+        probe = nginx_router.probe_headers()
+        headers = (await http_request(nginx_router, "switchy", headers=probe)).headers
     assert answers == ["B"] * 30
     assert headers["x-ghst-deployment"] == "11"
 
@@ -301,7 +305,8 @@ async def test_twenty_projects_routed_at_once_are_all_live(nginx_router: NginxRo
         await asyncio.gather(
             *(nginx_router.route(name, app.port, 100 + number) for number, name in enumerate(names))
         )
-        responses = [await http_request(nginx_router, name) for name in names]
+        probe = nginx_router.probe_headers()
+        responses = [await http_request(nginx_router, name, headers=probe) for name in names]
     assert nginx_router.projects() == names
     assert [response.status for response in responses] == [200] * 20
     assert [response.headers["x-ghst-deployment"] for response in responses] == [

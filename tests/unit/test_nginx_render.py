@@ -142,7 +142,10 @@ def test_the_main_config_proxies_with_the_headers_and_limits(tmp_path: Path) -> 
     assert "client_max_body_size 64m;" in text
     assert re.search(r"proxy_read_timeout \d+s;", text)
     assert "proxy_pass http://$ghst_upstream;" in text
-    assert "add_header X-Ghst-Deployment $ghst_deployment always;" in text
+    # The deployment id is told only to the panel's probe, which knows the prefix's secret.
+    assert "add_header X-Ghst-Deployment $ghst_probe_deployment always;" in text
+    secret = (tmp_path / "nginx" / "probe.key").read_text().strip()
+    assert f'"{secret}" $ghst_deployment;' in text
     assert "error_page 502 504 @ghst_down;" in text
 
 
