@@ -179,6 +179,13 @@ async def test_a_second_panel_with_the_same_instance_name_never_touches_the_firs
         assert first_b == 1
         assert (await http_request(router_b, "site")).text.strip() == "site of B"
         assert (await http_request(a.router, "site")).text.strip() == "site of A"
+        # B's tenant has A's tenant's user id and project name: A's image is still not theirs.
+        a_image = docker_client.api.inspect_image(f"{a.panel.deployer.namespace}/site:1")["Id"]
+        await b.upload("site", {"Dockerfile": f"FROM {a_image}\n"})
+        stolen = await b.settle(await panel_b.deployments.deploy(b.user_id, "site"))
+        assert stolen.state == "failed"
+        assert "another project's image" in (stolen.error or ""), stolen.error
+        assert (await http_request(router_b, "site")).text.strip() == "site of B"
         # A second version: B retires #1 and prunes its older images (it keeps one).
         await deployed(b, "site", page_app(base_image, "site of B, v2"))
         assert (await http_request(router_b, "site")).text.strip() == "site of B, v2"
@@ -192,8 +199,10 @@ async def test_a_second_panel_with_the_same_instance_name_never_touches_the_firs
 
     # B deletes its project `site`: A's project of that name keeps everything.
     await panel_b.deployments.delete_project(b.user_id, "site", "site")
+    # Only B's build network stays: every project of B builds on it (core/firewall.py).
+    build_network = docker_client.api.inspect_network(f"{panel_b.deployer.namespace}-build")["Id"]
     assert owned(docker_client, panel_b) == Owned(
-        frozenset(), frozenset(), frozenset(), frozenset()
+        frozenset(), frozenset(), frozenset({build_network}), frozenset()
     )
     # And B's last clean-up, the one a test fixture (or an operator) runs for everything.
     await panel_b.engine.remove_labelled({})
