@@ -52,6 +52,10 @@ class ContextTar:
     edited: bool  # `edit` changed the Dockerfile (its labels are in it)
 
 
+# The image policy's pinned copies of a Dockerfile (core/image_policy.py) start with this: the
+# panel's own files, never part of what a build may COPY.
+PINNED_PREFIX = ".ghst-pinned"
+
 def write_context(
     out: IO[bytes],
     root: Path,
@@ -59,11 +63,13 @@ def write_context(
     dockerfile: str,
     *,
     edit: Callable[[str], str | None] | None = None,
+    private: bool = False,
 ) -> ContextTar:
     """Write the build context `context` (a folder inside `root`) to `out` as a tar.
 
     `dockerfile` is relative to the context and must stay inside it. `edit` may return a new text
-    for the Dockerfile (None: unchanged). Raises PathRefused with a message for the user.
+    for the Dockerfile (None: unchanged). A `private` Dockerfile is the panel's own file (the
+    pinned copy of the image policy): it is left out of the context, so COPY never sees it. Raises PathRefused with a message for the user.
     Blocking: call it in a thread.
     """
     folder = resolve_dir_beneath(root, context, what="The build context")
@@ -96,7 +102,8 @@ def write_context(
         os.close(dir_fd)
     try:
         with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            _Writer(tar, matcher, set(extra)).folder(top, "")
+            left_out = {*extra, dockerfile} if private else set(extra)
+            _Writer(tar, matcher, left_out).folder(top, "")
             for extra_name, data in extra.items():
                 info = tarfile.TarInfo(extra_name)
                 info.size = len(data)

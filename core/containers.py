@@ -54,7 +54,7 @@ import urllib3.exceptions
 from docker.types import LogConfig
 from docker.types.daemon import CancellableStream
 
-from core.build_context import write_context
+from core.build_context import PINNED_PREFIX, write_context
 from core.errors import (
     ConflictError,
     NotFoundError,
@@ -1008,6 +1008,7 @@ class _Build:
                 context,
                 options["dockerfile"],
                 edit=functools.partial(_with_labels, labels=labels),
+                private=options["dockerfile"].startswith(PINNED_PREFIX),
             )
             options = {
                 **options,

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from core import dockerfile as df
+from core.build_context import PINNED_PREFIX
 from core.confined import open_dir_beneath, read_beneath, resolve_dir_beneath
 from core.errors import PanelError, ValidationError
 from core.installation import INSTALLATION_LABEL, Installation
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 
 PANEL_LABEL_PREFIX = "ghst."
 IDENTITY_LABELS = frozenset({"ghst.instance", "ghst.project", "ghst.user"})
-PINNED_NAME = ".ghst-pinned.Dockerfile"
+PINNED_NAME = f"{PINNED_PREFIX}.Dockerfile"
 # The layer of a step that changed no file: every image may have it.
 EMPTY_LAYER = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
 # Build args dockerd accepts without an ARG line (proxies).
@@ -649,7 +650,7 @@ def _write_pinned(app_dir: Path, context: Path, text: str) -> str:
         os.close(where)
     try:
         for attempt in range(100):
-            name = PINNED_NAME if attempt == 0 else f".ghst-pinned-{attempt}.Dockerfile"
+            name = PINNED_NAME if attempt == 0 else f"{PINNED_PREFIX}-{attempt}.Dockerfile"
             try:
                 fd = os.open(
                     name,

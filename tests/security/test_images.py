@@ -334,6 +334,19 @@ async def test_what_a_tenant_may_build_still_works(
     assert (await http_request(tenants.bob.router, "bravo")).text.strip() == "bob"
 
 
+async def test_copy_of_the_whole_context_does_not_get_the_panels_pinned_dockerfile(
+    tenants: Tenants, base_image: str
+) -> None:
+    # The pinned copy lies in the build context; a COPY of everything must not carry it along.
+    files = {"Dockerfile": f"FROM {base_image}\nCOPY . /www/\n" + SERVE, "index.html": "bob"}
+    done = await deploy(tenants.bob, "bravo", files)
+    assert done.state == "running", await tenants.bob.log(done)
+    assert (await http_request(tenants.bob.router, "bravo")).text.strip() == "bob"
+    assert (await http_request(tenants.bob.router, "bravo", "/Dockerfile")).status == 200
+    pinned = await http_request(tenants.bob.router, "bravo", "/.ghst-pinned.Dockerfile")
+    assert pinned.status == 404
+
+
 async def test_a_project_builds_on_its_own_earlier_image_and_runs_it_in_compose(
     tenants: Tenants, base_image: str
 ) -> None:
