@@ -268,6 +268,7 @@ class DockerEngine:
         self._docker: _Client | None = None
         self._pumps: set[_LogPump] = set()
         self._builds: set[_Build] = set()
+        self._network_locks: dict[str, asyncio.Lock] = {}
 
     # ------------------------------------------------------------------------------------------
     # plumbing
@@ -862,11 +863,17 @@ class DockerEngine:
                     )
                     return
                 except docker.errors.APIError as error:
-                    if error.status_code != 409:  # made by someone else meanwhile: look again
+                    # Made by someone else meanwhile (another process's build): look again.
+                    # dockerd says so with 409, or, when both asked for the same host bridge
+                    # name, with "networks have same bridge name".
+                    if error.status_code != 409 and "same bridge name" not in _explanation(error):
                         raise
             raise ConflictError(f"The Docker network {name} could not be made.")
 
-        await self._call(ensure)
+        # Builds of several projects start at once and all need the shared build network.
+        lock = self._network_locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            await self._call(ensure)
 
     async def remove_network(self, name: str) -> None:
         """Remove one of our networks; a missing one is fine, one still in use is logged."""

@@ -372,7 +372,9 @@ async def test_one_tenant_queueing_many_projects_does_not_starve_another(
         async with running_worker(panel):
             bobs = await bob.settle(theirs)
             alices = [await alice.settle(job, within=120) for job in queued]
-        assert bobs.state == "running" and {a.state for a in alices} == {"running"}
+        assert bobs.state == "running" and {a.state for a in alices} == {"running"}, [
+            (d.project, d.state, d.error) for d in (bobs, *alices)
+        ]
         assert bobs.started_at is not None
         started = [a.started_at for a in alices if a.started_at is not None]
         assert len(started) == 3
