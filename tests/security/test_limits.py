@@ -163,11 +163,13 @@ async def test_many_services_together_cannot_use_more_than_the_projects_memory(
             _, output = await exec_in(worker, "cat /dev/zero > /dev/shm/fill; ls -l /dev/shm/fill")
             sizes = [line.split()[4] for line in output.splitlines() if "/dev/shm/fill" in line]
             written += int(sizes[-1]) if sizes and sizes[-1].isdigit() else 0
-    # More than one worker's share was written, and all of them together stopped at the plan.
-    assert 40 << 20 < written <= MEMORY_MB << 20
+    # All of them together stopped at the plan (whichever of them the kernel killed on the way).
+    assert written <= MEMORY_MB << 20
     memory = CGROUP_ROOT / "memory" / group
-    # (The kernel charges in batches of pages: the peak may pass the limit by a few of them.)
-    assert int((memory / "memory.max_usage_in_bytes").read_text()) <= (MEMORY_MB + 1) << 20
+    peak = int((memory / "memory.max_usage_in_bytes").read_text())
+    # The project was pushed to its limit, which one worker's 40 MiB alone cannot do; the kernel
+    # charges in batches of pages, so the peak may pass the limit by a few of them.
+    assert (MEMORY_MB - 8) << 20 <= peak <= (MEMORY_MB + 1) << 20, peak
 
 
 async def test_too_many_services_are_refused_with_a_message(
