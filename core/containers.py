@@ -348,12 +348,7 @@ class DockerEngine:
         labels = labels or {}
         if labels.get(INSTANCE_LABEL) != self.instance:
             return False
-        if self.installation is None:
-            return True
-        mark = labels.get(INSTALLATION_LABEL)
-        if mark is not None:
-            return mark == self.installation.id
-        return self.installation.adopts(labels)
+        return self.installation is None or self.installation.made(labels)
 
     _ours = owns
 

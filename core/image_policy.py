@@ -43,7 +43,7 @@ from core import dockerfile as df
 from core.build_context import PINNED_PREFIX
 from core.confined import open_dir_beneath, read_beneath, resolve_dir_beneath
 from core.errors import PanelError, ValidationError
-from core.installation import INSTALLATION_LABEL, Installation
+from core.installation import Installation
 
 log = logging.getLogger(__name__)
 
@@ -92,16 +92,8 @@ class Owner:
             labels.get("ghst.instance") == self.instance
             and labels.get("ghst.project") == self.project
             and labels.get("ghst.user") == self.user
-            and self._same_installation(labels)
+            and (self.installation is None or self.installation.made(labels))
         )
-
-    def _same_installation(self, labels: Mapping[str, str]) -> bool:
-        if self.installation is None:
-            return True
-        mark = labels.get(INSTALLATION_LABEL)
-        if mark is not None:
-            return mark == self.installation.id
-        return self.installation.adopts(labels)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,14 @@ class Installation:
         """The prefix of every Docker object name this installation makes."""
         return instance if self.legacy else f"{instance}-{self.id}"
 
+    def made(self, labels: Mapping[str, str]) -> bool:
+        """Did this installation make the object with these labels? Its label says so, or, on an
+        unlabelled (pre-identity) object, one of its own earlier deployments does."""
+        mark = labels.get(INSTALLATION_LABEL)
+        if mark is not None:
+            return mark == self.id
+        return self.adopts(labels)
+
     def adopts(self, labels: Mapping[str, str]) -> bool:
         """Is this unlabelled (pre-identity) object one of this installation's own?"""
         project = labels.get(PROJECT_LABEL, "")

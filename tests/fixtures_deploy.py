@@ -53,6 +53,30 @@ def page_app(base_image: str, page: str, extra_dockerfile: str = "") -> dict[str
     }
 
 
+def counter_app(
+    base_image: str, word: str, volumes: str = "'counter:/data'"
+) -> dict[str, str | bytes]:
+    """A compose app counting its starts in the named volume `counter`, serving "<word> <n>"
+    on port 8000; `volumes` is the web service's volume list (YAML flow items)."""
+    # `$$` is a literal `$` in a compose file, as compose itself reads it.
+    script = (
+        "n=$$(cat /data/n 2>/dev/null || echo 0); n=$$((n+1)); echo $$n > /data/n;"
+        f" echo {word} $$n > /www/index.html; exec httpd -f -p 8000 -h /www"
+    )
+    return {
+        "compose.yaml": (
+            "services:\n"
+            "  web:\n"
+            f"    image: {base_image}\n"
+            "    ports: ['8000']\n"
+            f"    command: ['sh', '-c', '{script}']\n"
+            f"    volumes: [{volumes}]\n"
+            "volumes:\n"
+            "  counter: {}\n"
+        )
+    }
+
+
 @dataclass
 class Deploying:
     panel: Panel

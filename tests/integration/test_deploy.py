@@ -18,7 +18,7 @@ from core.nginx import NginxRouter
 from core.panel import Panel
 from core.settings import Settings
 from tests.conftest import reset_state, with_settings
-from tests.fixtures_deploy import Deploying, eventually, page_app, running_worker
+from tests.fixtures_deploy import Deploying, counter_app, eventually, page_app, running_worker
 from tests.fixtures_nginx import http_request
 
 pytestmark = pytest.mark.timeout(180)
@@ -327,23 +327,7 @@ async def test_a_stack_with_a_volume_keeps_its_data_across_deployments(
 ) -> None:
     panel, user = deploying.panel, deploying.user_id
     await panel.projects.create(user, "keeper")
-    # `$$` is a literal `$` in a compose file, as compose itself reads it.
-    script = (
-        "n=$$(cat /data/n 2>/dev/null || echo 0); n=$$((n+1)); echo $$n > /data/n;"
-        " echo start $$n > /www/index.html; exec httpd -f -p 8000 -h /www"
-    )
-    files = {
-        "compose.yaml": (
-            "services:\n"
-            "  web:\n"
-            f"    image: {base_image}\n"
-            "    ports: ['8000']\n"
-            f"    command: ['sh', '-c', '{script}']\n"
-            "    volumes: ['counter:/data']\n"
-            "volumes:\n"
-            "  counter: {}\n"
-        )
-    }
+    files = counter_app(base_image, "start")
     first = await deployed(deploying, "keeper", files)
     assert first.state == "running", await deploying.log(first)
     assert (await http_request(deploying.router, "keeper")).text.strip() == "start 1"

@@ -25,7 +25,7 @@ from core.nginx import NginxProcess, NginxRouter
 from core.panel import Panel
 from core.settings import Settings
 from tests.conftest import reset_state, with_settings
-from tests.fixtures_deploy import Deploying, eventually, page_app, running_worker
+from tests.fixtures_deploy import Deploying, counter_app, eventually, page_app, running_worker
 from tests.fixtures_docker import descendants
 from tests.fixtures_nginx import TEST_DOMAIN, http_request
 from tests.services import free_port, temp_root
@@ -231,22 +231,7 @@ async def test_a_compose_redeploy_removes_anonymous_volumes_and_keeps_named_ones
 ) -> None:
     panel = deploying.panel
     await panel.projects.create(deploying.user_id, "stash")
-    script = (
-        "n=$$(cat /data/n 2>/dev/null || echo 0); n=$$((n+1)); echo $$n > /data/n;"
-        " echo start $$n > /www/index.html; exec httpd -f -p 8000 -h /www"
-    )
-    files: dict[str, str | bytes] = {
-        "compose.yaml": (
-            "services:\n"
-            "  web:\n"
-            f"    image: {base_image}\n"
-            "    ports: ['8000']\n"
-            f"    command: ['sh', '-c', '{script}']\n"
-            "    volumes: ['counter:/data', '/scratch']\n"
-            "volumes:\n"
-            "  counter: {}\n"
-        )
-    }
+    files = counter_app(base_image, "start", "'counter:/data', '/scratch'")
     first = await deploy(deploying, "stash", files)
     assert first.state == "running", await deploying.log(first)
     filters = {"label": [f"ghst.deployment={first.id}", ours(deploying)["label"]]}

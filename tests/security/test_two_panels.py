@@ -33,7 +33,7 @@ from core.panel import Panel
 from core.projects import Project
 from core.settings import Settings
 from tests.conftest import reset_state, with_settings
-from tests.fixtures_deploy import Deploying, eventually, page_app, running_worker
+from tests.fixtures_deploy import Deploying, counter_app, eventually, page_app, running_worker
 from tests.fixtures_nginx import TEST_DOMAIN, http_request
 from tests.integration.test_worker_process import GHST, worker_env
 from tests.services import PostgresServer, RedisServer, free_port, temp_root
@@ -74,22 +74,7 @@ def owned(client: docker.DockerClient, panel: Panel) -> Owned:
 
 def shop_files(base_image: str) -> dict[str, str | bytes]:
     """A compose app keeping a counter in a named volume, serving it on port 8000."""
-    script = (
-        "n=$$(cat /data/n 2>/dev/null || echo 0); n=$$((n+1)); echo $$n > /data/n;"
-        " echo shop $$n > /www/index.html; exec httpd -f -p 8000 -h /www"
-    )
-    return {
-        "compose.yaml": (
-            "services:\n"
-            "  web:\n"
-            f"    image: {base_image}\n"
-            "    ports: ['8000']\n"
-            f"    command: ['sh', '-c', '{script}']\n"
-            "    volumes: ['counter:/data']\n"
-            "volumes:\n"
-            "  counter: {}\n"
-        )
-    }
+    return counter_app(base_image, "shop")
 
 
 async def deployed(side: Deploying, project: str, files: dict[str, str | bytes]) -> int:
