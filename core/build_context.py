@@ -32,7 +32,9 @@ from docker.utils.build import PatternMatcher
 
 from core.confined import (
     PathRefused,
+    kind_of,
     open_dir_beneath,
+    quoted,
     read_beneath,
     read_beneath_if_present,
     resolve_dir_beneath,
@@ -111,7 +113,7 @@ def write_context(
                 tar.addfile(info, io.BytesIO(data))
     except OSError as error:
         raise PathRefused(
-            f"The build context {_show(context)} could not be read: {error.strerror or error}."
+            f"The build context {quoted(context)} could not be read: {error.strerror or error}."
         ) from None
     except re.error as error:
         raise PathRefused(f"The .dockerignore has a pattern that cannot be read: {error}.") from None
@@ -176,26 +178,11 @@ class _Writer:
             with os.fdopen(file_fd, "rb") as file:
                 opened = os.fstat(file_fd)
                 if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
-                    raise PathRefused(f"{_show(path)} changed while the build context was read.")
+                    raise PathRefused(f"{quoted(path)} changed while the build context was read.")
                 entry.size = opened.st_size
                 self.tar.addfile(entry, file)
         else:
             raise PathRefused(
-                f"The build context holds {_show(path)}, which is {_kind(info.st_mode)}: only "
+                f"The build context holds {quoted(path)}, which is {kind_of(info.st_mode)}: only "
                 "files, folders and links can be sent to a build."
             )
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "a named pipe (FIFO)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "a special file"
-
-
-def _show(path: str) -> str:
-    shown = path if len(path) <= 200 else path[:199] + "…"
-    return "'" + "".join(ch if ch.isprintable() else "?" for ch in shown) + "'"

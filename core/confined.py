@@ -126,7 +126,7 @@ def read_beneath(
             chunks.append(chunk)
             size += len(chunk)
     if size > limit:
-        raise PathRefused(f"{what} {_q(relative)} is larger than {_amount(limit)}.")
+        raise PathRefused(f"{what} {quoted(relative)} is larger than {_amount(limit)}.")
     return b"".join(chunks)
 
 
@@ -176,7 +176,7 @@ def open_file_beneath(
         info = os.fstat(path_fd)
         if not stat.S_ISREG(info.st_mode):
             raise PathRefused(
-                f"{what} {_q(relative)} is {_kind(info.st_mode)}, not a regular file."
+                f"{what} {quoted(relative)} is {kind_of(info.st_mode)}, not a regular file."
             )
         # Reopened for reading only now that it is known to be a regular file: opening a
         # device or a FIFO can have effects of its own.
@@ -186,7 +186,7 @@ def open_file_beneath(
     try:
         again = os.fstat(fd)
         if (again.st_dev, again.st_ino) != (info.st_dev, info.st_ino):
-            raise PathRefused(f"{what} {_q(relative)} changed while it was being read.")
+            raise PathRefused(f"{what} {quoted(relative)} changed while it was being read.")
         yield fd
     finally:
         os.close(fd)
@@ -198,7 +198,7 @@ def open_dir_beneath(root: Path, relative: str, *, what: str, inside: str = APP_
     mode = os.fstat(fd).st_mode
     if not stat.S_ISDIR(mode):
         os.close(fd)
-        raise PathRefused(f"{what} {_q(relative)} is {_kind(mode)}, not a folder.")
+        raise PathRefused(f"{what} {quoted(relative)} is {kind_of(mode)}, not a folder.")
     return fd
 
 
@@ -217,7 +217,7 @@ def resolve_dir_beneath(root: Path, relative: str, what: str, *, inside: str = A
     path = Path(os.path.realpath(root)).joinpath(*parts)
     mine = os.stat(path, follow_symlinks=False)
     if (mine.st_dev, mine.st_ino) != (found.st_dev, found.st_ino):
-        raise PathRefused(f"{what} {_q(relative)} changed while it was being read.")
+        raise PathRefused(f"{what} {quoted(relative)} changed while it was being read.")
     return path
 
 
@@ -233,10 +233,10 @@ def resolve_file_beneath(root: Path, relative: str, *, what: str, inside: str = 
 
 def _check_text(relative: str, what: str, inside: str) -> None:
     if "\x00" in relative:
-        raise PathRefused(f"{what} {_q(relative)} has a NUL byte in its name.")
+        raise PathRefused(f"{what} {quoted(relative)} has a NUL byte in its name.")
     if relative.startswith("/"):
         raise PathRefused(
-            f"{what} {_q(relative)} is an absolute path: name a path inside {inside}."
+            f"{what} {quoted(relative)} is an absolute path: name a path inside {inside}."
         )
 
 
@@ -351,7 +351,7 @@ def _walk(root_fd: int, relative: str, *, open_last: bool = True) -> list[tuple[
 
 
 def _refusal(error: OSError, relative: str, what: str, inside: str) -> PathRefused:
-    shown = _q(relative)
+    shown = quoted(relative)
     if error.errno == errno.EXDEV:
         return PathRefused(f"{what} {shown} leads outside {inside} (through '..' or a link).")
     if error.errno == errno.ELOOP:
@@ -368,7 +368,8 @@ def _refusal(error: OSError, relative: str, what: str, inside: str) -> PathRefus
     return PathRefused(f"{what} {shown} cannot be read ({os.strerror(error.errno or 0)}).")
 
 
-def _kind(mode: int) -> str:
+def kind_of(mode: int) -> str:
+    """What a file of this mode is, for a message ("a named pipe (FIFO)", "a device"...)."""
     if stat.S_ISDIR(mode):
         return "a folder"
     if stat.S_ISREG(mode):
@@ -390,6 +391,7 @@ def _amount(limit: int) -> str:
     return f"{limit} bytes"
 
 
-def _q(text: str) -> str:
+def quoted(text: str) -> str:
+    """A tenant's path for a message: quoted, unprintable characters as ?, never too long."""
     shown = text if len(text) <= 200 else text[:199] + "…"
     return "'" + "".join(ch if ch.isprintable() else "?" for ch in shown) + "'"

@@ -6,32 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import yaml
 
-from core.compose import MAX_NODES, ComposeRejected, parse_compose, render_compose
+from core.compose import MAX_NODES, ComposeRejected, parse_compose
+from tests.unit.test_compose import RENDER_DEFAULTS, render
 
 MiB = 1 << 20
-RENDER: dict[str, Any] = {
-    "stack": "ghst-shop-7",
-    "instance": "ghst",
-    "project": "shop",
-    "deployment_id": 7,
-    "user_id": 42,
-    "host_port": 20007,
-    "app_port": 8000,
-    "built_images": {},
-    "env": {},
-    "memory_bytes": 256 * MiB,
-    "cpus": 0.5,
-    "pids": 256,
-    "cgroup_parent": "/ghst-shop",
-}
+# The render arguments of the compose tests, with the project's parent cgroup.
+RENDER: dict[str, Any] = {**RENDER_DEFAULTS, "cgroup_parent": "/ghst-shop"}
 
 
 def rendered(text: str, **overrides: Any) -> dict[str, Any]:
-    document = yaml.safe_load(render_compose(parse_compose(text), **{**RENDER, **overrides}))
-    assert isinstance(document, dict)
-    return document
+    return render(parse_compose(text), **{**RENDER, **overrides})
 
 
 def web(options: str) -> str:
