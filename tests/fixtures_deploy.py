@@ -88,6 +88,14 @@ class Deploying:
         await transfer.write(app_tar(files))
         return (await transfer.finish()).name
 
+    async def deploy_files(
+        self, project: str, files: Mapping[str, str | bytes], within: float = 60
+    ) -> Deployment:
+        """Upload `files` as the project's next version, deploy it and wait for the end."""
+        await self.upload(project, files)
+        queued = await self.panel.deployments.deploy(self.user_id, project)
+        return await self.settle(queued, within)
+
     async def settle(self, deployment: Deployment, within: float = 60) -> Deployment:
         """Wait for the deployment to finish; return it as it ended."""
         deadline = time.monotonic() + within

@@ -47,17 +47,11 @@ def images_left(client: docker.DockerClient, filters: Mapping[str, object]) -> s
     }
 
 
-async def deployed(deploying: Deploying, project: str, files: dict[str, str]):  # type: ignore[no-untyped-def]
-    await deploying.upload(project, files)
-    queued = await deploying.panel.deployments.deploy(deploying.user_id, project)
-    return await deploying.settle(queued)
-
-
 async def test_a_dockerfile_app_is_built_run_and_served_through_nginx(
     deploying: Deploying, base_image: str, docker_client: docker.DockerClient
 ) -> None:
     await deploying.panel.projects.create(deploying.user_id, "hello")
-    done = await deployed(deploying, "hello", page_app(base_image, "hello from v1"))
+    done = await deploying.deploy_files("hello", page_app(base_image, "hello from v1"))
     assert done.state == "running", await deploying.log(done)
     page = await http_request(deploying.router, "hello")
     assert (page.status, page.text.strip()) == (200, "hello from v1")
@@ -84,7 +78,7 @@ async def test_a_redeploy_switches_without_a_failed_request_and_retires_the_old_
     deploying: Deploying, base_image: str, docker_client: docker.DockerClient
 ) -> None:
     await deploying.panel.projects.create(deploying.user_id, "steady")
-    first = await deployed(deploying, "steady", page_app(base_image, "version one"))
+    first = await deploying.deploy_files("steady", page_app(base_image, "version one"))
     assert first.state == "running", await deploying.log(first)
 
     results: list[tuple[float, int, str]] = []  # (sent at, status, page)
@@ -99,7 +93,7 @@ async def test_a_redeploy_switches_without_a_failed_request_and_retires_the_old_
     visitors = [asyncio.create_task(visitor()) for _ in range(3)]
     try:
         await asyncio.sleep(0.3)
-        second = await deployed(deploying, "steady", page_app(base_image, "version two"))
+        second = await deploying.deploy_files("steady", page_app(base_image, "version two"))
         switched = time.monotonic()
         assert second.state == "running", await deploying.log(second)
         await asyncio.sleep(deploying.panel.settings.drain_seconds + 0.5)
@@ -125,11 +119,11 @@ async def test_a_failed_build_and_an_app_that_never_answers_leave_the_running_ve
     deploying: Deploying, base_image: str, docker_client: docker.DockerClient
 ) -> None:
     await deploying.panel.projects.create(deploying.user_id, "sturdy")
-    good = await deployed(deploying, "sturdy", page_app(base_image, "still here"))
+    good = await deploying.deploy_files("sturdy", page_app(base_image, "still here"))
     assert good.state == "running", await deploying.log(good)
 
     broken = page_app(base_image, "never", extra_dockerfile="RUN false\n")
-    failed_build = await deployed(deploying, "sturdy", broken)
+    failed_build = await deploying.deploy_files("sturdy", broken)
     assert failed_build.state == "failed"
     assert "RUN false" in failed_build.error or "returned a non-zero code" in failed_build.error
     assert "RUN false" in await deploying.log(failed_build)
@@ -138,13 +132,13 @@ async def test_a_failed_build_and_an_app_that_never_answers_leave_the_running_ve
     silent["Dockerfile"] = (
         f'FROM {base_image}\nEXPOSE 8000\nCMD ["sleep", "3600"]\n'  # listens on nothing
     )
-    unhealthy = await deployed(deploying, "sturdy", silent)
+    unhealthy = await deploying.deploy_files("sturdy", silent)
     assert unhealthy.state == "failed"
     assert "not ready" in unhealthy.error and "PORT" in unhealthy.error
 
     crashing = page_app(base_image, "never")
     crashing["Dockerfile"] = f'FROM {base_image}\nCMD ["sh", "-c", "echo oops >&2; exit 3"]\n'
-    crashed = await deployed(deploying, "sturdy", crashing)
+    crashed = await deploying.deploy_files("sturdy", crashing)
     assert crashed.state == "failed"
     assert "exit code 3" in crashed.error and "oops" in crashed.error
 
@@ -166,8 +160,8 @@ async def test_rollback_stop_start_and_delete(
 ) -> None:
     panel, user = deploying.panel, deploying.user_id
     await panel.projects.create(user, "cycle")
-    first = await deployed(deploying, "cycle", page_app(base_image, "first"))
-    second = await deployed(deploying, "cycle", page_app(base_image, "second"))
+    first = await deploying.deploy_files("cycle", page_app(base_image, "first"))
+    second = await deploying.deploy_files("cycle", page_app(base_image, "second"))
     assert (first.state, second.state) == ("running", "running")
 
     rollback = await deploying.settle(await panel.deployments.rollback(user, "cycle", first.id))
@@ -208,7 +202,7 @@ async def test_env_vars_reach_the_app_at_the_next_restart(
         'CMD ["sh", "-c", "echo \\"$GREETING on $PORT\\" > /www/index.html;'
         ' exec httpd -f -p $PORT -h /www"]\n'
     )
-    first = await deployed(deploying, "greeter", files)
+    first = await deploying.deploy_files("greeter", files)
     assert first.state == "running", await deploying.log(first)
     assert (await http_request(deploying.router, "greeter")).text.strip() == "on 8000"
     await panel.env.set(user, "greeter", "GREETING", "hej")
@@ -222,7 +216,7 @@ async def test_cancelling_a_build_leaves_the_live_version(
 ) -> None:
     panel, user = deploying.panel, deploying.user_id
     await panel.projects.create(user, "patient")
-    good = await deployed(deploying, "patient", page_app(base_image, "live"))
+    good = await deploying.deploy_files("patient", page_app(base_image, "live"))
     await deploying.upload("patient", page_app(base_image, "slow", "RUN sleep 30\n"))
     slow = await panel.deployments.deploy(user, "patient")
     await deploying.wait_for(slow, lambda d: d.state == "building")
@@ -257,7 +251,7 @@ async def test_a_compose_app_is_sanitized_run_and_served_through_nginx(
         ),
         **{f"web/{name}": content for name, content in page_app(base_image, "composed").items()},
     }
-    done = await deployed(deploying, "stack", files)
+    done = await deploying.deploy_files("stack", files)
     assert done.state == "running", await deploying.log(done)
     assert done.kind == "compose"
     page = await http_request(deploying.router, "stack")
@@ -273,7 +267,7 @@ async def test_a_compose_app_is_sanitized_run_and_served_through_nginx(
 
     # A redeploy of a stack without volumes switches without downtime, like a Dockerfile app.
     files["web/index.html"] = "composed again"
-    again = await deployed(deploying, "stack", files)
+    again = await deploying.deploy_files("stack", files)
     assert again.state == "running", await deploying.log(again)
     assert (await http_request(deploying.router, "stack")).text.strip() == "composed again"
 
@@ -313,7 +307,7 @@ async def test_a_forbidden_compose_option_fails_the_deployment_and_starts_nothin
             f"services:\n  web:\n    image: {base_image}\n    ports: ['8000']\n{option}"
         ),
     }
-    done = await deployed(deploying, "risky", files)
+    done = await deploying.deploy_files("risky", files)
     assert done.state == "failed"
     assert message.lower() in done.error.lower(), done.error
     assert "web" in done.error
@@ -328,10 +322,10 @@ async def test_a_stack_with_a_volume_keeps_its_data_across_deployments(
     panel, user = deploying.panel, deploying.user_id
     await panel.projects.create(user, "keeper")
     files = counter_app(base_image, "start")
-    first = await deployed(deploying, "keeper", files)
+    first = await deploying.deploy_files("keeper", files)
     assert first.state == "running", await deploying.log(first)
     assert (await http_request(deploying.router, "keeper")).text.strip() == "start 1"
-    second = await deployed(deploying, "keeper", files)
+    second = await deploying.deploy_files("keeper", files)
     assert second.state == "running", await deploying.log(second)
     # The old stack was stopped before the new one started: one writer per volume at a time.
     assert "stopping the running version first" in await deploying.log(second)
@@ -348,7 +342,7 @@ async def test_runtime_logs_follow_the_live_app_and_only_for_its_owner(
         f"FROM {base_image}\nCOPY index.html /www/index.html\nEXPOSE 8000\n"
         'CMD ["sh", "-c", "echo booted; exec httpd -f -v -p 8000 -h /www"]\n'
     )
-    done = await deployed(deploying, "chatty", files)
+    done = await deploying.deploy_files("chatty", files)
     assert done.state == "running", await deploying.log(done)
     bob = await panel.accounts.sign_up("bob", "bob@example.com", "correct horse battery")
     with pytest.raises(NotFoundError):
@@ -377,12 +371,12 @@ async def test_a_dockerfile_healthcheck_decides_when_the_app_is_ready(
     healthy = page_app(
         base_image, "checked", "HEALTHCHECK --interval=1s --retries=2 CMD ls /www/index.html\n"
     )
-    done = await deployed(deploying, "checked", healthy)
+    done = await deploying.deploy_files("checked", healthy)
     assert done.state == "running", await deploying.log(done)
     sick = page_app(
         base_image, "never", "HEALTHCHECK --interval=1s --retries=2 CMD ls /no-such-file\n"
     )
-    failed = await deployed(deploying, "checked", sick)
+    failed = await deploying.deploy_files("checked", sick)
     assert failed.state == "failed" and "HEALTHCHECK" in failed.error
     assert (await http_request(deploying.router, "checked")).text.strip() == "checked"
 
@@ -394,7 +388,7 @@ async def test_old_images_beyond_the_kept_few_are_pruned_and_cannot_be_rolled_ba
     keep = panel.settings.keep_images
     await panel.projects.create(user, "pruned")
     done = [
-        await deployed(deploying, "pruned", page_app(base_image, f"v{n}")) for n in range(keep + 2)
+        await deploying.deploy_files("pruned", page_app(base_image, f"v{n}")) for n in range(keep + 2)
     ]
     assert [d.state for d in done] == ["running"] * len(done)
 
@@ -464,8 +458,8 @@ async def test_containers_a_crash_left_behind_are_swept_and_live_ones_kept(
 ) -> None:
     panel, user = deploying.panel, deploying.user_id
     await panel.projects.create(user, "tidy")
-    old = await deployed(deploying, "tidy", page_app(base_image, "old"))
-    live = await deployed(deploying, "tidy", page_app(base_image, "new"))
+    old = await deploying.deploy_files("tidy", page_app(base_image, "old"))
+    live = await deploying.deploy_files("tidy", page_app(base_image, "new"))
     assert (old.state, live.state) == ("running", "running")
     project = await panel.projects.get(user, "tidy")
 

@@ -20,7 +20,7 @@ from core.deployments import Deployment
 from core.panel import Panel
 from tests.fixtures_deploy import Deploying, eventually, page_app, running_worker
 from tests.fixtures_nginx import http_request
-from tests.integration.test_deploy import containers_left, deployed, images_left, mine
+from tests.integration.test_deploy import containers_left, images_left, mine
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -54,7 +54,7 @@ async def served(deploying: Deploying, project: str) -> tuple[str, str]:
 
 async def live_first_version(deploying: Deploying, project: str, base_image: str) -> Deployment:
     await deploying.panel.projects.create(deploying.user_id, project)
-    first = await deployed(deploying, project, page_app(base_image, "v1"))
+    first = await deploying.deploy_files(project, page_app(base_image, "v1"))
     assert first.state == "running", await deploying.log(first)
     return first  # type: ignore[no-any-return]
 
@@ -93,7 +93,7 @@ async def test_a_heartbeat_right_after_going_live_keeps_the_new_version(
         await asyncio.sleep(panel.settings.lease_seconds * 0.8)
 
     around_go_live(monkeypatch, panel, after=linger)
-    second = await deployed(deploying, "steady", page_app(base_image, "v2"))
+    second = await deploying.deploy_files("steady", page_app(base_image, "v2"))
     assert second.state == "running", await deploying.log(second)
     await asyncio.sleep(panel.settings.lease_seconds / 2)  # any clean-up would have run by now
 
@@ -120,7 +120,7 @@ async def test_a_shutdown_during_the_switch_lets_it_finish_and_keeps_the_new_ver
     deploying = Deploying(panel, nginx_router, user)  # type: ignore[arg-type]
     await panel.projects.create(user, "calm")
     async with running_worker(panel):
-        first = await deployed(deploying, "calm", page_app(base_image, "v1"))
+        first = await deploying.deploy_files("calm", page_app(base_image, "v1"))
     assert first.state == "running", await deploying.log(first)
 
     stop = asyncio.Event()
@@ -159,7 +159,7 @@ async def test_a_lease_lost_at_the_switch_routes_back_to_the_live_version(
         assert await expire_lease_and_reap(panel, deployment_id) == [deployment_id]
 
     around_go_live(monkeypatch, panel, before=lease_runs_out)
-    second = await deployed(deploying, "loyal", page_app(base_image, "v2"))
+    second = await deploying.deploy_files("loyal", page_app(base_image, "v2"))
 
     assert (second.state, second.error) == ("failed", WORKER_DIED)
     await wait_until_removed(docker_client, panel, second.id)
@@ -181,7 +181,7 @@ async def test_a_lease_lost_at_the_first_switch_leaves_no_route(
         assert await expire_lease_and_reap(panel, deployment_id) == [deployment_id]
 
     around_go_live(monkeypatch, panel, before=lease_runs_out)
-    first = await deployed(deploying, "fresh", page_app(base_image, "v1"))
+    first = await deploying.deploy_files("fresh", page_app(base_image, "v1"))
     assert (first.state, first.error) == ("failed", WORKER_DIED)
     await wait_until_removed(docker_client, panel, first.id)
     page = await http_request(deploying.router, "fresh", headers=deploying.router.probe_headers())

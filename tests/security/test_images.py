@@ -56,7 +56,7 @@ async def tenants(
 ) -> Tenants:
     panel = deploying.panel
     await panel.projects.create(deploying.user_id, "alpha")
-    live = await deploy(deploying, "alpha", page_app(base_image, SECRET))
+    live = await deploying.deploy_files("alpha", page_app(base_image, SECRET))
     assert live.state == "running", await deploying.log(live)
     assert live.image is not None
     bob = await panel.accounts.sign_up("bob", "bob@example.com", "correct horse battery")
@@ -64,12 +64,6 @@ async def tenants(
     await panel.projects.create(bob.id, "bravo")
     image = docker_client.images.get(live.image)
     return Tenants(deploying, tenant_b, live.image, image.id, image.attrs["Parent"])
-
-
-async def deploy(tenant: Deploying, project: str, files: dict[str, str]) -> Deployment:
-    await tenant.upload(project, files)
-    queued = await tenant.panel.deployments.deploy(tenant.user_id, project)
-    return await tenant.settle(queued)
 
 
 def leftovers(client: docker.DockerClient, instance: str, project: str) -> list[str]:
@@ -83,7 +77,7 @@ async def assert_refused(
     tenants: Tenants, docker_client: docker.DockerClient, files: dict[str, str], *messages: str
 ) -> Deployment:
     bob = tenants.bob
-    done = await deploy(bob, "bravo", files)
+    done = await bob.deploy_files("bravo", files)
     log = await bob.log(done)
     assert done.state == "failed", log
     for message in messages:
@@ -139,12 +133,12 @@ async def test_the_operator_chooses_the_base_images(
     await assert_refused(tenants, docker_client, files, "not one of the base images this server")
     repository = base_image.rsplit(":", 1)[0]
     monkeypatch.setattr(policy, "_patterns", ("python:*", f"{repository}:*"))
-    done = await deploy(tenants.bob, "bravo", files)
+    done = await tenants.bob.deploy_files("bravo", files)
     assert done.state == "running", await tenants.bob.log(done)
     # A pattern never makes another project's image a base image.
     monkeypatch.setattr(policy, "_patterns", ("*",))
     files = {"Dockerfile": tenants.fill("FROM {image}\n" + SERVE, base_image)}
-    refused = await deploy(tenants.bob, "bravo", files)
+    refused = await tenants.bob.deploy_files("bravo", files)
     assert refused.state == "failed" and ANOTHER_PROJECT in refused.error
 
 
@@ -233,9 +227,9 @@ async def test_a_build_does_not_reuse_another_projects_cached_steps(
         f"FROM {base_image}\nRUN cat /proc/sys/kernel/random/uuid > /www/cached.txt\n"
         "COPY index.html /www/index.html\n" + SERVE
     )
-    second = await deploy(tenants.alice, "alpha", {"Dockerfile": dockerfile, "index.html": SECRET})
+    second = await tenants.alice.deploy_files("alpha", {"Dockerfile": dockerfile, "index.html": SECRET})
     assert second.state == "running", await tenants.alice.log(second)
-    done = await deploy(tenants.bob, "bravo", {"Dockerfile": dockerfile, "index.html": "bob"})
+    done = await tenants.bob.deploy_files("bravo", {"Dockerfile": dockerfile, "index.html": "bob"})
     log = await tenants.bob.log(done)
     assert done.state == "running", log
     assert "Using cache" not in log
@@ -302,7 +296,7 @@ async def test_remote_add_works_where_the_operator_allows_it(
 ) -> None:
     monkeypatch.setattr(tenants.bob.panel.deployer.policy, "_allow_remote_add", True)
     dockerfile = f"FROM {base_image}\nADD http://127.0.0.1:{url_trap.port}/meta /www/index.html\n"
-    done = await deploy(tenants.bob, "bravo", {"Dockerfile": dockerfile + SERVE})
+    done = await tenants.bob.deploy_files("bravo", {"Dockerfile": dockerfile + SERVE})
     assert done.state == "running", await tenants.bob.log(done)
     assert url_trap.hits == 1
     assert (await http_request(tenants.bob.router, "bravo")).text == "secret"
@@ -329,7 +323,7 @@ async def test_what_a_tenant_may_build_still_works(
     tenants: Tenants, base_image: str, case: str
 ) -> None:
     files = {"Dockerfile": tenants.fill(ALLOWED[case], base_image) + SERVE, "index.html": "bob"}
-    done = await deploy(tenants.bob, "bravo", files)
+    done = await tenants.bob.deploy_files("bravo", files)
     assert done.state == "running", await tenants.bob.log(done)
     assert (await http_request(tenants.bob.router, "bravo")).text.strip() == "bob"
 
@@ -339,7 +333,7 @@ async def test_copy_of_the_whole_context_does_not_get_the_panels_pinned_dockerfi
 ) -> None:
     # The pinned copy lies in the build context; a COPY of everything must not carry it along.
     files = {"Dockerfile": f"FROM {base_image}\nCOPY . /www/\n" + SERVE, "index.html": "bob"}
-    done = await deploy(tenants.bob, "bravo", files)
+    done = await tenants.bob.deploy_files("bravo", files)
     assert done.state == "running", await tenants.bob.log(done)
     assert (await http_request(tenants.bob.router, "bravo")).text.strip() == "bob"
     assert (await http_request(tenants.bob.router, "bravo", "/Dockerfile")).status == 200
@@ -351,11 +345,11 @@ async def test_a_project_builds_on_its_own_earlier_image_and_runs_it_in_compose(
     tenants: Tenants, base_image: str
 ) -> None:
     bob = tenants.bob
-    first = await deploy(bob, "bravo", page_app(base_image, "bob v1"))
+    first = await bob.deploy_files("bravo", page_app(base_image, "bob v1"))
     assert first.state == "running", await bob.log(first)
     assert first.image is not None
     files = {"Dockerfile": f"FROM {first.image}\nRUN echo v2 > /www/v2.html\n" + SERVE}
-    second = await deploy(bob, "bravo", files)
+    second = await bob.deploy_files("bravo", files)
     assert second.state == "running", await bob.log(second)
     assert (await http_request(bob.router, "bravo")).text.strip() == "bob v1"
     assert (await http_request(bob.router, "bravo", "/v2.html")).text.strip() == "v2"
@@ -365,7 +359,7 @@ async def test_a_project_builds_on_its_own_earlier_image_and_runs_it_in_compose(
             "    command: ['httpd', '-f', '-p', '8000', '-h', '/www']\n"
         )
     }
-    third = await deploy(bob, "bravo", compose)
+    third = await bob.deploy_files("bravo", compose)
     assert third.state == "running", await bob.log(third)
     assert (await http_request(bob.router, "bravo")).text.strip() == "bob v1"
 
@@ -379,7 +373,7 @@ async def test_a_compose_build_arg_picks_a_base_image(tenants: Tenants, base_ima
         "web/Dockerfile": "ARG BASE=nothing-here\nFROM $BASE\nCOPY index.html /www/\n" + SERVE,
         "web/index.html": "bob composed",
     }
-    done = await deploy(tenants.bob, "bravo", files)
+    done = await tenants.bob.deploy_files("bravo", files)
     assert done.state == "running", await tenants.bob.log(done)
     assert (await http_request(tenants.bob.router, "bravo")).text.strip() == "bob composed"
 

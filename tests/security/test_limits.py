@@ -51,9 +51,7 @@ def deploy_settings(deploy_settings: Settings) -> Settings:
 
 async def deployed(deploying: Deploying, project: str, files: dict[str, str]) -> Deployment:
     await deploying.panel.projects.create(deploying.user_id, project)
-    await deploying.upload(project, files)
-    queued = await deploying.panel.deployments.deploy(deploying.user_id, project)
-    return await deploying.settle(queued, within=120)
+    return await deploying.deploy_files(project, files, within=120)
 
 
 def ours(deploying: Deploying) -> dict[str, list[str]]:

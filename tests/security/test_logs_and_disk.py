@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import docker
@@ -79,14 +79,6 @@ async def deploying_with(
         await panel.close()
 
 
-async def deploy(
-    deploying: Deploying, project: str, files: Mapping[str, str | bytes]
-) -> Deployment:
-    await deploying.upload(project, files)
-    queued = await deploying.panel.deployments.deploy(deploying.user_id, project)
-    return await deploying.settle(queued)
-
-
 def ours(deploying: Deploying) -> dict[str, str]:
     return {"label": f"ghst.instance={deploying.panel.settings.instance}"}
 
@@ -104,7 +96,7 @@ async def test_a_build_printing_nul_invalid_utf8_and_escapes_deploys_and_reads_b
         run="cat /junk.bin",
         cmd='["sh", "-c", "cat /junk.bin; exec httpd -f -p 8000 -h /www"]',
     )
-    done = await deploy(deploying, "noisy", files)
+    done = await deploying.deploy_files("noisy", files)
     log = await deploying.log(done)
     assert done.state == "running", (done.error, log)
     assert "junk-start" in log and "junk-end" in log and "Live at" in log
@@ -128,7 +120,7 @@ async def test_a_build_that_fails_after_printing_nul_fails_with_its_own_error(
     panel, user = deploying.panel, deploying.user_id
     await panel.projects.create(user, "broken")
     files = junk_app(base_image, run="cat /junk.bin; exit 3", cmd='["true"]')
-    done = await deploy(deploying, "broken", files)
+    done = await deploying.deploy_files("broken", files)
     assert done.state == "failed"
     # The build's own reason, with its last output, not "the worker stopped".
     assert "returned a non-zero code: 3" in done.error, done.error
@@ -159,7 +151,7 @@ async def test_a_failed_build_leaves_no_layers_behind(
         "a.txt": unique,
         "c.txt": unique,
     }
-    done = await deploy(deploying, "layers", files)
+    done = await deploying.deploy_files("layers", files)
     assert done.state == "failed" and "RUN false" in done.error
     # Three steps committed an image each before the failure: none is left.
     assert set(descendants(docker_client, base_id)) - before == set()
@@ -180,7 +172,7 @@ async def test_a_build_cancelled_by_the_deadline_leaves_no_layers_behind(
             "Dockerfile": f"FROM {base_image}\nCOPY a.txt /a.txt\nRUN sleep 60\n",
             "a.txt": unique,
         }
-        done = await deploy(deploying, "slowpoke", files)
+        done = await deploying.deploy_files("slowpoke", files)
         assert done.state == "failed"
         assert "took longer than 3 s, the most one deployment may take" in done.error
         assert docker_client.api.containers(all=True, filters=ours(deploying)) == []
@@ -210,13 +202,13 @@ async def test_anonymous_volumes_go_with_their_containers(
     files: dict[str, str | bytes] = dict(
         page_app(base_image, "v", extra_dockerfile="VOLUME /cache\n")
     )
-    first = await deploy(deploying, "hoarder", files)
+    first = await deploying.deploy_files("hoarder", files)
     assert first.state == "running", await deploying.log(first)
     filters = {"label": [f"ghst.deployment={first.id}", ours(deploying)["label"]]}
     (container,) = docker_client.api.containers(filters=filters)
     anonymous = volumes_of(docker_client, container["Id"])["/cache"]
 
-    second = await deploy(deploying, "hoarder", files)
+    second = await deploying.deploy_files("hoarder", files)
     assert second.state == "running", await deploying.log(second)
 
     async def retired() -> bool:
@@ -232,14 +224,14 @@ async def test_a_compose_redeploy_removes_anonymous_volumes_and_keeps_named_ones
     panel = deploying.panel
     await panel.projects.create(deploying.user_id, "stash")
     files = counter_app(base_image, "start", "'counter:/data', '/scratch'")
-    first = await deploy(deploying, "stash", files)
+    first = await deploying.deploy_files("stash", files)
     assert first.state == "running", await deploying.log(first)
     filters = {"label": [f"ghst.deployment={first.id}", ours(deploying)["label"]]}
     (container,) = docker_client.api.containers(filters=filters)
     mounts = volumes_of(docker_client, container["Id"])
     anonymous, named = mounts["/scratch"], mounts["/data"]
 
-    second = await deploy(deploying, "stash", files)
+    second = await deploying.deploy_files("stash", files)
     assert second.state == "running", await deploying.log(second)
 
     async def retired() -> bool:
@@ -272,11 +264,11 @@ async def test_deployment_history_is_pruned_but_keeps_the_live_and_rollback_ones
     ) as deploying:
         panel, user = deploying.panel, deploying.user_id
         await panel.projects.create(user, "spammer")
-        first = await deploy(deploying, "spammer", page_app(base_image, "one"))
-        second = await deploy(deploying, "spammer", page_app(base_image, "two"))
+        first = await deploying.deploy_files("spammer", page_app(base_image, "one"))
+        second = await deploying.deploy_files("spammer", page_app(base_image, "two"))
         assert (first.state, second.state) == ("running", "running")
         failures = [
-            await deploy(deploying, "spammer", page_app(base_image, "x", "RUN false\n"))
+            await deploying.deploy_files("spammer", page_app(base_image, "x", "RUN false\n"))
             for _ in range(4)
         ]
         assert {failed.state for failed in failures} == {"failed"}
@@ -298,7 +290,7 @@ async def test_the_build_log_cap_holds_after_a_flush(
             'EXPOSE 8000\nCMD ["httpd", "-f", "-p", "8000", "-h", "/"]\n',
             "flood.txt": flood,
         }
-        done = await deploy(deploying, "flood", files)
+        done = await deploying.deploy_files("flood", files)
         assert done.state == "running", done.error
         log = await deploying.log(done)
         assert len(log.encode()) <= cap
@@ -327,7 +319,7 @@ async def test_a_compose_app_with_many_builds_is_stopped_at_the_deployment_deadl
                 f"FROM {base_image}\nRUN sleep 2 && echo {uuid.uuid4()}\n"
                 'CMD ["httpd", "-f", "-p", "8000"]\n'
             )
-        done = await deploy(deploying, "hog", files)
+        done = await deploying.deploy_files("hog", files)
         assert done.state == "failed"
         assert "took longer than 4 s, the most one deployment may take" in done.error
         log = await deploying.log(done)

@@ -78,9 +78,7 @@ def shop_files(base_image: str) -> dict[str, str | bytes]:
 
 
 async def deployed(side: Deploying, project: str, files: dict[str, str | bytes]) -> int:
-    await side.upload(project, files)
-    queued = await side.panel.deployments.deploy(side.user_id, project)
-    done = await side.settle(queued)
+    done = await side.deploy_files(project, files)
     assert done.state == "running", await side.log(done)
     return done.id
 
