@@ -71,6 +71,14 @@ SWEEP_GRACE = 120.0  # `start` of a stopped app waits this long for it to answer
 
 
 @dataclass(frozen=True)
+class Parents:
+    """A project's parent cgroups (docker `cgroup_parent` values): its containers', its builds'."""
+
+    app: str
+    build: str
+
+
+@dataclass(frozen=True)
 class Stray:
     """A container the panel does not touch although it carries the instance label."""
 
@@ -188,9 +196,9 @@ class Deployer:
         """The network of every build's RUN steps (its containers cannot see each other)."""
         return f"{self.namespace}-build"
 
-    async def _confine(self, target: Target) -> tuple[str, str]:
+    async def _confine(self, target: Target) -> Parents:
         """Check the host's firewall rules and make the project's parent cgroups (see
-        core.cgroups) with the plan's and the build limits; (app cgroup, build cgroup)."""
+        core.cgroups) with the plan's and the build limits. Once per deployment."""
         if self._firewall is not None:
             await self._firewall.ensure()
         if not self._cgroup_driver:
@@ -212,7 +220,7 @@ class Deployer:
         build_parent = await asyncio.to_thread(
             self.cgroups.ensure, self.build_cgroup(target.name), build
         )
-        return app_parent, build_parent
+        return Parents(app_parent, build_parent)
 
     async def confine_running(self) -> None:
         """The firewall rules and the parent cgroups of every project with containers: a reboot
@@ -228,14 +236,17 @@ class Deployer:
             except UnavailableError as error:  # e.g. more memory in use than a lowered limit
                 log.warning("cannot restore the limits of project %s: %s", name, error)
 
-    async def _build_options(self, target: Target) -> dict[str, Any]:
+    async def _build_options(self, parents: Parents) -> dict[str, Any]:
         """Where a project's RUN steps run: its build cgroup and the build network."""
-        _, parent = await self._confine(target)
         network = self._build_network()
         await self._engine.ensure_network(
             network, {}, network_options(network, isolated=True)
         )
-        return {"cgroup_parent": parent, "cpus": self._settings.build_cpus, "network": network}
+        return {
+            "cgroup_parent": parents.build,
+            "cpus": self._settings.build_cpus,
+            "network": network,
+        }
 
     def app_limits(self) -> Limits:
         return Limits(
@@ -251,6 +262,7 @@ class Deployer:
         and calls `discard` to remove what this attempt made."""
         target = await self._target(job.project_id)
         env = await self._env.as_mapping(target.id)
+        parents = await self._confine(target)
         build_dir = self._settings.builds_dir / str(job.id)
         try:
             if job.source_id is not None:
@@ -272,10 +284,14 @@ class Deployer:
                             f"Deployment #{source.id}'s compose file is gone: deploy its"
                             " archive again instead."
                         ) from error
-                    await self._run_compose(job, worker, joblog, target, env, app, source)
+                    await self._run_compose(
+                        job, worker, joblog, target, env, app, source, parents
+                    )
                 else:
                     assert source.image is not None
-                    await self._run_image(job, worker, joblog, target, env, source.image)
+                    await self._run_image(
+                        job, worker, joblog, target, env, source.image, parents
+                    )
             else:
                 app_dir = await self._unpack(job, joblog, build_dir)
                 compose_file = await asyncio.to_thread(_compose_file, app_dir)
@@ -285,8 +301,8 @@ class Deployer:
                             f"Found a Dockerfile and {compose_file}: building the"
                             " Dockerfile (remove it to deploy the compose stack instead)."
                         )
-                    image = await self._build(job, worker, joblog, target, app_dir)
-                    await self._run_image(job, worker, joblog, target, env, image)
+                    image = await self._build(job, worker, joblog, target, app_dir, parents)
+                    await self._run_image(job, worker, joblog, target, env, image, parents)
                 elif compose_file is not None:
                     text = await asyncio.to_thread(_read_compose_file, app_dir, compose_file)
                     # It reads .env, env files and extends files: a thread.
@@ -302,8 +318,10 @@ class Deployer:
                     app = await self._pin_images(joblog, target, app)
                     stack = self._stack(target, job.id)
                     await asyncio.to_thread(self._keep_app, stack, app)
-                    await self._build_services(job, worker, joblog, target, app, app_dir)
-                    await self._run_compose(job, worker, joblog, target, env, app, None)
+                    await self._build_services(
+                        job, worker, joblog, target, app, app_dir, parents
+                    )
+                    await self._run_compose(job, worker, joblog, target, env, app, None, parents)
                 else:  # the upload checks make this impossible, unless files changed since
                     raise ValidationError("The archive has no Dockerfile and no compose file.")
         finally:
@@ -330,7 +348,13 @@ class Deployer:
         return app_dir
 
     async def _build(
-        self, job: Deployment, worker: str, joblog: JobLog, target: Target, app_dir: Path
+        self,
+        job: Deployment,
+        worker: str,
+        joblog: JobLog,
+        target: Target,
+        app_dir: Path,
+        parents: Parents,
     ) -> str:
         image = self._image(target, job.id)
         pinned = await self.policy.pin_build(app_dir, app_dir, "Dockerfile", self._owner(target))
@@ -343,7 +367,7 @@ class Deployer:
             on_log=joblog.line,
             timeout=self._settings.build_timeout,
             memory_bytes=self._settings.build_memory_mb << 20,
-            **await self._build_options(target),
+            **await self._build_options(parents),
             dockerfile=pinned.dockerfile,
             cache_from=pinned.cache_from,
         )
@@ -382,12 +406,13 @@ class Deployer:
         target: Target,
         app: ComposeApp,
         app_dir: Path,
+        parents: Parents,
     ) -> None:
         image = self._image(target, job.id)
         await self._queue.record(
             job.id, worker, kind="compose", image=image, stack=self._stack(target, job.id)
         )
-        options = await self._build_options(target) if app.builds else {}
+        options = await self._build_options(parents) if app.builds else {}
         for build in app.builds:
             tag = f"{image}-{build.service}"
             pinned = await self.policy.pin_build(
@@ -437,6 +462,7 @@ class Deployer:
         target: Target,
         env: dict[str, str],
         image: str,
+        parents: Parents,
     ) -> None:
         app_port = await self._app_port(target, image, joblog)
         port = await self._ports.allocate(target.id, job.id)
@@ -449,7 +475,6 @@ class Deployer:
             app_port=app_port,
             state="starting",
         )
-        parent, _ = await self._confine(target)
         network = self._network(target)
         await self._engine.ensure_network(
             network, self._labels(target), network_options(network)
@@ -465,7 +490,7 @@ class Deployer:
             labels=self._labels(target, job.id),
             limits=self.app_limits(),
             network=network,
-            cgroup_parent=parent,
+            cgroup_parent=parents.app,
         )
         await self._wait_healthy(joblog, target, [container], port)
         await self._switch(job, worker, joblog, target, port)
@@ -479,6 +504,7 @@ class Deployer:
         env: dict[str, str],
         app: ComposeApp,
         source: Deployment | None,
+        parents: Parents,
     ) -> None:
         base_image = (source.image if source else None) or self._image(target, job.id)
         built = {build.service: f"{base_image}-{build.service}" for build in app.builds}
@@ -487,7 +513,6 @@ class Deployer:
             app_port = await self._app_port(target, built[app.web_service], joblog)
         app_port = app_port or DEFAULT_APP_PORT
         stack = self._stack(target, job.id)
-        parent, _ = await self._confine(target)
         port = await self._ports.allocate(target.id, job.id)
         await self._queue.record(
             job.id,
@@ -515,7 +540,7 @@ class Deployer:
             memory_bytes=self._settings.app_memory_mb << 20,
             cpus=self._settings.app_cpus,
             pids=self._settings.app_pids,
-            cgroup_parent=parent,
+            cgroup_parent=parents.app,
         )
         if source is not None:
             # A rollback keeps the app with the new stack too, for a later rollback to it.
