@@ -257,18 +257,8 @@ class ArchiveService:
 
     async def usage(self, user_id: int) -> tuple[int, int]:
         """(bytes used by the user's stored versions, the user's quota)."""
-        async with connection(self._pool) as conn:
-            row = await conn.fetchrow(
-                "SELECT u.storage_quota_bytes AS quota,"
-                " coalesce(sum(a.size) FILTER (WHERE a.status = 'ready'), 0) AS used"
-                " FROM users u LEFT JOIN projects p ON p.user_id = u.id"
-                " LEFT JOIN archives a ON a.project_id = p.id"
-                " WHERE u.id = $1 GROUP BY u.id",
-                user_id,
-            )
-        if row is None:
-            raise NotFoundError("No such account.")
-        return int(row["used"]), int(row["quota"])
+        standing = await self._quota.standing(user_id)
+        return standing.stored, standing.quota
 
     async def begin_upload(self, user_id: int, project_name: str, filename: str) -> Upload:
         project = await self._projects.get(user_id, project_name)
