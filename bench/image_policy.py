@@ -10,7 +10,10 @@ RUN), and measures, each as the median of `--runs`:
   and a COPY --from, write the pinned copy), i.e. what runs before `engine.build`;
 - verify, first: `verify_built` of an image of the project's own, with an empty cache of other
   images' layers (a fresh worker's first build);
-- verify: the same again (the layers of images already seen are cached; ids never change).
+- verify: the same again (the layers of images already seen are cached; ids never change);
+- beside them, in the same run, the peer: a plain `docker build` of the same Dockerfile (no
+  cache), as a panel without these checks (Dokku, CapRover) runs it, and the ratio of a checked
+  build (pin + build + first verify) to that plain one.
 
 Everything it made (labelled with its own instance, and the base image) is removed at the end.
 """
@@ -59,6 +62,13 @@ def build(client: docker.DockerClient, base: str, labels: dict[str, str], tag: s
     return str(image.id)
 
 
+def plain_build(client: docker.DockerClient, app: Path, tag: str) -> None:
+    """The same Dockerfile built as a panel without an image policy builds it."""
+    client.images.build(
+        path=str(app), tag=tag, labels={"ghst.instance": tag.split("/")[0]}, rm=True, nocache=True
+    )
+
+
 async def measure(runs: int, count: int, client: docker.DockerClient, base: str) -> list[str]:
     instance = f"bench{uuid.uuid4().hex[:8]}"
     engine = DockerEngine(instance=instance)
@@ -70,7 +80,7 @@ async def measure(runs: int, count: int, client: docker.DockerClient, base: str)
         own = {"ghst.instance": instance, "ghst.project": "mine", "ghst.user": "1"}
         mine = f"{instance}/mine:1"
         await asyncio.to_thread(build, client, base, own, mine)
-        pins, firsts, agains = [], [], []
+        pins, firsts, agains, plains = [], [], [], []
         with tempfile.TemporaryDirectory() as folder:
             app = Path(folder)
             (app / "Dockerfile").write_text(DOCKERFILE.format(base=base))
@@ -87,6 +97,10 @@ async def measure(runs: int, count: int, client: docker.DockerClient, base: str)
                 started = time.perf_counter()
                 await policy.verify_built(mine, owner, pinned)
                 agains.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                await asyncio.to_thread(plain_build, client, app, f"{instance}/plain:1")
+                plains.append(time.perf_counter() - started)
+        plain = statistics.median(plains)
         return [
             f"| pin (before the build), {count} other projects' images | "
             f"{statistics.median(pins) * 1000:.1f} ms |",
@@ -94,6 +108,10 @@ async def measure(runs: int, count: int, client: docker.DockerClient, base: str)
             f"{statistics.median(firsts) * 1000:.1f} ms |",
             f"| verify (after the build), cached, {count} other images | "
             f"{statistics.median(agains) * 1000:.1f} ms |",
+            f"| peer: plain `docker build`, no checks, {count} other images | "
+            f"{plain * 1000:.1f} ms |",
+            f"| checked build / plain build, {count} other images | "
+            f"{(plain + statistics.median(pins) + statistics.median(firsts)) / plain:.2f}x |",
         ]
     finally:
         await engine.remove_labelled({})
