@@ -21,9 +21,9 @@ RUN apt-get update \
 
 WORKDIR /app
 COPY . .
-# core/migrations.py reads the SQL files from migrations/ beside the packages, which a plain
+# core/db/migrations.py reads the SQL files from migrations/ beside the packages, which a plain
 # `pip install .` would leave behind; installing in place keeps them next to the code.
-RUN pip install -e . && python -m compileall -q core sshd tui
+RUN pip install -e . && python -m compileall -q cli core sshd tui
 
 EXPOSE 2222
 VOLUME ["/data"]

@@ -65,9 +65,9 @@ from bench import requirements  # noqa: E402
 from bench.nginx_reload import fill, nginx_version, timed  # noqa: E402
 from bench.panel_process import GhstProcess, bench_instance, panel_env  # noqa: E402
 from bench.upload import OPENSSH_OPTIONS  # noqa: E402
-from core.deployments import Deployment  # noqa: E402
-from core.nginx import NginxProcess, NginxRouter  # noqa: E402
+from core.deploy.service import Deployment  # noqa: E402
 from core.panel import Panel  # noqa: E402
+from core.routing.nginx import NginxProcess, NginxRouter  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from tests.fixtures_deploy import app_tar, page_app  # noqa: E402
 from tests.fixtures_docker import busybox_rootfs  # noqa: E402

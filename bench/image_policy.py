@@ -38,8 +38,8 @@ import docker
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.containers import DockerEngine  # noqa: E402
-from core.image_policy import ImagePolicy, Owner  # noqa: E402
+from core.runtime.engine import DockerEngine  # noqa: E402
+from core.runtime.image_policy import ImagePolicy, Owner  # noqa: E402
 from tests.fixtures_docker import busybox_rootfs  # noqa: E402
 
 DOCKERFILE = "FROM {base} AS one\nCOPY page /page\nFROM {base}\nCOPY --from=one /page /www/page\n"

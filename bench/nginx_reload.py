@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import requirements  # noqa: E402
-from core.nginx import NginxProcess, NginxRouter, write_atomically  # noqa: E402
+from core.routing.nginx import NginxProcess, NginxRouter, write_atomically  # noqa: E402
 from tests.services import free_port, temp_root  # noqa: E402
 
 TARGET = "bench-target"

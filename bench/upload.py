@@ -61,9 +61,9 @@ from bench.sessions import (  # noqa: E402
     baseline_login,
     remove_baseline_user,
 )
+from core.archives.storage import ObjectStorage  # noqa: E402
 from core.panel import Panel  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from core.storage import ObjectStorage  # noqa: E402
 from tests.services import (  # noqa: E402
     MotoServer,
     PostgresServer,

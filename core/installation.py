@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from core.db import Pool, connection
+from core.db.pool import Pool, connection
 
 INSTALLATION_LABEL = "ghst.installation"
 PROJECT_LABEL = "ghst.project"

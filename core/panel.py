@@ -8,29 +8,29 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from core import secrets
-from core.accounts import AccountService
-from core.archives import ArchiveService
-from core.cache import JsonCache
-from core.compose import ComposeRunner
-from core.containers import DockerEngine
-from core.db import Pool, create_pool
-from core.deployer import Deployer
-from core.deployment_queue import DeploymentQueue
-from core.deployments import DeploymentService
-from core.env_vars import EnvService
+from core.archives.service import ArchiveService
+from core.archives.storage import ObjectStorage, storage_from_settings
+from core.db.migrations import migrate
+from core.db.pool import Pool, create_pool
+from core.deploy.pipeline import Deployer
+from core.deploy.queue import DeploymentQueue
+from core.deploy.service import DeploymentService
+from core.deploy.worker import DeploymentWorker
+from core.identity.accounts import AccountService
+from core.identity.keys import KeyService
+from core.identity.passwords import PasswordHasher
+from core.identity.sessions import SessionService
+from core.identity.throttle import LoginThrottle, ThrottleLimits
+from core.identity.tokens import TokenSigner
 from core.installation import Installation, load_installation
-from core.keys import KeyService
-from core.migrations import migrate
-from core.nginx import NginxRouter
-from core.passwords import PasswordHasher
-from core.ports import PortAllocator
-from core.projects import ProjectService
-from core.sessions import SessionService
+from core.projects.cache import JsonCache
+from core.projects.env_vars import EnvService
+from core.projects.service import ProjectService
+from core.routing.nginx import NginxRouter
+from core.routing.ports import PortAllocator
+from core.runtime.compose import ComposeRunner
+from core.runtime.engine import DockerEngine
 from core.settings import Settings
-from core.storage import ObjectStorage, storage_from_settings
-from core.throttle import LoginThrottle, ThrottleLimits
-from core.tokens import TokenSigner
-from core.worker import DeploymentWorker
 
 log = logging.getLogger(__name__)
 

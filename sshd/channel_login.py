@@ -7,7 +7,7 @@ from typing import Protocol
 
 import asyncssh
 
-from core.sessions import Session
+from core.identity.sessions import Session
 
 
 class ChannelLogin(Protocol):

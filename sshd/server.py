@@ -43,11 +43,11 @@ from typing import Any, Protocol
 
 import asyncssh
 
-from core.accounts import User
 from core.errors import AuthenticationError, PanelError, ThrottledError, UnavailableError
-from core.keys import PublicKey, public_key_from_blob
+from core.identity.accounts import User
+from core.identity.keys import PublicKey, public_key_from_blob
+from core.identity.sessions import Session
 from core.panel import Panel
-from core.sessions import Session
 from core.settings import Settings
 from sshd.driver import prepare_hosting
 from sshd.hostkeys import load_or_create_host_key

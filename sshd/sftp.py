@@ -3,7 +3,7 @@
     /                       the user's projects, as directories; `mkdir /name` creates one
     /<project>/             its stored versions, as files named like "v3-app.zip"
     /<project>/<name>       `get` streams a version from storage, `rm` deletes it;
-                            `put` of any archive name is a new upload (`core.archives`),
+                            `put` of any archive name is a new upload (`core.archives.service`),
                             checked and stored as the next version when the file is closed
 
 Nothing here touches the server's file system: every path is parsed into at most two names
@@ -63,7 +63,8 @@ from asyncssh.scp import run_scp_server
 from asyncssh.sftp import run_sftp_server
 from asyncssh.stream import SSHServerStreamSession
 
-from core.archives import Archive, ArchiveService, Upload
+from core.archives.service import Archive, ArchiveService, Upload
+from core.archives.storage import ObjectReader
 from core.errors import (
     ConflictError,
     NotFoundError,
@@ -71,11 +72,10 @@ from core.errors import (
     PermissionDenied,
     QuotaExceededError,
 )
-from core.projects import Project, ProjectService
-from core.storage import ObjectReader
+from core.projects.service import Project, ProjectService
 
 if TYPE_CHECKING:
-    from core.accounts import User
+    from core.identity.accounts import User
     from core.panel import Panel
     from sshd.channel_login import ChannelLogin
     from sshd.server import Login

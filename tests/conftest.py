@@ -14,11 +14,11 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
-from core.archives import ArchiveService
-from core.migrations import migrate
+from core.archives.service import ArchiveService
+from core.archives.storage import S3Storage
+from core.db.migrations import migrate
 from core.panel import Panel
 from core.settings import Settings
-from core.storage import S3Storage
 from tests.services import MotoServer, PostgresServer, RedisServer, SeaweedServer, running
 
 TEST_DATABASE = "ghst_test"

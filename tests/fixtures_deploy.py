@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 import pytest
 
-from core.cgroups import ParentCgroups
-from core.deployments import Deployment
-from core.nginx import NginxRouter
+from core.deploy.service import Deployment
+from core.deploy.worker import DeploymentWorker
 from core.panel import Panel
+from core.routing.nginx import NginxRouter
+from core.runtime.cgroups import ParentCgroups
 from core.settings import Settings
-from core.worker import DeploymentWorker
 from tests.conftest import reset_state, with_settings
 from tests.services import free_port, temp_root
 
@@ -179,7 +179,7 @@ async def deploying(deploy_panel: Panel, nginx_router: NginxRouter) -> AsyncIter
 
 
 def remove_cgroups(instance: str) -> None:
-    """The parent cgroups the test's instance made (core.cgroups), once their containers are gone."""
+    """The parent cgroups the test's instance made (core.runtime.cgroups), once their containers are gone."""
     cgroups = ParentCgroups()
     folders = [cgroups.root] if cgroups.unified else list(cgroups.root.iterdir())
     for folder in folders:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from core.nginx import NginxProcess, NginxRouter
+from core.routing.nginx import NginxProcess, NginxRouter
 from tests.services import free_port, temp_root
 
 TEST_DOMAIN = "test.localhost"

@@ -7,9 +7,9 @@ from textual.app import ComposeResult
 from textual.content import Content
 from textual.widgets import Static
 
-from core.accounts import MIN_PASSWORD_LENGTH, User, validate_username
 from core.errors import PanelError, ValidationError
-from core.keys import KEY_NAME_PATTERN, PublicKey
+from core.identity.accounts import MIN_PASSWORD_LENGTH, User, validate_username
+from core.identity.keys import KEY_NAME_PATTERN, PublicKey
 from core.panel import Panel
 from tui.formatting import key_type
 from tui.widgets.form import FormCheckbox

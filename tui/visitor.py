@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.accounts import User
-from core.keys import PublicKey
-from core.sessions import Session
+from core.identity.accounts import User
+from core.identity.keys import PublicKey
+from core.identity.sessions import Session
 
 
 @dataclass

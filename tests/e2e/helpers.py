@@ -8,7 +8,7 @@ from pathlib import Path
 
 import asyncssh
 
-from core.accounts import User
+from core.identity.accounts import User
 from core.panel import Panel
 from sshd.server import GhstServer
 from tests.e2e.terminal import AsyncsshTerminal, OpenSSHTerminal

@@ -14,9 +14,9 @@ from typing import cast
 import asyncssh
 import pytest
 
+from core.archives.storage import MIN_PART_SIZE, STORAGE_DOWN, LocalDirectoryStorage
 from core.errors import UnavailableError
 from core.panel import Panel
-from core.storage import MIN_PART_SIZE, STORAGE_DOWN, LocalDirectoryStorage
 from sshd.server import GhstServer
 from tests.conftest import panel_on_s3
 from tests.e2e.helpers import running_server

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import asyncssh
 
-from core.accounts import User
-from core.archives import Archive
+from core.archives.service import Archive
+from core.identity.accounts import User
 from core.panel import Panel
 from sshd.server import GhstServer
 from tests.e2e.helpers import add_key, create_user, new_key, write_private_key

@@ -18,9 +18,9 @@ from core.errors import (
     ThrottledError,
     ValidationError,
 )
-from core.keys import parse_public_key
+from core.identity.keys import parse_public_key
+from core.identity.passwords import PasswordHasher
 from core.panel import Panel
-from core.passwords import PasswordHasher
 from core.settings import Settings
 from tests.conftest import reset_state
 

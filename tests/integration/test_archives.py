@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from core.archive_checks import ArchiveRejected
+from core.archives.checks import ArchiveRejected
+from core.archives.storage import S3Storage
 from core.errors import NotFoundError, QuotaExceededError, ValidationError
 from core.panel import Panel
 from core.settings import Settings
-from core.storage import S3Storage
 from tests.conftest import drop_bucket, panel_on_s3, reset_state, with_settings
 from tests.services import SeaweedServer
 

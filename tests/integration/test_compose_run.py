@@ -24,14 +24,14 @@ import docker
 import docker.errors
 import pytest
 
-from core.compose import (
+from core.errors import UnavailableError
+from core.runtime.compose import (
     ComposeFailed,
     ComposeRunner,
     parse_compose,
     render_compose,
     volume_name,
 )
-from core.errors import UnavailableError
 from tests.services import free_port
 
 MiB = 1 << 20

@@ -24,7 +24,8 @@ import docker
 import docker.errors
 import pytest
 
-from core.containers import (
+from core.errors import ConflictError, NotFoundError, UnavailableError
+from core.runtime.engine import (
     INSTANCE_LABEL,
     BuildFailed,
     ContainerState,
@@ -32,7 +33,6 @@ from core.containers import (
     ImageInfo,
     Limits,
 )
-from core.errors import ConflictError, NotFoundError, UnavailableError
 from tests.services import free_port
 
 T = TypeVar("T")

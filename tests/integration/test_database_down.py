@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from core.db import DATABASE_DOWN
+from core.db.pool import DATABASE_DOWN
 from core.errors import UnavailableError
 from core.panel import Panel
 from core.settings import Settings

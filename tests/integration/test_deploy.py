@@ -14,8 +14,8 @@ import docker
 import pytest
 
 from core.errors import NotFoundError, ValidationError
-from core.nginx import NginxRouter
 from core.panel import Panel
+from core.routing.nginx import NginxRouter
 from core.settings import Settings
 from tests.conftest import reset_state, with_settings
 from tests.fixtures_deploy import Deploying, counter_app, eventually, page_app, running_worker

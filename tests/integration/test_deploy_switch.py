@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable
 import docker
 import pytest
 
-from core.deployment_queue import WORKER_DIED
-from core.deployments import Deployment
+from core.deploy.queue import WORKER_DIED
+from core.deploy.service import Deployment
 from core.panel import Panel
 from tests.fixtures_deploy import Deploying, eventually, page_app, running_worker
 from tests.fixtures_nginx import http_request

@@ -11,10 +11,10 @@ import socket
 
 import pytest
 
-from core.deployment_queue import WORKER_DIED, DeploymentQueue, LeaseLost
+from core.deploy.queue import WORKER_DIED, DeploymentQueue, LeaseLost
 from core.errors import ConflictError, NotFoundError, UnavailableError, ValidationError
 from core.panel import Panel
-from core.ports import PortAllocator
+from core.routing.ports import PortAllocator
 from tests.integration.test_archives import PASSWORD, app_zip, upload
 
 

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from core.env_vars import MAX_VALUE_BYTES, MAX_VARS, EnvVar, mask
 from core.errors import NotFoundError, PanelError, ValidationError
 from core.panel import Panel
+from core.projects.env_vars import MAX_VALUE_BYTES, MAX_VARS, EnvVar, mask
 
 PASSWORD = "correct horse battery"
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import ValidationError
-from core.nginx import NginxProcess, NginxRouter, RoutingError
+from core.routing.nginx import NginxProcess, NginxRouter, RoutingError
 from tests.fixtures_nginx import TEST_BODY_LIMIT_MB, TEST_DOMAIN, clear_vhosts, http_request
 from tests.services import free_port, temp_root
 

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from core.cache import JsonCache
 from core.errors import ConflictError, NotFoundError, ValidationError
 from core.panel import Panel
-from core.projects import parse_app_port
+from core.projects.cache import JsonCache
+from core.projects.service import parse_app_port
 from core.settings import Settings
 from tests.conftest import reset_state
 

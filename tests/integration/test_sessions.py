@@ -8,8 +8,8 @@ import uuid
 import asyncpg
 import pytest
 
+from core.db.migrations import discover, migrate
 from core.errors import AuthenticationError
-from core.migrations import discover, migrate
 from core.panel import Panel
 
 PASSWORD = "correct horse battery"

@@ -12,7 +12,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from core.deployment_queue import WORKER_DIED
+from core.deploy.queue import WORKER_DIED
 from core.panel import Panel
 from core.settings import Settings
 from tests.fixtures_deploy import Deploying, eventually, page_app, running_worker

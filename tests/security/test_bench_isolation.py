@@ -21,8 +21,8 @@ import pytest
 
 from bench import deploy, upload
 from bench.panel_process import GhstProcess, bench_instance, panel_env
-from core.containers import INSTANCE_LABEL
 from core.panel import Panel
+from core.runtime.engine import INSTANCE_LABEL
 from core.settings import Settings
 from tests.conftest import with_settings
 from tests.security.first_run import REPO

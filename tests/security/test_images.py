@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import docker
 import pytest
 
-from core.deployments import Deployment
+from core.deploy.service import Deployment
 from tests.fixtures_deploy import Deploying, free_port, page_app
 from tests.fixtures_nginx import http_request
 

@@ -20,8 +20,8 @@ import docker
 import pytest
 from docker.models.containers import Container
 
-from core.cgroups import CGROUP_ROOT
-from core.deployments import Deployment
+from core.deploy.service import Deployment
+from core.runtime.cgroups import CGROUP_ROOT
 from core.settings import Settings
 from tests.conftest import with_settings
 from tests.fixtures_deploy import Deploying, page_app

@@ -18,11 +18,11 @@ from contextlib import asynccontextmanager
 import docker
 import pytest
 
-from core import nginx as nginx_module
-from core.deployment_queue import LOG_TRUNCATED, WORKER_DIED
-from core.deployments import Deployment
-from core.nginx import NginxProcess, NginxRouter
+from core.deploy.queue import LOG_TRUNCATED, WORKER_DIED
+from core.deploy.service import Deployment
 from core.panel import Panel
+from core.routing import nginx as nginx_module
+from core.routing.nginx import NginxProcess, NginxRouter
 from core.settings import Settings
 from tests.conftest import reset_state, with_settings
 from tests.fixtures_deploy import Deploying, counter_app, eventually, page_app, running_worker

@@ -6,7 +6,7 @@ is resolved the way the kernel resolves it and confined to the app folder; only 
 read, and dockerd gets a build context the panel built itself from what it checked.
 
 The upload already refuses links that point out of the archive, devices and FIFOs
-(core/archive_checks.py), so what can still reach a deploy is links that stay inside the app and
+(core/archives/checks.py), so what can still reach a deploy is links that stay inside the app and
 paths written in the compose file. Tricks an upload cannot carry (FIFOs, /dev/zero,
 /proc/self/environ) are tested against core/confined.py directly, with real files on disk, in
 both modes: the kernel's openat2 and the panel's own walk.
@@ -30,12 +30,12 @@ import docker
 import pytest
 
 from core import confined
-from core.build_context import write_context
-from core.compose import ComposeRejected, parse_compose
 from core.confined import PathRefused, read_beneath, resolve_dir_beneath
-from core.containers import DockerEngine
-from core.deployments import Deployment
+from core.deploy.service import Deployment
 from core.errors import ValidationError
+from core.runtime.build_context import write_context
+from core.runtime.compose import ComposeRejected, parse_compose
+from core.runtime.engine import DockerEngine
 from tests.fixtures_deploy import Deploying
 from tests.fixtures_nginx import http_request
 

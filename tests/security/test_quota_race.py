@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from core.archives import UPLOAD_PREFIX, ArchiveService
+from core.archives.quota import QuotaLedger
+from core.archives.service import UPLOAD_PREFIX, ArchiveService
 from core.panel import Panel
-from core.quota import QuotaLedger
 from sshd.server import GhstServer
 from tests.conftest import panel_on_s3
 from tests.e2e.helpers import running_server

@@ -27,10 +27,10 @@ import docker
 import pytest
 from textual.widgets import Static
 
-from core.migrations import migrate
-from core.nginx import NginxProcess, NginxRouter
+from core.db.migrations import migrate
 from core.panel import Panel
-from core.projects import Project
+from core.projects.service import Project
+from core.routing.nginx import NginxProcess, NginxRouter
 from core.settings import Settings
 from tests.conftest import reset_state, with_settings
 from tests.fixtures_deploy import Deploying, counter_app, eventually, page_app, running_worker
@@ -182,7 +182,7 @@ async def test_a_second_panel_with_the_same_instance_name_never_touches_the_firs
 
     # B deletes its project `site`: A's project of that name keeps everything.
     await panel_b.deployments.delete_project(b.user_id, "site", "site")
-    # Only B's build network stays: every project of B builds on it (core/firewall.py).
+    # Only B's build network stays: every project of B builds on it (core/runtime/firewall.py).
     build_network = docker_client.api.inspect_network(f"{panel_b.deployer.namespace}-build")["Id"]
     assert owned(docker_client, panel_b) == Owned(
         frozenset(), frozenset(), frozenset({build_network}), frozenset()

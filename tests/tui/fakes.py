@@ -15,15 +15,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import cast
 
-from core.accounts import BAD_CREDENTIALS, User
-from core.archives import Archive
-from core.deployments import Deployment, ProjectState, ProjectStatus, Reason, State
-from core.env_vars import EnvVar
+from core.archives.service import Archive
+from core.deploy.service import Deployment, ProjectState, ProjectStatus, Reason, State
 from core.errors import AuthenticationError, ConflictError, NotFoundError, ValidationError
-from core.keys import PublicKey, SSHKey, parse_public_key
+from core.identity.accounts import BAD_CREDENTIALS, User
+from core.identity.keys import PublicKey, SSHKey, parse_public_key
+from core.identity.sessions import Session
 from core.panel import Panel
-from core.projects import Project, validate_app_port, validate_project_name
-from core.sessions import Session
+from core.projects.env_vars import EnvVar
+from core.projects.service import Project, validate_app_port, validate_project_name
 from core.settings import Settings
 from tui.app import GhstApp
 from tui.visitor import Visitor

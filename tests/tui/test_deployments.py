@@ -19,11 +19,11 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
-from core.archive_checks import ArchiveRejected
-from core.archives import Archive
-from core.deployments import Deployment
+from core.archives.checks import ArchiveRejected
+from core.archives.service import Archive
+from core.deploy.service import Deployment
 from core.panel import Panel
-from core.projects import Project
+from core.projects.service import Project
 from tests.tui.helpers import SIZE, Note, record_notifications, settle, sign_up
 from tui.app import GhstApp
 from tui.screens.confirm import ConfirmDialog

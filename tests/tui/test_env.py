@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from textual.widgets import DataTable, Input
 
-from core.env_vars import EnvVar
 from core.panel import Panel
+from core.projects.env_vars import EnvVar
 from tests.tui.helpers import SIZE, error_text, fill, record_notifications, settle, sign_up
 from tests.tui.test_deployments import key_bar, owner_of, rows, text, titles
 from tui.app import GhstApp

@@ -14,9 +14,9 @@ from typing import Any
 
 from textual import events
 
-from core.deployments import Deployment
+from core.deploy.service import Deployment
 from core.panel import Panel
-from core.projects import Project
+from core.projects.service import Project
 from tests.tui.helpers import SIZE, record_notifications, settle
 from tests.tui.test_deployments import insert_deployment, key_bar, owner_of, text, wait_for
 from tui.app import GhstApp

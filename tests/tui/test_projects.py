@@ -19,11 +19,11 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
 
-from core.archive_checks import ArchiveRejected
-from core.archives import Archive
+from core.archives.checks import ArchiveRejected
+from core.archives.service import Archive
 from core.errors import UnavailableError
 from core.panel import Panel
-from core.projects import Project
+from core.projects.service import Project
 from core.settings import Settings
 from tests.e2e.helpers import running_server
 from tests.e2e.transfers import OPENSSH_OPTIONS, Account, account, run, write

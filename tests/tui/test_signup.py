@@ -6,7 +6,7 @@ import pytest
 from textual import events
 from textual.widgets import Checkbox, Input
 
-from core.keys import parse_public_key, public_key_from_blob
+from core.identity.keys import parse_public_key, public_key_from_blob
 from core.panel import Panel
 from tests.tui.fakes import key_line, public_key
 from tests.tui.helpers import (

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.accounts import validate_email, validate_password, validate_username
 from core.errors import ValidationError
+from core.identity.accounts import validate_email, validate_password, validate_username
 
 
 @pytest.mark.parametrize("name", ["abc", "alice", "a-1", "x" * 32, "dev-team-2"])

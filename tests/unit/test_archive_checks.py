@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from core.archive_checks import (
+from core.archives.checks import (
     ArchiveLimits,
     ArchiveRejected,
     ArchiveReport,

@@ -10,7 +10,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_core_imports_neither_textual_nor_asyncssh() -> None:
-    modules = sorted(path.stem for path in (ROOT / "core").glob("*.py") if path.stem != "__init__")
+    modules = sorted(
+        ".".join(path.relative_to(ROOT / "core").with_suffix("").parts)
+        for path in (ROOT / "core").rglob("*.py")
+        if path.stem != "__init__"
+    )
     script = (
         "import sys\n"
         + "".join(f"import core.{name}\n" for name in modules)

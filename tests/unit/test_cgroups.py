@@ -1,4 +1,4 @@
-"""core.cgroups on folders laid out as the kernel lays out /sys/fs/cgroup (v1 and v2).
+"""core.runtime.cgroups on folders laid out as the kernel lays out /sys/fs/cgroup (v1 and v2).
 
 The integration and security suites run against this machine's real cgroup v1; these check what
 is written on a v2 host, and the names, without one."""
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core.cgroups import GroupLimits, ParentCgroups, app_group, build_group
+from core.runtime.cgroups import GroupLimits, ParentCgroups, app_group, build_group
 
 LIMITS = GroupLimits(memory_bytes=64 << 20, cpus=0.5, pids=48)
 

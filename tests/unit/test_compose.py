@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from core.compose import (
+from core.errors import ValidationError
+from core.runtime.compose import (
     ComposeApp,
     ComposeRejected,
     ServiceBuild,
@@ -18,8 +19,7 @@ from core.compose import (
     render_compose,
     volume_name,
 )
-from core.errors import ValidationError
-from core.firewall import network_options
+from core.runtime.firewall import network_options
 
 
 def compose(text: str) -> str:
@@ -729,7 +729,7 @@ def test_networks_stay_the_stacks_own(rendered: dict[str, Any]) -> None:
         "ghst.deployment": "7",
         "ghst.user": "42",
     }
-    # Each on a host interface of its own that the panel's firewall knows (core.firewall).
+    # Each on a host interface of its own that the panel's firewall knows (core.runtime.firewall).
     assert rendered["networks"] == {
         "default": {"labels": ours, "driver_opts": network_options("ghst-shop-7_default")},
         "back": {

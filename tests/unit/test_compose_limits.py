@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from core.compose import MAX_NODES, ComposeRejected, parse_compose
+from core.runtime.compose import MAX_NODES, ComposeRejected, parse_compose
 from tests.unit.test_compose import RENDER_DEFAULTS, render
 
 MiB = 1 << 20

@@ -1,10 +1,10 @@
-"""Dockerfiles read as dockerd's classic builder reads them (core/dockerfile.py)."""
+"""Dockerfiles read as dockerd's classic builder reads them (core/runtime/dockerfile.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from core import dockerfile as df
+from core.runtime import dockerfile as df
 
 
 def test_continuations_comments_and_the_escape_directive() -> None:

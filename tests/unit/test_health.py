@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from core.health import NotReady, Probe, Unhealthy, http_status, wait_until_ready
+from core.routing.health import NotReady, Probe, Unhealthy, http_status, wait_until_ready
 from tests.services import free_port
 
 

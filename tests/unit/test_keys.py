@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import ValidationError
-from core.keys import parse_public_key, public_key_from_blob
+from core.identity.keys import parse_public_key, public_key_from_blob
 
 
 def ssh_keygen(tmp_path: Path, kind: str, bits: int | None = None) -> tuple[str, str]:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from core import nginx
 from core.errors import ValidationError
-from core.nginx import (
+from core.routing import nginx
+from core.routing.nginx import (
     TEMPLATES_DIR,
     NginxRouter,
     first_error_line,

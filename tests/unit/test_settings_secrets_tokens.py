@@ -11,8 +11,8 @@ import pytest
 
 from core import secrets
 from core.errors import AuthenticationError, ValidationError
+from core.identity.tokens import TokenSigner
 from core.settings import Settings
-from core.tokens import TokenSigner
 
 
 def test_settings_defaults_then_file_then_environment(tmp_path: Path) -> None:

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import ValidationError
-from core.settings import Settings
-from core.storage import (
+from core.archives.storage import (
     INCOMING,
     LocalDirectoryStorage,
     MiB,
@@ -19,6 +17,8 @@ from core.storage import (
     validate_key,
     validate_prefix,
 )
+from core.errors import ValidationError
+from core.settings import Settings
 
 
 @pytest.mark.parametrize(

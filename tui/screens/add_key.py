@@ -18,7 +18,7 @@ from textual.message import Message
 from textual.widgets import Button, Input, Static, TextArea
 
 from core.errors import ConflictError, ValidationError
-from core.keys import SSHKey
+from core.identity.keys import SSHKey
 from tui.screens.base import GhstModal
 from tui.widgets.form import ErrorLine, Field
 

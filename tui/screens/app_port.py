@@ -17,7 +17,7 @@ from textual.content import Content
 from textual.widgets import Button, Input, Static
 
 from core.errors import ValidationError
-from core.projects import Project, parse_app_port
+from core.projects.service import Project, parse_app_port
 from tui.screens.base import GhstModal
 from tui.widgets.form import ErrorLine, Field
 

@@ -14,7 +14,7 @@ from textual.dom import DOMNode
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState
 
-from core.accounts import User
+from core.identity.accounts import User
 from core.panel import Panel
 from tui.visitor import Visitor
 

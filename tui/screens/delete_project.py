@@ -18,7 +18,7 @@ from textual.content import Content
 from textual.widgets import Button, Input, Static
 
 from core.errors import NotFoundError, ValidationError
-from core.projects import Project
+from core.projects.service import Project
 from tui.formatting import plural
 from tui.screens.base import GhstModal
 from tui.widgets.form import ErrorLine, Field

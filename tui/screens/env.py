@@ -19,9 +19,9 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import DataTable, Static
 
-from core.env_vars import MAX_VARS, EnvVar
 from core.errors import NotFoundError
-from core.projects import Project
+from core.projects.env_vars import MAX_VARS, EnvVar
+from core.projects.service import Project
 from tui.screens.app_port import AppPortDialog, app_port_text
 from tui.screens.base import GhstScreen
 from tui.screens.confirm import ConfirmDialog

@@ -11,7 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from core.keys import SSHKey
+from core.identity.keys import SSHKey
 from tui.formatting import day, key_type
 from tui.screens.add_key import AddKeyDialog
 from tui.screens.base import GhstScreen

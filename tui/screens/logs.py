@@ -24,7 +24,7 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import Static
 
-from core.deployments import Deployment
+from core.deploy.service import Deployment
 from core.errors import NotFoundError, PanelError
 from tui.formatting import moment
 from tui.screens.base import GhstScreen

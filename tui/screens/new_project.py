@@ -16,7 +16,7 @@ from textual.content import Content
 from textual.widgets import Button, Input, Static
 
 from core.errors import ConflictError, ValidationError
-from core.projects import Project
+from core.projects.service import Project
 from tui.screens.base import GhstModal
 from tui.widgets.form import ErrorLine, Field
 

@@ -10,8 +10,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Static
 
-from core.accounts import validate_password
 from core.errors import AuthenticationError, ValidationError
+from core.identity.accounts import validate_password
 from tui.formatting import plural
 from tui.onboarding import PASSWORD_RULE
 from tui.screens.base import GhstScreen

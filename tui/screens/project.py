@@ -29,8 +29,8 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Static
 from textual.worker import Worker
 
-from core.archives import Archive
-from core.deployments import Deployment, ProjectStatus
+from core.archives.service import Archive
+from core.deploy.service import Deployment, ProjectStatus
 from core.errors import NotFoundError
 from tui.formatting import moment, plural, size
 from tui.screens.base import GhstScreen

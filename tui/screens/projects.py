@@ -21,7 +21,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Static
 from textual.worker import Worker
 
-from core.projects import Project
+from core.projects.service import Project
 from tui.formatting import moment, plural, size
 from tui.screens.base import GhstScreen
 from tui.upload_commands import upload_commands

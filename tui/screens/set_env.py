@@ -15,8 +15,8 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import Button, Input, Static
 
-from core.env_vars import MAX_NAME_LENGTH, EnvVar
 from core.errors import ValidationError
+from core.projects.env_vars import MAX_NAME_LENGTH, EnvVar
 from tui.screens.base import GhstModal
 from tui.widgets.form import ErrorLine, Field
 

@@ -11,8 +11,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Checkbox, Input, Static
 
-from core.accounts import validate_email, validate_password, validate_username
 from core.errors import ConflictError, ThrottledError, ValidationError
+from core.identity.accounts import validate_email, validate_password, validate_username
 from tui.onboarding import (
     PASSWORD_RULE,
     USERNAME_RULE,

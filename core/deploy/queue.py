@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from core.db import Pool, connection
-from core.deployments import (
+from core.db.pool import Pool, connection
+from core.deploy.service import (
     DEPLOYMENT_SELECT,
     SUCCEEDED_STATES,
     Deployment,

@@ -54,7 +54,7 @@ class ContextTar:
     edited: bool  # `edit` changed the Dockerfile (its labels are in it)
 
 
-# The image policy's pinned copies of a Dockerfile (core/image_policy.py) start with this: the
+# The image policy's pinned copies of a Dockerfile (core/runtime/image_policy.py) start with this: the
 # panel's own files, never part of what a build may COPY.
 PINNED_PREFIX = ".ghst-pinned"
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from core.db import Pool, connection
+from core.db.pool import Pool, connection
 from core.errors import NotFoundError, ValidationError
-from core.projects import ProjectService
+from core.projects.service import ProjectService
 
 NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 MAX_NAME_LENGTH = 128

@@ -8,7 +8,7 @@ import socket
 
 import asyncpg
 
-from core.db import Pool, connection
+from core.db.pool import Pool, connection
 from core.errors import UnavailableError
 
 CANDIDATES_PER_QUERY = 32

@@ -4,8 +4,8 @@ States: queued -> building -> starting -> running, or failed / cancelled; a runn
 becomes superseded when another one takes its place (its image stays for rollback). A queued
 deployment that a newer one replaces before it started is superseded too.
 
-Front ends call `DeploymentService`; workers (`core.worker`) claim queued jobs through
-`core.deployment_queue` and run them with `core.deployer`, which is also the `Runtime` that
+Front ends call `DeploymentService`; workers (`core.deploy.worker`) claim queued jobs through
+`core.deploy.queue` and run them with `core.deploy.pipeline`, which is also the `Runtime` that
 stops, starts and streams the logs of what runs. Every method takes the acting user's id:
 another user's project or deployment is "not found", exactly like a missing one.
 """
@@ -19,13 +19,13 @@ from typing import Literal, Protocol, cast
 
 import asyncpg
 
-from core.archives import ArchiveService
-from core.db import Connection, Pool, connection
+from core.archives.service import ArchiveService
+from core.db.pool import Connection, Pool, connection
 from core.errors import ConflictError, NotFoundError, UnavailableError, ValidationError
-from core.projects import Project, ProjectService
+from core.projects.service import Project, ProjectService
 
 State = Literal["queued", "building", "starting", "running", "failed", "cancelled", "superseded"]
-# heal: the panel started the live image again after its containers went (core.live_check).
+# heal: the panel started the live image again after its containers went (core.deploy.live_check).
 Reason = Literal["deploy", "redeploy", "rollback", "restart", "heal"]
 Kind = Literal["dockerfile", "compose"]
 ACTIVE_STATES: tuple[State, ...] = ("queued", "building", "starting")
@@ -330,7 +330,7 @@ class DeploymentService:
             raise ValidationError(f"Type the project's name, {project!r}, to confirm deleting it.")
         async with connection(self._pool) as conn, conn.transaction():
             # Marked stopped first, under the project's row lock: the lost-container check
-            # (core.live_check) queues no heal for a project whose containers are going away,
+            # (core.deploy.live_check) queues no heal for a project whose containers are going away,
             # and a heal it queued just before is cancelled below with the rest.
             await conn.execute("UPDATE projects SET stopped = true WHERE id = $1", found.id)
             # Queued work must not start while the project is going away.

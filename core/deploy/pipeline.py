@@ -24,44 +24,44 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.archive_checks import ArchiveLimits, extract_archive
-from core.cgroups import GroupLimits, ParentCgroups, app_group, build_group
-from core.compose import (
-    MAX_COMPOSE_BYTES,
-    ComposeApp,
-    ComposeRunner,
-    parse_compose,
-    render_compose,
-)
+from core.archives.checks import ArchiveLimits, extract_archive
+from core.archives.storage import ObjectStorage
 from core.confined import read_beneath
-from core.containers import ContainerState, DockerEngine, Limits
-from core.db import Pool, connection
-from core.deployment_queue import DeploymentQueue
-from core.deployments import (
+from core.db.pool import Pool, connection
+from core.deploy.build_log import JobLog
+from core.deploy.live_check import Missing, find_missing
+from core.deploy.queue import DeploymentQueue
+from core.deploy.service import (
     DEPLOYMENT_SELECT,
     SUCCEEDED_STATES,
     Deployment,
     live_deployment,
     row_to_deployment,
 )
-from core.env_vars import EnvService
 from core.errors import NotFoundError, UnavailableError, ValidationError
-from core.firewall import HostFirewall, network_options, parse_blocked, resolvers
-from core.health import NotReady, Probe, Unhealthy, http_status, wait_until_ready
-from core.image_policy import ImagePolicy, ImageRefused, Owner, PinnedBuild, parse_patterns
 from core.installation import (
     DEPLOYMENT_LABEL,
     INSTALLATION_LABEL,
     PROJECT_LABEL,
     Installation,
 )
-from core.job_log import JobLog
-from core.live_check import Missing, find_missing
-from core.nginx import NginxRouter
-from core.ports import PortAllocator
-from core.projects import Project
+from core.projects.env_vars import EnvService
+from core.projects.service import Project
+from core.routing.health import NotReady, Probe, Unhealthy, http_status, wait_until_ready
+from core.routing.nginx import NginxRouter
+from core.routing.ports import PortAllocator
+from core.runtime.cgroups import GroupLimits, ParentCgroups, app_group, build_group
+from core.runtime.compose import (
+    MAX_COMPOSE_BYTES,
+    ComposeApp,
+    ComposeRunner,
+    parse_compose,
+    render_compose,
+)
+from core.runtime.engine import ContainerState, DockerEngine, Limits
+from core.runtime.firewall import HostFirewall, network_options, parse_blocked, resolvers
+from core.runtime.image_policy import ImagePolicy, ImageRefused, Owner, PinnedBuild, parse_patterns
 from core.settings import Settings
-from core.storage import ObjectStorage
 
 log = logging.getLogger(__name__)
 DEFAULT_APP_PORT = 8080
@@ -151,7 +151,7 @@ class Deployer:
         return labels
 
     def _owner(self, target: Target) -> Owner:
-        """Whose images a build of `target` may use (see core/image_policy.py)."""
+        """Whose images a build of `target` may use (see core/runtime/image_policy.py)."""
         return Owner(
             self._settings.instance, target.name, str(target.user_id), self._installation
         )
@@ -185,7 +185,7 @@ class Deployer:
         return app
 
     def app_cgroup(self, project: str) -> str:
-        """The parent cgroup of a project's containers (see core.cgroups)."""
+        """The parent cgroup of a project's containers (see core.runtime.cgroups)."""
         return app_group(self.namespace, project)
 
     def build_cgroup(self, project: str) -> str:
@@ -198,7 +198,7 @@ class Deployer:
 
     async def _confine(self, target: Target) -> Parents:
         """Check the host's firewall rules and make the project's parent cgroups (see
-        core.cgroups) with the plan's and the build limits. Once per deployment."""
+        core.runtime.cgroups) with the plan's and the build limits. Once per deployment."""
         if self._firewall is not None:
             await self._firewall.ensure()
         if not self._cgroup_driver:

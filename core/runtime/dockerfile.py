@@ -1,6 +1,6 @@
 """Dockerfiles read the way dockerd's classic builder reads them, and written back one line each.
 
-The image policy (core/image_policy.py) must know exactly which images a build will use, so it
+The image policy (core/runtime/image_policy.py) must know exactly which images a build will use, so it
 parses a tenant's Dockerfile with the classic builder's rules rather than by pattern:
 
 - parser directives at the top (`# escape=` with a backslash or a backtick), a byte-order mark;

@@ -14,7 +14,7 @@ import contextlib
 import logging
 from datetime import UTC, datetime
 
-from core.deployment_queue import DeploymentQueue
+from core.deploy.queue import DeploymentQueue
 from core.log_text import clean_log_text
 
 log = logging.getLogger(__name__)

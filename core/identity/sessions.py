@@ -7,9 +7,9 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from core.db import Pool, connection
+from core.db.pool import Pool, connection
 from core.errors import AuthenticationError
-from core.tokens import TokenSigner
+from core.identity.tokens import TokenSigner
 
 # How a login proved the password (SSH password or keyboard-interactive, the dashboard's form).
 PASSWORD_METHODS = ("password", "keyboard-interactive")

@@ -66,7 +66,7 @@ from core.errors import UnavailableError, ValidationError
 
 log = logging.getLogger(__name__)
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "nginx"
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "nginx"
 PAGES = ("404.html", "502.html", "503.html")
 TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 CONF_NAME = "nginx.conf"

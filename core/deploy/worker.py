@@ -4,7 +4,7 @@ It wakes on NOTIFY from the queue (a deploy starts within milliseconds) and poll
 case a notification was missed. Each job has a heartbeat that renews its lease and passes on a
 cancel request; every worker also reaps jobs whose lease ran out (their worker died) and cleans
 up what they left, and looks every `live_check_seconds` for live deployments whose containers
-are gone, queueing a heal for them (core.live_check). Stopping is graceful (procrastinate's way): no new claims, running jobs get
+are gone, queueing a heal for them (core.deploy.live_check). Stopping is graceful (procrastinate's way): no new claims, running jobs get
 a bounded wait, then they are cancelled, cleaned up and put back in the queue.
 
 Every job has a total deadline (`deploy_timeout`), whatever it builds. However a job ends, its
@@ -26,12 +26,12 @@ from typing import Literal
 
 import asyncpg
 
-from core.db import Pool
-from core.deployer import Deployer
-from core.deployment_queue import DeploymentQueue, LeaseLost
-from core.deployments import NOTIFY_CHANNEL, Deployment
+from core.db.pool import Pool
+from core.deploy.build_log import JobLog
+from core.deploy.pipeline import Deployer
+from core.deploy.queue import DeploymentQueue, LeaseLost
+from core.deploy.service import NOTIFY_CHANNEL, Deployment
 from core.errors import PanelError
-from core.job_log import JobLog
 from core.log_text import clean_log_text
 
 log = logging.getLogger(__name__)

@@ -54,7 +54,6 @@ import urllib3.exceptions
 from docker.types import LogConfig
 from docker.types.daemon import CancellableStream
 
-from core.build_context import PINNED_PREFIX, write_context
 from core.errors import (
     ConflictError,
     NotFoundError,
@@ -64,6 +63,7 @@ from core.errors import (
 )
 from core.installation import INSTALLATION_LABEL, Installation
 from core.log_text import clean_log_bytes, clean_log_text
+from core.runtime.build_context import PINNED_PREFIX, write_context
 
 log = logging.getLogger(__name__)
 
@@ -409,7 +409,7 @@ class DockerEngine:
 
         `context` must lie in `root` (the app folder; default: the context itself) and
         `dockerfile`, relative to the context, in the context: both are resolved with the
-        kernel's rules, and dockerd gets a tar of what the panel checked (core.build_context).
+        kernel's rules, and dockerd gets a tar of what the panel checked (core.runtime.build_context).
 
         Every build output line goes to `on_log`, called on this event loop's thread, in order,
         and never after `build` has returned or raised. RUN steps get `memory_bytes` of memory

@@ -14,9 +14,9 @@ from typing import Any
 
 import asyncpg
 
-from core.cache import JsonCache
-from core.db import Pool, connection
+from core.db.pool import Pool, connection
 from core.errors import ConflictError, NotFoundError, ValidationError
+from core.projects.cache import JsonCache
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$")
 MAX_PROJECTS_PER_USER = 100

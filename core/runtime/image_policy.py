@@ -11,7 +11,7 @@ a build or a service may use
 
 How it is enforced, in three steps:
 
-1. `pin_build` reads the Dockerfile as the classic builder does (core/dockerfile.py), expands
+1. `pin_build` reads the Dockerfile as the classic builder does (core/runtime/dockerfile.py), expands
    `ARG`s with the build args the panel passes, resolves every `FROM` and `COPY --from` that is
    not a stage to a local image id and checks it, checks the `ONBUILD` triggers of those images
    and of the file, and refuses `RUN --mount` (BuildKit only) and, unless allowed, remote `ADD`.
@@ -39,11 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from core import dockerfile as df
-from core.build_context import PINNED_PREFIX
 from core.confined import open_dir_beneath, read_beneath, resolve_dir_beneath
 from core.errors import PanelError, ValidationError
 from core.installation import Installation
+from core.runtime import dockerfile as df
+from core.runtime.build_context import PINNED_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class ImageRefused(ValidationError):
 
 
 class ImageSource(Protocol):
-    """What the policy asks of dockerd (core.containers.DockerEngine provides it)."""
+    """What the policy asks of dockerd (core.runtime.engine.DockerEngine provides it)."""
 
     async def inspect_image(self, reference: str) -> dict[str, Any] | None: ...
 

@@ -16,7 +16,7 @@ from datetime import datetime
 
 import asyncpg
 
-from core.db import Pool, connection
+from core.db.pool import Pool, connection
 from core.errors import ConflictError, NotFoundError, ValidationError
 
 MIN_RSA_BITS = 2048

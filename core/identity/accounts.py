@@ -10,12 +10,12 @@ from datetime import datetime
 
 import asyncpg
 
-from core.db import Pool, connection
+from core.db.pool import Pool, connection
 from core.errors import AuthenticationError, ConflictError, NotFoundError, ValidationError
-from core.keys import KeyService, PublicKey
-from core.passwords import PasswordHasher
-from core.sessions import SessionService
-from core.throttle import LoginThrottle
+from core.identity.keys import KeyService, PublicKey
+from core.identity.passwords import PasswordHasher
+from core.identity.sessions import SessionService
+from core.identity.throttle import LoginThrottle
 
 USERNAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{2,31}$")
 # Pragmatic: one @, a dot in the domain, no spaces; the real check is a mail that arrives.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from core.db import Connection, Pool, connection
+from core.db.pool import Connection, Pool, connection
 from core.errors import NotFoundError, QuotaExceededError
 
 RESERVATION_LEASE_SECONDS = 600.0

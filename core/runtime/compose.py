@@ -52,8 +52,8 @@ from core.confined import (
     resolve_file_beneath,
 )
 from core.errors import UnavailableError, ValidationError
-from core.firewall import BRIDGE_NAME_OPTION, BRIDGE_PREFIX, network_options
 from core.log_text import clean_log_bytes
+from core.runtime.firewall import BRIDGE_NAME_OPTION, BRIDGE_PREFIX, network_options
 
 log = logging.getLogger(__name__)
 
@@ -903,7 +903,7 @@ def render_compose(
     they hold for all of them together. Each tmpfs gets a size (DEFAULT_TMPFS, at most a
     quarter of the memory, when it names none); their sizes together must fit in the
     memory, as their contents are memory. The stack's networks get host interfaces the
-    firewall knows (core.firewall).
+    firewall knows (core.runtime.firewall).
     """
     ours = {
         "ghst.instance": instance,

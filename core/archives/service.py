@@ -1,8 +1,8 @@
 """Archive versions of a project: one upload path for scp and SFTP (and later the TUI).
 
 An upload streams into storage as it arrives (`Upload.write`), counted against the user's quota
-byte by byte: it reserves quota in growing steps as bytes arrive (`core.quota`), so uploads
-running in parallel share the quota instead of each seeing all of it. When it completes, the stored object is checked (`core.archive_checks`, in a
+byte by byte: it reserves quota in growing steps as bytes arrive (`core.archives.quota`), so uploads
+running in parallel share the quota instead of each seeing all of it. When it completes, the stored object is checked (`core.archives.checks`, in a
 thread, reading the object back with ranged reads) before it becomes the project's next version.
 A refused archive is deleted from storage and kept in the history with the reason; an aborted or
 failed upload leaves nothing behind: no version, no object, no pending multipart upload.
@@ -22,12 +22,12 @@ from typing import Any
 
 import asyncpg
 
-from core.archive_checks import ArchiveLimits, ArchiveRejected, inspect_archive
-from core.db import Pool, connection
+from core.archives.checks import ArchiveLimits, ArchiveRejected, inspect_archive
+from core.archives.quota import QuotaLedger, does_not_fit, mib
+from core.archives.storage import ObjectReader, ObjectStorage, StorageWriter
+from core.db.pool import Pool, connection
 from core.errors import NotFoundError, QuotaExceededError, ValidationError
-from core.projects import Project, ProjectService
-from core.quota import QuotaLedger, does_not_fit, mib
-from core.storage import ObjectReader, ObjectStorage, StorageWriter
+from core.projects.service import Project, ProjectService
 
 log = logging.getLogger(__name__)
 

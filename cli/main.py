@@ -19,11 +19,11 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 
-from core.db import create_pool
+from core.db.migrations import migrate
+from core.db.pool import create_pool
 from core.errors import PanelError
-from core.migrations import migrate
-from core.nginx import NginxProcess
 from core.panel import Panel, nginx_router
+from core.routing.nginx import NginxProcess
 from core.settings import Settings
 
 log = logging.getLogger("ghst")

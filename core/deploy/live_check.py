@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from core.containers import DockerEngine
-from core.db import Pool, connection
-from core.deployments import DEPLOYMENT_SELECT, NOTIFY_CHANNEL, Deployment, row_to_deployment
+from core.db.pool import Pool, connection
+from core.deploy.service import DEPLOYMENT_SELECT, NOTIFY_CHANNEL, Deployment, row_to_deployment
 from core.installation import DEPLOYMENT_LABEL
+from core.runtime.engine import DockerEngine
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Archive versions of a project: the upload path, its checks, the quota and object storage."""

@@ -1,0 +1,1 @@
+"""PostgreSQL: the connection pool and the forward-only migrations."""

@@ -1,0 +1,1 @@
+"""Deployments: the record and its states, the queue, the worker and the build-and-run pipeline."""

@@ -1,0 +1,1 @@
+"""Who someone is: accounts, SSH keys, passwords, login sessions, session tokens, throttling."""

@@ -1,0 +1,1 @@
+"""Traffic to the apps: nginx vhosts, host ports and the readiness probe."""

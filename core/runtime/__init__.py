@@ -1,0 +1,1 @@
+"""The container runtime: Docker, compose, Dockerfiles, the image policy, cgroups and the firewall."""
