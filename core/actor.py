@@ -1,0 +1,105 @@
+"""Who acts: every service call names its actor, and services check rights against it.
+
+    Actor.for_user(user)     a signed-in user, acting on their own rows (every scope)
+    Actor.for_admin(user)    a user with the admin role, acting as an operator
+    Actor.for_token(...)     an access token: its owner's rows, limited to scopes and projects
+    Actor.system(name)       the panel itself (the worker, the billing run, `ghst` on the host)
+
+A service asks two things of the actor: whose rows it may touch (`owner_id`, or any owner
+for admins and the system) and whether a scope is granted (`require`). A refusal is a
+`PermissionDenied` with a message for the user; audit records `label`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from core.errors import PermissionDenied
+
+if TYPE_CHECKING:
+    from core.identity.accounts import User
+
+ActorKind = Literal["user", "admin", "token", "system"]
+
+# What an access token may be granted. A user or admin holds them all; `admin` only counts for
+# admins (a user's token cannot raise its owner's rights).
+SCOPES = frozenset({"read", "logs", "deploy", "env:write", "admin"})
+
+
+@dataclass(frozen=True)
+class Actor:
+    kind: ActorKind
+    # The account acting (for a token: its owner); None for the system.
+    user_id: int | None
+    # Shown in audit entries and messages: a username, "token <prefix> of <username>", "system:<name>".
+    label: str
+    scopes: frozenset[str] = field(default=SCOPES)
+    # A token limited to some projects names them here; None means every project of its owner.
+    projects: frozenset[str] | None = None
+    token_id: int | None = None
+
+    @classmethod
+    def for_user(cls, user: User) -> Actor:
+        return cls("user", user.id, user.username)
+
+    @classmethod
+    def for_admin(cls, user: User) -> Actor:
+        if not user.is_admin:
+            raise PermissionDenied("This needs an administrator.")
+        return cls("admin", user.id, user.username)
+
+    @classmethod
+    def for_token(
+        cls,
+        user: User,
+        *,
+        token_id: int,
+        prefix: str,
+        scopes: frozenset[str],
+        projects: frozenset[str] | None = None,
+    ) -> Actor:
+        granted = scopes & SCOPES
+        if "admin" in granted and not user.is_admin:
+            granted = granted - {"admin"}
+        return cls(
+            "token",
+            user.id,
+            f"token {prefix} of {user.username}",
+            scopes=frozenset(granted),
+            projects=projects,
+            token_id=token_id,
+        )
+
+    @classmethod
+    def system(cls, name: str) -> Actor:
+        return cls("system", None, f"system:{name}")
+
+    @property
+    def is_operator(self) -> bool:
+        """Acts on every owner's rows: an admin, an admin-scoped token of an admin, the system."""
+        if self.kind in ("admin", "system"):
+            return True
+        return self.kind == "token" and "admin" in self.scopes
+
+    def may(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    def require(self, scope: str) -> None:
+        if not self.may(scope):
+            raise PermissionDenied(f"This needs the {scope!r} scope, which {self.label} lacks.")
+
+    def require_project(self, name: str) -> None:
+        if self.projects is not None and name not in self.projects:
+            raise PermissionDenied(f"{self.label} is not allowed to act on project {name!r}.")
+
+    def may_own(self, owner_id: int) -> bool:
+        """May this actor touch a row owned by `owner_id`?"""
+        return self.is_operator or self.user_id == owner_id
+
+    @property
+    def owner_id(self) -> int:
+        """The account whose rows this actor works on; the system and admins must name one."""
+        if self.user_id is None:
+            raise PermissionDenied("The system acts on no account of its own.")
+        return self.user_id

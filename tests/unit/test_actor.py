@@ -1,0 +1,65 @@
+"""Actors: what a user, an admin, a token and the system may do."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from core.actor import Actor
+from core.errors import PermissionDenied
+from core.identity.accounts import User
+
+
+def user(user_id: int = 7, *, admin: bool = False) -> User:
+    return User(user_id, f"u{user_id}", f"u{user_id}@example.com", admin, datetime.now(UTC), None)
+
+
+def test_a_user_acts_on_their_own_rows_only() -> None:
+    actor = Actor.for_user(user(7))
+    assert actor.may_own(7)
+    assert not actor.may_own(8)
+    assert actor.owner_id == 7
+    actor.require("deploy")
+
+
+def test_only_an_admin_becomes_an_admin_actor() -> None:
+    with pytest.raises(PermissionDenied):
+        Actor.for_admin(user(7))
+    assert Actor.for_admin(user(1, admin=True)).may_own(8)
+
+
+def test_a_token_is_limited_to_its_scopes_and_projects() -> None:
+    actor = Actor.for_token(
+        user(7),
+        token_id=3,
+        prefix="ghst_ab",
+        scopes=frozenset({"read"}),
+        projects=frozenset({"blog"}),
+    )
+    actor.require("read")
+    with pytest.raises(PermissionDenied, match="'deploy' scope"):
+        actor.require("deploy")
+    actor.require_project("blog")
+    with pytest.raises(PermissionDenied, match="'shop'"):
+        actor.require_project("shop")
+    assert not actor.may_own(8)
+
+
+def test_a_users_admin_scoped_token_does_not_make_them_an_admin() -> None:
+    actor = Actor.for_token(
+        user(7), token_id=3, prefix="ghst_ab", scopes=frozenset({"admin", "read"})
+    )
+    assert not actor.is_operator
+    assert not actor.may_own(8)
+    admin = Actor.for_token(
+        user(1, admin=True), token_id=4, prefix="ghst_cd", scopes=frozenset({"admin"})
+    )
+    assert admin.is_operator
+
+
+def test_the_system_owns_nothing_but_may_touch_everything() -> None:
+    actor = Actor.system("worker")
+    assert actor.may_own(8)
+    with pytest.raises(PermissionDenied):
+        _ = actor.owner_id
