@@ -131,7 +131,7 @@ async def serve(host: str | None = None, port: int | None = None, *, worker: boo
                 except PanelError as error:
                     log.warning("nginx's prefix is not ready: %s", error)
             try:
-                server = GhstServer.for_panel(panel, host=host, port=port)
+                server = GhstServer.for_panel(panel.services, host=host, port=port)
                 await server.start()
                 worker_task = None
                 if worker:

@@ -7,8 +7,8 @@ schedules on shared objects: asyncpg, for instance, arms a timer on each pool co
 releases (idle connection expiry, statement cache expiry; minutes long). Those timers keep the
 finished app, its screens and its widgets alive long after the user left.
 
-`isolated_panel` gives the apps a `Panel` whose services run every coroutine method in a task
-with a fresh, empty context: nothing an app's core call schedules refers back to the app.
+`isolated_services` gives the apps the same services, each running every coroutine method in a
+task with a fresh, empty context: nothing an app's core call schedules refers back to the app.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import inspect
 from collections.abc import AsyncGenerator, Callable, Coroutine
 from typing import Any
 
-from core.panel import Panel
+from core.services import Services, ServiceSet
 
 
 class ContextFree:
@@ -92,11 +92,12 @@ def _is_core_service(value: object) -> bool:
     )
 
 
-def isolated_panel(panel: Panel) -> Panel:
-    """The same panel (same pools, same services) whose core services are `ContextFree`."""
+def isolated_services(services: Services) -> ServiceSet:
+    """The same services (same objects behind them), each wrapped in `ContextFree`."""
+    narrowed = ServiceSet.of(services)
     changes: dict[str, Any] = {}
-    for field in dataclasses.fields(panel):
-        value = getattr(panel, field.name)
+    for field in dataclasses.fields(narrowed):
+        value = getattr(narrowed, field.name)
         if _is_core_service(value):
             changes[field.name] = ContextFree(value)
-    return dataclasses.replace(panel, **changes)
+    return dataclasses.replace(narrowed, **changes)

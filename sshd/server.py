@@ -47,11 +47,11 @@ from core.errors import AuthenticationError, PanelError, ThrottledError, Unavail
 from core.identity.accounts import User
 from core.identity.keys import PublicKey, public_key_from_blob
 from core.identity.sessions import Session
-from core.panel import Panel
+from core.services import Services, ServiceSet
 from core.settings import Settings
 from sshd.driver import prepare_hosting
 from sshd.hostkeys import load_or_create_host_key
-from sshd.isolation import isolated_panel
+from sshd.isolation import isolated_services
 from sshd.session import PanelSession
 from sshd.sftp import ChannelRouter, TransferSession
 
@@ -89,9 +89,9 @@ class Login:
 class SessionHost(Protocol):
     """What a session needs from the server (kept small so sessions stay testable)."""
 
-    panel: Panel
-    # The panel the apps get: the same services, called in a context of their own.
-    app_panel: Panel
+    services: Services
+    # What the apps get: the same services, called in a context of their own.
+    app_services: Services
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]: ...
     def register(self, session: PanelSession) -> None: ...
@@ -103,7 +103,7 @@ class PanelConnection(asyncssh.SSHServer):
 
     def __init__(self, server: GhstServer) -> None:
         self._server = server
-        self._panel = server.panel
+        self._services = server.services
         self._conn: asyncssh.SSHServerConnection | None = None
         self.remote_addr = "unknown"
         self._username = ""
@@ -152,7 +152,7 @@ class PanelConnection(asyncssh.SSHServer):
             return None
         async with self._session_lock:
             if self.session is None:
-                self.session = await self._panel.sessions.open(
+                self.session = await self._services.sessions.open(
                     login.user.id, login.method, self.remote_addr
                 )
                 if self._conn is None or self._conn.is_closed():
@@ -168,7 +168,7 @@ class PanelConnection(asyncssh.SSHServer):
 
     async def _revoke(self, session: Session) -> None:
         try:
-            await self._panel.sessions.revoke(session.jti)
+            await self._services.sessions.revoke(session.jti)
         except Exception as error:  # it expires with its token anyway
             log.warning("could not close the login session of a connection: %s", error)
 
@@ -180,7 +180,7 @@ class PanelConnection(asyncssh.SSHServer):
             raise AuthenticationError(self.ended_reason)
         try:
             session = await self._open_session()
-            ended = await self._panel.sessions.ended([session.jti]) if session else set()
+            ended = await self._services.sessions.ended([session.jti]) if session else set()
         except Exception as error:
             log.warning("cannot check the login of %s: %s", self._username, error)
             raise UnavailableError(LOGIN_UNAVAILABLE) from error
@@ -228,7 +228,7 @@ class PanelConnection(asyncssh.SSHServer):
         self._account = None
         self._unavailable = False
         try:
-            self._account = await self._panel.accounts.find_by_username(username)
+            self._account = await self._services.accounts.find_by_username(username)
         except Exception:
             log.exception("cannot look up %r: refusing logins until the database is back", username)
             self._unavailable = True
@@ -259,7 +259,7 @@ class PanelConnection(asyncssh.SSHServer):
         if public_key is None:
             return False
         try:
-            owner = await self._panel.accounts.authenticate_key(public_key)
+            owner = await self._services.accounts.authenticate_key(public_key)
         except PanelError:
             return False
         except Exception:
@@ -304,7 +304,7 @@ class PanelConnection(asyncssh.SSHServer):
         if self._unavailable:
             return None
         try:
-            return await self._panel.accounts.authenticate(username, password, self.remote_addr)
+            return await self._services.accounts.authenticate(username, password, self.remote_addr)
         except ThrottledError as error:
             self._banner(error.message + "\r\n")
         except AuthenticationError as error:
@@ -372,7 +372,8 @@ CIPHERS = (
 class GhstServer:
     """The SSH front end of one panel. `start()`, then `close()` (graceful) when done."""
 
-    panel: Panel
+    # Only the domain services are kept (see `__post_init__`): never the pool, Docker or nginx.
+    services: Services
     settings: Settings
     host: str | None = None
     port: int | None = None
@@ -384,15 +385,17 @@ class GhstServer:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _watcher: asyncio.Task[None] | None = None
     _closing: bool = False
-    app_panel: Panel = field(init=False)
+    app_services: Services = field(init=False)
 
     def __post_init__(self) -> None:
-        self.app_panel = isolated_panel(self.panel)
+        self.services = ServiceSet.of(self.services)
+        self.app_services = isolated_services(self.services)
 
     @classmethod
     def for_panel(
-        cls, panel: Panel, *, host: str | None = None, port: int | None = None
+        cls, panel: Services, *, host: str | None = None, port: int | None = None
     ) -> GhstServer:
+        """The server of `panel` (the composition root, or its `services`), on its settings."""
         return cls(panel, panel.settings, host=host, port=port)
 
     async def start(self) -> None:
@@ -429,7 +432,7 @@ class GhstServer:
     async def _recover_uploads(self) -> None:
         """In the background: remove unfinished uploads an earlier run left (a crash)."""
         try:
-            removed = await self.panel.archives.recover()
+            removed = await self.services.archives.recover()
         except Exception as error:
             log.warning("could not remove unfinished uploads left by an earlier run: %s", error)
             return
@@ -498,13 +501,13 @@ class GhstServer:
             elif transfer.user_id is not None:
                 transfers.setdefault(transfer.user_id, []).append(transfer)
         if live:
-            for jti in await self.panel.sessions.ended(live.keys()):
+            for jti in await self.services.sessions.ended(live.keys()):
                 for ending in live.get(jti, []):
                     ending.end(
                         TRANSFER_ENDED if isinstance(ending, TransferSession) else SESSION_ENDED
                     )
         if transfers:
-            for user_id in await self.panel.accounts.blocked_among(transfers.keys()):
+            for user_id in await self.services.accounts.blocked_among(transfers.keys()):
                 for transfer in transfers[user_id]:
                     transfer.end(ACCOUNT_BLOCKED)
 

@@ -164,7 +164,7 @@ class PanelSession(asyncssh.SSHServerSession[bytes]):
             return
         self.visitor = visitor
         self._terminal = Terminal(self._send, self._term_size)
-        app = create_hosted_app(lambda: GhstApp(self._host.app_panel, visitor))
+        app = create_hosted_app(lambda: GhstApp(self._host.app_services, visitor))
         self.app = app
         try:
             result = await run_hosted_app(app, self._terminal, started=self._registered)

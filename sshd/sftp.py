@@ -76,7 +76,7 @@ from core.projects.service import Project, ProjectService
 
 if TYPE_CHECKING:
     from core.identity.accounts import User
-    from core.panel import Panel
+    from core.services import Services
     from sshd.channel_login import ChannelLogin
     from sshd.server import Login
 
@@ -110,7 +110,7 @@ FILE_MODE = stat.S_IFREG | 0o644
 class TransferHost(Protocol):
     """What a transfer session needs from the server."""
 
-    panel: Panel
+    services: Services
     transfers: set[TransferSession]
 
     @property
@@ -260,7 +260,7 @@ class PanelSFTPServer(asyncssh.SFTPServer):
     def __init__(
         self,
         chan: asyncssh.SSHServerChannel[bytes],
-        panel: Panel,
+        services: Services,
         login: Login,
         *,
         address: str,
@@ -269,7 +269,7 @@ class PanelSFTPServer(asyncssh.SFTPServer):
         drain: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(chan)
-        self._panel = panel
+        self._services = services
         self._user: User | None = login.user
         self._ssh_username = login.ssh_username
         self._address = address
@@ -286,11 +286,11 @@ class PanelSFTPServer(asyncssh.SFTPServer):
 
     @property
     def _projects(self) -> ProjectService:
-        return self._panel.projects
+        return self._services.projects
 
     @property
     def _archives(self) -> ArchiveService:
-        return self._panel.archives
+        return self._services.archives
 
     def _user_id(self) -> int:
         if self._user is None:
@@ -750,7 +750,7 @@ class TransferSession(SSHServerStreamSession[bytes]):
         legacy_scp = chan.get_subsystem() != "sftp"
         server = PanelSFTPServer(
             chan,
-            self._host.panel,
+            self._host.services,
             self._login,
             address=self._host.address,
             client_gone=self.client_gone,

@@ -1,7 +1,8 @@
 """GhstApp: one instance per SSH session (or per local `ghst admin` run).
 
 Contract with the hosts (sshd and the admin CLI):
-- construct with the composition root `Panel` and a `Visitor`;
+- construct with the domain services (`core.services.Services`: a `Panel` will do, the app
+  keeps only its services) and a `Visitor`;
 - `visitor.session` is the live login session (None until sign-up / log-in succeeds); the SSH
   server watches its jti and calls `end_session(reason)` when it is revoked or the user blocked;
 - `announce_shutdown(seconds)` shows every connected user that the server is going down;
@@ -22,7 +23,7 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 
 from core.errors import PanelError
-from core.panel import Panel
+from core.services import Services, ServiceSet
 from tui.stylesheet import SharedStylesheet
 from tui.visitor import Visitor
 
@@ -47,10 +48,11 @@ class GhstApp(App[str]):
         Binding("shift+tab", "app.focus_previous", show=False, priority=True),
     ]
 
-    def __init__(self, panel: Panel, visitor: Visitor) -> None:
+    def __init__(self, panel: Services, visitor: Visitor) -> None:
         super().__init__()
         self.stylesheet = SharedStylesheet(variables=self.get_css_variables())
-        self.panel = panel
+        # Only the services: no screen reaches the pool, Redis, Docker or nginx.
+        self.panel: Services = ServiceSet.of(panel)
         self.visitor = visitor
         self._farewell: str | None = None
 

@@ -10,7 +10,7 @@ from textual.widgets import Static
 from core.errors import PanelError, ValidationError
 from core.identity.accounts import MIN_PASSWORD_LENGTH, User, validate_username
 from core.identity.keys import KEY_NAME_PATTERN, PublicKey
-from core.panel import Panel
+from core.services import Services
 from tui.formatting import key_type
 from tui.widgets.form import FormCheckbox
 
@@ -53,7 +53,7 @@ def attach_key_choice(key: PublicKey) -> ComposeResult:
     )
 
 
-async def attach_key(panel: Panel, user: User, key: PublicKey, remote_addr: str) -> str | None:
+async def attach_key(panel: Services, user: User, key: PublicKey, remote_addr: str) -> str | None:
     """Add `key` to the account; None when done, else why not (for a warning, not a failure)."""
     try:
         await panel.keys.add_parsed(user.id, key, key_name(key, remote_addr))

@@ -15,7 +15,7 @@ from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState
 
 from core.identity.accounts import User
-from core.panel import Panel
+from core.services import Services
 from tui.visitor import Visitor
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ class GhstScreen(Screen[ResultType]):
         return ghst_app(self)
 
     @property
-    def panel(self) -> Panel:
+    def panel(self) -> Services:
         return self.ghst.panel
 
     @property
