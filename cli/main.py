@@ -116,12 +116,17 @@ async def serve(host: str | None = None, port: int | None = None, *, worker: boo
 
     settings = Settings.load()
     stop = asyncio.Event()
+    # Started in order; on the way out (a stop signal, or a step that failed) each is undone in
+    # reverse: stop the worker, close the SSH server, wait for the worker, stop nginx, close
+    # the panel.
     with stop_signals(stop):
-        panel = await Panel.open(settings)
-        try:
-            nginx = NginxProcess(panel.router)
+        async with contextlib.AsyncExitStack() as running:
+            panel = await Panel.open(settings)
+            running.push_async_callback(panel.close)
             if settings.nginx_managed:
+                nginx = NginxProcess(panel.router)
                 await nginx.start()
+                running.push_async_callback(nginx.stop)
                 where = f"{settings.nginx_listen}:{settings.nginx_port}"
                 print(f"ghst: nginx serves <project>.{settings.domain} on {where}", file=sys.stderr)
             else:
@@ -130,30 +135,25 @@ async def serve(host: str | None = None, port: int | None = None, *, worker: boo
                     await panel.router.prepare()
                 except PanelError as error:
                     log.warning("nginx's prefix is not ready: %s", error)
-            try:
-                server = GhstServer.for_panel(panel.services, host=host, port=port)
-                await server.start()
-                worker_task = None
-                if worker:
-                    worker_task = asyncio.create_task(panel.worker().run(stop))
-                # Everything loaded so far (modules, Textual's classes, the pool) lives as long
-                # as the process: keep it out of the collector's way so sessions don't pay for it.
-                gc.freeze()
-                try:
-                    print(f"ghst: listening on {server.host}:{server.port}", file=sys.stderr)
-                    await stop.wait()
-                    log.info("stop signal received: shutting down")
-                finally:
-                    stop.set()
-                    await server.close()
-                    if worker_task is not None:
-                        await worker_task
-            finally:
-                if settings.nginx_managed:
-                    await nginx.stop()
-        finally:
-            await panel.close()
+            server = GhstServer.for_panel(panel.services, host=host, port=port)
+            await server.start()
+            if worker:
+                worker_task = asyncio.create_task(panel.worker().run(stop))
+                running.push_async_callback(finished, worker_task)
+            running.push_async_callback(server.close)
+            running.callback(stop.set)
+            # Everything loaded so far (modules, Textual's classes, the pool) lives as long
+            # as the process: keep it out of the collector's way so sessions don't pay for it.
+            gc.freeze()
+            print(f"ghst: listening on {server.host}:{server.port}", file=sys.stderr)
+            await stop.wait()
+            log.info("stop signal received: shutting down")
     return 0
+
+
+async def finished(task: asyncio.Task[None]) -> None:
+    """Wait for `task` to end (its error, if any, is raised here)."""
+    await task
 
 
 async def run_worker() -> int:
