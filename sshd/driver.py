@@ -2,7 +2,7 @@
 
 Textual is written for one app per process that owns the terminal. Here every SSH session runs
 its own `App` on the server's shared event loop, so the process-wide things Textual touches are
-neutralised (see docs in DESIGN.md, "in-process pitfalls"):
+neutralised (docs/textual-in-process.md tells why, with what was measured):
 
 - `App.run_async` swaps `sys.stdout`/`sys.stderr` for the app's print capture; apps that exit
   out of order would leave them pointing at a dead app. `prepare_hosting` makes that swap a no-op
