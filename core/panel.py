@@ -40,6 +40,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Panel:
+    """Every service and adapter of one panel process, opened by `open`, closed by `close`.
+
+    For the host's side: `ghst` commands, the deployment worker, tests. Front ends get
+    `services` (core.services), which carries none of the infrastructure below.
+    """
+
     settings: Settings
     pool: Pool
     redis: Redis
