@@ -76,80 +76,87 @@ class Panel:
     async def open(cls, settings: Settings, *, run_migrations: bool = True) -> Panel:
         """Open every service. A step that fails closes what the steps before it opened."""
         async with AsyncExitStack() as resources:
-            pool = await create_pool(settings.database_url)
-            resources.push_async_callback(pool.close)
-            if run_migrations:
-                async with pool.acquire() as conn:
-                    applied = await migrate(conn)
-                for migration in applied:
-                    log.info("applied migration %04d_%s", migration.version, migration.name)
-            installation = await load_installation(pool)
-            redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
-            resources.push_async_callback(redis.aclose)
-            hasher = PasswordHasher(settings.bcrypt_rounds)
-            resources.callback(hasher.close)
-            signer = TokenSigner(
-                await asyncio.to_thread(jwt_secret, settings), settings.session_ttl
-            )
-            throttle = LoginThrottle(
-                redis,
-                ThrottleLimits(
-                    max_failures_per_user=settings.login_max_failures,
-                    max_failures_per_ip=settings.login_max_failures_per_ip,
-                    window_seconds=settings.login_window,
-                    max_signups_per_ip=settings.signup_max_per_ip,
-                    signup_window_seconds=settings.signup_window,
-                ),
-            )
-            keys = KeyService(pool)
-            sessions = SessionService(pool, signer)
-            accounts = AccountService(pool, hasher, throttle, sessions, keys)
-            projects = ProjectService(
-                pool, JsonCache(redis, "projects", max_misses=settings.cache_max_misses)
-            )
-            storage = storage_from_settings(
-                s3_endpoint=settings.s3_endpoint,
-                s3_bucket=settings.s3_bucket,
-                s3_access_key=settings.s3_access_key,
-                s3_secret_key=settings.s3_secret_key,
-                s3_region=settings.s3_region,
-                s3_ca_bundle=settings.s3_ca_bundle,
-                storage_dir=settings.archives_dir,
-            )
-            resources.push_async_callback(storage.close)
-            await storage.prepare()
-            archives = ArchiveService(pool, storage, projects)
-            env = EnvService(pool, projects)
-            router = nginx_router(settings)
-            deployments = DeploymentService(pool, projects, archives, router.url)
-            engine = DockerEngine(
-                settings.docker_url, instance=settings.instance, installation=installation
-            )
-            resources.push_async_callback(engine.close)
-            compose = ComposeRunner(
-                settings.compose_command,
-                settings.docker_url,
-                allow_pull=settings.docker_pull,
-                owns=engine.owns,
-            )
-            ports = PortAllocator(pool, settings.port_min, settings.port_max)
-            queue = DeploymentQueue(
-                pool,
-                settings.lease_seconds,
-                log_max_bytes=settings.build_log_max_bytes,
-                per_user=settings.builds_per_user,
-            )
-            deployer = Deployer(
-                settings, pool, queue, ports, storage, env, engine, compose, router, installation
-            )
-            resources.push_async_callback(deployer.close)
-            deployments.attach_runtime(deployer)
-            return cls(
-                settings, pool, redis, hasher, accounts, keys, sessions, throttle, projects,
-                storage, archives, env, deployments, engine, compose, router, ports, queue,
-                deployer, installation, _resources=resources.pop_all(),
-            )  # fmt: skip
+            panel = await cls._build(settings, resources, run_migrations=run_migrations)
+            panel._resources = resources.pop_all()
+            return panel
         raise AssertionError("unreachable: the block returns or raises")
+
+    @classmethod
+    async def _build(
+        cls, settings: Settings, resources: AsyncExitStack, *, run_migrations: bool
+    ) -> Panel:
+        """The steps of `open`: each registers on `resources` how to undo what it opened."""
+        pool = await create_pool(settings.database_url)
+        resources.push_async_callback(pool.close)
+        if run_migrations:
+            async with pool.acquire() as conn:
+                applied = await migrate(conn)
+            for migration in applied:
+                log.info("applied migration %04d_%s", migration.version, migration.name)
+        installation = await load_installation(pool)
+        redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        resources.push_async_callback(redis.aclose)
+        hasher = PasswordHasher(settings.bcrypt_rounds)
+        resources.callback(hasher.close)
+        signer = TokenSigner(await asyncio.to_thread(jwt_secret, settings), settings.session_ttl)
+        throttle = LoginThrottle(
+            redis,
+            ThrottleLimits(
+                max_failures_per_user=settings.login_max_failures,
+                max_failures_per_ip=settings.login_max_failures_per_ip,
+                window_seconds=settings.login_window,
+                max_signups_per_ip=settings.signup_max_per_ip,
+                signup_window_seconds=settings.signup_window,
+            ),
+        )
+        keys = KeyService(pool)
+        sessions = SessionService(pool, signer)
+        accounts = AccountService(pool, hasher, throttle, sessions, keys)
+        projects = ProjectService(
+            pool, JsonCache(redis, "projects", max_misses=settings.cache_max_misses)
+        )
+        storage = storage_from_settings(
+            s3_endpoint=settings.s3_endpoint,
+            s3_bucket=settings.s3_bucket,
+            s3_access_key=settings.s3_access_key,
+            s3_secret_key=settings.s3_secret_key,
+            s3_region=settings.s3_region,
+            s3_ca_bundle=settings.s3_ca_bundle,
+            storage_dir=settings.archives_dir,
+        )
+        resources.push_async_callback(storage.close)
+        await storage.prepare()
+        archives = ArchiveService(pool, storage, projects)
+        env = EnvService(pool, projects)
+        router = nginx_router(settings)
+        deployments = DeploymentService(pool, projects, archives, router.url)
+        engine = DockerEngine(
+            settings.docker_url, instance=settings.instance, installation=installation
+        )
+        resources.push_async_callback(engine.close)
+        compose = ComposeRunner(
+            settings.compose_command,
+            settings.docker_url,
+            allow_pull=settings.docker_pull,
+            owns=engine.owns,
+        )
+        ports = PortAllocator(pool, settings.port_min, settings.port_max)
+        queue = DeploymentQueue(
+            pool,
+            settings.lease_seconds,
+            log_max_bytes=settings.build_log_max_bytes,
+            per_user=settings.builds_per_user,
+        )
+        deployer = Deployer(
+            settings, pool, queue, ports, storage, env, engine, compose, router, installation
+        )
+        resources.push_async_callback(deployer.close)
+        deployments.attach_runtime(deployer)
+        return cls(
+            settings, pool, redis, hasher, accounts, keys, sessions, throttle, projects,
+            storage, archives, env, deployments, engine, compose, router, ports, queue, deployer,
+            installation,
+        )  # fmt: skip
 
     @property
     def services(self) -> ServiceSet:
