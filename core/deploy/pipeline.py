@@ -51,13 +51,11 @@ from core.routing.health import NotReady, Probe, Unhealthy, http_status, wait_un
 from core.routing.nginx import NginxRouter
 from core.routing.ports import PortAllocator
 from core.runtime.cgroups import GroupLimits, ParentCgroups, app_group, build_group
-from core.runtime.compose import (
-    MAX_COMPOSE_BYTES,
-    ComposeApp,
-    ComposeRunner,
-    parse_compose,
-    render_compose,
-)
+from core.runtime.compose.app import ComposeApp
+from core.runtime.compose.limits import MAX_COMPOSE_BYTES
+from core.runtime.compose.load import parse_compose
+from core.runtime.compose.render import render_compose
+from core.runtime.compose.runner import ComposeRunner
 from core.runtime.engine import ContainerState, DockerEngine, Limits
 from core.runtime.firewall import HostFirewall, network_options, parse_blocked, resolvers
 from core.runtime.image_policy import ImagePolicy, ImageRefused, Owner, PinnedBuild, parse_patterns

@@ -1,0 +1,22 @@
+"""What compose apps raise; each front end shows the message once.
+
+ValidationError
+├── ComposeRejected   not a compose file, or it asks for something this panel does not allow
+└── ComposeFailed     compose could not start the app: why, with the end of its output
+"""
+
+from __future__ import annotations
+
+from core.errors import ValidationError
+
+
+class ComposeRejected(ValidationError):
+    """The compose file is unusable or asks for something the panel does not allow."""
+
+    title = "Compose file refused"
+
+
+class ComposeFailed(ValidationError):
+    """Compose could not start (or stop) the app; the message ends with compose's last lines."""
+
+    title = "Compose failed"
