@@ -20,3 +20,9 @@ class ComposeFailed(ValidationError):
     """Compose could not start (or stop) the app; the message ends with compose's last lines."""
 
     title = "Compose failed"
+
+
+class ComposeStateUnreadable(ValidationError):
+    """A saved compose stack (core.runtime.compose.state) is in a format this code cannot read."""
+
+    title = "Compose stack unreadable"

@@ -1,17 +1,22 @@
 """`${VAR}`, `${VAR:-default}`, `${VAR:?error}`, `${VAR:+alt}`, `$VAR` and `$$` as compose
 expands them, from the variables the panel gives (never the panel's own environment), while
 copying the loaded tree: bounded, with keys and scalars normalised.
+
+The copy is plain data that JSON holds as it is (core.runtime.compose.state): strings of valid
+Unicode, finite numbers. Its size is bounded in characters as well as in values, since an alias
+repeats a long string and `$VAR` repeats a long variable without the text growing.
 """
 
 from __future__ import annotations
 
 import datetime
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from core.runtime.compose.errors import ComposeRejected
-from core.runtime.compose.limits import MAX_DEPTH, MAX_NODES
+from core.runtime.compose.limits import MAX_DEPTH, MAX_EXPANDED_CHARS, MAX_NODES
 from core.runtime.compose.values import quoted
 
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -23,6 +28,7 @@ class Interpolator:
     def __init__(self, variables: Mapping[str, str]) -> None:
         self.variables = variables
         self.nodes = 0
+        self.chars = 0  # characters of the copy so far (keys and strings)
 
     def copy(self, value: Any, depth: int = 0) -> Any:
         self.nodes += 1
@@ -33,14 +39,19 @@ class Interpolator:
             )
         if isinstance(value, dict):
             return {
-                _key(key): self.copy(item, depth + 1)
+                self._counted(_valid_unicode(_key(key))): self.copy(item, depth + 1)
                 for key, item in value.items()
                 if key != "<<"  # merge keys are already merged by the loader
             }
         if isinstance(value, list):
             return [self.copy(item, depth + 1) for item in value]
         if isinstance(value, str):
-            return self.interpolate(value)
+            return _valid_unicode(self.interpolate(value))
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ComposeRejected(
+                f"The compose file holds the number {value} (.inf or .nan), which compose does "
+                "not use: quote it if it is meant as text."
+            )
         if value is None or isinstance(value, (bool, int, float)):
             return value
         if isinstance(value, (datetime.date, datetime.datetime)):
@@ -49,19 +60,29 @@ class Interpolator:
             f"The compose file holds a {type(value).__name__} value, which compose does not use."
         )
 
+    def _counted(self, text: str) -> str:
+        self.chars += len(text)
+        if self.chars > MAX_EXPANDED_CHARS:
+            raise ComposeRejected(
+                f"The compose file is larger than {MAX_EXPANDED_CHARS // (1 << 20)} MiB once "
+                "its anchors and variables are expanded; write the repeated parts out, or share "
+                "less."
+            )
+        return text
+
     def interpolate(self, text: str) -> str:
         if "$" not in text:
-            return text
+            return self._counted(text)
         out: list[str] = []
         index, end = 0, len(text)
         while index < end:
             char = text[index]
             following = text[index + 1] if index + 1 < end else ""
             if char != "$":
-                out.append(char)
+                out.append(self._counted(char))
                 index += 1
             elif following == "$":
-                out.append("$")
+                out.append(self._counted("$"))
                 index += 2
             elif following == "{":
                 closing = _closing_brace(text, index + 2)
@@ -70,15 +91,15 @@ class Interpolator:
                         f"The value {quoted(text)} has a '${{' without its '}}'; write '$$' for a "
                         "literal '$'."
                     )
-                out.append(self._expand(text[index + 2 : closing], text))
+                out.append(self._counted(self._expand(text[index + 2 : closing], text)))
                 index = closing + 1
             else:
                 match = _VARIABLE.match(text, index + 1)
                 if match is None:
-                    out.append("$")
+                    out.append(self._counted("$"))
                     index += 1
                 else:
-                    out.append(self.variables.get(match.group(), ""))
+                    out.append(self._counted(self.variables.get(match.group(), "")))
                     index = match.end()
         return "".join(out)
 
@@ -108,6 +129,20 @@ class Interpolator:
                 )
             return argument if present else ""
         raise ComposeRejected(f"The value {quoted(whole)} has an invalid ${{...}} substitution.")
+
+
+def _valid_unicode(text: str) -> str:
+    """`text`, if UTF-8 can hold it: a YAML escape such as "\\ud800" makes a lone surrogate,
+    which neither compose, a file nor the database takes."""
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            raise ComposeRejected(
+                f"The value {quoted(text)} holds a character that is not valid Unicode (a lone "
+                "surrogate such as \\ud800)."
+            ) from None
+    return text
 
 
 def _closing_brace(text: str, start: int) -> int:

@@ -46,8 +46,8 @@ def render_compose(
     """The sanitized compose file (YAML) that the panel runs for one deployment of `app`.
 
     `env` (the project's variables, with PORT when the panel chose the port) goes to every
-    service over the file's own environment. Write the result where compose can read it and
-    keep it while the stack exists (stop, start and down use it).
+    service over the file's own environment. Keep the result while the stack exists (stop,
+    start and down run compose on it): the deployer saves it in its `StackState`.
 
     Every container gets the plan's limits, and with `cgroup_parent` (the project's cgroup)
     they hold for all of them together. Each tmpfs gets a size (DEFAULT_TMPFS, at most a

@@ -13,9 +13,10 @@ import logging
 import os
 import re
 import shlex
+import shutil
 import tempfile
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -279,6 +280,27 @@ class ComposeRunner:
                     network.remove()
         finally:
             client.close()
+
+
+@contextlib.asynccontextmanager
+async def compose_file_on_disk(text: str) -> AsyncIterator[Path]:
+    """`text` (a rendered compose file) as a file for the compose commands run inside the
+    block, in a private folder of its own that is removed afterwards: the saved stack state
+    (core.runtime.compose.stacks) is the lasting copy, so no worker depends on its own disk."""
+    folder = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="ghst-stack-"))  # 0700
+    try:
+        file = folder / "compose.yml"
+        await asyncio.to_thread(_write_private, file, text)
+        yield file
+    finally:
+        await asyncio.to_thread(shutil.rmtree, folder, True)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """0600: the file holds the project's environment values."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(text)
 
 
 def _check_stack(stack: str) -> None:
