@@ -1,8 +1,9 @@
 """What compose apps raise; each front end shows the message once.
 
 ValidationError
-├── ComposeRejected   not a compose file, or it asks for something this panel does not allow
-└── ComposeFailed     compose could not start the app: why, with the end of its output
+├── ComposeRejected          not a compose file, or it asks for what this panel does not allow
+├── ComposeFailed            compose could not start the app: why, with the end of its output
+└── ComposeStateUnreadable   a saved stack is in a format this version cannot read
 """
 
 from __future__ import annotations
