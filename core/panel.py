@@ -30,7 +30,7 @@ from core.projects.env_vars import EnvService
 from core.projects.service import ProjectService
 from core.routing.nginx import NginxRouter
 from core.routing.ports import PortAllocator
-from core.runtime.compose import ComposeRunner
+from core.runtime.compose.runner import ComposeRunner
 from core.runtime.engine import DockerEngine
 from core.services import ServiceSet
 from core.settings import Settings

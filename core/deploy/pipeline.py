@@ -17,7 +17,6 @@ import dataclasses
 import functools
 import logging
 import os
-import pickle
 import shutil
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
@@ -51,13 +50,13 @@ from core.routing.health import NotReady, Probe, Unhealthy, http_status, wait_un
 from core.routing.nginx import NginxRouter
 from core.routing.ports import PortAllocator
 from core.runtime.cgroups import GroupLimits, ParentCgroups, app_group, build_group
-from core.runtime.compose import (
-    MAX_COMPOSE_BYTES,
-    ComposeApp,
-    ComposeRunner,
-    parse_compose,
-    render_compose,
-)
+from core.runtime.compose.app import ComposeApp
+from core.runtime.compose.limits import MAX_COMPOSE_BYTES
+from core.runtime.compose.load import parse_compose
+from core.runtime.compose.render import render_compose
+from core.runtime.compose.runner import ComposeRunner, compose_file_on_disk
+from core.runtime.compose.stacks import ComposeStacks
+from core.runtime.compose.state import StackState
 from core.runtime.engine import ContainerState, DockerEngine, Limits
 from core.runtime.firewall import HostFirewall, network_options, parse_blocked, resolvers
 from core.runtime.image_policy import ImagePolicy, ImageRefused, Owner, PinnedBuild, parse_patterns
@@ -126,7 +125,8 @@ class Deployer:
         self._compose = compose
         self._router = router
         self._drains: set[asyncio.Task[None]] = set()
-        self.stacks_dir = settings.data_dir / "stacks"
+        # What a compose deployment needs later (rollback, stop, start, down), in PostgreSQL.
+        self._stacks = ComposeStacks(pool)
         self.cgroups = ParentCgroups()
         self._firewall: HostFirewall | None = None
         if settings.firewall:
@@ -164,25 +164,6 @@ class Deployer:
 
     def _network(self, target: Target) -> str:
         return f"{self.namespace}-{target.name}"
-
-    def _stack_file(self, stack: str) -> Path:
-        return self.stacks_dir / f"{stack}.yml"
-
-    def _source_file(self, stack: str) -> Path:
-        """The user's compose file as parsed (env files and .env read in, while the archive was
-        still unpacked), kept so a rollback can render it again without the archive."""
-        return self.stacks_dir / f"{stack}.app.pickle"
-
-    def _keep_app(self, stack: str, app: ComposeApp) -> None:
-        """Blocking: the panel's own private file (0600: it holds env values)."""
-        self.stacks_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _write_private(self._source_file(stack), pickle.dumps(app))
-
-    def _load_app(self, stack: str) -> ComposeApp:
-        app = pickle.loads(self._source_file(stack).read_bytes())
-        if not isinstance(app, ComposeApp):
-            raise ValidationError(f"The compose file of stack {stack} could not be read back.")
-        return app
 
     def app_cgroup(self, project: str) -> str:
         """The parent cgroup of a project's containers (see core.runtime.cgroups)."""
@@ -277,15 +258,16 @@ class Deployer:
                     " no build."
                 )
                 if source.kind == "compose":
-                    try:
-                        app = await asyncio.to_thread(self._load_app, source.stack or "")
-                    except OSError as error:
+                    # The user's compose file as parsed while the archive was unpacked (env
+                    # files and .env read in), saved by whichever worker deployed it.
+                    saved = await self._stacks.get(source.id)
+                    if saved is None:
                         raise ValidationError(
                             f"Deployment #{source.id}'s compose file is gone: deploy its"
                             " archive again instead."
-                        ) from error
+                        )
                     await self._run_compose(
-                        job, worker, joblog, target, env, app, source, parents
+                        job, worker, joblog, target, env, saved.app, source, parents
                     )
                 else:
                     assert source.image is not None
@@ -316,8 +298,6 @@ class Deployer:
                         )
                     )
                     app = await self._pin_images(joblog, target, app)
-                    stack = self._stack(target, job.id)
-                    await asyncio.to_thread(self._keep_app, stack, app)
                     await self._build_services(
                         job, worker, joblog, target, app, app_dir, parents
                     )
@@ -542,10 +522,9 @@ class Deployer:
             pids=self._settings.app_pids,
             cgroup_parent=parents.app,
         )
-        if source is not None:
-            # A rollback keeps the app with the new stack too, for a later rollback to it.
-            await asyncio.to_thread(self._keep_app, stack, app)
-        await asyncio.to_thread(_write_private, self._stack_file(stack), rendered.encode())
+        # Saved before anything starts: stop, start, down and a later rollback to this
+        # deployment read it, on whichever worker runs them.
+        await self._stacks.save(job.id, StackState(app, rendered))
         live = await live_deployment(self._pool, target.id)
         paused: Deployment | None = None
         if app.keeps_data and live is not None:
@@ -558,7 +537,8 @@ class Deployer:
             paused = live
         try:
             joblog.step(f"Starting stack {stack} (web service {app.web_service!r})")
-            await self._compose.up(stack, self._stack_file(stack), joblog.line)
+            async with compose_file_on_disk(rendered) as file:
+                await self._compose.up(stack, file, joblog.line)
             containers = [c.id for c in await self._engine.containers(self._labels(target, job.id))]
             await self._wait_healthy(joblog, target, containers, port)
             await self._switch(job, worker, joblog, target, port)
@@ -824,9 +804,8 @@ class Deployer:
             log.warning("deployment %s went live: nothing of it is discarded", job.id)
             return
         await self.remove_containers(current)
-        if current.kind == "compose" and current.stack:
-            self._stack_file(current.stack).unlink(missing_ok=True)
-            self._source_file(current.stack).unlink(missing_ok=True)
+        if current.kind == "compose":
+            await self._stacks.forget(current.id)
         if current.source_id is None and current.image:
             for reference in await self._images_of(current.image):
                 await self._engine.remove_image(reference)
@@ -835,10 +814,11 @@ class Deployer:
     async def remove_containers(self, deployment: Deployment) -> None:
         """Containers (and for compose, the stack's networks) of one deployment, and its port."""
         if deployment.kind == "compose" and deployment.stack:
-            stack_file = self._stack_file(deployment.stack)
-            if stack_file.exists():
-                with contextlib.suppress(Exception):
-                    await self._compose.down(deployment.stack, stack_file)
+            with contextlib.suppress(Exception):
+                saved = await self._stacks.get(deployment.id)
+                if saved is not None:
+                    async with compose_file_on_disk(saved.compose_file) as file:
+                        await self._compose.down(deployment.stack, file)
         for container in await self._containers_of(deployment):
             await self._engine.remove_container(container.id)
         await self._ports.release(deployment.id)
@@ -866,15 +846,21 @@ class Deployer:
 
     async def _stop_containers(self, deployment: Deployment) -> None:
         if deployment.kind == "compose" and deployment.stack:
-            await self._compose.stop(deployment.stack, self._stack_file(deployment.stack))
-            return
+            saved = await self._stacks.get(deployment.id)
+            if saved is not None:  # else a stack from before states were saved: its containers
+                async with compose_file_on_disk(saved.compose_file) as file:
+                    await self._compose.stop(deployment.stack, file)
+                return
         for container in await self._containers_of(deployment):
             await self._engine.stop(container.id)
 
     async def _start_containers(self, deployment: Deployment) -> None:
         if deployment.kind == "compose" and deployment.stack:
-            await self._compose.start(deployment.stack, self._stack_file(deployment.stack))
-            return
+            saved = await self._stacks.get(deployment.id)
+            if saved is not None:  # else a stack from before states were saved: its containers
+                async with compose_file_on_disk(saved.compose_file) as file:
+                    await self._compose.start(deployment.stack, file)
+                return
         containers = await self._containers_of(deployment)
         if not containers:
             raise NotFoundError(
@@ -904,18 +890,6 @@ class Deployer:
         await self._engine.remove_labelled({"ghst.project": project.name})
         for group in (self.app_cgroup(project.name), self.build_cgroup(project.name)):
             await asyncio.to_thread(self.cgroups.remove, group)
-        prefix = f"{self.namespace}-{project.name}-"
-
-        def forget_stacks() -> None:
-            if self.stacks_dir.is_dir():
-                for path in self.stacks_dir.iterdir():
-                    if (
-                        path.name.startswith(prefix)
-                        and path.name[len(prefix) :].split(".")[0].isdigit()
-                    ):
-                        path.unlink(missing_ok=True)
-
-        await asyncio.to_thread(forget_stacks)
 
     # --- lookups ------------------------------------------------------------------------------
 
@@ -937,13 +911,6 @@ class Deployer:
 
     async def _containers_of(self, deployment: Deployment) -> list[ContainerState]:
         return await self._engine.containers({"ghst.deployment": str(deployment.id)})
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "wb") as file:
-        file.write(data)
 
 
 COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")

@@ -25,13 +25,10 @@ import docker.errors
 import pytest
 
 from core.errors import UnavailableError
-from core.runtime.compose import (
-    ComposeFailed,
-    ComposeRunner,
-    parse_compose,
-    render_compose,
-    volume_name,
-)
+from core.runtime.compose.errors import ComposeFailed
+from core.runtime.compose.load import parse_compose
+from core.runtime.compose.render import render_compose, volume_name
+from core.runtime.compose.runner import ComposeRunner
 from tests.services import free_port
 
 MiB = 1 << 20

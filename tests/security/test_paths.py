@@ -34,7 +34,8 @@ from core.confined import PathRefused, read_beneath, resolve_dir_beneath
 from core.deploy.service import Deployment
 from core.errors import ValidationError
 from core.runtime.build_context import write_context
-from core.runtime.compose import ComposeRejected, parse_compose
+from core.runtime.compose.errors import ComposeRejected
+from core.runtime.compose.load import parse_compose
 from core.runtime.engine import DockerEngine
 from tests.fixtures_deploy import Deploying
 from tests.fixtures_nginx import http_request

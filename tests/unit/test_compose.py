@@ -11,14 +11,10 @@ import pytest
 import yaml
 
 from core.errors import ValidationError
-from core.runtime.compose import (
-    ComposeApp,
-    ComposeRejected,
-    ServiceBuild,
-    parse_compose,
-    render_compose,
-    volume_name,
-)
+from core.runtime.compose.app import ComposeApp, ServiceBuild
+from core.runtime.compose.errors import ComposeRejected
+from core.runtime.compose.load import parse_compose
+from core.runtime.compose.render import render_compose, volume_name
 from core.runtime.firewall import network_options
 
 

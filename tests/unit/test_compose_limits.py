@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from core.runtime.compose import MAX_NODES, ComposeRejected, parse_compose
+from core.runtime.compose.errors import ComposeRejected
+from core.runtime.compose.limits import MAX_NODES
+from core.runtime.compose.load import parse_compose
 from tests.unit.test_compose import RENDER_DEFAULTS, render
 
 MiB = 1 << 20
