@@ -204,3 +204,20 @@ async def test_the_sign_up_form_fits_80x24_with_its_buttons(panel: Panel, new_ke
         text = "\n".join(screen_lines(app))
         assert "Create account" in text and "Attach key" in text, text
         assert "^q Quit" in key_row(app)
+
+
+async def test_projects_at_80x24_show_a_40_character_name_and_its_last_upload(
+    panel: Panel,
+) -> None:
+    name = "a-project-name-of-the-longest-length-40c"
+    visitor, user_id, _project = await owner_of(panel, name)
+    archive = await upload(panel, user_id, name)
+    app = GhstApp(panel, visitor)
+    async with app.run_test(size=SMALL) as pilot:
+        await app.push_screen(ProjectsScreen())
+        await settle(pilot)
+        table = "\n".join(drawn(app.screen.query_one("#projects", DataTable)))
+        assert name in table, table
+        assert archive.created_at.strftime("%Y-%m-%d %H:%M") in table, table
+        # The address left out of the table is spelled out above it.
+        assert any("http://<name>." in line for line in screen_lines(app))

@@ -82,14 +82,6 @@ PROJECT_STATES = {
 }
 # The deployment states a rollback can go back to (it ran once and its image may be kept).
 WENT_LIVE = ("running", "superseded")
-# Columns whose cells change in place as a deployment moves on ("◌ queued" becomes "● running",
-# "—" becomes a start time): sized for their widest value up front, since a cell updated in
-# place would otherwise keep the narrower width and be cut.
-DEPLOYMENT_COLUMN_WIDTHS = {
-    "state": max(len(mark) for mark, _colour in (*STATE_MARKS.values(), STOPPED_MARK)),
-    "started": len("2025-02-03 09:12"),
-    "took": len("59 min 59 s"),
-}
 
 
 def check_line(archive: Archive, width: int) -> str:
@@ -239,7 +231,7 @@ class ProjectScreen(GhstScreen[None]):
             table.add_column(label, key=key)
         deployments = self.query_one("#deployments", DataTable)
         for label, key in DEPLOYMENT_COLUMNS:
-            deployments.add_column(label, key=key, width=DEPLOYMENT_COLUMN_WIDTHS.get(key))
+            deployments.add_column(label, key=key)
         deployments.display = False
         self.query_one("#upload-box").border_title = "Upload a version"
         self.query_one("#history-box").border_title = "Uploads"
@@ -490,6 +482,7 @@ class ProjectScreen(GhstScreen[None]):
                 styled = self.styled_cells(deployment, cells)
                 for column, (_label, key) in enumerate(DEPLOYMENT_COLUMNS):
                     if cells[column] != self._deployment_rows[index][column]:
+                        # Widened as needed: "◌ queued" becomes "● running", "—" a time.
                         table.update_cell(
                             str(deployment.id), key, styled[column], update_width=True
                         )
