@@ -221,3 +221,18 @@ async def test_projects_at_80x24_show_a_40_character_name_and_its_last_upload(
         assert archive.created_at.strftime("%Y-%m-%d %H:%M") in table, table
         # The address left out of the table is spelled out above it.
         assert any("http://<name>." in line for line in screen_lines(app))
+
+
+async def test_a_project_with_a_40_character_name_shows_its_whole_address_at_80x24(
+    panel: Panel,
+) -> None:
+    name = "a-project-name-of-the-longest-length-40c"
+    visitor, _user_id, _project = await owner_of(panel, name)
+    app = GhstApp(panel, visitor)
+    async with app.run_test(size=SMALL) as pilot:
+        await open_project(app, pilot, name)
+        lines = [line.strip() for line in screen_lines(app)]
+        assert name in lines, lines
+        # The whole address (with the panel's port, if any) on a line of its own.
+        url = f"http://{name}.{panel.settings.domain}"
+        assert any(line.startswith(url) and line.endswith("/") for line in lines), lines

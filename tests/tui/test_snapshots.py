@@ -19,7 +19,10 @@ from textual.widgets import Input, TextArea
 from tests.tui.fakes import (
     ALICE_KEYS,
     REMOTE_ADDR,
+    SHOP_DEPLOYMENTS,
+    SHOP_HISTORY,
     fake_app,
+    project,
     public_key,
     signed_in_visitor,
 )
@@ -295,3 +298,16 @@ def test_unset_env_var_dialog(snap_compare: SnapCompare, size: Size) -> None:
         terminal_size=size,
         run_before=run(*OPEN_SHOP, press("e"), press("u")),
     )
+
+
+def test_project_with_a_40_character_name(snap_compare: SnapCompare, size: Size) -> None:
+    """The longest name a project can have: at 80 columns its address goes under it."""
+    name = "a-project-name-of-the-longest-length-40c"
+    app = fake_app(
+        signed_in_visitor(),
+        ALICE_KEYS,
+        projects=[project(name, 2, SHOP_HISTORY[0].created_at, 1)],
+        archives={name: SHOP_HISTORY},
+        deployments={name: SHOP_DEPLOYMENTS},
+    )
+    assert snap_compare(app, terminal_size=size, run_before=run(press("j"), press("enter")))
