@@ -24,6 +24,7 @@ from textual.binding import Binding, BindingType
 
 from core.errors import PanelError
 from core.services import Services, ServiceSet
+from tui import layout
 from tui.stylesheet import SharedStylesheet
 from tui.visitor import Visitor
 
@@ -39,6 +40,9 @@ class GhstApp(App[str]):
     # The palette offers "save screenshot" (a file on the server) and theme switching: not for
     # hosted sessions.
     ENABLE_COMMAND_PALETTE = False
+    # Classes every screen gets from the terminal's size, for its stylesheet (see tui.layout).
+    HORIZONTAL_BREAKPOINTS = layout.HORIZONTAL_BREAKPOINTS
+    VERTICAL_BREAKPOINTS = layout.VERTICAL_BREAKPOINTS
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Close the connection."),
         # Priority, so focus moves when the app reads the key, not after the focused widget

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -271,6 +272,13 @@ SHOP_BUILD_LOG = (
     "Error: Cannot find module 'express'\n"
     "The app did not answer on port 8080 within 60 s.\n"
 )
+SHOP_APP_LOG = [
+    "> shop@1.0.0 start",
+    "> node server.js",
+    "Listening on port 8080",
+    'GET / 200 12ms "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"',
+    "GET /cart 200 4ms",
+]
 ALICE_DEPLOYMENTS = {"shop": SHOP_DEPLOYMENTS}
 SHOP_ENV = [
     EnvVar("DATABASE_URL", "postgres://shop:hunter2hunter2@db.internal:5432/shop"),
@@ -323,6 +331,12 @@ class FakeDeployments:
         await self.get(user_id, project, deployment_id)
         log = self.build_logs.get(deployment_id, "")
         return log[offset:], len(log)
+
+    async def runtime_logs(self, user_id: int, project: str, tail: int = 200) -> AsyncIterator[str]:
+        """The live app's output: a few fixed lines, then the stream ends (the app stopped)."""
+        self._history(project)
+        for line in SHOP_APP_LOG[-tail:]:
+            yield line
 
     async def delete_project(self, user_id: int, project: str, confirmation: str) -> Project:
         self._history(project)

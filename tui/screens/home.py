@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import ClassVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
@@ -14,6 +14,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from tui.formatting import day, plural
+from tui.layout import WIDE_FROM
 from tui.screens.base import GhstScreen
 from tui.screens.confirm import ConfirmDialog
 from tui.widgets.header import AppHeader
@@ -31,6 +32,17 @@ NEXT_STEPS = (
 )
 
 
+def next_step_prompt(key: str, label: str, description: str, *, one_line: bool) -> Content:
+    """ " j  Projects" with its description under it, or after it on the same line."""
+    return Content.assemble(
+        (f" {key} ", "bold $text-accent"),
+        " ",
+        (label, "bold"),
+        "  " if one_line else "\n    ",
+        (description, "italic $text-muted"),
+    )
+
+
 def logout_everywhere_farewell(count: int) -> str:
     return f"Logged out everywhere: {plural(count, 'session')} closed. Bye!"
 
@@ -38,11 +50,6 @@ def logout_everywhere_farewell(count: int) -> str:
 class HomeScreen(GhstScreen[None]):
     TITLE = "Home"
     CSS_PATH = "home.tcss"
-    # Side by side from 96 columns on, stacked below that.
-    HORIZONTAL_BREAKPOINTS = [
-        (0, "-narrow"),
-        (96, "-wide"),
-    ]
     BINDINGS: ClassVar[list[BindingType]] = [
         # j, as in proJects: p was already the password's.
         Binding("j", "projects", "Projects"),
@@ -52,6 +59,10 @@ class HomeScreen(GhstScreen[None]):
         Binding("o,L", "logout_everywhere", "Log out everywhere"),
         Binding("q", "app.quit", "Quit", show=False),
     ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._one_line_steps = False  # as composed
 
     def compose(self) -> ComposeResult:
         user = self.user
@@ -83,19 +94,22 @@ class HomeScreen(GhstScreen[None]):
                 with Vertical(id="next", classes="box") as next_steps:
                     next_steps.border_title = "What next"
                     options: list[Option | None] = []
-                    for action, key, label, description in NEXT_STEPS:
+                    for action, *step in NEXT_STEPS:
                         if options:
                             options.append(None)  # a separator line
-                        prompt = Content.assemble(
-                            (f" {key} ", "bold $text-accent"),
-                            " ",
-                            (label, "bold"),
-                            "\n    ",
-                            (description, "italic $text-muted"),
-                        )
-                        options.append(Option(prompt, id=action))
+                        options.append(Option(next_step_prompt(*step, one_line=False), id=action))
                     yield OptionList(*options, id="actions")
         yield KeyBar()
+
+    def on_resize(self, event: events.Resize) -> None:
+        # Below WIDE_FROM columns each step takes one line, so that 80x24 shows all of them.
+        one_line = event.size.width < WIDE_FROM
+        if one_line == self._one_line_steps:
+            return
+        self._one_line_steps = one_line
+        actions = self.query_one("#actions", OptionList)
+        for action, *step in NEXT_STEPS:
+            actions.replace_option_prompt(action, next_step_prompt(*step, one_line=one_line))
 
     def on_screen_resume(self) -> None:
         # On first show and on coming back from the keys or password screen.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Static
 
 from core.identity.keys import SSHKey
 from tui.formatting import day, key_type
+from tui.layout import WIDE_FROM
 from tui.screens.add_key import AddKeyDialog
 from tui.screens.base import GhstScreen
 from tui.screens.confirm import ConfirmDialog
@@ -27,6 +28,32 @@ COLUMNS = (
     ("Added", "added"),
     ("Last used", "last-used"),
 )
+# Below WIDE_FROM columns the fingerprint goes under the name and "last used" under "added",
+# so that the whole fingerprint still fits in 80 columns.
+NARROW_COLUMNS = (
+    ("Name · type / fingerprint", "key"),
+    ("Added / last used", "dates"),
+)
+
+
+def used_text(key: SSHKey) -> str:
+    return "never used" if key.last_used_at is None else f"used {day(key.last_used_at)}"
+
+
+def key_cells(key: SSHKey, narrow: bool) -> tuple[Text, ...]:
+    if narrow:
+        return (
+            Text.assemble(
+                (key.name, "bold"), (f" · {key_type(key.algorithm)}", "dim"), "\n", key.fingerprint
+            ),
+            Text.assemble(day(key.created_at), "\n", (used_text(key), "dim")),
+        )
+    return (
+        Text.assemble((key.name, "bold"), "\n", (key_type(key.algorithm), "dim")),
+        Text(key.fingerprint),
+        Text(day(key.created_at)),
+        Text(day(key.last_used_at)),
+    )
 
 
 class KeysScreen(GhstScreen[None]):
@@ -41,6 +68,8 @@ class KeysScreen(GhstScreen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.keys: list[SSHKey] = []
+        self._narrow: bool | None = None  # the table's layout (see NARROW_COLUMNS); None: none yet
+        self._shown = False  # whether the keys were loaded and shown
 
     def compose(self) -> ComposeResult:
         yield AppHeader("Home", "SSH keys")
@@ -56,11 +85,26 @@ class KeysScreen(GhstScreen[None]):
         yield KeyBar()
 
     def on_mount(self) -> None:
-        table = self.query_one("#keys", DataTable)
-        for label, key in COLUMNS:
-            table.add_column(label, key=key)
         self.query_one("#keys-box").border_title = "Keys"
         self.load_keys()
+
+    def on_resize(self, event: events.Resize) -> None:
+        narrow = event.size.width < WIDE_FROM
+        if narrow == self._narrow:
+            return
+        self._narrow = narrow
+        if self._shown:
+            self.show_keys(self.keys)
+        else:  # still loading: only the columns
+            self.set_columns(self.query_one("#keys", DataTable))
+
+    def set_columns(self, table: DataTable[Text]) -> None:
+        """The columns for the screen's width (the table is cleared)."""
+        if self._narrow is None:
+            self._narrow = self.app.size.width < WIDE_FROM
+        table.clear(columns=True)
+        for label, key in NARROW_COLUMNS if self._narrow else COLUMNS:
+            table.add_column(label, key=key)
 
     @work(exclusive=True, exit_on_error=False, group="load")
     async def load_keys(self, select: int | None = None) -> None:
@@ -68,18 +112,12 @@ class KeysScreen(GhstScreen[None]):
 
     def show_keys(self, keys: list[SSHKey], select: int | None = None) -> None:
         self.keys = keys
+        self._shown = True
         table = self.query_one("#keys", DataTable)
         previous = self.selected_key()
-        table.clear()
+        self.set_columns(table)
         for key in keys:
-            table.add_row(
-                Text.assemble((key.name, "bold"), "\n", (key_type(key.algorithm), "dim")),
-                key.fingerprint,
-                day(key.created_at),
-                day(key.last_used_at),
-                key=str(key.id),
-                height=2,
-            )
+            table.add_row(*key_cells(key, bool(self._narrow)), key=str(key.id), height=2)
         self.query_one("#keys-box").border_title = f"Keys · {len(keys)}"
         empty = self.query_one("#empty", Static)
         empty.update(

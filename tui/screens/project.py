@@ -317,6 +317,15 @@ class ProjectScreen(GhstScreen[None]):
     def on_resize(self) -> None:
         if self.archives is not None:
             self.show_archives(self.archives)
+        self.fit_heading()
+
+    def fit_heading(self) -> None:
+        """The address under the name when both do not fit on one line (a long name at 80)."""
+        heading = self.query_one("#heading")
+        url = str(self.query_one("#url", Static).render())
+        # The heading's padding, the name, the address's padding, the address.
+        needed = 2 + len(self.project_name) + 2 + len(url)
+        heading.set_class(needed > self.size.width - 2, "-stacked")
 
     # --- the status line ----------------------------------------------------------------------
 
@@ -373,6 +382,7 @@ class ProjectScreen(GhstScreen[None]):
         self._status_shown = shown
         self.query_one("#status", Static).update(Content.assemble(*parts))
         self.query_one("#url", Static).update(status.url)
+        self.fit_heading()
 
     # --- the versions table -------------------------------------------------------------------
 
@@ -482,7 +492,10 @@ class ProjectScreen(GhstScreen[None]):
                 styled = self.styled_cells(deployment, cells)
                 for column, (_label, key) in enumerate(DEPLOYMENT_COLUMNS):
                     if cells[column] != self._deployment_rows[index][column]:
-                        table.update_cell(str(deployment.id), key, styled[column])
+                        # Widened as needed: "◌ queued" becomes "● running", "—" a time.
+                        table.update_cell(
+                            str(deployment.id), key, styled[column], update_width=True
+                        )
         else:
             table.clear()
             for deployment, cells in zip(deployments, rows, strict=True):

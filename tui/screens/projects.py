@@ -12,7 +12,7 @@ import asyncio
 from typing import ClassVar
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -23,6 +23,7 @@ from textual.worker import Worker
 
 from core.projects.service import Project
 from tui.formatting import moment, plural, size
+from tui.layout import WIDE_FROM
 from tui.screens.base import GhstScreen
 from tui.upload_commands import upload_commands
 from tui.widgets.header import AppHeader
@@ -35,10 +36,29 @@ COLUMNS = (
     ("Versions", "versions"),
     ("Last upload (UTC)", "last-upload"),
 )
+# Below WIDE_FROM columns the URL column is left out (the line above the table says every
+# project's address is http://<name>.<domain>), so a 40-character name fits in 80 columns.
+NARROW_COLUMNS = (
+    ("Name", "name"),
+    ("Versions", "versions"),
+    ("Last upload (UTC)", "last-upload"),
+)
 
 
 def project_url(name: str, domain: str) -> str:
     return f"http://{name}.{domain}"
+
+
+def project_cells(project: Project, domain: str, narrow: bool) -> list[Text]:
+    cells = [
+        Text(project.name, "bold"),
+        Text(project_url(project.name, domain)),
+        Text(str(project.versions), justify="right"),
+        Text(moment(project.last_upload_at)),
+    ]
+    if narrow:
+        del cells[1]
+    return cells
 
 
 def usage_line(used: int, quota: int) -> str:
@@ -65,6 +85,7 @@ class ProjectsScreen(GhstScreen[None]):
         # The project to put the cursor on at the next load (one just created).
         self._select: str | None = None
         self._shown = False  # a list was loaded and shown at least once
+        self._narrow: bool | None = None  # the table's layout (see NARROW_COLUMNS); None: none yet
         self._usage: tuple[int, int] | None = None
         self._loader: Worker[None] | None = None
         self._poll_timer: Timer | None = None
@@ -87,9 +108,7 @@ class ProjectsScreen(GhstScreen[None]):
         yield KeyBar()
 
     def on_mount(self) -> None:
-        table = self.query_one("#projects", DataTable)
-        for label, key in COLUMNS:
-            table.add_column(label, key=key)
+        self.set_columns(self.query_one("#projects", DataTable))
         self.query_one("#projects-box").border_title = "Projects"
         self._poll_timer = self.set_interval(POLL_SECONDS, self.poll, pause=True)
 
@@ -141,15 +160,10 @@ class ProjectsScreen(GhstScreen[None]):
         self.projects = projects
         domain = self.panel.settings.domain
         table = self.query_one("#projects", DataTable)
-        table.clear()
+        self.set_columns(table)
+        narrow = bool(self._narrow)
         for project in projects:
-            table.add_row(
-                Text(project.name, "bold"),
-                Text(project_url(project.name, domain)),
-                Text(str(project.versions), justify="right"),
-                Text(moment(project.last_upload_at)),
-                key=project.name,
-            )
+            table.add_row(*project_cells(project, domain, narrow), key=project.name)
         self.query_one("#projects-box").border_title = f"Projects · {len(projects)}"
         empty = self.query_one("#empty", Static)
         commands = upload_commands(self.panel.settings, self.user.username, "<name>")
@@ -176,6 +190,24 @@ class ProjectsScreen(GhstScreen[None]):
         elif table.has_focus:
             self.set_focus(None)
         self.refresh_bindings()
+
+    def on_resize(self, event: events.Resize) -> None:
+        narrow = event.size.width < WIDE_FROM
+        if narrow == self._narrow:
+            return
+        self._narrow = narrow
+        if self._shown:
+            self.show_projects(self.projects)
+        else:  # still loading: only the columns
+            self.set_columns(self.query_one("#projects", DataTable))
+
+    def set_columns(self, table: DataTable[Text]) -> None:
+        """The columns for the screen's width (the table is cleared)."""
+        if self._narrow is None:
+            self._narrow = self.app.size.width < WIDE_FROM
+        table.clear(columns=True)
+        for label, key in NARROW_COLUMNS if self._narrow else COLUMNS:
+            table.add_column(label, key=key)
 
     def selected_project(self) -> Project | None:
         table = self.query_one("#projects", DataTable)

@@ -31,6 +31,9 @@ class AppHeader(Horizontal):
             width: 1fr;
             padding: 0 2;
             color: $text-muted;
+            /* One line: a long path ends in "…" rather than losing its second line. */
+            text-wrap: nowrap;
+            text-overflow: ellipsis;
         }
         #who {
             width: auto;
