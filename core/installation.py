@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from core.db.pool import Pool, connection
+from core.deploy.store import DeploymentStore
 
 INSTALLATION_LABEL = "ghst.installation"
 PROJECT_LABEL = "ghst.project"
@@ -63,11 +64,7 @@ async def load_installation(pool: Pool) -> Installation:
         last = own["legacy_last_deployment"]
         if last is None:
             return Installation(own["id"])
-        rows = await conn.fetch(
-            "SELECT d.id, p.name FROM deployments d JOIN projects p ON p.id = d.project_id"
-            " WHERE d.id <= $1",
-            last,
-        )
-    adopted = {(row["name"], str(row["id"])) for row in rows}
-    adopted |= {(row["name"], "") for row in rows}
+        made = await DeploymentStore(pool).made_up_to(last, conn)
+    adopted = {(project, str(deployment_id)) for deployment_id, project in made}
+    adopted |= {(project, "") for _, project in made}
     return Installation(own["id"], legacy=True, adopted=frozenset(adopted))

@@ -12,9 +12,11 @@ from core.archives.service import ArchiveService
 from core.archives.storage import ObjectStorage, storage_from_settings
 from core.db.migrations import migrate
 from core.db.pool import Pool, create_pool
+from core.deploy.operations import Operations
 from core.deploy.pipeline import Deployer
 from core.deploy.queue import DeploymentQueue
 from core.deploy.service import DeploymentService
+from core.deploy.store import DeploymentStore
 from core.deploy.worker import DeploymentWorker
 from core.identity.accounts import AccountService
 from core.identity.keys import KeyService
@@ -126,10 +128,13 @@ class Panel:
             settings.lease_seconds,
             log_max_bytes=settings.build_log_max_bytes,
             per_user=settings.builds_per_user,
+            projects=projects,
         )
+        store = DeploymentStore(pool)
         deployer = Deployer(
-            settings, pool, queue, ports, storage, env, engine, compose, router, installation
-        )
+            settings, store, projects, archives, queue, ports, storage, env, engine, compose,
+            router, installation,
+        )  # fmt: skip
         deployments.attach_runtime(deployer)
         return cls(
             settings, pool, redis, hasher, accounts, keys, sessions, throttle, projects,
@@ -152,6 +157,7 @@ class Panel:
             settings.database_url,
             self.queue,
             self.deployer,
+            Operations(DeploymentStore(self.pool), self.projects, self.archives, self.deployer),
             **{**defaults, **options},  # type: ignore[arg-type]
         )
 

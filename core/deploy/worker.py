@@ -28,9 +28,11 @@ import asyncpg
 
 from core.db.pool import Pool
 from core.deploy.build_log import JobLog
+from core.deploy.model import Deployment, Operation, State
+from core.deploy.operations import Operations
 from core.deploy.pipeline import Deployer
 from core.deploy.queue import DeploymentQueue, LeaseLost
-from core.deploy.service import NOTIFY_CHANNEL, Deployment
+from core.deploy.store import NOTIFY_CHANNEL
 from core.errors import PanelError
 from core.log_text import clean_log_text
 
@@ -68,6 +70,7 @@ class DeploymentWorker:
         dsn: str,
         queue: DeploymentQueue,
         deployer: Deployer,
+        operations: Operations,
         *,
         concurrency: int = 1,
         lease_seconds: float = 30.0,
@@ -82,6 +85,8 @@ class DeploymentWorker:
         self._dsn = dsn
         self._queue = queue
         self._deployer = deployer
+        # Stop, start and delete jobs: the worker acts for the panel (Actor.system("worker")).
+        self._operations = operations
         self._concurrency = max(1, concurrency)
         self._lease = lease_seconds
         self._grace = shutdown_grace
@@ -177,28 +182,32 @@ class DeploymentWorker:
         deployment = job.deployment
         joblog = JobLog(self._queue, deployment.id)
         joblog.step(f"Deployment #{deployment.id} of {deployment.project} taken by {self.name}")
-        outcome: tuple[str, str] | None = None
+        outcome: tuple[State, str] | None = None
         deadline = asyncio.timeout(self._deadline)
         try:
             async with deadline:
-                await self._deployer.deploy(deployment, self.name, joblog)
+                if deployment.operation is Operation.DEPLOY:
+                    await self._deployer.deploy(deployment, self.name, joblog)
+                else:
+                    await self._operations.run(deployment)
+                    outcome = (State.DONE, "")
         except TimeoutError:
             if not deadline.expired():  # a timeout of the panel's own that nothing explained
                 log.exception("deployment %s failed", deployment.id)
-                outcome = ("failed", INTERNAL)
+                outcome = (State.FAILED, INTERNAL)
             else:
-                outcome = ("failed", DEADLINE.format(seconds=self._deadline))
+                outcome = (State.FAILED, DEADLINE.format(seconds=self._deadline))
         except asyncio.CancelledError:
             if job.stop_reason is None:  # cancelled from outside the worker: treat as shutdown
                 job.stop_reason = "shutdown"
-            outcome = ("cancelled", CANCELLED)
+            outcome = (State.CANCELLED, CANCELLED)
         except LeaseLost:
             job.stop_reason = "lease"
         except PanelError as error:
-            outcome = ("failed", _reason(error.message))
+            outcome = (State.FAILED, _reason(error.message))
         except Exception:
             log.exception("deployment %s failed", deployment.id)
-            outcome = ("failed", INTERNAL)
+            outcome = (State.FAILED, INTERNAL)
         finally:
             job.finishing = True
             if job.heartbeat is not None:
@@ -219,24 +228,25 @@ class DeploymentWorker:
             self._wake.set()
         await self._prune_history(deployment)
 
-    async def _end(self, job: Job, joblog: JobLog, outcome: tuple[str, str] | None) -> None:
+    async def _end(self, job: Job, joblog: JobLog, outcome: tuple[State, str] | None) -> None:
         deployment = job.deployment
-        if outcome is not None and job.stop_reason != "lease":
+        if outcome is not None and job.stop_reason != "lease" and outcome[0] != State.DONE:
             joblog.step(f"{outcome[0].capitalize()}: {outcome[1]}")
-        try:
-            await self._deployer.discard(deployment)
-        except Exception:
-            log.exception("could not clean up after deployment %s", deployment.id)
+        if deployment.operation is Operation.DEPLOY:
+            try:
+                await self._deployer.discard(deployment)
+            except Exception:
+                log.exception("could not clean up after deployment %s", deployment.id)
         if job.stop_reason == "lease":
             log.warning("deployment %s was taken away (lease lost)", deployment.id)
         elif job.stop_reason == "shutdown":
             await joblog.close()
             if not await self._queue.requeue(deployment.id, self.name):
-                await self._queue.finish(deployment.id, self.name, "cancelled", CANCELLED)
+                await self._queue.finish(deployment.id, self.name, State.CANCELLED, CANCELLED)
         elif outcome is not None:
             await self._finish(deployment, *outcome)
 
-    async def _finish(self, deployment: Deployment, state: str, error: str) -> None:
+    async def _finish(self, deployment: Deployment, state: State, error: str) -> None:
         """Record how the job ended, retrying while the database is unreachable, so the user
         reads the real reason rather than the reaper's "its worker stopped"."""
         for attempt in range(FINISH_ATTEMPTS):
@@ -271,6 +281,8 @@ class DeploymentWorker:
             log.warning("cannot reap expired deployments: %s", error)
             return
         for deployment in reaped:
+            if deployment.operation is not Operation.DEPLOY:
+                continue  # made nothing to clean up
             log.warning("deployment %s: its worker died; cleaning up", deployment.id)
             try:
                 await self._deployer.discard(deployment)

@@ -24,6 +24,7 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import Static
 
+from core.actor import Actor
 from core.deploy.service import Deployment
 from core.errors import NotFoundError, PanelError
 from tui.formatting import moment
@@ -134,15 +135,15 @@ class LogsScreen(GhstScreen[None]):
     @work(exclusive=True, exit_on_error=False, group="follow")
     async def follow_build(self) -> None:
         assert self.deployment_id is not None
-        deployments, user_id = self.panel.deployments, self.user.id
+        deployments, actor = self.panel.deployments, Actor.for_user(self.user)
         project, deployment_id = self.project_name, self.deployment_id
         view = self.log_view
         offset = 0
         while True:
             try:
                 # The state first: if it has finished, the log read after it is complete.
-                deployment = await deployments.get(user_id, project, deployment_id)
-                text, offset = await deployments.build_log(user_id, project, deployment_id, offset)
+                deployment = await deployments.get(actor, project, deployment_id)
+                text, offset = await deployments.build_log(actor, project, deployment_id, offset)
             except NotFoundError:
                 self.set_status("This deployment is gone (the project was deleted).", "error")
                 raise
@@ -188,9 +189,9 @@ class LogsScreen(GhstScreen[None]):
 
     @work(exclusive=True, exit_on_error=False, group="follow")
     async def follow_runtime(self) -> None:
-        deployments, user_id = self.panel.deployments, self.user.id
+        deployments, actor = self.panel.deployments, Actor.for_user(self.user)
         try:
-            status = await deployments.status(user_id, self.project_name)
+            status = await deployments.status(actor, self.project_name)
         except PanelError:
             status = None
         if status is not None and status.live is not None:
@@ -201,7 +202,7 @@ class LogsScreen(GhstScreen[None]):
                     (f" · #{live.id} {live.archive_name}", "$text-muted"),
                 )
             )
-        lines = deployments.runtime_logs(user_id, self.project_name, tail=RUNTIME_TAIL)
+        lines = deployments.runtime_logs(actor, self.project_name, tail=RUNTIME_TAIL)
         view = self.log_view
         self.set_status("Following the app's output as it comes.", "active")
         try:

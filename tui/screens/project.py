@@ -29,8 +29,9 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Static
 from textual.worker import Worker
 
+from core.actor import Actor
 from core.archives.service import Archive
-from core.deploy.service import Deployment, ProjectStatus
+from core.deploy.service import Deployment, ProjectStatus, State
 from core.errors import NotFoundError
 from tui.formatting import moment, plural, size
 from tui.screens.base import GhstScreen
@@ -267,10 +268,11 @@ class ProjectScreen(GhstScreen[None]):
 
     async def fetch(self) -> tuple[list[Archive], ProjectStatus, list[Deployment]]:
         panel, user_id, name = self.panel, self.user.id, self.project_name
+        actor = Actor.for_user(self.user)
         archives, status, deployments = await asyncio.gather(
             panel.archives.list(user_id, name),
-            panel.deployments.status(user_id, name),
-            panel.deployments.list(user_id, name, DEPLOYMENTS_SHOWN),
+            panel.deployments.status(actor, name),
+            panel.deployments.list(actor, name, DEPLOYMENTS_SHOWN),
         )
         return archives, status, deployments
 
@@ -607,7 +609,7 @@ class ProjectScreen(GhstScreen[None]):
                 f"{name} went live, then was replaced.",
                 (" b rolls back to it (no build).", "$text-muted"),
             )
-        if deployment.state == "cancelled":
+        if deployment.state == State.CANCELLED:
             return Content.assemble(
                 (f"{name} was cancelled", "bold"),
                 f": {deployment.error}" if deployment.error else ".",
@@ -720,7 +722,9 @@ class ProjectScreen(GhstScreen[None]):
     @work(exit_on_error=False, group="act")
     async def deploy(self, archive: str | None) -> None:
         self._generation += 1
-        deployment = await self.panel.deployments.deploy(self.user.id, self.project_name, archive)
+        deployment = await self.panel.deployments.deploy(
+            Actor.for_user(self.user), self.project_name, archive
+        )
         self.notify(
             f"#{deployment.id} {deployment.archive_name}: the current version keeps serving "
             "until the new one answers. Press l on it to follow the build.",
@@ -737,13 +741,14 @@ class ProjectScreen(GhstScreen[None]):
     @work(exit_on_error=False, group="act")
     async def queue(self, what: str) -> None:
         self._generation += 1
-        deployments, user_id, name = self.panel.deployments, self.user.id, self.project_name
+        deployments, name = self.panel.deployments, self.project_name
+        actor = Actor.for_user(self.user)
         if what == "redeploy":
-            deployment = await deployments.redeploy(user_id, name)
+            deployment = await deployments.redeploy(actor, name)
             title = "Redeploy queued"
             message = f"#{deployment.id}: {deployment.archive_name} is built again."
         else:
-            deployment = await deployments.restart(user_id, name)
+            deployment = await deployments.restart(actor, name)
             title = "Restart queued"
             message = (
                 f"#{deployment.id}: new containers with the current env vars take over "
@@ -774,12 +779,13 @@ class ProjectScreen(GhstScreen[None]):
     @work(exit_on_error=False, group="act")
     async def stop_or_start(self, stop: bool) -> None:
         self._generation += 1
-        deployments, user_id, name = self.panel.deployments, self.user.id, self.project_name
+        deployments, name = self.panel.deployments, self.project_name
+        actor = Actor.for_user(self.user)
         if stop:
-            await deployments.stop(user_id, name)
+            await deployments.stop(actor, name)
             self.notify(f"{name} answers with a 503 page until you start it.", title="Stopped")
         else:
-            await deployments.start(user_id, name)
+            await deployments.start(actor, name)
             self.notify(f"{name} is answering again.", title="Started")
         await self.reload()
 
@@ -807,7 +813,7 @@ class ProjectScreen(GhstScreen[None]):
     async def rollback(self, target: Deployment) -> None:
         self._generation += 1
         deployment = await self.panel.deployments.rollback(
-            self.user.id, self.project_name, target.id
+            Actor.for_user(self.user), self.project_name, target.id
         )
         self.notify(
             f"#{deployment.id} runs the image of #{target.id} ({target.archive_name}).",
@@ -825,8 +831,10 @@ class ProjectScreen(GhstScreen[None]):
     @work(exit_on_error=False, group="act")
     async def cancel_deployment(self, target: Deployment) -> None:
         self._generation += 1
-        deployment = await self.panel.deployments.cancel(self.user.id, self.project_name, target.id)
-        if deployment.state == "cancelled":
+        deployment = await self.panel.deployments.cancel(
+            Actor.for_user(self.user), self.project_name, target.id
+        )
+        if deployment.state == State.CANCELLED:
             message = f"#{deployment.id} {deployment.archive_name} will not be deployed."
         else:
             message = f"#{deployment.id} stops at its next step; the current version stays."
