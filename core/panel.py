@@ -151,13 +151,15 @@ class Panel:
             "live_check_seconds": settings.live_check_seconds,
             "deploy_timeout": settings.deploy_timeout,
             "keep_deployments": settings.keep_deployments,
+            "operations": Operations(
+                DeploymentStore(self.pool), self.projects, self.archives, self.deployer
+            ),
         }
         return DeploymentWorker(
             self.pool,
             settings.database_url,
             self.queue,
             self.deployer,
-            Operations(DeploymentStore(self.pool), self.projects, self.archives, self.deployer),
             **{**defaults, **options},  # type: ignore[arg-type]
         )
 

@@ -93,8 +93,11 @@ class DeploymentService:
         projects: ProjectService,
         archives: ArchiveService,
         url_for: Callable[[str], str],
+        *,
+        claim_wait: float = OPERATION_CLAIM_WAIT,
     ) -> None:
         self._pool = pool
+        self.claim_wait = claim_wait
         self._store = DeploymentStore(pool)
         self._projects = projects
         self._archives = archives
@@ -257,6 +260,9 @@ class DeploymentService:
         found = await self._project(actor, project, "deploy")
         if confirmation.strip() != found.name:
             raise ValidationError(f"Type the project's name, {project!r}, to confirm deleting it.")
+        if not await self._store.any_of_project(found.id):
+            # Never deployed: nothing runs or was built, so no worker (nor Docker) is needed.
+            return await self._archives.delete_project(found.user_id, found.name, confirmation)
         async with transaction(self._pool, conn) as tx:
             if await self._projects.lock(tx, found.id) is None:
                 raise NotFoundError(f"You have no project named {project[:40]!r}.")
@@ -305,7 +311,7 @@ class DeploymentService:
         """Wait for a worker to end the operation `job`; its failure is raised with the
         worker's message. One no worker claims in time is withdrawn."""
         loop = asyncio.get_running_loop()
-        give_up = loop.time() + OPERATION_CLAIM_WAIT
+        give_up = loop.time() + self.claim_wait
         while True:
             current = await self._store.get(job.id)
             if current is None:  # gone with its project: deleted
@@ -318,7 +324,7 @@ class DeploymentService:
                 raise PanelError(current.error, title=f"Could not {job.operation}")
             if current.state == State.QUEUED and loop.time() > give_up:
                 message = NO_WORKER.format(
-                    what=job.operation, project=project.name, seconds=OPERATION_CLAIM_WAIT
+                    what=job.operation, project=project.name, seconds=self.claim_wait
                 )
                 if await self._store.cancel_queued(job.id, message):
                     raise UnavailableError(message)

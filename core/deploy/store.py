@@ -144,6 +144,14 @@ class DeploymentStore:
             )
         return (row["text"], int(row["size"])) if row else None
 
+    async def any_of_project(self, project_id: int) -> bool:
+        """Was anything ever queued for the project (and not pruned)?"""
+        async with _using(self._pool, None) as db:
+            found = await db.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM deployments WHERE project_id = $1)", project_id
+            )
+        return bool(found)
+
     async def in_progress(self, project_id: int, conn: Connection | None = None) -> int | None:
         """The project's job a worker holds now, if any."""
         async with _using(self._pool, conn) as db:
