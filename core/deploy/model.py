@@ -136,10 +136,6 @@ class Deployment:
         return self.state in ACTIVE_STATES
 
     @property
-    def ended(self) -> bool:
-        return not TRANSITIONS[self.state] or self.state == State.RUNNING
-
-    @property
     def succeeded(self) -> bool:
         """It went live once (it may have been replaced since)."""
         return self.state in SUCCEEDED_STATES

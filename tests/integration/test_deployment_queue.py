@@ -11,8 +11,15 @@ import socket
 
 import pytest
 
+from core.actor import Actor
 from core.deploy.queue import WORKER_DIED, DeploymentQueue, LeaseLost
-from core.errors import ConflictError, NotFoundError, UnavailableError, ValidationError
+from core.errors import (
+    ConflictError,
+    NotFoundError,
+    PermissionDenied,
+    UnavailableError,
+    ValidationError,
+)
 from core.panel import Panel
 from core.routing.ports import PortAllocator
 from tests.actors import as_user
@@ -242,3 +249,102 @@ async def test_ports_are_unique_under_concurrency_skip_busy_ones_and_are_freed(
             await allocator.allocate(project.id, deployments[4].id)
     await allocator.release(deployments[0].id)
     assert sorted(await allocator.held(project.id)) == sorted(granted[1:])
+
+
+async def live_project(panel: Panel, owner: int, project: str = "alice-shop") -> int:
+    """Deploy and take the newest version live, as a worker would; the live deployment's id."""
+    jobs = queue(panel)
+    deployment = await panel.deployments.deploy(as_user(owner), project)
+    assert (await jobs.claim("w")) is not None
+    await jobs.go_live(deployment.id, "w")
+    return deployment.id
+
+
+async def test_the_actor_needs_the_scope_of_each_call(panel: Panel) -> None:
+    alice = await owner_with_versions(panel)
+    await live_project(panel, alice)
+    reader = Actor("token", alice, "token r of alice", scopes=frozenset({"read"}))
+    assert (await panel.deployments.status(reader, "alice-shop")).state == "running"
+    assert len(await panel.deployments.list(reader, "alice-shop")) == 1
+    deployment = (await panel.deployments.list(reader, "alice-shop"))[0]
+    for attempt in (
+        panel.deployments.deploy(reader, "alice-shop"),
+        panel.deployments.redeploy(reader, "alice-shop"),
+        panel.deployments.restart(reader, "alice-shop"),
+        panel.deployments.cancel(reader, "alice-shop", deployment.id),
+        panel.deployments.rollback(reader, "alice-shop", deployment.id),
+        panel.deployments.stop(reader, "alice-shop"),
+        panel.deployments.start(reader, "alice-shop"),
+        panel.deployments.delete_project(reader, "alice-shop", "alice-shop"),
+    ):
+        with pytest.raises(PermissionDenied, match="'deploy' scope"):
+            await attempt
+    with pytest.raises(PermissionDenied, match="'logs' scope"):
+        await panel.deployments.build_log(reader, "alice-shop", deployment.id)
+    deployer = Actor("token", alice, "token d of alice", scopes=frozenset({"deploy"}))
+    with pytest.raises(PermissionDenied, match="'read' scope"):
+        await panel.deployments.status(deployer, "alice-shop")
+    # A token limited to other projects of the same owner reaches none of this one.
+    elsewhere = Actor("token", alice, "token e of alice", projects=frozenset({"alice-blog"}))
+    with pytest.raises(PermissionDenied, match="not allowed to act on project 'alice-shop'"):
+        await panel.deployments.status(elsewhere, "alice-shop")
+    assert await panel.deployments.statuses(elsewhere) == {}
+
+
+async def test_an_operator_reads_any_tenants_project_and_a_tenant_only_their_own(
+    panel: Panel,
+) -> None:
+    alice = await owner_with_versions(panel)
+    bob = await owner_with_versions(panel, "bob")
+    live = await live_project(panel, alice)
+    operator = Actor("admin", bob, "bob")
+    status = await panel.deployments.status(operator, "alice-shop")
+    assert (status.state, status.live and status.live.id) == ("running", live)
+    with pytest.raises(NotFoundError):
+        await panel.deployments.status(as_user(bob), "alice-shop")
+    with pytest.raises(NotFoundError):
+        await panel.deployments.status(operator, "nobody-shop")
+
+
+async def test_a_deploy_joins_the_callers_transaction(panel: Panel) -> None:
+    alice = await owner_with_versions(panel)
+    async with panel.pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        queued = await panel.deployments.deploy(as_user(alice), "alice-shop", conn=conn)
+        assert queued.state == "queued"
+        await transaction.rollback()
+    assert await panel.deployments.list(as_user(alice), "alice-shop") == []
+    async with panel.pool.acquire() as conn, conn.transaction():
+        kept = await panel.deployments.deploy(as_user(alice), "alice-shop", conn=conn)
+        # Queued in the caller's transaction: no worker sees it before the commit.
+        assert await queue(panel).claim("w") is None
+    assert [d.id for d in await panel.deployments.list(as_user(alice), "alice-shop")] == [kept.id]
+
+
+async def test_a_stop_or_delete_no_worker_takes_is_withdrawn_and_changes_nothing(
+    panel: Panel,
+) -> None:
+    alice = await owner_with_versions(panel)
+    live = await live_project(panel, alice)
+    panel.deployments.claim_wait = 0.3
+    with pytest.raises(UnavailableError, match="No deployment worker took the stop of alice-shop"):
+        await panel.deployments.stop(as_user(alice), "alice-shop")
+    with pytest.raises(UnavailableError, match="No deployment worker took the delete"):
+        await panel.deployments.delete_project(as_user(alice), "alice-shop", "alice-shop")
+    status = await panel.deployments.status(as_user(alice), "alice-shop")
+    assert (status.state, status.live and status.live.id) == ("running", live)
+    assert [d.id for d in await panel.deployments.list(as_user(alice), "alice-shop")] == [live]
+    # Nothing is left queued for a worker that starts later.
+    assert await queue(panel).claim("late") is None
+
+
+async def test_a_stop_is_refused_while_a_deployment_of_the_project_is_in_progress(
+    panel: Panel,
+) -> None:
+    alice = await owner_with_versions(panel)
+    await live_project(panel, alice)
+    building = await panel.deployments.deploy(as_user(alice), "alice-shop")
+    await queue(panel).claim("w")
+    with pytest.raises(ConflictError, match=f"#{building.id} of alice-shop is in progress"):
+        await panel.deployments.stop(as_user(alice), "alice-shop")
