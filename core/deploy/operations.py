@@ -7,12 +7,17 @@ deployer), and records the project's new flags through the projects' owner.
 
 from __future__ import annotations
 
+import logging
+
+from core.actor import Actor
 from core.archives.service import ArchiveService
 from core.deploy.model import Deployment, Operation
 from core.deploy.service import Runtime
 from core.deploy.store import DeploymentStore
 from core.errors import ValidationError
 from core.projects.service import ProjectService
+
+log = logging.getLogger(__name__)
 
 
 class Operations:
@@ -27,9 +32,12 @@ class Operations:
         self._projects = projects
         self._archives = archives
         self._runtime = runtime
+        # Who acts when a worker carries a job out: the panel, for the project's owner.
+        self.actor = Actor.system("worker")
 
     async def run(self, job: Deployment) -> None:
         """Carry out `job`, or raise a PanelError whose message the user reads."""
+        log.info("%s: %s of %s (job #%s)", self.actor.label, job.operation, job.project, job.id)
         if job.operation is Operation.DELETE:
             await self._delete(job)
             return

@@ -8,7 +8,8 @@ holds across workers), so one tenant queueing many projects cannot starve the ot
 works it renews a lease; a worker that dies stops renewing, and `reap_expired` (run by every
 worker) fails the job once the lease is over, so nothing stays "building" forever.
 Every write is conditional on the worker still holding the job: a worker whose lease was
-reaped cannot overwrite what happened since.
+reaped cannot overwrite what happened since. Stop, start and delete jobs are claimed the same
+way (they go to "working", not "building"). The SQL is in core.deploy.store.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from textual.content import Content
 from textual.widgets import Static
 
 from core.actor import Actor
-from core.deploy.service import Deployment
+from core.deploy.service import Deployment, State
 from core.errors import NotFoundError, PanelError
 from tui.formatting import moment
 from tui.screens.base import GhstScreen
@@ -37,15 +37,15 @@ BUILD_POLL_SECONDS = 0.5
 RUNTIME_TAIL = 200
 YIELD_EVERY = 200  # lines taken from the runtime log stream between turns of the event loop
 ENDINGS = {
-    "running": ("is running.", "$text-success"),
-    "superseded": ("went live, and has been replaced since.", "$text-muted"),
-    "failed": ("failed.", "$text-error"),
-    "cancelled": ("was cancelled.", "$text-warning"),
+    State.RUNNING: ("is running.", "$text-success"),
+    State.SUPERSEDED: ("went live, and has been replaced since.", "$text-muted"),
+    State.FAILED: ("failed.", "$text-error"),
+    State.CANCELLED: ("was cancelled.", "$text-warning"),
 }
 WAITING = {
-    "queued": "Queued: waiting for a free builder…",
-    "building": "Building…",
-    "starting": "Starting the new containers and waiting until the app answers…",
+    State.QUEUED: "Queued: waiting for a free builder…",
+    State.BUILDING: "Building…",
+    State.STARTING: "Starting the new containers and waiting until the app answers…",
 }
 
 

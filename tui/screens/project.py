@@ -65,13 +65,13 @@ UPLOADED_WIDTH = len("2025-02-03 09:12")
 REFUSED = "✗ refused: "
 # How each deployment state is marked in the table, and the theme colour it is drawn in.
 STATE_MARKS = {
-    "queued": ("◌ queued", "text-warning"),
-    "building": ("◌ building…", "text-warning"),
-    "starting": ("◌ starting…", "text-warning"),
-    "running": ("● running", "text-success"),
-    "failed": ("✗ failed", "text-error"),
-    "cancelled": ("⊘ cancelled", "text-muted"),
-    "superseded": ("○ superseded", "text-muted"),
+    State.QUEUED: ("◌ queued", "text-warning"),
+    State.BUILDING: ("◌ building…", "text-warning"),
+    State.STARTING: ("◌ starting…", "text-warning"),
+    State.RUNNING: ("● running", "text-success"),
+    State.FAILED: ("✗ failed", "text-error"),
+    State.CANCELLED: ("⊘ cancelled", "text-muted"),
+    State.SUPERSEDED: ("○ superseded", "text-muted"),
 }
 STOPPED_MARK = ("■ stopped", "text-warning")
 PROJECT_STATES = {
@@ -82,7 +82,7 @@ PROJECT_STATES = {
     "failed": ("✗ failed", "text-error"),
 }
 # The deployment states a rollback can go back to (it ran once and its image may be kept).
-WENT_LIVE = ("running", "superseded")
+WENT_LIVE = (State.RUNNING, State.SUPERSEDED)
 
 
 def check_line(archive: Archive, width: int) -> str:
@@ -335,7 +335,9 @@ class ProjectScreen(GhstScreen[None]):
                 else ("Not deployed yet: upload a version, then press d to deploy it.", muted)
             )
         elif status.state == "deploying" and latest is not None:
-            state = latest.state if latest.state != "queued" else "queued, waiting for a builder"
+            state = (
+                latest.state if latest.state != State.QUEUED else "queued, waiting for a builder"
+            )
             parts.append((f"#{latest.id} {latest.archive_name}", "bold"))
             parts.append(f" {state}")
             if latest.started_at is not None:
@@ -367,7 +369,7 @@ class ProjectScreen(GhstScreen[None]):
                             muted,
                         )
                     )
-            if latest is not None and latest.id != live.id and latest.state == "failed":
+            if latest is not None and latest.id != live.id and latest.state == State.FAILED:
                 parts.append((f"; #{latest.id} failed", "$text-error"))
         shown = (status.url, *(str(part) for part in parts))
         if shown == self._status_shown:
@@ -460,7 +462,7 @@ class ProjectScreen(GhstScreen[None]):
     def styled_cells(self, deployment: Deployment, cells: tuple[str, ...]) -> list[Text]:
         colour = {mark: colour for mark, colour in (*STATE_MARKS.values(), STOPPED_MARK)}
         state_style = self.colour(colour.get(cells[3], "text-muted"), bold=True)
-        dim = deployment.state in ("cancelled", "superseded")
+        dim = deployment.state in (State.CANCELLED, State.SUPERSEDED)
         return [
             Text(cells[0], "dim" if dim else "", justify="right"),
             Text(cells[1], "dim" if dim else "bold"),
@@ -496,7 +498,7 @@ class ProjectScreen(GhstScreen[None]):
             for row, deployment in enumerate(deployments):
                 if deployment.id == wanted:
                     table.move_cursor(row=row)
-        failed = sum(1 for deployment in deployments if deployment.state == "failed")
+        failed = sum(1 for deployment in deployments if deployment.state == State.FAILED)
         title = f"Deployments · {len(deployments)}"
         if len(deployments) == DEPLOYMENTS_SHOWN:
             title += " latest"
@@ -575,7 +577,7 @@ class ProjectScreen(GhstScreen[None]):
     def deployment_detail(self, deployment: Deployment) -> Content:
         name = f"#{deployment.id} {deployment.archive_name}"
         live = self.status.live if self.status else None
-        if deployment.state == "failed":
+        if deployment.state == State.FAILED:
             return Content.assemble(
                 (f"{name} failed: ", "bold $text-error"),
                 deployment.error or "no reason was recorded.",
