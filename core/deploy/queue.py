@@ -56,8 +56,11 @@ class DeploymentQueue:
         self._per_user = max(1, per_user)
         self.log_max_bytes = max(log_max_bytes, 2 * len(LOG_TRUNCATED))
 
-    async def claim(self, worker: str) -> Deployment | None:
-        return await self._store.claim(worker, self._lease, self._per_user)
+    async def claim(self, worker: str, *, operations_only: bool = False) -> Deployment | None:
+        """The next job for `worker` (with `operations_only`: a stop, start or delete job)."""
+        return await self._store.claim(
+            worker, self._lease, self._per_user, operations_only=operations_only
+        )
 
     async def renew(self, deployment_id: int, worker: str) -> Renewal:
         cancel_requested = await self._store.renew(deployment_id, worker, self._lease)

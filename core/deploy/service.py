@@ -322,7 +322,9 @@ class DeploymentService:
                 return current
             if current.state in (State.FAILED, State.CANCELLED):
                 raise PanelError(current.error, title=f"Could not {job.operation}")
-            if current.state == State.QUEUED and loop.time() > give_up:
+            # A job of the project held by a worker (a build being cancelled) shows one runs.
+            late = current.state == State.QUEUED and loop.time() > give_up
+            if late and await self._store.in_progress(project.id) is None:
                 message = NO_WORKER.format(
                     what=job.operation, project=project.name, seconds=self.claim_wait
                 )

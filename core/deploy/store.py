@@ -351,23 +351,29 @@ class DeploymentStore:
 
     # --- the worker side ----------------------------------------------------------------------
 
-    async def claim(self, worker: str, lease: float, per_user: int) -> Deployment | None:
-        """The next job (fair between users, one per project), now held by `worker`."""
+    async def claim(
+        self, worker: str, lease: float, per_user: int, *, operations_only: bool = False
+    ) -> Deployment | None:
+        """The next job (one per project), now held by `worker`. Builds are fair between
+        users: at most `per_user` building at once, the users with fewest first. Stop, start
+        and delete jobs are short and count against no one."""
         async with connection(self._pool) as conn:
             try:
                 async with conn.transaction():
                     await conn.execute("SELECT pg_advisory_xact_lock($1)", CLAIM_LOCK)
                     claimed = await conn.fetchval(
                         "WITH active AS (SELECT user_id, count(*) AS jobs FROM deployments"
-                        "  WHERE state = any($4::text[]) GROUP BY user_id),"
+                        "  WHERE state = any($9::text[]) GROUP BY user_id),"
                         " next AS ("
                         " SELECT d.id FROM deployments d"
                         " LEFT JOIN active a ON a.user_id = d.user_id"
-                        " WHERE d.state = $5 AND coalesce(a.jobs, 0) < $3"
+                        " WHERE d.state = $5"
+                        " AND (d.operation <> $6 OR (NOT $10 AND coalesce(a.jobs, 0) < $3))"
                         " AND NOT EXISTS (SELECT 1 FROM deployments busy"
                         "  WHERE busy.project_id = d.project_id"
                         "  AND busy.state = any($4::text[]))"
-                        " ORDER BY coalesce(a.jobs, 0), d.id FOR UPDATE OF d SKIP LOCKED LIMIT 1)"
+                        " ORDER BY d.operation = $6, coalesce(a.jobs, 0), d.id"
+                        " FOR UPDATE OF d SKIP LOCKED LIMIT 1)"
                         " UPDATE deployments SET worker = $1,"
                         " state = CASE WHEN deployments.operation = $6 THEN $7 ELSE $8 END,"
                         " lease_expires_at = now() + make_interval(secs => $2),"
@@ -381,6 +387,8 @@ class DeploymentStore:
                         Operation.DEPLOY,
                         State.BUILDING,
                         State.WORKING,
+                        values((State.BUILDING, State.STARTING)),
+                        operations_only,
                     )
             except asyncpg.UniqueViolationError:
                 # Another worker started a job of the same project a moment ago.

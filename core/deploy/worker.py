@@ -46,6 +46,8 @@ DEADLINE = (
     " panel, and was stopped."
 )
 FINISH_ATTEMPTS = 5  # tries to record how a job ended before its lease runs out
+# Stop, start and delete jobs one worker carries out at once, besides its builds.
+OPERATIONS_AT_ONCE = 4
 MAX_REASON = 8000  # characters of a failure's reason kept (it may quote the app's output)
 
 
@@ -61,6 +63,10 @@ class Job:
     stop_reason: Literal["cancel", "lease", "shutdown"] | None = None
     finishing: bool = False  # past the point where cancelling would help
     heartbeat: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def is_deploy(self) -> bool:
+        return self.deployment.operation is Operation.DEPLOY
 
 
 class DeploymentWorker:
@@ -113,15 +119,7 @@ class DeploymentWorker:
                 if loop.time() >= next_live_check:
                     await self._check_live()
                     next_live_check = loop.time() + self._live_check
-                while len(self._jobs) < self._concurrency and not stop.is_set():
-                    try:
-                        job = await self._queue.claim(self.name)
-                    except PanelError as error:  # database down: try again later
-                        log.warning("cannot claim deployments: %s", error)
-                        break
-                    if job is None:
-                        break
-                    self._start(job)
+                await self._claim(stop)
                 self._wake.clear()
                 stopping = asyncio.ensure_future(stop.wait())
                 woken = asyncio.ensure_future(self._wake.wait())
@@ -136,6 +134,25 @@ class DeploymentWorker:
                 with contextlib.suppress(Exception):
                     await listener.close()
             log.info("deployment worker %s stopped", self.name)
+
+    async def _claim(self, stop: asyncio.Event) -> None:
+        """Take jobs while there is room: builds up to `concurrency`, and stop, start and
+        delete jobs beside them (short, and a user waits for each), up to OPERATIONS_AT_ONCE."""
+        while not stop.is_set():
+            builds = sum(1 for job in self._jobs.values() if job.is_deploy)
+            operations = len(self._jobs) - builds
+            if operations >= OPERATIONS_AT_ONCE:
+                return
+            try:
+                job = await self._queue.claim(
+                    self.name, operations_only=builds >= self._concurrency
+                )
+            except PanelError as error:  # database down: try again later
+                log.warning("cannot claim deployments: %s", error)
+                return
+            if job is None:
+                return
+            self._start(job)
 
     async def _listen(self) -> asyncpg.Connection | None:
         try:

@@ -12,6 +12,7 @@ import socket
 import pytest
 
 from core.actor import Actor
+from core.deploy.model import State
 from core.deploy.queue import WORKER_DIED, DeploymentQueue, LeaseLost
 from core.errors import (
     ConflictError,
@@ -348,3 +349,28 @@ async def test_a_stop_is_refused_while_a_deployment_of_the_project_is_in_progres
     await queue(panel).claim("w")
     with pytest.raises(ConflictError, match=f"#{building.id} of alice-shop is in progress"):
         await panel.deployments.stop(as_user(alice), "alice-shop")
+
+
+async def test_a_stop_is_claimed_before_queued_builds_and_beside_a_full_build_capacity(
+    panel: Panel,
+) -> None:
+    alice = await owner_with_versions(panel)
+    bob = await owner_with_versions(panel, "bob")
+    await live_project(panel, alice)
+    jobs = queue(panel)
+    building = await panel.deployments.deploy(as_user(bob), "bob-shop")
+    claimed_build = await jobs.claim("w1")
+    assert claimed_build is not None and claimed_build.id == building.id
+    waiting = await panel.deployments.deploy(as_user(bob), "bob-shop")
+    async with panel.pool.acquire() as conn:  # queued only: no worker runs in this test
+        stop = await panel.deployments.stop(as_user(alice), "alice-shop", conn=conn)
+    assert (stop.operation, stop.state) == ("stop", "queued")
+    # A worker whose builds fill its capacity still takes the stop, and only that.
+    claimed = await jobs.claim("w1", operations_only=True)
+    assert claimed is not None and (claimed.id, claimed.state) == (stop.id, "working")
+    assert await jobs.claim("w1", operations_only=True) is None
+    assert await jobs.finish(stop.id, "w1", State.DONE, "")
+    assert [d.id for d in await panel.deployments.list(as_user(bob), "bob-shop")] == [
+        waiting.id,
+        building.id,
+    ]
