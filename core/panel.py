@@ -69,7 +69,7 @@ class Panel:
                     applied = await migrate(conn)
                 for migration in applied:
                     log.info("applied migration %04d_%s", migration.version, migration.name)
-            installation = await load_installation(pool)
+            installation = await load_installation(pool, DeploymentStore(pool).made_up_to)
             redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
             hasher = PasswordHasher(settings.bcrypt_rounds)
             signer = TokenSigner(jwt_secret(settings), settings.session_ttl)
