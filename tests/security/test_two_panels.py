@@ -181,8 +181,10 @@ async def test_a_second_panel_with_the_same_instance_name_never_touches_the_firs
     assert {s.project for s in strays} == {"site", "shop"}
     assert all(s.why.startswith("made by another panel") for s in strays)
 
-    # B deletes its project `site`: A's project of that name keeps everything.
-    await panel_b.deployments.delete_project(as_user(b.user_id), "site", "site")
+    # B deletes its project `site` (a job for B's worker): A's project of that name keeps
+    # everything.
+    async with running_worker(panel_b):
+        await panel_b.deployments.delete_project(as_user(b.user_id), "site", "site")
     # Only B's build network stays: every project of B builds on it (core/runtime/firewall.py).
     build_network = docker_client.api.inspect_network(f"{panel_b.deployer.namespace}-build")["Id"]
     assert owned(docker_client, panel_b) == Owned(
