@@ -58,7 +58,9 @@ class JobLog:
             async with asyncio.timeout(FLUSH_TIMEOUT):
                 await self._queue.append_log(self._deployment_id, text)
         except Exception as error:  # a lost log line must never fail the deployment
-            log.warning("could not write the log of deployment %s: %s", self._deployment_id, error)
+            log.warning(
+                "could not write the log of deployment %s: %s", self._deployment_id, error
+            )
 
     async def close(self) -> None:
         if self._flusher is not None and not self._flusher.done():

@@ -656,9 +656,7 @@ class _ServiceChecker:
         if kind == "tmpfs":
             options = entry.get("tmpfs") if isinstance(entry, dict) else None
             if options is not None and not isinstance(options, dict):
-                raise ComposeRejected(
-                    f"Service {_q(self.name)}: volumes: tmpfs: should be a mapping."
-                )
+                raise ComposeRejected(f"Service {_q(self.name)}: volumes: tmpfs: should be a mapping.")
             if options and "size" in options and _size(options["size"]) is None:
                 raise ComposeRejected(
                     f"Service {_q(self.name)}: the tmpfs size {_q(str(options['size']))} of "
