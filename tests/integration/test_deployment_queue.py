@@ -374,3 +374,17 @@ async def test_a_stop_is_claimed_before_queued_builds_and_beside_a_full_build_ca
         waiting.id,
         building.id,
     ]
+
+
+async def test_the_database_refuses_a_move_the_state_machine_does_not_allow(panel: Panel) -> None:
+    alice = await owner_with_versions(panel)
+    live = await live_project(panel, alice)
+    jobs = queue(panel)
+    # running -> failed is no legal move: the worker's write changes nothing.
+    assert not await jobs.finish(live, "w", State.FAILED, "too late")
+    # A build job cannot be marked done (that end is for stop, start and delete jobs).
+    building = await panel.deployments.deploy(as_user(alice), "alice-shop")
+    await jobs.claim("w")
+    assert not await jobs.finish(building.id, "w", State.DONE, "")
+    history = await panel.deployments.list(as_user(alice), "alice-shop")
+    assert [(d.id, d.state) for d in history] == [(building.id, "building"), (live, "running")]
