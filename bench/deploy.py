@@ -69,6 +69,7 @@ from core.deploy.service import Deployment  # noqa: E402
 from core.panel import Panel  # noqa: E402
 from core.routing.nginx import NginxProcess, NginxRouter  # noqa: E402
 from core.settings import Settings  # noqa: E402
+from tests.actors import as_user  # noqa: E402
 from tests.fixtures_deploy import app_tar, page_app  # noqa: E402
 from tests.fixtures_docker import busybox_rootfs  # noqa: E402
 from tests.fixtures_nginx import http_request  # noqa: E402
@@ -122,7 +123,7 @@ class Bench:
         """deploy() the newest version of `project`; wait for `page` through nginx."""
         timing = Timing()
         queued_at = time.perf_counter()
-        deployment = await self.panel.deployments.deploy(self.user_id, project)
+        deployment = await self.panel.deployments.deploy(as_user(self.user_id), project)
         watcher = asyncio.create_task(self._watch_states(project, deployment, queued_at, timing))
         try:
             timing.first_200 = await self._wait_for_page(project, page, queued_at, watcher)
@@ -133,7 +134,9 @@ class Bench:
                 await watcher
         log = ""
         for _ in range(50):  # the worker writes the log's last lines a moment later
-            log, _ = await self.panel.deployments.build_log(self.user_id, project, deployment.id)
+            log, _ = await self.panel.deployments.build_log(
+                as_user(self.user_id), project, deployment.id
+            )
             if "Live at" in log or timing.deployment.state != "running":
                 break
             await asyncio.sleep(0.1)
@@ -147,7 +150,9 @@ class Bench:
         self, project: str, deployment: Deployment, since: float, timing: Timing
     ) -> Deployment:
         while True:
-            current = await self.panel.deployments.get(self.user_id, project, deployment.id)
+            current = await self.panel.deployments.get(
+                as_user(self.user_id), project, deployment.id
+            )
             timing.seen.setdefault(current.state, time.perf_counter() - since)
             if current.state in FINISHED:
                 return current
@@ -498,7 +503,7 @@ async def bench(args: argparse.Namespace) -> Results:
             )
 
         # 5. requests/s through nginx and straight at the container.
-        status = await panel.deployments.status(user.id, STEADY)
+        status = await panel.deployments.status(as_user(user.id), STEADY)
         assert status.live is not None and status.live.port is not None
         results.through_nginx = await asyncio.to_thread(
             throughput, settings.nginx_port, host, args.wrk_seconds, args.wrk_connections

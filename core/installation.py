@@ -16,10 +16,10 @@ panel's unlabelled objects for its own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-from core.db.pool import Pool, connection
+from core.db.pool import Connection, Pool, connection
 
 INSTALLATION_LABEL = "ghst.installation"
 PROJECT_LABEL = "ghst.project"
@@ -51,7 +51,12 @@ class Installation:
         return bool(project) and (project, labels.get(DEPLOYMENT_LABEL, "")) in self.adopted
 
 
-async def load_installation(pool: Pool) -> Installation:
+# (deployment id, project name) of the deployments up to an id: the deployments' owner reads them
+# (core.deploy.store.DeploymentStore.made_up_to), so this module stays below the deploy domain.
+MadeUpTo = Callable[[int, Connection], Awaitable[list[tuple[int, str]]]]
+
+
+async def load_installation(pool: Pool, made_up_to: MadeUpTo) -> Installation:
     """The installation's identity, made on first use (also after the table was emptied)."""
     async with connection(pool) as conn:
         await conn.execute(
@@ -63,11 +68,7 @@ async def load_installation(pool: Pool) -> Installation:
         last = own["legacy_last_deployment"]
         if last is None:
             return Installation(own["id"])
-        rows = await conn.fetch(
-            "SELECT d.id, p.name FROM deployments d JOIN projects p ON p.id = d.project_id"
-            " WHERE d.id <= $1",
-            last,
-        )
-    adopted = {(row["name"], str(row["id"])) for row in rows}
-    adopted |= {(row["name"], "") for row in rows}
+        made = await made_up_to(last, conn)
+    adopted = {(project, str(deployment_id)) for deployment_id, project in made}
+    adopted |= {(project, "") for _, project in made}
     return Installation(own["id"], legacy=True, adopted=frozenset(adopted))

@@ -14,9 +14,11 @@ from core.archives.service import ArchiveService
 from core.archives.storage import ObjectStorage, storage_from_settings
 from core.db.migrations import migrate
 from core.db.pool import Pool, create_pool
+from core.deploy.operations import Operations
 from core.deploy.pipeline import Deployer
 from core.deploy.queue import DeploymentQueue
 from core.deploy.service import DeploymentService
+from core.deploy.store import DeploymentStore
 from core.deploy.worker import DeploymentWorker
 from core.identity.accounts import AccountService
 from core.identity.keys import KeyService
@@ -31,6 +33,7 @@ from core.projects.service import ProjectService
 from core.routing.nginx import NginxRouter
 from core.routing.ports import PortAllocator
 from core.runtime.compose.runner import ComposeRunner
+from core.runtime.compose.stacks import ComposeStacks
 from core.runtime.engine import DockerEngine
 from core.services import ServiceSet
 from core.settings import Settings
@@ -93,7 +96,7 @@ class Panel:
                 applied = await migrate(conn)
             for migration in applied:
                 log.info("applied migration %04d_%s", migration.version, migration.name)
-        installation = await load_installation(pool)
+        installation = await load_installation(pool, DeploymentStore(pool).made_up_to)
         redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
         resources.push_async_callback(redis.aclose)
         hasher = PasswordHasher(settings.bcrypt_rounds)
@@ -146,10 +149,13 @@ class Panel:
             settings.lease_seconds,
             log_max_bytes=settings.build_log_max_bytes,
             per_user=settings.builds_per_user,
+            projects=projects,
         )
+        store = DeploymentStore(pool)
         deployer = Deployer(
-            settings, pool, queue, ports, storage, env, engine, compose, router, installation
-        )
+            settings, store, projects, archives, queue, ports, storage, env, engine, compose,
+            ComposeStacks(pool), router, installation,
+        )  # fmt: skip
         resources.push_async_callback(deployer.close)
         deployments.attach_runtime(deployer)
         return cls(
@@ -172,6 +178,9 @@ class Panel:
             "live_check_seconds": settings.live_check_seconds,
             "deploy_timeout": settings.deploy_timeout,
             "keep_deployments": settings.keep_deployments,
+            "operations": Operations(
+                DeploymentStore(self.pool), self.projects, self.archives, self.deployer
+            ),
         }
         return DeploymentWorker(
             self.pool,

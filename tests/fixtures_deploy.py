@@ -23,6 +23,7 @@ from core.panel import Panel
 from core.routing.nginx import NginxRouter
 from core.runtime.cgroups import ParentCgroups
 from core.settings import Settings
+from tests.actors import as_user
 from tests.conftest import reset_state, with_settings
 from tests.services import free_port, temp_root
 
@@ -93,7 +94,7 @@ class Deploying:
     ) -> Deployment:
         """Upload `files` as the project's next version, deploy it and wait for the end."""
         await self.upload(project, files)
-        queued = await self.panel.deployments.deploy(self.user_id, project)
+        queued = await self.panel.deployments.deploy(as_user(self.user_id), project)
         return await self.settle(queued, within)
 
     async def settle(self, deployment: Deployment, within: float = 60) -> Deployment:
@@ -101,20 +102,20 @@ class Deploying:
         deadline = time.monotonic() + within
         while True:
             current = await self.panel.deployments.get(
-                self.user_id, deployment.project, deployment.id
+                as_user(self.user_id), deployment.project, deployment.id
             )
             if current.state in FINISHED:
                 return current
             if time.monotonic() > deadline:
                 log, _ = await self.panel.deployments.build_log(
-                    self.user_id, deployment.project, deployment.id
+                    as_user(self.user_id), deployment.project, deployment.id
                 )
                 raise AssertionError(f"#{deployment.id} still {current.state}:\n{log}")
             await asyncio.sleep(0.05)
 
     async def log(self, deployment: Deployment) -> str:
         text, _ = await self.panel.deployments.build_log(
-            self.user_id, deployment.project, deployment.id
+            as_user(self.user_id), deployment.project, deployment.id
         )
         return text
 
@@ -124,7 +125,7 @@ class Deploying:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             current = await self.panel.deployments.get(
-                self.user_id, deployment.project, deployment.id
+                as_user(self.user_id), deployment.project, deployment.id
             )
             if condition(current):
                 return current

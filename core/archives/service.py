@@ -394,3 +394,10 @@ class ArchiveService:
         if not archive.storage_key:
             raise NotFoundError("This upload was refused: there is nothing to download.")
         return self._storage.open_reader(archive.storage_key, offset)
+
+    async def storage_key(self, archive_id: int) -> str | None:
+        """Where a version is stored, by id (for the deploy worker, which acts for the panel);
+        None once it is deleted."""
+        async with connection(self._pool) as conn:
+            key = await conn.fetchval("SELECT storage_key FROM archives WHERE id = $1", archive_id)
+        return str(key) if key is not None else None

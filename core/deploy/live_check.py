@@ -14,9 +14,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from core.db.pool import Pool, connection
-from core.deploy.service import DEPLOYMENT_SELECT, NOTIFY_CHANNEL, Deployment, row_to_deployment
+from core.db.unit import transaction
+from core.deploy.model import Deployment
+from core.deploy.store import DeploymentStore
 from core.installation import DEPLOYMENT_LABEL
+from core.projects.service import ProjectService
 from core.runtime.engine import DockerEngine
 
 log = logging.getLogger(__name__)
@@ -28,29 +30,23 @@ class Missing:
     heal_id: int | None  # the heal deployment queued for it now, if any
 
 
-async def find_missing(pool: Pool, engine: DockerEngine) -> list[Missing]:
+async def find_missing(
+    store: DeploymentStore, projects: ProjectService, engine: DockerEngine
+) -> list[Missing]:
     """Live deployments that lost every container since the last look, each with its heal."""
-    async with connection(pool) as conn:
-        rows = await conn.fetch(
-            DEPLOYMENT_SELECT + " WHERE d.state = 'running' AND p.live_deployment_id = d.id"
-            " AND NOT p.stopped"
-        )
-    if not rows:
+    live = await store.running(await projects.live_deployment_ids(running_only=True))
+    if not live:
         return []
-    live = [row_to_deployment(row) for row in rows]
     # Listed after the query: a deployment live by then had its containers before.
     present = {labels.get(DEPLOYMENT_LABEL, "") for labels in await engine.container_labels({})}
     back = [d.id for d in live if d.missing_since is not None and str(d.id) in present]
     if back:
-        async with connection(pool) as conn:
-            await conn.execute(
-                "UPDATE deployments SET missing_since = NULL WHERE id = any($1::bigint[])", back
-            )
+        await store.clear_missing(back)
     found = []
     for deployment in live:
         if str(deployment.id) in present or deployment.missing_since is not None:
             continue
-        noticed, heal_id = await _mark_and_heal(pool, deployment)
+        noticed, heal_id = await _mark_and_heal(store, projects, deployment)
         if noticed:
             found.append(Missing(deployment, heal_id))
             log.warning(
@@ -62,42 +58,28 @@ async def find_missing(pool: Pool, engine: DockerEngine) -> list[Missing]:
     return found
 
 
-async def _mark_and_heal(pool: Pool, deployment: Deployment) -> tuple[bool, int | None]:
+async def _mark_and_heal(
+    store: DeploymentStore, projects: ProjectService, deployment: Deployment
+) -> tuple[bool, int | None]:
     """Mark the loss (once) and queue a heal unless another deployment is on its way."""
-    async with connection(pool) as conn, conn.transaction():
-        owner = await conn.fetchval(
-            "SELECT user_id FROM projects WHERE id = $1 AND live_deployment_id = $2"
-            " AND NOT stopped FOR UPDATE",
-            deployment.project_id,
-            deployment.id,
-        )
+    async with transaction(store.pool) as conn:
+        owner = await projects.lock(conn, deployment.project_id, live_id=deployment.id)
         if owner is None:  # replaced, stopped or deleted meanwhile
             return False, None
-        marked = await conn.fetchval(
-            "UPDATE deployments SET missing_since = now() WHERE id = $1"
-            " AND missing_since IS NULL RETURNING id",
-            deployment.id,
-        )
-        if marked is None:  # another worker noticed first
+        if not await store.mark_missing(conn, deployment.id):  # another worker noticed first
             return False, None
         if deployment.image is None:
             return True, None
-        busy = await conn.fetchval(
-            "SELECT id FROM deployments WHERE project_id = $1"
-            " AND state IN ('queued', 'building', 'starting') LIMIT 1",
-            deployment.project_id,
+        if await store.pending(deployment.project_id, conn) is not None:
+            return True, None  # it replaces the lost version anyway
+        heal = await store.insert(
+            conn,
+            project_id=deployment.project_id,
+            project_name=deployment.project,
+            user_id=owner,
+            archive_id=deployment.archive_id,
+            archive_name=deployment.archive_name,
+            reason="heal",
+            source_id=deployment.id,
         )
-        if busy is not None:  # it replaces the lost version anyway
-            return True, None
-        heal_id = await conn.fetchval(
-            "INSERT INTO deployments"
-            " (project_id, user_id, archive_id, archive_name, reason, source_id)"
-            " VALUES ($1, $2, $3, $4, 'heal', $5) RETURNING id",
-            deployment.project_id,
-            owner,
-            deployment.archive_id,
-            deployment.archive_name,
-            deployment.id,
-        )
-        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(heal_id))
-    return True, int(heal_id)
+    return True, heal.id

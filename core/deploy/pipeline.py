@@ -24,19 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from core.archives.checks import ArchiveLimits, extract_archive
+from core.archives.service import ArchiveService
 from core.archives.storage import ObjectStorage
 from core.confined import read_beneath
-from core.db.pool import Pool, connection
 from core.deploy.build_log import JobLog
 from core.deploy.live_check import Missing, find_missing
+from core.deploy.model import SUCCEEDED_STATES, Deployment, State
 from core.deploy.queue import DeploymentQueue
-from core.deploy.service import (
-    DEPLOYMENT_SELECT,
-    SUCCEEDED_STATES,
-    Deployment,
-    live_deployment,
-    row_to_deployment,
-)
+from core.deploy.store import DeploymentStore
 from core.errors import NotFoundError, UnavailableError, ValidationError
 from core.installation import (
     DEPLOYMENT_LABEL,
@@ -45,7 +40,7 @@ from core.installation import (
     Installation,
 )
 from core.projects.env_vars import EnvService
-from core.projects.service import Project
+from core.projects.service import Project, ProjectService
 from core.routing.health import NotReady, Probe, Unhealthy, http_status, wait_until_ready
 from core.routing.nginx import NginxRouter
 from core.routing.ports import PortAllocator
@@ -102,13 +97,16 @@ class Deployer:
     def __init__(
         self,
         settings: Settings,
-        pool: Pool,
+        store: DeploymentStore,
+        projects: ProjectService,
+        archives: ArchiveService,
         queue: DeploymentQueue,
         ports: PortAllocator,
         storage: ObjectStorage,
         env: EnvService,
         engine: DockerEngine,
         compose: ComposeRunner,
+        stacks: ComposeStacks,
         router: NginxRouter,
         installation: Installation,
     ) -> None:
@@ -116,7 +114,9 @@ class Deployer:
         self._installation = installation
         # Every name this panel gives a Docker object starts with it (see core.installation).
         self.namespace = installation.namespace(settings.instance)
-        self._pool = pool
+        self._store = store
+        self._projects = projects
+        self._archives = archives
         self._queue = queue
         self._ports = ports
         self._storage = storage
@@ -126,13 +126,11 @@ class Deployer:
         self._router = router
         self._drains: set[asyncio.Task[None]] = set()
         # What a compose deployment needs later (rollback, stop, start, down), in PostgreSQL.
-        self._stacks = ComposeStacks(pool)
+        self._stacks = stacks
         self.cgroups = ParentCgroups()
         self._firewall: HostFirewall | None = None
         if settings.firewall:
-            self._firewall = HostFirewall(
-                parse_blocked(settings.firewall_blocked), dns=resolvers()
-            )
+            self._firewall = HostFirewall(parse_blocked(settings.firewall_blocked), dns=resolvers())
         self._cgroup_driver = ""
         self.policy = ImagePolicy(
             engine,
@@ -152,9 +150,7 @@ class Deployer:
 
     def _owner(self, target: Target) -> Owner:
         """Whose images a build of `target` may use (see core/runtime/image_policy.py)."""
-        return Owner(
-            self._settings.instance, target.name, str(target.user_id), self._installation
-        )
+        return Owner(self._settings.instance, target.name, str(target.user_id), self._installation)
 
     def _image(self, target: Target, deployment_id: int) -> str:
         return f"{self.namespace}/{target.name}:{deployment_id}"
@@ -195,9 +191,7 @@ class Deployer:
         build = GroupLimits(
             settings.build_memory_mb << 20, settings.build_cpus, settings.build_pids
         )
-        app_parent = await asyncio.to_thread(
-            self.cgroups.ensure, self.app_cgroup(target.name), app
-        )
+        app_parent = await asyncio.to_thread(self.cgroups.ensure, self.app_cgroup(target.name), app)
         build_parent = await asyncio.to_thread(
             self.cgroups.ensure, self.build_cgroup(target.name), build
         )
@@ -220,9 +214,7 @@ class Deployer:
     async def _build_options(self, parents: Parents) -> dict[str, Any]:
         """Where a project's RUN steps run: its build cgroup and the build network."""
         network = self._build_network()
-        await self._engine.ensure_network(
-            network, {}, network_options(network, isolated=True)
-        )
+        await self._engine.ensure_network(network, {}, network_options(network, isolated=True))
         return {
             "cgroup_parent": parents.build,
             "cpus": self._settings.build_cpus,
@@ -271,9 +263,7 @@ class Deployer:
                     )
                 else:
                     assert source.image is not None
-                    await self._run_image(
-                        job, worker, joblog, target, env, source.image, parents
-                    )
+                    await self._run_image(job, worker, joblog, target, env, source.image, parents)
             else:
                 app_dir = await self._unpack(job, joblog, build_dir)
                 compose_file = await asyncio.to_thread(_compose_file, app_dir)
@@ -298,9 +288,7 @@ class Deployer:
                         )
                     )
                     app = await self._pin_images(joblog, target, app)
-                    await self._build_services(
-                        job, worker, joblog, target, app, app_dir, parents
-                    )
+                    await self._build_services(job, worker, joblog, target, app, app_dir, parents)
                     await self._run_compose(job, worker, joblog, target, env, app, None, parents)
                 else:  # the upload checks make this impossible, unless files changed since
                     raise ValidationError("The archive has no Dockerfile and no compose file.")
@@ -310,10 +298,7 @@ class Deployer:
     async def _unpack(self, job: Deployment, joblog: JobLog, build_dir: Path) -> Path:
         if job.archive_id is None:
             raise ValidationError(f"The archive {job.archive_name} was deleted before the build.")
-        async with connection(self._pool) as conn:
-            key = await conn.fetchval(
-                "SELECT storage_key FROM archives WHERE id = $1", job.archive_id
-            )
+        key = await self._archives.storage_key(job.archive_id)
         if key is None:
             raise ValidationError(f"The archive {job.archive_name} was deleted before the build.")
         joblog.step(f"Unpacking {job.archive_name}")
@@ -453,12 +438,10 @@ class Deployer:
             image=image,
             port=port,
             app_port=app_port,
-            state="starting",
+            state=State.STARTING,
         )
         network = self._network(target)
-        await self._engine.ensure_network(
-            network, self._labels(target), network_options(network)
-        )
+        await self._engine.ensure_network(network, self._labels(target), network_options(network))
         name = self._stack(target, job.id)
         joblog.step(f"Starting {name} (app port {app_port}, published on 127.0.0.1:{port})")
         container = await self._engine.run(
@@ -502,7 +485,7 @@ class Deployer:
             stack=stack,
             port=port,
             app_port=app_port,
-            state="starting",
+            state=State.STARTING,
         )
         rendered = render_compose(
             app,
@@ -525,7 +508,7 @@ class Deployer:
         # Saved before anything starts: stop, start, down and a later rollback to this
         # deployment read it, on whichever worker runs them.
         await self._stacks.save(job.id, StackState(app, rendered))
-        live = await live_deployment(self._pool, target.id)
+        live = await self._live(target.id)
         paused: Deployment | None = None
         if app.keeps_data and live is not None:
             # Two copies of a database must never share a volume: stop the old stack first.
@@ -616,11 +599,9 @@ class Deployer:
         """Point nginx at what the database says is live again (or nothing, or the stopped
         page) after a switch that did not go through."""
         try:
-            async with connection(self._pool) as conn:
-                stopped = await conn.fetchval(
-                    "SELECT stopped FROM projects WHERE id = $1", target.id
-                )
-            live = await live_deployment(self._pool, target.id)
+            flags = (await self._projects.deploy_flags([target.id])).get(target.id)
+            stopped = flags is not None and flags.stopped
+            live = await self._live(target.id)
             if live is None or live.port is None:
                 await self._router.remove(target.name)
             elif stopped:
@@ -651,24 +632,11 @@ class Deployer:
     async def _prune(self, target: Target) -> None:
         """Keep the images of the last `keep_images` successful deployments (and the live one)."""
         try:
-            async with connection(self._pool) as conn:
-                rows = await conn.fetch(
-                    "SELECT d.id, d.image, d.kind FROM deployments d JOIN projects p"
-                    " ON p.id = d.project_id WHERE d.project_id = $1 AND d.image IS NOT NULL"
-                    " AND d.state IN ('running', 'superseded')"
-                    " AND d.id IS DISTINCT FROM p.live_deployment_id ORDER BY d.id DESC",
-                    target.id,
-                )
+            flags = (await self._projects.deploy_flags([target.id])).get(target.id)
+            rows = await self._store.kept_images(target.id, flags.live_id if flags else None)
             for row in rows[max(0, self._settings.keep_images - 1) :]:
                 # Rollbacks and restarts share their source's image: only drop unused ones.
-                async with connection(self._pool) as conn:
-                    used = await conn.fetchval(
-                        "SELECT count(*) FROM deployments WHERE image = $1 AND id <> $2"
-                        " AND (state IN ('queued', 'building', 'starting', 'running'))",
-                        row["image"],
-                        row["id"],
-                    )
-                if used:
+                if await self._store.image_in_use(row["image"], row["id"]):
                     continue
                 await self._queue.forget_image(row["id"])
                 still_named = await self._image_still_recorded(row["image"])
@@ -679,10 +647,7 @@ class Deployer:
             log.exception("could not prune old images of %s", target.name)
 
     async def _image_still_recorded(self, image: str) -> bool:
-        async with connection(self._pool) as conn:
-            return bool(
-                await conn.fetchval("SELECT count(*) FROM deployments WHERE image = $1", image)
-            )
+        return await self._store.image_recorded(image)
 
     async def _images_of(self, image: str) -> list[str]:
         """The image, and for compose stacks the service images tagged `<image>-<service>`."""
@@ -714,21 +679,9 @@ class Deployer:
                 by_deployment.setdefault(int(label), []).append(container.id)
         if not by_deployment:
             return []
-        async with connection(self._pool) as conn:
-            rows = await conn.fetch(
-                "SELECT d.id,"
-                " d.state IN ('queued', 'building', 'starting', 'running')"
-                "  OR p.live_deployment_id = d.id"
-                "  OR greatest(d.finished_at, live.finished_at)"
-                "     > now() - make_interval(secs => $2) AS keep"
-                " FROM deployments d JOIN projects p ON p.id = d.project_id"
-                " LEFT JOIN deployments live ON live.id = p.live_deployment_id"
-                " WHERE d.id = any($1::bigint[])",
-                list(by_deployment),
-                grace,
-            )
-        kept = {row["id"] for row in rows if row["keep"]}
-        known = {row["id"] for row in rows}
+        kept, known = await self._store.to_keep(
+            list(by_deployment), await self._projects.live_deployment_ids(), grace
+        )
         swept = []
         unknown = []
         for deployment_id in sorted(by_deployment):
@@ -760,11 +713,7 @@ class Deployer:
             if self._engine.owns(c.labels)
             and (label := c.labels.get(DEPLOYMENT_LABEL, "")).isdigit()
         }
-        async with connection(self._pool) as conn:
-            rows = await conn.fetch(
-                "SELECT id FROM deployments WHERE id = any($1::bigint[])", sorted(ours)
-            )
-        known = {row["id"] for row in rows}
+        known = await self._store.known(sorted(ours))
         found = []
         for container in sorted(containers, key=lambda c: c.name):
             labels = container.labels
@@ -793,7 +742,7 @@ class Deployer:
 
     async def check_live(self) -> list[Missing]:
         """Live deployments found without containers just now; a heal is queued for each."""
-        return await find_missing(self._pool, self._engine)
+        return await find_missing(self._store, self._projects, self._engine)
 
     # --- clean-up of an attempt ---------------------------------------------------------------
 
@@ -894,20 +843,22 @@ class Deployer:
     # --- lookups ------------------------------------------------------------------------------
 
     async def _target(self, project_id: int) -> Target:
-        async with connection(self._pool) as conn:
-            row = await conn.fetchrow(
-                "SELECT id, name, user_id, app_port FROM projects WHERE id = $1", project_id
-            )
-        if row is None:
+        project = await self._projects.by_id(project_id)
+        if project is None:
             raise NotFoundError("The project was deleted.")
-        return Target(row["id"], row["name"], row["user_id"], row["app_port"])
+        return Target(project.id, project.name, project.user_id, project.app_port)
 
     async def _deployment(self, deployment_id: int) -> Deployment:
-        async with connection(self._pool) as conn:
-            row = await conn.fetchrow(DEPLOYMENT_SELECT + " WHERE d.id = $1", deployment_id)
-        if row is None:
+        found = await self._store.get(deployment_id)
+        if found is None:
             raise NotFoundError(f"Deployment #{deployment_id} is gone.")
-        return row_to_deployment(row)
+        return found
+
+    async def _live(self, project_id: int) -> Deployment | None:
+        flags = (await self._projects.deploy_flags([project_id])).get(project_id)
+        if flags is None or flags.live_id is None:
+            return None
+        return await self._store.get(flags.live_id)
 
     async def _containers_of(self, deployment: Deployment) -> list[ContainerState]:
         return await self._engine.containers({"ghst.deployment": str(deployment.id)})

@@ -1,83 +1,68 @@
 """Deployments: one record per attempt to run a project's archive version, queued in PostgreSQL.
 
-States: queued -> building -> starting -> running, or failed / cancelled; a running deployment
-becomes superseded when another one takes its place (its image stays for rollback). A queued
-deployment that a newer one replaces before it started is superseded too.
+The states and their moves are in `core.deploy.model`; the rows are read and written only by
+`core.deploy.store`. Front ends call `DeploymentService`; workers (`core.deploy.worker`) claim
+queued jobs through `core.deploy.queue` and run them with `core.deploy.pipeline`. Stop, start
+and delete are jobs of the same queue (`core.deploy.operations`), so the process serving the
+dashboard never calls Docker for them: it queues the job and waits for a worker to report.
 
-Front ends call `DeploymentService`; workers (`core.deploy.worker`) claim queued jobs through
-`core.deploy.queue` and run them with `core.deploy.pipeline`, which is also the `Runtime` that
-stops, starts and streams the logs of what runs. Every method takes the acting user's id:
-another user's project or deployment is "not found", exactly like a missing one.
+Every method takes the `Actor`: deploying, cancelling, stopping and deleting need the "deploy"
+scope, logs "logs", the rest "read". Another user's project or deployment is "not found",
+exactly like a missing one. Methods that write take an optional `conn`, to join the caller's
+transaction (core.db.unit).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Literal, Protocol, cast
+from typing import Protocol
 
-import asyncpg
-
+from core.actor import Actor
 from core.archives.service import ArchiveService
-from core.db.pool import Connection, Pool, connection
-from core.errors import ConflictError, NotFoundError, UnavailableError, ValidationError
+from core.db.pool import Connection, Pool
+from core.db.unit import transaction
+from core.deploy.model import (
+    ACTIVE_STATES,
+    SUCCEEDED_STATES,
+    Deployment,
+    Kind,
+    Operation,
+    ProjectState,
+    Reason,
+    State,
+    project_state,
+)
+from core.deploy.store import NOTIFY_CHANNEL, DeploymentStore
+from core.errors import ConflictError, NotFoundError, PanelError, UnavailableError, ValidationError
 from core.projects.service import Project, ProjectService
 
-State = Literal["queued", "building", "starting", "running", "failed", "cancelled", "superseded"]
-# heal: the panel started the live image again after its containers went (core.deploy.live_check).
-Reason = Literal["deploy", "redeploy", "rollback", "restart", "heal"]
-Kind = Literal["dockerfile", "compose"]
-ACTIVE_STATES: tuple[State, ...] = ("queued", "building", "starting")
-# Deployments that went live once; their image can run again (rollback) while it is kept.
-SUCCEEDED_STATES: tuple[State, ...] = ("running", "superseded")
-# What a project looks like from outside.
-ProjectState = Literal["new", "deploying", "running", "stopped", "failed"]
-NOTIFY_CHANNEL = "ghst_deployments"
 HISTORY_LIMIT = 200
+# A stop, start or delete that no worker took by then is withdrawn, and the user told.
+OPERATION_CLAIM_WAIT = 30.0
+OPERATION_POLL = 0.05  # while a user waits for a stop or start: a few cheap reads
+NO_WORKER = (
+    "No deployment worker took the {what} of {project} within {seconds:g} s, so nothing was"
+    " done: the panel's worker is not running. Try again once it is."
+)
 
-
-@dataclass(frozen=True)
-class Deployment:
-    id: int
-    project_id: int
-    project: str
-    user_id: int
-    archive_id: int | None
-    archive_name: str  # e.g. "v3-app.zip"; kept when the archive is deleted
-    reason: Reason
-    source_id: int | None  # the deployment whose image a rollback or restart reuses
-    kind: Kind | None
-    state: State
-    error: str
-    image: str | None
-    stack: str | None  # compose project name, for compose deployments
-    port: int | None  # host port on 127.0.0.1
-    app_port: int | None  # port inside the container
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    # Live, but its containers were found gone at this time (removed outside the panel).
-    missing_since: datetime | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.state in ACTIVE_STATES
-
-    @property
-    def succeeded(self) -> bool:
-        """It went live once (it may have been replaced since)."""
-        return self.state in SUCCEEDED_STATES
-
-    @property
-    def can_roll_back_to(self) -> bool:
-        return self.succeeded and self.image is not None
-
-    @property
-    def duration(self) -> timedelta | None:
-        if self.started_at is None:
-            return None
-        return (self.finished_at or datetime.now(self.started_at.tzinfo)) - self.started_at
+# Kept importable from here: front ends and tests name them through the service.
+__all__ = [
+    "ACTIVE_STATES",
+    "HISTORY_LIMIT",
+    "NOTIFY_CHANNEL",
+    "SUCCEEDED_STATES",
+    "Deployment",
+    "DeploymentService",
+    "Kind",
+    "ProjectState",
+    "ProjectStatus",
+    "Reason",
+    "Runtime",
+    "State",
+    "project_state",
+]
 
 
 @dataclass(frozen=True)
@@ -89,7 +74,8 @@ class ProjectStatus:
 
 
 class Runtime(Protocol):
-    """What runs deployments (the deployer); the service asks it to act on live ones."""
+    """What runs deployments (the deployer): the workers stop, start and remove with it; the
+    service only streams the live app's logs through it."""
 
     async def stop(self, deployment: Deployment) -> None: ...
 
@@ -100,51 +86,6 @@ class Runtime(Protocol):
     async def remove_project(self, project: Project) -> None: ...
 
 
-DEPLOYMENT_COLUMNS = """
-d.id, d.project_id, p.name AS project, d.user_id, d.archive_id, d.archive_name, d.reason,
-d.source_id, d.kind, d.state, d.error, d.image, d.stack, d.port, d.app_port, d.created_at,
-d.started_at, d.finished_at, d.missing_since
-"""
-DEPLOYMENT_SELECT = (
-    f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments d JOIN projects p ON p.id = d.project_id"
-)
-
-
-def row_to_deployment(row: asyncpg.Record) -> Deployment:
-    return Deployment(
-        id=row["id"],
-        project_id=row["project_id"],
-        project=row["project"],
-        user_id=row["user_id"],
-        archive_id=row["archive_id"],
-        archive_name=row["archive_name"],
-        reason=cast(Reason, row["reason"]),
-        source_id=row["source_id"],
-        kind=cast(Kind | None, row["kind"]),
-        state=cast(State, row["state"]),
-        error=row["error"],
-        image=row["image"],
-        stack=row["stack"],
-        port=row["port"],
-        app_port=row["app_port"],
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        missing_since=row["missing_since"],
-    )
-
-
-async def live_deployment(pool: Pool, project_id: int) -> Deployment | None:
-    """The deployment nginx routes the project to, if any (no owner check: callers do it)."""
-    async with connection(pool) as conn:
-        row = await conn.fetchrow(
-            DEPLOYMENT_SELECT + " WHERE d.id = (SELECT live_deployment_id FROM projects"
-            " WHERE id = $1)",
-            project_id,
-        )
-    return row_to_deployment(row) if row else None
-
-
 class DeploymentService:
     def __init__(
         self,
@@ -152,8 +93,12 @@ class DeploymentService:
         projects: ProjectService,
         archives: ArchiveService,
         url_for: Callable[[str], str],
+        *,
+        claim_wait: float = OPERATION_CLAIM_WAIT,
     ) -> None:
         self._pool = pool
+        self.claim_wait = claim_wait
+        self._store = DeploymentStore(pool)
         self._projects = projects
         self._archives = archives
         self._url_for = url_for
@@ -170,23 +115,27 @@ class DeploymentService:
 
     # --- queueing -----------------------------------------------------------------------------
 
-    async def deploy(self, user_id: int, project: str, archive: str | None = None) -> Deployment:
+    async def deploy(
+        self, actor: Actor, project: str, archive: str | None = None, conn: Connection | None = None
+    ) -> Deployment:
         """Queue a build of `archive` ("v3-app.zip", "v3" or "3"; default: the newest version)."""
-        found = await self._projects.get(user_id, project)
+        found = await self._project(actor, project, "deploy")
         if archive is None:
-            versions = [a for a in await self._archives.list(user_id, project) if a.version]
+            versions = [a for a in await self._archives.list(found.user_id, project) if a.version]
             if not versions:
                 raise ValidationError(
                     f"{project} has no uploaded version yet: upload an archive first."
                 )
             chosen = max(versions, key=lambda a: a.version or 0)
         else:
-            chosen = await self._archives.find(user_id, project, archive)
-        return await self._enqueue(found, user_id, "deploy", chosen.id, chosen.name)
+            chosen = await self._archives.find(found.user_id, project, archive)
+        return await self._enqueue(found, actor, "deploy", chosen.id, chosen.name, conn=conn)
 
-    async def redeploy(self, user_id: int, project: str) -> Deployment:
+    async def redeploy(
+        self, actor: Actor, project: str, conn: Connection | None = None
+    ) -> Deployment:
         """Build the live deployment's archive again (with the current env vars)."""
-        found = await self._projects.get(user_id, project)
+        found = await self._project(actor, project, "deploy")
         live = await self._live(found)
         if live is None:
             raise ValidationError(f"{project} is not running yet: deploy a version first.")
@@ -194,12 +143,16 @@ class DeploymentService:
             raise ValidationError(
                 f"The archive {live.archive_name} was deleted, so it cannot be built again."
             )
-        return await self._enqueue(found, user_id, "redeploy", live.archive_id, live.archive_name)
+        return await self._enqueue(
+            found, actor, "redeploy", live.archive_id, live.archive_name, conn=conn
+        )
 
-    async def rollback(self, user_id: int, project: str, deployment_id: int) -> Deployment:
+    async def rollback(
+        self, actor: Actor, project: str, deployment_id: int, conn: Connection | None = None
+    ) -> Deployment:
         """Queue a deployment that runs an earlier successful deployment's image (no build)."""
-        found = await self._projects.get(user_id, project)
-        target = await self.get(user_id, project, deployment_id)
+        found = await self._project(actor, project, "deploy")
+        target = await self._get(found, deployment_id)
         if not target.succeeded:
             raise ValidationError(
                 f"Deployment #{target.id} never went live, so there is nothing to roll back to."
@@ -212,107 +165,127 @@ class DeploymentService:
         if live is not None and live.id == target.id:
             raise ValidationError(f"Deployment #{target.id} is the one running now.")
         return await self._enqueue(
-            found, user_id, "rollback", target.archive_id, target.archive_name, target.id
+            found, actor, "rollback", target.archive_id, target.archive_name, target.id, conn=conn
         )
 
-    async def restart(self, user_id: int, project: str) -> Deployment:
+    async def restart(
+        self, actor: Actor, project: str, conn: Connection | None = None
+    ) -> Deployment:
         """New containers from the live image with the current env vars, switched without
         downtime (a restart is a deployment that skips the build)."""
-        found = await self._projects.get(user_id, project)
+        found = await self._project(actor, project, "deploy")
         live = await self._live(found)
         if live is None or live.image is None:
             raise ValidationError(f"{project} is not running yet: deploy a version first.")
         return await self._enqueue(
-            found, user_id, "restart", live.archive_id, live.archive_name, live.id
+            found, actor, "restart", live.archive_id, live.archive_name, live.id, conn=conn
         )
 
     async def _enqueue(
         self,
         project: Project,
-        user_id: int,
+        actor: Actor,
         reason: Reason,
         archive_id: int | None,
         archive_name: str,
         source_id: int | None = None,
+        *,
+        operation: Operation = Operation.DEPLOY,
+        conn: Connection | None = None,
     ) -> Deployment:
-        async with connection(self._pool) as conn, conn.transaction():
+        async with transaction(self._pool, conn) as tx:
             # The project row serialises deploys of one project.
-            alive = await conn.fetchval(
-                "SELECT id FROM projects WHERE id = $1 AND user_id = $2 FOR UPDATE",
-                project.id,
-                user_id,
-            )
-            if alive is None:
+            if await self._projects.lock(tx, project.id) is None:
                 raise NotFoundError(f"You have no project named {project.name!r}.")
-            # Only the newest request matters: older queued ones would be replaced at once.
-            await conn.execute(
-                "UPDATE deployments SET state = 'superseded', finished_at = now(),"
-                " error = 'A newer deployment was queued before this one started.'"
-                " WHERE project_id = $1 AND state = 'queued'",
-                project.id,
-            )
-            deployment_id = await conn.fetchval(
-                "INSERT INTO deployments"
-                " (project_id, user_id, archive_id, archive_name, reason, source_id)"
-                " VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-                project.id,
-                user_id,
-                archive_id,
-                archive_name,
-                reason,
-                source_id,
-            )
-            await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(deployment_id))
-            return await self._fetch(conn, deployment_id)
-
-    async def cancel(self, user_id: int, project: str, deployment_id: int) -> Deployment:
-        """Cancel a queued deployment at once, or ask its worker to stop building it."""
-        target = await self.get(user_id, project, deployment_id)
-        async with connection(self._pool) as conn:
-            row = await conn.fetchrow(
-                "UPDATE deployments SET state = 'cancelled', finished_at = now(),"
-                " error = 'Cancelled before it started.'"
-                " WHERE id = $1 AND state = 'queued' RETURNING id",
-                target.id,
-            )
-            if row is None:
-                row = await conn.fetchrow(
-                    "UPDATE deployments SET cancel_requested = true"
-                    " WHERE id = $1 AND state IN ('building', 'starting') RETURNING id",
-                    target.id,
+            if operation is Operation.DEPLOY:
+                # Only the newest request matters: older queued ones would be replaced at once.
+                await self._store.supersede_queued(
+                    tx, project.id, "A newer deployment was queued before this one started."
                 )
-            if row is None:
+            return await self._store.insert(
+                tx,
+                project_id=project.id,
+                project_name=project.name,
+                # Who asked: the owner, or the operator acting on the project.
+                user_id=actor.user_id if actor.user_id is not None else project.user_id,
+                archive_id=archive_id,
+                archive_name=archive_name,
+                reason=reason,
+                source_id=source_id,
+                operation=operation,
+            )
+
+    async def cancel(
+        self, actor: Actor, project: str, deployment_id: int, conn: Connection | None = None
+    ) -> Deployment:
+        """Cancel a queued deployment at once, or ask its worker to stop building it."""
+        found = await self._project(actor, project, "deploy")
+        target = await self._get(found, deployment_id)
+        async with transaction(self._pool, conn) as tx:
+            done = await self._store.cancel_queued(
+                target.id, "Cancelled before it started.", tx
+            ) or await self._store.request_cancel(target.id, tx)
+            if not done:
                 raise ConflictError(
                     f"Deployment #{target.id} has already finished ({target.state}).",
                     title="Already finished",
                 )
-            return await self._fetch(conn, target.id)
+            return await self._get(found, target.id, tx)
 
-    # --- what runs ----------------------------------------------------------------------------
+    # --- what runs: stop, start and delete are jobs for a worker --------------------------------
 
-    async def stop(self, user_id: int, project: str) -> None:
-        """Stop the live containers; nginx answers a friendly 503 until `start`."""
-        found = await self._projects.get(user_id, project)
-        live = await self._live(found)
-        if live is None:
+    async def stop(self, actor: Actor, project: str, conn: Connection | None = None) -> Deployment:
+        """Stop the live containers; nginx answers a friendly 503 until `start`. Waits for a
+        worker to do it (with `conn`: queues it in the caller's transaction and returns)."""
+        found = await self._project(actor, project, "deploy")
+        if await self._live(found) is None:
             raise ValidationError(f"{project} is not running: there is nothing to stop.")
         await self._refuse_while_deploying(found)
-        await self.runtime.stop(live)
-        await self._set_stopped(found, True)
+        return await self._operate(found, actor, Operation.STOP, conn)
 
-    async def start(self, user_id: int, project: str) -> None:
-        """Start the stopped live containers again and route traffic back to them."""
-        found = await self._projects.get(user_id, project)
-        live = await self._live(found)
-        if live is None:
+    async def start(self, actor: Actor, project: str, conn: Connection | None = None) -> Deployment:
+        """Start the stopped live containers again and route traffic back to them (waits for
+        a worker, like `stop`)."""
+        found = await self._project(actor, project, "deploy")
+        if await self._live(found) is None:
             raise ValidationError(f"{project} has never been deployed: deploy a version first.")
         await self._refuse_while_deploying(found)
-        await self.runtime.start(live)
-        await self._set_stopped(found, False)
+        return await self._operate(found, actor, Operation.START, conn)
 
-    async def runtime_logs(self, user_id: int, project: str, tail: int = 200) -> AsyncIterator[str]:
+    async def delete_project(
+        self, actor: Actor, project: str, confirmation: str, conn: Connection | None = None
+    ) -> Project:
+        """Remove what runs (containers, images, network, vhost) then the project itself; a
+        worker does it (waited for, like `stop`)."""
+        found = await self._project(actor, project, "deploy")
+        if confirmation.strip() != found.name:
+            raise ValidationError(f"Type the project's name, {project!r}, to confirm deleting it.")
+        if not await self._store.any_of_project(found.id):
+            # Never deployed: nothing runs or was built, so no worker (nor Docker) is needed.
+            return await self._archives.delete_project(found.user_id, found.name, confirmation)
+        async with transaction(self._pool, conn) as tx:
+            if await self._projects.lock(tx, found.id) is None:
+                raise NotFoundError(f"You have no project named {project[:40]!r}.")
+            flags = await self._projects.deploy_flags([found.id], tx)
+            was_stopped = found.id in flags and flags[found.id].stopped
+            # Marked stopped first, under the project's row lock: the lost-container check
+            # (core.deploy.live_check) queues no heal for a project whose containers are going
+            # away, and a heal it queued just before is cancelled below with the rest.
+            await self._projects.set_stopped(found.id, True, tx)
+            # Queued work must not start while the project is going away.
+            await self._store.cancel_project(tx, found.id, "The project was deleted.")
+            job = await self._operate(found, actor, Operation.DELETE, tx)
+        if conn is None:
+            try:
+                await self._outcome(found, job)
+            except UnavailableError:  # withdrawn: nothing was deleted, nothing stays stopped
+                await self._projects.set_stopped(found.id, was_stopped)
+                raise
+        return found
+
+    async def runtime_logs(self, actor: Actor, project: str, tail: int = 200) -> AsyncIterator[str]:
         """The live app's log lines (last `tail`, then new ones as they come) until closed."""
-        found = await self._projects.get(user_id, project)
+        found = await self._project(actor, project, "logs")
         live = await self._live(found)
         if live is None:
             raise ValidationError(f"{project} is not running: there are no logs to show.")
@@ -323,146 +296,117 @@ class DeploymentService:
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
 
-    async def delete_project(self, user_id: int, project: str, confirmation: str) -> Project:
-        """Remove what runs (containers, images, network, vhost) then the project itself."""
-        found = await self._projects.get(user_id, project)
-        if confirmation.strip() != found.name:
-            raise ValidationError(f"Type the project's name, {project!r}, to confirm deleting it.")
-        async with connection(self._pool) as conn, conn.transaction():
-            # Marked stopped first, under the project's row lock: the lost-container check
-            # (core.deploy.live_check) queues no heal for a project whose containers are going away,
-            # and a heal it queued just before is cancelled below with the rest.
-            await conn.execute("UPDATE projects SET stopped = true WHERE id = $1", found.id)
-            # Queued work must not start while the project is going away.
-            await conn.execute(
-                "UPDATE deployments SET state = 'cancelled', finished_at = now(),"
-                " error = 'The project was deleted.' WHERE project_id = $1 AND state = 'queued'",
-                found.id,
-            )
-            await conn.execute(
-                "UPDATE deployments SET cancel_requested = true"
-                " WHERE project_id = $1 AND state IN ('building', 'starting')",
-                found.id,
-            )
-        if self._runtime is not None:
-            await self._runtime.remove_project(found)
-        return await self._archives.delete_project(user_id, project, confirmation)
+    async def _operate(
+        self, project: Project, actor: Actor, operation: Operation, conn: Connection | None
+    ) -> Deployment:
+        """Queue a stop, start or delete; without `conn`, wait for a worker to carry it out."""
+        job = await self._enqueue(
+            project, actor, "deploy", None, "", operation=operation, conn=conn
+        )
+        if conn is not None:
+            return job
+        return await self._outcome(project, job)
+
+    async def _outcome(self, project: Project, job: Deployment) -> Deployment:
+        """Wait for a worker to end the operation `job`; its failure is raised with the
+        worker's message. One no worker claims in time is withdrawn."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.claim_wait
+        while True:
+            current = await self._store.get(job.id)
+            if current is None:  # gone with its project: deleted
+                if job.operation is Operation.DELETE:
+                    return job
+                raise NotFoundError(f"You have no project named {project.name[:40]!r}.")
+            if current.state == State.DONE:
+                return current
+            if current.state in (State.FAILED, State.CANCELLED):
+                raise PanelError(current.error, title=f"Could not {job.operation}")
+            # A job of the project held by a worker (a build being cancelled) shows one runs.
+            late = current.state == State.QUEUED and loop.time() > give_up
+            if late and await self._store.in_progress(project.id) is None:
+                message = NO_WORKER.format(
+                    what=job.operation, project=project.name, seconds=self.claim_wait
+                )
+                if await self._store.cancel_queued(job.id, message):
+                    raise UnavailableError(message)
+            await asyncio.sleep(OPERATION_POLL)
 
     # --- reading ------------------------------------------------------------------------------
 
     async def list(
-        self, user_id: int, project: str, limit: int = HISTORY_LIMIT
+        self, actor: Actor, project: str, limit: int = HISTORY_LIMIT
     ) -> list[Deployment]:
-        """Newest first."""
-        found = await self._projects.get(user_id, project)
-        async with connection(self._pool) as conn:
-            rows = await conn.fetch(
-                DEPLOYMENT_SELECT + " WHERE d.project_id = $1 ORDER BY d.id DESC LIMIT $2",
-                found.id,
-                limit,
-            )
-        return [row_to_deployment(row) for row in rows]
+        """Newest first (stop, start and delete jobs are not deployments: left out)."""
+        found = await self._project(actor, project, "read")
+        return await self._store.history(found.id, limit)
 
-    async def get(self, user_id: int, project: str, deployment_id: int) -> Deployment:
-        found = await self._projects.get(user_id, project)
-        async with connection(self._pool) as conn:
-            row = await conn.fetchrow(
-                DEPLOYMENT_SELECT + " WHERE d.id = $1 AND d.project_id = $2",
-                deployment_id,
-                found.id,
-            )
-        if row is None:
-            raise NotFoundError(f"{project} has no deployment #{deployment_id}.")
-        return row_to_deployment(row)
+    async def get(self, actor: Actor, project: str, deployment_id: int) -> Deployment:
+        found = await self._project(actor, project, "read")
+        return await self._get(found, deployment_id)
 
-    async def status(self, user_id: int, project: str) -> ProjectStatus:
-        found = await self._projects.get(user_id, project)
-        async with connection(self._pool) as conn:
-            flags = await conn.fetchrow(
-                "SELECT stopped, live_deployment_id FROM projects WHERE id = $1", found.id
-            )
-            if flags is None:
-                raise NotFoundError(f"You have no project named {project[:40]!r}.")
-            latest_row = await conn.fetchrow(
-                DEPLOYMENT_SELECT + " WHERE d.project_id = $1 ORDER BY d.id DESC LIMIT 1",
-                found.id,
-            )
-            live_row = None
-            if flags["live_deployment_id"] is not None:
-                live_row = await conn.fetchrow(
-                    DEPLOYMENT_SELECT + " WHERE d.id = $1", flags["live_deployment_id"]
-                )
-        latest = row_to_deployment(latest_row) if latest_row else None
-        live = row_to_deployment(live_row) if live_row else None
-        state = project_state(
-            latest.state if latest else None, live is not None, bool(flags["stopped"])
-        )
+    async def status(self, actor: Actor, project: str) -> ProjectStatus:
+        found = await self._project(actor, project, "read")
+        flags = (await self._projects.deploy_flags([found.id])).get(found.id)
+        if flags is None:
+            raise NotFoundError(f"You have no project named {project[:40]!r}.")
+        history = await self._store.history(found.id, 1)
+        latest = history[0] if history else None
+        live = await self._store.get(flags.live_id) if flags.live_id is not None else None
+        state = project_state(latest.state if latest else None, live is not None, flags.stopped)
         return ProjectStatus(state, live, latest, self._url_for(found.name))
 
-    async def statuses(self, user_id: int) -> dict[str, ProjectState]:
-        """The state of each of the user's projects, by name, in one query (for lists)."""
-        async with connection(self._pool) as conn:
-            rows = await conn.fetch(
-                "SELECT p.name, p.stopped, p.live_deployment_id IS NOT NULL AS live,"
-                " (SELECT d.state FROM deployments d WHERE d.project_id = p.id"
-                "  ORDER BY d.id DESC LIMIT 1) AS latest"
-                " FROM projects p WHERE p.user_id = $1",
-                user_id,
-            )
+    async def statuses(self, actor: Actor) -> dict[str, ProjectState]:
+        """The state of each of the actor's projects, by name, in two queries (for lists)."""
+        actor.require("read")
+        flags = await self._projects.deploy_flags_of_user(actor.owner_id)
+        latest = await self._store.latest_states(list(flags))
         return {
-            row["name"]: project_state(row["latest"], row["live"], row["stopped"]) for row in rows
+            f.name: project_state(latest.get(project_id), f.live_id is not None, f.stopped)
+            for project_id, f in flags.items()
+            if actor.projects is None or f.name in actor.projects
         }
 
     async def build_log(
-        self, user_id: int, project: str, deployment_id: int, offset: int = 0
+        self, actor: Actor, project: str, deployment_id: int, offset: int = 0
     ) -> tuple[str, int]:
         """The build log from character `offset` on, and the offset to ask for next time."""
-        found = await self._projects.get(user_id, project)
-        async with connection(self._pool) as conn:
-            row = await conn.fetchrow(
-                "SELECT substr(log, $3 + 1) AS text, length(log) AS size FROM deployments"
-                " WHERE id = $1 AND project_id = $2",
-                deployment_id,
-                found.id,
-                max(0, offset),
-            )
-        if row is None:
+        found = await self._project(actor, project, "logs")
+        found_log = await self._store.log_from(found.id, deployment_id, offset)
+        if found_log is None:
             raise NotFoundError(f"{project} has no deployment #{deployment_id}.")
-        return row["text"], int(row["size"])
+        return found_log
 
     # --- helpers ------------------------------------------------------------------------------
 
+    async def _project(self, actor: Actor, name: str, scope: str) -> Project:
+        """The project the actor may act on with `scope`; another owner's is not found."""
+        actor.require(scope)
+        actor.require_project(name)
+        if not actor.is_operator:
+            return await self._projects.get(actor.owner_id, name)
+        found = await self._projects.by_name(name)
+        if found is None:
+            raise NotFoundError(f"There is no project named {name[:40]!r}.")
+        return found
+
+    async def _get(
+        self, project: Project, deployment_id: int, conn: Connection | None = None
+    ) -> Deployment:
+        found = await self._store.of_project(project.id, deployment_id, conn)
+        if found is None or found.operation is not Operation.DEPLOY:
+            raise NotFoundError(f"{project.name} has no deployment #{deployment_id}.")
+        return found
+
     async def _live(self, project: Project) -> Deployment | None:
-        return await live_deployment(self._pool, project.id)
+        flags = (await self._projects.deploy_flags([project.id])).get(project.id)
+        if flags is None or flags.live_id is None:
+            return None
+        return await self._store.get(flags.live_id)
 
     async def _refuse_while_deploying(self, project: Project) -> None:
-        async with connection(self._pool) as conn:
-            busy = await conn.fetchval(
-                "SELECT id FROM deployments WHERE project_id = $1"
-                " AND state IN ('building', 'starting')",
-                project.id,
-            )
+        busy = await self._store.in_progress(project.id)
         if busy is not None:
             raise ConflictError(
                 f"Deployment #{busy} of {project.name} is in progress: wait for it or cancel it."
             )
-
-    async def _set_stopped(self, project: Project, stopped: bool) -> None:
-        async with connection(self._pool) as conn:
-            await conn.execute(
-                "UPDATE projects SET stopped = $2 WHERE id = $1", project.id, stopped
-            )
-
-    @staticmethod
-    async def _fetch(conn: Connection, deployment_id: int) -> Deployment:
-        row = await conn.fetchrow(DEPLOYMENT_SELECT + " WHERE d.id = $1", deployment_id)
-        assert row is not None
-        return row_to_deployment(row)
-
-
-def project_state(latest: str | None, has_live: bool, stopped: bool) -> ProjectState:
-    if latest in ACTIVE_STATES:
-        return "deploying"
-    if not has_live:
-        return "failed" if latest == "failed" else "new"
-    return "stopped" if stopped else "running"

@@ -28,9 +28,11 @@ import asyncpg
 
 from core.db.pool import Pool
 from core.deploy.build_log import JobLog
+from core.deploy.model import Deployment, Operation, State
+from core.deploy.operations import Operations
 from core.deploy.pipeline import Deployer
 from core.deploy.queue import DeploymentQueue, LeaseLost
-from core.deploy.service import NOTIFY_CHANNEL, Deployment
+from core.deploy.store import NOTIFY_CHANNEL
 from core.errors import PanelError
 from core.log_text import clean_log_text
 
@@ -44,6 +46,8 @@ DEADLINE = (
     " panel, and was stopped."
 )
 FINISH_ATTEMPTS = 5  # tries to record how a job ended before its lease runs out
+# Stop, start and delete jobs one worker carries out at once, besides its builds.
+OPERATIONS_AT_ONCE = 4
 MAX_REASON = 8000  # characters of a failure's reason kept (it may quote the app's output)
 
 
@@ -60,6 +64,10 @@ class Job:
     finishing: bool = False  # past the point where cancelling would help
     heartbeat: asyncio.Task[None] | None = field(default=None, repr=False)
 
+    @property
+    def is_deploy(self) -> bool:
+        return self.deployment.operation is Operation.DEPLOY
+
 
 class DeploymentWorker:
     def __init__(
@@ -69,6 +77,7 @@ class DeploymentWorker:
         queue: DeploymentQueue,
         deployer: Deployer,
         *,
+        operations: Operations,
         concurrency: int = 1,
         lease_seconds: float = 30.0,
         shutdown_grace: float = 10.0,
@@ -82,6 +91,8 @@ class DeploymentWorker:
         self._dsn = dsn
         self._queue = queue
         self._deployer = deployer
+        # Stop, start and delete jobs: the worker acts for the panel (Actor.system("worker")).
+        self._operations = operations
         self._concurrency = max(1, concurrency)
         self._lease = lease_seconds
         self._grace = shutdown_grace
@@ -108,15 +119,7 @@ class DeploymentWorker:
                 if loop.time() >= next_live_check:
                     await self._check_live()
                     next_live_check = loop.time() + self._live_check
-                while len(self._jobs) < self._concurrency and not stop.is_set():
-                    try:
-                        job = await self._queue.claim(self.name)
-                    except PanelError as error:  # database down: try again later
-                        log.warning("cannot claim deployments: %s", error)
-                        break
-                    if job is None:
-                        break
-                    self._start(job)
+                await self._claim(stop)
                 self._wake.clear()
                 stopping = asyncio.ensure_future(stop.wait())
                 woken = asyncio.ensure_future(self._wake.wait())
@@ -131,6 +134,25 @@ class DeploymentWorker:
                 with contextlib.suppress(Exception):
                     await listener.close()
             log.info("deployment worker %s stopped", self.name)
+
+    async def _claim(self, stop: asyncio.Event) -> None:
+        """Take jobs while there is room: builds up to `concurrency`, and stop, start and
+        delete jobs beside them (short, and a user waits for each), up to OPERATIONS_AT_ONCE."""
+        while not stop.is_set():
+            builds = sum(1 for job in self._jobs.values() if job.is_deploy)
+            operations = len(self._jobs) - builds
+            if operations >= OPERATIONS_AT_ONCE:
+                return
+            try:
+                job = await self._queue.claim(
+                    self.name, operations_only=builds >= self._concurrency
+                )
+            except PanelError as error:  # database down: try again later
+                log.warning("cannot claim deployments: %s", error)
+                return
+            if job is None:
+                return
+            self._start(job)
 
     async def _listen(self) -> asyncpg.Connection | None:
         try:
@@ -177,28 +199,32 @@ class DeploymentWorker:
         deployment = job.deployment
         joblog = JobLog(self._queue, deployment.id)
         joblog.step(f"Deployment #{deployment.id} of {deployment.project} taken by {self.name}")
-        outcome: tuple[str, str] | None = None
+        outcome: tuple[State, str] | None = None
         deadline = asyncio.timeout(self._deadline)
         try:
             async with deadline:
-                await self._deployer.deploy(deployment, self.name, joblog)
+                if deployment.operation is Operation.DEPLOY:
+                    await self._deployer.deploy(deployment, self.name, joblog)
+                else:
+                    await self._operations.run(deployment)
+                    outcome = (State.DONE, "")
         except TimeoutError:
             if not deadline.expired():  # a timeout of the panel's own that nothing explained
                 log.exception("deployment %s failed", deployment.id)
-                outcome = ("failed", INTERNAL)
+                outcome = (State.FAILED, INTERNAL)
             else:
-                outcome = ("failed", DEADLINE.format(seconds=self._deadline))
+                outcome = (State.FAILED, DEADLINE.format(seconds=self._deadline))
         except asyncio.CancelledError:
             if job.stop_reason is None:  # cancelled from outside the worker: treat as shutdown
                 job.stop_reason = "shutdown"
-            outcome = ("cancelled", CANCELLED)
+            outcome = (State.CANCELLED, CANCELLED)
         except LeaseLost:
             job.stop_reason = "lease"
         except PanelError as error:
-            outcome = ("failed", _reason(error.message))
+            outcome = (State.FAILED, _reason(error.message))
         except Exception:
             log.exception("deployment %s failed", deployment.id)
-            outcome = ("failed", INTERNAL)
+            outcome = (State.FAILED, INTERNAL)
         finally:
             job.finishing = True
             if job.heartbeat is not None:
@@ -219,24 +245,25 @@ class DeploymentWorker:
             self._wake.set()
         await self._prune_history(deployment)
 
-    async def _end(self, job: Job, joblog: JobLog, outcome: tuple[str, str] | None) -> None:
+    async def _end(self, job: Job, joblog: JobLog, outcome: tuple[State, str] | None) -> None:
         deployment = job.deployment
-        if outcome is not None and job.stop_reason != "lease":
+        if outcome is not None and job.stop_reason != "lease" and outcome[0] != State.DONE:
             joblog.step(f"{outcome[0].capitalize()}: {outcome[1]}")
-        try:
-            await self._deployer.discard(deployment)
-        except Exception:
-            log.exception("could not clean up after deployment %s", deployment.id)
+        if deployment.operation is Operation.DEPLOY:
+            try:
+                await self._deployer.discard(deployment)
+            except Exception:
+                log.exception("could not clean up after deployment %s", deployment.id)
         if job.stop_reason == "lease":
             log.warning("deployment %s was taken away (lease lost)", deployment.id)
         elif job.stop_reason == "shutdown":
             await joblog.close()
             if not await self._queue.requeue(deployment.id, self.name):
-                await self._queue.finish(deployment.id, self.name, "cancelled", CANCELLED)
+                await self._queue.finish(deployment.id, self.name, State.CANCELLED, CANCELLED)
         elif outcome is not None:
             await self._finish(deployment, *outcome)
 
-    async def _finish(self, deployment: Deployment, state: str, error: str) -> None:
+    async def _finish(self, deployment: Deployment, state: State, error: str) -> None:
         """Record how the job ended, retrying while the database is unreachable, so the user
         reads the real reason rather than the reaper's "its worker stopped"."""
         for attempt in range(FINISH_ATTEMPTS):
@@ -271,6 +298,8 @@ class DeploymentWorker:
             log.warning("cannot reap expired deployments: %s", error)
             return
         for deployment in reaped:
+            if deployment.operation is not Operation.DEPLOY:
+                continue  # made nothing to clean up
             log.warning("deployment %s: its worker died; cleaning up", deployment.id)
             try:
                 await self._deployer.discard(deployment)

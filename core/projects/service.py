@@ -6,15 +6,18 @@ project of someone else is "not found", exactly like one that does not exist.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 
-from core.db.pool import Pool, connection
+from core.db.pool import Connection, Pool, connection
 from core.errors import ConflictError, NotFoundError, ValidationError
 from core.projects.cache import JsonCache
 
@@ -226,3 +229,105 @@ class ProjectService:
     async def invalidate(self, user_id: int) -> None:
         """Forget the cached list and details of the user's projects (after any write)."""
         await self._cache.invalidate(str(user_id))
+
+    # --- what the deploy domain keeps on a project (its live deployment, stopped) -----------
+
+    async def by_id(self, project_id: int, conn: Connection | None = None) -> Project | None:
+        """Any owner's project (for the deploy worker, which acts for the panel)."""
+        async with _using(self._pool, conn) as db:
+            row = await db.fetchrow(PROJECT_SELECT + " WHERE p.id = $1 GROUP BY p.id", project_id)
+        return _row_to_project(row) if row else None
+
+    async def by_name(self, name: str) -> Project | None:
+        """Any owner's project by its name (for operators; names are unique across users)."""
+        async with _using(self._pool, None) as db:
+            row = await db.fetchrow(PROJECT_SELECT + " WHERE p.name = $1 GROUP BY p.id", name)
+        return _row_to_project(row) if row else None
+
+    async def lock(
+        self, conn: Connection, project_id: int, *, live_id: int | None = None
+    ) -> int | None:
+        """Lock the project's row for the caller's transaction (serialises its deploys); its
+        owner's id, or None if it is gone (or, with `live_id`, no longer live and running)."""
+        if live_id is None:
+            owner = await conn.fetchval(
+                "SELECT user_id FROM projects WHERE id = $1 FOR UPDATE", project_id
+            )
+        else:
+            owner = await conn.fetchval(
+                "SELECT user_id FROM projects WHERE id = $1 AND live_deployment_id = $2"
+                " AND NOT stopped FOR UPDATE",
+                project_id,
+                live_id,
+            )
+        return cast(int | None, owner)
+
+    async def deploy_flags(
+        self, project_ids: Sequence[int], conn: Connection | None = None
+    ) -> dict[int, DeployFlags]:
+        async with _using(self._pool, conn) as db:
+            rows = await db.fetch(
+                "SELECT id, name, live_deployment_id, stopped FROM projects"
+                " WHERE id = any($1::bigint[])",
+                project_ids,
+            )
+        return {
+            r["id"]: DeployFlags(r["name"], r["live_deployment_id"], r["stopped"]) for r in rows
+        }
+
+    async def deploy_flags_of_user(self, user_id: int) -> dict[int, DeployFlags]:
+        async with _using(self._pool, None) as db:
+            rows = await db.fetch(
+                "SELECT id, name, live_deployment_id, stopped FROM projects WHERE user_id = $1",
+                user_id,
+            )
+        return {
+            r["id"]: DeployFlags(r["name"], r["live_deployment_id"], r["stopped"]) for r in rows
+        }
+
+    async def live_deployment_ids(self, *, running_only: bool = False) -> builtins.list[int]:
+        """Every project's live deployment (only those not stopped, with `running_only`)."""
+        async with _using(self._pool, None) as db:
+            rows = await db.fetch(
+                "SELECT live_deployment_id FROM projects WHERE live_deployment_id IS NOT NULL"
+                " AND NOT (stopped AND $1)",
+                running_only,
+            )
+        return [row["live_deployment_id"] for row in rows]
+
+    async def set_stopped(
+        self, project_id: int, stopped: bool, conn: Connection | None = None
+    ) -> None:
+        async with _using(self._pool, conn) as db:
+            await db.execute("UPDATE projects SET stopped = $2 WHERE id = $1", project_id, stopped)
+
+    async def make_live(self, conn: Connection, project_id: int, deployment_id: int) -> int | None:
+        """Route the project to `deployment_id` (started); the live deployment it replaces."""
+        previous = await conn.fetchval(
+            "SELECT live_deployment_id FROM projects WHERE id = $1 FOR UPDATE", project_id
+        )
+        await conn.execute(
+            "UPDATE projects SET live_deployment_id = $2, stopped = false WHERE id = $1",
+            project_id,
+            deployment_id,
+        )
+        return cast(int | None, previous)
+
+
+@dataclass(frozen=True)
+class DeployFlags:
+    """What the deploy domain keeps on a project row."""
+
+    name: str
+    live_id: int | None  # the deployment nginx routes to
+    stopped: bool
+
+
+@asynccontextmanager
+async def _using(pool: Pool, conn: Connection | None) -> AsyncIterator[Connection]:
+    """The caller's connection, or one from the pool."""
+    if conn is not None:
+        yield conn
+        return
+    async with connection(pool) as own:
+        yield own

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.panel import Panel
+from tests.actors import as_user
 from tests.e2e.helpers import running_server
 from tests.e2e.transfers import account, remote, run, scp_command, write
 from tests.fixtures_deploy import Deploying, app_tar, page_app, running_worker
@@ -47,7 +48,7 @@ async def test_an_archive_pushed_with_scp_is_deployed_and_answers_through_nginx(
 
     deploying = Deploying(panel, nginx_router, alice.id)
     async with running_worker(panel):
-        queued = await panel.deployments.deploy(alice.id, "pushed")
+        queued = await panel.deployments.deploy(as_user(alice.id), "pushed")
         assert queued.archive_name == "v1-app.tar"
         done = await deploying.settle(queued)
     assert (done.state, done.kind) == ("running", kind), await deploying.log(done)

@@ -17,6 +17,7 @@ from core.errors import NotFoundError, ValidationError
 from core.panel import Panel
 from core.routing.nginx import NginxRouter
 from core.settings import Settings
+from tests.actors import as_user
 from tests.conftest import reset_state, with_settings
 from tests.fixtures_deploy import Deploying, counter_app, eventually, page_app, running_worker
 from tests.fixtures_nginx import http_request
@@ -58,7 +59,7 @@ async def test_a_dockerfile_app_is_built_run_and_served_through_nginx(
     probe = deploying.router.probe_headers()
     probed = await http_request(deploying.router, "hello", headers=probe)
     assert probed.headers["x-ghst-deployment"] == str(done.id)
-    status = await deploying.panel.deployments.status(deploying.user_id, "hello")
+    status = await deploying.panel.deployments.status(as_user(deploying.user_id), "hello")
     assert (status.state, status.live and status.live.id) == ("running", done.id)
     assert status.url == deploying.router.url("hello")
     log = await deploying.log(done)
@@ -109,7 +110,7 @@ async def test_a_redeploy_switches_without_a_failed_request_and_retires_the_old_
         return not containers_left(docker_client, mine(deploying.panel, first.id))
 
     await eventually(old_container_gone)
-    old = await deploying.panel.deployments.get(deploying.user_id, "steady", first.id)
+    old = await deploying.panel.deployments.get(as_user(deploying.user_id), "steady", first.id)
     assert old.state == "superseded" and old.can_roll_back_to
     project = await deploying.panel.projects.get(deploying.user_id, "steady")
     assert await deploying.panel.ports.held(project.id) == [second.port]
@@ -144,7 +145,7 @@ async def test_a_failed_build_and_an_app_that_never_answers_leave_the_running_ve
 
     page = await http_request(deploying.router, "sturdy")
     assert (page.status, page.text.strip()) == (200, "still here")
-    status = await deploying.panel.deployments.status(deploying.user_id, "sturdy")
+    status = await deploying.panel.deployments.status(as_user(deploying.user_id), "sturdy")
     assert status.live is not None and status.live.id == good.id
     # Nothing of the failed attempts is left: containers, images, ports.
     for attempt in (failed_build, unhealthy, crashed):
@@ -164,22 +165,24 @@ async def test_rollback_stop_start_and_delete(
     second = await deploying.deploy_files("cycle", page_app(base_image, "second"))
     assert (first.state, second.state) == ("running", "running")
 
-    rollback = await deploying.settle(await panel.deployments.rollback(user, "cycle", first.id))
+    rollback = await deploying.settle(
+        await panel.deployments.rollback(as_user(user), "cycle", first.id)
+    )
     assert rollback.state == "running", await deploying.log(rollback)
     assert rollback.image == first.image
     assert "no build" in await deploying.log(rollback)
     assert (await http_request(deploying.router, "cycle")).text.strip() == "first"
 
-    await panel.deployments.stop(user, "cycle")
+    await panel.deployments.stop(as_user(user), "cycle")
     stopped = await http_request(deploying.router, "cycle")
     assert stopped.status == 503 and "cycle" in stopped.text
-    assert (await panel.deployments.status(user, "cycle")).state == "stopped"
-    await panel.deployments.start(user, "cycle")
+    assert (await panel.deployments.status(as_user(user), "cycle")).state == "stopped"
+    await panel.deployments.start(as_user(user), "cycle")
     assert (await http_request(deploying.router, "cycle")).text.strip() == "first"
-    assert (await panel.deployments.status(user, "cycle")).state == "running"
+    assert (await panel.deployments.status(as_user(user), "cycle")).state == "running"
 
     project = await panel.projects.get(user, "cycle")
-    await panel.deployments.delete_project(user, "cycle", "cycle")
+    await panel.deployments.delete_project(as_user(user), "cycle", "cycle")
     label = {"label": "ghst.project=cycle"}
     assert containers_left(docker_client, label) == []
     assert images_left(docker_client, label) == set()
@@ -188,7 +191,7 @@ async def test_rollback_stop_start_and_delete(
     assert await panel.ports.held(project.id) == []
     assert (await http_request(deploying.router, "cycle")).status == 404
     with pytest.raises(NotFoundError):
-        await panel.deployments.status(user, "cycle")
+        await panel.deployments.status(as_user(user), "cycle")
 
 
 async def test_env_vars_reach_the_app_at_the_next_restart(
@@ -206,7 +209,7 @@ async def test_env_vars_reach_the_app_at_the_next_restart(
     assert first.state == "running", await deploying.log(first)
     assert (await http_request(deploying.router, "greeter")).text.strip() == "on 8000"
     await panel.env.set(user, "greeter", "GREETING", "hej")
-    restart = await deploying.settle(await panel.deployments.restart(user, "greeter"))
+    restart = await deploying.settle(await panel.deployments.restart(as_user(user), "greeter"))
     assert restart.state == "running", await deploying.log(restart)
     assert (await http_request(deploying.router, "greeter")).text.strip() == "hej on 8000"
 
@@ -218,14 +221,14 @@ async def test_cancelling_a_build_leaves_the_live_version(
     await panel.projects.create(user, "patient")
     good = await deploying.deploy_files("patient", page_app(base_image, "live"))
     await deploying.upload("patient", page_app(base_image, "slow", "RUN sleep 30\n"))
-    slow = await panel.deployments.deploy(user, "patient")
+    slow = await panel.deployments.deploy(as_user(user), "patient")
     await deploying.wait_for(slow, lambda d: d.state == "building")
     await eventually(lambda: _log_has(deploying, slow, "RUN sleep 30"))
-    await panel.deployments.cancel(user, "patient", slow.id)
+    await panel.deployments.cancel(as_user(user), "patient", slow.id)
     ended = await deploying.settle(slow, within=20)
     assert ended.state == "cancelled"
     assert (await http_request(deploying.router, "patient")).text.strip() == "live"
-    assert (await panel.deployments.status(user, "patient")).live.id == good.id  # type: ignore[union-attr]
+    assert (await panel.deployments.status(as_user(user), "patient")).live.id == good.id  # type: ignore[union-attr]
 
 
 async def _log_has(deploying: Deploying, deployment, text: str) -> bool:  # type: ignore[no-untyped-def]
@@ -277,7 +280,7 @@ async def test_a_compose_app_is_sanitized_run_and_served_through_nginx(
     await eventually(first_stack_gone)
 
     # Rolling back to the first stack runs its images again without the archive or a build.
-    back = await deploying.settle(await panel.deployments.rollback(user, "stack", done.id))
+    back = await deploying.settle(await panel.deployments.rollback(as_user(user), "stack", done.id))
     assert back.state == "running", await deploying.log(back)
     assert "no build" in await deploying.log(back)
     assert (await http_request(deploying.router, "stack")).text.strip() == "composed"
@@ -346,10 +349,10 @@ async def test_runtime_logs_follow_the_live_app_and_only_for_its_owner(
     assert done.state == "running", await deploying.log(done)
     bob = await panel.accounts.sign_up("bob", "bob@example.com", "correct horse battery")
     with pytest.raises(NotFoundError):
-        async for _ in panel.deployments.runtime_logs(bob.id, "chatty"):
+        async for _ in panel.deployments.runtime_logs(as_user(bob.id), "chatty"):
             pass
 
-    stream = panel.deployments.runtime_logs(user, "chatty", tail=50)
+    stream = panel.deployments.runtime_logs(as_user(user), "chatty", tail=50)
     try:
         assert "booted" in await asyncio.wait_for(anext(stream), 10)
         # A request made now shows up in the stream.
@@ -388,7 +391,8 @@ async def test_old_images_beyond_the_kept_few_are_pruned_and_cannot_be_rolled_ba
     keep = panel.settings.keep_images
     await panel.projects.create(user, "pruned")
     done = [
-        await deploying.deploy_files("pruned", page_app(base_image, f"v{n}")) for n in range(keep + 2)
+        await deploying.deploy_files("pruned", page_app(base_image, f"v{n}"))
+        for n in range(keep + 2)
     ]
     assert [d.state for d in done] == ["running"] * len(done)
 
@@ -401,11 +405,13 @@ async def test_old_images_beyond_the_kept_few_are_pruned_and_cannot_be_rolled_ba
         return await images() == expected
 
     await eventually(pruned)
-    oldest = await panel.deployments.get(user, "pruned", done[0].id)
+    oldest = await panel.deployments.get(as_user(user), "pruned", done[0].id)
     assert oldest.image is None and not oldest.can_roll_back_to
     with pytest.raises(ValidationError, match="pruned"):
-        await panel.deployments.rollback(user, "pruned", done[0].id)
-    kept = await deploying.settle(await panel.deployments.rollback(user, "pruned", done[-keep].id))
+        await panel.deployments.rollback(as_user(user), "pruned", done[0].id)
+    kept = await deploying.settle(
+        await panel.deployments.rollback(as_user(user), "pruned", done[-keep].id)
+    )
     assert kept.state == "running"
 
 
@@ -431,21 +437,26 @@ async def _builds_one_then_two_at_a_time(
     for name in ("first", "second"):
         await panel.projects.create(user.id, name)
         await deploying.upload(name, page_app(base_image, name, "RUN sleep 2\n"))
-        queued.append(await panel.deployments.deploy(user.id, name))
+        queued.append(await panel.deployments.deploy(as_user(user.id), name))
     async with running_worker(panel):
         await deploying.wait_for(queued[0], lambda d: d.state == "building")
         # One build at a time: the second project waits in the queue.
-        assert (await panel.deployments.get(user.id, "second", queued[1].id)).state == "queued"
+        assert (
+            await panel.deployments.get(as_user(user.id), "second", queued[1].id)
+        ).state == "queued"
         await deploying.settle(queued[0])
         await deploying.settle(queued[1])
     again = []
     for name in ("first", "second"):
         await deploying.upload(name, page_app(base_image, name + " again", "RUN sleep 2\n"))
-        again.append(await panel.deployments.deploy(user.id, name))
+        again.append(await panel.deployments.deploy(as_user(user.id), name))
     async with running_worker(panel, concurrency=2):
 
         async def both_building() -> bool:
-            states = [(await panel.deployments.get(user.id, d.project, d.id)).state for d in again]
+            states = [
+                (await panel.deployments.get(as_user(user.id), d.project, d.id)).state
+                for d in again
+            ]
             return states == ["building", "building"]
 
         await eventually(both_building)

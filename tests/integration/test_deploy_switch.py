@@ -18,6 +18,7 @@ import pytest
 from core.deploy.queue import WORKER_DIED
 from core.deploy.service import Deployment
 from core.panel import Panel
+from tests.actors import as_user
 from tests.fixtures_deploy import Deploying, eventually, page_app, running_worker
 from tests.fixtures_nginx import http_request
 from tests.integration.test_deploy import containers_left, images_left, mine
@@ -100,10 +101,10 @@ async def test_a_heartbeat_right_after_going_live_keeps_the_new_version(
     assert await served(deploying, "steady") == ("v2", str(second.id))
     assert containers_left(docker_client, mine(panel, second.id))
     assert second.image in images_left(docker_client, {"reference": second.image or ""})
-    status = await panel.deployments.status(user, "steady")
+    status = await panel.deployments.status(as_user(user), "steady")
     assert status.live is not None and status.live.id == second.id
     # And it can be restarted: its image is still there.
-    restart = await deploying.settle(await panel.deployments.restart(user, "steady"))
+    restart = await deploying.settle(await panel.deployments.restart(as_user(user), "steady"))
     assert restart.state == "running", await deploying.log(restart)
     assert (await served(deploying, "steady"))[0] == "v2"
 
@@ -132,11 +133,11 @@ async def test_a_shutdown_during_the_switch_lets_it_finish_and_keeps_the_new_ver
 
     around_go_live(monkeypatch, panel, before=shut_down_now)
     await deploying.upload("calm", page_app(base_image, "v2"))
-    second = await panel.deployments.deploy(user, "calm")
+    second = await panel.deployments.deploy(as_user(user), "calm")
     running = asyncio.get_running_loop().create_task(worker.run(stop))
     await asyncio.wait_for(running, 60)
 
-    ended = await panel.deployments.get(user, "calm", second.id)
+    ended = await panel.deployments.get(as_user(user), "calm", second.id)
     assert ended.state == "running", await deploying.log(ended)
     assert await served(deploying, "calm") == ("v2", str(second.id))
     assert containers_left(docker_client, mine(panel, second.id))
@@ -164,7 +165,7 @@ async def test_a_lease_lost_at_the_switch_routes_back_to_the_live_version(
     assert (second.state, second.error) == ("failed", WORKER_DIED)
     await wait_until_removed(docker_client, panel, second.id)
     assert await served(deploying, "loyal") == ("v1", str(first.id))
-    status = await panel.deployments.status(user, "loyal")
+    status = await panel.deployments.status(as_user(user), "loyal")
     assert status.live is not None and status.live.id == first.id
 
 

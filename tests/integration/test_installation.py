@@ -51,10 +51,11 @@ async def test_a_database_from_before_identities_adopts_only_its_own_unlabelled_
     async with panel.pool.acquire() as conn:
         old = await conn.fetchval(
             "INSERT INTO deployments (project_id, user_id, archive_name, state, kind,"
-            " finished_at) VALUES ($1, $2, 'v1-app.zip', 'superseded', 'dockerfile',"
-            " now() - interval '1 day') RETURNING id",
+            " finished_at, project_name) VALUES ($1, $2, 'v1-app.zip', 'superseded',"
+            " 'dockerfile', now() - interval '1 day', $3) RETURNING id",
             project.id,
             user.id,
+            project.name,
         )
 
     def unlabelled(project: str, deployment: int) -> str:

@@ -15,6 +15,7 @@ import pytest
 from core.deploy.queue import WORKER_DIED
 from core.panel import Panel
 from core.settings import Settings
+from tests.actors import as_user
 from tests.fixtures_deploy import Deploying, eventually, page_app, running_worker
 from tests.fixtures_nginx import NginxRouter, http_request
 
@@ -46,7 +47,7 @@ async def test_a_worker_killed_mid_build_is_reaped_after_its_lease(
     deploying = Deploying(panel, nginx_router, user.id)
     await panel.projects.create(user.id, "doomed")
     await deploying.upload("doomed", page_app(base_image, "never", "RUN sleep 60\n"))
-    queued = await panel.deployments.deploy(user.id, "doomed")
+    queued = await panel.deployments.deploy(as_user(user.id), "doomed")
 
     process = await asyncio.create_subprocess_exec(
         str(GHST), "worker", env=worker_env(panel.settings), stderr=asyncio.subprocess.PIPE
@@ -62,15 +63,15 @@ async def test_a_worker_killed_mid_build_is_reaped_after_its_lease(
             await process.wait()
 
     # The job is still "building" (nobody is left to say otherwise) until the lease runs out.
-    assert (await panel.deployments.get(user.id, "doomed", queued.id)).state == "building"
+    assert (await panel.deployments.get(as_user(user.id), "doomed", queued.id)).state == "building"
     async with running_worker(panel):
         ended = await deploying.settle(queued, within=panel.settings.lease_seconds + 10)
     assert (ended.state, ended.error) == ("failed", WORKER_DIED)
-    assert (await panel.deployments.status(user.id, "doomed")).state == "failed"
+    assert (await panel.deployments.status(as_user(user.id), "doomed")).state == "failed"
     # The next deploy of the project is not blocked by the dead one.
     await deploying.upload("doomed", page_app(base_image, "alive"))
     async with running_worker(panel):
-        done = await deploying.settle(await panel.deployments.deploy(user.id, "doomed"))
+        done = await deploying.settle(await panel.deployments.deploy(as_user(user.id), "doomed"))
     assert done.state == "running", await deploying.log(done)
     assert (await http_request(nginx_router, "doomed")).text.strip() == "alive"
 

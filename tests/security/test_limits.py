@@ -23,6 +23,7 @@ from docker.models.containers import Container
 from core.deploy.service import Deployment
 from core.runtime.cgroups import CGROUP_ROOT
 from core.settings import Settings
+from tests.actors import as_user
 from tests.conftest import with_settings
 from tests.fixtures_deploy import Deploying, page_app
 from tests.fixtures_nginx import http_request
@@ -95,10 +96,7 @@ HTTPD = "    command: ['httpd', '-f', '-p', '8000', '-h', '/www']\n"
 
 
 WORKER = (
-    "    image: {image}\n"
-    "    depends_on: [web]\n"
-    "    shm_size: 40m\n"
-    "    command: ['sleep', '3600']\n"
+    "    image: {image}\n    depends_on: [web]\n    shm_size: 40m\n    command: ['sleep', '3600']\n"
 )
 # Run in each worker: 30 more sleeping processes. The forks run in a child shell, because
 # ash exits when a fork fails.
@@ -112,10 +110,7 @@ async def crowd(
     cgroup and the workers. Every container runs under that group, with the plan's limits."""
     workers = "".join(f"  w{n}:\n" + WORKER.format(image=base_image) for n in range(4))
     files = {
-        "compose.yaml": (
-            "services:\n"
-            f"  web:\n    build: ./web\n    ports: ['8000']\n{workers}"
-        ),
+        "compose.yaml": (f"services:\n  web:\n    build: ./web\n    ports: ['8000']\n{workers}"),
         **{f"web/{name}": text for name, text in page_app(base_image, project).items()},
     }
     done = await deployed(deploying, project, files)
@@ -459,7 +454,7 @@ async def test_limits_emptied_by_a_reboot_are_restored_by_the_worker(
     assert cgroup_value("cpu", group, "cpu.cfs_quota_us") == "50000"
 
     # Deleting the project removes its groups, in every hierarchy docker made them in.
-    await deploying.panel.deployments.delete_project(deploying.user_id, "reboot", "reboot")
+    await deploying.panel.deployments.delete_project(as_user(deploying.user_id), "reboot", "reboot")
     build = deploying.panel.deployer.build_cgroup("reboot")
     left = await asyncio.to_thread(
         lambda: [str(path) for path in CGROUP_ROOT.glob("*/*") if path.name in (group, build)]

@@ -24,6 +24,7 @@ from core.panel import Panel
 from core.routing import nginx as nginx_module
 from core.routing.nginx import NginxProcess, NginxRouter
 from core.settings import Settings
+from tests.actors import as_user
 from tests.conftest import reset_state, with_settings
 from tests.fixtures_deploy import Deploying, counter_app, eventually, page_app, running_worker
 from tests.fixtures_docker import descendants
@@ -105,7 +106,7 @@ async def test_a_build_printing_nul_invalid_utf8_and_escapes_deploys_and_reads_b
     assert (await http_request(deploying.router, "noisy")).text.strip() == "fine"
 
     # The app prints the same on start: the dashboard's live logs get it cleaned too.
-    stream = panel.deployments.runtime_logs(user, "noisy", tail=50)
+    stream = panel.deployments.runtime_logs(as_user(user), "noisy", tail=50)
     try:
         line = await asyncio.wait_for(anext(stream), 10)
     finally:
@@ -245,14 +246,14 @@ async def test_a_compose_redeploy_removes_anonymous_volumes_and_keeps_named_ones
 
     # Rolling back switches stacks again: the named volume survives that too.
     back = await deploying.settle(
-        await panel.deployments.rollback(deploying.user_id, "stash", first.id)
+        await panel.deployments.rollback(as_user(deploying.user_id), "stash", first.id)
     )
     assert back.state == "running", await deploying.log(back)
     assert (await http_request(deploying.router, "stash")).text.strip() == "start 3"
     assert volume_exists(docker_client, named)
 
     # Only deleting the project removes it.
-    await panel.deployments.delete_project(deploying.user_id, "stash", "stash")
+    await panel.deployments.delete_project(as_user(deploying.user_id), "stash", "stash")
     assert not volume_exists(docker_client, named)
 
 
@@ -272,7 +273,7 @@ async def test_deployment_history_is_pruned_but_keeps_the_live_and_rollback_ones
             for _ in range(4)
         ]
         assert {failed.state for failed in failures} == {"failed"}
-        kept = {d.id for d in await panel.deployments.list(user, "spammer")}
+        kept = {d.id for d in await panel.deployments.list(as_user(user), "spammer")}
         # The live one, the one kept for a rollback, and the newest two.
         assert kept == {first.id, second.id, failures[-2].id, failures[-1].id}
 
@@ -342,10 +343,10 @@ async def test_one_tenant_queueing_many_projects_does_not_starve_another(
         for n in range(3):
             await panel.projects.create(alice.user_id, f"alice{n}")
             await alice.upload(f"alice{n}", page_app(base_image, f"alice {n}"))
-            queued.append(await panel.deployments.deploy(alice.user_id, f"alice{n}"))
+            queued.append(await panel.deployments.deploy(as_user(alice.user_id), f"alice{n}"))
         await panel.projects.create(bob.user_id, "bobsite")
         await bob.upload("bobsite", page_app(base_image, "bob"))
-        theirs = await panel.deployments.deploy(bob.user_id, "bobsite")
+        theirs = await panel.deployments.deploy(as_user(bob.user_id), "bobsite")
         async with running_worker(panel):
             bobs = await bob.settle(theirs)
             alices = [await alice.settle(job, within=120) for job in queued]

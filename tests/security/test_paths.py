@@ -37,6 +37,7 @@ from core.runtime.build_context import write_context
 from core.runtime.compose.errors import ComposeRejected
 from core.runtime.compose.load import parse_compose
 from core.runtime.engine import DockerEngine
+from tests.actors import as_user
 from tests.fixtures_deploy import Deploying
 from tests.fixtures_nginx import http_request
 
@@ -199,7 +200,7 @@ async def deploy_archive(
     transfer = await deploying.panel.archives.begin_upload(deploying.user_id, project, "app.tar")
     await transfer.write(archive(files, links))
     await transfer.finish()
-    queued = await deploying.panel.deployments.deploy(deploying.user_id, project)
+    queued = await deploying.panel.deployments.deploy(as_user(deploying.user_id), project)
     return await deploying.settle(queued)
 
 

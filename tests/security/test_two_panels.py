@@ -32,6 +32,7 @@ from core.panel import Panel
 from core.projects.service import Project
 from core.routing.nginx import NginxProcess, NginxRouter
 from core.settings import Settings
+from tests.actors import as_user
 from tests.conftest import reset_state, with_settings
 from tests.fixtures_deploy import Deploying, counter_app, eventually, page_app, running_worker
 from tests.fixtures_nginx import TEST_DOMAIN, http_request
@@ -165,7 +166,7 @@ async def test_a_second_panel_with_the_same_instance_name_never_touches_the_firs
         # B's tenant has A's tenant's user id and project name: A's image is still not theirs.
         a_image = docker_client.api.inspect_image(f"{a.panel.deployer.namespace}/site:1")["Id"]
         await b.upload("site", {"Dockerfile": f"FROM {a_image}\n"})
-        stolen = await b.settle(await panel_b.deployments.deploy(b.user_id, "site"))
+        stolen = await b.settle(await panel_b.deployments.deploy(as_user(b.user_id), "site"))
         assert stolen.state == "failed"
         assert "another project's image" in (stolen.error or ""), stolen.error
         assert (await http_request(router_b, "site")).text.strip() == "site of B"
@@ -180,8 +181,10 @@ async def test_a_second_panel_with_the_same_instance_name_never_touches_the_firs
     assert {s.project for s in strays} == {"site", "shop"}
     assert all(s.why.startswith("made by another panel") for s in strays)
 
-    # B deletes its project `site`: A's project of that name keeps everything.
-    await panel_b.deployments.delete_project(b.user_id, "site", "site")
+    # B deletes its project `site` (a job for B's worker): A's project of that name keeps
+    # everything.
+    async with running_worker(panel_b):
+        await panel_b.deployments.delete_project(as_user(b.user_id), "site", "site")
     # Only B's build network stays: every project of B builds on it (core/runtime/firewall.py).
     build_network = docker_client.api.inspect_network(f"{panel_b.deployer.namespace}-build")["Id"]
     assert owned(docker_client, panel_b) == Owned(
@@ -283,7 +286,7 @@ async def test_a_live_deployment_whose_containers_were_removed_by_hand_is_report
     # A worker's look (called here, with no worker running) notices and queues a heal for each.
     missing = {m.deployment.id: m for m in await panel.deployer.check_live()}
     assert set(missing) == {site, shop}
-    status = await panel.deployments.status(user, "site")
+    status = await panel.deployments.status(as_user(user), "site")
     assert status.live is not None and status.live.id == site
     assert status.live.missing_since is not None
     assert status.latest is not None and status.latest.reason == "heal"
@@ -300,10 +303,10 @@ async def test_a_live_deployment_whose_containers_were_removed_by_hand_is_report
         for name, lost in (("site", site), ("shop", shop)):
             heal_id = missing[lost].heal_id
             assert heal_id is not None
-            heal = await side.settle(await panel.deployments.get(user, name, heal_id))
+            heal = await side.settle(await panel.deployments.get(as_user(user), name, heal_id))
             assert heal.state == "running", await side.log(heal)
             assert "were gone" in await side.log(heal)
-            status = await panel.deployments.status(user, name)
+            status = await panel.deployments.status(as_user(user), name)
             assert status.live is not None and status.live.id == heal_id
             assert status.live.missing_since is None
     assert (await http_request(nginx_router, "site")).text.strip() == "site"
@@ -319,7 +322,7 @@ async def test_a_live_deployment_whose_containers_were_removed_by_hand_is_report
         remove_by_hand(docker_client, panel, healed)
 
         async def site_healed_again() -> bool:
-            now = await panel.deployments.status(user, "site")
+            now = await panel.deployments.status(as_user(user), "site")
             return (
                 now.live is not None
                 and now.live.source_id == healed
@@ -348,7 +351,7 @@ async def test_a_project_being_deleted_is_not_healed_behind_its_owners_back(
         looked.append([m.deployment.id for m in await panel.deployer.check_live()])
 
     monkeypatch.setattr(panel.deployer, "remove_project", remove_then_look)
-    await panel.deployments.delete_project(user, "site", "site")
+    await panel.deployments.delete_project(as_user(user), "site", "site")
     assert looked == [[]]
     mine = {"label": f"ghst.installation={panel.installation.id}"}
     assert docker_client.api.containers(all=True, filters=mine) == []

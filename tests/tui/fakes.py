@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import cast
 
+from core.actor import Actor
 from core.archives.service import Archive
 from core.deploy.service import Deployment, ProjectState, ProjectStatus, Reason, State
 from core.errors import AuthenticationError, ConflictError, NotFoundError, ValidationError
@@ -225,7 +226,7 @@ def deployment(
         reason=reason,
         source_id=3 if reason == "rollback" else None,
         kind="dockerfile",
-        state=state,
+        state=State(state),
         error=error,
         image=f"ghst/{project_name}:{deployment_id}" if image else None,
         stack=None,
@@ -303,16 +304,16 @@ class FakeDeployments:
             raise NotFoundError(f"You have no project named {project[:40]!r}.")
         return self.histories[project]
 
-    async def list(self, user_id: int, project: str, limit: int = 50) -> list[Deployment]:
+    async def list(self, actor: Actor, project: str, limit: int = 50) -> list[Deployment]:
         return list(self._history(project)[:limit])
 
-    async def get(self, user_id: int, project: str, deployment_id: int) -> Deployment:
+    async def get(self, actor: Actor, project: str, deployment_id: int) -> Deployment:
         for item in self._history(project):
             if item.id == deployment_id:
                 return item
         raise NotFoundError(f"{project} has no deployment #{deployment_id}.")
 
-    async def status(self, user_id: int, project: str) -> ProjectStatus:
+    async def status(self, actor: Actor, project: str) -> ProjectStatus:
         history = self._history(project)
         latest = history[0] if history else None
         live = next((d for d in history if d.state == "running"), None)
@@ -326,19 +327,19 @@ class FakeDeployments:
         return ProjectStatus(state, live, latest, f"http://{project}.{self.domain}/")
 
     async def build_log(
-        self, user_id: int, project: str, deployment_id: int, offset: int = 0
+        self, actor: Actor, project: str, deployment_id: int, offset: int = 0
     ) -> tuple[str, int]:
-        await self.get(user_id, project, deployment_id)
+        await self.get(actor, project, deployment_id)
         log = self.build_logs.get(deployment_id, "")
         return log[offset:], len(log)
 
-    async def runtime_logs(self, user_id: int, project: str, tail: int = 200) -> AsyncIterator[str]:
+    async def runtime_logs(self, actor: Actor, project: str, tail: int = 200) -> AsyncIterator[str]:
         """The live app's output: a few fixed lines, then the stream ends (the app stopped)."""
         self._history(project)
         for line in SHOP_APP_LOG[-tail:]:
             yield line
 
-    async def delete_project(self, user_id: int, project: str, confirmation: str) -> Project:
+    async def delete_project(self, actor: Actor, project: str, confirmation: str) -> Project:
         self._history(project)
         if confirmation.strip() != project:
             raise ValidationError(f"Type the project's name, {project!r}, to confirm deleting it.")

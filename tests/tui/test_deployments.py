@@ -8,6 +8,8 @@ the calls, so the service's own checks and the project's stopped flag stay real.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import time
 import zipfile
@@ -21,9 +23,13 @@ from textual.widgets import DataTable, Static
 
 from core.archives.checks import ArchiveRejected
 from core.archives.service import Archive
+from core.deploy.operations import Operations
 from core.deploy.service import Deployment
+from core.deploy.store import DeploymentStore
+from core.deploy.worker import DeploymentWorker
 from core.panel import Panel
 from core.projects.service import Project
+from tests.actors import as_user
 from tests.tui.helpers import SIZE, Note, record_notifications, settle, sign_up
 from tui.app import GhstApp
 from tui.screens.confirm import ConfirmDialog
@@ -79,8 +85,8 @@ async def insert_deployment(
     async with panel.pool.acquire() as conn:
         deployment_id: int = await conn.fetchval(
             "INSERT INTO deployments (project_id, user_id, archive_id, archive_name, state,"
-            " error, image, kind, port, app_port, log, started_at, finished_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, 'dockerfile', $8, 8080, $9, $10, $11)"
+            " error, image, kind, port, app_port, log, started_at, finished_at, project_name)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, 'dockerfile', $8, 8080, $9, $10, $11, $12)"
             " RETURNING id",
             project.id,
             project.user_id,
@@ -93,6 +99,7 @@ async def insert_deployment(
             log,
             started,
             finished,
+            project.name,
         )
         if live:
             await conn.execute(
@@ -172,6 +179,34 @@ class RecordingRuntime:
 
     async def remove_project(self, project: Project) -> None:
         self.calls.append(("remove", project.id))
+
+
+class NoDocker:
+    """The worker's deployer, for jobs that need none: no sweeps, no container checks."""
+
+    async def confine_running(self) -> None: ...
+
+    async def sweep(self) -> None: ...
+
+    async def check_live(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@contextlib.asynccontextmanager
+async def running_worker(panel: Panel, runtime: RecordingRuntime) -> AsyncIterator[None]:
+    """A deployment worker whose stop, start and delete jobs go to `runtime`."""
+    operations = Operations(DeploymentStore(panel.pool), panel.projects, panel.archives, runtime)
+    worker = DeploymentWorker(
+        panel.pool, panel.settings.database_url, panel.queue, NoDocker(), operations=operations
+    )
+    stop = asyncio.Event()
+    task = asyncio.get_running_loop().create_task(worker.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
 
 
 # What the screen shows ---------------------------------------------------------------------
@@ -322,7 +357,7 @@ async def test_d_deploys_the_selected_version_or_the_newest(panel: Panel) -> Non
             ["v1-app.zip", "deploy", "○ superseded"],
         ]
         assert app.screen.selected_deployment().id == 2  # type: ignore[attr-defined]
-    stored = await panel.deployments.list(user_id, "shop")
+    stored = await panel.deployments.list(as_user(user_id), "shop")
     assert [(d.archive_name, d.state) for d in stored] == [
         ("v2-app.zip", "queued"),
         ("v1-app.zip", "superseded"),
@@ -342,7 +377,7 @@ async def test_a_refused_upload_is_not_deployed(panel: Panel) -> None:
         await pilot.press("d")  # the refused upload is the newest row, selected
         await settle(pilot)
     assert [(n.title, n.severity) for n in notes] == [("Nothing to deploy", "warning")]
-    assert await panel.deployments.list(user_id, "shop") == []
+    assert await panel.deployments.list(as_user(user_id), "shop") == []
 
 
 async def test_d_without_any_version_does_nothing(panel: Panel) -> None:
@@ -355,13 +390,13 @@ async def test_d_without_any_version_does_nothing(panel: Panel) -> None:
         await pilot.press("d")
         await settle(pilot)
     assert notes == []
-    assert await panel.deployments.list(user_id, "shop") == []
+    assert await panel.deployments.list(as_user(user_id), "shop") == []
 
 
 async def test_cancel_a_queued_deployment(panel: Panel) -> None:
     visitor, user_id, _project = await owner_of(panel)
     await upload(panel, user_id, "shop")
-    queued = await panel.deployments.deploy(user_id, "shop")
+    queued = await panel.deployments.deploy(as_user(user_id), "shop")
     app = GhstApp(panel, visitor)
     notes = record_notifications(app)
     async with app.run_test(size=SIZE) as pilot:
@@ -376,7 +411,7 @@ async def test_cancel_a_queued_deployment(panel: Panel) -> None:
         await settle(pilot)
     assert titles(notes) == ["Cancelled", "Nothing to do"]
     assert "has already finished (cancelled)" in notes[1].message
-    assert (await panel.deployments.get(user_id, "shop", queued.id)).state == "cancelled"
+    assert (await panel.deployments.get(as_user(user_id), "shop", queued.id)).state == "cancelled"
 
 
 async def test_roll_back_to_an_earlier_deployment_after_confirming(panel: Panel) -> None:
@@ -408,7 +443,7 @@ async def test_roll_back_to_an_earlier_deployment_after_confirming(panel: Panel)
             "◌ queued",
         ]
     assert titles(notes) == ["Rollback queued"]
-    newest = (await panel.deployments.list(user_id, "shop"))[0]
+    newest = (await panel.deployments.list(as_user(user_id), "shop"))[0]
     assert (newest.reason, newest.source_id, newest.state) == ("rollback", earlier, "queued")
 
 
@@ -437,7 +472,7 @@ async def test_roll_back_only_to_what_ran_and_is_kept(
         assert isinstance(app.screen, ProjectScreen)  # no dialog
     assert titles(notes) == ["Nothing to do"]
     assert why in notes[0].message
-    assert len(await panel.deployments.list(user_id, "shop")) == 2
+    assert len(await panel.deployments.list(as_user(user_id), "shop")) == 2
 
 
 async def test_redeploy_and_restart_queue_from_the_live_deployment(panel: Panel) -> None:
@@ -458,7 +493,7 @@ async def test_redeploy_and_restart_queue_from_the_live_deployment(panel: Panel)
         assert rows(app, "deployments")[0][1:4] == ["v1-app.zip", "restart", "◌ queued"]
         assert rows(app, "deployments")[1][3] == "○ superseded"  # the queued redeploy
     assert titles(notes) == ["Redeploy queued", "Restart queued"]
-    newest = (await panel.deployments.list(user_id, "shop"))[0]
+    newest = (await panel.deployments.list(as_user(user_id), "shop"))[0]
     assert (newest.reason, newest.source_id) == ("restart", live)
 
 
@@ -480,17 +515,17 @@ async def test_keys_that_cannot_act_are_hidden_and_say_why(panel: Panel) -> None
     assert [n.message.split(":")[0] for n in notes[:3]] == ["shop is not running yet"] * 3
     assert notes[3].message.startswith("shop is not running, so there are no live logs.")
     assert notes[4].message.startswith("shop has no deployments yet")
-    assert await panel.deployments.list(user_id, "shop") == []
+    assert await panel.deployments.list(as_user(user_id), "shop") == []
 
 
 async def test_stop_asks_first_and_s_then_starts_it_again(panel: Panel) -> None:
     visitor, _user_id, project = await owner_of(panel)
     live = await insert_deployment(panel, project, "v1-app.zip", "running", live=True)
     runtime = RecordingRuntime()
-    panel.deployments.attach_runtime(runtime)
     app = GhstApp(panel, visitor)
     notes = record_notifications(app)
-    async with app.run_test(size=SIZE) as pilot:
+    # The screen queues the stop and the start; a worker carries them out with `runtime`.
+    async with running_worker(panel, runtime), app.run_test(size=SIZE) as pilot:
         await open_project(app, pilot)
         await pilot.press("s")
         await pilot.pause()
@@ -519,7 +554,7 @@ async def test_a_refusal_from_the_service_is_a_notification(panel: Panel) -> Non
     """The deployment finished in another session while this screen still showed it queued."""
     visitor, user_id, _project = await owner_of(panel)
     await upload(panel, user_id, "shop")
-    queued = await panel.deployments.deploy(user_id, "shop")
+    queued = await panel.deployments.deploy(as_user(user_id), "shop")
     app = GhstApp(panel, visitor)
     notes = record_notifications(app)
     async with app.run_test(size=SIZE) as pilot:
@@ -527,7 +562,7 @@ async def test_a_refusal_from_the_service_is_a_notification(panel: Panel) -> Non
         assert screen._poll_timer is not None
         screen._poll_timer.pause()  # the screen must not learn of it before the key
         await focus_deployments(pilot)
-        await panel.deployments.cancel(user_id, "shop", queued.id)
+        await panel.deployments.cancel(as_user(user_id), "shop", queued.id)
         await pilot.press("x")
         await settle(pilot)
         assert isinstance(app.screen, ProjectScreen)

@@ -24,7 +24,8 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import Static
 
-from core.deploy.service import Deployment
+from core.actor import Actor
+from core.deploy.service import Deployment, State
 from core.errors import NotFoundError, PanelError
 from tui.formatting import moment
 from tui.screens.base import GhstScreen
@@ -36,15 +37,15 @@ BUILD_POLL_SECONDS = 0.5
 RUNTIME_TAIL = 200
 YIELD_EVERY = 200  # lines taken from the runtime log stream between turns of the event loop
 ENDINGS = {
-    "running": ("is running.", "$text-success"),
-    "superseded": ("went live, and has been replaced since.", "$text-muted"),
-    "failed": ("failed.", "$text-error"),
-    "cancelled": ("was cancelled.", "$text-warning"),
+    State.RUNNING: ("is running.", "$text-success"),
+    State.SUPERSEDED: ("went live, and has been replaced since.", "$text-muted"),
+    State.FAILED: ("failed.", "$text-error"),
+    State.CANCELLED: ("was cancelled.", "$text-warning"),
 }
 WAITING = {
-    "queued": "Queued: waiting for a free builder…",
-    "building": "Building…",
-    "starting": "Starting the new containers and waiting until the app answers…",
+    State.QUEUED: "Queued: waiting for a free builder…",
+    State.BUILDING: "Building…",
+    State.STARTING: "Starting the new containers and waiting until the app answers…",
 }
 
 
@@ -134,15 +135,15 @@ class LogsScreen(GhstScreen[None]):
     @work(exclusive=True, exit_on_error=False, group="follow")
     async def follow_build(self) -> None:
         assert self.deployment_id is not None
-        deployments, user_id = self.panel.deployments, self.user.id
+        deployments, actor = self.panel.deployments, Actor.for_user(self.user)
         project, deployment_id = self.project_name, self.deployment_id
         view = self.log_view
         offset = 0
         while True:
             try:
                 # The state first: if it has finished, the log read after it is complete.
-                deployment = await deployments.get(user_id, project, deployment_id)
-                text, offset = await deployments.build_log(user_id, project, deployment_id, offset)
+                deployment = await deployments.get(actor, project, deployment_id)
+                text, offset = await deployments.build_log(actor, project, deployment_id, offset)
             except NotFoundError:
                 self.set_status("This deployment is gone (the project was deleted).", "error")
                 raise
@@ -188,9 +189,9 @@ class LogsScreen(GhstScreen[None]):
 
     @work(exclusive=True, exit_on_error=False, group="follow")
     async def follow_runtime(self) -> None:
-        deployments, user_id = self.panel.deployments, self.user.id
+        deployments, actor = self.panel.deployments, Actor.for_user(self.user)
         try:
-            status = await deployments.status(user_id, self.project_name)
+            status = await deployments.status(actor, self.project_name)
         except PanelError:
             status = None
         if status is not None and status.live is not None:
@@ -201,7 +202,7 @@ class LogsScreen(GhstScreen[None]):
                     (f" · #{live.id} {live.archive_name}", "$text-muted"),
                 )
             )
-        lines = deployments.runtime_logs(user_id, self.project_name, tail=RUNTIME_TAIL)
+        lines = deployments.runtime_logs(actor, self.project_name, tail=RUNTIME_TAIL)
         view = self.log_view
         self.set_status("Following the app's output as it comes.", "active")
         try:

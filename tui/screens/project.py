@@ -29,8 +29,9 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Static
 from textual.worker import Worker
 
+from core.actor import Actor
 from core.archives.service import Archive
-from core.deploy.service import Deployment, ProjectStatus
+from core.deploy.service import Deployment, ProjectStatus, State
 from core.errors import NotFoundError
 from tui.formatting import moment, plural, size
 from tui.screens.base import GhstScreen
@@ -64,13 +65,13 @@ UPLOADED_WIDTH = len("2025-02-03 09:12")
 REFUSED = "✗ refused: "
 # How each deployment state is marked in the table, and the theme colour it is drawn in.
 STATE_MARKS = {
-    "queued": ("◌ queued", "text-warning"),
-    "building": ("◌ building…", "text-warning"),
-    "starting": ("◌ starting…", "text-warning"),
-    "running": ("● running", "text-success"),
-    "failed": ("✗ failed", "text-error"),
-    "cancelled": ("⊘ cancelled", "text-muted"),
-    "superseded": ("○ superseded", "text-muted"),
+    State.QUEUED: ("◌ queued", "text-warning"),
+    State.BUILDING: ("◌ building…", "text-warning"),
+    State.STARTING: ("◌ starting…", "text-warning"),
+    State.RUNNING: ("● running", "text-success"),
+    State.FAILED: ("✗ failed", "text-error"),
+    State.CANCELLED: ("⊘ cancelled", "text-muted"),
+    State.SUPERSEDED: ("○ superseded", "text-muted"),
 }
 STOPPED_MARK = ("■ stopped", "text-warning")
 PROJECT_STATES = {
@@ -81,7 +82,7 @@ PROJECT_STATES = {
     "failed": ("✗ failed", "text-error"),
 }
 # The deployment states a rollback can go back to (it ran once and its image may be kept).
-WENT_LIVE = ("running", "superseded")
+WENT_LIVE = (State.RUNNING, State.SUPERSEDED)
 
 
 def check_line(archive: Archive, width: int) -> str:
@@ -267,10 +268,11 @@ class ProjectScreen(GhstScreen[None]):
 
     async def fetch(self) -> tuple[list[Archive], ProjectStatus, list[Deployment]]:
         panel, user_id, name = self.panel, self.user.id, self.project_name
+        actor = Actor.for_user(self.user)
         archives, status, deployments = await asyncio.gather(
             panel.archives.list(user_id, name),
-            panel.deployments.status(user_id, name),
-            panel.deployments.list(user_id, name, DEPLOYMENTS_SHOWN),
+            panel.deployments.status(actor, name),
+            panel.deployments.list(actor, name, DEPLOYMENTS_SHOWN),
         )
         return archives, status, deployments
 
@@ -342,7 +344,9 @@ class ProjectScreen(GhstScreen[None]):
                 else ("Not deployed yet: upload a version, then press d to deploy it.", muted)
             )
         elif status.state == "deploying" and latest is not None:
-            state = latest.state if latest.state != "queued" else "queued, waiting for a builder"
+            state = (
+                latest.state if latest.state != State.QUEUED else "queued, waiting for a builder"
+            )
             parts.append((f"#{latest.id} {latest.archive_name}", "bold"))
             parts.append(f" {state}")
             if latest.started_at is not None:
@@ -374,7 +378,7 @@ class ProjectScreen(GhstScreen[None]):
                             muted,
                         )
                     )
-            if latest is not None and latest.id != live.id and latest.state == "failed":
+            if latest is not None and latest.id != live.id and latest.state == State.FAILED:
                 parts.append((f"; #{latest.id} failed", "$text-error"))
         shown = (status.url, *(str(part) for part in parts))
         if shown == self._status_shown:
@@ -468,7 +472,7 @@ class ProjectScreen(GhstScreen[None]):
     def styled_cells(self, deployment: Deployment, cells: tuple[str, ...]) -> list[Text]:
         colour = {mark: colour for mark, colour in (*STATE_MARKS.values(), STOPPED_MARK)}
         state_style = self.colour(colour.get(cells[3], "text-muted"), bold=True)
-        dim = deployment.state in ("cancelled", "superseded")
+        dim = deployment.state in (State.CANCELLED, State.SUPERSEDED)
         return [
             Text(cells[0], "dim" if dim else "", justify="right"),
             Text(cells[1], "dim" if dim else "bold"),
@@ -507,7 +511,7 @@ class ProjectScreen(GhstScreen[None]):
             for row, deployment in enumerate(deployments):
                 if deployment.id == wanted:
                     table.move_cursor(row=row)
-        failed = sum(1 for deployment in deployments if deployment.state == "failed")
+        failed = sum(1 for deployment in deployments if deployment.state == State.FAILED)
         title = f"Deployments · {len(deployments)}"
         if len(deployments) == DEPLOYMENTS_SHOWN:
             title += " latest"
@@ -586,7 +590,7 @@ class ProjectScreen(GhstScreen[None]):
     def deployment_detail(self, deployment: Deployment) -> Content:
         name = f"#{deployment.id} {deployment.archive_name}"
         live = self.status.live if self.status else None
-        if deployment.state == "failed":
+        if deployment.state == State.FAILED:
             return Content.assemble(
                 (f"{name} failed: ", "bold $text-error"),
                 deployment.error or "no reason was recorded.",
@@ -620,7 +624,7 @@ class ProjectScreen(GhstScreen[None]):
                 f"{name} went live, then was replaced.",
                 (" b rolls back to it (no build).", "$text-muted"),
             )
-        if deployment.state == "cancelled":
+        if deployment.state == State.CANCELLED:
             return Content.assemble(
                 (f"{name} was cancelled", "bold"),
                 f": {deployment.error}" if deployment.error else ".",
@@ -733,7 +737,9 @@ class ProjectScreen(GhstScreen[None]):
     @work(exit_on_error=False, group="act")
     async def deploy(self, archive: str | None) -> None:
         self._generation += 1
-        deployment = await self.panel.deployments.deploy(self.user.id, self.project_name, archive)
+        deployment = await self.panel.deployments.deploy(
+            Actor.for_user(self.user), self.project_name, archive
+        )
         self.notify(
             f"#{deployment.id} {deployment.archive_name}: the current version keeps serving "
             "until the new one answers. Press l on it to follow the build.",
@@ -750,13 +756,14 @@ class ProjectScreen(GhstScreen[None]):
     @work(exit_on_error=False, group="act")
     async def queue(self, what: str) -> None:
         self._generation += 1
-        deployments, user_id, name = self.panel.deployments, self.user.id, self.project_name
+        deployments, name = self.panel.deployments, self.project_name
+        actor = Actor.for_user(self.user)
         if what == "redeploy":
-            deployment = await deployments.redeploy(user_id, name)
+            deployment = await deployments.redeploy(actor, name)
             title = "Redeploy queued"
             message = f"#{deployment.id}: {deployment.archive_name} is built again."
         else:
-            deployment = await deployments.restart(user_id, name)
+            deployment = await deployments.restart(actor, name)
             title = "Restart queued"
             message = (
                 f"#{deployment.id}: new containers with the current env vars take over "
@@ -787,12 +794,13 @@ class ProjectScreen(GhstScreen[None]):
     @work(exit_on_error=False, group="act")
     async def stop_or_start(self, stop: bool) -> None:
         self._generation += 1
-        deployments, user_id, name = self.panel.deployments, self.user.id, self.project_name
+        deployments, name = self.panel.deployments, self.project_name
+        actor = Actor.for_user(self.user)
         if stop:
-            await deployments.stop(user_id, name)
+            await deployments.stop(actor, name)
             self.notify(f"{name} answers with a 503 page until you start it.", title="Stopped")
         else:
-            await deployments.start(user_id, name)
+            await deployments.start(actor, name)
             self.notify(f"{name} is answering again.", title="Started")
         await self.reload()
 
@@ -820,7 +828,7 @@ class ProjectScreen(GhstScreen[None]):
     async def rollback(self, target: Deployment) -> None:
         self._generation += 1
         deployment = await self.panel.deployments.rollback(
-            self.user.id, self.project_name, target.id
+            Actor.for_user(self.user), self.project_name, target.id
         )
         self.notify(
             f"#{deployment.id} runs the image of #{target.id} ({target.archive_name}).",
@@ -838,8 +846,10 @@ class ProjectScreen(GhstScreen[None]):
     @work(exit_on_error=False, group="act")
     async def cancel_deployment(self, target: Deployment) -> None:
         self._generation += 1
-        deployment = await self.panel.deployments.cancel(self.user.id, self.project_name, target.id)
-        if deployment.state == "cancelled":
+        deployment = await self.panel.deployments.cancel(
+            Actor.for_user(self.user), self.project_name, target.id
+        )
+        if deployment.state == State.CANCELLED:
             message = f"#{deployment.id} {deployment.archive_name} will not be deployed."
         else:
             message = f"#{deployment.id} stops at its next step; the current version stays."
