@@ -19,6 +19,7 @@ from typing import Literal, Protocol, cast
 
 import asyncpg
 
+from core.actor import Actor
 from core.archives.service import ArchiveService
 from core.db.pool import Connection, Pool, connection
 from core.errors import ConflictError, NotFoundError, UnavailableError, ValidationError
@@ -145,6 +146,12 @@ async def live_deployment(pool: Pool, project_id: int) -> Deployment | None:
     return row_to_deployment(row) if row else None
 
 
+def _acting(user_id: int) -> Actor:
+    """The signed-in user the front end names, as the actor the project and archive services
+    check (until this service takes an Actor itself)."""
+    return Actor("user", user_id, f"user {user_id}")
+
+
 class DeploymentService:
     def __init__(
         self,
@@ -172,21 +179,23 @@ class DeploymentService:
 
     async def deploy(self, user_id: int, project: str, archive: str | None = None) -> Deployment:
         """Queue a build of `archive` ("v3-app.zip", "v3" or "3"; default: the newest version)."""
-        found = await self._projects.get(user_id, project)
+        found = await self._projects.get(_acting(user_id), project)
         if archive is None:
-            versions = [a for a in await self._archives.list(user_id, project) if a.version]
+            versions = [
+                a for a in await self._archives.list(_acting(user_id), project) if a.version
+            ]
             if not versions:
                 raise ValidationError(
                     f"{project} has no uploaded version yet: upload an archive first."
                 )
             chosen = max(versions, key=lambda a: a.version or 0)
         else:
-            chosen = await self._archives.find(user_id, project, archive)
+            chosen = await self._archives.find(_acting(user_id), project, archive)
         return await self._enqueue(found, user_id, "deploy", chosen.id, chosen.name)
 
     async def redeploy(self, user_id: int, project: str) -> Deployment:
         """Build the live deployment's archive again (with the current env vars)."""
-        found = await self._projects.get(user_id, project)
+        found = await self._projects.get(_acting(user_id), project)
         live = await self._live(found)
         if live is None:
             raise ValidationError(f"{project} is not running yet: deploy a version first.")
@@ -198,7 +207,7 @@ class DeploymentService:
 
     async def rollback(self, user_id: int, project: str, deployment_id: int) -> Deployment:
         """Queue a deployment that runs an earlier successful deployment's image (no build)."""
-        found = await self._projects.get(user_id, project)
+        found = await self._projects.get(_acting(user_id), project)
         target = await self.get(user_id, project, deployment_id)
         if not target.succeeded:
             raise ValidationError(
@@ -218,7 +227,7 @@ class DeploymentService:
     async def restart(self, user_id: int, project: str) -> Deployment:
         """New containers from the live image with the current env vars, switched without
         downtime (a restart is a deployment that skips the build)."""
-        found = await self._projects.get(user_id, project)
+        found = await self._projects.get(_acting(user_id), project)
         live = await self._live(found)
         if live is None or live.image is None:
             raise ValidationError(f"{project} is not running yet: deploy a version first.")
@@ -292,7 +301,7 @@ class DeploymentService:
 
     async def stop(self, user_id: int, project: str) -> None:
         """Stop the live containers; nginx answers a friendly 503 until `start`."""
-        found = await self._projects.get(user_id, project)
+        found = await self._projects.get(_acting(user_id), project)
         live = await self._live(found)
         if live is None:
             raise ValidationError(f"{project} is not running: there is nothing to stop.")
@@ -302,7 +311,7 @@ class DeploymentService:
 
     async def start(self, user_id: int, project: str) -> None:
         """Start the stopped live containers again and route traffic back to them."""
-        found = await self._projects.get(user_id, project)
+        found = await self._projects.get(_acting(user_id), project)
         live = await self._live(found)
         if live is None:
             raise ValidationError(f"{project} has never been deployed: deploy a version first.")
@@ -312,7 +321,7 @@ class DeploymentService:
 
     async def runtime_logs(self, user_id: int, project: str, tail: int = 200) -> AsyncIterator[str]:
         """The live app's log lines (last `tail`, then new ones as they come) until closed."""
-        found = await self._projects.get(user_id, project)
+        found = await self._projects.get(_acting(user_id), project)
         live = await self._live(found)
         if live is None:
             raise ValidationError(f"{project} is not running: there are no logs to show.")
@@ -325,7 +334,7 @@ class DeploymentService:
 
     async def delete_project(self, user_id: int, project: str, confirmation: str) -> Project:
         """Remove what runs (containers, images, network, vhost) then the project itself."""
-        found = await self._projects.get(user_id, project)
+        found = await self._projects.get(_acting(user_id), project)
         if confirmation.strip() != found.name:
             raise ValidationError(f"Type the project's name, {project!r}, to confirm deleting it.")
         async with connection(self._pool) as conn, conn.transaction():
@@ -346,7 +355,7 @@ class DeploymentService:
             )
         if self._runtime is not None:
             await self._runtime.remove_project(found)
-        return await self._archives.delete_project(user_id, project, confirmation)
+        return await self._archives.delete_project(_acting(user_id), project, confirmation)
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -354,7 +363,7 @@ class DeploymentService:
         self, user_id: int, project: str, limit: int = HISTORY_LIMIT
     ) -> list[Deployment]:
         """Newest first."""
-        found = await self._projects.get(user_id, project)
+        found = await self._projects.get(_acting(user_id), project)
         async with connection(self._pool) as conn:
             rows = await conn.fetch(
                 DEPLOYMENT_SELECT + " WHERE d.project_id = $1 ORDER BY d.id DESC LIMIT $2",
@@ -364,7 +373,7 @@ class DeploymentService:
         return [row_to_deployment(row) for row in rows]
 
     async def get(self, user_id: int, project: str, deployment_id: int) -> Deployment:
-        found = await self._projects.get(user_id, project)
+        found = await self._projects.get(_acting(user_id), project)
         async with connection(self._pool) as conn:
             row = await conn.fetchrow(
                 DEPLOYMENT_SELECT + " WHERE d.id = $1 AND d.project_id = $2",
@@ -376,7 +385,7 @@ class DeploymentService:
         return row_to_deployment(row)
 
     async def status(self, user_id: int, project: str) -> ProjectStatus:
-        found = await self._projects.get(user_id, project)
+        found = await self._projects.get(_acting(user_id), project)
         async with connection(self._pool) as conn:
             flags = await conn.fetchrow(
                 "SELECT stopped, live_deployment_id FROM projects WHERE id = $1", found.id
@@ -417,7 +426,7 @@ class DeploymentService:
         self, user_id: int, project: str, deployment_id: int, offset: int = 0
     ) -> tuple[str, int]:
         """The build log from character `offset` on, and the offset to ask for next time."""
-        found = await self._projects.get(user_id, project)
+        found = await self._projects.get(_acting(user_id), project)
         async with connection(self._pool) as conn:
             row = await conn.fetchrow(
                 "SELECT substr(log, $3 + 1) AS text, length(log) AS size FROM deployments"

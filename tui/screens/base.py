@@ -14,6 +14,7 @@ from textual.dom import DOMNode
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState
 
+from core.actor import Actor
 from core.identity.accounts import User
 from core.panel import Panel
 from tui.visitor import Visitor
@@ -59,6 +60,11 @@ class GhstScreen(Screen[ResultType]):
     @property
     def user(self) -> User:
         return signed_in_user(self)
+
+    @property
+    def actor(self) -> Actor:
+        """The signed-in user as the services' actor."""
+        return Actor.for_user(signed_in_user(self))
 
     def handle_error(self, error: BaseException) -> None:
         self.ghst.show_error(error)

@@ -268,7 +268,7 @@ class ProjectScreen(GhstScreen[None]):
     async def fetch(self) -> tuple[list[Archive], ProjectStatus, list[Deployment]]:
         panel, user_id, name = self.panel, self.user.id, self.project_name
         archives, status, deployments = await asyncio.gather(
-            panel.archives.list(user_id, name),
+            panel.archives.list(self.actor, name),
             panel.deployments.status(user_id, name),
             panel.deployments.list(user_id, name, DEPLOYMENTS_SHOWN),
         )
@@ -893,9 +893,8 @@ class ProjectScreen(GhstScreen[None]):
     @work(exclusive=True, exit_on_error=False, group="delete")
     async def delete_version(self, archive: Archive) -> None:
         self._generation += 1  # a poll running now may still see the version
-        user_id = self.user.id
-        await self.panel.archives.delete(user_id, self.project_name, archive.name)
+        await self.panel.archives.delete(self.actor, self.project_name, archive.name)
         self.notify(f"{archive.name} ({size(archive.size)})", title="Version deleted")
-        archives = await self.panel.archives.list(user_id, self.project_name)
+        archives = await self.panel.archives.list(self.actor, self.project_name)
         self._generation += 1
         self.show_archives(archives)
