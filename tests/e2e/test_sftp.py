@@ -513,7 +513,9 @@ async def test_logging_out_everywhere_ends_open_transfers(
         await file.write(b"PK\x03\x04 the first bytes of an upload")
         await eventually(lambda: has_transfer_session(ssh_server), "the transfer's session")
         if how == "everywhere":  # Home's "log out everywhere"
-            assert await panel.sessions.revoke_all(acting(alice.id)) == 2  # the dashboard, the transfer
+            assert (
+                await panel.sessions.revoke_all(acting(alice.id)) == 2
+            )  # the dashboard, the transfer
         else:  # the password screen's "log out other sessions", from the dashboard
             assert await panel.sessions.revoke_others(acting(alice.id), dashboard.jti) == 1
         await ssh_server.check_sessions()  # what the watcher does every second

@@ -126,7 +126,9 @@ async def test_change_password(panel: Panel) -> None:
         )
     with pytest.raises(ValidationError, match="at least 10"):
         await panel.accounts.change_password(acting(user.id), PASSWORD, "short", "10.0.0.1")
-    await panel.accounts.change_password(acting(user.id), PASSWORD, "a brand new secret", "10.0.0.1")
+    await panel.accounts.change_password(
+        acting(user.id), PASSWORD, "a brand new secret", "10.0.0.1"
+    )
     with pytest.raises(AuthenticationError):
         await panel.accounts.authenticate("alice", PASSWORD, "10.0.0.1")
     await panel.accounts.authenticate("alice", "a brand new secret", "10.0.0.1")
@@ -230,7 +232,9 @@ async def test_keys_add_list_login_remove(panel: Panel, tmp_path: Path) -> None:
     added = await panel.keys.add(acting(alice.id), line)
     assert added.name == "laptop"
     assert added.fingerprint == parse_public_key(line).fingerprint
-    assert [key.fingerprint for key in await panel.keys.list(acting(alice.id))] == [added.fingerprint]
+    assert [key.fingerprint for key in await panel.keys.list(acting(alice.id))] == [
+        added.fingerprint
+    ]
     # The key now logs alice in, and records when it was used.
     assert (await panel.accounts.authenticate_key(parse_public_key(line))).id == alice.id
     assert (await panel.keys.list(acting(alice.id)))[0].last_used_at is not None
@@ -258,7 +262,10 @@ async def test_users_cannot_remove_each_others_keys(panel: Panel, tmp_path: Path
     with pytest.raises(NotFoundError, match="No such key on your account"):
         await panel.keys.remove(acting(bob.id), key.id)
     assert len(await panel.keys.list(acting(alice.id))) == 1
-    assert (await panel.keys.count(acting(alice.id)), await panel.keys.count(acting(bob.id))) == (1, 0)
+    assert (await panel.keys.count(acting(alice.id)), await panel.keys.count(acting(bob.id))) == (
+        1,
+        0,
+    )
 
 
 async def test_blocked_user_key_login_is_refused(panel: Panel, tmp_path: Path) -> None:

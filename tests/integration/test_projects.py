@@ -98,7 +98,11 @@ async def test_lists_are_served_from_redis_and_every_write_is_seen_at_once(panel
     assert [p.name for p in await panel.projects.list(acting(alice))] == ["first"]
     # ...and a write through the service is seen immediately, with no stale list.
     await panel.projects.create(acting(alice), "second")
-    assert [p.name for p in await panel.projects.list(acting(alice))] == ["first", "second", "sneaky"]
+    assert [p.name for p in await panel.projects.list(acting(alice))] == [
+        "first",
+        "second",
+        "sneaky",
+    ]
     await panel.projects.delete(acting(alice), "first", "first")
     assert [p.name for p in await panel.projects.list(acting(alice))] == ["second", "sneaky"]
 

@@ -196,7 +196,9 @@ async def deploy_archive(
     links: Mapping[str, str] = {},
 ) -> Deployment:
     await deploying.panel.projects.create(acting(deploying.user_id), project)
-    transfer = await deploying.panel.archives.begin_upload(acting(deploying.user_id), project, "app.tar")
+    transfer = await deploying.panel.archives.begin_upload(
+        acting(deploying.user_id), project, "app.tar"
+    )
     await transfer.write(archive(files, links))
     await transfer.finish()
     queued = await deploying.panel.deployments.deploy(deploying.user_id, project)

@@ -84,7 +84,9 @@ async def parallel_scp(
     async def watch() -> None:
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, await held(panel, who), (await panel.archives.usage(acting(who.id)))[0])
+            peak = max(
+                peak, await held(panel, who), (await panel.archives.usage(acting(who.id)))[0]
+            )
             await asyncio.sleep(0.01)
 
     watcher = asyncio.create_task(watch())

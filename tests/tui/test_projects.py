@@ -476,7 +476,9 @@ async def test_a_project_deleted_elsewhere_closes_its_screen(panel: Panel) -> No
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, ProjectScreen)
-        await panel.archives.delete_project(acting(visitor.user.id), "shop", "shop")  # another session
+        await panel.archives.delete_project(
+            acting(visitor.user.id), "shop", "shop"
+        )  # another session
         started = time.monotonic()
         while isinstance(app.screen, ProjectScreen) and time.monotonic() - started < 5:
             await pilot.pause(0.05)
