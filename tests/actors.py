@@ -13,4 +13,9 @@ def acting(who: User | int) -> Actor:
     """The actor of a signed-in user, from the account or its id."""
     if isinstance(who, User):
         return Actor.for_user(who)
-    return Actor("user", who, f"user {who}")
+    return as_user(who)
+
+
+def as_user(user_id: int) -> Actor:
+    """The signed-in user `user_id`, acting on their own projects (every scope)."""
+    return Actor("user", user_id, f"user {user_id}")
