@@ -63,8 +63,9 @@ class GhstScreen(Screen[ResultType]):
 
     @property
     def actor(self) -> Actor:
-        """The signed-in user as the services' actor."""
-        return Actor.for_user(signed_in_user(self))
+        """Who the services see acting: the signed-in user."""
+        signed_in_user(self)  # screens that act are only reachable after signing in
+        return self.visitor.actor
 
     def handle_error(self, error: BaseException) -> None:
         self.ghst.show_error(error)
