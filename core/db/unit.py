@@ -6,6 +6,11 @@ rollback undoes it with the caller's other writes: two services' writes, a ledge
 audit row commit or vanish together. Without one, the method opens its own connection and
 transaction and commits on its own, as before.
 
+Reads given `conn` bypass the projects' Redis cache (they must see the caller's uncommitted
+rows). Writes clear that cache when they run, before the caller commits: a reader in between
+may cache the old rows, so a caller whose transaction wrote projects clears it again after
+commit (`ProjectService.invalidate(owner)`).
+
     async with pool.acquire() as conn, conn.transaction():
         await projects.create(actor, "shop", conn=conn)
         await env.set(actor, "shop", "MODE", "live", conn=conn)
