@@ -69,7 +69,7 @@ from core.deploy.service import Deployment  # noqa: E402
 from core.panel import Panel  # noqa: E402
 from core.routing.nginx import NginxProcess, NginxRouter  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from tests.actors import as_user  # noqa: E402
+from tests.actors import acting, as_user  # noqa: E402
 from tests.fixtures_deploy import app_tar, page_app  # noqa: E402
 from tests.fixtures_docker import busybox_rootfs  # noqa: E402
 from tests.fixtures_nginx import http_request  # noqa: E402
@@ -173,7 +173,7 @@ class Bench:
         raise TimeoutError(f"{project} never answered {page!r} through nginx")
 
     async def upload(self, project: str, files: dict[str, str]) -> None:
-        transfer = await self.panel.archives.begin_upload(self.user_id, project, "app.tar")
+        transfer = await self.panel.archives.begin_upload(acting(self.user_id), project, "app.tar")
         await transfer.write(app_tar(files))
         await transfer.finish()
 
@@ -439,7 +439,7 @@ async def bench(args: argparse.Namespace) -> Results:
         identity.chmod(0o600)
         public = bytes(key.export_public_key("openssh")).decode().strip()
         user = await panel.accounts.sign_up(USERNAME, "bench@example.com", "bench password 1")
-        await panel.keys.add(user.id, public + " bench", "bench")
+        await panel.keys.add(acting(user.id), public + " bench", "bench")
         runner = Bench(panel, user.id)
 
         ghst = GhstProcess(ghst_env(settings), worker=True)  # the bench deploys
@@ -450,7 +450,7 @@ async def bench(args: argparse.Namespace) -> Results:
         for run in range(args.runs):
             project = f"first-{run + 1}"
             page = f"{project} deployed by the bench"
-            await panel.projects.create(user.id, project)
+            await panel.projects.create(acting(user.id), project)
             archive = work / f"{project}.tar"
             archive.write_bytes(app_tar(page_app(base_image, page)))
             started = time.perf_counter()
@@ -462,7 +462,7 @@ async def bench(args: argparse.Namespace) -> Results:
             progress("deploy", run, timing)
 
         # 2. redeploys of a running project.
-        await panel.projects.create(user.id, STEADY)
+        await panel.projects.create(acting(user.id), STEADY)
         version = 0
 
         async def redeploy() -> Timing:

@@ -51,6 +51,7 @@ from bench import requirements  # noqa: E402
 from bench.panel_process import GhstProcess, bench_instance, panel_env  # noqa: E402
 from core.panel import Panel  # noqa: E402
 from core.settings import Settings  # noqa: E402
+from tests.actors import acting  # noqa: E402
 from tests.services import (  # noqa: E402
     PostgresServer,
     RedisServer,
@@ -359,7 +360,7 @@ async def bench(args: argparse.Namespace) -> str:
         public = bytes(key.export_public_key("openssh")).decode().strip()
         try:
             user = await panel.accounts.sign_up(USERNAME, "bench@example.com", "bench password 1")
-            await panel.keys.add(user.id, public + " bench", "bench")
+            await panel.keys.add(acting(user.id), public + " bench", "bench")
         finally:
             await panel.close()
 

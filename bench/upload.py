@@ -64,6 +64,7 @@ from bench.sessions import (  # noqa: E402
 from core.archives.storage import ObjectStorage  # noqa: E402
 from core.panel import Panel  # noqa: E402
 from core.settings import Settings  # noqa: E402
+from tests.actors import acting  # noqa: E402
 from tests.services import (  # noqa: E402
     MotoServer,
     PostgresServer,
@@ -342,8 +343,8 @@ async def prepare_account(settings: Settings, public: str) -> int:
     panel = await Panel.open(settings)  # migrates
     try:
         user = await panel.accounts.sign_up(USERNAME, "bench@example.com", "bench password 1")
-        await panel.keys.add(user.id, public + " bench", "bench")
-        await panel.projects.create(user.id, PROJECT)
+        await panel.keys.add(acting(user.id), public + " bench", "bench")
+        await panel.projects.create(acting(user.id), PROJECT)
         async with panel.pool.acquire() as conn:
             await conn.execute(
                 "UPDATE users SET storage_quota_bytes = $1 WHERE id = $2", QUOTA, user.id
@@ -460,9 +461,9 @@ async def bench(args: argparse.Namespace) -> str:
             panels.append(panel)
 
             async def delete_versions(panel: Panel = panel) -> None:
-                for archive in await panel.archives.list(user_id, PROJECT):
+                for archive in await panel.archives.list(acting(user_id), PROJECT):
                     if archive.status == "ready":
-                        await panel.archives.delete(user_id, PROJECT, archive.name)
+                        await panel.archives.delete(acting(user_id), PROJECT, archive.name)
 
             targets.append(
                 Target(

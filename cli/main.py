@@ -19,6 +19,7 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 
+from core.actor import Actor
 from core.db.migrations import migrate
 from core.db.pool import create_pool
 from core.errors import PanelError
@@ -27,6 +28,8 @@ from core.routing.nginx import NginxProcess
 from core.settings import Settings
 
 log = logging.getLogger("ghst")
+# Whoever runs `ghst` on the host operates the panel: the admin commands act as the system.
+OPERATOR = Actor.system("cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -246,7 +249,7 @@ async def manage_users(action: str, username: str | None) -> int:
         accounts = panel.accounts
         if action == "list":
             print(f"{'USERNAME':<32} {'EMAIL':<40} {'CREATED':<10} STATE")
-            for user in await accounts.list():
+            for user in await accounts.list(OPERATOR):
                 state = "blocked" if user.is_blocked else "active"
                 if user.is_admin:
                     state += ", admin"
@@ -254,11 +257,11 @@ async def manage_users(action: str, username: str | None) -> int:
                 print(f"{user.username:<32} {user.email:<40} {created:<10} {state}")
         elif action == "block":
             assert username is not None
-            user = await accounts.block(username)
+            user = await accounts.block(OPERATOR, username)
             print(f"blocked {user.username}: logins refused, open sessions end within seconds")
         elif action == "unblock":
             assert username is not None
-            user = await accounts.unblock(username)
+            user = await accounts.unblock(OPERATOR, username)
             print(f"unblocked {user.username}")
     finally:
         await panel.close()

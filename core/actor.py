@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from core.errors import PermissionDenied
+from core.errors import NotFoundError, PermissionDenied
 
 if TYPE_CHECKING:
     from core.identity.accounts import User
@@ -103,3 +103,18 @@ class Actor:
         if self.user_id is None:
             raise PermissionDenied("The system acts on no account of its own.")
         return self.user_id
+
+    def on_behalf_of(self, owner_id: int | None = None) -> int:
+        """The account whose rows a call touches: the actor's own, or `owner_id` when the call
+        names one. Another tenant's account is not found, as if it did not exist."""
+        if owner_id is None:
+            return self.owner_id
+        if not self.may_own(owner_id):
+            raise NotFoundError("No such account.")
+        return owner_id
+
+    def refuse_token(self, what: str) -> None:
+        """Keys, the password and logins stay with the person: a leaked token cannot take
+        the account over."""
+        if self.kind == "token":
+            raise PermissionDenied(f"A token cannot {what}.")

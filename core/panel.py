@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from core import secrets
+from core.archives import records as archive_records
 from core.archives.service import ArchiveService
 from core.archives.storage import ObjectStorage, storage_from_settings
 from core.db.migrations import migrate
@@ -116,7 +117,9 @@ class Panel:
         sessions = SessionService(pool, signer)
         accounts = AccountService(pool, hasher, throttle, sessions, keys)
         projects = ProjectService(
-            pool, JsonCache(redis, "projects", max_misses=settings.cache_max_misses)
+            pool,
+            JsonCache(redis, "projects", max_misses=settings.cache_max_misses),
+            archive_records.version_counts,
         )
         storage = storage_from_settings(
             s3_endpoint=settings.s3_endpoint,

@@ -43,6 +43,7 @@ from typing import Any, Protocol
 
 import asyncssh
 
+from core.actor import Actor
 from core.errors import AuthenticationError, PanelError, ThrottledError, UnavailableError
 from core.identity.accounts import User
 from core.identity.keys import PublicKey, public_key_from_blob
@@ -56,6 +57,9 @@ from sshd.session import PanelSession
 from sshd.sftp import ChannelRouter, TransferSession
 
 log = logging.getLogger(__name__)
+
+# The server itself ends a connection's login session when the connection closes.
+SERVER = Actor.system("sshd")
 
 REVOCATION_POLL_INTERVAL = 1.0
 SESSION_ENDED = "Your session was ended: it was logged out everywhere or the account was blocked."
@@ -168,7 +172,7 @@ class PanelConnection(asyncssh.SSHServer):
 
     async def _revoke(self, session: Session) -> None:
         try:
-            await self._services.sessions.revoke(session.jti)
+            await self._services.sessions.revoke(SERVER, session.jti)
         except Exception as error:  # it expires with its token anyway
             log.warning("could not close the login session of a connection: %s", error)
 

@@ -63,6 +63,7 @@ from asyncssh.scp import run_scp_server
 from asyncssh.sftp import run_sftp_server
 from asyncssh.stream import SSHServerStreamSession
 
+from core.actor import Actor
 from core.archives.service import Archive, ArchiveService, Upload
 from core.archives.storage import ObjectReader
 from core.errors import (
@@ -292,13 +293,13 @@ class PanelSFTPServer(asyncssh.SFTPServer):
     def _archives(self) -> ArchiveService:
         return self._services.archives
 
-    def _user_id(self) -> int:
+    def _actor(self) -> Actor:
         if self._user is None:
             if not self._visitor_told:
                 self._visitor_told = True
                 self._tell(VISITOR.format(address=self._address))
             raise asyncssh.SFTPPermissionDenied(DENIED)
-        return self._user.id
+        return Actor.for_user(self._user)
 
     def _tell(self, text: str) -> None:
         """A line on the client's terminal (the channel's stderr)."""
@@ -367,26 +368,26 @@ class PanelSFTPServer(asyncssh.SFTPServer):
     def format_group(self, gid: int | None) -> str:
         return self.format_user(gid)
 
-    async def _project(self, user_id: int, name: str) -> Project:
+    async def _project(self, actor: Actor, name: str) -> Project:
         try:
-            return await self._projects.get(user_id, name)
+            return await self._projects.get(actor, name)
         except NotFoundError as error:  # clients look paths up all the time: no chatter
             raise self._fail(name, error, tell=False) from None
         except Exception as error:
             raise self._fail(name, error) from None
 
-    async def _versions(self, user_id: int, project: str) -> list[Archive]:
+    async def _versions(self, actor: Actor, project: str) -> list[Archive]:
         try:
-            archives = await self._archives.list(user_id, project)
+            archives = await self._archives.list(actor, project)
         except NotFoundError as error:
             raise self._fail(project, error, tell=False) from None
         except Exception as error:
             raise self._fail(project, error) from None
         return [archive for archive in archives if archive.status == "ready"]
 
-    async def _version(self, user_id: int, project: str, name: str) -> Archive:
+    async def _version(self, actor: Actor, project: str, name: str) -> Archive:
         """The stored version listed as `name` exactly (not "3" or "v3", which `find` takes)."""
-        for archive in await self._versions(user_id, project):
+        for archive in await self._versions(actor, project):
             if archive.name == name:
                 return archive
         raise asyncssh.SFTPNoSuchFile(NO_SUCH_FILE)
@@ -395,14 +396,14 @@ class PanelSFTPServer(asyncssh.SFTPServer):
 
     async def stat(self, path: bytes) -> asyncssh.SFTPAttrs:
         names = parse_path(path)
-        user_id = self._user_id()
+        actor = self._actor()
         if not names:
             return self._directory_attrs(None)
         if len(names) == 1:
-            project = await self._project(user_id, names[0])
+            project = await self._project(actor, names[0])
             return self._directory_attrs(project.last_upload_at or project.created_at)
         if len(names) == 2:
-            return self._file_attrs(await self._version(user_id, names[0], names[1]))
+            return self._file_attrs(await self._version(actor, names[0], names[1]))
         raise asyncssh.SFTPNoSuchFile(NO_SUCH_FILE)
 
     async def lstat(self, path: bytes) -> asyncssh.SFTPAttrs:
@@ -419,14 +420,14 @@ class PanelSFTPServer(asyncssh.SFTPServer):
 
     async def realpath(self, path: bytes) -> bytes:
         names = parse_path(path)
-        self._user_id()
+        self._actor()
         return format_path(names).encode()
 
     async def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
         names = parse_path(path)
-        user_id = self._user_id()
+        actor = self._actor()
         if not names:
-            projects = await self._list_projects(user_id)
+            projects = await self._list_projects(actor)
             here = self._directory_attrs(None)
             yield asyncssh.SFTPName(b".", attrs=here)
             yield asyncssh.SFTPName(b"..", attrs=here)
@@ -436,8 +437,8 @@ class PanelSFTPServer(asyncssh.SFTPServer):
             return
         if len(names) != 1:
             raise asyncssh.SFTPNoSuchFile(NO_SUCH_FILE)
-        project = await self._project(user_id, names[0])
-        versions = await self._versions(user_id, names[0])
+        project = await self._project(actor, names[0])
+        versions = await self._versions(actor, names[0])
         yield asyncssh.SFTPName(
             b".", attrs=self._directory_attrs(project.last_upload_at or project.created_at)
         )
@@ -445,9 +446,9 @@ class PanelSFTPServer(asyncssh.SFTPServer):
         for archive in versions:
             yield asyncssh.SFTPName(archive.name.encode(), attrs=self._file_attrs(archive))
 
-    async def _list_projects(self, user_id: int) -> list[Project]:
+    async def _list_projects(self, actor: Actor) -> list[Project]:
         try:
-            return await self._projects.list(user_id)
+            return await self._projects.list(actor)
         except Exception as error:
             raise self._fail("/", error) from None
 
@@ -458,7 +459,7 @@ class PanelSFTPServer(asyncssh.SFTPServer):
         reading = bool(pflags & FXF_READ) or not writing
         if pflags & FXF_APPEND or (reading and writing):
             parse_path(path)
-            self._user_id()
+            self._actor()
             raise asyncssh.SFTPPermissionDenied(DENIED)
         return await (self._open_upload(path) if writing else self._open_download(path))
 
@@ -469,31 +470,31 @@ class PanelSFTPServer(asyncssh.SFTPServer):
         reading = bool(desired_access & ACE4_READ_DATA) or not writing
         if desired_access & ACE4_APPEND_DATA or flags & FXF_APPEND_DATA or (reading and writing):
             parse_path(path)
-            self._user_id()
+            self._actor()
             raise asyncssh.SFTPPermissionDenied(DENIED)
         return await (self._open_upload(path) if writing else self._open_download(path))
 
     async def _open_download(self, path: bytes) -> _DownloadFile:
         names = parse_path(path)
-        user_id = self._user_id()
+        actor = self._actor()
         if len(names) != 2:
             if len(names) < 2:  # the root or a project: a directory
                 raise asyncssh.SFTPPermissionDenied(DENIED)
             raise asyncssh.SFTPNoSuchFile(NO_SUCH_FILE)
-        archive = await self._version(user_id, names[0], names[1])
+        archive = await self._version(actor, names[0], names[1])
         download = _DownloadFile(self._archives, archive, self._file_attrs(archive))
         self.downloads.add(download)
         return download
 
     async def _open_upload(self, path: bytes) -> _UploadFile:
         names = parse_path(path)
-        user_id = self._user_id()
+        actor = self._actor()
         if len(names) == 1 and path.endswith(b"/"):
             # `put app.zip nope/`: the client could not stat "nope" as a directory, so it
             # opens the directory itself. Say why, the same way for a missing project and
             # another user's.
             try:
-                await self._projects.get(user_id, names[0])
+                await self._projects.get(actor, names[0])
             except Exception as error:
                 raise self._fail(names[0], error) from None
         if len(names) != 2:
@@ -501,7 +502,7 @@ class PanelSFTPServer(asyncssh.SFTPServer):
         project, filename = names
         where = f"{project}/{filename}"
         try:
-            upload = await self._archives.begin_upload(user_id, project, filename)
+            upload = await self._archives.begin_upload(actor, project, filename)
         except Exception as error:
             raise self._fail(where, error) from None
         attrs = self._attrs(FILEXFER_TYPE_REGULAR, FILE_MODE, 0, int(time.time()), nlink=1)
@@ -610,24 +611,24 @@ class PanelSFTPServer(asyncssh.SFTPServer):
 
     async def remove(self, path: bytes) -> None:
         names = parse_path(path)
-        user_id = self._user_id()
+        actor = self._actor()
         if len(names) != 2:
             raise asyncssh.SFTPPermissionDenied(DENIED)
         project, name = names
-        archive = await self._version(user_id, project, name)
+        archive = await self._version(actor, project, name)
         try:
-            await self._archives.delete(user_id, project, archive.name)
+            await self._archives.delete(actor, project, archive.name)
         except Exception as error:
             raise self._fail(f"{project}/{name}", error) from None
         log.info("%s deleted %s/%s", self._who(), project, archive.name)
 
     async def mkdir(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
         names = parse_path(path)
-        user_id = self._user_id()
+        actor = self._actor()
         if len(names) != 1:
             raise asyncssh.SFTPPermissionDenied(DENIED)
         try:
-            project = await self._projects.create(user_id, names[0])
+            project = await self._projects.create(actor, names[0])
         except Exception as error:
             raise self._fail(names[0], error) from None
         log.info("%s created project %s", self._who(), project.name)
@@ -635,7 +636,7 @@ class PanelSFTPServer(asyncssh.SFTPServer):
     async def rmdir(self, path: bytes) -> None:
         # The same answer whatever the name: it says nothing about other users' projects.
         parse_path(path)
-        self._user_id()
+        self._actor()
         if not self._in_band_errors:
             self._tell(RMDIR_REFUSED.format(address=self._address))
         raise asyncssh.SFTPPermissionDenied(RMDIR_REFUSED.format(address=self._address))
@@ -645,7 +646,7 @@ class PanelSFTPServer(asyncssh.SFTPServer):
     def _refuse(self, *paths: bytes) -> NoReturn:
         for path in paths:
             parse_path(path)
-        self._user_id()
+        self._actor()
         raise asyncssh.SFTPPermissionDenied(DENIED)
 
     def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:

@@ -23,7 +23,7 @@ from core.panel import Panel
 from core.routing.nginx import NginxRouter
 from core.runtime.cgroups import ParentCgroups
 from core.settings import Settings
-from tests.actors import as_user
+from tests.actors import acting, as_user
 from tests.conftest import reset_state, with_settings
 from tests.services import free_port, temp_root
 
@@ -85,7 +85,7 @@ class Deploying:
     user_id: int
 
     async def upload(self, project: str, files: Mapping[str, str | bytes]) -> str:
-        transfer = await self.panel.archives.begin_upload(self.user_id, project, "app.tar")
+        transfer = await self.panel.archives.begin_upload(acting(self.user_id), project, "app.tar")
         await transfer.write(app_tar(files))
         return (await transfer.finish()).name
 

@@ -7,6 +7,7 @@ from textual.app import ComposeResult
 from textual.content import Content
 from textual.widgets import Static
 
+from core.actor import Actor
 from core.errors import PanelError, ValidationError
 from core.identity.accounts import MIN_PASSWORD_LENGTH, User, validate_username
 from core.identity.keys import KEY_NAME_PATTERN, PublicKey
@@ -56,7 +57,7 @@ def attach_key_choice(key: PublicKey) -> ComposeResult:
 async def attach_key(panel: Services, user: User, key: PublicKey, remote_addr: str) -> str | None:
     """Add `key` to the account; None when done, else why not (for a warning, not a failure)."""
     try:
-        await panel.keys.add_parsed(user.id, key, key_name(key, remote_addr))
+        await panel.keys.add_parsed(Actor.for_user(user), key, key_name(key, remote_addr))
     except PanelError as error:
         return error.message
     return None

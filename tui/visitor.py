@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.actor import Actor
 from core.identity.accounts import User
 from core.identity.keys import PublicKey
 from core.identity.sessions import Session
@@ -22,3 +23,10 @@ class Visitor:
     @property
     def signed_in(self) -> bool:
         return self.user is not None and self.session is not None
+
+    @property
+    def actor(self) -> Actor:
+        """Who the services see acting: the signed-in user, on their own rows."""
+        if self.user is None:
+            raise RuntimeError("nobody has signed in yet")
+        return Actor.for_user(self.user)

@@ -14,8 +14,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from core.archives import records
 from core.db.pool import Connection, Pool, connection
 from core.errors import NotFoundError, QuotaExceededError
+from core.identity import users
+from core.projects.service import ids_of_owner
 
 RESERVATION_LEASE_SECONDS = 600.0
 
@@ -112,23 +115,14 @@ class QuotaLedger:
         self, conn: Connection, user_id: int, reservation: uuid.UUID | None, *, lock: bool
     ) -> Standing:
         # The user's row is the lock that orders their uploads' reservations and commits.
-        quota = await conn.fetchval(
-            "SELECT storage_quota_bytes FROM users WHERE id = $1"
-            + (" FOR NO KEY UPDATE" if lock else ""),
-            user_id,
-        )
+        quota = await users.storage_quota(conn, user_id, lock=lock)
         if quota is None:
             raise NotFoundError("No such account.")
-        row = await conn.fetchrow(
-            "SELECT"
-            " (SELECT coalesce(sum(a.size), 0) FROM archives a"
-            "  JOIN projects p ON p.id = a.project_id"
-            "  WHERE p.user_id = $1 AND a.status = 'ready') AS stored,"
-            " (SELECT coalesce(sum(r.bytes), 0) FROM quota_reservations r"
-            "  WHERE r.user_id = $1 AND r.expires_at > now()"
-            "  AND r.id IS DISTINCT FROM $2) AS reserved",
+        stored = await records.stored_bytes(conn, await ids_of_owner(conn, user_id))
+        reserved = await conn.fetchval(
+            "SELECT coalesce(sum(bytes), 0) FROM quota_reservations"
+            " WHERE user_id = $1 AND expires_at > now() AND id IS DISTINCT FROM $2",
             user_id,
             reservation,
         )
-        assert row is not None
-        return Standing(int(quota), int(row["stored"]), int(row["reserved"]))
+        return Standing(int(quota), stored, int(reserved))

@@ -11,22 +11,24 @@ failed upload leaves nothing behind: no version, no object, no pending multipart
 from __future__ import annotations
 
 import asyncio
+import builtins
 import dataclasses
 import logging
 import re
 import time
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-import asyncpg
-
+from core.actor import Actor
+from core.archives import records
 from core.archives.checks import ArchiveLimits, ArchiveRejected, inspect_archive
 from core.archives.quota import QuotaLedger, does_not_fit, mib
+from core.archives.records import Archive as Archive
 from core.archives.storage import ObjectReader, ObjectStorage, StorageWriter
-from core.db.pool import Pool, connection
+from core.db.pool import Connection, Pool
+from core.db.unit import reading, transaction
 from core.errors import NotFoundError, QuotaExceededError, ValidationError
+from core.projects import service as projects_store
 from core.projects.service import Project, ProjectService
 
 log = logging.getLogger(__name__)
@@ -35,25 +37,6 @@ ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 FILENAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
 # How a version is named in listings and downloads: "v3-app.zip".
 VERSION_NAME = re.compile(r"^v(\d{1,9})-(.+)$")
-
-
-@dataclass(frozen=True)
-class Archive:
-    id: int
-    project_id: int
-    version: int | None
-    filename: str
-    size: int
-    status: str  # "ready" or "rejected"
-    message: str
-    kind: str | None
-    storage_key: str | None
-    created_at: datetime
-
-    @property
-    def name(self) -> str:
-        """The name this version has in SFTP listings and downloads."""
-        return f"v{self.version}-{self.filename}" if self.version else self.filename
 
 
 def validate_filename(filename: str) -> str:
@@ -72,26 +55,6 @@ def validate_filename(filename: str) -> str:
             "(at most 100 characters)."
         )
     return base
-
-
-def _row_to_archive(row: asyncpg.Record) -> Archive:
-    return Archive(
-        id=row["id"],
-        project_id=row["project_id"],
-        version=row["version"],
-        filename=row["filename"],
-        size=row["size"],
-        status=row["status"],
-        message=row["message"],
-        kind=row["kind"],
-        storage_key=row["storage_key"],
-        created_at=row["created_at"],
-    )
-
-
-ARCHIVE_COLUMNS = (
-    "id, project_id, version, filename, size, status, message, kind, storage_key, created_at"
-)
 
 
 class Upload:
@@ -248,22 +211,22 @@ class ArchiveService:
         ]
         if not candidates:
             return []
-        async with connection(self._pool) as conn:
-            rows = await conn.fetch(
-                "SELECT storage_key FROM archives WHERE storage_key = ANY($1::text[])", candidates
-            )
-        recorded = {row["storage_key"] for row in rows}
+        async with reading(self._pool) as conn:
+            recorded = await records.recorded_keys(conn, candidates)
         return [key for key in candidates if key not in recorded]
 
-    async def usage(self, user_id: int) -> tuple[int, int]:
-        """(bytes used by the user's stored versions, the user's quota)."""
-        standing = await self._quota.standing(user_id)
+    async def usage(self, actor: Actor, *, owner_id: int | None = None) -> tuple[int, int]:
+        """(bytes used by the account's stored versions, its quota)."""
+        actor.require("read")
+        standing = await self._quota.standing(actor.on_behalf_of(owner_id))
         return standing.stored, standing.quota
 
-    async def begin_upload(self, user_id: int, project_name: str, filename: str) -> Upload:
-        project = await self._projects.get(user_id, project_name)
+    async def begin_upload(self, actor: Actor, project_name: str, filename: str) -> Upload:
+        """Start an upload into the project; the quota is its owner's. Needs "deploy"."""
+        actor.require("deploy")
+        project = await self._projects.resolve(actor, project_name)
         filename = validate_filename(filename)
-        standing = await self._quota.standing(user_id)
+        standing = await self._quota.standing(project.user_id)
         if standing.free <= 0:
             if standing.reserved > 0:
                 raise does_not_fit(standing)
@@ -320,73 +283,75 @@ class ArchiveService:
         key: str | None,
         reservation: uuid.UUID | None = None,
     ) -> Archive:
-        async with connection(self._pool) as conn, conn.transaction():
+        async with transaction(self._pool) as conn:
             if reservation is not None:
                 # First the user's row (the quota's lock), then the project's.
                 await self._quota.commit(conn, reservation, project.user_id, size)
             # The project row is the lock that hands out version numbers one at a time.
-            alive = await conn.fetchval(
-                "SELECT id FROM projects WHERE id = $1 FOR UPDATE", project.id
-            )
-            if alive is None:
+            if not await projects_store.lock(conn, project.id):
                 raise NotFoundError(f"The project {project.name!r} was deleted meanwhile.")
-            version = None
-            if status == "ready":
-                version = await conn.fetchval(
-                    "SELECT coalesce(max(version), 0) + 1 FROM archives WHERE project_id = $1",
-                    project.id,
-                )
-            row = await conn.fetchrow(
-                "INSERT INTO archives (project_id, version, filename, size, status, message,"
-                f" kind, storage_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-                f" RETURNING {ARCHIVE_COLUMNS}",
-                project.id,
-                version,
-                filename,
-                size,
-                status,
-                message,
-                kind,
-                key,
+            archive = await records.insert(
+                conn, project.id, filename, size, status, message, kind, key
             )
-        assert row is not None
         await self._projects.invalidate(project.user_id)
-        return _row_to_archive(row)
+        return archive
 
-    async def list(self, user_id: int, project_name: str) -> list[Archive]:
+    async def list(
+        self, actor: Actor, project_name: str, *, conn: Connection | None = None
+    ) -> list[Archive]:
         """The project's history, newest first: versions and refused uploads."""
-        project = await self._projects.get(user_id, project_name)
-        async with connection(self._pool) as conn:
-            rows = await conn.fetch(
-                f"SELECT {ARCHIVE_COLUMNS} FROM archives WHERE project_id = $1"
-                " ORDER BY created_at DESC, id DESC",
-                project.id,
-            )
-        return [_row_to_archive(row) for row in rows]
+        actor.require("read")
+        return (await self._history(actor, project_name, conn))[1]
 
-    async def find(self, user_id: int, project_name: str, name: str) -> Archive:
+    async def _history(
+        self, actor: Actor, project_name: str, conn: Connection | None
+    ) -> tuple[Project, builtins.list[Archive]]:
+        project = await self._projects.resolve(actor, project_name, conn=conn)
+        async with reading(self._pool, conn) as reader:
+            return project, await records.of_project(reader, project.id)
+
+    async def find(
+        self, actor: Actor, project_name: str, name: str, *, conn: Connection | None = None
+    ) -> Archive:
         """A stored version by its listed name ("v3-app.zip") or number ("3", "v3")."""
+        actor.require("read")
+        return (await self._find(actor, project_name, name, conn))[1]
+
+    async def _find(
+        self, actor: Actor, project_name: str, name: str, conn: Connection | None
+    ) -> tuple[Project, Archive]:
         match = VERSION_NAME.match(name) or re.match(r"^v?(\d{1,9})$", name)
-        for archive in await self.list(user_id, project_name):
+        project, history = await self._history(actor, project_name, conn)
+        for archive in history:
             if archive.status != "ready":
                 continue
             if (match and archive.version == int(match.group(1))) or archive.name == name:
-                return archive
+                return project, archive
         raise NotFoundError(f"{project_name} has no version {name[:60]!r}.")
 
-    async def delete(self, user_id: int, project_name: str, name: str) -> Archive:
-        archive = await self.find(user_id, project_name, name)
-        async with connection(self._pool) as conn:
-            await conn.execute("DELETE FROM archives WHERE id = $1", archive.id)
+    async def delete(
+        self, actor: Actor, project_name: str, name: str, *, conn: Connection | None = None
+    ) -> Archive:
+        """Delete a version, its row and its stored object. Needs "deploy"."""
+        actor.require("deploy")
+        project, archive = await self._find(actor, project_name, name, conn)
+        async with transaction(self._pool, conn) as tx:
+            await records.delete(tx, archive.id)
         if archive.storage_key:
             await self._storage.delete(archive.storage_key)
-        # `find` checked the project is the user's: their cached projects are what changed.
-        await self._projects.invalidate(user_id)
+        await self._projects.invalidate(project.user_id)
         return archive
 
-    async def delete_project(self, user_id: int, project_name: str, confirmation: str) -> Project:
+    async def delete_project(
+        self,
+        actor: Actor,
+        project_name: str,
+        confirmation: str,
+        *,
+        conn: Connection | None = None,
+    ) -> Project:
         """Delete a project with all its versions, from PostgreSQL and from storage."""
-        project = await self._projects.delete(user_id, project_name, confirmation)
+        project = await self._projects.delete(actor, project_name, confirmation, conn=conn)
         await self._storage.delete_prefix(f"{UPLOAD_PREFIX}{project.id}/")
         return project
 
@@ -398,6 +363,5 @@ class ArchiveService:
     async def storage_key(self, archive_id: int) -> str | None:
         """Where a version is stored, by id (for the deploy worker, which acts for the panel);
         None once it is deleted."""
-        async with connection(self._pool) as conn:
-            key = await conn.fetchval("SELECT storage_key FROM archives WHERE id = $1", archive_id)
-        return str(key) if key is not None else None
+        async with reading(self._pool) as conn:
+            return await records.storage_key(conn, archive_id)

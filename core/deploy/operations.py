@@ -63,4 +63,4 @@ class Operations:
         if project is None:  # deleted already
             return
         await self._runtime.remove_project(project)
-        await self._archives.delete_project(project.user_id, project.name, project.name)
+        await self._archives.delete_project(self.actor, project.name, project.name)

@@ -39,6 +39,8 @@ from core.errors import ConflictError, NotFoundError, PanelError, UnavailableErr
 from core.projects.service import Project, ProjectService
 
 HISTORY_LIMIT = 200
+# Reads and removals this service makes for an actor it has already checked.
+PANEL = Actor.system("deployments")
 # A stop, start or delete that no worker took by then is withdrawn, and the user told.
 OPERATION_CLAIM_WAIT = 30.0
 OPERATION_POLL = 0.05  # while a user waits for a stop or start: a few cheap reads
@@ -121,14 +123,14 @@ class DeploymentService:
         """Queue a build of `archive` ("v3-app.zip", "v3" or "3"; default: the newest version)."""
         found = await self._project(actor, project, "deploy")
         if archive is None:
-            versions = [a for a in await self._archives.list(found.user_id, project) if a.version]
+            versions = [a for a in await self._archives.list(PANEL, project) if a.version]
             if not versions:
                 raise ValidationError(
                     f"{project} has no uploaded version yet: upload an archive first."
                 )
             chosen = max(versions, key=lambda a: a.version or 0)
         else:
-            chosen = await self._archives.find(found.user_id, project, archive)
+            chosen = await self._archives.find(PANEL, project, archive)
         return await self._enqueue(found, actor, "deploy", chosen.id, chosen.name, conn=conn)
 
     async def redeploy(
@@ -262,7 +264,7 @@ class DeploymentService:
             raise ValidationError(f"Type the project's name, {project!r}, to confirm deleting it.")
         if not await self._store.any_of_project(found.id):
             # Never deployed: nothing runs or was built, so no worker (nor Docker) is needed.
-            return await self._archives.delete_project(found.user_id, found.name, confirmation)
+            return await self._archives.delete_project(PANEL, found.name, confirmation)
         async with transaction(self._pool, conn) as tx:
             if await self._projects.lock(tx, found.id) is None:
                 raise NotFoundError(f"You have no project named {project[:40]!r}.")
@@ -382,13 +384,7 @@ class DeploymentService:
     async def _project(self, actor: Actor, name: str, scope: str) -> Project:
         """The project the actor may act on with `scope`; another owner's is not found."""
         actor.require(scope)
-        actor.require_project(name)
-        if not actor.is_operator:
-            return await self._projects.get(actor.owner_id, name)
-        found = await self._projects.by_name(name)
-        if found is None:
-            raise NotFoundError(f"There is no project named {name[:40]!r}.")
-        return found
+        return await self._projects.resolve(actor, name)
 
     async def _get(
         self, project: Project, deployment_id: int, conn: Connection | None = None

@@ -5,17 +5,25 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass
-from datetime import datetime
 
 import asyncpg
 
-from core.db.pool import Pool, connection
-from core.errors import AuthenticationError, ConflictError, NotFoundError, ValidationError
+from core.actor import Actor
+from core.db.pool import Connection, Pool
+from core.db.unit import reading, transaction
+from core.errors import (
+    AuthenticationError,
+    ConflictError,
+    NotFoundError,
+    PermissionDenied,
+    ValidationError,
+)
+from core.identity import users
 from core.identity.keys import KeyService, PublicKey
 from core.identity.passwords import PasswordHasher
 from core.identity.sessions import SessionService
 from core.identity.throttle import LoginThrottle
+from core.identity.users import User as User
 
 USERNAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{2,31}$")
 # Pragmatic: one @, a dot in the domain, no spaces; the real check is a mail that arrives.
@@ -24,34 +32,6 @@ MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1024
 # Generic on purpose: never tell whether the username exists.
 BAD_CREDENTIALS = "Wrong username or password."
-
-
-@dataclass(frozen=True)
-class User:
-    id: int
-    username: str
-    email: str
-    is_admin: bool
-    created_at: datetime
-    blocked_at: datetime | None
-
-    @property
-    def is_blocked(self) -> bool:
-        return self.blocked_at is not None
-
-
-USER_COLUMNS = "id, username, email, is_admin, created_at, blocked_at"
-
-
-def _row_to_user(row: asyncpg.Record) -> User:
-    return User(
-        id=row["id"],
-        username=row["username"],
-        email=row["email"],
-        is_admin=row["is_admin"],
-        created_at=row["created_at"],
-        blocked_at=row["blocked_at"],
-    )
 
 
 def validate_username(username: str) -> str:
@@ -81,6 +61,12 @@ def validate_password(password: str) -> str:
     return password
 
 
+def require_operator(actor: Actor) -> None:
+    """Blocking, unblocking, listing accounts and granting admin are operators' work."""
+    if not actor.is_operator:
+        raise PermissionDenied("This needs an administrator.")
+
+
 class AccountService:
     def __init__(
         self,
@@ -97,7 +83,13 @@ class AccountService:
         self._sessions = sessions
 
     async def sign_up(
-        self, username: str, email: str, password: str, *, remote_addr: str | None = None
+        self,
+        username: str,
+        email: str,
+        password: str,
+        *,
+        remote_addr: str | None = None,
+        conn: Connection | None = None,
     ) -> User:
         """Create an account. `remote_addr`: the client's address, whose sign-ups are
         throttled; None for accounts an operator or a script creates."""
@@ -107,23 +99,13 @@ class AccountService:
         if remote_addr is not None:
             await self._throttle.sign_up_attempt(remote_addr)
         password_hash = await self._hasher.hash(password)
-        async with connection(self._pool) as conn:
-            try:
-                row = await conn.fetchrow(
-                    "INSERT INTO users (username, email, password_hash) VALUES ($1, $2, $3)"
-                    f" RETURNING {USER_COLUMNS}",
-                    username,
-                    email,
-                    password_hash,
-                )
-            except asyncpg.UniqueViolationError as error:
-                if error.constraint_name == "users_email_key":
-                    raise ConflictError(
-                        "That email address is already used by an account."
-                    ) from error
-                raise ConflictError(f"The username {username!r} is taken.") from error
-        assert row is not None  # INSERT ... RETURNING always yields the row
-        return _row_to_user(row)
+        try:
+            async with transaction(self._pool, conn) as tx:
+                return await users.insert(tx, username, email, password_hash)
+        except asyncpg.UniqueViolationError as error:
+            if error.constraint_name == "users_email_key":
+                raise ConflictError("That email address is already used by an account.") from error
+            raise ConflictError(f"The username {username!r} is taken.") from error
 
     async def authenticate(self, username: str, password: str, remote_addr: str) -> User:
         """Check a password login, throttled per username and per address."""
@@ -131,18 +113,15 @@ class AccountService:
         # Counted before bcrypt runs: parallel guesses cannot all pass a check made earlier.
         await self._throttle.attempt(username, remote_addr)
         try:
-            async with connection(self._pool) as conn:
-                row = await conn.fetchrow(
-                    f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = $1",
-                    username,
-                )
+            async with reading(self._pool) as conn:
+                found = await users.with_password_hash(conn, username)
         except BaseException:
             await self._throttle.give_back(username, remote_addr)
             raise
-        stored_hash = row["password_hash"] if row else None
-        if not await self._hasher.verify(password, stored_hash) or row is None:
+        stored_hash = found[1] if found else None
+        if not await self._hasher.verify(password, stored_hash) or found is None:
             raise AuthenticationError(BAD_CREDENTIALS)
-        user = _row_to_user(row)
+        user = found[0]
         if user.is_blocked:
             raise AuthenticationError("This account is blocked. Contact the operator.")
         await self._throttle.succeeded(username, remote_addr)
@@ -160,94 +139,90 @@ class AccountService:
 
     async def change_password(
         self,
-        user_id: int,
+        actor: Actor,
         current: str,
         new: str,
         remote_addr: str,
         *,
         keep_session: uuid.UUID | None = None,
+        conn: Connection | None = None,
     ) -> int:
-        """Change the password; wrong guesses of the current one count as failed logins.
+        """Change the actor's own password; wrong guesses of the current one count as failed
+        logins. A token cannot: it would outlive the password it changed.
 
         Every login made with the old password ends (their SSH connections are closed), but
         `keep_session`, the one making the change; returns how many ended.
         """
+        if actor.kind == "token":
+            raise PermissionDenied("A token cannot change the account's password.")
+        user_id = actor.owner_id
         validate_password(new)
-        async with connection(self._pool) as conn:
-            row = await conn.fetchrow(
-                "SELECT username, password_hash FROM users WHERE id = $1", user_id
-            )
-        if row is None:
+        async with reading(self._pool, conn) as reader:
+            found = await users.password_hash(reader, user_id)
+        if found is None:
             raise NotFoundError("No such account.")
-        await self._throttle.attempt(row["username"], remote_addr)
-        if not await self._hasher.verify(current, row["password_hash"]):
+        username, stored_hash = found
+        await self._throttle.attempt(username, remote_addr)
+        if not await self._hasher.verify(current, stored_hash):
             raise AuthenticationError("Your current password is not right.")
-        await self._throttle.succeeded(row["username"], remote_addr)
+        await self._throttle.succeeded(username, remote_addr)
         if current == new:
             raise ValidationError("The new password is the same as the current one.")
         new_hash = await self._hasher.hash(new)
-        async with connection(self._pool) as conn:
-            await conn.execute(
-                "UPDATE users SET password_hash = $2, password_changed_at = now() WHERE id = $1",
-                user_id,
-                new_hash,
-            )
-        return await self._sessions.revoke_password_logins(user_id, keep_session)
+        async with transaction(self._pool, conn) as tx:
+            await users.set_password_hash(tx, user_id, new_hash)
+            return await self._sessions.revoke_password_logins(actor, keep_session, conn=tx)
 
     async def get(self, user_id: int) -> User:
-        async with connection(self._pool) as conn:
-            row = await conn.fetchrow(f"SELECT {USER_COLUMNS} FROM users WHERE id = $1", user_id)
-        if row is None:
+        """The account by id (logins and the session that already proved it)."""
+        async with reading(self._pool) as conn:
+            user = await users.get(conn, user_id)
+        if user is None:
             raise NotFoundError("No such account.")
-        return _row_to_user(row)
+        return user
 
     async def find_by_username(self, username: str) -> User | None:
-        async with connection(self._pool) as conn:
-            row = await conn.fetchrow(
-                f"SELECT {USER_COLUMNS} FROM users WHERE username = $1", username.strip().lower()
-            )
-        return _row_to_user(row) if row else None
+        async with reading(self._pool) as conn:
+            return await users.by_username(conn, username.strip().lower())
 
-    async def list(self) -> list[User]:
-        async with connection(self._pool) as conn:
-            rows = await conn.fetch(f"SELECT {USER_COLUMNS} FROM users ORDER BY username")
-        return [_row_to_user(row) for row in rows]
+    async def list(self, actor: Actor) -> list[User]:
+        require_operator(actor)
+        async with reading(self._pool) as conn:
+            return await users.all_users(conn)
 
     async def blocked_among(self, user_ids: Collection[int]) -> set[int]:
         """Which of these accounts are blocked (one query, for the server's session watcher)."""
         if not user_ids:
             return set()
-        async with connection(self._pool) as conn:
-            rows = await conn.fetch(
-                "SELECT id FROM users WHERE id = ANY($1::bigint[]) AND blocked_at IS NOT NULL",
-                list(user_ids),
-            )
-        return {row["id"] for row in rows}
+        async with reading(self._pool) as conn:
+            return await users.blocked_among(conn, user_ids)
 
-    async def set_admin(self, username: str, is_admin: bool) -> User:
-        return await self._update_by_username(
-            username, "UPDATE users SET is_admin = $2 WHERE username = $1", is_admin
-        )
+    async def set_admin(
+        self, actor: Actor, username: str, is_admin: bool, *, conn: Connection | None = None
+    ) -> User:
+        require_operator(actor)
+        async with transaction(self._pool, conn) as tx:
+            return _named(username, await users.set_admin(tx, _username(username), is_admin))
 
-    async def block(self, username: str) -> User:
+    async def block(self, actor: Actor, username: str, *, conn: Connection | None = None) -> User:
         """Admin: refuse new logins and end the user's live sessions (the SSH server polls)."""
-        user = await self._update_by_username(
-            username,
-            "UPDATE users SET blocked_at = coalesce(blocked_at, now()) WHERE username = $1",
-        )
-        await self._sessions.revoke_all(user.id)
+        require_operator(actor)
+        async with transaction(self._pool, conn) as tx:
+            user = _named(username, await users.set_blocked(tx, _username(username), True))
+            await self._sessions.revoke_all(actor, owner_id=user.id, conn=tx)
         return user
 
-    async def unblock(self, username: str) -> User:
-        return await self._update_by_username(
-            username, "UPDATE users SET blocked_at = NULL WHERE username = $1"
-        )
+    async def unblock(self, actor: Actor, username: str, *, conn: Connection | None = None) -> User:
+        require_operator(actor)
+        async with transaction(self._pool, conn) as tx:
+            return _named(username, await users.set_blocked(tx, _username(username), False))
 
-    async def _update_by_username(self, username: str, sql: str, *args: object) -> User:
-        async with connection(self._pool) as conn:
-            row = await conn.fetchrow(
-                f"{sql} RETURNING {USER_COLUMNS}", username.strip().lower(), *args
-            )
-        if row is None:
-            raise NotFoundError(f"No account named {username!r}.")
-        return _row_to_user(row)
+
+def _username(username: str) -> str:
+    return username.strip().lower()
+
+
+def _named(username: str, user: User | None) -> User:
+    if user is None:
+        raise NotFoundError(f"No account named {username!r}.")
+    return user

@@ -16,7 +16,9 @@ from datetime import datetime
 
 import asyncpg
 
-from core.db.pool import Pool, connection
+from core.actor import Actor
+from core.db.pool import Connection, Pool
+from core.db.unit import reading, transaction
 from core.errors import ConflictError, NotFoundError, ValidationError
 
 MIN_RSA_BITS = 2048
@@ -161,27 +163,51 @@ KEY_COLUMNS = "id, user_id, name, algorithm, fingerprint, created_at, last_used_
 
 
 class KeyService:
-    """The SSH keys of each account. A key belongs to at most one account."""
+    """The SSH keys of each account. A key belongs to at most one account.
+
+    A token never manages keys: one leaked would otherwise let its holder log in for good.
+    Operators may name the account (`owner_id`); anyone else works on their own keys.
+    """
 
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
-    async def add(self, user_id: int, line: str, name: str | None = None) -> SSHKey:
+    async def add(
+        self,
+        actor: Actor,
+        line: str,
+        name: str | None = None,
+        *,
+        owner_id: int | None = None,
+        conn: Connection | None = None,
+    ) -> SSHKey:
         key = parse_public_key(line)
-        return await self.add_parsed(user_id, key, name)
+        return await self.add_parsed(actor, key, name, owner_id=owner_id, conn=conn)
 
-    async def add_parsed(self, user_id: int, key: PublicKey, name: str | None = None) -> SSHKey:
+    async def add_parsed(
+        self,
+        actor: Actor,
+        key: PublicKey,
+        name: str | None = None,
+        *,
+        owner_id: int | None = None,
+        conn: Connection | None = None,
+    ) -> SSHKey:
+        actor.refuse_token("add SSH keys")
+        user_id = actor.on_behalf_of(owner_id)
         label = (name or key.comment or key.algorithm).strip()[:64]
         if not KEY_NAME_PATTERN.match(label):
             raise ValidationError(
                 "A key name is 1-64 letters, digits, spaces or . @ + : - _ characters."
             )
-        async with connection(self._pool) as conn, conn.transaction():
-            count = await conn.fetchval("SELECT count(*) FROM ssh_keys WHERE user_id = $1", user_id)
-            if count >= MAX_KEYS_PER_USER:
-                raise ValidationError(f"An account can have at most {MAX_KEYS_PER_USER} keys.")
-            try:
-                row = await conn.fetchrow(
+        try:
+            async with transaction(self._pool, conn) as tx:
+                count = await tx.fetchval(
+                    "SELECT count(*) FROM ssh_keys WHERE user_id = $1", user_id
+                )
+                if count >= MAX_KEYS_PER_USER:
+                    raise ValidationError(f"An account can have at most {MAX_KEYS_PER_USER} keys.")
+                row = await tx.fetchrow(
                     f"INSERT INTO ssh_keys (user_id, name, algorithm, public_key, fingerprint)"
                     f" VALUES ($1, $2, $3, $4, $5) RETURNING {KEY_COLUMNS}",
                     user_id,
@@ -190,33 +216,50 @@ class KeyService:
                     key.encoded,
                     key.fingerprint,
                 )
-            except asyncpg.UniqueViolationError as error:
-                # Same wording whether the key is on this account or another: no account probing.
-                raise ConflictError(
-                    f"The key {key.fingerprint} is already registered to an account."
-                ) from error
+        except asyncpg.UniqueViolationError as error:
+            # Same wording whether the key is on this account or another: no account probing.
+            raise ConflictError(
+                f"The key {key.fingerprint} is already registered to an account."
+            ) from error
         assert row is not None  # INSERT ... RETURNING always yields the row
         return _row_to_key(row)
 
-    async def list(self, user_id: int) -> list[SSHKey]:
-        async with connection(self._pool) as conn:
-            rows = await conn.fetch(
+    async def list(
+        self, actor: Actor, *, owner_id: int | None = None, conn: Connection | None = None
+    ) -> list[SSHKey]:
+        actor.refuse_token("list SSH keys")
+        user_id = actor.on_behalf_of(owner_id)
+        async with reading(self._pool, conn) as reader:
+            rows = await reader.fetch(
                 f"SELECT {KEY_COLUMNS} FROM ssh_keys WHERE user_id = $1 ORDER BY created_at, id",
                 user_id,
             )
         return [_row_to_key(row) for row in rows]
 
-    async def count(self, user_id: int) -> int:
-        async with connection(self._pool) as conn:
-            count: int = await conn.fetchval(
+    async def count(
+        self, actor: Actor, *, owner_id: int | None = None, conn: Connection | None = None
+    ) -> int:
+        actor.refuse_token("list SSH keys")
+        user_id = actor.on_behalf_of(owner_id)
+        async with reading(self._pool, conn) as reader:
+            count: int = await reader.fetchval(
                 "SELECT count(*) FROM ssh_keys WHERE user_id = $1", user_id
             )
         return count
 
-    async def remove(self, user_id: int, key_id: int) -> SSHKey:
-        """Remove one of the user's own keys; another user's key id is simply not found."""
-        async with connection(self._pool) as conn:
-            row = await conn.fetchrow(
+    async def remove(
+        self,
+        actor: Actor,
+        key_id: int,
+        *,
+        owner_id: int | None = None,
+        conn: Connection | None = None,
+    ) -> SSHKey:
+        """Remove one of the account's keys; another account's key id is simply not found."""
+        actor.refuse_token("remove SSH keys")
+        user_id = actor.on_behalf_of(owner_id)
+        async with transaction(self._pool, conn) as tx:
+            row = await tx.fetchrow(
                 f"DELETE FROM ssh_keys WHERE id = $1 AND user_id = $2 RETURNING {KEY_COLUMNS}",
                 key_id,
                 user_id,
@@ -227,7 +270,7 @@ class KeyService:
 
     async def find_owner(self, key: PublicKey) -> int | None:
         """The id of the account this key logs in, marking the key as used."""
-        async with connection(self._pool) as conn:
+        async with reading(self._pool) as conn:
             return await conn.fetchval(  # type: ignore[no-any-return]
                 "UPDATE ssh_keys SET last_used_at = now() WHERE public_key = $1 RETURNING user_id",
                 key.encoded,

@@ -7,8 +7,11 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from core.db.pool import Pool, connection
+from core.actor import Actor
+from core.db.pool import Connection, Pool
+from core.db.unit import reading, transaction
 from core.errors import AuthenticationError
+from core.identity import users
 from core.identity.tokens import TokenSigner
 
 # How a login proved the password (SSH password or keyboard-interactive, the dashboard's form).
@@ -30,10 +33,13 @@ class SessionService:
         self._pool = pool
         self._signer = signer
 
-    async def open(self, user_id: int, auth_method: str, remote_addr: str) -> Session:
+    async def open(
+        self, user_id: int, auth_method: str, remote_addr: str, *, conn: Connection | None = None
+    ) -> Session:
+        """Record a login that just proved itself (there is no actor before it)."""
         token, claims = self._signer.issue(user_id)
-        async with connection(self._pool) as conn:
-            await conn.execute(
+        async with transaction(self._pool, conn) as tx:
+            await tx.execute(
                 "INSERT INTO sessions (jti, user_id, auth_method, remote_addr, expires_at)"
                 " VALUES ($1, $2, $3, $4, $5)",
                 claims.jti,
@@ -51,41 +57,57 @@ class SessionService:
             raise AuthenticationError("Your session has ended. Please log in again.")
         return claims.jti
 
-    async def revoke(self, jti: uuid.UUID) -> None:
-        async with connection(self._pool) as conn:
-            await conn.execute(
-                "UPDATE sessions SET revoked_at = now() WHERE jti = $1 AND revoked_at IS NULL", jti
+    async def revoke(self, actor: Actor, jti: uuid.UUID, *, conn: Connection | None = None) -> None:
+        """End one of the actor's sessions (log out); another account's is left alone."""
+        actor.refuse_token("end a login session")
+        async with transaction(self._pool, conn) as tx:
+            await tx.execute(
+                "UPDATE sessions SET revoked_at = now()"
+                " WHERE jti = $1 AND revoked_at IS NULL AND ($2::bigint IS NULL OR user_id = $2)",
+                jti,
+                None if actor.is_operator else actor.owner_id,
             )
 
-    async def revoke_all(self, user_id: int) -> int:
-        """Log the user out everywhere; returns how many sessions were open."""
-        async with connection(self._pool) as conn:
-            result: str = await conn.execute(
+    async def revoke_all(
+        self, actor: Actor, *, owner_id: int | None = None, conn: Connection | None = None
+    ) -> int:
+        """Log the account out everywhere (the actor's own, or `owner_id`'s for an operator);
+        returns how many sessions were open."""
+        actor.refuse_token("end login sessions")
+        user_id = actor.on_behalf_of(owner_id)
+        async with transaction(self._pool, conn) as tx:
+            result: str = await tx.execute(
                 "UPDATE sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
                 user_id,
             )
         return int(result.split()[-1])
 
-    async def revoke_others(self, user_id: int, keep: uuid.UUID) -> int:
-        """End every session of the user but `keep` (e.g. after a password change)."""
-        async with connection(self._pool) as conn:
-            result: str = await conn.execute(
+    async def revoke_others(
+        self, actor: Actor, keep: uuid.UUID, *, conn: Connection | None = None
+    ) -> int:
+        """End every session of the actor's account but `keep` (e.g. after a password change)."""
+        actor.refuse_token("end login sessions")
+        async with transaction(self._pool, conn) as tx:
+            result: str = await tx.execute(
                 "UPDATE sessions SET revoked_at = now()"
                 " WHERE user_id = $1 AND jti <> $2 AND revoked_at IS NULL",
-                user_id,
+                actor.owner_id,
                 keep,
             )
         return int(result.split()[-1])
 
-    async def revoke_password_logins(self, user_id: int, keep: uuid.UUID | None = None) -> int:
-        """End the user's sessions that were opened with the password (it just changed), but
+    async def revoke_password_logins(
+        self, actor: Actor, keep: uuid.UUID | None = None, *, conn: Connection | None = None
+    ) -> int:
+        """End the actor's sessions that were opened with the password (it just changed), but
         `keep`; returns how many were open."""
-        async with connection(self._pool) as conn:
-            result: str = await conn.execute(
+        actor.refuse_token("end login sessions")
+        async with transaction(self._pool, conn) as tx:
+            result: str = await tx.execute(
                 "UPDATE sessions SET revoked_at = now()"
                 " WHERE user_id = $1 AND revoked_at IS NULL AND auth_method = ANY($2::text[])"
                 " AND jti IS DISTINCT FROM $3",
-                user_id,
+                actor.owner_id,
                 list(PASSWORD_METHODS),
                 keep,
             )
@@ -94,26 +116,28 @@ class SessionService:
     async def ended(self, jtis: Collection[uuid.UUID]) -> set[uuid.UUID]:
         """Which of these sessions must end now: revoked, expired, or their user blocked.
 
-        One query for all live sessions of a server, so polling it each second stays cheap.
+        Two queries for all live sessions of a server, so polling it each second stays cheap.
         """
         if not jtis:
             return set()
-        async with connection(self._pool) as conn:
+        async with reading(self._pool) as conn:
             rows = await conn.fetch(
-                "SELECT wanted.jti FROM unnest($1::uuid[]) AS wanted(jti)"
-                " LEFT JOIN sessions s ON s.jti = wanted.jti"
-                " LEFT JOIN users u ON u.id = s.user_id"
-                " WHERE s.jti IS NULL OR s.revoked_at IS NOT NULL OR s.expires_at <= now()"
-                " OR u.blocked_at IS NOT NULL",
+                "SELECT wanted.jti, s.user_id,"
+                " (s.jti IS NULL OR s.revoked_at IS NOT NULL OR s.expires_at <= now()) AS over"
+                " FROM unnest($1::uuid[]) AS wanted(jti)"
+                " LEFT JOIN sessions s ON s.jti = wanted.jti",
                 list(jtis),
             )
-        return {row["jti"] for row in rows}
+            live = {row["jti"]: row["user_id"] for row in rows if not row["over"]}
+            blocked = await users.blocked_among(conn, set(live.values())) if live else set()
+        return {row["jti"] for row in rows if row["over"] or live[row["jti"]] in blocked}
 
-    async def active_count(self, user_id: int) -> int:
-        async with connection(self._pool) as conn:
+    async def active_count(self, actor: Actor) -> int:
+        actor.refuse_token("see login sessions")
+        async with reading(self._pool) as conn:
             count: int = await conn.fetchval(
                 "SELECT count(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NULL"
                 " AND expires_at > now()",
-                user_id,
+                actor.owner_id,
             )
         return count

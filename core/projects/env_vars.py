@@ -4,8 +4,9 @@ next created (deploy, restart, rollback). Values are shown masked in lists.
 Names are what a shell accepts (`[A-Za-z_][A-Za-z0-9_]*`, at most 128 characters); the panel
 keeps `PORT` and every `GHST_*` name for itself. A value is at most 32 KiB of UTF-8 and cannot
 hold a NUL byte (no process environment can). A project has at most `MAX_VARS` variables.
-Every method a user reaches resolves the project through `ProjectService.get`, so another
-user's project is "not found", exactly like a missing one.
+Every method a user reaches resolves the project through `ProjectService.resolve`, so another
+user's project is "not found", exactly like a missing one. Listing needs the "read" scope,
+setting and unsetting "env:write".
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from core.db.pool import Pool, connection
+from core.actor import Actor
+from core.db.pool import Connection, Pool
+from core.db.unit import reading, transaction
 from core.errors import NotFoundError, ValidationError
+from core.projects import service as projects_store
 from core.projects.service import ProjectService
 
 NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -92,12 +96,11 @@ def validate_value(value: str) -> str:
     return value
 
 
-async def _load(pool: Pool, project_id: int) -> list[EnvVar]:
-    async with connection(pool) as conn:
-        rows = await conn.fetch(
-            'SELECT name, value FROM project_env WHERE project_id = $1 ORDER BY name COLLATE "C"',
-            project_id,
-        )
+async def _load(conn: Connection, project_id: int) -> list[EnvVar]:
+    rows = await conn.fetch(
+        'SELECT name, value FROM project_env WHERE project_id = $1 ORDER BY name COLLATE "C"',
+        project_id,
+    )
     return [EnvVar(row["name"], row["value"]) for row in rows]
 
 
@@ -106,30 +109,39 @@ class EnvService:
         self._pool = pool
         self._projects = projects
 
-    async def list(self, user_id: int, project: str) -> list[EnvVar]:
+    async def list(
+        self, actor: Actor, project: str, *, conn: Connection | None = None
+    ) -> list[EnvVar]:
         """The project's variables, sorted by name."""
-        found = await self._projects.get(user_id, project)
-        return await _load(self._pool, found.id)
+        actor.require("read")
+        found = await self._projects.resolve(actor, project, conn=conn)
+        async with reading(self._pool, conn) as reader:
+            return await _load(reader, found.id)
 
-    async def set(self, user_id: int, project: str, name: str, value: str) -> EnvVar:
+    async def set(
+        self,
+        actor: Actor,
+        project: str,
+        name: str,
+        value: str,
+        *,
+        conn: Connection | None = None,
+    ) -> EnvVar:
         """Add the variable, or change its value if the project has it already."""
+        actor.require("env:write")
         name = validate_name(name)
         value = validate_value(value)
-        found = await self._projects.get(user_id, project)
-        async with connection(self._pool) as conn, conn.transaction():
+        found = await self._projects.resolve(actor, project, conn=conn)
+        async with transaction(self._pool, conn) as tx:
             # Serialise the project's writes so the limit holds under concurrent adds.
-            locked = await conn.fetchval(
-                "SELECT id FROM projects WHERE id = $1 AND user_id = $2 FOR UPDATE",
-                found.id,
-                user_id,
-            )
-            if locked is None:  # deleted since the (cached) lookup
+            if not await projects_store.lock(tx, found.id, found.user_id):
+                # deleted since the (cached) lookup
                 raise NotFoundError(f"You have no project named {project[:40]!r}.")
-            exists = await conn.fetchval(
+            exists = await tx.fetchval(
                 "SELECT 1 FROM project_env WHERE project_id = $1 AND name = $2", found.id, name
             )
             if exists is None:
-                count = await conn.fetchval(
+                count = await tx.fetchval(
                     "SELECT count(*) FROM project_env WHERE project_id = $1", found.id
                 )
                 if count >= MAX_VARS:
@@ -137,7 +149,7 @@ class EnvService:
                         f"A project can have at most {MAX_VARS} variables. Unset one you no "
                         "longer need first."
                     )
-            await conn.execute(
+            await tx.execute(
                 "INSERT INTO project_env (project_id, name, value) VALUES ($1, $2, $3)"
                 " ON CONFLICT (project_id, name)"
                 " DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
@@ -147,10 +159,13 @@ class EnvService:
             )
         return EnvVar(name, value)
 
-    async def unset(self, user_id: int, project: str, name: str) -> None:
-        found = await self._projects.get(user_id, project)
-        async with connection(self._pool) as conn:
-            deleted = await conn.fetchval(
+    async def unset(
+        self, actor: Actor, project: str, name: str, *, conn: Connection | None = None
+    ) -> None:
+        actor.require("env:write")
+        found = await self._projects.resolve(actor, project, conn=conn)
+        async with transaction(self._pool, conn) as tx:
+            deleted = await tx.fetchval(
                 "DELETE FROM project_env WHERE project_id = $1 AND name = $2 RETURNING name",
                 found.id,
                 name.strip(),
@@ -160,4 +175,5 @@ class EnvService:
 
     async def as_mapping(self, project_id: int) -> dict[str, str]:
         """For the deployer: the project's variables, no ownership check (it owns nothing)."""
-        return {var.name: var.value for var in await _load(self._pool, project_id)}
+        async with reading(self._pool) as conn:
+            return {var.name: var.value for var in await _load(conn, project_id)}

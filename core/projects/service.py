@@ -1,7 +1,9 @@
 """Projects: a name that becomes `<name>.<domain>`, owned by one user, cached in Redis.
 
-Every read and write takes the acting user's id and only ever touches that user's rows; a
-project of someone else is "not found", exactly like one that does not exist.
+Every read and write takes the actor and only ever touches rows it may own; a project of
+someone else is "not found", exactly like one that does not exist. Reads need the "read" scope,
+creating, deleting and changing the app port need "deploy". This module owns the `projects`
+table: other domains lock or list projects' rows through its functions (`lock`, `ids_of_owner`).
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import asyncpg
 
+from core.actor import Actor
 from core.db.pool import Connection, Pool, connection
+from core.db.unit import reading, transaction
 from core.errors import ConflictError, NotFoundError, ValidationError
+from core.identity import users
 from core.projects.cache import JsonCache
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$")
@@ -113,121 +118,200 @@ def parse_app_port(text: str) -> int | None:
     return validate_app_port(int(text))
 
 
-PROJECT_SELECT = """
-SELECT p.id, p.user_id, p.name, p.created_at, p.app_port,
-       count(a.version) AS versions, max(a.created_at) AS last_upload_at
-FROM projects p LEFT JOIN archives a ON a.project_id = p.id
-"""
+PROJECT_COLUMNS = "id, user_id, name, created_at, app_port"
 
 
-def _row_to_project(row: asyncpg.Record) -> Project:
+class VersionCounts(Protocol):
+    """How many versions each project has and when the last arrived: the archives' owner
+    answers (projects cannot depend on archives, which depend on projects)."""
+
+    async def __call__(
+        self, conn: Connection, project_ids: list[int]
+    ) -> dict[int, tuple[int, datetime | None]]: ...
+
+
+def _row_to_project(row: asyncpg.Record, counts: dict[int, tuple[int, datetime | None]]) -> Project:
+    versions, last_upload_at = counts.get(row["id"], (0, None))
     return Project(
         id=row["id"],
         user_id=row["user_id"],
         name=row["name"],
         created_at=row["created_at"],
-        versions=row["versions"],
-        last_upload_at=row["last_upload_at"],
+        versions=versions,
+        last_upload_at=last_upload_at,
         app_port=row["app_port"],
     )
 
 
+def not_found(name: str) -> NotFoundError:
+    return NotFoundError(f"You have no project named {name[:40]!r}.")
+
+
+async def lock(conn: Connection, project_id: int, owner_id: int | None = None) -> bool:
+    """Lock the project's row for the caller's transaction (the lock that orders a project's
+    versions, variables and deployments); False if it is gone (or not `owner_id`'s)."""
+    found = await conn.fetchval(
+        "SELECT id FROM projects WHERE id = $1 AND ($2::bigint IS NULL OR user_id = $2) FOR UPDATE",
+        project_id,
+        owner_id,
+    )
+    return found is not None
+
+
+async def ids_of_owner(conn: Connection, user_id: int) -> list[int]:
+    """The ids of every project of the account (its storage use sums their versions)."""
+    rows = await conn.fetch("SELECT id FROM projects WHERE user_id = $1", user_id)
+    return [int(row["id"]) for row in rows]
+
+
 class ProjectService:
-    def __init__(self, pool: Pool, cache: JsonCache) -> None:
+    def __init__(self, pool: Pool, cache: JsonCache, versions: VersionCounts) -> None:
         self._pool = pool
         self._cache = cache
+        self._versions = versions
 
-    async def create(self, user_id: int, name: str) -> Project:
+    async def _load(self, conn: Connection, where: str, *args: object) -> list[Project]:
+        rows = await conn.fetch(
+            f"SELECT {PROJECT_COLUMNS} FROM projects WHERE {where} ORDER BY name", *args
+        )
+        counts = await self._versions(conn, [row["id"] for row in rows]) if rows else {}
+        return [_row_to_project(row, counts) for row in rows]
+
+    async def create(
+        self,
+        actor: Actor,
+        name: str,
+        *,
+        owner_id: int | None = None,
+        conn: Connection | None = None,
+    ) -> Project:
+        """A new project of the actor's account (an operator may name another `owner_id`)."""
+        actor.require("deploy")
+        user_id = actor.on_behalf_of(owner_id)
         name = validate_project_name(name.strip())
-        async with connection(self._pool) as conn, conn.transaction():
-            # Serialise one user's creations so the per-user limit holds under races.
-            await conn.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", user_id)
-            count = await conn.fetchval("SELECT count(*) FROM projects WHERE user_id = $1", user_id)
-            if count >= MAX_PROJECTS_PER_USER:
-                raise ValidationError(
-                    f"An account can have at most {MAX_PROJECTS_PER_USER} projects."
+        actor.require_project(name)
+        try:
+            async with transaction(self._pool, conn) as tx:
+                # Serialise one user's creations so the per-user limit holds under races.
+                if not await users.lock(tx, user_id):
+                    raise NotFoundError("No such account.")
+                count = await tx.fetchval(
+                    "SELECT count(*) FROM projects WHERE user_id = $1", user_id
                 )
-            try:
-                row = await conn.fetchrow(
-                    "INSERT INTO projects (user_id, name) VALUES ($1, $2)"
-                    " RETURNING id, user_id, name, created_at, app_port, 0 AS versions,"
-                    " NULL::timestamptz AS last_upload_at",
+                if count >= MAX_PROJECTS_PER_USER:
+                    raise ValidationError(
+                        f"An account can have at most {MAX_PROJECTS_PER_USER} projects."
+                    )
+                row = await tx.fetchrow(
+                    f"INSERT INTO projects (user_id, name) VALUES ($1, $2)"
+                    f" RETURNING {PROJECT_COLUMNS}",
                     user_id,
                     name,
                 )
-            except asyncpg.UniqueViolationError as error:
-                raise ConflictError(
-                    f"The name {name!r} is taken. Please choose another one."
-                ) from error
+        except asyncpg.UniqueViolationError as error:
+            raise ConflictError(
+                f"The name {name!r} is taken. Please choose another one."
+            ) from error
         assert row is not None
         await self.invalidate(user_id)
-        return _row_to_project(row)
+        return _row_to_project(row, {})
 
-    async def list(self, user_id: int) -> list[Project]:
-        async def load() -> list[dict[str, Any]]:
-            async with connection(self._pool) as conn:
-                rows = await conn.fetch(
-                    PROJECT_SELECT + " WHERE p.user_id = $1 GROUP BY p.id ORDER BY p.name",
-                    user_id,
-                )
-            return [_row_to_project(row).to_json() for row in rows]
+    async def list(
+        self, actor: Actor, *, owner_id: int | None = None, conn: Connection | None = None
+    ) -> list[Project]:
+        """The account's projects by name (a token limited to some projects sees those)."""
+        actor.require("read")
+        user_id = actor.on_behalf_of(owner_id)
+        if conn is not None:  # the caller's transaction may hold writes the cache never saw
+            found = await self._load(conn, "user_id = $1", user_id)
+        else:
 
-        cached = await self._cache.get_or_load(str(user_id), "list", load)
-        return [Project.from_json(item) for item in cached]
+            async def load() -> list[dict[str, Any]]:
+                async with reading(self._pool) as reader:
+                    loaded = await self._load(reader, "user_id = $1", user_id)
+                return [project.to_json() for project in loaded]
 
-    async def get(self, user_id: int, name: str) -> Project:
-        """The user's project `name`; another user's project is not found, like a missing one."""
+            cached = await self._cache.get_or_load(str(user_id), "list", load)
+            found = [Project.from_json(item) for item in cached]
+        if actor.projects is not None:
+            found = [project for project in found if project.name in actor.projects]
+        return found
+
+    async def get(self, actor: Actor, name: str, *, conn: Connection | None = None) -> Project:
+        """The project `name`; another user's project is not found, like a missing one."""
+        actor.require("read")
+        return await self.resolve(actor, name, conn=conn)
+
+    async def resolve(self, actor: Actor, name: str, *, conn: Connection | None = None) -> Project:
+        """The project `name` if the actor may touch it, whatever the scope: for services
+        that check the scope their own action needs (env writes, uploads, deploys)."""
+        actor.require_project(name)
+        if actor.is_operator:  # names are unique across accounts: no owner to filter on
+            async with reading(self._pool, conn) as reader:
+                found = await self._load(reader, "name = $1", name)
+            if not found:
+                raise not_found(name)
+            return found[0]
+        user_id = actor.owner_id
+        if conn is not None:
+            found = await self._load(conn, "user_id = $1 AND name = $2", user_id, name)
+            if not found:
+                raise not_found(name)
+            return found[0]
 
         async def load() -> dict[str, Any] | None:
-            async with connection(self._pool) as conn:
-                row = await conn.fetchrow(
-                    PROJECT_SELECT + " WHERE p.user_id = $1 AND p.name = $2 GROUP BY p.id",
-                    user_id,
-                    name,
-                )
-            return _row_to_project(row).to_json() if row else None
+            async with reading(self._pool) as reader:
+                loaded = await self._load(reader, "user_id = $1 AND name = $2", user_id, name)
+            return loaded[0].to_json() if loaded else None
 
         cached = await self._cache.get_or_load(str(user_id), f"project:{name}", load)
         if cached is None:
-            raise NotFoundError(f"You have no project named {name[:40]!r}.")
+            raise not_found(name)
         return Project.from_json(cached)
 
-    async def delete(self, user_id: int, name: str, confirmation: str) -> Project:
+    async def delete(
+        self, actor: Actor, name: str, confirmation: str, *, conn: Connection | None = None
+    ) -> Project:
         """Delete the project (its archive rows go with it); the caller removes stored files."""
+        actor.require("deploy")
         if confirmation.strip() != name:
             raise ValidationError(f"Type the project's name, {name!r}, to confirm deleting it.")
-        project = await self.get(user_id, name)
-        async with connection(self._pool) as conn:
-            deleted = await conn.fetchval(
+        project = await self.resolve(actor, name, conn=conn)
+        async with transaction(self._pool, conn) as tx:
+            deleted = await tx.fetchval(
                 "DELETE FROM projects WHERE id = $1 AND user_id = $2 RETURNING id",
                 project.id,
-                user_id,
+                project.user_id,
             )
-        await self.invalidate(user_id)
+        await self.invalidate(project.user_id)
         if deleted is None:
-            raise NotFoundError(f"You have no project named {name[:40]!r}.")
+            raise not_found(name)
         return project
 
-    async def set_app_port(self, user_id: int, name: str, port: int | None) -> Project:
+    async def set_app_port(
+        self, actor: Actor, name: str, port: int | None, *, conn: Connection | None = None
+    ) -> Project:
         """Set the port the app listens on inside its container (None: automatic, from the
         image's EXPOSE, else 8080). The deployer reads it when it next creates containers, so
         it applies at the next deploy or restart."""
+        actor.require("deploy")
         port = validate_app_port(port)
-        project = await self.get(user_id, name)
-        async with connection(self._pool) as conn:
-            updated = await conn.fetchval(
+        project = await self.resolve(actor, name, conn=conn)
+        async with transaction(self._pool, conn) as tx:
+            updated = await tx.fetchval(
                 "UPDATE projects SET app_port = $1 WHERE id = $2 AND user_id = $3 RETURNING id",
                 port,
                 project.id,
-                user_id,
+                project.user_id,
             )
-        await self.invalidate(user_id)
+        await self.invalidate(project.user_id)
         if updated is None:  # deleted in another session since `get`
-            raise NotFoundError(f"You have no project named {name[:40]!r}.")
+            raise not_found(name)
         return dataclasses.replace(project, app_port=port)
 
     async def invalidate(self, user_id: int) -> None:
-        """Forget the cached list and details of the user's projects (after any write)."""
+        """Forget the cached list and details of the user's projects (after any write; a
+        caller whose transaction held the write calls it again once it commits)."""
         await self._cache.invalidate(str(user_id))
 
     # --- what the deploy domain keeps on a project (its live deployment, stopped) -----------
@@ -235,14 +319,14 @@ class ProjectService:
     async def by_id(self, project_id: int, conn: Connection | None = None) -> Project | None:
         """Any owner's project (for the deploy worker, which acts for the panel)."""
         async with _using(self._pool, conn) as db:
-            row = await db.fetchrow(PROJECT_SELECT + " WHERE p.id = $1 GROUP BY p.id", project_id)
-        return _row_to_project(row) if row else None
+            found = await self._load(db, "id = $1", project_id)
+        return found[0] if found else None
 
     async def by_name(self, name: str) -> Project | None:
         """Any owner's project by its name (for operators; names are unique across users)."""
         async with _using(self._pool, None) as db:
-            row = await db.fetchrow(PROJECT_SELECT + " WHERE p.name = $1 GROUP BY p.id", name)
-        return _row_to_project(row) if row else None
+            found = await self._load(db, "name = $1", name)
+        return found[0] if found else None
 
     async def lock(
         self, conn: Connection, project_id: int, *, live_id: int | None = None

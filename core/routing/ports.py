@@ -1,5 +1,9 @@
 """Host ports on 127.0.0.1 for app containers: unique across the panel, recorded in PostgreSQL,
-freed with their deployment (the row goes when the deployment or project does)."""
+freed with their deployment (the row goes when the deployment or project does).
+
+Only the system (the deploy pipeline) hands ports out, so these methods take no actor; they
+take the caller's connection so a port can be given in the same transaction as its deployment.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ import socket
 
 import asyncpg
 
-from core.db.pool import Pool, connection
+from core.db.pool import Connection, Pool
+from core.db.unit import reading, transaction
 from core.errors import UnavailableError
 
 CANDIDATES_PER_QUERY = 32
@@ -32,13 +37,16 @@ class PortAllocator:
         self._low = low
         self._high = high
 
-    async def allocate(self, project_id: int, deployment_id: int) -> int:
-        """A port nobody has: not in the table, and nothing listening on it right now."""
+    async def allocate(
+        self, project_id: int, deployment_id: int, *, conn: Connection | None = None
+    ) -> int:
+        """A port nobody has: not in the table, and nothing listening on it right now. With
+        `conn`, the port is the caller's only if its transaction commits."""
         size = self._high - self._low + 1
         # Start at a random place so a port just freed is not handed out again at once.
         start = random.randrange(size)
-        async with connection(self._pool) as conn:
-            rows = await conn.fetch(
+        async with reading(self._pool, conn) as db:
+            rows = await db.fetch(
                 "SELECT s AS port FROM generate_series($1::int, $2::int) s"
                 " WHERE NOT EXISTS (SELECT 1 FROM ports WHERE port = s)"
                 " ORDER BY (s - $1 + $3) % $4 LIMIT $5",
@@ -53,12 +61,15 @@ class PortAllocator:
                 if not port_is_free(port):
                     continue
                 try:
-                    await conn.execute(
-                        "INSERT INTO ports (port, project_id, deployment_id) VALUES ($1, $2, $3)",
-                        port,
-                        project_id,
-                        deployment_id,
-                    )
+                    # Its own (sub)transaction: a clash must not abort the caller's transaction.
+                    async with db.transaction():
+                        await db.execute(
+                            "INSERT INTO ports (port, project_id, deployment_id)"
+                            " VALUES ($1, $2, $3)",
+                            port,
+                            project_id,
+                            deployment_id,
+                        )
                 except asyncpg.UniqueViolationError:
                     continue  # taken by a concurrent allocation: try the next one
                 return port
@@ -66,13 +77,13 @@ class PortAllocator:
             "No free port is left for new apps on this server. Please tell the operator."
         )
 
-    async def release(self, deployment_id: int) -> None:
-        async with connection(self._pool) as conn:
-            await conn.execute("DELETE FROM ports WHERE deployment_id = $1", deployment_id)
+    async def release(self, deployment_id: int, *, conn: Connection | None = None) -> None:
+        async with transaction(self._pool, conn) as tx:
+            await tx.execute("DELETE FROM ports WHERE deployment_id = $1", deployment_id)
 
-    async def held(self, project_id: int) -> list[int]:
-        async with connection(self._pool) as conn:
-            rows = await conn.fetch(
+    async def held(self, project_id: int, *, conn: Connection | None = None) -> list[int]:
+        async with reading(self._pool, conn) as db:
+            rows = await db.fetch(
                 "SELECT port FROM ports WHERE project_id = $1 ORDER BY port", project_id
             )
         return [int(row["port"]) for row in rows]

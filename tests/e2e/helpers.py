@@ -11,6 +11,7 @@ import asyncssh
 from core.identity.accounts import User
 from core.panel import Panel
 from sshd.server import GhstServer
+from tests.actors import acting
 from tests.e2e.terminal import AsyncsshTerminal, OpenSSHTerminal
 
 PASSWORD = "correct horse battery"
@@ -40,7 +41,7 @@ def public_line(key: asyncssh.SSHKey, comment: str = "test") -> str:
 
 
 async def add_key(panel: Panel, user: User, key: asyncssh.SSHKey, name: str = "test") -> None:
-    await panel.keys.add(user.id, public_line(key), name)
+    await panel.keys.add(acting(user.id), public_line(key), name)
 
 
 def write_private_key(key: asyncssh.SSHKey, path: Path) -> Path:

@@ -10,6 +10,7 @@ import pytest
 
 from core.panel import Panel
 from sshd.server import GhstServer
+from tests.actors import SYSTEM, acting
 from tests.e2e.helpers import (
     PASSWORD,
     add_key,
@@ -39,7 +40,7 @@ async def test_visitor_signs_up_resizes_and_logs_out(ssh_server: GhstServer, pan
         await sign_up_on_screen(terminal, "newbie")
         user = await panel.accounts.find_by_username("newbie")
         assert user is not None
-        assert await panel.sessions.active_count(user.id) == 1
+        assert await panel.sessions.active_count(acting(user.id)) == 1
 
         # The header's right edge (the signed-in user) moves with the window.
         assert "● newbie" in terminal.screen.display[0][60:]
@@ -52,7 +53,7 @@ async def test_visitor_signs_up_resizes_and_logs_out(ssh_server: GhstServer, pan
         terminal.send("l")  # log out
         assert await terminal.wait_closed() == 0
         assert "Logged out. Bye!" in terminal.transcript.decode(errors="replace")
-        assert await panel.sessions.active_count(user.id) == 0
+        assert await panel.sessions.active_count(acting(user.id)) == 0
     finally:
         await terminal.close()
 
@@ -69,7 +70,7 @@ async def test_visitor_key_is_offered_at_sign_up_then_logs_in(
         await terminal.close()
     user = await panel.accounts.find_by_username("keyholder")
     assert user is not None
-    [attached] = await panel.keys.list(user.id)
+    [attached] = await panel.keys.list(acting(user.id))
     assert attached.fingerprint == key.get_fingerprint("sha256")
 
     # The attached key now logs its owner straight in.
@@ -224,7 +225,7 @@ async def test_blocked_user_is_refused(ssh_server: GhstServer, panel: Panel) -> 
     user = await create_user(panel, "frank")
     key = new_key()
     await add_key(panel, user, key)
-    await panel.accounts.block("frank")
+    await panel.accounts.block(SYSTEM, "frank")
     with pytest.raises(asyncssh.PermissionDenied):
         await AsyncsshTerminal.connect(
             ssh_server.port, "frank", client_keys=[key], preferred_auth="publickey"

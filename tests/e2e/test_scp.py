@@ -9,6 +9,7 @@ import pytest
 
 from core.panel import Panel
 from sshd.server import GhstServer
+from tests.actors import acting
 from tests.e2e.transfers import (
     Account,
     account,
@@ -186,7 +187,7 @@ async def test_traversal_is_refused(
     mode: tuple[str, ...],
     path: str,
 ) -> None:
-    await panel.projects.create(alice.id, "diary")
+    await panel.projects.create(acting(alice.id), "diary")
     write(tmp_path / "app.zip", app_zip())
     up = await run(
         scp_command(ssh_server, alice, *mode, "app.zip", remote(alice, path)), cwd=tmp_path

@@ -18,6 +18,7 @@ from core.archives.storage import MIN_PART_SIZE, STORAGE_DOWN, LocalDirectorySto
 from core.errors import UnavailableError
 from core.panel import Panel
 from sshd.server import GhstServer
+from tests.actors import SYSTEM, acting
 from tests.conftest import panel_on_s3
 from tests.e2e.helpers import running_server
 from tests.e2e.transfers import (
@@ -182,7 +183,7 @@ async def test_another_users_project_looks_like_a_missing_one(
 async def test_traversal_is_refused(
     ssh_server: GhstServer, panel: Panel, alice: Account, tmp_path: Path, path: str
 ) -> None:
-    await panel.projects.create(alice.id, "diary")
+    await panel.projects.create(acting(alice.id), "diary")
     async with sftp_client(ssh_server, alice) as (_, sftp):
         async with sftp.open("/shop/app.zip", "wb") as file:
             await file.write(app_zip())
@@ -207,7 +208,7 @@ async def test_traversal_is_refused(
 async def test_dot_dot_goes_up_to_the_root_and_no_further(
     ssh_server: GhstServer, panel: Panel, alice: Account, bob: Account, tmp_path: Path
 ) -> None:
-    await panel.projects.create(alice.id, "diary-2")
+    await panel.projects.create(acting(alice.id), "diary-2")
     data = app_zip()
     async with sftp_client(ssh_server, alice) as (_, sftp):
         async with sftp.open("/shop/app.zip", "wb") as file:
@@ -270,7 +271,7 @@ async def test_anything_but_the_tree_operations_is_refused(
             with pytest.raises(asyncssh.SFTPPermissionDenied):
                 await attempt()
     assert [a.name for a in await versions(panel, alice, "shop")] == ["v1-app.zip"]
-    assert [p.name for p in await panel.projects.list(alice.id)] == ["shop"]
+    assert [p.name for p in await panel.projects.list(acting(alice.id))] == ["shop"]
 
 
 async def test_out_of_order_writes_abort_the_upload(
@@ -397,7 +398,7 @@ async def test_mkdir_creates_a_project_and_rmdir_points_to_the_dashboard(
     result = await sftp_batch(ssh_server, alice, "mkdir notes\nls", tmp_path)
     assert result.status == 0, result.output
     assert "notes" in result.stdout and "shop" in result.stdout
-    assert [p.name for p in await panel.projects.list(alice.id)] == ["notes", "shop"]
+    assert [p.name for p in await panel.projects.list(acting(alice.id))] == ["notes", "shop"]
 
     result = await sftp_batch(ssh_server, alice, "mkdir Bad_Name", tmp_path)
     assert result.status != 0
@@ -406,7 +407,7 @@ async def test_mkdir_creates_a_project_and_rmdir_points_to_the_dashboard(
     result = await sftp_batch(ssh_server, alice, "rmdir notes", tmp_path)
     assert result.status != 0
     assert "Delete projects in the dashboard" in result.stderr
-    assert [p.name for p in await panel.projects.list(alice.id)] == ["notes", "shop"]
+    assert [p.name for p in await panel.projects.list(acting(alice.id))] == ["notes", "shop"]
 
 
 async def test_visitors_get_no_file_access(
@@ -428,7 +429,7 @@ async def test_visitors_get_no_file_access(
             with pytest.raises(asyncssh.SFTPPermissionDenied):
                 await attempt
     assert await versions(panel, alice, "shop") == []
-    assert [p.name for p in await panel.projects.list(alice.id)] == ["shop"]
+    assert [p.name for p in await panel.projects.list(acting(alice.id))] == ["shop"]
 
 
 async def test_the_dashboard_still_answers_on_other_channels(
@@ -512,9 +513,11 @@ async def test_logging_out_everywhere_ends_open_transfers(
         await file.write(b"PK\x03\x04 the first bytes of an upload")
         await eventually(lambda: has_transfer_session(ssh_server), "the transfer's session")
         if how == "everywhere":  # Home's "log out everywhere"
-            assert await panel.sessions.revoke_all(alice.id) == 2  # the dashboard, the transfer
+            assert (
+                await panel.sessions.revoke_all(acting(alice.id)) == 2
+            )  # the dashboard, the transfer
         else:  # the password screen's "log out other sessions", from the dashboard
-            assert await panel.sessions.revoke_others(alice.id, dashboard.jti) == 1
+            assert await panel.sessions.revoke_others(acting(alice.id), dashboard.jti) == 1
         await ssh_server.check_sessions()  # what the watcher does every second
 
         async def transfer_ended() -> bool:
@@ -540,7 +543,7 @@ async def test_logging_out_of_one_dashboard_leaves_transfers_alone(
         async with sftp.open("/shop/app.zip", "wb") as file:
             await file.write(data[:10])
             await eventually(lambda: has_transfer_session(ssh_server), "the transfer's session")
-            await panel.sessions.revoke(dashboard.jti)  # "log out" on that dashboard
+            await panel.sessions.revoke(SYSTEM, dashboard.jti)  # "log out" on that dashboard
             await ssh_server.check_sessions()
             await file.write(data[10:], 10)
         assert await sftp.listdir("/shop") == [".", "..", "v1-app.zip"]
@@ -548,7 +551,7 @@ async def test_logging_out_of_one_dashboard_leaves_transfers_alone(
 
     # A transfer's login session ends with it (the dashboard's was ended above).
     async def no_session_left() -> bool:
-        return await panel.sessions.active_count(alice.id) == 0
+        return await panel.sessions.active_count(acting(alice.id)) == 0
 
     await eventually(no_session_left, "the transfer's session to close")
 
@@ -603,7 +606,7 @@ async def test_blocking_a_user_ends_their_open_transfer_within_5_seconds(
     async with sftp_client(ssh_server, alice) as (_, sftp):
         file = await sftp.open("/shop/app.zip", "wb")
         await file.write(b"PK\x03\x04 the first bytes of an upload")
-        await panel.accounts.block("alice")
+        await panel.accounts.block(SYSTEM, "alice")
         started = asyncio.get_running_loop().time()
 
         async def transfer_ended() -> bool:

@@ -18,6 +18,7 @@ from core.archives.service import Archive
 from core.identity.accounts import User
 from core.panel import Panel
 from sshd.server import GhstServer
+from tests.actors import acting
 from tests.e2e.helpers import add_key, create_user, new_key, write_private_key
 
 OPENSSH_OPTIONS = (
@@ -48,7 +49,7 @@ async def account(
     key = new_key()
     await add_key(panel, user, key)
     for project in projects:
-        await panel.projects.create(user.id, project)
+        await panel.projects.create(acting(user.id), project)
     return Account(user, name, key, write_private_key(key, tmp_path / f"{name}.key"))
 
 
@@ -168,7 +169,7 @@ async def sftp_client(
 
 
 async def versions(panel: Panel, who: Account, project: str) -> list[Archive]:
-    return await panel.archives.list(who.id, project)
+    return await panel.archives.list(acting(who.id), project)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: float = 10.0) -> None:

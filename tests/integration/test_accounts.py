@@ -22,6 +22,7 @@ from core.identity.keys import parse_public_key
 from core.identity.passwords import PasswordHasher
 from core.panel import Panel
 from core.settings import Settings
+from tests.actors import SYSTEM, acting
 from tests.conftest import reset_state
 
 PASSWORD = "correct horse battery"
@@ -103,29 +104,31 @@ async def test_sign_up_rules(
 ) -> None:
     with pytest.raises(ValidationError, match=message):
         await panel.accounts.sign_up(username, email, password)
-    assert await panel.accounts.list() == []  # nothing half-created
+    assert await panel.accounts.list(SYSTEM) == []  # nothing half-created
 
 
 async def test_blocked_user_is_refused_and_unblocked_user_gets_back_in(panel: Panel) -> None:
     await panel.accounts.sign_up("alice", "alice@example.com", PASSWORD)
-    await panel.accounts.block("alice")
+    await panel.accounts.block(SYSTEM, "alice")
     with pytest.raises(AuthenticationError, match="blocked"):
         await panel.accounts.authenticate("alice", PASSWORD, "10.0.0.1")
-    await panel.accounts.unblock("alice")
+    await panel.accounts.unblock(SYSTEM, "alice")
     assert (await panel.accounts.authenticate("alice", PASSWORD, "10.0.0.1")).username == "alice"
     with pytest.raises(NotFoundError, match="No account named 'ghost'"):
-        await panel.accounts.block("ghost")
+        await panel.accounts.block(SYSTEM, "ghost")
 
 
 async def test_change_password(panel: Panel) -> None:
     user = await panel.accounts.sign_up("alice", "alice@example.com", PASSWORD)
     with pytest.raises(AuthenticationError, match="current password"):
         await panel.accounts.change_password(
-            user.id, "wrong password!", "a brand new secret", "10.0.0.1"
+            acting(user.id), "wrong password!", "a brand new secret", "10.0.0.1"
         )
     with pytest.raises(ValidationError, match="at least 10"):
-        await panel.accounts.change_password(user.id, PASSWORD, "short", "10.0.0.1")
-    await panel.accounts.change_password(user.id, PASSWORD, "a brand new secret", "10.0.0.1")
+        await panel.accounts.change_password(acting(user.id), PASSWORD, "short", "10.0.0.1")
+    await panel.accounts.change_password(
+        acting(user.id), PASSWORD, "a brand new secret", "10.0.0.1"
+    )
     with pytest.raises(AuthenticationError):
         await panel.accounts.authenticate("alice", PASSWORD, "10.0.0.1")
     await panel.accounts.authenticate("alice", "a brand new secret", "10.0.0.1")
@@ -198,10 +201,10 @@ async def test_guessing_the_current_password_is_throttled(strict_panel: Panel) -
     for _ in range(3):
         with pytest.raises(AuthenticationError, match="current password"):
             await accounts.change_password(
-                user.id, "guess guess guess", "new password 123", "10.0.0.1"
+                acting(user), "guess guess guess", "new password 123", "10.0.0.1"
             )
     with pytest.raises(ThrottledError):
-        await accounts.change_password(user.id, PASSWORD, "new password 123", "10.0.0.1")
+        await accounts.change_password(acting(user), PASSWORD, "new password 123", "10.0.0.1")
     with pytest.raises(ThrottledError):  # and the same counter guards password logins
         await accounts.authenticate("alice", PASSWORD, "10.0.0.2")
 
@@ -226,14 +229,16 @@ async def test_throttling_keeps_working_when_redis_is_down(settings: Settings) -
 async def test_keys_add_list_login_remove(panel: Panel, tmp_path: Path) -> None:
     alice = await panel.accounts.sign_up("alice", "alice@example.com", PASSWORD)
     line = new_key(tmp_path, "laptop")
-    added = await panel.keys.add(alice.id, line)
+    added = await panel.keys.add(acting(alice.id), line)
     assert added.name == "laptop"
     assert added.fingerprint == parse_public_key(line).fingerprint
-    assert [key.fingerprint for key in await panel.keys.list(alice.id)] == [added.fingerprint]
+    assert [key.fingerprint for key in await panel.keys.list(acting(alice.id))] == [
+        added.fingerprint
+    ]
     # The key now logs alice in, and records when it was used.
     assert (await panel.accounts.authenticate_key(parse_public_key(line))).id == alice.id
-    assert (await panel.keys.list(alice.id))[0].last_used_at is not None
-    await panel.keys.remove(alice.id, added.id)
+    assert (await panel.keys.list(acting(alice.id)))[0].last_used_at is not None
+    await panel.keys.remove(acting(alice.id), added.id)
     with pytest.raises(AuthenticationError):
         await panel.accounts.authenticate_key(parse_public_key(line))
 
@@ -242,29 +247,32 @@ async def test_a_key_belongs_to_one_account(panel: Panel, tmp_path: Path) -> Non
     alice = await panel.accounts.sign_up("alice", "alice@example.com", PASSWORD)
     bob = await panel.accounts.sign_up("bob", "bob@example.com", PASSWORD)
     line = new_key(tmp_path)
-    await panel.keys.add(alice.id, line, "work")
+    await panel.keys.add(acting(alice.id), line, "work")
     with pytest.raises(ConflictError, match="already registered to an account"):
-        await panel.keys.add(bob.id, line, "mine now")
+        await panel.keys.add(acting(bob.id), line, "mine now")
     with pytest.raises(ConflictError):
-        await panel.keys.add(alice.id, line, "again")
-    assert await panel.keys.list(bob.id) == []
+        await panel.keys.add(acting(alice.id), line, "again")
+    assert await panel.keys.list(acting(bob.id)) == []
 
 
 async def test_users_cannot_remove_each_others_keys(panel: Panel, tmp_path: Path) -> None:
     alice = await panel.accounts.sign_up("alice", "alice@example.com", PASSWORD)
     bob = await panel.accounts.sign_up("bob", "bob@example.com", PASSWORD)
-    key = await panel.keys.add(alice.id, new_key(tmp_path))
+    key = await panel.keys.add(acting(alice.id), new_key(tmp_path))
     with pytest.raises(NotFoundError, match="No such key on your account"):
-        await panel.keys.remove(bob.id, key.id)
-    assert len(await panel.keys.list(alice.id)) == 1
-    assert (await panel.keys.count(alice.id), await panel.keys.count(bob.id)) == (1, 0)
+        await panel.keys.remove(acting(bob.id), key.id)
+    assert len(await panel.keys.list(acting(alice.id))) == 1
+    assert (await panel.keys.count(acting(alice.id)), await panel.keys.count(acting(bob.id))) == (
+        1,
+        0,
+    )
 
 
 async def test_blocked_user_key_login_is_refused(panel: Panel, tmp_path: Path) -> None:
     alice = await panel.accounts.sign_up("alice", "alice@example.com", PASSWORD)
     line = new_key(tmp_path)
-    await panel.keys.add(alice.id, line)
-    await panel.accounts.block("alice")
+    await panel.keys.add(acting(alice.id), line)
+    await panel.accounts.block(SYSTEM, "alice")
     with pytest.raises(AuthenticationError, match="blocked"):
         await panel.accounts.authenticate_key(parse_public_key(line))
 
@@ -272,4 +280,4 @@ async def test_blocked_user_key_login_is_refused(panel: Panel, tmp_path: Path) -
 async def test_bad_key_names_are_refused(panel: Panel, tmp_path: Path) -> None:
     alice = await panel.accounts.sign_up("alice", "alice@example.com", PASSWORD)
     with pytest.raises(ValidationError, match="key name"):
-        await panel.keys.add(alice.id, new_key(tmp_path), "<script>")
+        await panel.keys.add(acting(alice.id), new_key(tmp_path), "<script>")

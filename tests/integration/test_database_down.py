@@ -13,6 +13,7 @@ from core.db.pool import DATABASE_DOWN
 from core.errors import UnavailableError
 from core.panel import Panel
 from core.settings import Settings
+from tests.actors import acting
 from tests.services import PostgresServer, running
 from tests.tui.helpers import SIZE, settle
 from tui.app import GhstApp
@@ -50,7 +51,7 @@ async def test_database_down_is_a_clear_error_and_recovers(
     with pytest.raises(UnavailableError):
         await panel.accounts.authenticate("alice", PASSWORD, "10.0.0.1")
     with pytest.raises(UnavailableError):
-        await panel.keys.list(alice.id)
+        await panel.keys.list(acting(alice.id))
 
     await asyncio.to_thread(own_postgres.resume)
     assert (await panel.accounts.authenticate("alice", PASSWORD, "10.0.0.1")).id == alice.id

@@ -17,7 +17,7 @@ from core.errors import NotFoundError, ValidationError
 from core.panel import Panel
 from core.routing.nginx import NginxRouter
 from core.settings import Settings
-from tests.actors import as_user
+from tests.actors import acting, as_user
 from tests.conftest import reset_state, with_settings
 from tests.fixtures_deploy import Deploying, counter_app, eventually, page_app, running_worker
 from tests.fixtures_nginx import http_request
@@ -51,7 +51,7 @@ def images_left(client: docker.DockerClient, filters: Mapping[str, object]) -> s
 async def test_a_dockerfile_app_is_built_run_and_served_through_nginx(
     deploying: Deploying, base_image: str, docker_client: docker.DockerClient
 ) -> None:
-    await deploying.panel.projects.create(deploying.user_id, "hello")
+    await deploying.panel.projects.create(acting(deploying.user_id), "hello")
     done = await deploying.deploy_files("hello", page_app(base_image, "hello from v1"))
     assert done.state == "running", await deploying.log(done)
     page = await http_request(deploying.router, "hello")
@@ -78,7 +78,7 @@ async def test_a_dockerfile_app_is_built_run_and_served_through_nginx(
 async def test_a_redeploy_switches_without_a_failed_request_and_retires_the_old_version(
     deploying: Deploying, base_image: str, docker_client: docker.DockerClient
 ) -> None:
-    await deploying.panel.projects.create(deploying.user_id, "steady")
+    await deploying.panel.projects.create(acting(deploying.user_id), "steady")
     first = await deploying.deploy_files("steady", page_app(base_image, "version one"))
     assert first.state == "running", await deploying.log(first)
 
@@ -112,14 +112,14 @@ async def test_a_redeploy_switches_without_a_failed_request_and_retires_the_old_
     await eventually(old_container_gone)
     old = await deploying.panel.deployments.get(as_user(deploying.user_id), "steady", first.id)
     assert old.state == "superseded" and old.can_roll_back_to
-    project = await deploying.panel.projects.get(deploying.user_id, "steady")
+    project = await deploying.panel.projects.get(acting(deploying.user_id), "steady")
     assert await deploying.panel.ports.held(project.id) == [second.port]
 
 
 async def test_a_failed_build_and_an_app_that_never_answers_leave_the_running_version(
     deploying: Deploying, base_image: str, docker_client: docker.DockerClient
 ) -> None:
-    await deploying.panel.projects.create(deploying.user_id, "sturdy")
+    await deploying.panel.projects.create(acting(deploying.user_id), "sturdy")
     good = await deploying.deploy_files("sturdy", page_app(base_image, "still here"))
     assert good.state == "running", await deploying.log(good)
 
@@ -152,7 +152,7 @@ async def test_a_failed_build_and_an_app_that_never_answers_leave_the_running_ve
         leftovers = containers_left(docker_client, mine(deploying.panel, attempt.id))
         assert leftovers == []
         assert images_left(docker_client, mine(deploying.panel, attempt.id)) == set()
-    project = await deploying.panel.projects.get(deploying.user_id, "sturdy")
+    project = await deploying.panel.projects.get(acting(deploying.user_id), "sturdy")
     assert await deploying.panel.ports.held(project.id) == [good.port]
 
 
@@ -160,7 +160,7 @@ async def test_rollback_stop_start_and_delete(
     deploying: Deploying, base_image: str, docker_client: docker.DockerClient
 ) -> None:
     panel, user = deploying.panel, deploying.user_id
-    await panel.projects.create(user, "cycle")
+    await panel.projects.create(acting(user), "cycle")
     first = await deploying.deploy_files("cycle", page_app(base_image, "first"))
     second = await deploying.deploy_files("cycle", page_app(base_image, "second"))
     assert (first.state, second.state) == ("running", "running")
@@ -181,7 +181,7 @@ async def test_rollback_stop_start_and_delete(
     assert (await http_request(deploying.router, "cycle")).text.strip() == "first"
     assert (await panel.deployments.status(as_user(user), "cycle")).state == "running"
 
-    project = await panel.projects.get(user, "cycle")
+    project = await panel.projects.get(acting(user), "cycle")
     await panel.deployments.delete_project(as_user(user), "cycle", "cycle")
     label = {"label": "ghst.project=cycle"}
     assert containers_left(docker_client, label) == []
@@ -198,7 +198,7 @@ async def test_env_vars_reach_the_app_at_the_next_restart(
     deploying: Deploying, base_image: str
 ) -> None:
     panel, user = deploying.panel, deploying.user_id
-    await panel.projects.create(user, "greeter")
+    await panel.projects.create(acting(user), "greeter")
     files = page_app(base_image, "unused")
     files["Dockerfile"] = (
         f"FROM {base_image}\nEXPOSE 8000\n"
@@ -208,7 +208,7 @@ async def test_env_vars_reach_the_app_at_the_next_restart(
     first = await deploying.deploy_files("greeter", files)
     assert first.state == "running", await deploying.log(first)
     assert (await http_request(deploying.router, "greeter")).text.strip() == "on 8000"
-    await panel.env.set(user, "greeter", "GREETING", "hej")
+    await panel.env.set(acting(user), "greeter", "GREETING", "hej")
     restart = await deploying.settle(await panel.deployments.restart(as_user(user), "greeter"))
     assert restart.state == "running", await deploying.log(restart)
     assert (await http_request(deploying.router, "greeter")).text.strip() == "hej on 8000"
@@ -218,7 +218,7 @@ async def test_cancelling_a_build_leaves_the_live_version(
     deploying: Deploying, base_image: str
 ) -> None:
     panel, user = deploying.panel, deploying.user_id
-    await panel.projects.create(user, "patient")
+    await panel.projects.create(acting(user), "patient")
     good = await deploying.deploy_files("patient", page_app(base_image, "live"))
     await deploying.upload("patient", page_app(base_image, "slow", "RUN sleep 30\n"))
     slow = await panel.deployments.deploy(as_user(user), "patient")
@@ -239,7 +239,7 @@ async def test_a_compose_app_is_sanitized_run_and_served_through_nginx(
     deploying: Deploying, base_image: str, docker_client: docker.DockerClient
 ) -> None:
     panel, user = deploying.panel, deploying.user_id
-    await panel.projects.create(user, "stack")
+    await panel.projects.create(acting(user), "stack")
     files = {
         "compose.yaml": (
             "services:\n"
@@ -304,7 +304,7 @@ async def test_a_forbidden_compose_option_fails_the_deployment_and_starts_nothin
     message: str,
 ) -> None:
     panel, user = deploying.panel, deploying.user_id
-    await panel.projects.create(user, "risky")
+    await panel.projects.create(acting(user), "risky")
     files = {
         "compose.yaml": (
             f"services:\n  web:\n    image: {base_image}\n    ports: ['8000']\n{option}"
@@ -323,7 +323,7 @@ async def test_a_stack_with_a_volume_keeps_its_data_across_deployments(
     deploying: Deploying, base_image: str
 ) -> None:
     panel, user = deploying.panel, deploying.user_id
-    await panel.projects.create(user, "keeper")
+    await panel.projects.create(acting(user), "keeper")
     files = counter_app(base_image, "start")
     first = await deploying.deploy_files("keeper", files)
     assert first.state == "running", await deploying.log(first)
@@ -339,7 +339,7 @@ async def test_runtime_logs_follow_the_live_app_and_only_for_its_owner(
     deploying: Deploying, base_image: str
 ) -> None:
     panel, user = deploying.panel, deploying.user_id
-    await panel.projects.create(user, "chatty")
+    await panel.projects.create(acting(user), "chatty")
     files = page_app(base_image, "hi")
     files["Dockerfile"] = (
         f"FROM {base_image}\nCOPY index.html /www/index.html\nEXPOSE 8000\n"
@@ -370,7 +370,7 @@ async def test_a_dockerfile_healthcheck_decides_when_the_app_is_ready(
     deploying: Deploying, base_image: str
 ) -> None:
     panel, user = deploying.panel, deploying.user_id
-    await panel.projects.create(user, "checked")
+    await panel.projects.create(acting(user), "checked")
     healthy = page_app(
         base_image, "checked", "HEALTHCHECK --interval=1s --retries=2 CMD ls /www/index.html\n"
     )
@@ -389,7 +389,7 @@ async def test_old_images_beyond_the_kept_few_are_pruned_and_cannot_be_rolled_ba
 ) -> None:
     panel, user = deploying.panel, deploying.user_id
     keep = panel.settings.keep_images
-    await panel.projects.create(user, "pruned")
+    await panel.projects.create(acting(user), "pruned")
     done = [
         await deploying.deploy_files("pruned", page_app(base_image, f"v{n}"))
         for n in range(keep + 2)
@@ -435,7 +435,7 @@ async def _builds_one_then_two_at_a_time(
     deploying = Deploying(panel, nginx_router, user.id)
     queued = []
     for name in ("first", "second"):
-        await panel.projects.create(user.id, name)
+        await panel.projects.create(acting(user.id), name)
         await deploying.upload(name, page_app(base_image, name, "RUN sleep 2\n"))
         queued.append(await panel.deployments.deploy(as_user(user.id), name))
     async with running_worker(panel):
@@ -468,11 +468,11 @@ async def test_containers_a_crash_left_behind_are_swept_and_live_ones_kept(
     deploying: Deploying, base_image: str, docker_client: docker.DockerClient
 ) -> None:
     panel, user = deploying.panel, deploying.user_id
-    await panel.projects.create(user, "tidy")
+    await panel.projects.create(acting(user), "tidy")
     old = await deploying.deploy_files("tidy", page_app(base_image, "old"))
     live = await deploying.deploy_files("tidy", page_app(base_image, "new"))
     assert (old.state, live.state) == ("running", "running")
-    project = await panel.projects.get(user, "tidy")
+    project = await panel.projects.get(acting(user), "tidy")
 
     async def old_gone() -> bool:
         return not containers_left(docker_client, mine(panel, old.id))

@@ -18,7 +18,7 @@ import pytest
 from core.deploy.queue import WORKER_DIED
 from core.deploy.service import Deployment
 from core.panel import Panel
-from tests.actors import as_user
+from tests.actors import acting, as_user
 from tests.fixtures_deploy import Deploying, eventually, page_app, running_worker
 from tests.fixtures_nginx import http_request
 from tests.integration.test_deploy import containers_left, images_left, mine
@@ -54,7 +54,7 @@ async def served(deploying: Deploying, project: str) -> tuple[str, str]:
 
 
 async def live_first_version(deploying: Deploying, project: str, base_image: str) -> Deployment:
-    await deploying.panel.projects.create(deploying.user_id, project)
+    await deploying.panel.projects.create(acting(deploying.user_id), project)
     first = await deploying.deploy_files(project, page_app(base_image, "v1"))
     assert first.state == "running", await deploying.log(first)
     return first  # type: ignore[no-any-return]
@@ -119,7 +119,7 @@ async def test_a_shutdown_during_the_switch_lets_it_finish_and_keeps_the_new_ver
     panel = deploy_panel
     user = (await panel.accounts.sign_up("alice", "alice@example.com", "correct horse battery")).id
     deploying = Deploying(panel, nginx_router, user)  # type: ignore[arg-type]
-    await panel.projects.create(user, "calm")
+    await panel.projects.create(acting(user), "calm")
     async with running_worker(panel):
         first = await deploying.deploy_files("calm", page_app(base_image, "v1"))
     assert first.state == "running", await deploying.log(first)
@@ -176,7 +176,7 @@ async def test_a_lease_lost_at_the_first_switch_leaves_no_route(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     panel, user = deploying.panel, deploying.user_id
-    await panel.projects.create(user, "fresh")
+    await panel.projects.create(acting(user), "fresh")
 
     async def lease_runs_out(deployment_id: int) -> None:
         assert await expire_lease_and_reap(panel, deployment_id) == [deployment_id]

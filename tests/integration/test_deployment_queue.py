@@ -23,13 +23,13 @@ from core.errors import (
 )
 from core.panel import Panel
 from core.routing.ports import PortAllocator
-from tests.actors import as_user
+from tests.actors import acting, as_user
 from tests.integration.test_archives import PASSWORD, app_zip, upload
 
 
 async def owner_with_versions(panel: Panel, name: str = "alice", versions: int = 2) -> int:
     user = await panel.accounts.sign_up(name, f"{name}@example.com", PASSWORD)
-    await panel.projects.create(user.id, f"{name}-shop")
+    await panel.projects.create(acting(user.id), f"{name}-shop")
     for _ in range(versions):
         await upload(panel, user.id, f"{name}-shop", "app.zip", app_zip())
     return user.id
@@ -231,7 +231,7 @@ async def test_ports_are_unique_under_concurrency_skip_busy_ones_and_are_freed(
     panel: Panel,
 ) -> None:
     alice = await owner_with_versions(panel)
-    project = await panel.projects.get(alice, "alice-shop")
+    project = await panel.projects.get(acting(alice), "alice-shop")
     deployments = [await panel.deployments.deploy(as_user(alice), "alice-shop") for _ in range(6)]
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

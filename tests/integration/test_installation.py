@@ -11,6 +11,7 @@ import pytest
 
 from core.panel import Panel
 from core.settings import Settings
+from tests.actors import acting
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -47,7 +48,7 @@ async def test_a_database_from_before_identities_adopts_only_its_own_unlabelled_
     panel = deploy_panel
     instance = deploy_settings.instance
     user = await panel.accounts.sign_up("alice", "alice@example.com", "correct horse battery")
-    project = await panel.projects.create(user.id, "old")
+    project = await panel.projects.create(acting(user.id), "old")
     async with panel.pool.acquire() as conn:
         old = await conn.fetchval(
             "INSERT INTO deployments (project_id, user_id, archive_name, state, kind,"

@@ -15,6 +15,7 @@ from core.panel import Panel
 from core.projects.cache import JsonCache
 from core.projects.service import parse_app_port
 from core.settings import Settings
+from tests.actors import acting
 from tests.conftest import reset_state
 
 PASSWORD = "correct horse battery"
@@ -28,17 +29,17 @@ async def two_users(panel: Panel) -> tuple[int, int]:
 
 async def test_create_list_get_delete(panel: Panel) -> None:
     alice, _ = await two_users(panel)
-    created = await panel.projects.create(alice, "my-app")
+    created = await panel.projects.create(acting(alice), "my-app")
     assert (created.name, created.user_id, created.versions) == ("my-app", alice, 0)
-    await panel.projects.create(alice, "blog2")
-    assert [p.name for p in await panel.projects.list(alice)] == ["blog2", "my-app"]
-    assert (await panel.projects.get(alice, "my-app")).id == created.id
+    await panel.projects.create(acting(alice), "blog2")
+    assert [p.name for p in await panel.projects.list(acting(alice))] == ["blog2", "my-app"]
+    assert (await panel.projects.get(acting(alice), "my-app")).id == created.id
     with pytest.raises(ValidationError, match="Type the project's name, 'my-app', to confirm"):
-        await panel.projects.delete(alice, "my-app", "my-ap")
-    await panel.projects.delete(alice, "my-app", "my-app")
-    assert [p.name for p in await panel.projects.list(alice)] == ["blog2"]
+        await panel.projects.delete(acting(alice), "my-app", "my-ap")
+    await panel.projects.delete(acting(alice), "my-app", "my-app")
+    assert [p.name for p in await panel.projects.list(acting(alice))] == ["blog2"]
     with pytest.raises(NotFoundError):
-        await panel.projects.get(alice, "my-app")
+        await panel.projects.get(acting(alice), "my-app")
 
 
 @pytest.mark.parametrize(
@@ -60,46 +61,50 @@ async def test_create_list_get_delete(panel: Panel) -> None:
 async def test_names_are_dns_labels(panel: Panel, name: str, message: str) -> None:
     alice, _ = await two_users(panel)
     with pytest.raises(ValidationError, match=message):
-        await panel.projects.create(alice, name)
-    assert await panel.projects.list(alice) == []
+        await panel.projects.create(acting(alice), name)
+    assert await panel.projects.list(acting(alice)) == []
 
 
 async def test_names_are_unique_across_users(panel: Panel) -> None:
     alice, bob = await two_users(panel)
-    await panel.projects.create(alice, "shop")
+    await panel.projects.create(acting(alice), "shop")
     with pytest.raises(ConflictError, match="'shop' is taken"):
-        await panel.projects.create(bob, "shop")
+        await panel.projects.create(acting(bob), "shop")
 
 
 async def test_another_users_project_is_not_found_like_a_missing_one(panel: Panel) -> None:
     alice, bob = await two_users(panel)
-    await panel.projects.create(alice, "shop")
+    await panel.projects.create(acting(alice), "shop")
     with pytest.raises(NotFoundError) as theirs:
-        await panel.projects.get(bob, "shop")
+        await panel.projects.get(acting(bob), "shop")
     with pytest.raises(NotFoundError) as missing:
-        await panel.projects.get(bob, "nothing")
+        await panel.projects.get(acting(bob), "nothing")
     assert theirs.value.message.replace("shop", "X") == missing.value.message.replace(
         "nothing", "X"
     )
     with pytest.raises(NotFoundError):
-        await panel.projects.delete(bob, "shop", "shop")
-    assert [p.name for p in await panel.projects.list(alice)] == ["shop"]
-    assert await panel.projects.list(bob) == []
+        await panel.projects.delete(acting(bob), "shop", "shop")
+    assert [p.name for p in await panel.projects.list(acting(alice))] == ["shop"]
+    assert await panel.projects.list(acting(bob)) == []
 
 
 async def test_lists_are_served_from_redis_and_every_write_is_seen_at_once(panel: Panel) -> None:
     alice, _ = await two_users(panel)
-    await panel.projects.create(alice, "first")
-    assert [p.name for p in await panel.projects.list(alice)] == ["first"]
+    await panel.projects.create(acting(alice), "first")
+    assert [p.name for p in await panel.projects.list(acting(alice))] == ["first"]
     # A row written behind the service's back is not seen: the list came from Redis...
     async with panel.pool.acquire() as conn:
         await conn.execute("INSERT INTO projects (user_id, name) VALUES ($1, 'sneaky')", alice)
-    assert [p.name for p in await panel.projects.list(alice)] == ["first"]
+    assert [p.name for p in await panel.projects.list(acting(alice))] == ["first"]
     # ...and a write through the service is seen immediately, with no stale list.
-    await panel.projects.create(alice, "second")
-    assert [p.name for p in await panel.projects.list(alice)] == ["first", "second", "sneaky"]
-    await panel.projects.delete(alice, "first", "first")
-    assert [p.name for p in await panel.projects.list(alice)] == ["second", "sneaky"]
+    await panel.projects.create(acting(alice), "second")
+    assert [p.name for p in await panel.projects.list(acting(alice))] == [
+        "first",
+        "second",
+        "sneaky",
+    ]
+    await panel.projects.delete(acting(alice), "first", "first")
+    assert [p.name for p in await panel.projects.list(acting(alice))] == ["second", "sneaky"]
 
 
 async def test_a_reader_racing_a_write_cannot_leave_a_stale_entry(panel: Panel) -> None:
@@ -137,17 +142,17 @@ async def test_the_panel_works_from_postgresql_when_redis_is_down(
 ) -> None:
     panel = panel_without_redis
     alice, _ = await two_users(panel)
-    await panel.projects.create(alice, "still-works")
-    assert [p.name for p in await panel.projects.list(alice)] == ["still-works"]
-    assert (await panel.projects.get(alice, "still-works")).name == "still-works"
-    await panel.projects.delete(alice, "still-works", "still-works")
-    assert await panel.projects.list(alice) == []
+    await panel.projects.create(acting(alice), "still-works")
+    assert [p.name for p in await panel.projects.list(acting(alice))] == ["still-works"]
+    assert (await panel.projects.get(acting(alice), "still-works")).name == "still-works"
+    await panel.projects.delete(acting(alice), "still-works", "still-works")
+    assert await panel.projects.list(acting(alice)) == []
 
 
 async def test_cache_keys_are_really_in_redis(panel: Panel, settings: Settings) -> None:
     alice, _ = await two_users(panel)
-    await panel.projects.create(alice, "cached")
-    await panel.projects.list(alice)
+    await panel.projects.create(acting(alice), "cached")
+    await panel.projects.list(acting(alice))
     redis = Redis.from_url(settings.redis_url)
     try:
         keys = {key.decode() async for key in redis.scan_iter(f"ghst:projects:{alice}:*")}
@@ -158,17 +163,17 @@ async def test_cache_keys_are_really_in_redis(panel: Panel, settings: Settings) 
 
 async def test_app_port_is_set_and_cleared(panel: Panel) -> None:
     alice, _ = await two_users(panel)
-    created = await panel.projects.create(alice, "backend")
+    created = await panel.projects.create(acting(alice), "backend")
     assert created.app_port is None  # automatic until set
-    updated = await panel.projects.set_app_port(alice, "backend", 8000)
+    updated = await panel.projects.set_app_port(acting(alice), "backend", 8000)
     assert (updated.name, updated.app_port) == ("backend", 8000)
-    assert (await panel.projects.get(alice, "backend")).app_port == 8000
-    assert [p.app_port for p in await panel.projects.list(alice)] == [8000]
-    cleared = await panel.projects.set_app_port(alice, "backend", None)
+    assert (await panel.projects.get(acting(alice), "backend")).app_port == 8000
+    assert [p.app_port for p in await panel.projects.list(acting(alice))] == [8000]
+    cleared = await panel.projects.set_app_port(acting(alice), "backend", None)
     assert cleared.app_port is None
-    assert (await panel.projects.get(alice, "backend")).app_port is None
+    assert (await panel.projects.get(acting(alice), "backend")).app_port is None
     for port in (1, 65535):
-        assert (await panel.projects.set_app_port(alice, "backend", port)).app_port == port
+        assert (await panel.projects.set_app_port(acting(alice), "backend", port)).app_port == port
     async with panel.pool.acquire() as conn:
         stored = await conn.fetchval("SELECT app_port FROM projects WHERE name = 'backend'")
     assert stored == 65535  # what the deployer reads
@@ -177,11 +182,11 @@ async def test_app_port_is_set_and_cleared(panel: Panel) -> None:
 @pytest.mark.parametrize("port", [0, -1, 65536, 100000, True])
 async def test_app_port_out_of_range_is_refused(panel: Panel, port: int) -> None:
     alice, _ = await two_users(panel)
-    await panel.projects.create(alice, "backend")
-    await panel.projects.set_app_port(alice, "backend", 3000)
+    await panel.projects.create(acting(alice), "backend")
+    await panel.projects.set_app_port(acting(alice), "backend", 3000)
     with pytest.raises(ValidationError, match="a whole number from 1 to 65535, or empty"):
-        await panel.projects.set_app_port(alice, "backend", port)
-    assert (await panel.projects.get(alice, "backend")).app_port == 3000
+        await panel.projects.set_app_port(acting(alice), "backend", port)
+    assert (await panel.projects.get(acting(alice), "backend")).app_port == 3000
 
 
 @pytest.mark.parametrize(
@@ -199,33 +204,33 @@ def test_a_typed_app_port_that_is_not_a_port_is_refused(text: str) -> None:
 
 async def test_another_users_project_port_cannot_be_set(panel: Panel) -> None:
     alice, bob = await two_users(panel)
-    await panel.projects.create(alice, "backend")
-    await panel.projects.set_app_port(alice, "backend", 8000)
+    await panel.projects.create(acting(alice), "backend")
+    await panel.projects.set_app_port(acting(alice), "backend", 8000)
     with pytest.raises(NotFoundError, match="You have no project named 'backend'"):
-        await panel.projects.set_app_port(bob, "backend", 9000)
+        await panel.projects.set_app_port(acting(bob), "backend", 9000)
     with pytest.raises(NotFoundError):
-        await panel.projects.set_app_port(bob, "nothing", 9000)
-    assert (await panel.projects.get(alice, "backend")).app_port == 8000
+        await panel.projects.set_app_port(acting(bob), "nothing", 9000)
+    assert (await panel.projects.get(acting(alice), "backend")).app_port == 8000
 
 
 async def test_a_new_app_port_is_seen_at_once_through_the_cache(panel: Panel) -> None:
     alice, _ = await two_users(panel)
-    await panel.projects.create(alice, "backend")
+    await panel.projects.create(acting(alice), "backend")
     # Both cached entries are loaded (and so served from Redis from now on)...
-    assert (await panel.projects.get(alice, "backend")).app_port is None
-    assert [p.app_port for p in await panel.projects.list(alice)] == [None]
-    await panel.projects.set_app_port(alice, "backend", 5000)
+    assert (await panel.projects.get(acting(alice), "backend")).app_port is None
+    assert [p.app_port for p in await panel.projects.list(acting(alice))] == [None]
+    await panel.projects.set_app_port(acting(alice), "backend", 5000)
     # ...and neither is stale after the write.
-    assert (await panel.projects.get(alice, "backend")).app_port == 5000
-    assert [p.app_port for p in await panel.projects.list(alice)] == [5000]
+    assert (await panel.projects.get(acting(alice), "backend")).app_port == 5000
+    assert [p.app_port for p in await panel.projects.list(acting(alice))] == [5000]
 
 
 async def test_a_project_cached_before_app_port_existed_reads_as_automatic(
     panel: Panel, settings: Settings
 ) -> None:
     alice, _ = await two_users(panel)
-    await panel.projects.create(alice, "backend")
-    await panel.projects.get(alice, "backend")
+    await panel.projects.create(acting(alice), "backend")
+    await panel.projects.get(acting(alice), "backend")
     redis = Redis.from_url(settings.redis_url)
     try:
         [key] = [k async for k in redis.scan_iter(f"ghst:projects:{alice}:*project:backend")]
@@ -234,5 +239,5 @@ async def test_a_project_cached_before_app_port_existed_reads_as_automatic(
         await redis.set(key, json.dumps(entry))
     finally:
         await redis.aclose()
-    project = await panel.projects.get(alice, "backend")
+    project = await panel.projects.get(acting(alice), "backend")
     assert (project.name, project.app_port) == ("backend", None)

@@ -11,6 +11,7 @@ import pytest
 from core.db.migrations import discover, migrate
 from core.errors import AuthenticationError
 from core.panel import Panel
+from tests.actors import SYSTEM, acting
 
 PASSWORD = "correct horse battery"
 
@@ -20,7 +21,7 @@ async def test_open_verify_revoke(panel: Panel) -> None:
     session = await panel.sessions.open(alice.id, "password", "10.0.0.1")
     assert await panel.sessions.verify(session.token) == session.jti
     assert await panel.sessions.ended([session.jti]) == set()
-    await panel.sessions.revoke(session.jti)
+    await panel.sessions.revoke(SYSTEM, session.jti)
     assert await panel.sessions.ended([session.jti]) == {session.jti}
     with pytest.raises(AuthenticationError, match="session has ended"):
         await panel.sessions.verify(session.token)
@@ -31,11 +32,11 @@ async def test_log_out_everywhere_ends_only_that_users_sessions(panel: Panel) ->
     bob = await panel.accounts.sign_up("bob", "bob@example.com", PASSWORD)
     alices = [await panel.sessions.open(alice.id, "publickey", "10.0.0.1") for _ in range(3)]
     bobs = await panel.sessions.open(bob.id, "password", "10.0.0.2")
-    assert await panel.sessions.active_count(alice.id) == 3
-    assert await panel.sessions.revoke_all(alice.id) == 3
+    assert await panel.sessions.active_count(acting(alice.id)) == 3
+    assert await panel.sessions.revoke_all(acting(alice.id)) == 3
     live = {session.jti for session in alices} | {bobs.jti}
     assert await panel.sessions.ended(live) == {session.jti for session in alices}
-    assert await panel.sessions.active_count(alice.id) == 0
+    assert await panel.sessions.active_count(acting(alice.id)) == 0
 
 
 async def test_revoke_others_keeps_the_current_session(panel: Panel) -> None:
@@ -43,7 +44,7 @@ async def test_revoke_others_keeps_the_current_session(panel: Panel) -> None:
     current, *others = [
         await panel.sessions.open(alice.id, "password", "10.0.0.1") for _ in range(3)
     ]
-    assert await panel.sessions.revoke_others(alice.id, current.jti) == 2
+    assert await panel.sessions.revoke_others(acting(alice.id), current.jti) == 2
     everyone = {current.jti, *(session.jti for session in others)}
     assert await panel.sessions.ended(everyone) == {session.jti for session in others}
 
@@ -51,7 +52,7 @@ async def test_revoke_others_keeps_the_current_session(panel: Panel) -> None:
 async def test_blocking_ends_sessions_and_unknown_jtis_count_as_ended(panel: Panel) -> None:
     alice = await panel.accounts.sign_up("alice", "alice@example.com", PASSWORD)
     session = await panel.sessions.open(alice.id, "password", "10.0.0.1")
-    await panel.accounts.block("alice")
+    await panel.accounts.block(SYSTEM, "alice")
     stranger = uuid.uuid4()
     assert await panel.sessions.ended([session.jti, stranger]) == {session.jti, stranger}
 

@@ -13,6 +13,7 @@ import pytest
 from core.panel import Panel
 from core.settings import Settings
 from sshd.server import SERVER_STOPPED, SESSION_ENDED, GhstServer
+from tests.actors import SYSTEM, acting
 from tests.conftest import with_settings
 from tests.e2e.helpers import PASSWORD, create_user, running_server, sign_up_on_screen
 from tests.e2e.terminal import AsyncsshTerminal, KeyboardInteractiveClient
@@ -54,11 +55,11 @@ async def test_log_out_everywhere_ends_every_open_session(
     other = await signed_in(ssh_server, "bob")
     try:
         started = time.monotonic()
-        assert await panel.sessions.revoke_all(user.id) == 2
+        assert await panel.sessions.revoke_all(acting(user.id)) == 2
         await assert_ended_within_bound([first, second], started)
         # Someone else's session is untouched.
         assert not other.closed
-        assert await panel.sessions.active_count(bystander.id) == 1
+        assert await panel.sessions.active_count(acting(bystander.id)) == 1
     finally:
         for terminal in (first, second, other):
             await terminal.close()
@@ -69,7 +70,7 @@ async def test_blocking_a_user_ends_their_sessions(ssh_server: GhstServer, panel
     terminal = await signed_in(ssh_server, "mallory")
     try:
         started = time.monotonic()
-        await panel.accounts.block("mallory")
+        await panel.accounts.block(SYSTEM, "mallory")
         await assert_ended_within_bound([terminal], started)
     finally:
         await terminal.close()
@@ -86,7 +87,7 @@ async def test_a_visitor_who_signs_up_is_watched_from_then_on(
         user = await panel.accounts.find_by_username("newbie")
         assert user is not None
         started = time.monotonic()
-        await panel.sessions.revoke_all(user.id)
+        await panel.sessions.revoke_all(acting(user.id))
         await assert_ended_within_bound([terminal], started)
     finally:
         await terminal.close()

@@ -15,7 +15,7 @@ import pytest
 from core.deploy.queue import WORKER_DIED
 from core.panel import Panel
 from core.settings import Settings
-from tests.actors import as_user
+from tests.actors import acting, as_user
 from tests.fixtures_deploy import Deploying, eventually, page_app, running_worker
 from tests.fixtures_nginx import NginxRouter, http_request
 
@@ -45,7 +45,7 @@ async def test_a_worker_killed_mid_build_is_reaped_after_its_lease(
     panel = deploy_panel
     user = await panel.accounts.sign_up("alice", "alice@example.com", "correct horse battery")
     deploying = Deploying(panel, nginx_router, user.id)
-    await panel.projects.create(user.id, "doomed")
+    await panel.projects.create(acting(user.id), "doomed")
     await deploying.upload("doomed", page_app(base_image, "never", "RUN sleep 60\n"))
     queued = await panel.deployments.deploy(as_user(user.id), "doomed")
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from core.panel import Panel
 from core.settings import Settings
 from sshd.server import SESSION_ENDED, GhstServer
+from tests.actors import acting
 from tests.e2e.helpers import PASSWORD
 from tests.e2e.transfers import (
     OPENSSH_OPTIONS,
@@ -145,7 +146,7 @@ async def test_logging_out_everywhere_closes_a_control_master(
     async with control_master(ssh_server, alice, tmp_path) as master:
         await logged_in_through_the_master(master, tmp_path)
         # From another session: the dashboard's "log out everywhere".
-        await panel.sessions.revoke_all(alice.id)
+        await panel.sessions.revoke_all(acting(alice.id))
         await assert_refused_and_closed(master, ssh_server, alice, tmp_path)
 
 
@@ -158,7 +159,7 @@ async def test_a_password_change_closes_a_control_master_logged_in_with_it(
         # The owner changes the password from a dashboard of their own (kept open).
         dashboard = await panel.sessions.open(alice.id, "publickey", "10.0.0.1")
         ended = await panel.accounts.change_password(
-            alice.id, PASSWORD, NEW_PASSWORD, "10.0.0.1", keep_session=dashboard.jti
+            acting(alice.id), PASSWORD, NEW_PASSWORD, "10.0.0.1", keep_session=dashboard.jti
         )
         assert ended == 1  # the master's login
         await assert_refused_and_closed(master, ssh_server, alice, tmp_path)
@@ -185,6 +186,6 @@ async def test_a_new_channel_checks_its_login_by_itself(
         await logged_in_through_the_master(master, tmp_path)
         assert ssh_server._watcher is not None
         ssh_server._watcher.cancel()
-        await panel.sessions.revoke_all(alice.id)
+        await panel.sessions.revoke_all(acting(alice.id))
         listing = await assert_refused_and_closed(master, ssh_server, alice, tmp_path)
         assert SESSION_ENDED in listing.stderr, listing.output

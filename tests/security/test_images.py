@@ -22,6 +22,7 @@ import docker
 import pytest
 
 from core.deploy.service import Deployment
+from tests.actors import acting
 from tests.fixtures_deploy import Deploying, free_port, page_app
 from tests.fixtures_nginx import http_request
 
@@ -55,13 +56,13 @@ async def tenants(
     deploying: Deploying, base_image: str, docker_client: docker.DockerClient
 ) -> Tenants:
     panel = deploying.panel
-    await panel.projects.create(deploying.user_id, "alpha")
+    await panel.projects.create(acting(deploying.user_id), "alpha")
     live = await deploying.deploy_files("alpha", page_app(base_image, SECRET))
     assert live.state == "running", await deploying.log(live)
     assert live.image is not None
     bob = await panel.accounts.sign_up("bob", "bob@example.com", "correct horse battery")
     tenant_b = Deploying(panel, deploying.router, bob.id)
-    await panel.projects.create(bob.id, "bravo")
+    await panel.projects.create(acting(bob.id), "bravo")
     image = docker_client.images.get(live.image)
     return Tenants(deploying, tenant_b, live.image, image.id, image.attrs["Parent"])
 

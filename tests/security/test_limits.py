@@ -23,7 +23,7 @@ from docker.models.containers import Container
 from core.deploy.service import Deployment
 from core.runtime.cgroups import CGROUP_ROOT
 from core.settings import Settings
-from tests.actors import as_user
+from tests.actors import acting, as_user
 from tests.conftest import with_settings
 from tests.fixtures_deploy import Deploying, page_app
 from tests.fixtures_nginx import http_request
@@ -51,7 +51,7 @@ def deploy_settings(deploy_settings: Settings) -> Settings:
 
 
 async def deployed(deploying: Deploying, project: str, files: dict[str, str]) -> Deployment:
-    await deploying.panel.projects.create(deploying.user_id, project)
+    await deploying.panel.projects.create(acting(deploying.user_id), project)
     return await deploying.deploy_files(project, files, within=120)
 
 

@@ -24,7 +24,7 @@ from core.panel import Panel
 from core.routing import nginx as nginx_module
 from core.routing.nginx import NginxProcess, NginxRouter
 from core.settings import Settings
-from tests.actors import as_user
+from tests.actors import acting, as_user
 from tests.conftest import reset_state, with_settings
 from tests.fixtures_deploy import Deploying, counter_app, eventually, page_app, running_worker
 from tests.fixtures_docker import descendants
@@ -91,7 +91,7 @@ async def test_a_build_printing_nul_invalid_utf8_and_escapes_deploys_and_reads_b
     deploying: Deploying, base_image: str
 ) -> None:
     panel, user = deploying.panel, deploying.user_id
-    await panel.projects.create(user, "noisy")
+    await panel.projects.create(acting(user), "noisy")
     files = junk_app(
         base_image,
         run="cat /junk.bin",
@@ -119,7 +119,7 @@ async def test_a_build_that_fails_after_printing_nul_fails_with_its_own_error(
     deploying: Deploying, base_image: str, docker_client: docker.DockerClient
 ) -> None:
     panel, user = deploying.panel, deploying.user_id
-    await panel.projects.create(user, "broken")
+    await panel.projects.create(acting(user), "broken")
     files = junk_app(base_image, run="cat /junk.bin; exit 3", cmd='["true"]')
     done = await deploying.deploy_files("broken", files)
     assert done.state == "failed"
@@ -140,7 +140,7 @@ async def test_a_build_that_fails_after_printing_nul_fails_with_its_own_error(
 async def test_a_failed_build_leaves_no_layers_behind(
     deploying: Deploying, base_image: str, docker_client: docker.DockerClient
 ) -> None:
-    await deploying.panel.projects.create(deploying.user_id, "layers")
+    await deploying.panel.projects.create(acting(deploying.user_id), "layers")
     base_id = docker_client.images.get(base_image).id
     before = set(descendants(docker_client, base_id))
     unique = uuid.uuid4().hex  # no cache hit on an earlier run's steps
@@ -167,7 +167,7 @@ async def test_a_build_cancelled_by_the_deadline_leaves_no_layers_behind(
     base_id = docker_client.images.get(base_image).id
     before = set(descendants(docker_client, base_id))
     async with deploying_with(deploy_settings, nginx_router, deploy_timeout=3.0) as deploying:
-        await deploying.panel.projects.create(deploying.user_id, "slowpoke")
+        await deploying.panel.projects.create(acting(deploying.user_id), "slowpoke")
         unique = uuid.uuid4().hex
         files: dict[str, str | bytes] = {
             "Dockerfile": f"FROM {base_image}\nCOPY a.txt /a.txt\nRUN sleep 60\n",
@@ -199,7 +199,7 @@ async def test_anonymous_volumes_go_with_their_containers(
 ) -> None:
     """A Dockerfile's VOLUME makes an anonymous volume per container: a redeploy (and a failed
     attempt) must not leave the old one behind."""
-    await deploying.panel.projects.create(deploying.user_id, "hoarder")
+    await deploying.panel.projects.create(acting(deploying.user_id), "hoarder")
     files: dict[str, str | bytes] = dict(
         page_app(base_image, "v", extra_dockerfile="VOLUME /cache\n")
     )
@@ -223,7 +223,7 @@ async def test_a_compose_redeploy_removes_anonymous_volumes_and_keeps_named_ones
     deploying: Deploying, base_image: str, docker_client: docker.DockerClient
 ) -> None:
     panel = deploying.panel
-    await panel.projects.create(deploying.user_id, "stash")
+    await panel.projects.create(acting(deploying.user_id), "stash")
     files = counter_app(base_image, "start", "'counter:/data', '/scratch'")
     first = await deploying.deploy_files("stash", files)
     assert first.state == "running", await deploying.log(first)
@@ -264,7 +264,7 @@ async def test_deployment_history_is_pruned_but_keeps_the_live_and_rollback_ones
         deploy_settings, nginx_router, keep_deployments=2, keep_images=3
     ) as deploying:
         panel, user = deploying.panel, deploying.user_id
-        await panel.projects.create(user, "spammer")
+        await panel.projects.create(acting(user), "spammer")
         first = await deploying.deploy_files("spammer", page_app(base_image, "one"))
         second = await deploying.deploy_files("spammer", page_app(base_image, "two"))
         assert (first.state, second.state) == ("running", "running")
@@ -283,7 +283,7 @@ async def test_the_build_log_cap_holds_after_a_flush(
 ) -> None:
     cap = 20_000
     async with deploying_with(deploy_settings, nginx_router, build_log_max_bytes=cap) as deploying:
-        await deploying.panel.projects.create(deploying.user_id, "flood")
+        await deploying.panel.projects.create(acting(deploying.user_id), "flood")
         # ~120 KB of multi-byte text printed at once, far past the cap in one flush.
         flood = ("é€😀 flood line\n" * 6000).encode()
         files: dict[str, str | bytes] = {
@@ -311,7 +311,7 @@ async def test_a_compose_app_with_many_builds_is_stopped_at_the_deployment_deadl
     async with deploying_with(
         deploy_settings, nginx_router, deploy_timeout=4.0, build_timeout=60.0
     ) as deploying:
-        await deploying.panel.projects.create(deploying.user_id, "hog")
+        await deploying.panel.projects.create(acting(deploying.user_id), "hog")
         services = "".join(f"  s{n}:\n    build: ./s{n}\n" for n in range(6))
         services += "    ports: ['8000']\n"  # (the last one is the web service)
         files: dict[str, str | bytes] = {"compose.yaml": f"services:\n{services}"}
@@ -341,10 +341,10 @@ async def test_one_tenant_queueing_many_projects_does_not_starve_another(
         bob = Deploying(panel, nginx_router, bob_user.id)
         queued: list[Deployment] = []
         for n in range(3):
-            await panel.projects.create(alice.user_id, f"alice{n}")
+            await panel.projects.create(acting(alice.user_id), f"alice{n}")
             await alice.upload(f"alice{n}", page_app(base_image, f"alice {n}"))
             queued.append(await panel.deployments.deploy(as_user(alice.user_id), f"alice{n}"))
-        await panel.projects.create(bob.user_id, "bobsite")
+        await panel.projects.create(acting(bob.user_id), "bobsite")
         await bob.upload("bobsite", page_app(base_image, "bob"))
         theirs = await panel.deployments.deploy(as_user(bob.user_id), "bobsite")
         async with running_worker(panel):

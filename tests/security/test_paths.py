@@ -37,7 +37,7 @@ from core.runtime.build_context import write_context
 from core.runtime.compose.errors import ComposeRejected
 from core.runtime.compose.load import parse_compose
 from core.runtime.engine import DockerEngine
-from tests.actors import as_user
+from tests.actors import acting, as_user
 from tests.fixtures_deploy import Deploying
 from tests.fixtures_nginx import http_request
 
@@ -196,8 +196,10 @@ async def deploy_archive(
     files: Mapping[str, str],
     links: Mapping[str, str] = {},
 ) -> Deployment:
-    await deploying.panel.projects.create(deploying.user_id, project)
-    transfer = await deploying.panel.archives.begin_upload(deploying.user_id, project, "app.tar")
+    await deploying.panel.projects.create(acting(deploying.user_id), project)
+    transfer = await deploying.panel.archives.begin_upload(
+        acting(deploying.user_id), project, "app.tar"
+    )
     await transfer.write(archive(files, links))
     await transfer.finish()
     queued = await deploying.panel.deployments.deploy(as_user(deploying.user_id), project)
@@ -445,14 +447,14 @@ async def test_links_out_of_the_app_are_refused_at_upload(
 ) -> None:
     """What the upload refuses never reaches a build: links that leave the app, even through
     another link (the kernel's reading), and absolute ones."""
-    await deploying.panel.projects.create(deploying.user_id, "upload")
+    await deploying.panel.projects.create(acting(deploying.user_id), "upload")
     for links in (
         {"Dockerfile": "../../../marker.key"},
         {**DEEP_LINK, ".dockerignore": "a/b/c/top/../../../marker.key"},
         {"Dockerfile": "/proc/self/environ"},
     ):
         transfer = await deploying.panel.archives.begin_upload(
-            deploying.user_id, "upload", "app.tar"
+            acting(deploying.user_id), "upload", "app.tar"
         )
         await transfer.write(
             archive(site(base_image) if "Dockerfile" not in links else {"index.html": "x"}, links)

@@ -20,6 +20,7 @@ from core.archives.quota import QuotaLedger
 from core.archives.service import UPLOAD_PREFIX, ArchiveService
 from core.panel import Panel
 from sshd.server import GhstServer
+from tests.actors import acting
 from tests.conftest import panel_on_s3
 from tests.e2e.helpers import running_server
 from tests.e2e.transfers import (
@@ -83,7 +84,9 @@ async def parallel_scp(
     async def watch() -> None:
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, await held(panel, who), (await panel.archives.usage(who.id))[0])
+            peak = max(
+                peak, await held(panel, who), (await panel.archives.usage(acting(who.id)))[0]
+            )
             await asyncio.sleep(0.01)
 
     watcher = asyncio.create_task(watch())
@@ -124,7 +127,7 @@ async def test_parallel_uploads_cannot_exceed_the_quota(
                     result.output
                 )
         assert peak <= QUOTA
-        used, quota = await panel.archives.usage(alice.id)
+        used, quota = await panel.archives.usage(acting(alice.id))
         assert used <= quota == QUOTA
         # Nothing of the refused uploads stays: no pending upload, no stored object, no
         # reservation holding the quota.
@@ -144,7 +147,7 @@ async def test_a_crashed_uploads_reservation_does_not_hold_the_quota_for_good(
     alice = await account(panel, tmp_path, "alice", projects=("shop",))
     await set_quota(panel, alice, QUOTA)
     # An upload that got 8 MB in and was then never finished nor aborted (its panel died).
-    crashed = await archives.begin_upload(alice.id, "shop", "lost.zip")
+    crashed = await archives.begin_upload(acting(alice.id), "shop", "lost.zip")
     await crashed.write(b"x" * UPLOAD_SIZE)
     write(tmp_path / "app.zip", big_zip(UPLOAD_SIZE))
     async with running_server(crashed_panel) as server:

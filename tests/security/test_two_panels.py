@@ -32,7 +32,7 @@ from core.panel import Panel
 from core.projects.service import Project
 from core.routing.nginx import NginxProcess, NginxRouter
 from core.settings import Settings
-from tests.actors import as_user
+from tests.actors import acting, as_user
 from tests.conftest import reset_state, with_settings
 from tests.fixtures_deploy import Deploying, counter_app, eventually, page_app, running_worker
 from tests.fixtures_nginx import TEST_DOMAIN, http_request
@@ -149,8 +149,8 @@ async def test_a_second_panel_with_the_same_instance_name_never_touches_the_firs
     b = Deploying(panel_b, router_b, user_b.id)
 
     # A: `site` (#1, a Dockerfile app) and `shop` (#2, compose with a named volume).
-    await a.panel.projects.create(a.user_id, "site")
-    await a.panel.projects.create(a.user_id, "shop")
+    await a.panel.projects.create(acting(a.user_id), "site")
+    await a.panel.projects.create(acting(a.user_id), "shop")
     assert await deployed(a, "site", page_app(base_image, "site of A")) == 1
     await deployed(a, "shop", shop_files(base_image))
     before = owned(docker_client, a.panel)
@@ -158,7 +158,7 @@ async def test_a_second_panel_with_the_same_instance_name_never_touches_the_firs
 
     async with running_worker(panel_b):
         # B: the same project name, the same deployment number, the same instance name.
-        await panel_b.projects.create(b.user_id, "site")
+        await panel_b.projects.create(acting(b.user_id), "site")
         first_b = await deployed(b, "site", page_app(base_image, "site of B"))
         assert first_b == 1
         assert (await http_request(router_b, "site")).text.strip() == "site of B"
@@ -204,7 +204,7 @@ async def test_a_container_of_a_deployment_the_database_does_not_know_is_left_an
     deploying: Deploying, base_image: str, docker_client: docker.DockerClient
 ) -> None:
     panel, user = deploying.panel, deploying.user_id
-    await panel.projects.create(user, "site")
+    await panel.projects.create(acting(user), "site")
     live = await deployed(deploying, "site", page_app(base_image, "site"))
     image = f"{panel.deployer.namespace}/site:{live}"
     # What a database restored from an older backup would not know: deployment #999.
@@ -271,8 +271,8 @@ async def test_a_live_deployment_whose_containers_were_removed_by_hand_is_report
     panel = deploy_panel
     user = (await panel.accounts.sign_up("alice", "alice@example.com", "correct horse battery")).id
     side = Deploying(panel, nginx_router, user)
-    await panel.projects.create(user, "site")
-    await panel.projects.create(user, "shop")
+    await panel.projects.create(acting(user), "site")
+    await panel.projects.create(acting(user), "shop")
     async with running_worker(panel):
         site = await deployed(side, "site", page_app(base_image, "site"))
         shop = await deployed(side, "shop", shop_files(base_image))
@@ -340,7 +340,7 @@ async def test_a_project_being_deleted_is_not_healed_behind_its_owners_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     panel, user = deploying.panel, deploying.user_id
-    await panel.projects.create(user, "site")
+    await panel.projects.create(acting(user), "site")
     await deployed(deploying, "site", page_app(base_image, "site"))
     remove_project = panel.deployer.remove_project
     looked: list[list[int]] = []

@@ -157,22 +157,22 @@ ALICE_ARCHIVES = {"shop": SHOP_HISTORY, "portfolio": PORTFOLIO_HISTORY, "landing
 class FakeProjects:
     projects: list[Project] = field(default_factory=list)
 
-    async def list(self, user_id: int) -> list[Project]:
+    async def list(self, actor: Actor) -> list[Project]:
         return list(self.projects)
 
-    async def get(self, user_id: int, name: str) -> Project:
+    async def get(self, actor: Actor, name: str) -> Project:
         for item in self.projects:
             if item.name == name:
                 return item
         raise NotFoundError(f"You have no project named {name[:40]!r}.")
 
-    async def create(self, user_id: int, name: str) -> Project:
+    async def create(self, actor: Actor, name: str) -> Project:
         name = validate_project_name(name.strip())  # the real rules and their messages
         raise ConflictError(f"The name {name!r} is taken. Please choose another one.")
 
-    async def set_app_port(self, user_id: int, name: str, port: int | None) -> Project:
+    async def set_app_port(self, actor: Actor, name: str, port: int | None) -> Project:
         validate_app_port(port)  # the real rules and their message
-        return dataclasses.replace(await self.get(user_id, name), app_port=port)
+        return dataclasses.replace(await self.get(actor, name), app_port=port)
 
 
 @dataclass
@@ -180,12 +180,12 @@ class FakeArchives:
     histories: dict[str, list[Archive]] = field(default_factory=dict)
     quota: int = GIB
 
-    async def list(self, user_id: int, project_name: str) -> list[Archive]:
+    async def list(self, actor: Actor, project_name: str) -> list[Archive]:
         if project_name not in self.histories:
             raise NotFoundError(f"You have no project named {project_name[:40]!r}.")
         return list(self.histories[project_name])
 
-    async def usage(self, user_id: int) -> tuple[int, int]:
+    async def usage(self, actor: Actor) -> tuple[int, int]:
         used = sum(
             item.size
             for history in self.histories.values()
@@ -194,7 +194,7 @@ class FakeArchives:
         )
         return used, self.quota
 
-    async def delete_project(self, user_id: int, project_name: str, confirmation: str) -> Project:
+    async def delete_project(self, actor: Actor, project_name: str, confirmation: str) -> Project:
         if confirmation.strip() != project_name:
             raise ValidationError(
                 f"Type the project's name, {project_name!r}, to confirm deleting it."
@@ -350,7 +350,7 @@ class FakeDeployments:
 class FakeEnv:
     vars: dict[str, list[EnvVar]] = field(default_factory=dict)
 
-    async def list(self, user_id: int, project: str) -> list[EnvVar]:
+    async def list(self, actor: Actor, project: str) -> list[EnvVar]:
         if project not in self.vars:
             raise NotFoundError(f"You have no project named {project[:40]!r}.")
         return list(self.vars[project])
@@ -371,13 +371,13 @@ class FakeAccounts:
 class FakeKeys:
     keys: list[SSHKey] = field(default_factory=list)
 
-    async def list(self, user_id: int) -> list[SSHKey]:
+    async def list(self, actor: Actor) -> list[SSHKey]:
         return list(self.keys)
 
-    async def count(self, user_id: int) -> int:
+    async def count(self, actor: Actor) -> int:
         return len(self.keys)
 
-    async def add(self, user_id: int, line: str, name: str | None = None) -> SSHKey:
+    async def add(self, actor: Actor, line: str, name: str | None = None) -> SSHKey:
         parse_public_key(line)  # the real parser: the real messages for bad lines
         raise ConflictError("The key is already registered to an account.")
 
@@ -386,7 +386,7 @@ class FakeKeys:
 class FakeSessions:
     active: int = 2
 
-    async def active_count(self, user_id: int) -> int:
+    async def active_count(self, actor: Actor) -> int:
         return self.active
 
 

@@ -29,7 +29,7 @@ from core.deploy.store import DeploymentStore
 from core.deploy.worker import DeploymentWorker
 from core.panel import Panel
 from core.projects.service import Project
-from tests.actors import as_user
+from tests.actors import acting, as_user
 from tests.tui.helpers import SIZE, Note, record_notifications, settle, sign_up
 from tui.app import GhstApp
 from tui.screens.confirm import ConfirmDialog
@@ -54,7 +54,7 @@ def app_zip() -> bytes:
 
 
 async def upload(panel: Panel, user_id: int, project: str, data: bytes | None = None) -> Archive:
-    transfer = await panel.archives.begin_upload(user_id, project, "app.zip")
+    transfer = await panel.archives.begin_upload(acting(user_id), project, "app.zip")
     await transfer.write(data if data is not None else app_zip())
     return await transfer.finish()
 
@@ -62,7 +62,7 @@ async def upload(panel: Panel, user_id: int, project: str, data: bytes | None = 
 async def owner_of(panel: Panel, project: str = "shop") -> tuple[Visitor, int, Project]:
     visitor = await sign_up(panel)
     assert visitor.user is not None
-    created = await panel.projects.create(visitor.user.id, project)
+    created = await panel.projects.create(acting(visitor.user.id), project)
     return visitor, visitor.user.id, created
 
 

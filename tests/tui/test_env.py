@@ -6,6 +6,7 @@ from textual.widgets import DataTable, Input
 
 from core.panel import Panel
 from core.projects.env_vars import EnvVar
+from tests.actors import acting
 from tests.tui.helpers import SIZE, error_text, fill, record_notifications, settle, sign_up
 from tests.tui.test_deployments import key_bar, owner_of, rows, text, titles
 from tui.app import GhstApp
@@ -60,14 +61,14 @@ async def test_add_change_and_unset_a_variable(panel: Panel) -> None:
         assert not app.screen.query_one("#env", DataTable).display
     assert titles(notes) == ["Variable set", "Variable set", "Variable unset"]
     assert all(note.message == f"DEBUG. {APPLIED}" for note in notes)
-    assert await panel.env.list(user_id, "shop") == []
+    assert await panel.env.list(acting(user_id), "shop") == []
 
 
 async def test_values_are_masked_until_v(panel: Panel) -> None:
     visitor, user_id, _project = await owner_of(panel)
-    await panel.env.set(user_id, "shop", "SECRET_KEY", "abcdefghijklmnop")
-    await panel.env.set(user_id, "shop", "EMPTY", "")
-    await panel.env.set(user_id, "shop", "MULTI", "one\ntwo")
+    await panel.env.set(acting(user_id), "shop", "SECRET_KEY", "abcdefghijklmnop")
+    await panel.env.set(acting(user_id), "shop", "EMPTY", "")
+    await panel.env.set(acting(user_id), "shop", "MULTI", "one\ntwo")
     app = GhstApp(panel, visitor)
     async with app.run_test(size=SIZE) as pilot:
         await app.push_screen(EnvScreen("shop"))
@@ -121,7 +122,7 @@ async def test_refused_names_and_values_are_explained_in_the_dialog(panel: Panel
         await pilot.click("#set")
         await settle(pilot)
         assert isinstance(app.screen, EnvScreen)
-    assert await panel.env.list(user_id, "shop") == [EnvVar("TOKEN", "x")]
+    assert await panel.env.list(acting(user_id), "shop") == [EnvVar("TOKEN", "x")]
 
 
 async def test_escape_cancels_the_dialog_and_nothing_is_set(panel: Panel) -> None:
@@ -133,12 +134,12 @@ async def test_escape_cancels_the_dialog_and_nothing_is_set(panel: Panel) -> Non
         await pilot.press("a", *"NAME", "escape")
         await settle(pilot)
         assert isinstance(app.screen, EnvScreen)
-    assert await panel.env.list(user_id, "shop") == []
+    assert await panel.env.list(acting(user_id), "shop") == []
 
 
 async def test_another_users_project_has_no_env_screen(panel: Panel) -> None:
     _visitor, alice, _project = await owner_of(panel)
-    await panel.env.set(alice, "shop", "SECRET", "alice's secret")
+    await panel.env.set(acting(alice), "shop", "SECRET", "alice's secret")
     bob = await sign_up(panel, "bob")
     app = GhstApp(panel, bob)
     notes = record_notifications(app)
@@ -174,7 +175,7 @@ async def test_p_sets_the_app_port_and_an_empty_one_is_automatic(panel: Panel) -
         await settle(pilot)
         assert isinstance(app.screen, EnvScreen)
         assert text(app, "#app-port").startswith("App port: 8000  p changes it")
-        assert (await panel.projects.get(user_id, "shop")).app_port == 8000
+        assert (await panel.projects.get(acting(user_id), "shop")).app_port == 8000
 
         await pilot.press("p")  # the dialog starts from the port set
         await pilot.pause()
@@ -188,12 +189,12 @@ async def test_p_sets_the_app_port_and_an_empty_one_is_automatic(panel: Panel) -
         ("App port set", f"8000. {APPLIED}"),
         ("App port set", f"automatic (the image's EXPOSE, else 8080). {APPLIED}"),
     ]
-    assert (await panel.projects.get(user_id, "shop")).app_port is None
+    assert (await panel.projects.get(acting(user_id), "shop")).app_port is None
 
 
 async def test_a_port_set_elsewhere_is_shown(panel: Panel) -> None:
     visitor, user_id, _project = await owner_of(panel)
-    await panel.projects.set_app_port(user_id, "shop", 3000)
+    await panel.projects.set_app_port(acting(user_id), "shop", 3000)
     app = GhstApp(panel, visitor)
     async with app.run_test(size=SIZE) as pilot:
         await app.push_screen(EnvScreen("shop"))
@@ -205,7 +206,7 @@ async def test_a_refused_port_is_explained_in_the_dialog_and_esc_keeps_the_old_o
     panel: Panel,
 ) -> None:
     visitor, user_id, _project = await owner_of(panel)
-    await panel.projects.set_app_port(user_id, "shop", 3000)
+    await panel.projects.set_app_port(acting(user_id), "shop", 3000)
     app = GhstApp(panel, visitor)
     notes = record_notifications(app)
     async with app.run_test(size=SIZE) as pilot:
@@ -229,12 +230,12 @@ async def test_a_refused_port_is_explained_in_the_dialog_and_esc_keeps_the_old_o
         assert isinstance(app.screen, EnvScreen)
         assert text(app, "#app-port").startswith("App port: 3000  ")
     assert notes == []
-    assert (await panel.projects.get(user_id, "shop")).app_port == 3000
+    assert (await panel.projects.get(acting(user_id), "shop")).app_port == 3000
 
 
 async def test_another_users_app_port_cannot_be_set(panel: Panel) -> None:
     _visitor, alice, _project = await owner_of(panel)
-    await panel.projects.set_app_port(alice, "shop", 3000)
+    await panel.projects.set_app_port(acting(alice), "shop", 3000)
     bob = await sign_up(panel, "bob")
     app = GhstApp(panel, bob)
     notes = record_notifications(app)
@@ -249,4 +250,4 @@ async def test_another_users_app_port_cannot_be_set(panel: Panel) -> None:
     assert [(n.title, n.message) for n in notes] == [
         ("Not found", "You have no project named 'shop'.")
     ]
-    assert (await panel.projects.get(alice, "shop")).app_port == 3000
+    assert (await panel.projects.get(acting(alice), "shop")).app_port == 3000

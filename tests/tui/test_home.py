@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.widgets import Static
 
 from core.panel import Panel
+from tests.actors import acting
 from tests.tui.fakes import key_line
 from tests.tui.helpers import REMOTE_ADDR, SIZE, settle, sign_up
 from tui.app import GhstApp
@@ -22,8 +23,8 @@ def text(app: GhstApp, selector: str) -> str:
 async def test_home_shows_the_account(panel: Panel) -> None:
     visitor = await sign_up(panel, "alice")
     assert visitor.user is not None
-    await panel.keys.add(visitor.user.id, key_line("laptop"))
-    await panel.keys.add(visitor.user.id, key_line("ci"))
+    await panel.keys.add(acting(visitor.user.id), key_line("laptop"))
+    await panel.keys.add(acting(visitor.user.id), key_line("ci"))
     await panel.sessions.open(visitor.user.id, "key", "192.0.2.1")
     app = GhstApp(panel, visitor)
     async with app.run_test(size=SIZE) as pilot:
@@ -49,7 +50,7 @@ async def test_counts_refresh_when_coming_back(panel: Panel) -> None:
         await pilot.press("k")
         await settle(pilot)
         assert isinstance(app.screen, KeysScreen)
-        await panel.keys.add(visitor.user.id, key_line("laptop"))
+        await panel.keys.add(acting(visitor.user.id), key_line("laptop"))
         await pilot.press("escape")
         await settle(pilot)
         assert isinstance(app.screen, HomeScreen)
@@ -107,7 +108,7 @@ async def test_log_out_everywhere_asks_then_revokes_every_session(panel: Panel) 
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, HomeScreen)
-        assert await panel.sessions.active_count(visitor.user.id) == 3
+        assert await panel.sessions.active_count(acting(visitor.user.id)) == 3
 
         await pilot.press("L")  # shift+L does the same as o
         await pilot.pause()

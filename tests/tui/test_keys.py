@@ -7,6 +7,7 @@ from collections.abc import Callable
 from textual.widgets import DataTable, Input, Static
 
 from core.panel import Panel
+from tests.actors import acting
 from tests.tui.fakes import key_line, public_key
 from tests.tui.helpers import SIZE, error_text, record_notifications, settle, sign_up
 from tui.app import GhstApp
@@ -28,8 +29,8 @@ def table_rows(app: GhstApp) -> list[list[str]]:
 async def test_the_table_lists_the_keys(panel: Panel) -> None:
     visitor = await sign_up(panel)
     assert visitor.user is not None
-    await panel.keys.add(visitor.user.id, key_line("laptop"))
-    await panel.keys.add(visitor.user.id, key_line("workstation"), "old box")
+    await panel.keys.add(acting(visitor.user.id), key_line("laptop"))
+    await panel.keys.add(acting(visitor.user.id), key_line("workstation"), "old box")
     app = GhstApp(panel, visitor)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
@@ -79,7 +80,7 @@ async def test_add_a_key(panel: Panel, new_key: Callable[..., str]) -> None:
         await settle(pilot)
         assert isinstance(app.screen, KeysScreen)
         assert [row[0] for row in table_rows(app)] == ["laptop\ned25519"]
-    keys = await panel.keys.list(visitor.user.id)
+    keys = await panel.keys.list(acting(visitor.user.id))
     assert [(k.name, k.algorithm) for k in keys] == [("laptop", "ssh-ed25519")]
     assert [n.title for n in notes] == ["Key added"]
 
@@ -99,7 +100,7 @@ async def test_enter_in_the_key_box_submits_and_the_comment_names_the_key(
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, KeysScreen)
-    assert [k.name for k in await panel.keys.list(visitor.user.id)] == ["work-laptop"]
+    assert [k.name for k in await panel.keys.list(acting(visitor.user.id))] == ["work-laptop"]
 
 
 async def test_an_invalid_line_is_explained_and_kept(panel: Panel) -> None:
@@ -137,13 +138,13 @@ async def test_an_invalid_line_is_explained_and_kept(panel: Panel) -> None:
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, KeysScreen)
-    assert await panel.keys.list(visitor.user.id) == []
+    assert await panel.keys.list(acting(visitor.user.id)) == []
 
 
 async def test_a_key_another_account_owns_is_a_conflict(panel: Panel) -> None:
     bob = await sign_up(panel, "bob")
     assert bob.user is not None
-    await panel.keys.add(bob.user.id, key_line("laptop"))
+    await panel.keys.add(acting(bob.user.id), key_line("laptop"))
     alice = await sign_up(panel, "alice")
     assert alice.user is not None
     app = GhstApp(panel, alice)
@@ -158,15 +159,15 @@ async def test_a_key_another_account_owns_is_a_conflict(panel: Panel) -> None:
         assert isinstance(app.screen, AddKeyDialog)
         fingerprint = public_key("laptop").fingerprint
         assert error_text(pilot) == f"The key {fingerprint} is already registered to an account."
-    assert await panel.keys.list(alice.user.id) == []
-    assert len(await panel.keys.list(bob.user.id)) == 1
+    assert await panel.keys.list(acting(alice.user.id)) == []
+    assert len(await panel.keys.list(acting(bob.user.id))) == 1
 
 
 async def test_remove_a_key_after_confirming(panel: Panel) -> None:
     visitor = await sign_up(panel)
     assert visitor.user is not None
-    await panel.keys.add(visitor.user.id, key_line("laptop"))
-    await panel.keys.add(visitor.user.id, key_line("desktop"))
+    await panel.keys.add(acting(visitor.user.id), key_line("laptop"))
+    await panel.keys.add(acting(visitor.user.id), key_line("desktop"))
     app = GhstApp(panel, visitor)
     async with app.run_test(size=SIZE) as pilot:
         await open_keys(app)
@@ -186,13 +187,13 @@ async def test_remove_a_key_after_confirming(panel: Panel) -> None:
         await settle(pilot)
         assert isinstance(app.screen, KeysScreen)
         assert [row[0] for row in table_rows(app)] == ["alice@laptop\ned25519"]
-    assert [k.name for k in await panel.keys.list(visitor.user.id)] == ["alice@laptop"]
+    assert [k.name for k in await panel.keys.list(acting(visitor.user.id))] == ["alice@laptop"]
 
 
 async def test_removing_the_last_key_warns_first(panel: Panel) -> None:
     visitor = await sign_up(panel)
     assert visitor.user is not None
-    await panel.keys.add(visitor.user.id, key_line("laptop"))
+    await panel.keys.add(acting(visitor.user.id), key_line("laptop"))
     app = GhstApp(panel, visitor)
     async with app.run_test(size=SIZE) as pilot:
         await open_keys(app)
@@ -204,19 +205,19 @@ async def test_removing_the_last_key_warns_first(panel: Panel) -> None:
         await pilot.click("#confirm")
         await settle(pilot)
         assert not app.screen.query_one("#keys", DataTable).display
-    assert await panel.keys.list(visitor.user.id) == []
+    assert await panel.keys.list(acting(visitor.user.id)) == []
 
 
 async def test_a_key_removed_elsewhere_is_a_not_found_notification(panel: Panel) -> None:
     visitor = await sign_up(panel)
     assert visitor.user is not None
-    key = await panel.keys.add(visitor.user.id, key_line("laptop"))
+    key = await panel.keys.add(acting(visitor.user.id), key_line("laptop"))
     app = GhstApp(panel, visitor)
     notes = record_notifications(app)
     async with app.run_test(size=SIZE) as pilot:
         await open_keys(app)
         await settle(pilot)
-        await panel.keys.remove(visitor.user.id, key.id)  # e.g. from another session
+        await panel.keys.remove(acting(visitor.user.id), key.id)  # e.g. from another session
         await pilot.press("d", "y")
         await settle(pilot)
         assert isinstance(app.screen, KeysScreen)

@@ -10,6 +10,7 @@ from textual.widgets import Input
 
 from core.panel import Panel
 from core.settings import Settings
+from tests.actors import SYSTEM, acting
 from tests.conftest import with_settings
 from tests.tui.fakes import key_line, public_key
 from tests.tui.helpers import (
@@ -129,7 +130,7 @@ async def test_repeated_failures_are_throttled(strict_panel: Panel) -> None:
 
 async def test_a_blocked_account_cannot_log_in(panel: Panel) -> None:
     await panel.accounts.sign_up("alice", "alice@example.com", PASSWORD)
-    await panel.accounts.block("alice")
+    await panel.accounts.block(SYSTEM, "alice")
     app = GhstApp(panel, guest("alice"))
     async with app.run_test(size=SIZE) as pilot:
         await open_login(app)
@@ -150,7 +151,7 @@ async def test_log_in_attaches_the_presented_key(panel: Panel) -> None:
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, HomeScreen)
-    assert [k.fingerprint for k in await panel.keys.list(user.id)] == [key.fingerprint]
+    assert [k.fingerprint for k in await panel.keys.list(acting(user.id))] == [key.fingerprint]
     assert visitor.presented_key is None
 
 
@@ -164,12 +165,12 @@ async def test_log_in_without_the_key_when_unchecked(panel: Panel) -> None:
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, HomeScreen)
-    assert await panel.keys.list(user.id) == []
+    assert await panel.keys.list(acting(user.id)) == []
 
 
 async def test_a_key_someone_else_owns_is_a_warning_not_a_failure(panel: Panel) -> None:
     owner = await panel.accounts.sign_up("owner", "owner@example.com", PASSWORD)
-    await panel.keys.add(owner.id, key_line("desktop"))
+    await panel.keys.add(acting(owner.id), key_line("desktop"))
     alice = await panel.accounts.sign_up("alice", "alice@example.com", PASSWORD)
     app = GhstApp(panel, guest("alice", presented_key=public_key("desktop")))
     notes = record_notifications(app)
@@ -185,7 +186,7 @@ async def test_a_key_someone_else_owns_is_a_warning_not_a_failure(panel: Panel) 
         "Key not attached",
         "warning",
     ) in [(n.message, n.title, n.severity) for n in notes]
-    assert await panel.keys.list(alice.id) == []
+    assert await panel.keys.list(acting(alice.id)) == []
 
 
 async def test_sign_up_link(panel: Panel) -> None:

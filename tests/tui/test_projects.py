@@ -25,6 +25,7 @@ from core.errors import UnavailableError
 from core.panel import Panel
 from core.projects.service import Project
 from core.settings import Settings
+from tests.actors import acting
 from tests.e2e.helpers import running_server
 from tests.e2e.transfers import OPENSSH_OPTIONS, Account, account, run, write
 from tests.tui.helpers import (
@@ -62,7 +63,7 @@ def app_zip(files: dict[str, bytes] | None = None) -> bytes:
 async def upload(
     panel: Panel, user_id: int, project: str, filename: str = "app.zip", data: bytes = b""
 ) -> Archive:
-    transfer = await panel.archives.begin_upload(user_id, project, filename)
+    transfer = await panel.archives.begin_upload(acting(user_id), project, filename)
     data = data or app_zip()
     for start in range(0, len(data), 1000):
         await transfer.write(data[start : start + 1000])
@@ -195,14 +196,14 @@ async def test_create_a_project_in_the_dialog(panel: Panel) -> None:
         assert isinstance(app.screen, ProjectsScreen)
         assert rows(app, "projects") == [["shop", "http://shop.localhost", "0", "never"]]
         assert app.screen.query_one("#projects", DataTable).has_focus
-    assert [p.name for p in await panel.projects.list(visitor.user.id)] == ["shop"]
+    assert [p.name for p in await panel.projects.list(acting(visitor.user.id))] == ["shop"]
     assert titles(notes) == ["Project created"]
 
 
 async def test_a_name_someone_else_has_is_a_conflict(panel: Panel) -> None:
     bob = await sign_up(panel, "bob")
     assert bob.user is not None
-    await panel.projects.create(bob.user.id, "shop")
+    await panel.projects.create(acting(bob.user.id), "shop")
     alice = await sign_up(panel, "alice")
     assert alice.user is not None
     app = GhstApp(panel, alice)
@@ -216,18 +217,18 @@ async def test_a_name_someone_else_has_is_a_conflict(panel: Panel) -> None:
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, ProjectsScreen)
-    assert await panel.projects.list(alice.user.id) == []
+    assert await panel.projects.list(acting(alice.user.id)) == []
 
 
 async def test_the_list_shows_versions_last_upload_and_storage(panel: Panel) -> None:
     visitor = await sign_up(panel)
     assert visitor.user is not None
     user_id = visitor.user.id
-    await panel.projects.create(user_id, "shop")
-    await panel.projects.create(user_id, "blog-two")
+    await panel.projects.create(acting(user_id), "shop")
+    await panel.projects.create(acting(user_id), "blog-two")
     await upload(panel, user_id, "shop")
     latest = await upload(panel, user_id, "shop")
-    used, _quota = await panel.archives.usage(user_id)
+    used, _quota = await panel.archives.usage(acting(user_id))
     app = GhstApp(panel, visitor)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
@@ -244,8 +245,8 @@ async def test_the_list_shows_versions_last_upload_and_storage(panel: Panel) -> 
 async def test_open_a_project_with_enter(panel: Panel) -> None:
     visitor = await sign_up(panel)
     assert visitor.user is not None
-    await panel.projects.create(visitor.user.id, "alpha")
-    await panel.projects.create(visitor.user.id, "shop")
+    await panel.projects.create(acting(visitor.user.id), "alpha")
+    await panel.projects.create(acting(visitor.user.id), "shop")
     app = GhstApp(panel, visitor)
     async with app.run_test(size=SIZE) as pilot:
         await app.push_screen(ProjectsScreen())
@@ -267,8 +268,8 @@ async def test_delete_a_project_after_typing_its_name(panel: Panel) -> None:
     visitor = await sign_up(panel)
     assert visitor.user is not None
     user_id = visitor.user.id
-    await panel.projects.create(user_id, "shop")
-    await panel.projects.create(user_id, "tools")
+    await panel.projects.create(acting(user_id), "shop")
+    await panel.projects.create(acting(user_id), "tools")
     stored = await upload(panel, user_id, "shop")
     app = GhstApp(panel, visitor)
     notes = record_notifications(app)
@@ -290,7 +291,7 @@ async def test_delete_a_project_after_typing_its_name(panel: Panel) -> None:
         assert isinstance(app.screen, ProjectsScreen)
         assert [row[0] for row in rows(app, "projects")] == ["tools"]
         assert text(app, "#usage") == "Storage: 0 B of 1.0 GiB used (0%)"
-    assert [p.name for p in await panel.projects.list(user_id)] == ["tools"]
+    assert [p.name for p in await panel.projects.list(acting(user_id))] == ["tools"]
     assert await panel.storage.size(stored.storage_key or "") is None
     assert titles(notes) == ["Project deleted"]
     assert notes[0].message == "shop and its 1 version are gone."
@@ -303,7 +304,7 @@ async def test_the_project_shows_commands_and_history_newest_first(panel: Panel)
     visitor = await sign_up(panel)
     assert visitor.user is not None
     user_id = visitor.user.id
-    await panel.projects.create(user_id, "shop")
+    await panel.projects.create(acting(user_id), "shop")
     first = await upload(panel, user_id, "shop", "app.zip")
     message = await refused_upload(panel, user_id, "shop", "broken.zip")
     second = await upload(panel, user_id, "shop", "site.zip")
@@ -335,7 +336,7 @@ async def test_a_new_upload_appears_without_a_keypress(panel: Panel) -> None:
     visitor = await sign_up(panel)
     assert visitor.user is not None
     user_id = visitor.user.id
-    await panel.projects.create(user_id, "shop")
+    await panel.projects.create(acting(user_id), "shop")
     app = GhstApp(panel, visitor)
     async with app.run_test(size=SIZE) as pilot:
         await app.push_screen(ProjectScreen("shop"))
@@ -365,7 +366,7 @@ async def test_a_new_upload_appears_without_a_keypress(panel: Panel) -> None:
 async def test_unchanged_polls_do_not_redraw(panel: Panel) -> None:
     visitor = await sign_up(panel)
     assert visitor.user is not None
-    await panel.projects.create(visitor.user.id, "shop")
+    await panel.projects.create(acting(visitor.user.id), "shop")
     await upload(panel, visitor.user.id, "shop")
     app = GhstApp(panel, visitor)
     async with app.run_test(size=SIZE) as pilot:
@@ -390,7 +391,7 @@ async def test_delete_a_version_after_confirming(panel: Panel) -> None:
     visitor = await sign_up(panel)
     assert visitor.user is not None
     user_id = visitor.user.id
-    await panel.projects.create(user_id, "shop")
+    await panel.projects.create(acting(user_id), "shop")
     first = await upload(panel, user_id, "shop")
     await upload(panel, user_id, "shop")
     app = GhstApp(panel, visitor)
@@ -409,7 +410,7 @@ async def test_delete_a_version_after_confirming(panel: Panel) -> None:
         await settle(pilot)
         assert isinstance(app.screen, ProjectScreen)
         assert [row[0] for row in rows(app, "history")] == ["v2-app.zip"]
-    assert [a.name for a in await panel.archives.list(user_id, "shop")] == ["v2-app.zip"]
+    assert [a.name for a in await panel.archives.list(acting(user_id), "shop")] == ["v2-app.zip"]
     assert await panel.storage.size(first.storage_key or "") is None
     assert titles(notes) == ["Version deleted"]
 
@@ -417,7 +418,7 @@ async def test_delete_a_version_after_confirming(panel: Panel) -> None:
 async def test_a_refused_upload_cannot_be_deleted_and_says_why(panel: Panel) -> None:
     visitor = await sign_up(panel)
     assert visitor.user is not None
-    await panel.projects.create(visitor.user.id, "shop")
+    await panel.projects.create(acting(visitor.user.id), "shop")
     await refused_upload(panel, visitor.user.id, "shop", "app.zip")
     app = GhstApp(panel, visitor)
     notes = record_notifications(app)
@@ -429,13 +430,13 @@ async def test_a_refused_upload_cannot_be_deleted_and_says_why(panel: Panel) -> 
         assert isinstance(app.screen, ProjectScreen)
     assert [(n.title, n.severity) for n in notes] == [("Nothing to delete", "warning")]
     assert "nothing of it is stored" in notes[0].message
-    assert len(await panel.archives.list(visitor.user.id, "shop")) == 1
+    assert len(await panel.archives.list(acting(visitor.user.id), "shop")) == 1
 
 
 async def test_copy_the_scp_command(panel: Panel) -> None:
     visitor = await sign_up(panel)
     assert visitor.user is not None
-    await panel.projects.create(visitor.user.id, "shop")
+    await panel.projects.create(acting(visitor.user.id), "shop")
     app = GhstApp(panel, visitor)
     async with app.run_test(size=SIZE) as pilot:
         await app.push_screen(ProjectScreen("shop"))
@@ -448,7 +449,7 @@ async def test_copy_the_scp_command(panel: Panel) -> None:
 async def test_another_users_project_cannot_be_opened(panel: Panel) -> None:
     bob = await sign_up(panel, "bob")
     assert bob.user is not None
-    await panel.projects.create(bob.user.id, "bobs-shop")
+    await panel.projects.create(acting(bob.user.id), "bobs-shop")
     await upload(panel, bob.user.id, "bobs-shop")
     app = GhstApp(panel, await sign_up(panel, "alice"))
     notes = record_notifications(app)
@@ -466,7 +467,7 @@ async def test_another_users_project_cannot_be_opened(panel: Panel) -> None:
 async def test_a_project_deleted_elsewhere_closes_its_screen(panel: Panel) -> None:
     visitor = await sign_up(panel)
     assert visitor.user is not None
-    await panel.projects.create(visitor.user.id, "shop")
+    await panel.projects.create(acting(visitor.user.id), "shop")
     app = GhstApp(panel, visitor)
     notes = record_notifications(app)
     async with app.run_test(size=SIZE) as pilot:
@@ -475,7 +476,9 @@ async def test_a_project_deleted_elsewhere_closes_its_screen(panel: Panel) -> No
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, ProjectScreen)
-        await panel.archives.delete_project(visitor.user.id, "shop", "shop")  # another session
+        await panel.archives.delete_project(
+            acting(visitor.user.id), "shop", "shop"
+        )  # another session
         started = time.monotonic()
         while isinstance(app.screen, ProjectScreen) and time.monotonic() - started < 5:
             await pilot.pause(0.05)
@@ -490,7 +493,7 @@ async def test_a_failing_poll_is_reported_once(
 ) -> None:
     visitor = await sign_up(panel)
     assert visitor.user is not None
-    await panel.projects.create(visitor.user.id, "shop")
+    await panel.projects.create(acting(visitor.user.id), "shop")
     app = GhstApp(panel, visitor)
     notes = record_notifications(app)
     async with app.run_test(size=SIZE) as pilot:
@@ -584,7 +587,7 @@ async def test_a_project_made_with_sftp_mkdir_appears_without_a_keypress(
             assert result.status == 0, result.output
             await projects_show(pilot, screen, [["diary", "1"], ["shop", "0"]])
             assert rows(app, "projects")[0][:3] == ["diary", "http://diary.localhost", "1"]
-            used, quota = await panel.archives.usage(alice.id)
+            used, quota = await panel.archives.usage(acting(alice.id))
             assert text(app, "#usage") == f"Storage: {usage_line(used, quota)}"
             assert used > 0
             # The cursor stayed on the project it was on.
@@ -594,7 +597,7 @@ async def test_a_project_made_with_sftp_mkdir_appears_without_a_keypress(
 async def test_the_projects_list_redraws_only_when_it_changed(panel: Panel) -> None:
     visitor = await sign_up(panel)
     assert visitor.user is not None
-    await panel.projects.create(visitor.user.id, "shop")
+    await panel.projects.create(acting(visitor.user.id), "shop")
     app = GhstApp(panel, visitor)
     async with app.run_test(size=SIZE) as pilot:
         screen = ProjectsScreen()
@@ -612,7 +615,7 @@ async def test_the_projects_list_redraws_only_when_it_changed(panel: Panel) -> N
             screen.poll()
             await settle(pilot)
         assert shown == []
-        await panel.projects.create(visitor.user.id, "diary")
+        await panel.projects.create(acting(visitor.user.id), "diary")
         screen.poll()
         await settle(pilot)
         assert shown == [["diary", "shop"]]
@@ -623,7 +626,7 @@ async def test_a_failing_projects_poll_is_reported_once(
 ) -> None:
     visitor = await sign_up(panel)
     assert visitor.user is not None
-    await panel.projects.create(visitor.user.id, "shop")
+    await panel.projects.create(acting(visitor.user.id), "shop")
     app = GhstApp(panel, visitor)
     notes = record_notifications(app)
     async with app.run_test(size=SIZE) as pilot:
@@ -642,7 +645,7 @@ async def test_a_failing_projects_poll_is_reported_once(
         assert titles(notes) == ["Service unavailable"]
         assert [row[0] for row in rows(app, "projects")] == ["shop"]  # still shown
         monkeypatch.setattr(panel.projects, "list", working)
-        await panel.projects.create(visitor.user.id, "diary")
+        await panel.projects.create(acting(visitor.user.id), "diary")
         screen.poll()
         await settle(pilot)
         assert [row[0] for row in rows(app, "projects")] == ["diary", "shop"]

@@ -8,6 +8,7 @@ from textual.widgets import Checkbox, Input
 
 from core.identity.keys import parse_public_key, public_key_from_blob
 from core.panel import Panel
+from tests.actors import SYSTEM, acting
 from tests.tui.fakes import key_line, public_key
 from tests.tui.helpers import (
     PASSWORD,
@@ -70,8 +71,8 @@ async def test_sign_up_attaches_the_presented_key_and_lands_on_home(panel: Panel
     assert visitor.session is not None and visitor.session.user_id == user.id
     assert visitor.session.auth_method == "signup"
     assert visitor.session.remote_addr == REMOTE_ADDR
-    assert await panel.sessions.active_count(user.id) == 1
-    keys = await panel.keys.list(user.id)
+    assert await panel.sessions.active_count(acting(user.id)) == 1
+    keys = await panel.keys.list(acting(user.id))
     named = f"{key_type(key.algorithm)} from {REMOTE_ADDR}"
     assert [(k.fingerprint, k.name) for k in keys] == [(key.fingerprint, named)]
     assert visitor.presented_key is None  # attached: nothing left to offer
@@ -89,7 +90,7 @@ async def test_sign_up_without_the_key_when_unchecked(panel: Panel) -> None:
         assert isinstance(app.screen, HomeScreen)
     user = await panel.accounts.find_by_username("bob")
     assert user is not None
-    assert await panel.keys.list(user.id) == []
+    assert await panel.keys.list(acting(user.id)) == []
 
 
 async def test_sign_up_by_keyboard_alone(panel: Panel) -> None:
@@ -178,7 +179,7 @@ async def test_bad_input_is_explained_and_the_form_stays(
         assert app.focused is app.screen.query_one(focused, Input)
         # Nothing typed is lost.
         assert app.screen.query_one("#email", Input).value == (values | changes)["email"]
-    assert await panel.accounts.list() == []
+    assert await panel.accounts.list(SYSTEM) == []
 
 
 async def test_core_validation_is_shown_inline_too(panel: Panel) -> None:
@@ -214,14 +215,14 @@ async def test_a_taken_username_or_email_is_a_conflict_shown_inline(panel: Panel
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, HomeScreen)
-    assert len(await panel.accounts.list()) == 2
+    assert len(await panel.accounts.list(SYSTEM)) == 2
 
 
 async def test_a_presented_key_another_account_owns_does_not_block_sign_up(
     panel: Panel,
 ) -> None:
     owner = await panel.accounts.sign_up("owner", "owner@example.com", PASSWORD)
-    await panel.keys.add(owner.id, key_line("laptop"))
+    await panel.keys.add(acting(owner.id), key_line("laptop"))
     app = GhstApp(panel, guest("alice", presented_key=parse_public_key(key_line("laptop"))))
     notes = record_notifications(app)
     async with app.run_test(size=SIZE) as pilot:
@@ -231,7 +232,7 @@ async def test_a_presented_key_another_account_owns_does_not_block_sign_up(
         assert isinstance(app.screen, HomeScreen)
     assert any(n.title == "Key not attached" and n.severity == "warning" for n in notes)
     alice = await panel.accounts.find_by_username("alice")
-    assert alice is not None and await panel.keys.list(alice.id) == []
+    assert alice is not None and await panel.keys.list(acting(alice.id)) == []
 
 
 async def test_switch_to_log_in_and_back(panel: Panel) -> None:

@@ -122,7 +122,7 @@ class AddKeyDialog(GhstModal[SSHKey | None]):
     @work(exclusive=True, exit_on_error=False, group="submit")
     async def add_key(self, line: str, name: str | None) -> None:
         try:
-            key = await self.panel.keys.add(self.user.id, line, name)
+            key = await self.panel.keys.add(self.actor, line, name)
         except Exception:  # (a cancelled worker means the screen is going away: leave it)
             self._set_busy(False)
             raise

@@ -101,7 +101,7 @@ class AppPortDialog(GhstModal[Project | None]):
     @work(exclusive=True, exit_on_error=False, group="submit")
     async def save_port(self, port: int | None) -> None:
         try:
-            project = await self.panel.projects.set_app_port(self.user.id, self.project_name, port)
+            project = await self.panel.projects.set_app_port(self.actor, self.project_name, port)
         except Exception:  # (a cancelled worker means the dialog is going away: leave it)
             self._set_busy(False)
             raise

@@ -14,6 +14,7 @@ from textual.dom import DOMNode
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState
 
+from core.actor import Actor
 from core.identity.accounts import User
 from core.services import Services
 from tui.visitor import Visitor
@@ -59,6 +60,12 @@ class GhstScreen(Screen[ResultType]):
     @property
     def user(self) -> User:
         return signed_in_user(self)
+
+    @property
+    def actor(self) -> Actor:
+        """Who the services see acting: the signed-in user."""
+        signed_in_user(self)  # screens that act are only reachable after signing in
+        return self.visitor.actor
 
     def handle_error(self, error: BaseException) -> None:
         self.ghst.show_error(error)

@@ -96,10 +96,10 @@ class EnvScreen(GhstScreen[None]):
 
     @work(exclusive=True, exit_on_error=False, group="load")
     async def load_vars(self, select: str | None = None) -> None:
-        panel, user_id, name = self.panel, self.user.id, self.project_name
+        panel, name = self.panel, self.project_name
         try:
             project, found = await asyncio.gather(
-                panel.projects.get(user_id, name), panel.env.list(user_id, name)
+                panel.projects.get(self.actor, name), panel.env.list(self.actor, name)
             )
         except NotFoundError:
             self.dismiss()
@@ -224,6 +224,6 @@ class EnvScreen(GhstScreen[None]):
 
     @work(exclusive=True, exit_on_error=False, group="unset")
     async def unset_var(self, var: EnvVar) -> None:
-        await self.panel.env.unset(self.user.id, self.project_name, var.name)
+        await self.panel.env.unset(self.actor, self.project_name, var.name)
         self.notify(f"{var.name}. {APPLIED}", title="Variable unset")
-        self.show_vars(await self.panel.env.list(self.user.id, self.project_name))
+        self.show_vars(await self.panel.env.list(self.actor, self.project_name))

@@ -120,8 +120,8 @@ class HomeScreen(GhstScreen[None]):
         panel, user_id = self.panel, self.user.id
         user, keys, active = await asyncio.gather(
             panel.accounts.get(user_id),
-            panel.keys.count(user_id),
-            panel.sessions.active_count(user_id),
+            panel.keys.count(self.actor),
+            panel.sessions.active_count(self.actor),
         )
         self.visitor.user = user
         self.query_one("#email", Static).update(Content(user.email))
@@ -159,7 +159,7 @@ class HomeScreen(GhstScreen[None]):
     async def log_out(self) -> None:
         session = self.visitor.session
         if session is not None:
-            await self.panel.sessions.revoke(session.jti)
+            await self.panel.sessions.revoke(self.actor, session.jti)
         self.ghst.leave(LOGOUT_FAREWELL)
 
     def action_logout_everywhere(self) -> None:
@@ -180,5 +180,5 @@ class HomeScreen(GhstScreen[None]):
 
     @work(exclusive=True, exit_on_error=False, group="logout")
     async def log_out_everywhere(self) -> None:
-        closed = await self.panel.sessions.revoke_all(self.user.id)
+        closed = await self.panel.sessions.revoke_all(self.actor)
         self.ghst.leave(logout_everywhere_farewell(closed))

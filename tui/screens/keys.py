@@ -108,7 +108,7 @@ class KeysScreen(GhstScreen[None]):
 
     @work(exclusive=True, exit_on_error=False, group="load")
     async def load_keys(self, select: int | None = None) -> None:
-        self.show_keys(await self.panel.keys.list(self.user.id), select)
+        self.show_keys(await self.panel.keys.list(self.actor), select)
 
     def show_keys(self, keys: list[SSHKey], select: int | None = None) -> None:
         self.keys = keys
@@ -185,9 +185,9 @@ class KeysScreen(GhstScreen[None]):
 
     @work(exclusive=True, exit_on_error=False, group="remove")
     async def remove_key(self, key: SSHKey) -> None:
-        await self.panel.keys.remove(self.user.id, key.id)
+        await self.panel.keys.remove(self.actor, key.id)
         self.notify(f"{key.name} ({key.fingerprint})", title="Key removed")
-        keys = await self.panel.keys.list(self.user.id)
+        keys = await self.panel.keys.list(self.actor)
         self.show_keys(keys)
         if not keys:
             self.notify(

@@ -107,7 +107,7 @@ class NewProjectDialog(GhstModal[Project | None]):
     @work(exclusive=True, exit_on_error=False, group="submit")
     async def create_project(self, name: str) -> None:
         try:
-            project = await self.panel.projects.create(self.user.id, name)
+            project = await self.panel.projects.create(self.actor, name)
         except Exception:  # (a cancelled worker means the screen is going away: leave it)
             self._set_busy(False)
             raise

@@ -100,14 +100,14 @@ class PasswordScreen(GhstScreen[None]):
             current_session = visitor.session.jti if visitor.session is not None else None
             # Sessions logged in with the old password end in any case.
             closed = await self.panel.accounts.change_password(
-                self.user.id, current, new, visitor.remote_addr, keep_session=current_session
+                self.actor, current, new, visitor.remote_addr, keep_session=current_session
             )
         except Exception:  # (a cancelled worker means the screen is going away: leave it)
             self._set_busy(False)
             raise
         message = "Use the new one next time you log in."
         if logout_others and current_session is not None:
-            closed += await self.panel.sessions.revoke_others(self.user.id, current_session)
+            closed += await self.panel.sessions.revoke_others(self.actor, current_session)
         if closed:
             message += f" {plural(closed, 'other session')} logged out."
         self.notify(message, title="Password changed")

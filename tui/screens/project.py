@@ -29,7 +29,6 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Static
 from textual.worker import Worker
 
-from core.actor import Actor
 from core.archives.service import Archive
 from core.deploy.service import Deployment, ProjectStatus, State
 from core.errors import NotFoundError
@@ -267,10 +266,9 @@ class ProjectScreen(GhstScreen[None]):
         self._loader = self.load_project()
 
     async def fetch(self) -> tuple[list[Archive], ProjectStatus, list[Deployment]]:
-        panel, user_id, name = self.panel, self.user.id, self.project_name
-        actor = Actor.for_user(self.user)
+        panel, actor, name = self.panel, self.actor, self.project_name
         archives, status, deployments = await asyncio.gather(
-            panel.archives.list(user_id, name),
+            panel.archives.list(actor, name),
             panel.deployments.status(actor, name),
             panel.deployments.list(actor, name, DEPLOYMENTS_SHOWN),
         )
@@ -738,7 +736,7 @@ class ProjectScreen(GhstScreen[None]):
     async def deploy(self, archive: str | None) -> None:
         self._generation += 1
         deployment = await self.panel.deployments.deploy(
-            Actor.for_user(self.user), self.project_name, archive
+            self.actor, self.project_name, archive
         )
         self.notify(
             f"#{deployment.id} {deployment.archive_name}: the current version keeps serving "
@@ -757,7 +755,7 @@ class ProjectScreen(GhstScreen[None]):
     async def queue(self, what: str) -> None:
         self._generation += 1
         deployments, name = self.panel.deployments, self.project_name
-        actor = Actor.for_user(self.user)
+        actor = self.actor
         if what == "redeploy":
             deployment = await deployments.redeploy(actor, name)
             title = "Redeploy queued"
@@ -795,7 +793,7 @@ class ProjectScreen(GhstScreen[None]):
     async def stop_or_start(self, stop: bool) -> None:
         self._generation += 1
         deployments, name = self.panel.deployments, self.project_name
-        actor = Actor.for_user(self.user)
+        actor = self.actor
         if stop:
             await deployments.stop(actor, name)
             self.notify(f"{name} answers with a 503 page until you start it.", title="Stopped")
@@ -828,7 +826,7 @@ class ProjectScreen(GhstScreen[None]):
     async def rollback(self, target: Deployment) -> None:
         self._generation += 1
         deployment = await self.panel.deployments.rollback(
-            Actor.for_user(self.user), self.project_name, target.id
+            self.actor, self.project_name, target.id
         )
         self.notify(
             f"#{deployment.id} runs the image of #{target.id} ({target.archive_name}).",
@@ -847,7 +845,7 @@ class ProjectScreen(GhstScreen[None]):
     async def cancel_deployment(self, target: Deployment) -> None:
         self._generation += 1
         deployment = await self.panel.deployments.cancel(
-            Actor.for_user(self.user), self.project_name, target.id
+            self.actor, self.project_name, target.id
         )
         if deployment.state == State.CANCELLED:
             message = f"#{deployment.id} {deployment.archive_name} will not be deployed."
@@ -916,9 +914,8 @@ class ProjectScreen(GhstScreen[None]):
     @work(exclusive=True, exit_on_error=False, group="delete")
     async def delete_version(self, archive: Archive) -> None:
         self._generation += 1  # a poll running now may still see the version
-        user_id = self.user.id
-        await self.panel.archives.delete(user_id, self.project_name, archive.name)
+        await self.panel.archives.delete(self.actor, self.project_name, archive.name)
         self.notify(f"{archive.name} ({size(archive.size)})", title="Version deleted")
-        archives = await self.panel.archives.list(user_id, self.project_name)
+        archives = await self.panel.archives.list(self.actor, self.project_name)
         self._generation += 1
         self.show_archives(archives)

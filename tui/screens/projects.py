@@ -134,10 +134,10 @@ class ProjectsScreen(GhstScreen[None]):
 
     @work(exclusive=True, exit_on_error=False, group="load")
     async def load_projects(self) -> None:
-        panel, user_id = self.panel, self.user.id
+        panel = self.panel
         try:
             projects, usage = await asyncio.gather(
-                panel.projects.list(user_id), panel.archives.usage(user_id)
+                panel.projects.list(self.actor), panel.archives.usage(self.actor)
             )
         except Exception:
             if self._poll_failing:

@@ -117,7 +117,7 @@ class SetEnvDialog(GhstModal[EnvVar | None]):
     @work(exclusive=True, exit_on_error=False, group="submit")
     async def set_variable(self, name: str, value: str) -> None:
         try:
-            var = await self.panel.env.set(self.user.id, self.project_name, name, value)
+            var = await self.panel.env.set(self.actor, self.project_name, name, value)
         except Exception:  # (a cancelled worker means the dialog is going away: leave it)
             self._set_busy(False)
             raise
