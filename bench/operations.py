@@ -109,13 +109,13 @@ async def bench(runs: int) -> dict[str, list[float]]:
         )
         user = await dashboard.accounts.sign_up("bench", "bench@example.com", "bench password 1")
         actor = as_user(user.id)
-        await dashboard.projects.create(user.id, PROJECT)
-        upload = await dashboard.archives.begin_upload(user.id, PROJECT, "app.tar")
+        await dashboard.projects.create(as_user(user.id), PROJECT)
+        upload = await dashboard.archives.begin_upload(as_user(user.id), PROJECT, "app.tar")
         await upload.write(app_tar(page_app(base_image, "ops")))
         await upload.finish()
         queued = await dashboard.deployments.deploy(actor, PROJECT)
         await running(dashboard, actor, queued.id)
-        project = await worker_panel.projects.get(user.id, PROJECT)
+        project = await worker_panel.projects.get(as_user(user.id), PROJECT)
         deployer = worker_panel.deployer
 
         async def stop_direct() -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from core.panel import Panel
 from sshd.server import GhstServer
+from tests.actors import as_user
 from tests.e2e.helpers import add_key, create_user, new_key, write_private_key
 from tests.e2e.terminal import OpenSSHTerminal, openssh_command
 from tests.tui.test_deployments import upload
@@ -21,7 +22,7 @@ async def test_home_and_a_project_in_80x24(
     user = await create_user(panel, "alice")
     key = new_key()
     await add_key(panel, user, key)
-    await panel.projects.create(user.id, "shop")
+    await panel.projects.create(as_user(user.id), "shop")
     uploads = [await upload(panel, user.id, "shop") for _ in range(3)]
     identity = write_private_key(key, tmp_path / "id_ed25519")
 

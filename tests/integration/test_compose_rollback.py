@@ -21,6 +21,7 @@ from core.runtime.compose.load import parse_compose
 from core.runtime.compose.stacks import ComposeStacks
 from core.runtime.compose.state import StackState
 from core.settings import Settings
+from tests.actors import as_user
 from tests.conftest import with_settings
 from tests.fixtures_deploy import Deploying, app_tar, eventually, running_worker
 from tests.fixtures_nginx import http_request
@@ -71,7 +72,7 @@ async def test_a_worker_on_another_host_rolls_back_stops_and_starts_a_compose_st
 ) -> None:
     user = await deploy_panel.accounts.sign_up("alice", "alice@example.com", "correct horse b")
     host_a = Deploying(deploy_panel, nginx_router, user.id)
-    await deploy_panel.projects.create(user.id, "roam")
+    await deploy_panel.projects.create(as_user(user.id), "roam")
     async with running_worker(deploy_panel):
         first = await host_a.deploy_files("roam", greeting_app(base_image, "first from file"))
         assert first.state == "running", await host_a.log(first)
@@ -88,7 +89,7 @@ async def test_a_worker_on_another_host_rolls_back_stops_and_starts_a_compose_st
         host_b = Deploying(panel_b, nginx_router, user.id)
         async with running_worker(panel_b):
             back = await host_b.settle(
-                await panel_b.deployments.rollback(user.id, "roam", first.id)
+                await panel_b.deployments.rollback(as_user(user.id), "roam", first.id)
             )
             log = await host_b.log(back)
             assert back.state == "running", log
@@ -106,11 +107,11 @@ async def test_a_worker_on_another_host_rolls_back_stops_and_starts_a_compose_st
 
             await eventually(second_stack_gone)
 
-            await panel_b.deployments.stop(user.id, "roam")
+            await panel_b.deployments.stop(as_user(user.id), "roam")
             assert (await http_request(nginx_router, "roam")).status == 503
             running = docker_client.api.containers(filters=mine(panel_b, back.id))
             assert running == []
-            await panel_b.deployments.start(user.id, "roam")
+            await panel_b.deployments.start(as_user(user.id), "roam")
             assert (await http_request(nginx_router, "roam")).text.strip() == "first from file"
         assert stack_files(data_b) == []
     finally:
@@ -121,11 +122,11 @@ async def test_a_worker_on_another_host_rolls_back_stops_and_starts_a_compose_st
 async def queued_deployment(panel: Panel, project: str) -> tuple[int, int]:
     """(user, deployment): a queued deployment (no worker runs) for a stack state to belong to."""
     user = await panel.accounts.sign_up("bob", "bob@example.com", "correct horse b")
-    await panel.projects.create(user.id, project)
-    transfer = await panel.archives.begin_upload(user.id, project, "app.tar")
+    await panel.projects.create(as_user(user.id), project)
+    transfer = await panel.archives.begin_upload(as_user(user.id), project, "app.tar")
     await transfer.write(app_tar({"compose.yaml": "services: {web: {image: x}}\n"}))
     await transfer.finish()
-    return user.id, (await panel.deployments.deploy(user.id, project)).id
+    return user.id, (await panel.deployments.deploy(as_user(user.id), project)).id
 
 
 def saved_state(variables: Mapping[str, str]) -> StackState:
@@ -177,5 +178,7 @@ async def test_saved_state_reads_back_as_written_and_goes_with_its_deployment(
     await stacks.forget(deployment_id)
     assert await stacks.get(deployment_id) is None
     await stacks.save(deployment_id, state)
-    await panel.projects.delete(user_id, "kept", "kept")  # its deployments go, and their stacks
+    await panel.projects.delete(
+        as_user(user_id), "kept", "kept"
+    )  # its deployments go, and their stacks
     assert await stacks.get(deployment_id) is None

@@ -54,7 +54,7 @@ async def test_a_panel_without_docker_queues_stop_start_and_delete_for_a_worker_
 ) -> None:
     user = await deploy_panel.accounts.sign_up("alice", "alice@example.com", "correct horse b")
     alice = as_user(user.id)
-    await dashboard.projects.create(user.id, "split")
+    await dashboard.projects.create(as_user(user.id), "split")
     deploying = Deploying(deploy_panel, nginx_router, user.id)
     async with running_worker(deploy_panel):
         live = await deploying.deploy_files("split", page_app(base_image, "hello"))
@@ -93,7 +93,7 @@ async def test_a_start_the_worker_cannot_carry_out_reaches_the_user_with_its_rea
 ) -> None:
     user = await deploy_panel.accounts.sign_up("alice", "alice@example.com", "correct horse b")
     alice = as_user(user.id)
-    await dashboard.projects.create(user.id, "gone")
+    await dashboard.projects.create(as_user(user.id), "gone")
     deploying = Deploying(deploy_panel, nginx_router, user.id)
     async with running_worker(deploy_panel, live_check_seconds=3600):
         live = await deploying.deploy_files("gone", page_app(base_image, "hello"))

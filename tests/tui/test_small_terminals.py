@@ -15,6 +15,7 @@ from textual.widgets import Button, DataTable
 
 from core.identity.keys import parse_public_key
 from core.panel import Panel
+from tests.actors import as_user
 from tests.tui.helpers import guest, settle, sign_up
 from tests.tui.test_deployments import (
     insert_deployment,
@@ -60,7 +61,7 @@ async def test_home_at_80x24_shows_the_key_and_session_counts_and_the_key_bar(
 ) -> None:
     visitor = await sign_up(panel)
     assert visitor.user is not None
-    await panel.keys.add(visitor.user.id, new_key("laptop"), "laptop")
+    await panel.keys.add(as_user(visitor.user.id), new_key("laptop"), "laptop")
     app = GhstApp(panel, visitor)
     async with app.run_test(size=SMALL) as pilot:
         await settle(pilot)
@@ -179,7 +180,7 @@ async def test_ssh_keys_at_80x24_show_whole_fingerprints_and_dates(
     visitor = await sign_up(panel)
     assert visitor.user is not None
     keys = [
-        await panel.keys.add(visitor.user.id, new_key(), name)
+        await panel.keys.add(as_user(visitor.user.id), new_key(), name)
         for name in ("alice@laptop", "ci-runner")
     ]
     app = GhstApp(panel, visitor)
