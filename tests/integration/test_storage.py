@@ -32,7 +32,7 @@ import boto3
 import botocore.exceptions
 import pytest
 
-import core.archives.storage
+import core.archives.storage.local
 from core.archives.storage import (
     LOCAL_WRITE_BUFFER,
     LOCAL_WRITEBACK,
@@ -186,7 +186,7 @@ async def test_a_local_upload_of_many_buffers_reads_back_identical(
     # O_DIRECT through a staging buffer of whole blocks (the last partial one at the end);
     # without, through the page cache, the kernel asked to start writing every LOCAL_WRITEBACK.
     # Nothing is lost or reordered on the way, whatever the chunk sizes.
-    monkeypatch.setattr(core.archives.storage, "LOCAL_DIRECT_IO", direct_io)
+    monkeypatch.setattr(core.archives.storage.local, "LOCAL_DIRECT_IO", direct_io)
     storage = LocalDirectoryStorage(tmp_path / "archives")
     data = payload(2 * LOCAL_WRITEBACK + 3 * LOCAL_WRITE_BUFFER + 12345)
     try:
