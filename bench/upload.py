@@ -412,8 +412,9 @@ class RcloneServer:
         host_key.chmod(0o600)
         authorized = self.root / "authorized_keys"
         authorized.write_text(self.public_key + "\n")
+        # Not the AWS_* variables botocore may be given (rclone's S3 client reads them too).
         env = {
-            **os.environ,
+            **{name: value for name, value in os.environ.items() if not name.startswith("AWS_")},
             "RCLONE_CONFIG_GHSTS3_TYPE": "s3",
             "RCLONE_CONFIG_GHSTS3_PROVIDER": "Other",
             "RCLONE_CONFIG_GHSTS3_ENDPOINT": self.s3.endpoint_url,

@@ -40,6 +40,9 @@ from core.archives.checks import (
 MiB = 1 << 20
 KEEP_TAIL = 2 * MiB  # a zip's central directory up to this size is never read back
 PIPE_HIGH_WATER = 4 * MiB  # bytes waiting for the checking thread before `feed` waits
+# The checking thread is woken once this much is waiting, not at every write: an SFTP upload
+# arrives 32 KiB at a time, and each wake-up costs the event loop a lock and a GIL hand-over.
+PIPE_WAKE_AT = 512 * 1024
 KEPT_READ_BUFFER = 64 * 1024  # the zip check's reads: few ranged GETs for what was not kept
 
 
@@ -54,9 +57,16 @@ class _Pipe:
     of them are taken. When the reader stops (it has its verdict), what comes is dropped.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, high_water: int = PIPE_HIGH_WATER) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        high_water: int = PIPE_HIGH_WATER,
+        wake_at: int = PIPE_WAKE_AT,
+    ) -> None:
         self._loop = loop
         self._high_water = high_water
+        self._wake_at = wake_at
+        self._reader_waits = False
         self._lock = threading.Condition()
         self._chunks: deque[memoryview] = deque()
         self._waiting = 0
@@ -73,7 +83,8 @@ class _Pipe:
                 return
             self._chunks.append(memoryview(data))
             self._waiting += len(data)
-            self._lock.notify()
+            if self._reader_waits and self._waiting >= self._wake_at:
+                self._lock.notify()
             if self._waiting > self._high_water:
                 self._full = True
                 self._room.clear()
@@ -112,7 +123,9 @@ class _Pipe:
     def read(self, size: int = -1, /) -> bytes:
         with self._lock:
             while not self._chunks and not self._closed:
+                self._reader_waits = True
                 self._lock.wait()
+                self._reader_waits = False
             if self._aborted:
                 raise _Aborted
             if not self._chunks:

@@ -232,7 +232,7 @@ class S3Traffic:
 
     def _count_body(self, params: dict[str, Any], **_: Any) -> None:
         body = params["body"]
-        self.written += len(body) if isinstance(body, bytes) else len(body.getvalue())
+        self.written += len(body.getvalue()) if hasattr(body, "getvalue") else len(body)
 
     def _count_get(self, parsed: dict[str, Any], **_: Any) -> None:
         self.gets += 1

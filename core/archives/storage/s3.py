@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import io
 import logging
 import threading
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -480,9 +482,12 @@ class _RangeReader(io.RawIOBase):
 class _S3Writer(WriterLifecycle):
     """A multipart upload fed part by part; a single PutObject when it ends within one part.
 
-    Each part is gathered in an io.BytesIO (botocore sends a file-like body without copying
-    it) and handed to a worker thread; `write` waits while `max_in_flight` parts are uploading,
-    so at most (max_in_flight + 1) parts are in memory.
+    Each part is gathered in a bytearray and handed to a worker thread, which computes its
+    CRC32 in one call (zlib, without the GIL) and sends it with the part: botocore would
+    otherwise read the part again in 1 MiB pieces to checksum it, and send a file-like body
+    16 KiB at a time, both under the GIL the event loop needs. A bytes-like body goes out in
+    one `sendall`. `write` waits while `max_in_flight` parts are uploading, so at most
+    (max_in_flight + 1) parts are in memory.
 
     Requests run as futures of their own, shielded from the caller's cancellation, and abort()
     waits for them: a write or complete cancelled halfway (a dropped connection) cannot leave
@@ -492,8 +497,10 @@ class _S3Writer(WriterLifecycle):
     def __init__(self, storage: S3Storage, key: str) -> None:
         super().__init__(key)
         self._storage = storage
-        # The part being gathered; None between parts (allocated by the next write).
-        self._buffer: io.BytesIO | None = io.BytesIO()
+        # The part being gathered (its first `_filled` bytes); None between parts (allocated
+        # by the next write). The first one grows as bytes come: most uploads are small.
+        self._buffer: bytearray | None = bytearray()
+        self._filled = 0
         self._upload_id: str | None = None
         self._next_part = 1
         self._etags: dict[int, str] = {}
@@ -509,16 +516,22 @@ class _S3Writer(WriterLifecycle):
             self._check_open()
             try:
                 view = memoryview(data)
+                part_size = self._storage.part_size
                 while view:
                     if self._buffer is None:
                         # Past the first part more are likely: give the buffer its full size
-                        # at once, since a BytesIO grown write by write over-allocates.
-                        self._buffer = _preallocated(self._storage.part_size)
-                    room = self._storage.part_size - self._buffer.tell()
-                    self._buffer.write(view[:room])
-                    self._bytes_written += min(room, len(view))
-                    view = view[room:]
-                    if self._buffer.tell() >= self._storage.part_size:
+                        # at once, since a buffer grown write by write over-allocates.
+                        self._buffer = bytearray(part_size)
+                    piece = view[: part_size - self._filled]
+                    end = self._filled + len(piece)
+                    if len(self._buffer) >= end:
+                        self._buffer[self._filled : end] = piece
+                    else:
+                        self._buffer += piece
+                    self._filled = end
+                    self._bytes_written += len(piece)
+                    view = view[len(piece) :]
+                    if self._filled >= part_size:
                         await self._ship_part()
             except BaseException:
                 self._state = "failed"
@@ -544,14 +557,13 @@ class _S3Writer(WriterLifecycle):
         number, self._next_part = self._next_part, self._next_part + 1
         self._in_flight.add(self._start(functools.partial(self._upload, number, body)))
 
-    def _take_buffer(self) -> io.BytesIO:
-        body = io.BytesIO() if self._buffer is None else self._buffer
-        self._buffer = None
-        body.truncate(body.tell())  # a preallocated buffer holds zeros past what was written
-        body.seek(0)
+    def _take_buffer(self) -> bytearray:
+        body = bytearray() if self._buffer is None else self._buffer
+        del body[self._filled :]  # a preallocated buffer holds zeros past what was written
+        self._buffer, self._filled = None, 0
         return body
 
-    def _upload(self, number: int, body: io.BytesIO) -> None:
+    def _upload(self, number: int, body: bytearray) -> None:
         try:
             answer = self._storage.client.upload_part(
                 Bucket=self._storage.bucket,
@@ -559,10 +571,17 @@ class _S3Writer(WriterLifecycle):
                 UploadId=self._upload_id,
                 PartNumber=number,
                 Body=body,
+                ChecksumCRC32=_crc32(body),
             )
         finally:
-            body.close()  # free the part now, not when the future is collected
+            del body[:]  # free the part now, not when the future is collected
         self._etags[number] = str(answer["ETag"])
+
+    def _put(self, body: bytearray) -> dict[str, Any]:
+        answer: dict[str, Any] = self._storage.client.put_object(
+            Bucket=self._storage.bucket, Key=self._key, Body=body, ChecksumCRC32=_crc32(body)
+        )
+        return answer
 
     async def _wait_for_room(self, at_most: int) -> None:
         """Wait until no more than `at_most` parts are uploading; raise a part's failure."""
@@ -592,12 +611,9 @@ class _S3Writer(WriterLifecycle):
     async def _finish(self) -> str:
         storage = self._storage
         if self._upload_id is None:  # it all fits in one part
-            body = self._take_buffer()
-            request = functools.partial(
-                storage.client.put_object, Bucket=storage.bucket, Key=self._key, Body=body
-            )
+            request = functools.partial(self._put, self._take_buffer())
         else:
-            if self._buffer is not None and self._buffer.tell():
+            if self._buffer is not None and self._filled:
                 await self._ship_part()  # the last part may be smaller than part_size
             await self._wait_for_room(0)
             parts = [{"PartNumber": n, "ETag": self._etags[n]} for n in sorted(self._etags)]
@@ -667,10 +683,6 @@ def _may_have_stored(request: asyncio.Future[Any]) -> bool:
     )
 
 
-def _preallocated(size: int) -> io.BytesIO:
-    """An empty-looking BytesIO that already owns `size` bytes: writes fill it in place."""
-    buffer = io.BytesIO()
-    buffer.seek(size - 1)
-    buffer.write(b"\0")
-    buffer.seek(0)
-    return buffer
+def _crc32(body: bytearray) -> str:
+    """The part's CRC32 as S3's x-amz-checksum-crc32 wants it (base64 of 4 big-endian bytes)."""
+    return base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
