@@ -5,8 +5,8 @@
     └── S3Storage               one S3 bucket (MinIO, AWS; moto in the tests)
 
 An upload streams through a `StorageWriter`: `write` as bytes arrive, then `complete` or
-`abort`. Memory stays bounded whatever the object's size: S3 parts (16 MiB by default) go up
-as multipart uploads with at most two parts in flight, and `write` waits while both are
+`abort`. Memory stays bounded whatever the object's size: S3 parts (8 MiB by default) go up
+as multipart uploads with at most four parts in flight, and `write` waits while all are
 uploading; the local adapter writes to a temporary file under `root/.incoming` and renames it
 into place on `complete`. An aborted writer leaves nothing behind: no object, no temporary file,
 no pending multipart upload (`pending_uploads` shows what would be orphaned). What a

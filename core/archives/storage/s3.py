@@ -36,10 +36,12 @@ from core.errors import NotFoundError, UnavailableError, ValidationError
 
 T = TypeVar("T")
 
-DEFAULT_PART_SIZE = 16 * MiB
+# 8 MiB parts, 4 in flight: 30-33 MiB/s into SeaweedFS on a 2-core machine against 23-24 with
+# 16 MiB x 2 (the server stores parts in parallel), and 40 MiB held per upload instead of 48.
+DEFAULT_PART_SIZE = 8 * MiB
 MIN_PART_SIZE = 5 * MiB  # S3's minimum for every part but the last
 MAX_PARTS = 10_000  # S3's maximum number of parts in one multipart upload
-DEFAULT_MAX_IN_FLIGHT = 2
+DEFAULT_MAX_IN_FLIGHT = 4
 READ_AHEAD = 1 * MiB  # the buffer of `open_seekable` on S3: one ranged GET fills it
 MAX_RANGE = 8 * MiB  # at most this much per ranged GET, even for a larger read()
 
