@@ -50,6 +50,7 @@ POSTGRES = Need("/usr/lib/postgresql/*/bin/pg_ctl", "postgresql", "the bench's o
 REDIS = Need("redis-server", "redis-server", "the bench's own Redis")
 NGINX = Need("nginx", "nginx", "the panel's nginx")
 DOCKER = Need("docker", "docker.io", "builds and runs the apps (dockerd must be running)")
+RCLONE = Need("rclone", "rclone", "the peer SFTP server that writes into S3")
 BUSYBOX = Need("/bin/busybox", "busybox-static", "the base image of the apps")
 
 

@@ -2,13 +2,16 @@
 
     .venv/bin/python bench/upload.py [--sizes 200,1024] [--runs 3] [--clients sftp,scp,scp-O]
                                      [--adapters local,s3] [--s3-server seaweedfs|moto]
-                                     [--cipher aes128-gcm@openssh.com] [--mac hmac-sha2-256-etm@openssh.com]
+                                     [--archive tar|zip] [--no-rclone]
+                                     [--cipher aes128-gcm@openssh.com] [--kex curve25519-sha256]
+                                     [--mac hmac-sha2-256-etm@openssh.com]
 
 What it does (everything on 127.0.0.1, with its own PostgreSQL and Redis from tests/services.py):
 
-- builds one app archive per size: a stored (uncompressed) zip with a `Dockerfile` and one member
-  of random bytes, so the file is as big as asked and is no compression bomb; for 1024 MiB the
-  member is a little smaller so that what it unpacks to stays within the 1 GiB archive limit;
+- builds one app archive per size: a .tar (or, with `--archive zip`, a stored zip) with a
+  `Dockerfile` and one member of random bytes, so the file is as big as asked and is no
+  compression bomb; for 1024 MiB the member is a little smaller so that what it unpacks to stays
+  within the 1 GiB archive limit;
 - runs `ghst serve --no-worker` as a subprocess (the real entry point; a Docker instance of its
   own, bench/panel_process.py), once per storage adapter: a local
   directory (GHST_STORAGE_DIR) and S3 (SeaweedFS, `SeaweedServer`: a Go S3 server storing on
@@ -17,6 +20,10 @@ What it does (everything on 127.0.0.1, with its own PostgreSQL and Redis from te
 - baseline: OpenSSH's own sshd (`/usr/sbin/sshd -D`, `Subsystem sftp internal-sftp`; Debian's
   openssh-server, which `./scripts/dev test` installs) writing into a temp directory, logged into as a user whose shell is /bin/sh (`scp -O` runs `scp -t`
   through the login shell);
+- with S3, the peer a user would pick for SFTP into S3: `rclone serve sftp` (Debian's rclone,
+  its defaults: no VFS cache, so writes stream to S3 as multipart uploads) writing into the same
+  S3 server and bucket, under `rclone/`; the same client, cipher and key exchange for every
+  target (`--cipher`, `--kex`; by default aes128-gcm and curve25519, which all servers offer);
 - times each transfer from spawning the client to its exit (exit status 0 required), for
   `sftp -b` (`put`), `scp` (SFTP mode, OpenSSH 9's default) and `scp -O` (legacy protocol);
   MiB/s = file size / time, median of the runs; the targets take turns within each run;
@@ -35,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import itertools
 import os
 import platform
@@ -42,12 +50,14 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import zipfile
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 
@@ -70,6 +80,7 @@ from tests.services import (  # noqa: E402
     PostgresServer,
     RedisServer,
     SeaweedServer,
+    free_port,
     temp_root,
 )
 
@@ -77,7 +88,8 @@ MIB = 1024 * 1024
 GIB = 1024 * MIB
 USERNAME = "bench"
 PROJECT = "bench"
-FILE_NAME = "app.zip"
+FILE_NAMES = {"tar": "app.tar", "zip": "app.zip"}
+RCLONE_PREFIX = "rclone"
 QUOTA = 100 * GIB
 CLIENT_TIMEOUT = 600.0
 SAMPLE_EVERY = 0.05
@@ -102,6 +114,7 @@ OPENSSH_OPTIONS = (
     *("-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes"),
 )
 BASELINE = "OpenSSH sshd"
+RCLONE = "rclone serve sftp"
 TARGET_NAMES = {"local": "ghst local", "s3": "ghst S3"}
 S3_SERVERS: dict[str, type[MotoServer] | type[SeaweedServer]] = {
     "seaweedfs": SeaweedServer,
@@ -110,10 +123,20 @@ S3_SERVERS: dict[str, type[MotoServer] | type[SeaweedServer]] = {
 
 
 def make_archive(path: Path, size_mib: int) -> int:
-    """A stored zip of `size_mib` MiB (a little less at 1 GiB) with a Dockerfile; its size."""
+    """A .tar or a stored zip (by `path`'s suffix) of `size_mib` MiB (a little less at 1 GiB)
+    with a Dockerfile; its size."""
     dockerfile = b"FROM scratch\nCOPY . /\n"
-    # Zip headers and the central directory (zip64) take well under 4 KiB.
+    # Headers (tar blocks, or zip headers and its zip64 directory) take well under 4 KiB.
     member = min(size_mib * MIB, GIB - len(dockerfile)) - 4096
+    if path.suffix == ".tar":
+        with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as archive:
+            info = tarfile.TarInfo("Dockerfile")
+            info.size = len(dockerfile)
+            archive.addfile(info, io.BytesIO(dockerfile))
+            info = tarfile.TarInfo("blob.bin")
+            info.size = member
+            archive.addfile(info, RandomBytes(member))
+        return path.stat().st_size
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
         archive.writestr("Dockerfile", dockerfile)
         with archive.open("blob.bin", "w", force_zip64=True) as out:
@@ -123,6 +146,23 @@ def make_archive(path: Path, size_mib: int) -> int:
                 out.write(os.urandom(chunk))
                 left -= chunk
     return path.stat().st_size
+
+
+class RandomBytes(io.RawIOBase):
+    """`size` random bytes read like a file, never held at once (tarfile copies from it)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self._left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = min(len(buffer), self._left, 4 * MIB)
+        buffer[:count] = os.urandom(count)
+        self._left -= count
+        return count
 
 
 def descendants(root_pid: int) -> set[int]:
@@ -226,8 +266,13 @@ def client_command(
     batch: Path,
     cipher: str | None,
     mac: str | None,
+    kex: str | None,
 ) -> list[str]:
-    cipher_options = (*(("-c", cipher) if cipher else ()), *(("-o", f"MACs={mac}") if mac else ()))
+    cipher_options = (
+        *(("-c", cipher) if cipher else ()),
+        *(("-o", f"MACs={mac}") if mac else ()),
+        *(("-o", f"KexAlgorithms={kex}") if kex else ()),
+    )
     if client == "sftp":
         batch.write_text(f'put "{archive}" "{target.destination}"\n')
         return [
@@ -339,6 +384,80 @@ async def s3_alone(storage: ObjectStorage, archive: Path, s3_pid: int) -> tuple[
     return elapsed, cpu
 
 
+class RcloneServer:
+    """`rclone serve sftp` on a loopback port, storing in `bucket/rclone/` on the S3 server,
+    with rclone's defaults (no VFS cache: writes stream to S3 as multipart uploads). The S3
+    settings go in its environment, as an rclone remote named GHSTS3, not on its command line."""
+
+    def __init__(
+        self, root: Path, public_key: str, s3: MotoServer | SeaweedServer, bucket: str
+    ) -> None:
+        self.root = root
+        self.public_key = public_key
+        self.s3 = s3
+        self.bucket = bucket
+        self.port = free_port()
+        self.process: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    async def start(self) -> None:
+        self.root.mkdir(parents=True)
+        host_key = self.root / "host_ed25519"
+        host_key.write_bytes(
+            bytes(asyncssh.generate_private_key("ssh-ed25519").export_private_key("openssh"))
+        )
+        host_key.chmod(0o600)
+        authorized = self.root / "authorized_keys"
+        authorized.write_text(self.public_key + "\n")
+        # Not the AWS_* variables botocore may be given (rclone's S3 client reads them too).
+        env = {
+            **{name: value for name, value in os.environ.items() if not name.startswith("AWS_")},
+            "RCLONE_CONFIG_GHSTS3_TYPE": "s3",
+            "RCLONE_CONFIG_GHSTS3_PROVIDER": "Other",
+            "RCLONE_CONFIG_GHSTS3_ENDPOINT": self.s3.endpoint_url,
+            "RCLONE_CONFIG_GHSTS3_REGION": self.s3.region,
+            "RCLONE_CONFIG_GHSTS3_ACCESS_KEY_ID": self.s3.access_key,
+            "RCLONE_CONFIG_GHSTS3_SECRET_ACCESS_KEY": self.s3.secret_key,
+            "RCLONE_CONFIG_GHSTS3_FORCE_PATH_STYLE": "true",
+            "RCLONE_CONFIG": str(self.root / "rclone.conf"),  # none: the remote is the env's
+            "RCLONE_CACHE_DIR": str(self.root / "cache"),
+        }
+        self.process = await asyncio.create_subprocess_exec(
+            "rclone",
+            "serve",
+            "sftp",
+            f"GHSTS3:{self.bucket}/{RCLONE_PREFIX}",
+            *("--addr", f"127.0.0.1:{self.port}"),
+            *("--key", str(host_key), "--authorized-keys", str(authorized)),
+            *("--user", USERNAME),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=(self.root / "rclone.log").open("wb"),
+            env=env,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            except OSError:
+                if self.process.returncode is not None or time.monotonic() > deadline:
+                    log = (self.root / "rclone.log").read_text(errors="replace")
+                    raise RuntimeError(f"rclone serve sftp did not start: {log}") from None
+                await asyncio.sleep(0.1)
+                continue
+            writer.close()
+            return
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            await self.process.wait()
+
+
 async def prepare_account(settings: Settings, public: str) -> int:
     panel = await Panel.open(settings)  # migrates
     try:
@@ -366,6 +485,7 @@ async def bench(args: argparse.Namespace) -> str:
     postgres, redis = PostgresServer(pg_root), RedisServer(redis_root)
     s3: MotoServer | SeaweedServer | None = None
     sshd: OpenSSHServer | None = None
+    rclone: RcloneServer | None = None
     ghsts: list[GhstProcess] = []
     panels: list[Panel] = []
     archives: dict[int, tuple[Path, int]] = {}
@@ -375,7 +495,7 @@ async def bench(args: argparse.Namespace) -> str:
         postgres.start()
         redis.start()
         for size in args.sizes:
-            path = work / "files" / str(size) / FILE_NAME
+            path = work / "files" / str(size) / FILE_NAMES[args.archive]
             path.parent.mkdir(parents=True)
             archives[size] = (path, make_archive(path, size))
             os.chmod(path.parent, 0o755)
@@ -409,7 +529,7 @@ async def bench(args: argparse.Namespace) -> str:
             shutil.chown(incoming, baseline_user)
 
         async def remove_baseline_file() -> None:
-            (incoming / FILE_NAME).unlink()
+            (incoming / FILE_NAMES[args.archive]).unlink()
 
         targets.append(
             Target(
@@ -476,6 +596,19 @@ async def bench(args: argparse.Namespace) -> str:
                 )
             )
 
+        if s3 is not None and args.rclone:
+            # The peer: rclone's SFTP server writing into the same S3 server and bucket.
+            s3_panel = panels[args.adapters.index("s3")]
+            rclone = RcloneServer(work / "rclone", public, s3, "ghst-bench")
+            await rclone.start()
+
+            async def delete_rclone_object(panel: Panel = s3_panel) -> None:
+                await panel.storage.delete(f"{RCLONE_PREFIX}/{FILE_NAMES[args.archive]}")
+
+            targets.append(
+                Target(RCLONE, rclone.port, USERNAME, "/", rclone.pid, delete_rclone_object)
+            )
+
         batch = work / "batch.txt"
         for size in args.sizes:
             archive, file_size = archives[size]
@@ -483,7 +616,14 @@ async def bench(args: argparse.Namespace) -> str:
                 for run in range(args.runs):
                     for target in targets:
                         command = client_command(
-                            client, target, identity, archive, batch, args.cipher, args.mac
+                            client,
+                            target,
+                            identity,
+                            archive,
+                            batch,
+                            args.cipher,
+                            args.mac,
+                            args.kex,
                         )
                         await quiet_machine(s3, archive)
                         elapsed, usage = await timed_upload(command, target.server_pid)
@@ -524,6 +664,9 @@ async def bench(args: argparse.Namespace) -> str:
         for ghst in ghsts:
             with contextlib.suppress(Exception):
                 await ghst.stop()
+        if rclone is not None:
+            with contextlib.suppress(Exception):
+                await rclone.stop()
         for server in (sshd, s3, redis):
             if server is not None:
                 with contextlib.suppress(Exception):
@@ -554,7 +697,9 @@ def report(
         f"ghst uploads, {platform.machine()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}, asyncssh {version('asyncssh')}, "
         f"{args.ssh_version}, cipher {args.cipher or 'client default'}"
-        f", MAC {args.mac or 'client default'}"
+        f", MAC {args.mac or 'client default'}, key exchange {args.kex or 'client default'}"
+        f", archive {FILE_NAMES[args.archive]}"
+        + (f", peer rclone {args.rclone_version}" if args.rclone else "")
         + (f", S3 server {s3_server_version(args.s3_server)}" if "s3" in args.adapters else ""),
         "",
         f"| Target | Client | Size | MiB/s (median of {args.runs}) | vs OpenSSH "
@@ -570,7 +715,7 @@ def report(
                 speed = statistics.median(target.results[(client, size)])
                 peak = target.peaks[(client, size)] / 1024
                 ratio = speed / base
-                if target is not baseline:
+                if target.name in TARGET_NAMES.values():
                     ratio_ok &= ratio >= GOAL_RATIO
                     if size >= GOAL_RSS_SIZE_MIB:
                         rss_checked = True
@@ -579,6 +724,24 @@ def report(
                     f"| {target.name} | {client.replace('scp-O', 'scp -O')} "
                     f"| {archives[size][1] / MIB:.0f} MiB | {speed:.1f} | {ratio:.2f}x "
                     f"| {peak:.1f} MiB | {statistics.median(target.cpu[(client, size)]):.2f} s |"
+                )
+    rclone = next((target for target in targets if target.name == RCLONE), None)
+    s3_target = next((t for t in targets if t.name == TARGET_NAMES["s3"]), None)
+    if rclone is not None and s3_target is not None:
+        lines += [
+            "",
+            "Into the same S3 server: ghst against rclone's SFTP server (median MiB/s):",
+            "",
+            "| Client | Size | ghst S3 | rclone serve sftp | ghst / rclone |",
+            "|---|---|---|---|---|",
+        ]
+        for size in args.sizes:
+            for client in args.clients:
+                ours = statistics.median(s3_target.results[(client, size)])
+                theirs = statistics.median(rclone.results[(client, size)])
+                lines.append(
+                    f"| {client.replace('scp-O', 'scp -O')} | {archives[size][1] / MIB:.0f} MiB "
+                    f"| {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f}x |"
                 )
     lines.append("")
     rss_verdict = ("✅" if rss_ok else "❌") if rss_checked else "(no 1 GiB run)"
@@ -622,10 +785,35 @@ def main() -> None:
     parser.add_argument(
         "--s3-server", default="seaweedfs", choices=sorted(S3_SERVERS), help="S3 server for s3"
     )
-    parser.add_argument("--cipher", default=None, help="ssh -c for every client (default: none)")
+    parser.add_argument(
+        "--archive", default="tar", choices=sorted(FILE_NAMES), help="what is uploaded (tar)"
+    )
+    parser.add_argument(
+        "--no-rclone",
+        dest="rclone",
+        action="store_false",
+        help="with s3: leave out the rclone serve sftp peer",
+    )
+    parser.add_argument(
+        "--cipher",
+        default="aes128-gcm@openssh.com",
+        help="ssh -c for every client (aes128-gcm@openssh.com; '' for the client's default)",
+    )
+    parser.add_argument(
+        "--kex",
+        default="curve25519-sha256",
+        help="KexAlgorithms for every client (curve25519-sha256; '' for the client's default)",
+    )
     parser.add_argument("--mac", default=None, help="ssh -m for every client (default: none)")
     args = parser.parse_args()
-    requirements.require("bench/upload.py", NEEDS)
+    args.rclone = args.rclone and "s3" in args.adapters.split(",")
+    requirements.require("bench/upload.py", NEEDS + ((requirements.RCLONE,) if args.rclone else ()))
+    if args.rclone:
+        args.rclone_version = (
+            subprocess.run(["rclone", "version"], capture_output=True, text=True)
+            .stdout.split("\n", 1)[0]
+            .removeprefix("rclone ")
+        )
     args.sizes = [int(part) for part in args.sizes.split(",")]
     args.clients = args.clients.split(",")
     args.adapters = args.adapters.split(",")

@@ -5,6 +5,9 @@ untrusted bytes from start to end:
 
 - `inspect_archive` reads as little as it can (a zip's central directory; one streaming pass over
   a tar or tar.gz) and refuses anything unsafe or unusable, or reports where the app is;
+- `StreamedTarCheck` is that same pass over a tar or tar.gz while it is still arriving: the
+  checks that need the archive's final size (compression bomb) or the quota left at the end
+  (over-quota) are settled by `verdict`, in the order the one-pass check would have made them;
 - `extract_archive` checks everything again while it writes (it never trusts an earlier
   inspection, which may have seen a different file) and leaves nothing behind when it refuses.
 
@@ -103,6 +106,7 @@ TAR_HEADER_ALLOWANCE = 1 * MiB
 TAR_ENTRY_OVERHEAD = 4 * KiB
 # After a tar's end-of-archive marker a .tar.gz is read on to check its gzip CRC, but not far.
 TAR_TRAILER_ALLOWANCE = 1 * MiB
+SNIFF_BYTES = tarfile.BLOCKSIZE  # what telling the kinds apart needs from an archive's start
 TAR_RECENT = 32 * KiB  # tarfile reads ahead at most 10 KiB: its last header is in this window
 CHUNK = 64 * KiB
 UPLOAD_HINT = "Upload a .zip, .tar or .tar.gz of your app."
@@ -353,15 +357,22 @@ class _Entry:
 
 
 class _Checker:
-    """Sees every entry once, in archive order, and refuses as soon as it can."""
+    """Sees every entry once, in archive order, and refuses as soon as it can.
 
-    def __init__(self, kind: Kind, archive_size: int, limits: ArchiveLimits) -> None:
+    `deferred`: the archive's size and the quota are not known yet (it is still arriving), so
+    the checks on the unpacked total wait for `settle`, which makes them in the same order."""
+
+    def __init__(
+        self, kind: Kind, archive_size: int, limits: ArchiveLimits, *, deferred: bool = False
+    ) -> None:
         self.kind: Kind = kind
         self.archive_size = archive_size
         self.limits = limits
         self.entries = 0
         self.total = 0
         self.written = 0
+        self._deferred = deferred
+        self._totals: list[int] = []  # the unpacked total after each file, while deferred
         self._kinds: dict[tuple[str, ...], EntryKind] = {}
         self._sizes: dict[tuple[str, ...], int] = {}
         self._symlinks: dict[tuple[str, ...], str] = {}
@@ -474,17 +485,35 @@ class _Checker:
                 entry.name,
             )
         self.total += size
+        if self._deferred:
+            self._totals.append(self.total)
+            return
+        self._check_total(self.total)
+
+    def _check_total(self, total: int) -> None:
+        """The unpacked total so far against the archive's size and the size limits."""
+        limits = self.limits
+        ratio = limits.max_ratio
         if (
             self.kind != "tar"
-            and self.total > limits.min_bomb_size
-            and self.total > ratio * max(self.archive_size, 1)
+            and total > limits.min_bomb_size
+            and total > ratio * max(self.archive_size, 1)
         ):
             raise ArchiveRejected(
                 "compression-bomb",
-                f"The archive unpacks to {_size(self.total)} or more from {_size(self.archive_size)},"
+                f"The archive unpacks to {_size(total)} or more from {_size(self.archive_size)},"
                 f" more than {ratio} times its size; this looks like a compression bomb.",
             )
-        self._check_size(self.total)
+        self._check_size(total)
+
+    def settle(self, archive_size: int, limits: ArchiveLimits) -> None:
+        """Make the deferred checks now that the archive's size and the limits are final: the
+        first total that fails is the refusal the one-pass check would have made there."""
+        self.archive_size, self.limits = archive_size, limits
+        self._deferred = False
+        for total in self._totals:
+            self._check_total(total)
+        self._totals = []
 
     def wrote(self, count: int) -> None:
         """Count bytes actually written: refuse once they pass the limit, whatever was declared."""
@@ -608,6 +637,15 @@ class _Reader(Protocol):
     def read(self, size: int = ..., /) -> bytes: ...
 
 
+class ForwardSource(Protocol):
+    """Bytes read from the start, forward only (gzip wants `seek`, for rewinding, which such a
+    source refuses with OSError)."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
+
+    def seek(self, offset: int, /) -> object: ...
+
+
 def _read_exact(source: _Reader, size: int) -> bytes:
     """Up to `size` bytes, fewer only at the end: raw and ranged streams may return short reads."""
     pieces: list[bytes] = []
@@ -622,7 +660,12 @@ def _read_exact(source: _Reader, size: int) -> bytes:
 
 def _sniff(fileobj: BinaryIO) -> Kind:
     fileobj.seek(0)
-    head = _read_exact(fileobj, tarfile.BLOCKSIZE)
+    return kind_of(_read_exact(fileobj, SNIFF_BYTES))
+
+
+def kind_of(head: bytes) -> Kind:
+    """The kind of archive whose first `SNIFF_BYTES` bytes (all of it, if shorter) are `head`;
+    refuse what is neither (typed by content, never by file name)."""
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return "zip"
     if head[:2] == b"\x1f\x8b":
@@ -963,8 +1006,13 @@ def _tar_damage(error: Exception) -> ArchiveRejected:
 
 def _scan_tar(fileobj: BinaryIO, checker: _Checker, unpacker: _Unpacker | None) -> None:
     fileobj.seek(0)
-    unzipped = gzip.GzipFile(fileobj=fileobj, mode="rb") if checker.kind == "tar.gz" else None
-    feed = _TarFeed(unzipped or fileobj)
+    _scan_tar_stream(fileobj, checker, unpacker)
+
+
+def _scan_tar_stream(source: ForwardSource, checker: _Checker, unpacker: _Unpacker | None) -> None:
+    """One forward pass over a tar or tar.gz read from its first byte; never seeks."""
+    unzipped = gzip.GzipFile(fileobj=source, mode="rb") if checker.kind == "tar.gz" else None
+    feed = _TarFeed(unzipped or source)
     # Headers are not file data, so the size checks do not count them: bound them all together.
     limits = checker.limits
     budget = limits.size_limit + limits.max_entries * TAR_ENTRY_OVERHEAD + TAR_HEADER_ALLOWANCE
@@ -999,6 +1047,35 @@ def _scan_tar(fileobj: BinaryIO, checker: _Checker, unpacker: _Unpacker | None) 
     finally:
         if unzipped is not None:
             unzipped.close()
+
+
+class StreamedTarCheck:
+    """The one-pass check of a tar or tar.gz made while it arrives.
+
+    `run` reads the archive from `source` (in a thread: `source.read` may wait for bytes) and
+    keeps the first refusal it meets; `verdict` then settles the checks that needed the
+    archive's final size and the quota left at the end, and returns what `inspect_archive`
+    would have returned or raises what it would have raised.
+    """
+
+    def __init__(self, kind: Kind, limits: ArchiveLimits) -> None:
+        if kind == "zip":
+            raise ValueError("a zip is checked from its central directory, not in one pass")
+        # The quota is known at the end only: until then the size limit is the archive limit.
+        self._checker = _Checker(kind, 0, replace(limits, quota_remaining=None), deferred=True)
+        self._refusal: ArchiveRejected | None = None
+
+    def run(self, source: ForwardSource) -> None:
+        try:
+            _scan_tar_stream(source, self._checker, None)
+        except ArchiveRejected as refusal:
+            self._refusal = refusal
+
+    def verdict(self, archive_size: int, limits: ArchiveLimits) -> ArchiveReport:
+        self._checker.settle(archive_size, limits)
+        if self._refusal is not None:
+            raise self._refusal
+        return self._checker.finish()
 
 
 def _check_end(block: bytes) -> None:

@@ -2,26 +2,27 @@
 
 An upload streams into storage as it arrives (`Upload.write`), counted against the user's quota
 byte by byte: it reserves quota in growing steps as bytes arrive (`core.archives.quota`), so uploads
-running in parallel share the quota instead of each seeing all of it. When it completes, the stored object is checked (`core.archives.checks`, in a
-thread, reading the object back with ranged reads) before it becomes the project's next version.
+running in parallel share the quota instead of each seeing all of it. The archive is checked while
+it arrives (`core.archives.inspection`: a tar or tar.gz in the same forward pass, a zip from the
+bytes kept of its end), so storage is written once and read back for nothing; the verdict comes
+when the upload completes, before it becomes the project's next version.
 A refused archive is deleted from storage and kept in the history with the reason; an aborted or
 failed upload leaves nothing behind: no version, no object, no pending multipart upload.
 """
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import dataclasses
 import logging
 import re
 import time
 import uuid
-from typing import Any
 
 from core.actor import Actor
 from core.archives import records
-from core.archives.checks import ArchiveLimits, ArchiveRejected, inspect_archive
+from core.archives.checks import ArchiveLimits, ArchiveRejected
+from core.archives.inspection import UploadInspection
 from core.archives.quota import QuotaLedger, does_not_fit, mib
 from core.archives.records import Archive as Archive
 from core.archives.storage import ObjectReader, ObjectStorage, StorageWriter
@@ -69,6 +70,7 @@ class Upload:
         writer: StorageWriter,
         quota_remaining: int,
         ledger: QuotaLedger,
+        inspection: UploadInspection,
     ) -> None:
         self.project = project
         self.filename = filename
@@ -79,6 +81,7 @@ class Upload:
         self.received = 0
         self._done = False
         self._ledger = ledger
+        self._inspection = inspection
         self.reservation = uuid.uuid4()
         self._reserved = 0  # bytes of quota this upload holds
         self._renew_at = 0.0  # when its reservation's lease wants renewing (monotonic)
@@ -96,6 +99,7 @@ class Upload:
         self.received = needed
         try:
             await self._writer.write(data)
+            await self._inspection.feed(data)
         except BaseException:
             await self.abort()
             raise
@@ -117,6 +121,7 @@ class Upload:
             try:
                 stored = await self._writer.complete()
             except BaseException:
+                self._inspection.abort()
                 await self._writer.abort()
                 raise
             return await self._service._accept(
@@ -125,6 +130,7 @@ class Upload:
                 self._key,
                 stored.size,
                 self.reservation,
+                self._inspection,
             )
         finally:
             await self._release()
@@ -132,6 +138,7 @@ class Upload:
     async def abort(self) -> None:
         """Drop what arrived: nothing stays in storage. Safe to call more than once."""
         self._done = True
+        self._inspection.abort()
         try:
             await self._writer.abort()
         except Exception:
@@ -236,7 +243,9 @@ class ArchiveService:
             )
         key = f"{UPLOAD_PREFIX}{project.id}/{uuid.uuid4().hex}"
         writer = await self._storage.open_writer(key)
-        return Upload(self, project, filename, key, writer, standing.free, self._quota)
+        storage = self._storage
+        inspection = UploadInspection(self._limits, lambda: storage.open_seekable(key))
+        return Upload(self, project, filename, key, writer, standing.free, self._quota, inspection)
 
     async def _accept(
         self,
@@ -245,18 +254,14 @@ class ArchiveService:
         key: str,
         size: int,
         reservation: uuid.UUID,
+        inspection: UploadInspection,
     ) -> Archive:
         # What is free now, this upload's own reservation aside: other uploads may have ended
         # (or started) since this one began.
         quota_remaining = (await self._quota.standing(project.user_id, reservation)).free
         limits = dataclasses.replace(self._limits, quota_remaining=quota_remaining)
-
-        def check() -> Any:
-            with self._storage.open_seekable(key) as fileobj:
-                return inspect_archive(fileobj, limits)
-
         try:
-            report = await asyncio.to_thread(check)
+            report = await inspection.finish(limits)
         except ArchiveRejected as rejected:
             await self._storage.delete(key)
             await self._record(project, filename, size, "rejected", rejected.message, None, None)

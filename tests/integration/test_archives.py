@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import tarfile
 import uuid
 import zipfile
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from core.archives.checks import ArchiveRejected
-from core.archives.storage import S3Storage
+from core.archives.storage import MIN_PART_SIZE, S3Storage
 from core.errors import NotFoundError, QuotaExceededError, ValidationError
 from core.panel import Panel
 from core.settings import Settings
@@ -213,3 +216,86 @@ async def test_a_panel_set_up_for_s3_over_https_with_its_own_ca_keeps_versions(
         assert isinstance(panel.storage, S3Storage)
         await asyncio.to_thread(drop_bucket, panel.storage)
         await panel.close()
+
+
+class S3Traffic:
+    """What a storage client sent to and read from the S3 server, counted request by request
+    as botocore makes them: bytes of parts and objects written, GETs and bytes read back."""
+
+    def __init__(self, storage: S3Storage) -> None:
+        self.written = 0
+        self.gets = 0
+        self.read = 0
+        events = storage.client.meta.events
+        for operation in ("UploadPart", "PutObject"):
+            events.register(f"before-call.s3.{operation}", self._count_body)
+        events.register("after-call.s3.GetObject", self._count_get)
+
+    def _count_body(self, params: dict[str, Any], **_: Any) -> None:
+        body = params["body"]
+        self.written += len(body.getvalue()) if hasattr(body, "getvalue") else len(body)
+
+    def _count_get(self, parsed: dict[str, Any], **_: Any) -> None:
+        self.gets += 1
+        self.read += int(parsed.get("ContentLength", 0))
+
+
+def app_tar(compression: str = "", payload: int = 12 << 20) -> bytes:
+    """A tar (or tar.gz) with a Dockerfile and `payload` random bytes: several S3 parts."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=f"w:{compression}") as archive:
+        for name, data in (("Dockerfile", b"FROM scratch\n"), ("blob.bin", os.urandom(payload))):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["tar", "tar.gz", "zip"])
+async def test_an_s3_upload_is_written_once_and_never_read_back(
+    panel: Panel, seaweed_server: SeaweedServer, kind: str
+) -> None:
+    # The check runs on the bytes as they arrive (a zip's directory is kept from its end), so
+    # storage gets every byte once and gives none back: no download after the upload.
+    if kind == "zip":
+        data = app_zip({"Dockerfile": b"FROM scratch\n", "blob.bin": os.urandom(12 << 20)})
+    else:
+        data = app_tar("gz" if kind == "tar.gz" else "")
+    async with panel_on_s3(panel, seaweed_server, part_size=MIN_PART_SIZE) as on_s3:
+        assert isinstance(on_s3.storage, S3Storage)
+        traffic = S3Traffic(on_s3.storage)
+        alice = await alice_with_project(on_s3)
+        version = await upload(on_s3, alice, "shop", f"app.{kind}", data, chunk=256 * 1024)
+        assert (version.name, version.kind, version.size) == (f"v1-app.{kind}", kind, len(data))
+        assert (traffic.written, traffic.gets, traffic.read) == (len(data), 0, 0)
+        # What was stored is the upload, byte for byte (read here, after the counting).
+        chunks = [chunk async for chunk in on_s3.archives.open_reader(version)]
+        assert b"".join(chunks) == data
+
+
+async def test_a_refusal_found_early_in_a_tar_still_comes_at_the_end_of_the_upload(
+    panel: Panel, seaweed_server: SeaweedServer
+) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, size in (("../escape", 10), ("Dockerfile", 13), ("blob.bin", 8 << 20)):
+            info = tarfile.TarInfo(name)
+            info.size = size
+            archive.addfile(info, io.BytesIO(bytes(size)))
+    data = buffer.getvalue()
+    async with panel_on_s3(panel, seaweed_server, part_size=MIN_PART_SIZE) as on_s3:
+        assert isinstance(on_s3.storage, S3Storage)
+        traffic = S3Traffic(on_s3.storage)
+        alice = await alice_with_project(on_s3)
+        transfer = await on_s3.archives.begin_upload(alice, "shop", "app.tar")
+        for start in range(0, len(data), 256 * 1024):
+            await transfer.write(data[start : start + 256 * 1024])  # every write is taken
+        with pytest.raises(ArchiveRejected, match=r"contains '\.\.'") as refused:
+            await transfer.finish()
+        assert refused.value.reason == "path-traversal"
+        assert [(a.status, a.size) for a in await on_s3.archives.list(alice, "shop")] == [
+            ("rejected", len(data))
+        ]
+        assert (traffic.gets, traffic.read) == (0, 0)
+        assert await on_s3.storage.list_objects("projects/") == []
+        assert await on_s3.storage.pending_uploads() == []

@@ -3,12 +3,16 @@ message), and how extraction writes only safe things and cleans up after itself.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import functools
 import gzip
 import io
 import os
 import stat
 import tarfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +24,7 @@ from core.archives.checks import (
     extract_archive,
     inspect_archive,
 )
+from core.archives.inspection import UploadInspection
 from core.errors import ValidationError
 from tests.unit.archives import (
     DOCKERFILE,
@@ -41,7 +46,41 @@ MiB = 1 << 20
 
 
 def inspect(data: bytes, **limits: int) -> ArchiveReport:
-    return inspect_archive(io.BytesIO(data), ArchiveLimits(**limits))
+    """`inspect_archive` on the whole file, after checking that the same archive checked while
+    it uploads (fed in pieces of two sizes) gets the same verdict, message for message."""
+    whole = _outcome(lambda: inspect_archive(io.BytesIO(data), ArchiveLimits(**limits)))
+    for piece in (64 * 1024, 1000):
+        fed = _outcome(
+            functools.partial(asyncio.run, streamed(data, ArchiveLimits(**limits), piece))
+        )
+        assert _verdict(fed) == _verdict(whole), f"fed in pieces of {piece} bytes"
+    if isinstance(whole, ArchiveRejected):
+        raise whole
+    return whole
+
+
+async def streamed(data: bytes, limits: ArchiveLimits, piece: int) -> ArchiveReport:
+    """What an upload's inspection says when `data` arrives `piece` bytes at a time (the quota
+    known only at the end, as in an upload)."""
+    inspection = UploadInspection(
+        dataclasses.replace(limits, quota_remaining=None), lambda: io.BytesIO(data)
+    )
+    for start in range(0, len(data), piece):
+        await inspection.feed(data[start : start + piece])
+    return await inspection.finish(limits)
+
+
+def _outcome(check: Callable[[], ArchiveReport]) -> ArchiveReport | ArchiveRejected:
+    try:
+        return check()
+    except ArchiveRejected as refusal:
+        return refusal
+
+
+def _verdict(outcome: ArchiveReport | ArchiveRejected) -> object:
+    if isinstance(outcome, ArchiveRejected):
+        return (outcome.reason, outcome.message, outcome.path)
+    return outcome
 
 
 def refused(data: bytes, reason: str, match: str, **limits: int) -> ArchiveRejected:

@@ -89,8 +89,8 @@ async def test_the_factory_picks_s3_when_an_endpoint_is_set(tmp_path: Path) -> N
         "http://127.0.0.1:9000",
         "b-1",
         "eu-west-1",
-        16 * MiB,
-        2,
+        8 * MiB,
+        4,
     )
     # Building it contacted nothing: the client is made on first use, in a worker thread.
     assert s3._client_instance is None
