@@ -22,6 +22,10 @@ FLUSH_SECONDS = 0.3
 FLUSH_TIMEOUT = 10.0  # a write that takes longer is given up (the database is in trouble)
 
 
+def step_line(text: str) -> str:
+    return f"==> {datetime.now(UTC):%H:%M:%S} {text}\n"
+
+
 class JobLog:
     def __init__(self, queue: DeploymentQueue, deployment_id: int) -> None:
         self._queue = queue
@@ -44,7 +48,17 @@ class JobLog:
 
     def step(self, text: str) -> None:
         """A line of the panel's own, with the time, so users can see where time went."""
-        self.line(f"==> {datetime.now(UTC):%H:%M:%S} {text}")
+        self.line(step_line(text))
+
+    async def take(self) -> str:
+        """What is written but not yet stored, for a caller that stores it with a state change
+        (so the log is whole when the state shows); the caller puts it back if that fails."""
+        if self._flusher is not None and not self._flusher.done():
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        text, self._pending, self._pending_bytes = "".join(self._pending), [], 0
+        return text
 
     async def _flush_later(self) -> None:
         await asyncio.sleep(FLUSH_SECONDS)
@@ -58,9 +72,7 @@ class JobLog:
             async with asyncio.timeout(FLUSH_TIMEOUT):
                 await self._queue.append_log(self._deployment_id, text)
         except Exception as error:  # a lost log line must never fail the deployment
-            log.warning(
-                "could not write the log of deployment %s: %s", self._deployment_id, error
-            )
+            log.warning("could not write the log of deployment %s: %s", self._deployment_id, error)
 
     async def close(self) -> None:
         if self._flusher is not None and not self._flusher.done():

@@ -27,7 +27,7 @@ from core.archives.checks import ArchiveLimits, extract_archive
 from core.archives.service import ArchiveService
 from core.archives.storage import ObjectStorage
 from core.confined import read_beneath
-from core.deploy.build_log import JobLog
+from core.deploy.build_log import JobLog, step_line
 from core.deploy.live_check import Missing, find_missing
 from core.deploy.model import SUCCEEDED_STATES, Deployment, State
 from core.deploy.queue import DeploymentQueue
@@ -585,12 +585,14 @@ class Deployer:
     ) -> None:
         joblog.step(f"Switching {self._router.url(target.name)} to deployment #{job.id}")
         await self._router.route(target.name, port, job.id)
+        written = await joblog.take()
         try:
-            previous = await self._queue.go_live(job.id, worker)
+            live_line = step_line(f"Live at {self._router.url(target.name)}")
+            previous = await self._queue.go_live(job.id, worker, written + live_line)
         except Exception:  # not ours any more (lease lost), or not recorded: route back
+            joblog.line(written)
             await self._route_back(target)
             raise
-        joblog.step(f"Live at {self._router.url(target.name)}")
         if previous is not None:
             self._spawn(self._retire(previous, target))
         self._spawn(self._prune(target))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.db.pool import Pool
+from core.db.pool import Connection, Pool
 from core.db.unit import transaction
 from core.deploy.model import SUCCEEDED_STATES, Deployment, Kind, State
 from core.deploy.store import DeploymentStore
@@ -71,12 +71,15 @@ class DeploymentQueue:
     async def append_log(self, deployment_id: int, text: str) -> None:
         """Add `text` to the log, which never grows past `log_max_bytes` (notice included)."""
         async with transaction(self._pool) as conn:
-            size = await self._store.log_size_for_update(conn, deployment_id)
-            if size is None:
-                return
-            addition = _within(text, size, self.log_max_bytes)
-            if addition:
-                await self._store.append_log(conn, deployment_id, addition)
+            await self._append_log(conn, deployment_id, text)
+
+    async def _append_log(self, conn: Connection, deployment_id: int, text: str) -> None:
+        size = await self._store.log_size_for_update(conn, deployment_id)
+        if size is None:
+            return
+        addition = _within(text, size, self.log_max_bytes)
+        if addition:
+            await self._store.append_log(conn, deployment_id, addition)
 
     async def record(
         self,
@@ -104,12 +107,17 @@ class DeploymentQueue:
         if not recorded:
             raise LeaseLost(deployment_id)
 
-    async def go_live(self, deployment_id: int, worker: str) -> Deployment | None:
-        """Make the deployment the project's live one; return the one it replaces, if any."""
+    async def go_live(
+        self, deployment_id: int, worker: str, log_text: str = ""
+    ) -> Deployment | None:
+        """Make the deployment the project's live one; return the one it replaces, if any.
+        `log_text` ends the log in the same transaction: whoever sees it running reads it all."""
         async with transaction(self._pool) as conn:
             project_id = await self._store.mark_running(conn, deployment_id, worker)
             if project_id is None:
                 raise LeaseLost(deployment_id)
+            if log_text:
+                await self._append_log(conn, deployment_id, log_text)
             previous_id = await self._projects.make_live(conn, project_id, deployment_id)
             previous = await self._store.get(previous_id, conn) if previous_id else None
             if previous is not None:

@@ -261,6 +261,7 @@ class DeploymentWorker:
             if not await self._queue.requeue(deployment.id, self.name):
                 await self._queue.finish(deployment.id, self.name, State.CANCELLED, CANCELLED)
         elif outcome is not None:
+            await joblog.close()  # the whole log is stored before the state says it ended
             await self._finish(deployment, *outcome)
 
     async def _finish(self, deployment: Deployment, state: State, error: str) -> None:

@@ -75,9 +75,10 @@ async def test_a_port_given_in_a_rolled_back_transaction_stays_free(panel: Panel
     project = await panel.projects.create(alice, "shop")
     async with panel.pool.acquire() as conn:
         deployment_id = await conn.fetchval(
-            "INSERT INTO deployments (project_id, user_id, archive_name, reason)"
-            " VALUES ($1, $2, 'v1-app.zip', 'deploy') RETURNING id",
+            "INSERT INTO deployments (project_id, project_name, user_id, archive_name, reason)"
+            " VALUES ($1, $2, $3, 'v1-app.zip', 'deploy') RETURNING id",
             project.id,
+            project.name,
             project.user_id,
         )
         with pytest.raises(Abandoned):
