@@ -16,6 +16,7 @@ from core.deploy.pipeline import Deployer
 from core.deploy.queue import DeploymentQueue
 from core.deploy.service import DeploymentService
 from core.deploy.worker import DeploymentWorker
+from core.events import EventHub
 from core.identity.accounts import AccountService
 from core.identity.keys import KeyService
 from core.identity.passwords import PasswordHasher
@@ -57,6 +58,8 @@ class Panel:
     queue: DeploymentQueue
     deployer: Deployer
     installation: Installation
+    # One LISTEN connection per process, opened when the first screen subscribes.
+    events: EventHub
 
     @classmethod
     async def open(cls, settings: Settings, *, run_migrations: bool = True) -> Panel:
@@ -134,7 +137,7 @@ class Panel:
         return cls(
             settings, pool, redis, hasher, accounts, keys, sessions, throttle, projects,
             storage, archives, env, deployments, engine, compose, router, ports, queue, deployer,
-            installation,
+            installation, EventHub(settings.database_url),
         )  # fmt: skip
 
     def worker(self, **options: object) -> DeploymentWorker:
@@ -156,6 +159,7 @@ class Panel:
         )
 
     async def close(self) -> None:
+        await self.events.close()
         await self.deployer.close()
         await self.engine.close()
         await self.storage.close()
