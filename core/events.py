@@ -19,6 +19,11 @@ subscriber comes, so the worker and `ghst` commands never open it), and in-proce
 actor acts for (operators receive all). When the connection is lost (PostgreSQL restarted), the
 hub reconnects with back-off and then sends every subscriber one `refresh`.
 
+Caches: a writer drops the caches its change spoils only after its commit, so an event can
+arrive first. `prepare` (given by the composition root) runs before an event is delivered, in
+processes where someone watches it, so a subscriber that loads on the event never reads a cache
+from before the change. Events still reach subscribers in the order they were committed.
+
 A subscription either calls a callback (cheap: no task per subscriber; the dashboard posts a
 message to its screen) or queues events for `get()` / `async for`. Queued events are bounded:
 past `MAX_PENDING` they collapse into one `refresh`.
@@ -31,7 +36,7 @@ import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -170,8 +175,12 @@ class EventHub:
         *,
         check_seconds: float = CHECK_SECONDS,
         retry_max: float = RETRY_MAX,
+        prepare: Callable[[Event], Awaitable[object]] | None = None,
     ) -> None:
         self._dsn = dsn
+        self._prepare = prepare
+        self._inbox: deque[Event] = deque()
+        self._sorter: asyncio.Task[None] | None = None
         self._check_seconds = check_seconds
         self._retry_max = retry_max
         self._by_user: dict[int, set[Subscription]] = {}
@@ -297,15 +306,37 @@ class EventHub:
             log.warning("events: ignored a payload that is not an event: %.80r", payload)
             return
         self.delivered += 1
-        self.deliver(event)
+        if self._prepare is None:
+            self.deliver(event)
+            return
+        self._inbox.append(event)
+        if self._sorter is None or self._sorter.done():
+            self._sorter = asyncio.get_running_loop().create_task(self._prepare_and_deliver())
+
+    def _watched(self, event: Event) -> bool:
+        own = self._by_user.get(event.user_id) if event.user_id is not None else None
+        return any(s.matches(event) for s in (*self._everyone, *(own or ())))
+
+    async def _prepare_and_deliver(self) -> None:
+        assert self._prepare is not None
+        while self._inbox:
+            event = self._inbox.popleft()
+            if not self._watched(event):
+                continue
+            try:
+                await self._prepare(event)
+            except Exception:
+                log.exception("events: preparing %s failed", event)
+            self.deliver(event)
 
     async def close(self) -> None:
         self._closed = True
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._task, self._sorter):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._sorter = None
         for subscription in [*self._everyone, *(s for v in self._by_user.values() for s in v)]:
             subscription.closed = True
         self._everyone.clear()

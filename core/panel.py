@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -16,7 +17,7 @@ from core.deploy.pipeline import Deployer
 from core.deploy.queue import DeploymentQueue
 from core.deploy.service import DeploymentService
 from core.deploy.worker import DeploymentWorker
-from core.events import EventHub
+from core.events import Event, EventHub
 from core.identity.accounts import AccountService
 from core.identity.keys import KeyService
 from core.identity.passwords import PasswordHasher
@@ -137,7 +138,7 @@ class Panel:
         return cls(
             settings, pool, redis, hasher, accounts, keys, sessions, throttle, projects,
             storage, archives, env, deployments, engine, compose, router, ports, queue, deployer,
-            installation, EventHub(settings.database_url),
+            installation, EventHub(settings.database_url, prepare=fresh_projects(projects)),
         )  # fmt: skip
 
     def worker(self, **options: object) -> DeploymentWorker:
@@ -166,6 +167,17 @@ class Panel:
         await self.redis.aclose()
         await self.pool.close()
         self.hasher.close()
+
+
+def fresh_projects(projects: ProjectService) -> Callable[[Event], Awaitable[None]]:
+    """Before an event about a user's projects or uploads reaches a screen here, drop that
+    user's cached project list: the writer drops it only after its commit, maybe too late."""
+
+    async def prepare(event: Event) -> None:
+        if event.kind in ("project", "archive") and event.user_id is not None:
+            await projects.invalidate(event.user_id)
+
+    return prepare
 
 
 def nginx_router(settings: Settings) -> NginxRouter:

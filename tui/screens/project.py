@@ -270,7 +270,8 @@ class ProjectScreen(GhstScreen[None]):
             self._tick_timer.pause()
 
     def on_changed(self, message: Changed) -> None:
-        if self.is_current:
+        # Covered (even by a dialog): the load waits until the screen is shown again.
+        if self.is_active:
             self.poll()
 
     def tick(self) -> None:

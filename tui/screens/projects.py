@@ -107,7 +107,8 @@ class ProjectsScreen(GhstScreen[None]):
         self.reload()
 
     def on_changed(self, message: Changed) -> None:
-        if self.is_current:
+        # Covered (even by a dialog): the load waits until the screen is shown again.
+        if self.is_active:
             self.poll()
 
     def poll(self) -> None:
