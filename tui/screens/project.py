@@ -41,13 +41,14 @@ from tui.screens.confirm import ConfirmDialog
 from tui.screens.logs import LogsScreen, duration_text
 from tui.screens.projects import project_url
 from tui.upload_commands import upload_commands
-from tui.watch import Changed, watch
+from tui.watch import Changed, load_slot, watch
 from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
 
 # What this screen shows; a build log growing ("log") is not.
 WATCHED = ("deployment", "archive", "project")
 TICK_SECONDS = 1.0
+RETRY_SECONDS = 5.0  # a failed load is tried again (no event may come to trigger it)
 DEPLOYMENTS_SHOWN = 50
 READY = "ready"
 COLUMNS = (
@@ -182,6 +183,7 @@ class ProjectScreen(GhstScreen[None]):
         self._loader: Worker[None] | None = None
         self._events: Subscription | None = None
         self._stale = False  # an event came during a load: load again after it
+        self._retry: Timer | None = None
         self._tick_timer: Timer | None = None
         # Bumped by every change made here, so a poll that started before it is not shown.
         self._generation = 0
@@ -269,7 +271,13 @@ class ProjectScreen(GhstScreen[None]):
         if self._tick_timer is not None:
             self._tick_timer.pause()
 
-    def on_changed(self, message: Changed) -> None:
+    def retry_later(self) -> None:
+        """After a failed load: load again in a while (one timer, only if still shown)."""
+        if self._retry is not None:
+            self._retry.stop()
+        self._retry = self.set_timer(RETRY_SECONDS, lambda: self.on_changed(None))
+
+    def on_changed(self, message: Changed | None) -> None:
         # Covered (even by a dialog): the load waits until the screen is shown again.
         if self.is_active:
             self.poll()
@@ -320,18 +328,20 @@ class ProjectScreen(GhstScreen[None]):
     async def load_project(self) -> None:
         generation = self._generation
         try:
-            if self._events is not None and self._events.project_id is None:
-                project = await self.panel.projects.get(self.user.id, self.project_name)
-                self._events.project_id = project.id  # from now on, only this project's events
-            archives, status, deployments = await self.fetch()
+            async with load_slot():
+                if self._events is not None and self._events.project_id is None:
+                    project = await self.panel.projects.get(self.user.id, self.project_name)
+                    self._events.project_id = project.id  # from now on, only its events
+                archives, status, deployments = await self.fetch()
         except NotFoundError:
             self._gone = True
             if self._events is not None:
                 self._events.close()
             raise
         except Exception:
+            self.retry_later()
             if self._poll_failing:
-                return  # already reported: stay quiet until a poll works again
+                return  # already reported: stay quiet until a load works again
             self._poll_failing = True
             raise
         self._poll_failing = False

@@ -19,6 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.content import Content
+from textual.timer import Timer
 from textual.widgets import DataTable, Static
 from textual.worker import Worker
 
@@ -27,12 +28,13 @@ from core.projects.service import Project
 from tui.formatting import moment, plural, size
 from tui.screens.base import GhstScreen
 from tui.upload_commands import upload_commands
-from tui.watch import Changed, watch
+from tui.watch import Changed, load_slot, watch
 from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
 
 # What the list shows: projects, and their uploads (versions, last upload, storage used).
 WATCHED = ("project", "archive")
+RETRY_SECONDS = 5.0  # a failed load is tried again (no event may come to trigger it)
 COLUMNS = (
     ("Name", "name"),
     ("URL", "url"),
@@ -73,6 +75,7 @@ class ProjectsScreen(GhstScreen[None]):
         self._loader: Worker[None] | None = None
         self._events: Subscription | None = None
         self._stale = False  # an event came during a load: load again after it
+        self._retry: Timer | None = None
         self._poll_failing = False
 
     def compose(self) -> ComposeResult:
@@ -106,7 +109,13 @@ class ProjectsScreen(GhstScreen[None]):
         # On first show and on coming back (events that came while covered were not loaded).
         self.reload()
 
-    def on_changed(self, message: Changed) -> None:
+    def retry_later(self) -> None:
+        """After a failed load: load again in a while (one timer, only if still shown)."""
+        if self._retry is not None:
+            self._retry.stop()
+        self._retry = self.set_timer(RETRY_SECONDS, lambda: self.on_changed(None))
+
+    def on_changed(self, message: Changed | None) -> None:
         # Covered (even by a dialog): the load waits until the screen is shown again.
         if self.is_active:
             self.poll()
@@ -132,10 +141,12 @@ class ProjectsScreen(GhstScreen[None]):
     async def load_projects(self) -> None:
         panel, user_id = self.panel, self.user.id
         try:
-            projects, usage = await asyncio.gather(
-                panel.projects.list(user_id), panel.archives.usage(user_id)
-            )
+            async with load_slot():
+                projects, usage = await asyncio.gather(
+                    panel.projects.list(user_id), panel.archives.usage(user_id)
+                )
         except Exception:
+            self.retry_later()
             if self._poll_failing:
                 return  # already reported: stay quiet until a load works again
             self._poll_failing = True
