@@ -126,7 +126,7 @@ class Session:
             with contextlib.suppress(TimeoutError):
                 await self.wait_text(then, KEY_RETRY)
                 return
-        raise TimeoutError(f"{then!r} never showed after {keys!r}")
+        raise TimeoutError(f"{then!r} never showed after {keys!r}; the screen:\n{self.text()}")
 
 
 async def open_dashboard(port: int, key: asyncssh.SSHKey, project_screen: bool) -> Session:
@@ -155,7 +155,8 @@ def cpu_seconds(pid: int) -> float:
 
 async def idle(conn: asyncpg.Connection, pid: int, seconds: float) -> tuple[float, float]:
     """Transactions per second and server CPU (% of a core) while nobody types."""
-    await asyncio.sleep(2)  # let the stats of the navigation settle
+    # A backend that goes idle reports its counts up to 10 s later: let the last loads' land.
+    await asyncio.sleep(12)
     before, cpu_before, started = await committed(conn), cpu_seconds(pid), time.perf_counter()
     await asyncio.sleep(seconds)
     # PostgreSQL publishes a backend's counts at most every second: wait for the last ones.

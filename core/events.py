@@ -189,6 +189,9 @@ class EventHub:
         self._closed = False
         self.listening = asyncio.Event()
         self.connections = 0  # times the LISTEN connection was (re)established
+        # Events handed out so far: what a reader loaded after this number had changed includes
+        # every change told so far (readers that woke on the same event can share one load).
+        self.sequence = 0
         self.delivered = 0  # events received from PostgreSQL
 
     @classmethod
@@ -238,6 +241,7 @@ class EventHub:
 
     def deliver(self, event: Event) -> None:
         """Hand an event to every subscription it concerns (one failing never stops the rest)."""
+        self.sequence += 1
         if event.kind == "refresh":
             targets = [*self._everyone, *(s for subs in self._by_user.values() for s in subs)]
         else:

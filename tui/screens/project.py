@@ -41,7 +41,7 @@ from tui.screens.confirm import ConfirmDialog
 from tui.screens.logs import LogsScreen, duration_text
 from tui.screens.projects import project_url
 from tui.upload_commands import upload_commands
-from tui.watch import Changed, load_slot, watch
+from tui.watch import Changed, load_slot, shared_load, watch
 from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
 
@@ -328,11 +328,13 @@ class ProjectScreen(GhstScreen[None]):
     async def load_project(self) -> None:
         generation = self._generation
         try:
-            async with load_slot():
-                if self._events is not None and self._events.project_id is None:
+            if self._events is not None and self._events.project_id is None:
+                async with load_slot():
                     project = await self.panel.projects.get(self.user.id, self.project_name)
-                    self._events.project_id = project.id  # from now on, only its events
-                archives, status, deployments = await self.fetch()
+                self._events.project_id = project.id  # from now on, only its events
+            # The user's other sessions on this project woke on the same event: one load.
+            key = ("project", self.user.id, self.project_name)
+            archives, status, deployments = await shared_load(self.panel.events, key, self.fetch)
         except NotFoundError:
             self._gone = True
             if self._events is not None:

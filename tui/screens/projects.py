@@ -28,7 +28,7 @@ from core.projects.service import Project
 from tui.formatting import moment, plural, size
 from tui.screens.base import GhstScreen
 from tui.upload_commands import upload_commands
-from tui.watch import Changed, load_slot, watch
+from tui.watch import Changed, shared_load, watch
 from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
 
@@ -141,10 +141,14 @@ class ProjectsScreen(GhstScreen[None]):
     async def load_projects(self) -> None:
         panel, user_id = self.panel, self.user.id
         try:
-            async with load_slot():
-                projects, usage = await asyncio.gather(
+
+            async def load() -> tuple[list[Project], tuple[int, int]]:
+                return await asyncio.gather(
                     panel.projects.list(user_id), panel.archives.usage(user_id)
                 )
+
+            # The user's other sessions on this list woke on the same event: one load.
+            projects, usage = await shared_load(panel.events, ("projects", user_id), load)
         except Exception:
             self.retry_later()
             if self._poll_failing:
