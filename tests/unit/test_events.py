@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
 from core.actor import Actor
 from core.errors import PermissionDenied
 from core.events import MAX_PENDING, REFRESH, Event, EventHub, parse
+from tui.watch import shared_load
 
 ALICE = Actor("user", 1, "alice")
 BOB = Actor("user", 2, "bob")
@@ -103,3 +105,29 @@ async def test_a_failing_callback_harms_no_other_subscriber_and_close_stops_deli
     hub.deliver(Event("archive", 3, 1))
     assert got == [Event("archive", 3, 1)]
     assert hub.subscribers == 1
+
+
+async def test_screens_woken_by_one_event_share_a_load_but_never_an_older_one() -> None:
+    hub = EventHub.offline()
+    calls: list[str] = []
+    release = asyncio.Event()
+
+    def loader(name: str) -> Callable[[], Awaitable[str]]:
+        async def load() -> str:
+            calls.append(name)
+            await release.wait()
+            return name
+
+        return load
+
+    first = asyncio.ensure_future(shared_load(hub, ("project", 1, "shop"), loader("a")))
+    await asyncio.sleep(0)
+    same = asyncio.ensure_future(shared_load(hub, ("project", 1, "shop"), loader("b")))
+    other_user = asyncio.ensure_future(shared_load(hub, ("project", 2, "shop"), loader("c")))
+    await asyncio.sleep(0)
+    hub.deliver(Event("deployment", 3, 1, 9))  # a change after the first load started
+    newer = asyncio.ensure_future(shared_load(hub, ("project", 1, "shop"), loader("d")))
+    await asyncio.sleep(0)
+    release.set()
+    assert await asyncio.gather(first, same, other_user, newer) == ["a", "a", "c", "d"]
+    assert calls == ["a", "c", "d"]
