@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ from core.deploy.queue import DeploymentQueue
 from core.deploy.service import DeploymentService
 from core.deploy.store import DeploymentStore
 from core.deploy.worker import DeploymentWorker
+from core.events import Event, EventHub
 from core.identity.accounts import AccountService
 from core.identity.keys import KeyService
 from core.identity.passwords import PasswordHasher
@@ -70,6 +72,8 @@ class Panel:
     queue: DeploymentQueue
     deployer: Deployer
     installation: Installation
+    # One LISTEN connection per process, opened when the first screen subscribes.
+    events: EventHub
 
     # What `close` undoes, last opened first; filled by `open`.
     _resources: AsyncExitStack = field(
@@ -161,10 +165,12 @@ class Panel:
         )  # fmt: skip
         resources.push_async_callback(deployer.close)
         deployments.attach_runtime(deployer)
+        events = EventHub(settings.database_url, prepare=fresh_projects(projects))
+        resources.push_async_callback(events.close)  # last opened: closed first
         return cls(
             settings, pool, redis, hasher, accounts, keys, sessions, throttle, projects,
             storage, archives, env, deployments, engine, compose, router, ports, queue, deployer,
-            installation,
+            installation, events,
         )  # fmt: skip
 
     @property
@@ -197,6 +203,17 @@ class Panel:
         """Close what `open` opened, last opened first (the deployer before the engine it
         drives, the pool last). Closing twice is harmless."""
         await self._resources.aclose()
+
+
+def fresh_projects(projects: ProjectService) -> Callable[[Event], Awaitable[None]]:
+    """Before an event about a user's projects or uploads reaches a screen here, drop that
+    user's cached project list: the writer drops it only after its commit, maybe too late."""
+
+    async def prepare(event: Event) -> None:
+        if event.kind in ("project", "archive") and event.user_id is not None:
+            await projects.invalidate(event.user_id)
+
+    return prepare
 
 
 def nginx_router(settings: Settings) -> NginxRouter:

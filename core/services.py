@@ -17,6 +17,7 @@ from typing import Protocol
 
 from core.archives.service import ArchiveService
 from core.deploy.service import DeploymentService
+from core.events import EventHub
 from core.identity.accounts import AccountService
 from core.identity.keys import KeyService
 from core.identity.sessions import SessionService
@@ -44,6 +45,8 @@ class Services(Protocol):
     def env(self) -> EnvService: ...
     @property
     def deployments(self) -> DeploymentService: ...
+    @property
+    def events(self) -> EventHub: ...
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class ServiceSet:
     archives: ArchiveService
     env: EnvService
     deployments: DeploymentService
+    events: EventHub
 
     @classmethod
     def of(cls, source: Services) -> ServiceSet:

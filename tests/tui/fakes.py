@@ -20,6 +20,7 @@ from core.actor import Actor
 from core.archives.service import Archive
 from core.deploy.service import Deployment, ProjectState, ProjectStatus, Reason, State
 from core.errors import AuthenticationError, ConflictError, NotFoundError, ValidationError
+from core.events import EventHub
 from core.identity.accounts import BAD_CREDENTIALS, User
 from core.identity.keys import PublicKey, SSHKey, parse_public_key
 from core.identity.sessions import Session
@@ -400,6 +401,7 @@ class FakePanel:
     deployments: FakeDeployments = field(default_factory=FakeDeployments)
     env: FakeEnv = field(default_factory=FakeEnv)
     settings: Settings = SETTINGS
+    events: EventHub = field(default_factory=EventHub.offline)
 
 
 def signed_in_visitor(user: User = ALICE) -> Visitor:

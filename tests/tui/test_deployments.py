@@ -559,8 +559,8 @@ async def test_a_refusal_from_the_service_is_a_notification(panel: Panel) -> Non
     notes = record_notifications(app)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_project(app, pilot)
-        assert screen._poll_timer is not None
-        screen._poll_timer.pause()  # the screen must not learn of it before the key
+        assert screen._events is not None
+        screen._events.close()  # the screen must not learn of it before the key
         await focus_deployments(pilot)
         await panel.deployments.cancel(as_user(user_id), "shop", queued.id)
         await pilot.press("x")

@@ -1,9 +1,9 @@
 """Logs of a project: the build log of one deployment, or the live app's runtime logs.
 
-Build log: the deployment and the new part of its log are read every `BUILD_POLL_SECONDS`
-while it is queued, building or starting (two indexed queries; only text past the offset
-already shown is fetched); when it has finished the log is complete, the polling stops and
-the line under the log says how it ended.
+Build log: the deployment and the new part of its log are read when an event says it changed
+or its log grew (two indexed queries; only text past the offset already shown is fetched;
+events that come during a read make one more read); when it has finished the log is complete,
+the screen stops listening and the line under the log says how it ended.
 
 Runtime logs: `DeploymentService.runtime_logs` (the last `RUNTIME_TAIL` lines, then new ones)
 is iterated in a worker; leaving the screen cancels the worker and closes the stream.
@@ -24,16 +24,18 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import Static
 
-from core.actor import Actor
 from core.deploy.service import Deployment, State
 from core.errors import NotFoundError, PanelError
+from core.events import Subscription
 from tui.formatting import moment
 from tui.screens.base import GhstScreen
 from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
 from tui.widgets.log_view import ThrottledLog
 
-BUILD_POLL_SECONDS = 0.5
+# What a build log shows: the deployment's state and its log.
+WATCHED = ("deployment", "log")
+RETRY_SECONDS = 2.0  # after a failed read (the database is down, say)
 RUNTIME_TAIL = 200
 YIELD_EVERY = 200  # lines taken from the runtime log stream between turns of the event loop
 ENDINGS = {
@@ -135,30 +137,43 @@ class LogsScreen(GhstScreen[None]):
     @work(exclusive=True, exit_on_error=False, group="follow")
     async def follow_build(self) -> None:
         assert self.deployment_id is not None
-        deployments, actor = self.panel.deployments, Actor.for_user(self.user)
+        deployments, actor = self.panel.deployments, self.actor
         project, deployment_id = self.project_name, self.deployment_id
         view = self.log_view
         offset = 0
+        # Subscribed before the first read: nothing written after that read is missed.
+        with self.panel.events.subscribe(self.actor, kinds=WATCHED) as events:
+            while True:
+                try:
+                    # The state first: if it has finished, the log read after it is complete.
+                    deployment = await deployments.get(actor, project, deployment_id)
+                    text, offset = await deployments.build_log(
+                        actor, project, deployment_id, offset
+                    )
+                except NotFoundError:
+                    self.set_status("This deployment is gone (the project was deleted).", "error")
+                    raise
+                except PanelError as error:  # e.g. the database is down: keep trying
+                    self.report(error)
+                    await asyncio.sleep(RETRY_SECONDS)
+                    continue
+                self._reported = None
+                events.project_id = deployment.project_id
+                view.push_text(text)
+                self.show_deployment(deployment)
+                if not deployment.active:
+                    view.end_text()
+                    self.finish()
+                    return
+                await self.next_change(events, deployment_id)
+
+    @staticmethod
+    async def next_change(events: Subscription, deployment_id: int) -> None:
+        """Wait until this deployment changed (or events were missed); take all that came."""
         while True:
-            try:
-                # The state first: if it has finished, the log read after it is complete.
-                deployment = await deployments.get(actor, project, deployment_id)
-                text, offset = await deployments.build_log(actor, project, deployment_id, offset)
-            except NotFoundError:
-                self.set_status("This deployment is gone (the project was deleted).", "error")
-                raise
-            except PanelError as error:  # e.g. the database is down: keep trying
-                self.report(error)
-                await asyncio.sleep(BUILD_POLL_SECONDS * 4)
-                continue
-            self._reported = None
-            view.push_text(text)
-            self.show_deployment(deployment)
-            if not deployment.active:
-                view.end_text()
-                self.finish()
+            arrived = [await events.get(), *events.drain()]
+            if any(e.kind == "refresh" or e.deployment_id == deployment_id for e in arrived):
                 return
-            await asyncio.sleep(BUILD_POLL_SECONDS)
 
     def show_deployment(self, deployment: Deployment) -> None:
         if deployment == self.deployment:
@@ -189,7 +204,7 @@ class LogsScreen(GhstScreen[None]):
 
     @work(exclusive=True, exit_on_error=False, group="follow")
     async def follow_runtime(self) -> None:
-        deployments, actor = self.panel.deployments, Actor.for_user(self.user)
+        deployments, actor = self.panel.deployments, self.actor
         try:
             status = await deployments.status(actor, self.project_name)
         except PanelError:

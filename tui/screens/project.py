@@ -1,12 +1,14 @@
 """One project: its state and address, how to upload a version, its uploads and deployments.
 
-Polled every `POLL_SECONDS` while the screen is shown, so an upload made with scp or sftp and a
-deployment moving through its states appear without a keypress. A poll is three indexed
-queries (the uploads, the project's status, its latest deployments) behind one cached project
-lookup; it never overlaps the previous one, and each part of the screen is redrawn only when
-what it shows changed (a running build's duration changes one cell). A failing poll is
-reported once, not every 1.5 s; a project that is gone (deleted in another session) closes
-the screen.
+Loaded again when an event says the project changed (core/events.py: an upload stored or
+refused, a deployment queued or moving through its states, the project changed, in any session
+or process), so these appear without a keypress; an idle screen makes no query. A load is three
+indexed queries (the uploads, the project's status, its latest deployments) behind one cached
+project lookup; it never overlaps the previous one (an event during a load loads once more
+after it), and each part of the screen is redrawn only when what it shows changed. While a
+deployment is active its duration ticks every `TICK_SECONDS` from what was loaded, without a
+query. A failing load is reported once, until one works again; a project that is gone
+(deleted in another session) closes the screen.
 
 Keys act on what is selected: `d` deploys the version selected in the uploads table (the
 newest when that table is not focused); `b`, `x` and `l` act on the deployment selected in
@@ -32,16 +34,21 @@ from textual.worker import Worker
 from core.archives.service import Archive
 from core.deploy.service import Deployment, ProjectStatus, State
 from core.errors import NotFoundError
+from core.events import Subscription
 from tui.formatting import moment, plural, size
 from tui.screens.base import GhstScreen
 from tui.screens.confirm import ConfirmDialog
 from tui.screens.logs import LogsScreen, duration_text
 from tui.screens.projects import project_url
 from tui.upload_commands import upload_commands
+from tui.watch import Changed, load_slot, shared_load, watch
 from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
 
-POLL_SECONDS = 1.5
+# What this screen shows; a build log growing ("log") is not.
+WATCHED = ("deployment", "archive", "project")
+TICK_SECONDS = 1.0
+RETRY_SECONDS = 5.0  # a failed load is tried again (no event may come to trigger it)
 DEPLOYMENTS_SHOWN = 50
 READY = "ready"
 COLUMNS = (
@@ -174,7 +181,10 @@ class ProjectScreen(GhstScreen[None]):
         self.deployments: list[Deployment] = []
         self.status: ProjectStatus | None = None
         self._loader: Worker[None] | None = None
-        self._poll_timer: Timer | None = None
+        self._events: Subscription | None = None
+        self._stale = False  # an event came during a load: load again after it
+        self._retry: Timer | None = None
+        self._tick_timer: Timer | None = None
         # Bumped by every change made here, so a poll that started before it is not shown.
         self._generation = 0
         self._poll_failing = False
@@ -237,7 +247,12 @@ class ProjectScreen(GhstScreen[None]):
         self.query_one("#history-box").border_title = "Uploads"
         self.query_one("#deployments-box").border_title = "Deployments"
         self._styles = dict(self.app.get_css_variables())
-        self._poll_timer = self.set_interval(POLL_SECONDS, self.poll, pause=True)
+        self._events = watch(self, WATCHED)
+        self._tick_timer = self.set_interval(TICK_SECONDS, self.tick, pause=True)
+
+    def on_unmount(self) -> None:
+        if self._events is not None:
+            self._events.close()
 
     def colour(self, variable: str, bold: bool = False) -> str:
         """A theme colour as a Rich style for table cells ("dim" for the muted text colour)."""
@@ -249,21 +264,56 @@ class ProjectScreen(GhstScreen[None]):
         if self._gone:
             self.dismiss()
             return
-        self.poll()
-        if self._poll_timer is not None:
-            self._poll_timer.resume()
+        self.poll()  # events that came while covered were not loaded
+        self.tick()
 
     def on_screen_suspend(self) -> None:
-        if self._poll_timer is not None:
-            self._poll_timer.pause()
+        if self._tick_timer is not None:
+            self._tick_timer.pause()
+
+    def retry_later(self) -> None:
+        """After a failed load: load again in a while (one timer, only if still shown)."""
+        if self._retry is not None:
+            self._retry.stop()
+        self._retry = self.set_timer(RETRY_SECONDS, lambda: self.on_changed(None))
+
+    def on_changed(self, message: Changed | None) -> None:
+        # Covered (even by a dialog): the load waits until the screen is shown again.
+        if self.is_active:
+            self.poll()
+
+    def tick(self) -> None:
+        """A running build's duration, from what was loaded: no query."""
+        if self.schedule_tick() and self.status is not None:
+            self.show_status(self.status)
+            self.show_deployments(self.deployments)
+
+    def schedule_tick(self) -> bool:
+        """Tick while a deployment is active and the screen shown; True when ticking."""
+        active = self.is_current and any(deployment.active for deployment in self.deployments)
+        if self._tick_timer is not None:
+            if active:
+                self._tick_timer.resume()
+            else:
+                self._tick_timer.pause()
+        return active
 
     # --- loading ------------------------------------------------------------------------------
 
     def poll(self) -> None:
-        """Load everything unless a load is still running: polls never pile up."""
-        if self._gone or (self._loader is not None and not self._loader.is_finished):
+        """Load everything; during a load, once more after it: loads never pile up."""
+        if self._gone:
             return
+        if self._loader is not None and not self._loader.is_finished:
+            self._stale = True
+            return
+        self._stale = False
         self._loader = self.load_project()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # (Textual runs GhstScreen's handler too, which reports a failed load.)
+        if event.worker is self._loader and event.worker.is_finished and self._stale:
+            self.poll()
 
     async def fetch(self) -> tuple[list[Archive], ProjectStatus, list[Deployment]]:
         panel, actor, name = self.panel, self.actor, self.project_name
@@ -278,15 +328,22 @@ class ProjectScreen(GhstScreen[None]):
     async def load_project(self) -> None:
         generation = self._generation
         try:
-            archives, status, deployments = await self.fetch()
+            if self._events is not None and self._events.project_id is None:
+                async with load_slot():
+                    project = await self.panel.projects.get(self.actor, self.project_name)
+                self._events.project_id = project.id  # from now on, only its events
+            # The user's other sessions on this project woke on the same event: one load.
+            key = ("project", self.user.id, self.project_name)
+            archives, status, deployments = await shared_load(self.panel.events, key, self.fetch)
         except NotFoundError:
             self._gone = True
-            if self._poll_timer is not None:
-                self._poll_timer.stop()
+            if self._events is not None:
+                self._events.close()
             raise
         except Exception:
+            self.retry_later()
             if self._poll_failing:
-                return  # already reported: stay quiet until a poll works again
+                return  # already reported: stay quiet until a load works again
             self._poll_failing = True
             raise
         self._poll_failing = False
@@ -308,6 +365,7 @@ class ProjectScreen(GhstScreen[None]):
         if changed:
             self.show_detail()
             self.refresh_bindings()
+        self.schedule_tick()
 
     def handle_error(self, error: BaseException) -> None:
         super().handle_error(error)

@@ -1,9 +1,11 @@
 """Projects: the account's projects in a table, the storage they use; create, open or delete one.
 
-Kept up to date while shown, like the project screen: polled every `POLL_SECONDS` (one cached
-list and one usage query), so a project made in another session (`sftp mkdir`, another
-dashboard) or a new upload shows without a keypress. A poll never overlaps the previous one,
-the table is only redrawn when the list changed, and a failing poll is reported once.
+Kept up to date while shown, like the project screen: loaded again (one cached list and one
+usage query) when an event says one of the account's projects or uploads changed, so a project
+made in another session (`sftp mkdir`, another dashboard) or a new upload shows without a
+keypress; an idle screen makes no query. A load never overlaps the previous one (an event
+during a load loads once more after it), the table is only redrawn when the list changed, and
+a failing load is reported once.
 """
 
 from __future__ import annotations
@@ -21,15 +23,19 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Static
 from textual.worker import Worker
 
+from core.events import Subscription
 from core.projects.service import Project
 from tui.formatting import moment, plural, size
 from tui.layout import WIDE_FROM
 from tui.screens.base import GhstScreen
 from tui.upload_commands import upload_commands
+from tui.watch import Changed, shared_load, watch
 from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
 
-POLL_SECONDS = 1.5
+# What the list shows: projects, and their uploads (versions, last upload, storage used).
+WATCHED = ("project", "archive")
+RETRY_SECONDS = 5.0  # a failed load is tried again (no event may come to trigger it)
 COLUMNS = (
     ("Name", "name"),
     ("URL", "url"),
@@ -88,7 +94,9 @@ class ProjectsScreen(GhstScreen[None]):
         self._narrow: bool | None = None  # the table's layout (see NARROW_COLUMNS); None: none yet
         self._usage: tuple[int, int] | None = None
         self._loader: Worker[None] | None = None
-        self._poll_timer: Timer | None = None
+        self._events: Subscription | None = None
+        self._stale = False  # an event came during a load: load again after it
+        self._retry: Timer | None = None
         self._poll_failing = False
 
     def compose(self) -> ComposeResult:
@@ -110,36 +118,58 @@ class ProjectsScreen(GhstScreen[None]):
     def on_mount(self) -> None:
         self.set_columns(self.query_one("#projects", DataTable))
         self.query_one("#projects-box").border_title = "Projects"
-        self._poll_timer = self.set_interval(POLL_SECONDS, self.poll, pause=True)
+        self._events = watch(self, WATCHED)
+
+    def on_unmount(self) -> None:
+        if self._events is not None:
+            self._events.close()
 
     def on_screen_resume(self) -> None:
-        # On first show and on coming back from a project (its versions may have changed).
+        # On first show and on coming back (events that came while covered were not loaded).
         self.reload()
-        if self._poll_timer is not None:
-            self._poll_timer.resume()
 
-    def on_screen_suspend(self) -> None:
-        if self._poll_timer is not None:
-            self._poll_timer.pause()
+    def retry_later(self) -> None:
+        """After a failed load: load again in a while (one timer, only if still shown)."""
+        if self._retry is not None:
+            self._retry.stop()
+        self._retry = self.set_timer(RETRY_SECONDS, lambda: self.on_changed(None))
+
+    def on_changed(self, message: Changed | None) -> None:
+        # Covered (even by a dialog): the load waits until the screen is shown again.
+        if self.is_active:
+            self.poll()
 
     def poll(self) -> None:
-        """Load the list unless a load is still running: polls never pile up."""
+        """Load the list; during a load, once more after it: loads never pile up."""
         if self._loader is not None and not self._loader.is_finished:
+            self._stale = True
             return
         self.reload()
 
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # (Textual runs GhstScreen's handler too, which reports a failed load.)
+        if event.worker is self._loader and event.worker.is_finished and self._stale:
+            self.poll()
+
     def reload(self) -> None:
         """Load the list now (a load still running is replaced)."""
+        self._stale = False
         self._loader = self.load_projects()
 
     @work(exclusive=True, exit_on_error=False, group="load")
     async def load_projects(self) -> None:
         panel = self.panel
         try:
-            projects, usage = await asyncio.gather(
-                panel.projects.list(self.actor), panel.archives.usage(self.actor)
-            )
+
+            async def load() -> tuple[list[Project], tuple[int, int]]:
+                return await asyncio.gather(
+                    panel.projects.list(self.actor), panel.archives.usage(self.actor)
+                )
+
+            # The user's other sessions on this list woke on the same event: one load.
+            projects, usage = await shared_load(panel.events, ("projects", self.user.id), load)
         except Exception:
+            self.retry_later()
             if self._poll_failing:
                 return  # already reported: stay quiet until a load works again
             self._poll_failing = True

@@ -4,7 +4,8 @@ A chatty app can print thousands of lines a second, and every dashboard session 
 process and one event loop: drawing each line as it comes would take time from every other
 user's session. `ThrottledLog` only appends incoming lines to a buffer (O(1) each, bounded to
 the `max_lines` the view keeps, since older ones would scroll off anyway) and writes the
-buffer to the view in one go on a timer. `writes` counts those writes, for tests and benches.
+buffer to the view in one go, `interval` seconds after the first line waiting (a one-shot
+timer: a quiet log wakes nothing). `writes` counts those writes, for tests and benches.
 
 Text is cleaned on the way in: ANSI escape sequences and other control characters are dropped
 and very long lines are cut, so an app's output cannot drive the user's terminal or swamp the
@@ -63,7 +64,16 @@ class ThrottledLog(Log):
         self.received = 0  # lines taken in, shown or not
 
     def on_mount(self) -> None:
-        self._timer = self.set_interval(self.interval, self.flush)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """Write what is waiting within `interval` (one timer at a time, none when idle)."""
+        if self._timer is None and self._pending and self.is_mounted:
+            self._timer = self.set_timer(self.interval, self._flush_due)
+
+    def _flush_due(self) -> None:
+        self._timer = None
+        self.flush()
 
     @property
     def pending(self) -> int:
@@ -77,6 +87,7 @@ class ThrottledLog(Log):
         for part in line.split("\n"):
             self._pending.append(clean_line(part))
             self.received += 1
+        self._schedule()
 
     def push_text(self, text: str) -> None:
         """Add a chunk of text cut anywhere, e.g. the next part of a build log."""
@@ -90,6 +101,7 @@ class ThrottledLog(Log):
         for part in parts:
             self._pending.append(clean_line(part))
             self.received += 1
+        self._schedule()
 
     def end_text(self) -> None:
         """The text is complete: its last line counts even without a newline."""

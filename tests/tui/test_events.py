@@ -1,0 +1,130 @@
+"""Screens redraw on events, not timers: idle they make no query; a change written elsewhere
+(another connection, another process) shows without a keypress."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from core.events import REFRESH
+from core.panel import Panel
+from tests.tui.fakes import ALICE, fake_app, signed_in_visitor
+from tests.tui.helpers import SIZE, settle
+from tests.tui.test_deployments import (
+    insert_deployment,
+    open_project,
+    owner_of,
+    rows,
+    text,
+    upload,
+    wait_for,
+)
+from tui.app import GhstApp
+from tui.screens.project import ProjectScreen
+from tui.screens.projects import ProjectsScreen
+
+# Longer than the 1.5 s the screens used to poll at: a timer would have loaded by then.
+IDLE_SECONDS = 2.0
+
+
+class Calls:
+    """Counts calls of a service method (each is a query, or several)."""
+
+    def __init__(self, target: Any, name: str) -> None:
+        self.count = 0
+        original = getattr(target, name)
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return await original(*args, **kwargs)
+
+        setattr(target, name, counted)
+
+
+async def test_the_project_screen_redraws_on_an_event_and_idles_without_queries(
+    panel: Panel,
+) -> None:
+    visitor, _user_id, project = await owner_of(panel)
+    building = await insert_deployment(
+        panel, project, "v1-app.zip", "building", seconds=None, started=datetime.now(UTC)
+    )
+    app = GhstApp(panel, visitor)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_project(app, pilot)
+        await wait_for(pilot, lambda: panel.events.listening.is_set())
+        await settle(pilot)
+        loads = Calls(panel.deployments, "list")
+        await pilot.pause(IDLE_SECONDS)
+        assert loads.count == 0  # a build runs, its duration ticks, and nothing is queried
+        assert rows(app, "deployments")[0][3] == "◌ building…"
+
+        # A worker elsewhere: its own connection, not this process's pool.
+        conn = await asyncpg.connect(panel.settings.database_url)
+        try:
+            await conn.execute(
+                "UPDATE deployments SET state = 'failed', error = 'The app never answered.',"
+                " finished_at = now() WHERE id = $1",
+                building,
+            )
+        finally:
+            await conn.close()
+        await wait_for(pilot, lambda: rows(app, "deployments")[0][3] == "✗ failed")
+        assert text(app, "#status").startswith("✗ failed  ")
+        assert loads.count == 1
+
+
+async def test_the_projects_list_shows_an_upload_from_another_session_on_its_event(
+    panel: Panel,
+) -> None:
+    visitor, user_id, _project = await owner_of(panel)
+    app = GhstApp(panel, visitor)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.push_screen(ProjectsScreen())
+        await wait_for(pilot, lambda: panel.events.listening.is_set())
+        await settle(pilot)
+        loads = Calls(panel.projects, "list")
+        await pilot.pause(IDLE_SECONDS)
+        assert loads.count == 0
+        assert rows(app, "projects")[0][2] == "0"
+        await upload(panel, user_id, "shop")
+        await wait_for(pilot, lambda: rows(app, "projects")[0][2] == "1")
+        # A build log growing is not the list's business: it is not even woken.
+        deployment = await insert_deployment(panel, _project, "v1-app.zip", "building")
+        async with panel.pool.acquire() as conn:
+            await conn.execute("UPDATE deployments SET log = 'Step 1' WHERE id = $1", deployment)
+        await pilot.pause(0.5)
+        assert loads.count == 1
+
+
+async def test_events_missed_mean_one_load_and_a_covered_screen_waits_for_its_turn() -> None:
+    app = fake_app(signed_in_visitor(ALICE))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = ProjectScreen("shop")
+        await app.push_screen(screen)
+        await settle(pilot)
+        deployments = app.panel.deployments
+        history = deployments.histories["shop"]  # type: ignore[attr-defined]
+        newest = history[0]
+        before = rows(app, "deployments")[0][3]
+        history[0] = dataclasses.replace(newest, state="cancelled")
+        events = app.panel.events
+
+        await app.push_screen(ProjectsScreen())  # the project screen is covered
+        await settle(pilot)
+        loads = Calls(deployments, "list")
+        events.deliver(REFRESH)
+        await settle(pilot)
+        assert loads.count == 0  # the covered screen loads when it is shown again
+        app.pop_screen()
+        await settle(pilot)
+        assert loads.count == 1
+        assert rows(app, "deployments")[0][3] == "⊘ cancelled"
+
+        history[0] = newest
+        events.deliver(REFRESH)  # what the hub sends after reconnecting
+        await settle(pilot)
+        assert loads.count == 2
+        assert rows(app, "deployments")[0][3] == before != "⊘ cancelled"

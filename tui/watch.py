@@ -1,0 +1,100 @@
+"""Screens that redraw on events: a subscription whose events arrive as messages to the screen.
+
+The hub calls back in whatever context received the NOTIFY; posting a message hands the event
+to the screen's own message loop, with no task per screen. A covered screen ignores them and
+loads when it is shown again.
+
+One event can wake every screen watching a project at once (all of a team's sessions, a
+bench's hundreds): `load_slot` lets `LOADS_AT_ONCE` loads of the process run together and
+queues the rest, so a burst never asks Redis and PostgreSQL for more connections than their
+pools hold (the rest would fail, or fall back from the cache). And `shared_load` runs the same
+load (same user, same thing) once for all the screens that woke on the same event: a load
+that started after everything a screen had been told is as fresh as its own would be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Awaitable, Callable, Collection, Hashable
+from typing import Any, TypeVar
+
+from textual.message import Message
+
+from core.actor import Actor
+from core.events import Event, EventHub, Subscription
+from tui.screens.base import GhstScreen
+
+T = TypeVar("T")
+LOADS_AT_ONCE = 8
+# Every session's app runs on the server's one loop; tests run one loop each.
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def load_slot() -> asyncio.Semaphore:
+    """Hold it while loading what a screen shows (`async with load_slot():`)."""
+    loop = asyncio.get_running_loop()
+    slot = _slots.get(loop)
+    if slot is None:
+        slot = _slots[loop] = asyncio.Semaphore(LOADS_AT_ONCE)
+    return slot
+
+
+class Changed(Message, bubble=False):
+    """Something the screen shows may have changed (or, `refresh`, events were missed)."""
+
+    def __init__(self, event: Event) -> None:
+        super().__init__()
+        self.event = event
+
+
+def watch(
+    screen: GhstScreen[Any], kinds: Collection[str], project_id: int | None = None
+) -> Subscription:
+    """Events of the signed-in user's `kinds` (and `refresh`), posted to `screen` as `Changed`."""
+    return screen.panel.events.subscribe(
+        Actor.for_user(screen.user),
+        project_id=project_id,
+        kinds=kinds,
+        callback=lambda event: screen.post_message(Changed(event)),
+    )
+
+
+# What is being loaded now, per loop: key -> (the hub's sequence when it started, the load).
+_flights: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[Hashable, tuple[int, asyncio.Future[Any]]]
+] = weakref.WeakKeyDictionary()
+
+
+async def shared_load(hub: EventHub, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
+    """`load()`, or the result of the same load already running if it started after every
+    event delivered so far. `key` must name the user: loads are shared only within one."""
+    flights = _flights.setdefault(asyncio.get_running_loop(), {})
+    seen = hub.sequence
+    flight = flights.get(key)
+    if flight is not None and flight[0] >= seen and not flight[1].done():
+        result: T = await asyncio.shield(flight[1])
+        return result
+    future: asyncio.Future[T] = asyncio.ensure_future(_loaded(load))
+    flights[key] = (seen, future)
+    future.add_done_callback(lambda done: _land(flights, key, done))
+    return await asyncio.shield(future)
+
+
+async def _loaded(load: Callable[[], Awaitable[T]]) -> T:
+    async with load_slot():
+        return await load()
+
+
+def _land(
+    flights: dict[Hashable, tuple[int, asyncio.Future[Any]]],
+    key: Hashable,
+    done: asyncio.Future[Any],
+) -> None:
+    flight = flights.get(key)
+    if flight is not None and flight[1] is done:
+        del flights[key]
+    if not done.cancelled():
+        done.exception()  # retrieved: a failure is raised to the screens that awaited it
