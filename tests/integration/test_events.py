@@ -22,6 +22,7 @@ from core.identity.accounts import User
 from core.panel import Panel
 from core.projects.service import Project
 from core.settings import Settings
+from tests.actors import as_user
 from tests.services import PostgresServer, running
 
 PASSWORD = "correct horse battery"
@@ -62,9 +63,10 @@ async def new_user(panel: Panel, name: str) -> User:
 
 async def insert_deployment(conn: asyncpg.Connection, project: Project) -> int:
     deployment_id: int = await conn.fetchval(
-        "INSERT INTO deployments (project_id, user_id, archive_name) VALUES ($1, $2, 'v1-app.zip')"
-        " RETURNING id",
+        "INSERT INTO deployments (project_id, project_name, user_id, archive_name)"
+        " VALUES ($1, $2, $3, 'v1-app.zip') RETURNING id",
         project.id,
+        project.name,
         project.user_id,
     )
     return deployment_id
@@ -83,7 +85,7 @@ async def test_a_state_change_written_by_another_connection_reaches_the_subscrib
     panel: Panel, hub: EventHub
 ) -> None:
     alice = await new_user(panel, "alice")
-    project = await panel.projects.create(alice.id, "shop")
+    project = await panel.projects.create(as_user(alice.id), "shop")
     await caught_up(hub, panel)
     with hub.subscribe(Actor.for_user(alice), project_id=project.id) as events:
         conn = await asyncpg.connect(panel.settings.database_url)
@@ -108,7 +110,7 @@ async def test_a_change_made_by_another_process_reaches_every_hub(
     panel: Panel, hub: EventHub
 ) -> None:
     alice = await new_user(panel, "alice")
-    project = await panel.projects.create(alice.id, "shop")
+    project = await panel.projects.create(as_user(alice.id), "shop")
     await panel.events.start()
     here = panel.events.subscribe(Actor.for_user(alice), kinds=["deployment"])
     there = hub.subscribe(Actor.for_user(alice), kinds=["deployment"])
@@ -132,13 +134,13 @@ async def test_a_change_made_by_another_process_reaches_every_hub(
     for subscription in (here, there):
         event = await next_event(subscription)
         assert event == Event("deployment", project.id, alice.id, deployment_id)
-    assert (await panel.deployments.get(alice.id, "shop", deployment_id)).state == "failed"
+    assert (await panel.deployments.get(as_user(alice.id), "shop", deployment_id)).state == "failed"
 
 
 async def test_a_tenant_never_receives_another_tenants_events(panel: Panel, hub: EventHub) -> None:
     alice, bob = await new_user(panel, "alice"), await new_user(panel, "bob")
-    alices = await panel.projects.create(alice.id, "alices-shop")
-    bobs = await panel.projects.create(bob.id, "bobs-shop")
+    alices = await panel.projects.create(as_user(alice.id), "alices-shop")
+    bobs = await panel.projects.create(as_user(bob.id), "bobs-shop")
     await caught_up(hub, panel)
     # Bob names Alice's project: the filter is on the owner the database reports, not on
     # what the subscriber asked for.
@@ -147,11 +149,11 @@ async def test_a_tenant_never_receives_another_tenants_events(panel: Panel, hub:
     alice_all = hub.subscribe(Actor.for_user(alice))
     operator = hub.subscribe(Actor.system("test"), kinds=["deployment", "project"])
 
-    await panel.env.set(alice.id, "alices-shop", "SECRET", "hunter2")
-    await panel.projects.set_app_port(alice.id, "alices-shop", 3000)
+    await panel.env.set(as_user(alice.id), "alices-shop", "SECRET", "hunter2")
+    await panel.projects.set_app_port(as_user(alice.id), "alices-shop", 3000)
     async with panel.pool.acquire() as conn:
         deployment_id = await insert_deployment(conn, alices)
-    await panel.projects.delete(alice.id, "alices-shop", "alices-shop")
+    await panel.projects.delete(as_user(alice.id), "alices-shop", "alices-shop")
 
     seen = [await next_event(alice_all) for _ in range(4)]
     assert [(e.kind, e.project_id, e.user_id) for e in seen] == [
@@ -169,7 +171,7 @@ async def test_a_tenant_never_receives_another_tenants_events(panel: Panel, hub:
         ("deployment", alice.id),
     }
 
-    await panel.projects.set_app_port(bob.id, "bobs-shop", 3000)
+    await panel.projects.set_app_port(as_user(bob.id), "bobs-shop", 3000)
     assert await next_event(bob_all) == Event("project", bobs.id, bob.id)
     await no_event(alice_all, hub, panel)
 
@@ -178,7 +180,7 @@ async def test_payloads_carry_ids_only_and_a_lease_renewal_publishes_nothing(
     panel: Panel,
 ) -> None:
     alice = await new_user(panel, "alice")
-    project = await panel.projects.create(alice.id, "shop")
+    project = await panel.projects.create(as_user(alice.id), "shop")
     raw: list[str] = []
     conn = await asyncpg.connect(panel.settings.database_url)
     writer = await asyncpg.connect(panel.settings.database_url)
@@ -216,18 +218,18 @@ async def test_uploads_and_project_changes_reach_the_projects_watchers(panel: Pa
     with panel.events.subscribe(Actor.for_user(alice), kinds=["project", "archive"]) as events:
         await panel.events.start()
         assert await next_event(events) == REFRESH  # the hub started listening
-        project = await panel.projects.create(alice.id, "shop")
+        project = await panel.projects.create(as_user(alice.id), "shop")
         assert await next_event(events) == Event("project", project.id, alice.id)
-        transfer = await panel.archives.begin_upload(alice.id, "shop", "app.zip")
+        transfer = await panel.archives.begin_upload(as_user(alice.id), "shop", "app.zip")
         await transfer.write(b"not a zip")
         with pytest.raises(ArchiveRejected):
             await transfer.finish()
         assert await next_event(events) == Event("archive", project.id, alice.id)  # refused
-        transfer = await panel.archives.begin_upload(alice.id, "shop", "app.zip")
+        transfer = await panel.archives.begin_upload(as_user(alice.id), "shop", "app.zip")
         await transfer.write(app_zip())
         assert (await transfer.finish()).status == "ready"
         assert await next_event(events) == Event("archive", project.id, alice.id)
-        await panel.archives.delete(alice.id, "shop", "v1-app.zip")
+        await panel.archives.delete(as_user(alice.id), "shop", "v1-app.zip")
         assert await next_event(events) == Event("archive", project.id, alice.id)
 
 
@@ -250,7 +252,7 @@ async def test_the_listener_survives_a_restart_and_asks_for_one_refresh(
 ) -> None:
     panel = fragile_panel
     alice = await new_user(panel, "alice")
-    project = await panel.projects.create(alice.id, "shop")
+    project = await panel.projects.create(as_user(alice.id), "shop")
     events = panel.events.subscribe(Actor.for_user(alice), kinds=["deployment"])
     await panel.events.start()
     assert await next_event(events) == REFRESH

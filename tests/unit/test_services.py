@@ -7,7 +7,17 @@ from types import SimpleNamespace
 
 from core.services import Services, ServiceSet
 
-NAMES = ["settings", "accounts", "keys", "sessions", "projects", "archives", "env", "deployments"]
+NAMES = [
+    "settings",
+    "accounts",
+    "keys",
+    "sessions",
+    "projects",
+    "archives",
+    "env",
+    "deployments",
+    "events",
+]
 
 
 def test_the_set_holds_exactly_what_the_protocol_names() -> None:
