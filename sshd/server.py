@@ -70,6 +70,7 @@ LOGIN_UNAVAILABLE = "The panel cannot check your login right now. Please try aga
 # Bounded waits during shutdown, after the grace period.
 APPS_EXIT_TIMEOUT = 5.0
 CONNECTIONS_CLOSE_TIMEOUT = 3.0
+CLIENTS_LEAVE_TIMEOUT = 1.0
 
 METHOD_PUBLICKEY = "publickey"
 METHOD_PASSWORD = "password"
@@ -376,6 +377,10 @@ class GhstServer:
     settings: Settings
     host: str | None = None
     port: int | None = None
+    # Several serving processes listen on one port (`ghst serve --processes`): SO_REUSEPORT.
+    reuse_port: bool = False
+    # Only one of several processes cleans up after a crashed run.
+    recover_uploads: bool = True
     sessions: set[PanelSession] = field(default_factory=set)
     transfers: set[TransferSession] = field(default_factory=set)
     connections: set[asyncssh.SSHServerConnection] = field(default_factory=set)
@@ -391,9 +396,22 @@ class GhstServer:
 
     @classmethod
     def for_panel(
-        cls, panel: Panel, *, host: str | None = None, port: int | None = None
+        cls,
+        panel: Panel,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        reuse_port: bool = False,
+        recover_uploads: bool = True,
     ) -> GhstServer:
-        return cls(panel, panel.settings, host=host, port=port)
+        return cls(
+            panel,
+            panel.settings,
+            host=host,
+            port=port,
+            reuse_port=reuse_port,
+            recover_uploads=recover_uploads,
+        )
 
     async def start(self) -> None:
         prepare_hosting()
@@ -418,12 +436,14 @@ class GhstServer:
             agent_forwarding=False,
             x11_forwarding=False,
             reuse_address=True,
+            reuse_port=self.reuse_port or None,
             encryption_algs=CIPHERS,
         )
         self.host = host
         self.port = self._acceptor.get_port()
         self._watcher = asyncio.create_task(self._watch_sessions(), name="ssh-revocation-watcher")
-        self.spawn(self._recover_uploads(), name="upload-recovery")
+        if self.recover_uploads:
+            self.spawn(self._recover_uploads(), name="upload-recovery")
         log.info("ghst listening for SSH on %s:%d", host, self.port)
 
     async def _recover_uploads(self) -> None:
@@ -545,6 +565,14 @@ class GhstServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
         connections = list(self.connections)
+        if connections:
+            # A client leaves by itself once its last channel closed, after it showed what
+            # that channel last said; closing the connection first can cut that short (OpenSSH
+            # drops the output it has not yet written to its terminal, and exits with 255).
+            leaving = [asyncio.ensure_future(conn.wait_closed()) for conn in connections]
+            _, pending = await asyncio.wait(leaving, timeout=CLIENTS_LEAVE_TIMEOUT)
+            for waiter in pending:
+                waiter.cancel()
         for conn in connections:
             conn.close()
         if connections:
