@@ -52,6 +52,7 @@ from core.settings import Settings
 from sshd.driver import prepare_hosting
 from sshd.hostkeys import load_or_create_host_key
 from sshd.isolation import isolated_panel
+from sshd.memory import MemoryReturn
 from sshd.session import PanelSession
 from sshd.sftp import ChannelRouter, TransferSession
 
@@ -390,6 +391,7 @@ class GhstServer:
     _watcher: asyncio.Task[None] | None = None
     _closing: bool = False
     app_panel: Panel = field(init=False)
+    memory: MemoryReturn = field(default_factory=MemoryReturn)
 
     def __post_init__(self) -> None:
         self.app_panel = isolated_panel(self.panel)
@@ -480,7 +482,9 @@ class GhstServer:
             session.end(SERVER_STOPPED)
 
     def unregister(self, session: PanelSession) -> None:
-        self.sessions.discard(session)
+        if session in self.sessions:
+            self.sessions.discard(session)
+            self.memory.session_ended(still_open=len(self.sessions))
 
     # -- revocation ---------------------------------------------------------------------------
 
@@ -587,4 +591,5 @@ class GhstServer:
             await asyncio.wait(set(self._tasks), timeout=1.0)
         if self._acceptor is not None:
             await self._acceptor.wait_closed()
+        self.memory.close()
         log.info("SSH server stopped")
