@@ -16,11 +16,10 @@ inline instead (see `tui.screens.base.GhstScreen.handle_error`).
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
-from textual.screen import Screen
 
 from core.errors import PanelError
 from core.panel import Panel
@@ -55,14 +54,12 @@ class GhstApp(App[str]):
         self.visitor = visitor
         self._farewell: str | None = None
 
-    def get_default_screen(self) -> Screen[Any]:
-        # The first screen is the app's base screen, rather than pushed over Textual's blank
-        # default one: a session builds, lays out and draws one screen to show its first frame.
+    def on_mount(self) -> None:
         # Imported here: the screens import this module for its types.
         from tui.screens.home import HomeScreen
         from tui.screens.signup import SignUpScreen
 
-        return HomeScreen() if self.visitor.signed_in else SignUpScreen()
+        self.push_screen(HomeScreen() if self.visitor.signed_in else SignUpScreen())
 
     def _fatal_error(self) -> None:
         # Textual prints the traceback *with local variables* (a password being typed, a
