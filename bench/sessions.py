@@ -629,8 +629,8 @@ async def create_accounts(panel: Panel, count: int) -> list[Account]:
 
 
 async def serve(settings: Settings, processes: int) -> GhstProcess:
-    ghst = GhstProcess(panel_env(settings, dict(os.environ), GHST_NGINX_MANAGED="0"))
-    ghst.command += ["--processes", str(processes)]
+    env = panel_env(settings, dict(os.environ), GHST_NGINX_MANAGED="0")
+    ghst = GhstProcess(env, processes=processes)
     await ghst.start()
     return ghst
 
