@@ -780,7 +780,9 @@ async def bench(args: argparse.Namespace) -> str:
     frame, base = statistics.median(frames), statistics.median(baseline)
     ratio = frame / base
     key_p50, key_p99 = percentile(latencies, 50), percentile(latencies, 99)
-    event_p50, event_p99 = percentile(events, 50), percentile(events, 99)
+    event_p50, event_p99 = (
+        (percentile(events, 50), percentile(events, 99)) if events else (TIMEOUT, TIMEOUT)
+    )
     n = args.processes
     rows += [
         f"| First dashboard frame, `ssh -tt` (median / p90 of {args.runs}) | (below) "
