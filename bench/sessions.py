@@ -311,7 +311,7 @@ async def open_session(port: int, account: Account, where: str) -> Session:
     await session.wait_for(home_text(account.username), FOOTER_TEXT)
     if where in (PROJECTS, PROJECT):
         session.send(b"j")
-        await session.wait_for(project_name(account.index, 2), "New project")
+        await session.wait_for("Projects · 3", "New project")
     if where == PROJECT:
         session.send(b"\r")  # the first project is selected
         await session.wait_for("Not deployed yet", "Deployments")
