@@ -314,7 +314,7 @@ async def open_session(port: int, account: Account, where: str) -> Session:
         await session.wait_for("Projects · 3", "New project")
     if where == PROJECT:
         session.send(b"\r")  # the first project is selected
-        await session.wait_for("Not deployed yet", "Deployments")
+        await session.wait_for(f"Projects \u203a {project_name(account.index, 0)}", "Deployments ·")
     session.parse = where == PROJECT  # project screens are parsed for the event row
     return session
 
