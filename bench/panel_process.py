@@ -47,19 +47,23 @@ def panel_env(settings: Settings, base: dict[str, str], **extra: str) -> dict[st
     return env
 
 
-def serve_command(*, worker: bool) -> list[str]:
+def serve_command(*, worker: bool, processes: int = 1) -> list[str]:
+    """One serving process unless asked: the benches read the server's memory from its pid."""
     ghst = Path(sys.executable).parent / "ghst"
-    return [str(ghst), "--log-level", "WARNING", "serve", *(() if worker else ("--no-worker",))]
+    return [
+        *(str(ghst), "--log-level", "WARNING", "serve", "--processes", str(processes)),
+        *(() if worker else ("--no-worker",)),
+    ]
 
 
 class GhstProcess:
     """`ghst serve` (the real entry point) as a subprocess; `port` once it listens."""
 
-    def __init__(self, env: dict[str, str], *, worker: bool = False) -> None:
+    def __init__(self, env: dict[str, str], *, worker: bool = False, processes: int = 1) -> None:
         if not env.get("GHST_INSTANCE", "").startswith(INSTANCE_PREFIX):
             raise ValueError("a bench's panel runs with panel_env(): an instance of its own")
         self.env = env
-        self.command = serve_command(worker=worker)
+        self.command = serve_command(worker=worker, processes=processes)
         self.process: asyncio.subprocess.Process | None = None
         self.port = 0
 

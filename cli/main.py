@@ -13,16 +13,18 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import importlib
 import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
+from cli.processes import READY, Supervisor, reserve_port
 from core.actor import Actor
 from core.db.migrations import migrate
 from core.db.pool import create_pool
-from core.errors import PanelError
+from core.errors import PanelError, UnavailableError
 from core.panel import Panel, nginx_router
 from core.routing.nginx import NginxProcess
 from core.settings import Settings
@@ -55,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not run deployments in this process (run `ghst worker` elsewhere)",
     )
+    serve.add_argument(
+        "--processes",
+        type=positive_int,
+        default=None,
+        help="serving processes sharing the SSH port (default: the number of CPUs); the first"
+        " also runs the deployment worker and nginx",
+    )
     commands.add_parser("worker", help="run deployments only (no SSH server) until SIGTERM/SIGINT")
     commands.add_parser(
         "nginx",
@@ -81,7 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level)
     try:
         if args.command == "serve":
-            return asyncio.run(serve(args.host, args.port, worker=not args.no_worker))
+            processes = args.processes or os.cpu_count() or 1
+            if processes == 1:
+                return asyncio.run(serve(args.host, args.port, worker=not args.no_worker))
+            return serve_processes(args.host, args.port, worker=not args.no_worker, count=processes)
         if args.command == "worker":
             return asyncio.run(run_worker())
         if args.command == "nginx":
@@ -100,6 +112,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise AssertionError(f"unknown command {args.command!r}")
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
 def configure_logging(level: str) -> None:
     logging.basicConfig(
         stream=sys.stderr,
@@ -111,7 +130,19 @@ def configure_logging(level: str) -> None:
         logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 
-async def serve(host: str | None = None, port: int | None = None, *, worker: bool = True) -> int:
+async def serve(
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    worker: bool = True,
+    primary: bool = True,
+    shared_port: bool = False,
+    on_listening: Callable[[], None] | None = None,
+) -> int:
+    """One serving process. `primary`: this one also runs nginx (when the panel manages it)
+    and cleans up after a crashed run; `shared_port`: other processes listen on the same port
+    (SO_REUSEPORT) and the database was migrated before; `on_listening` replaces the
+    "listening on" line (the supervisor says it once for all)."""
     # Before Textual is imported: it reads its colour system once (see sshd.driver).
     os.environ.setdefault("TEXTUAL_COLOR_SYSTEM", "truecolor")
     # Imported here: `ghst migrate` needs neither asyncssh nor textual.
@@ -124,21 +155,27 @@ async def serve(host: str | None = None, port: int | None = None, *, worker: boo
     # the panel.
     with stop_signals(stop):
         async with contextlib.AsyncExitStack() as running:
-            panel = await Panel.open(settings)
+            panel = await Panel.open(settings, run_migrations=not shared_port)
             running.push_async_callback(panel.close)
-            if settings.nginx_managed:
+            if primary and settings.nginx_managed:
                 nginx = NginxProcess(panel.router)
                 await nginx.start()
                 running.push_async_callback(nginx.stop)
                 where = f"{settings.nginx_listen}:{settings.nginx_port}"
                 print(f"ghst: nginx serves <project>.{settings.domain} on {where}", file=sys.stderr)
-            else:
+            elif primary:
                 # nginx is someone else's (e.g. `ghst nginx`); routing problems show at deploys.
                 try:
                     await panel.router.prepare()
                 except PanelError as error:
                     log.warning("nginx's prefix is not ready: %s", error)
-            server = GhstServer.for_panel(panel.services, host=host, port=port)
+            server = GhstServer.for_panel(
+                panel.services,
+                host=host,
+                port=port,
+                reuse_port=shared_port,
+                recover_uploads=primary,
+            )
             await server.start()
             if worker:
                 worker_task = asyncio.create_task(panel.worker().run(stop))
@@ -148,7 +185,10 @@ async def serve(host: str | None = None, port: int | None = None, *, worker: boo
             # Everything loaded so far (modules, Textual's classes, the pool) lives as long
             # as the process: keep it out of the collector's way so sessions don't pay for it.
             gc.freeze()
-            print(f"ghst: listening on {server.host}:{server.port}", file=sys.stderr)
+            if on_listening is not None:
+                on_listening()
+            else:
+                print(f"ghst: listening on {server.host}:{server.port}", file=sys.stderr)
             await stop.wait()
             log.info("stop signal received: shutting down")
     return 0
@@ -157,6 +197,76 @@ async def serve(host: str | None = None, port: int | None = None, *, worker: boo
 async def finished(task: asyncio.Task[None]) -> None:
     """Wait for `task` to end (its error, if any, is raised here)."""
     await task
+
+
+def serve_processes(host: str | None, port: int | None, *, worker: bool, count: int) -> int:
+    """`count` serving processes on one port (see cli.processes); the first runs the worker."""
+    os.environ.setdefault("TEXTUAL_COLOR_SYSTEM", "truecolor")
+    settings = Settings.load()
+    host = settings.ssh_host if host is None else host
+    port = settings.ssh_port if port is None else port
+    asyncio.run(prepare_shared(settings))
+    preload_dashboard()
+    try:
+        reservation = reserve_port(host, port)
+    except OSError as error:
+        raise UnavailableError(f"cannot listen on {host}:{port}: {error.strerror}") from error
+    port = reservation.getsockname()[1]
+
+    def child(index: int, ready: int) -> int:
+        reservation.close()
+
+        def listening() -> None:
+            os.write(ready, READY)
+
+        try:
+            return asyncio.run(
+                serve(
+                    host,
+                    port,
+                    worker=worker and index == 0,
+                    primary=index == 0,
+                    shared_port=True,
+                    on_listening=listening,
+                )
+            )
+        except PanelError as error:
+            print(f"ghst: {error.message}", file=sys.stderr)
+            return error.exit_code
+
+    def announce() -> None:
+        print(f"ghst: {count} serving processes, listening on {host}:{port}", file=sys.stderr)
+
+    try:
+        return Supervisor(count, child).run(announce)
+    finally:
+        reservation.close()
+
+
+async def prepare_shared(settings: Settings) -> None:
+    """What the serving processes would otherwise race for: migrations and the host key."""
+    from sshd.hostkeys import load_or_create_host_key
+
+    pool = await create_pool(settings.database_url, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            for migration in await migrate(conn):
+                log.info("applied migration %04d_%s", migration.version, migration.name)
+    finally:
+        await pool.close()
+    await asyncio.to_thread(load_or_create_host_key, settings.data_dir)
+
+
+def preload_dashboard() -> None:
+    """Import the server and every screen before forking: the children share those pages."""
+    import pkgutil
+
+    import sshd.server  # noqa: F401
+    import tui.app
+    import tui.screens
+
+    for module in pkgutil.iter_modules(tui.screens.__path__, "tui.screens."):
+        importlib.import_module(module.name)
 
 
 async def run_worker() -> int:

@@ -53,6 +53,7 @@ from core.settings import Settings
 from sshd.driver import prepare_hosting
 from sshd.hostkeys import load_or_create_host_key
 from sshd.isolation import isolated_services
+from sshd.memory import MemoryReturn
 from sshd.session import PanelSession
 from sshd.sftp import ChannelRouter, TransferSession
 
@@ -74,6 +75,7 @@ LOGIN_UNAVAILABLE = "The panel cannot check your login right now. Please try aga
 # Bounded waits during shutdown, after the grace period.
 APPS_EXIT_TIMEOUT = 5.0
 CONNECTIONS_CLOSE_TIMEOUT = 3.0
+CLIENTS_LEAVE_TIMEOUT = 1.0
 
 METHOD_PUBLICKEY = "publickey"
 METHOD_PASSWORD = "password"
@@ -381,6 +383,10 @@ class GhstServer:
     settings: Settings
     host: str | None = None
     port: int | None = None
+    # Several serving processes listen on one port (`ghst serve --processes`): SO_REUSEPORT.
+    reuse_port: bool = False
+    # Only one of several processes cleans up after a crashed run.
+    recover_uploads: bool = True
     sessions: set[PanelSession] = field(default_factory=set)
     transfers: set[TransferSession] = field(default_factory=set)
     connections: set[asyncssh.SSHServerConnection] = field(default_factory=set)
@@ -390,6 +396,7 @@ class GhstServer:
     _watcher: asyncio.Task[None] | None = None
     _closing: bool = False
     app_services: Services = field(init=False)
+    memory: MemoryReturn = field(default_factory=MemoryReturn)
 
     def __post_init__(self) -> None:
         self.services = ServiceSet.of(self.services)
@@ -397,10 +404,23 @@ class GhstServer:
 
     @classmethod
     def for_panel(
-        cls, panel: Services, *, host: str | None = None, port: int | None = None
+        cls,
+        panel: Services,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        reuse_port: bool = False,
+        recover_uploads: bool = True,
     ) -> GhstServer:
         """The server of `panel` (the composition root, or its `services`), on its settings."""
-        return cls(panel, panel.settings, host=host, port=port)
+        return cls(
+            panel,
+            panel.settings,
+            host=host,
+            port=port,
+            reuse_port=reuse_port,
+            recover_uploads=recover_uploads,
+        )
 
     async def start(self) -> None:
         prepare_hosting()
@@ -425,12 +445,14 @@ class GhstServer:
             agent_forwarding=False,
             x11_forwarding=False,
             reuse_address=True,
+            reuse_port=self.reuse_port or None,
             encryption_algs=CIPHERS,
         )
         self.host = host
         self.port = self._acceptor.get_port()
         self._watcher = asyncio.create_task(self._watch_sessions(), name="ssh-revocation-watcher")
-        self.spawn(self._recover_uploads(), name="upload-recovery")
+        if self.recover_uploads:
+            self.spawn(self._recover_uploads(), name="upload-recovery")
         log.info("ghst listening for SSH on %s:%d", host, self.port)
 
     async def _recover_uploads(self) -> None:
@@ -467,7 +489,9 @@ class GhstServer:
             session.end(SERVER_STOPPED)
 
     def unregister(self, session: PanelSession) -> None:
-        self.sessions.discard(session)
+        if session in self.sessions:
+            self.sessions.discard(session)
+            self.memory.session_ended(still_open=len(self.sessions))
 
     # -- revocation ---------------------------------------------------------------------------
 
@@ -552,6 +576,14 @@ class GhstServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
         connections = list(self.connections)
+        if connections:
+            # A client leaves by itself once its last channel closed, after it showed what
+            # that channel last said; closing the connection first can cut that short (OpenSSH
+            # drops the output it has not yet written to its terminal, and exits with 255).
+            leaving = [asyncio.ensure_future(conn.wait_closed()) for conn in connections]
+            _, pending = await asyncio.wait(leaving, timeout=CLIENTS_LEAVE_TIMEOUT)
+            for waiter in pending:
+                waiter.cancel()
         for conn in connections:
             conn.close()
         if connections:
@@ -566,4 +598,5 @@ class GhstServer:
             await asyncio.wait(set(self._tasks), timeout=1.0)
         if self._acceptor is not None:
             await self._acceptor.wait_closed()
+        self.memory.close()
         log.info("SSH server stopped")

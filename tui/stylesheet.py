@@ -14,17 +14,30 @@ from typing import ClassVar
 from textual.cache import LRUCache
 from textual.css.model import RuleSet
 from textual.css.stylesheet import Stylesheet
+from textual.css.tokenize import tokenize_values
+from textual.css.tokenizer import Token
 from textual.css.types import CSSLocation
 
-ParseKey = tuple[str, CSSLocation, bool, int, str, tuple[tuple[str, str], ...]]
+VariablesKey = tuple[tuple[str, str], ...]
+ParseKey = tuple[str, CSSLocation, bool, int, str, VariablesKey]
 
 
 class SharedStylesheet(Stylesheet):
     _shared_rules: ClassVar[LRUCache[ParseKey, list[RuleSet]]] = LRUCache(1024)
+    # The theme's variables, tokenized: read (never changed) by every parse that uses them.
+    _shared_variable_tokens: ClassVar[LRUCache[VariablesKey, dict[str, list[Token]]]] = LRUCache(16)
 
     def __init__(self, *, variables: dict[str, str] | None = None) -> None:
         super().__init__(variables=variables)
         self._variables_key = tuple(sorted(self._variables.items()))
+
+    @property
+    def _variable_tokens(self) -> dict[str, list[Token]]:
+        tokens = self._shared_variable_tokens.get(self._variables_key)
+        if tokens is None:
+            tokens = tokenize_values(self._variables)
+            self._shared_variable_tokens[self._variables_key] = tokens
+        return tokens
 
     def set_variables(self, variables: dict[str, str]) -> None:
         super().set_variables(variables)

@@ -139,3 +139,25 @@ async def test_a_killed_openssh_client_leaves_nothing(
     finally:
         await terminal.close()
     assert alive(GhstApp) == 0
+
+
+async def test_ended_sessions_are_freed_without_waiting_for_the_collector(
+    ssh_server: GhstServer,
+) -> None:
+    """A dashboard's objects hold cycles, so only the cyclic collector frees them; a server
+    that waited for its oldest generation would keep every ended app. With the automatic
+    collector off, the server's own collection after a burst of ended sessions frees them."""
+    ssh_server.memory.settle = 0.2
+    gc.collect()
+    gc.disable()
+    try:
+        for start in range(0, 20, BATCH):
+            await asyncio.gather(*(one_session(ssh_server, i) for i in range(start, start + BATCH)))
+        terminal = AsyncsshTerminal()
+        await wait_idle(ssh_server, terminal)
+        await terminal.wait_until(
+            lambda: ssh_server.memory.collections > 0, "the server to collect ended sessions"
+        )
+        assert sum(1 for obj in gc.get_objects() if isinstance(obj, GhstApp)) == 0
+    finally:
+        gc.enable()

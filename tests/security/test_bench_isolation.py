@@ -139,7 +139,8 @@ async def test_a_bench_beside_a_live_panel_keeps_to_its_own_instance_database_an
     bench = await asyncio.create_subprocess_exec(
         sys.executable,
         str(REPO / "bench" / "sessions.py"),
-        *("--runs", "1", "--sessions", "1", "--keys", "2"),
+        *("--runs", "1", "--sessions", "3", "--keys", "2", "--users", "1"),
+        *("--bursts", "1", "--idle", "1", "--events", "1"),
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -164,7 +165,7 @@ async def test_a_bench_beside_a_live_panel_keeps_to_its_own_instance_database_an
     # The live panel lost nothing and gained nothing.
     await asyncio.to_thread(decoy.reload)
     assert decoy.labels[INSTANCE_LABEL] == live_instance
-    assert await panel.accounts.find_by_username("bench") is None
+    assert await panel.accounts.find_by_username("bench000") is None
     left = await asyncio.to_thread(
         docker_client.containers.list, all=True, filters={"label": f"{INSTANCE_LABEL}={instance}"}
     )
