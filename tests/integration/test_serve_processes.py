@@ -19,9 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from core.actor import Actor
 from core.panel import Panel
 from core.settings import Settings
 from sshd.server import SERVER_STOPPED, SESSION_ENDED
+from tests.actors import as_user
 from tests.e2e.helpers import add_key, create_user, new_key, write_private_key
 from tests.e2e.terminal import OpenSSHTerminal, openssh_command
 from tests.integration.test_sshd_cli import GHST, ghst_env
@@ -148,9 +150,9 @@ async def test_an_ended_login_ends_its_sessions_in_every_process(
             terminals = await dashboards_on_every_process(served, command)
             started = time.monotonic()
             if how == "block":
-                await panel.accounts.block("alice")
+                await panel.accounts.block(Actor.system("test"), "alice")
             else:
-                assert await panel.sessions.revoke_all(user.id) == len(terminals)
+                assert await panel.sessions.revoke_all(as_user(user.id)) == len(terminals)
             for terminal in terminals:
                 assert await terminal.wait_exit(REVOCATION_BOUND) == 0
             assert time.monotonic() - started < REVOCATION_BOUND
