@@ -25,7 +25,7 @@ from tests.integration.test_deploy import containers_left, images_left, mine
 
 pytestmark = pytest.mark.timeout(180)
 
-GoLive = Callable[[int, str], Awaitable[Deployment | None]]
+GoLive = Callable[[int, str, str], Awaitable[Deployment | None]]
 
 
 def around_go_live(
@@ -37,10 +37,10 @@ def around_go_live(
     """Run `before`/`after` around the real go-live of every deployment."""
     real: GoLive = panel.queue.go_live
 
-    async def go_live(deployment_id: int, worker: str) -> Deployment | None:
+    async def go_live(deployment_id: int, worker: str, log_text: str = "") -> Deployment | None:
         if before is not None:
             await before(deployment_id)
-        previous = await real(deployment_id, worker)
+        previous = await real(deployment_id, worker, log_text)
         if after is not None:
             await after(deployment_id)
         return previous
