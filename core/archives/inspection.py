@@ -36,6 +36,7 @@ from core.archives.checks import (
     inspect_archive,
     kind_of,
 )
+from core.archives.storage.base import seek_position
 
 MiB = 1 << 20
 KEEP_TAIL = 2 * MiB  # a zip's central directory up to this size is never read back
@@ -174,18 +175,8 @@ class _KeptBytes(io.RawIOBase):
         return self._position
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            position = offset
-        elif whence == io.SEEK_CUR:
-            position = self._position + offset
-        elif whence == io.SEEK_END:
-            position = self._size + offset
-        else:
-            raise ValueError(f"invalid whence ({whence})")
-        if position < 0:
-            raise OSError(22, "negative seek position")
-        self._position = position
-        return position
+        self._position = seek_position(self._position, self._size, offset, whence)
+        return self._position
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")

@@ -13,12 +13,12 @@ from textual.widgets import DataTable, Static
 
 from core.identity.keys import SSHKey
 from tui.formatting import day, key_type
-from tui.layout import WIDE_FROM
 from tui.screens.add_key import AddKeyDialog
 from tui.screens.base import GhstScreen
 from tui.screens.confirm import ConfirmDialog
 from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
+from tui.widgets.width_columns import ColumnsByWidth
 
 # Each key takes two lines, its type under its name, so that the whole SHA256 fingerprint and
 # both dates fit in 100 columns.
@@ -68,7 +68,7 @@ class KeysScreen(GhstScreen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.keys: list[SSHKey] = []
-        self._narrow: bool | None = None  # the table's layout (see NARROW_COLUMNS); None: none yet
+        self.columns = ColumnsByWidth(COLUMNS, NARROW_COLUMNS)
         self._shown = False  # whether the keys were loaded and shown
 
     def compose(self) -> ComposeResult:
@@ -89,10 +89,8 @@ class KeysScreen(GhstScreen[None]):
         self.load_keys()
 
     def on_resize(self, event: events.Resize) -> None:
-        narrow = event.size.width < WIDE_FROM
-        if narrow == self._narrow:
+        if not self.columns.resized(event.size.width):
             return
-        self._narrow = narrow
         if self._shown:
             self.show_keys(self.keys)
         else:  # still loading: only the columns
@@ -100,11 +98,7 @@ class KeysScreen(GhstScreen[None]):
 
     def set_columns(self, table: DataTable[Text]) -> None:
         """The columns for the screen's width (the table is cleared)."""
-        if self._narrow is None:
-            self._narrow = self.app.size.width < WIDE_FROM
-        table.clear(columns=True)
-        for label, key in NARROW_COLUMNS if self._narrow else COLUMNS:
-            table.add_column(label, key=key)
+        self.columns.apply(table, self.app.size.width)
 
     @work(exclusive=True, exit_on_error=False, group="load")
     async def load_keys(self, select: int | None = None) -> None:
@@ -117,7 +111,7 @@ class KeysScreen(GhstScreen[None]):
         previous = self.selected_key()
         self.set_columns(table)
         for key in keys:
-            table.add_row(*key_cells(key, bool(self._narrow)), key=str(key.id), height=2)
+            table.add_row(*key_cells(key, bool(self.columns.narrow)), key=str(key.id), height=2)
         self.query_one("#keys-box").border_title = f"Keys · {len(keys)}"
         empty = self.query_one("#empty", Static)
         empty.update(

@@ -26,12 +26,12 @@ from textual.worker import Worker
 from core.events import Subscription
 from core.projects.service import Project
 from tui.formatting import moment, plural, size
-from tui.layout import WIDE_FROM
 from tui.screens.base import GhstScreen
 from tui.upload_commands import upload_commands
 from tui.watch import Changed, shared_load, watch
 from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
+from tui.widgets.width_columns import ColumnsByWidth
 
 # What the list shows: projects, and their uploads (versions, last upload, storage used).
 WATCHED = ("project", "archive")
@@ -91,7 +91,7 @@ class ProjectsScreen(GhstScreen[None]):
         # The project to put the cursor on at the next load (one just created).
         self._select: str | None = None
         self._shown = False  # a list was loaded and shown at least once
-        self._narrow: bool | None = None  # the table's layout (see NARROW_COLUMNS); None: none yet
+        self.columns = ColumnsByWidth(COLUMNS, NARROW_COLUMNS)
         self._usage: tuple[int, int] | None = None
         self._loader: Worker[None] | None = None
         self._events: Subscription | None = None
@@ -191,7 +191,7 @@ class ProjectsScreen(GhstScreen[None]):
         domain = self.panel.settings.domain
         table = self.query_one("#projects", DataTable)
         self.set_columns(table)
-        narrow = bool(self._narrow)
+        narrow = bool(self.columns.narrow)
         for project in projects:
             table.add_row(*project_cells(project, domain, narrow), key=project.name)
         self.query_one("#projects-box").border_title = f"Projects · {len(projects)}"
@@ -222,10 +222,8 @@ class ProjectsScreen(GhstScreen[None]):
         self.refresh_bindings()
 
     def on_resize(self, event: events.Resize) -> None:
-        narrow = event.size.width < WIDE_FROM
-        if narrow == self._narrow:
+        if not self.columns.resized(event.size.width):
             return
-        self._narrow = narrow
         if self._shown:
             self.show_projects(self.projects)
         else:  # still loading: only the columns
@@ -233,11 +231,7 @@ class ProjectsScreen(GhstScreen[None]):
 
     def set_columns(self, table: DataTable[Text]) -> None:
         """The columns for the screen's width (the table is cleared)."""
-        if self._narrow is None:
-            self._narrow = self.app.size.width < WIDE_FROM
-        table.clear(columns=True)
-        for label, key in NARROW_COLUMNS if self._narrow else COLUMNS:
-            table.add_column(label, key=key)
+        self.columns.apply(table, self.app.size.width)
 
     def selected_project(self) -> Project | None:
         table = self.query_one("#projects", DataTable)

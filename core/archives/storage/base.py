@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol, TypeVar
@@ -277,3 +278,18 @@ class WriterLifecycle:
 
     async def _abort(self) -> None:
         raise NotImplementedError
+
+
+def seek_position(current: int, size: int, offset: int, whence: int) -> int:
+    """Where `seek(offset, whence)` lands in a file of `size` bytes read at `current`."""
+    if whence == io.SEEK_SET:
+        position = offset
+    elif whence == io.SEEK_CUR:
+        position = current + offset
+    elif whence == io.SEEK_END:
+        position = size + offset
+    else:
+        raise ValueError(f"invalid whence ({whence})")
+    if position < 0:
+        raise OSError(22, "negative seek position")
+    return position

@@ -29,6 +29,7 @@ from core.archives.storage.base import (
     StoredObject,
     WriterLifecycle,
     check_offset,
+    seek_position,
     validate_key,
     validate_prefix,
 )
@@ -430,18 +431,8 @@ class _RangeReader(io.RawIOBase):
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         self._check_not_closed()
-        if whence == io.SEEK_SET:
-            position = offset
-        elif whence == io.SEEK_CUR:
-            position = self._position + offset
-        elif whence == io.SEEK_END:
-            position = self._size + offset
-        else:
-            raise ValueError(f"invalid whence ({whence})")
-        if position < 0:
-            raise OSError(22, "negative seek position")
-        self._position = position
-        return position
+        self._position = seek_position(self._position, self._size, offset, whence)
+        return self._position
 
     def readall(self) -> bytes:
         # RawIOBase's readall reads 8 KiB at a time: here one ranged GET (~3 ms) per 8 KiB.
