@@ -7,7 +7,9 @@ finish) and check what users see through DeploymentService.
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -227,6 +229,24 @@ async def test_the_build_log_is_read_from_an_offset_as_it_grows(panel: Panel) ->
     )
 
 
+def bind_below_ephemeral(sock: socket.socket) -> int:
+    """Bind `sock` to a free port with four free ports after it, below the ephemeral range."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for base in random.sample(range(20000, low - 5, 5), 200):
+        probes = [socket.socket() for _ in range(4)]
+        try:
+            for offset, probe in enumerate(probes, start=1):
+                probe.bind(("127.0.0.1", base + offset))
+            sock.bind(("127.0.0.1", base))
+            return base
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+    raise RuntimeError("no five free ports below the ephemeral range")
+
+
 async def test_ports_are_unique_under_concurrency_skip_busy_ones_and_are_freed(
     panel: Panel,
 ) -> None:
@@ -234,9 +254,10 @@ async def test_ports_are_unique_under_concurrency_skip_busy_ones_and_are_freed(
     project = await panel.projects.get(acting(alice), "alice-shop")
     deployments = [await panel.deployments.deploy(as_user(alice), "alice-shop") for _ in range(6)]
     with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
+        # Below the kernel's ephemeral ports, so no other program's connection takes one of the
+        # five while the test runs: only `busy` holds one.
+        taken = bind_below_ephemeral(busy)
         busy.listen()
-        taken = busy.getsockname()[1]
         allocator = PortAllocator(panel.pool, taken, taken + 4)
         ports = await asyncio.gather(
             *(allocator.allocate(project.id, d.id) for d in deployments[:4]),
