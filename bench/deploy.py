@@ -402,16 +402,12 @@ def kill_nginx(prefix: Path) -> None:
         time.sleep(1)
 
 
-async def bench(args: argparse.Namespace) -> Results:
-    results = Results()
-    pg_root, redis_root = temp_root("ghst-bench-pg-"), temp_root("ghst-bench-redis-")
-    work = temp_root("ghst-bench-deploy-")  # 0755: nginx's workers (nobody) reach its prefix
-    postgres, redis = PostgresServer(pg_root), RedisServer(redis_root)
-    client = docker.from_env(timeout=120)
-    instance = bench_instance()
-    base_image = f"ghst-bench/busybox:{instance}"
+def bench_settings(
+    work: Path, postgres: PostgresServer, redis: RedisServer, instance: str, domain: str
+) -> Settings:
+    """A deploying panel of the bench's own: its services, instance, ports and nginx prefix."""
     low = 20000 + (uuid.uuid4().int % 90) * 100
-    settings = Settings(
+    return Settings(
         data_dir=work / "data",
         database_url=postgres.dsn(),
         redis_url=redis.url(),
@@ -421,10 +417,21 @@ async def bench(args: argparse.Namespace) -> Results:
         port_min=low,
         port_max=low + 99,
         health_timeout=30.0,
-        domain=DOMAIN,
+        domain=domain,
         nginx_prefix=str(work / "nginx"),
         nginx_port=free_port(),
     )
+
+
+async def bench(args: argparse.Namespace) -> Results:
+    results = Results()
+    pg_root, redis_root = temp_root("ghst-bench-pg-"), temp_root("ghst-bench-redis-")
+    work = temp_root("ghst-bench-deploy-")  # 0755: nginx's workers (nobody) reach its prefix
+    postgres, redis = PostgresServer(pg_root), RedisServer(redis_root)
+    client = docker.from_env(timeout=120)
+    instance = bench_instance()
+    base_image = f"ghst-bench/busybox:{instance}"
+    settings = bench_settings(work, postgres, redis, instance, DOMAIN)
     panel: Panel | None = None
     ghst: GhstProcess | None = None
     loads: list[Load] = []

@@ -19,7 +19,6 @@ import dataclasses
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -29,16 +28,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import requirements  # noqa: E402
-from bench.deploy import import_base_image, remove_base_image  # noqa: E402
+from bench.deploy import bench_settings, import_base_image, remove_base_image  # noqa: E402
 from bench.panel_process import bench_instance  # noqa: E402
 from core.actor import Actor  # noqa: E402
 from core.deploy.model import ACTIVE_STATES, State  # noqa: E402
 from core.panel import Panel  # noqa: E402
 from core.routing.nginx import NginxProcess  # noqa: E402
-from core.settings import Settings  # noqa: E402
 from tests.actors import as_user  # noqa: E402
 from tests.fixtures_deploy import app_tar, page_app  # noqa: E402
-from tests.services import PostgresServer, RedisServer, free_port, temp_root  # noqa: E402
+from tests.services import PostgresServer, RedisServer, temp_root  # noqa: E402
 
 PROJECT = "ops"
 NEEDS = (
@@ -75,21 +73,7 @@ async def bench(runs: int) -> dict[str, list[float]]:
     client = docker.from_env(timeout=120)
     instance = bench_instance()
     base_image = f"ghst-bench/busybox:{instance}"
-    low = 20000 + (uuid.uuid4().int % 90) * 100
-    settings = Settings(
-        data_dir=work / "data",
-        database_url=postgres.dsn(),
-        redis_url=redis.url(),
-        bcrypt_rounds=4,
-        instance=instance,
-        docker_pull=False,
-        port_min=low,
-        port_max=low + 99,
-        health_timeout=30.0,
-        domain="bench.localhost",
-        nginx_prefix=str(work / "nginx"),
-        nginx_port=free_port(),
-    )
+    settings = bench_settings(work, postgres, redis, instance, "bench.localhost")
     times: dict[str, list[float]] = {"stop": [], "start": [], "stop_direct": [], "start_direct": []}
     worker_panel = dashboard = None
     nginx: NginxProcess | None = None
@@ -109,13 +93,13 @@ async def bench(runs: int) -> dict[str, list[float]]:
         )
         user = await dashboard.accounts.sign_up("bench", "bench@example.com", "bench password 1")
         actor = as_user(user.id)
-        await dashboard.projects.create(as_user(user.id), PROJECT)
-        upload = await dashboard.archives.begin_upload(as_user(user.id), PROJECT, "app.tar")
+        await dashboard.projects.create(actor, PROJECT)
+        upload = await dashboard.archives.begin_upload(actor, PROJECT, "app.tar")
         await upload.write(app_tar(page_app(base_image, "ops")))
         await upload.finish()
         queued = await dashboard.deployments.deploy(actor, PROJECT)
         await running(dashboard, actor, queued.id)
-        project = await worker_panel.projects.get(as_user(user.id), PROJECT)
+        project = await worker_panel.projects.get(actor, PROJECT)
         deployer = worker_panel.deployer
 
         async def stop_direct() -> None:
