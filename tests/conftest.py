@@ -157,3 +157,18 @@ async def panel_on_s3(
     finally:
         await asyncio.to_thread(drop_bucket, storage)
         await storage.close()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL of the test's own, so stopping or restarting it harms no other test."""
+    with running(PostgresServer, "ghst-pg-own-") as server:
+        yield server
+
+
+@pytest.fixture
+async def fragile_panel(own_postgres: PostgresServer, settings: Settings) -> AsyncIterator[Panel]:
+    """A panel on `own_postgres`, for tests that take its database down."""
+    panel = await Panel.open(dataclasses.replace(settings, database_url=own_postgres.dsn()))
+    yield panel
+    await panel.close()

@@ -4,37 +4,20 @@ recovers by itself when the server is back."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from core.db.pool import DATABASE_DOWN
 from core.errors import UnavailableError
 from core.panel import Panel
-from core.settings import Settings
 from tests.actors import acting
-from tests.services import PostgresServer, running
+from tests.services import PostgresServer
 from tests.tui.helpers import SIZE, settle
 from tui.app import GhstApp
 from tui.screens.keys import KeysScreen
 from tui.visitor import Visitor
 
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A server of this test's own, so stopping it harms no other test."""
-    with running(PostgresServer, "ghst-pg-down-") as server:
-        yield server
-
-
-@pytest.fixture
-async def fragile_panel(own_postgres: PostgresServer, settings: Settings) -> AsyncIterator[Panel]:
-    panel = await Panel.open(dataclasses.replace(settings, database_url=own_postgres.dsn()))
-    yield panel
-    await panel.close()
 
 
 async def test_database_down_is_a_clear_error_and_recovers(

@@ -4,13 +4,12 @@ subscribers of every process's hub, only the owner's, and the hub survives a res
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import io
 import json
 import subprocess
 import sys
 import zipfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -21,9 +20,8 @@ from core.events import CHANNEL, REFRESH, Event, EventHub, Subscription
 from core.identity.accounts import User
 from core.panel import Panel
 from core.projects.service import Project
-from core.settings import Settings
 from tests.actors import as_user
-from tests.services import PostgresServer, running
+from tests.services import PostgresServer
 
 PASSWORD = "correct horse battery"
 WAIT = 10.0  # generous: an event normally arrives within milliseconds
@@ -231,20 +229,6 @@ async def test_uploads_and_project_changes_reach_the_projects_watchers(panel: Pa
         assert await next_event(events) == Event("archive", project.id, alice.id)
         await panel.archives.delete(as_user(alice.id), "shop", "v1-app.zip")
         assert await next_event(events) == Event("archive", project.id, alice.id)
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A server of this test's own, so stopping it harms no other test."""
-    with running(PostgresServer, "ghst-pg-events-") as server:
-        yield server
-
-
-@pytest.fixture
-async def fragile_panel(own_postgres: PostgresServer, settings: Settings) -> AsyncIterator[Panel]:
-    panel = await Panel.open(dataclasses.replace(settings, database_url=own_postgres.dsn()))
-    yield panel
-    await panel.close()
 
 
 async def test_the_listener_survives_a_restart_and_asks_for_one_refresh(
