@@ -17,6 +17,7 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+import weakref
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 # Quiet time after the last ended session before collecting, and how many must have ended.
 SETTLE_SECONDS = 2.0
 MIN_ENDED = 10
+# An ended app still referenced when the collection ran (its connection's last callbacks had not
+# run yet, on a busy server) gets this many more collections, each one twice as late.
+RECOLLECTIONS = 4
 
 
 def _load_malloc_trim() -> Callable[[int], int] | None:
@@ -52,7 +56,9 @@ def release_memory() -> None:
 class MemoryReturn:
     """Counts ended sessions; `settle` seconds after enough of them ended (or the last open
     one did), collects and trims. At most one collection per `settle` seconds: a full
-    collection walks every live session's objects, so it is kept for bursts."""
+    collection walks every live session's objects, so it is kept for bursts. An ended app that
+    survives a collection is looked at again later, so it is not left for the rare automatic
+    collection of the oldest generation."""
 
     def __init__(self, settle: float = SETTLE_SECONDS, min_ended: int = MIN_ENDED) -> None:
         self.settle = settle
@@ -60,16 +66,24 @@ class MemoryReturn:
         self._ended = 0
         self._timer: asyncio.TimerHandle | None = None
         self._trimming: asyncio.Task[None] | None = None
+        self._survivors: list[weakref.ref[object]] = []
+        self._retries = 0
         self.collections = 0
 
-    def session_ended(self, still_open: int) -> None:
+    def session_ended(self, still_open: int, app: object | None = None) -> None:
+        if app is not None:
+            self._survivors.append(weakref.ref(app))
         self._ended += 1
+        self._retries = 0
         if self._timer is not None or (still_open and self._ended < self.min_ended):
             return
+        self._schedule(self.settle)
+
+    def _schedule(self, delay: float) -> None:
         # In an empty context: called from a session's task, whose context holds its app; the
         # collection would otherwise run with that app still referenced.
         self._timer = asyncio.get_running_loop().call_later(
-            self.settle, self._collect, context=contextvars.Context()
+            delay, self._collect, context=contextvars.Context()
         )
 
     def _collect(self) -> None:
@@ -77,6 +91,12 @@ class MemoryReturn:
         self._ended = 0
         self.collections += 1
         gc.collect()
+        self._survivors = [ref for ref in self._survivors if ref() is not None]
+        if self._survivors and self._retries < RECOLLECTIONS:
+            self._retries += 1
+            self._schedule(self.settle * 2**self._retries)
+        elif not self._survivors:
+            self._retries = 0
         if self._trimming is None or self._trimming.done():
             self._trimming = asyncio.ensure_future(asyncio.to_thread(release_memory))
 

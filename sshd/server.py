@@ -491,7 +491,7 @@ class GhstServer:
     def unregister(self, session: PanelSession) -> None:
         if session in self.sessions:
             self.sessions.discard(session)
-            self.memory.session_ended(still_open=len(self.sessions))
+            self.memory.session_ended(still_open=len(self.sessions), app=session.app)
 
     # -- revocation ---------------------------------------------------------------------------
 

@@ -157,8 +157,10 @@ async def test_ended_sessions_are_freed_without_waiting_for_the_collector(
         await wait_idle(ssh_server, terminal)
         # Each burst of ended sessions gets a collection of its own, once it has settled.
         await terminal.wait_until(
-            lambda: ssh_server.memory.collections > 0
-            and not any(isinstance(obj, GhstApp) for obj in gc.get_objects()),
+            lambda: (
+                ssh_server.memory.collections > 0
+                and not any(isinstance(obj, GhstApp) for obj in gc.get_objects())
+            ),
             "the server's own collections to free every ended app",
         )
     finally:

@@ -228,7 +228,9 @@ async def test_a_build_does_not_reuse_another_projects_cached_steps(
         f"FROM {base_image}\nRUN cat /proc/sys/kernel/random/uuid > /www/cached.txt\n"
         "COPY index.html /www/index.html\n" + SERVE
     )
-    second = await tenants.alice.deploy_files("alpha", {"Dockerfile": dockerfile, "index.html": SECRET})
+    second = await tenants.alice.deploy_files(
+        "alpha", {"Dockerfile": dockerfile, "index.html": SECRET}
+    )
     assert second.state == "running", await tenants.alice.log(second)
     done = await tenants.bob.deploy_files("bravo", {"Dockerfile": dockerfile, "index.html": "bob"})
     log = await tenants.bob.log(done)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
-from sshd.memory import MemoryReturn
+from sshd.memory import RECOLLECTIONS, MemoryReturn
 
 
 async def test_a_burst_of_ended_sessions_is_collected_once_after_the_settle_time() -> None:
@@ -40,3 +42,37 @@ async def test_closing_cancels_a_pending_collection() -> None:
     memory.close()
     await asyncio.sleep(0.1)
     assert memory.collections == 0
+
+
+class App:
+    """Stands for a dashboard: a cycle, so only the cyclic collector frees it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+async def test_an_app_still_held_at_the_collection_is_collected_again_once_let_go() -> None:
+    memory = MemoryReturn(settle=0.02, min_ended=1)
+    app: App | None = App()
+    held = [app]  # something of its connection had not let go yet
+    memory.session_ended(still_open=0, app=app)
+    app = None
+    await asyncio.sleep(0.03)
+    assert memory.collections == 1
+    gone = weakref.ref(held[0])
+    gc.disable()  # only the server's collections may free it
+    try:
+        held.clear()
+        await asyncio.sleep(0.2)
+        assert gone() is None
+        assert memory.collections == 2
+    finally:
+        gc.enable()
+
+
+async def test_an_app_that_never_lets_go_is_looked_at_a_bounded_number_of_times() -> None:
+    memory = MemoryReturn(settle=0.005, min_ended=1)
+    leaked = App()
+    memory.session_ended(still_open=0, app=leaked)
+    await asyncio.sleep(0.5)
+    assert memory.collections == 1 + RECOLLECTIONS
