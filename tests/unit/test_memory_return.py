@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 import weakref
+from collections.abc import Callable
 
 from sshd.memory import RECOLLECTIONS, MemoryReturn
 
@@ -51,21 +53,26 @@ class App:
         self.me = self
 
 
+async def until(check: Callable[[], bool], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "the condition never held"
+        await asyncio.sleep(0.01)
+
+
 async def test_an_app_still_held_at_the_collection_is_collected_again_once_let_go() -> None:
-    memory = MemoryReturn(settle=0.02, min_ended=1)
+    memory = MemoryReturn(settle=0.05, min_ended=1)
     app: App | None = App()
     held = [app]  # something of its connection had not let go yet
     memory.session_ended(still_open=0, app=app)
     app = None
-    await asyncio.sleep(0.03)
-    assert memory.collections == 1
+    await until(lambda: memory.collections >= 1)
     gone = weakref.ref(held[0])
     gc.disable()  # only the server's collections may free it
     try:
         held.clear()
-        await asyncio.sleep(0.2)
-        assert gone() is None
-        assert memory.collections == 2
+        await until(lambda: gone() is None)
+        assert memory.collections >= 2  # a later collection, not the automatic collector
     finally:
         gc.enable()
 
@@ -74,5 +81,7 @@ async def test_an_app_that_never_lets_go_is_looked_at_a_bounded_number_of_times(
     memory = MemoryReturn(settle=0.005, min_ended=1)
     leaked = App()
     memory.session_ended(still_open=0, app=leaked)
-    await asyncio.sleep(0.5)
+    await until(lambda: memory.collections == 1 + RECOLLECTIONS)
+    # The last retry waited 0.005 * 2**4 s: twice that and no more collections came.
+    await asyncio.sleep(0.2)
     assert memory.collections == 1 + RECOLLECTIONS
