@@ -47,6 +47,7 @@ from bench import requirements  # noqa: E402
 from bench.panel_process import GhstProcess, bench_instance, panel_env  # noqa: E402
 from core.panel import Panel  # noqa: E402
 from core.settings import Settings  # noqa: E402
+from tests.actors import as_user  # noqa: E402
 from tests.services import PostgresServer, RedisServer, temp_root  # noqa: E402
 
 USERNAME = "bench"
@@ -217,8 +218,8 @@ async def bench(args: argparse.Namespace) -> str:
         public = bytes(key.export_public_key("openssh")).decode().strip()
         try:
             user = await panel.accounts.sign_up(USERNAME, "bench@example.com", "bench password 1")
-            await panel.keys.add(user.id, public + " bench", "bench")
-            project = await panel.projects.create(user.id, PROJECT)
+            await panel.keys.add(as_user(user.id), public + " bench", "bench")
+            project = await panel.projects.create(as_user(user.id), PROJECT)
         finally:
             await panel.close()
         conn = await asyncpg.connect(settings.database_url)
