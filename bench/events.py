@@ -224,9 +224,11 @@ async def bench(args: argparse.Namespace) -> str:
             await panel.close()
         conn = await asyncpg.connect(settings.database_url)
         deployment_id: int = await conn.fetchval(
-            "INSERT INTO deployments (project_id, user_id, archive_name, state, started_at)"
-            " VALUES ($1, $2, 'v1-app.zip', 'building', now()) RETURNING id",
+            "INSERT INTO deployments"
+            " (project_id, project_name, user_id, archive_name, state, started_at)"
+            " VALUES ($1, $2, $3, 'v1-app.zip', 'building', now()) RETURNING id",
             project.id,
+            project.name,
             user.id,
         )
         env = panel_env(settings, dict(os.environ), GHST_NGINX_MANAGED="0")
