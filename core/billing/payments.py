@@ -89,7 +89,7 @@ class ManualProvider:
         raise PermissionDenied("Manual payments are recorded by an operator, not by a webhook.")
 
 
-class TestProvider:
+class WebhookTestProvider:
     """A provider in-process: its webhook is JSON signed with HMAC-SHA256 under a shared
     secret, the way real providers sign theirs. For tests and demonstrations."""
 
