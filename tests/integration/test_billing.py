@@ -23,6 +23,7 @@ from core.billing.proration import daily_share
 from core.errors import ConflictError, NotFoundError, PermissionDenied, ValidationError
 from core.panel import Panel
 from tests.actors import SYSTEM, acting
+from tests.fixtures_deploy import eventually
 
 PASSWORD = "correct horse battery"
 # Noon in Moscow on 10 December 2026.
@@ -284,3 +285,33 @@ async def test_an_upgrade_pays_todays_difference_once(panel: Panel) -> None:
     blog = await billing.subscriptions.plan_of(alice, "diary")
     assert blog is not None and blog.billed_from == today
     assert await billing.balances.balance(alice) == after_upgrade - daily_share(100_000, today)
+
+
+async def test_deleting_a_charged_project_keeps_its_entries_and_the_balance(panel: Panel) -> None:
+    alice = await sign_up(panel, "alice")
+    await panel.billing.subscriptions.create_project(alice, "shop", "host-0")
+    await panel.billing.charges.run()
+    charged = await panel.billing.balances.balance(alice)
+    assert charged < 0
+    await panel.projects.delete(alice, "shop", "shop")
+    entries = await panel.billing.balances.history(alice)
+    assert [(entry.amount, entry.project_id) for entry in entries] == [(charged, None)]
+    assert await panel.billing.balances.check(SYSTEM, alice.owner_id) == (charged, charged)
+
+
+async def test_the_deployment_worker_runs_the_daily_charge(panel: Panel) -> None:
+    alice = await sign_up(panel, "alice")
+    await panel.billing.subscriptions.create_project(alice, "shop", "host-0")
+    today = panel.billing.subscriptions.today()
+    stop = asyncio.Event()
+    worker = asyncio.create_task(panel.worker().run(stop))
+    try:
+
+        async def charged() -> bool:
+            return await panel.billing.balances.balance(alice) != 0
+
+        await eventually(charged, within=60)
+    finally:
+        stop.set()
+        await worker
+    assert await panel.billing.balances.balance(alice) == -daily_share(50_000, today)
