@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.billing.balances import BalanceService
 from core.billing.charges import DailyCharge
@@ -10,6 +11,7 @@ from core.billing.payments import ManualProvider, PaymentProvider, PaymentServic
 from core.billing.plans import PlanService
 from core.billing.subscriptions import SubscriptionService
 from core.db.pool import Pool
+from core.errors import ValidationError
 from core.projects.service import ProjectService
 from core.settings import Settings
 
@@ -30,6 +32,12 @@ class Billing:
         settings: Settings,
         providers: list[PaymentProvider] | None = None,
     ) -> Billing:
+        try:
+            ZoneInfo(settings.billing_time_zone)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValidationError(
+                f"GHST_BILLING_TIME_ZONE {settings.billing_time_zone!r} is not a time zone."
+            ) from error
         return cls(
             PlanService(pool),
             SubscriptionService(pool, projects, settings.billing_time_zone),

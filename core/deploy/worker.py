@@ -21,9 +21,9 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import asyncpg
 
@@ -86,7 +86,7 @@ class DeploymentWorker:
         deploy_timeout: float = 1800.0,
         keep_deployments: int = 20,
         name: str | None = None,
-        chores: Sequence[tuple[float, Callable[[], Awaitable[None]]]] = (),
+        chores: Sequence[tuple[float, Callable[[], Coroutine[Any, Any, None]]]] = (),
     ) -> None:
         self.name = name or worker_name()
         self._pool = pool
@@ -114,6 +114,8 @@ class DeploymentWorker:
         next_reap = next_sweep = next_live_check = 0.0
         loop = asyncio.get_running_loop()
         next_chores = [0.0] * len(self._chores)
+        # A chore runs beside the loop (a day's charge can take seconds): claims go on meanwhile.
+        chore_tasks: list[asyncio.Task[None] | None] = [None] * len(self._chores)
         try:
             while not stop.is_set():
                 if loop.time() >= next_reap:
@@ -126,8 +128,9 @@ class DeploymentWorker:
                     await self._check_live()
                     next_live_check = loop.time() + self._live_check
                 for index, (every, chore) in enumerate(self._chores):
-                    if loop.time() >= next_chores[index]:
-                        await chore()
+                    previous = chore_tasks[index]
+                    if loop.time() >= next_chores[index] and (previous is None or previous.done()):
+                        chore_tasks[index] = asyncio.create_task(chore())
                         next_chores[index] = loop.time() + every
                 await self._claim(stop)
                 self._wake.clear()
@@ -139,6 +142,12 @@ class DeploymentWorker:
                 stopping.cancel()
                 woken.cancel()
         finally:
+            chores = [task for task in chore_tasks if task is not None]
+            if chores:  # each is one transaction: it commits or rolls back whole
+                await asyncio.wait(chores, timeout=self._grace)
+                for task in chores:
+                    task.cancel()
+                await asyncio.gather(*chores, return_exceptions=True)
             await self._shutdown()
             if listener is not None:
                 with contextlib.suppress(Exception):
