@@ -22,11 +22,12 @@ ENTRY_COLUMNS = (
     "id, user_id, kind, amount, idempotency_key, actor, reason, project_id, day, created_at"
 )
 
-# Adds the posted entries to their accounts' balances, in the statement that posts them.
+# Adds the posted entries to their accounts' balances, in the statement that posts them. Rows
+# are locked in account order, as every multi-account writer must, so two never deadlock.
 _ADD_TO_BALANCES = """
 , added AS (
     INSERT INTO balances AS b (user_id, kopecks)
-    SELECT user_id, sum(amount) FROM posted GROUP BY user_id
+    SELECT user_id, sum(amount) FROM posted GROUP BY user_id ORDER BY user_id
     ON CONFLICT (user_id) DO UPDATE
     SET kopecks = b.kopecks + EXCLUDED.kopecks, updated_at = now()
 )

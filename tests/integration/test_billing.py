@@ -315,3 +315,22 @@ async def test_the_deployment_worker_runs_the_daily_charge(panel: Panel) -> None
         stop.set()
         await worker
     assert await panel.billing.balances.balance(alice) == -daily_share(50_000, today)
+
+
+async def test_suspended_and_free_projects_are_not_charged(panel: Panel) -> None:
+    billing = panel.billing
+    alice = await sign_up(panel, "alice")
+    await billing.subscriptions.create_project(alice, "shop", "host-0")
+    await billing.subscriptions.create_project(alice, "halted", "host-2")
+    await billing.subscriptions.create_project(alice, "gratis")
+    async with panel.pool.acquire() as conn:
+        # Suspension's service comes with the next part of billing; its flag is here already.
+        await conn.execute(
+            "UPDATE project_plans SET suspended_at = now() WHERE project_id ="
+            " (SELECT id FROM projects WHERE name = 'halted')"
+        )
+    await billing.charges.run()
+    entries = await billing.balances.history(alice)
+    shop = await billing.subscriptions.plan_of(alice, "shop")
+    assert shop is not None
+    assert [entry.project_id for entry in entries] == [shop.project_id]
