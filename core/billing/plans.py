@@ -3,6 +3,7 @@ and projects keep the version they took. `retired` versions are not offered to n
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import asyncpg
@@ -13,6 +14,7 @@ from core.db.unit import reading, transaction
 from core.errors import NotFoundError, PermissionDenied, ValidationError
 
 FREE = "free"
+CODE = re.compile(r"[a-z0-9][a-z0-9-]{0,30}")  # the same rule as the table's CHECK
 PLAN_COLUMNS = (
     "id, code, version, name, price_kopecks, cpu_millicores, ram_mb, disk_mb, max_services, retired"
 )
@@ -49,10 +51,11 @@ class PlanSpec:
     max_services: int
 
     def checked(self) -> PlanSpec:
-        if not self.code or len(self.code) > 31 or not self.code.replace("-", "").isalnum():
-            raise ValidationError("A plan code is 1 to 31 lowercase letters, digits or dashes.")
-        if self.code != self.code.lower() or self.code.startswith("-"):
-            raise ValidationError("A plan code is lowercase and starts with a letter or digit.")
+        if not CODE.fullmatch(self.code):
+            raise ValidationError(
+                "A plan code is 1 to 31 lowercase letters, digits or dashes, not starting with"
+                " a dash."
+            )
         if not 1 <= len(self.name) <= 80:
             raise ValidationError("A plan's name is 1 to 80 characters.")
         if self.price_kopecks < 0:

@@ -9,6 +9,7 @@ import pytest
 
 from core.billing.money import format_amount, parse_amount, parse_price
 from core.billing.payments import WebhookTestProvider as SigningProvider
+from core.billing.plans import PlanSpec
 from core.billing.proration import billing_day, daily_share, upgrade_difference
 from core.errors import PermissionDenied, ValidationError
 
@@ -67,3 +68,10 @@ def test_the_test_providers_webhook_needs_its_signature() -> None:
     forged = body.replace(b"100", b"100000")
     with pytest.raises(PermissionDenied):
         provider.read_webhook(forged, provider.sign(body))
+
+
+@pytest.mark.parametrize("code", ["", "-x", "Host-1", "хост", "a" * 32, "a b"])
+def test_a_plan_code_is_checked_before_the_database_sees_it(code: str) -> None:
+    with pytest.raises(ValidationError):
+        PlanSpec(code, "Name", 100, 1000, 256, 256, 1).checked()
+    assert PlanSpec("host-9", "Name", 0, 1, 1, 1, 1).checked().code == "host-9"
