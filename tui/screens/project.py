@@ -45,6 +45,7 @@ from tui.watch import Changed, load_slot, shared_load, watch
 from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
 from tui.widgets.redraw import set_border_title, update_static
+from tui.widgets.rows_table import RowsTable
 
 # What this screen shows; a build log growing ("log") is not.
 WATCHED = ("deployment", "archive", "project")
@@ -242,7 +243,7 @@ class ProjectScreen(GhstScreen[None]):
                 yield DataTable(id="history", cursor_type="row", zebra_stripes=True)
                 yield Static("Loading the history…", id="empty", markup=False)
             with Vertical(id="deployments-box"):
-                yield DataTable(id="deployments", cursor_type="row", zebra_stripes=True)
+                yield RowsTable(id="deployments", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="no-deployments", markup=False)
             yield Static("", id="detail", markup=False)
         yield KeyBar()
@@ -588,7 +589,7 @@ class ProjectScreen(GhstScreen[None]):
         and one no longer listed removed; the rows, the cursor and the scroll stay put."""
         previous = self.selected_deployment()
         self.deployments = deployments
-        table = self.query_one("#deployments", DataTable)
+        table = self.query_one("#deployments", RowsTable)
         shown = {cells[0]: cells for cells in self._deployment_rows}
         rows = [self.deployment_cells(deployment) for deployment in deployments]
         listed = {cells[0] for cells in rows}
@@ -603,10 +604,15 @@ class ProjectScreen(GhstScreen[None]):
                 order.append(cells[0])
             elif cells != before:
                 styled = self.styled_cells(deployment, cells)
-                for column, (_label, key) in enumerate(DEPLOYMENT_COLUMNS):
-                    if cells[column] != before[column]:
-                        # Widened as needed: "◌ queued" becomes "● running", "—" a time.
-                        table.update_cell(row_key(cells[0]), key, styled[column], update_width=True)
+                # Widened as needed: "◌ queued" becomes "● running", "—" a time.
+                table.update_row(
+                    row_key(cells[0]),
+                    {
+                        key: styled[column]
+                        for column, (_label, key) in enumerate(DEPLOYMENT_COLUMNS)
+                        if cells[column] != before[column]
+                    },
+                )
         if order != [cells[0] for cells in rows]:  # a new one (newest first) came last
             table.sort("id", key=lambda cell: int(str(cell)[1:]), reverse=True)
         self._deployment_rows = rows
