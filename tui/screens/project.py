@@ -300,7 +300,16 @@ class ProjectScreen(GhstScreen[None]):
         """A running build's duration, from what was loaded: no query."""
         if self.schedule_tick() and self.status is not None:
             self.show_status(self.status)
-            self.show_deployments(self.deployments)
+            self.tick_deployments()
+
+    def tick_deployments(self) -> None:
+        """The active deployments' rows only: the others' cells cannot have changed."""
+        table = self.query_one("#deployments", RowsTable)
+        for index, deployment in enumerate(self.deployments):
+            if deployment.active and index < len(self._deployment_rows):
+                cells = self.deployment_cells(deployment)
+                self.update_row(table, deployment, cells, self._deployment_rows[index])
+                self._deployment_rows[index] = cells
 
     def schedule_tick(self) -> bool:
         """Tick while a deployment is active and the screen shown; True when ticking."""
@@ -602,17 +611,8 @@ class ProjectScreen(GhstScreen[None]):
             if before is None:
                 table.add_row(*self.styled_cells(deployment, cells), key=row_key(cells[0]))
                 order.append(cells[0])
-            elif cells != before:
-                styled = self.styled_cells(deployment, cells)
-                # Widened as needed: "◌ queued" becomes "● running", "—" a time.
-                table.update_row(
-                    row_key(cells[0]),
-                    {
-                        key: styled[column]
-                        for column, (_label, key) in enumerate(DEPLOYMENT_COLUMNS)
-                        if cells[column] != before[column]
-                    },
-                )
+            else:
+                self.update_row(table, deployment, cells, before)
         if order != [cells[0] for cells in rows]:  # a new one (newest first) came last
             table.sort("id", key=lambda cell: int(str(cell)[1:]), reverse=True)
         self._deployment_rows = rows
@@ -638,6 +638,27 @@ class ProjectScreen(GhstScreen[None]):
         table.display = bool(deployments)
         if not deployments and table.has_focus:
             self.set_focus(None)
+
+    def update_row(
+        self,
+        table: RowsTable,
+        deployment: Deployment,
+        cells: tuple[str, ...],
+        before: tuple[str, ...],
+    ) -> None:
+        """The cells of the deployment's row that differ from `before` (what it shows)."""
+        if cells == before:
+            return
+        styled = self.styled_cells(deployment, cells)
+        # Widened as needed: "◌ queued" becomes "● running", "—" a time.
+        table.update_row(
+            row_key(cells[0]),
+            {
+                key: styled[column]
+                for column, (_label, key) in enumerate(DEPLOYMENT_COLUMNS)
+                if cells[column] != before[column]
+            },
+        )
 
     def selected_deployment(self) -> Deployment | None:
         table = self.query_one("#deployments", DataTable)
