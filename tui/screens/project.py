@@ -2,12 +2,13 @@
 
 Loaded again when an event says the project changed (core/events.py: an upload stored or
 refused, a deployment queued or moving through its states, the project changed, in any session
-or process), so these appear without a keypress; an idle screen makes no query. A load is three
-indexed queries (the uploads, the project's status, its latest deployments) behind one cached
-project lookup; it never overlaps the previous one (an event during a load loads once more
-after it), and each part of the screen is redrawn only when what it shows changed. While a
-deployment is active its duration ticks every `TICK_SECONDS` from what was loaded, without a
-query. A failing load is reported once, until one works again; a project that is gone
+or process), so these appear without a keypress; an idle screen makes no query. A load is up to
+three indexed queries (the uploads, the project's status, its latest deployments) behind one
+cached project lookup, only those an event can have changed (a deployment's event loads no
+uploads); it never overlaps the previous one (an event during a load loads once more after it),
+and each part of the screen is redrawn only when what it shows changed: a table's rows are
+changed in place, a line of the same size repainted without a layout. While a deployment is
+active its duration ticks every `TICK_SECONDS` from what was loaded, without a query. A failing load is reported once, until one works again; a project that is gone
 (deleted in another session) closes the screen.
 
 Keys act on what is selected: `d` deploys the version selected in the uploads table (the
