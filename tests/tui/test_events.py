@@ -211,3 +211,24 @@ async def test_another_users_events_never_reach_the_screen(panel: Panel) -> None
         await upload(panel, _user_id, "shop")
         await wait_for(pilot, lambda: bool(delivered))
         assert {message.event.project_id for message in delivered} == {project.id}
+
+
+async def test_a_running_builds_duration_ticks_in_its_row_and_the_status_line(
+    panel: Panel,
+) -> None:
+    visitor, _user_id, project = await owner_of(panel)
+    await insert_deployment(panel, project, "v1-app.zip", "running", live=True)
+    await insert_deployment(
+        panel, project, "v2-app.zip", "building", seconds=None, started=datetime.now(UTC)
+    )
+    app = GhstApp(panel, visitor)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_project(app, pilot)
+        table = screen.query_one("#deployments", DataTable)
+        rows_before = dict(table.rows)
+        took, live_took = rows(app, "deployments")[0][5], rows(app, "deployments")[1][5]
+        status = text(app, "#status")
+        await wait_for(pilot, lambda: rows(app, "deployments")[0][5] != took)
+        await wait_for(pilot, lambda: text(app, "#status") != status)
+        assert rows(app, "deployments")[1][5] == live_took  # a finished one does not tick
+        assert all(table.rows[key] is row for key, row in rows_before.items())
