@@ -1,1 +1,0 @@
-"""Billing: plans, each project's plan, the ledger and balances, payments, the daily charge."""
