@@ -530,8 +530,11 @@ class GhstServer:
         while True:
             due = min(next_full, loop.time() + self._until_first_expiry())
             if not self._logins_changed.is_set():
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel
+                # that comes as the wait ends (an event during close), and close then hangs.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._logins_changed.wait(), due - loop.time())
+                    async with asyncio.timeout(max(0.0, due - loop.time())):
+                        await self._logins_changed.wait()
             self._logins_changed.clear()
             everyone = self._check_everyone or loop.time() >= due
             users, self._changed_users = self._changed_users, set()
