@@ -95,8 +95,6 @@ class MemoryReturn:
         if self._survivors and self._retries < RECOLLECTIONS:
             self._retries += 1
             self._schedule(self.settle * 2**self._retries)
-        elif not self._survivors:
-            self._retries = 0
         if self._trimming is None or self._trimming.done():
             self._trimming = asyncio.ensure_future(asyncio.to_thread(release_memory))
 
