@@ -47,6 +47,7 @@ from bench import requirements  # noqa: E402
 from bench.panel_process import GhstProcess, bench_instance, panel_env  # noqa: E402
 from core.panel import Panel  # noqa: E402
 from core.settings import Settings  # noqa: E402
+from tests.actors import as_user  # noqa: E402
 from tests.services import PostgresServer, RedisServer, temp_root  # noqa: E402
 
 USERNAME = "bench"
@@ -217,15 +218,17 @@ async def bench(args: argparse.Namespace) -> str:
         public = bytes(key.export_public_key("openssh")).decode().strip()
         try:
             user = await panel.accounts.sign_up(USERNAME, "bench@example.com", "bench password 1")
-            await panel.keys.add(user.id, public + " bench", "bench")
-            project = await panel.projects.create(user.id, PROJECT)
+            await panel.keys.add(as_user(user.id), public + " bench", "bench")
+            project = await panel.projects.create(as_user(user.id), PROJECT)
         finally:
             await panel.close()
         conn = await asyncpg.connect(settings.database_url)
         deployment_id: int = await conn.fetchval(
-            "INSERT INTO deployments (project_id, user_id, archive_name, state, started_at)"
-            " VALUES ($1, $2, 'v1-app.zip', 'building', now()) RETURNING id",
+            "INSERT INTO deployments"
+            " (project_id, project_name, user_id, archive_name, state, started_at)"
+            " VALUES ($1, $2, $3, 'v1-app.zip', 'building', now()) RETURNING id",
             project.id,
+            project.name,
             user.id,
         )
         env = panel_env(settings, dict(os.environ), GHST_NGINX_MANAGED="0")

@@ -82,7 +82,39 @@ def build_parser() -> argparse.ArgumentParser:
     block.add_argument("username")
     unblock = actions.add_parser("unblock", help="let a blocked user log in again")
     unblock.add_argument("username")
+    add_billing_commands(commands)
     return parser
+
+
+def add_billing_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    plan = commands.add_parser("plan", help="operators: list plans, add a plan version")
+    plan_actions = plan.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = plan_actions.add_parser("list", help="the plans offered to new projects")
+    listing.add_argument("--all", action="store_true", help="every version, retired ones too")
+    add = plan_actions.add_parser(
+        "add", help="a new version of a plan (projects on older versions keep theirs)"
+    )
+    add.add_argument("code", help="e.g. host-1 (lowercase letters, digits, dashes)")
+    add.add_argument("--name", required=True)
+    add.add_argument("--price-rub", required=True, help="monthly price, e.g. 1000 or 999.90")
+    add.add_argument("--cpu", required=True, help="CPUs, e.g. 0.25 or 2")
+    add.add_argument("--ram-mb", type=positive_int, required=True)
+    add.add_argument("--disk-mb", type=positive_int, required=True)
+    add.add_argument("--services", type=positive_int, required=True, help="most compose services")
+    billing = commands.add_parser("billing", help="operators: record payments, run the charge")
+    billing_actions = billing.add_subparsers(dest="action", required=True, metavar="ACTION")
+    credit = billing_actions.add_parser(
+        "credit", help="record a bank transfer or cash received from a user"
+    )
+    credit.add_argument("username")
+    credit.add_argument("amount", help="in the installation's currency, e.g. 500 or 499.90")
+    credit.add_argument("--reason", required=True)
+    credit.add_argument(
+        "--reference", help="the transfer's reference: recording it again credits nothing more"
+    )
+    balance = billing_actions.add_parser("balance", help="a user's balance and last entries")
+    balance.add_argument("username")
+    billing_actions.add_parser("charge", help="run the daily charge now (workers run it anyway)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -102,6 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_migrations())
         if args.command == "strays":
             return asyncio.run(list_strays())
+        if args.command in ("plan", "billing"):
+            from cli.billing import run_billing_command
+
+            return asyncio.run(run_billing_command(args, OPERATOR))
         if args.command == "user":
             return asyncio.run(manage_users(args.action, getattr(args, "username", None)))
     except PanelError as error:

@@ -1,6 +1,6 @@
 """Events: what changed in PostgreSQL, handed to whoever in this process watches it.
 
-Writes publish themselves: triggers (migration 0008) call `pg_notify` on `CHANNEL` in the same
+Writes publish themselves: triggers (migrations 0008 and 0010) call `pg_notify` on `CHANNEL` in the same
 transaction as the change, so an event exists only once the change is committed, whichever
 process made it (a worker, another `ghst serve`, `ghst` on the host). The payload is small and
 carries no tenant text: the kind, the project id, the owner's user id, the deployment id.
@@ -11,6 +11,8 @@ Kinds:
     archive     an upload was stored or refused, or a version deleted
     project     a project was created, deleted or changed (app port, stopped, live deployment)
     env         a project's environment variables changed
+    session     a user's logins changed: a session revoked or deleted, the account blocked or
+                unblocked (migration 0010); whoever serves that user's connections checks them
     refresh     sent by the hub itself: events may have been missed, load everything again
 
 Each process has one `EventHub`: one dedicated connection that LISTENs (opened when the first
@@ -48,7 +50,7 @@ from core.errors import PermissionDenied
 log = logging.getLogger(__name__)
 
 CHANNEL = "ghst_events"
-EventKind = Literal["deployment", "log", "archive", "project", "env", "refresh"]
+EventKind = Literal["deployment", "log", "archive", "project", "env", "session", "refresh"]
 KINDS: frozenset[str] = frozenset(get_args(EventKind))
 MAX_PENDING = 256
 CONNECT_TIMEOUT = 10.0
@@ -305,6 +307,8 @@ class EventHub:
             await conn.execute("SELECT 1", timeout=CONNECT_TIMEOUT)
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        if self._closed:  # a notification still arriving while the hub closes starts no work
+            return
         event = parse(payload) if isinstance(payload, str) else None
         if event is None:
             log.warning("events: ignored a payload that is not an event: %.80r", payload)

@@ -14,6 +14,7 @@ from core import secrets
 from core.archives import records as archive_records
 from core.archives.service import ArchiveService
 from core.archives.storage import ObjectStorage, storage_from_settings
+from core.billing.service import Billing
 from core.db.migrations import migrate
 from core.db.pool import Pool, create_pool
 from core.deploy.operations import Operations
@@ -74,6 +75,8 @@ class Panel:
     installation: Installation
     # One LISTEN connection per process, opened when the first screen subscribes.
     events: EventHub
+    # Plans, project plans, balances, payments, the daily charge (screens come later).
+    billing: Billing
 
     # What `close` undoes, last opened first; filled by `open`.
     _resources: AsyncExitStack = field(
@@ -165,12 +168,14 @@ class Panel:
         )  # fmt: skip
         resources.push_async_callback(deployer.close)
         deployments.attach_runtime(deployer)
+        billing = Billing.build(pool, projects, settings)
+        await billing.plans.seed()
         events = EventHub(settings.database_url, prepare=fresh_projects(projects))
         resources.push_async_callback(events.close)  # last opened: closed first
         return cls(
             settings, pool, redis, hasher, accounts, keys, sessions, throttle, projects,
             storage, archives, env, deployments, engine, compose, router, ports, queue, deployer,
-            installation, events,
+            installation, events, billing,
         )  # fmt: skip
 
     @property
@@ -190,6 +195,8 @@ class Panel:
             "operations": Operations(
                 DeploymentStore(self.pool), self.projects, self.archives, self.deployer
             ),
+            # The daily charge rides on the worker's loop; its lock makes it one per panel.
+            "chores": [(settings.charge_every_seconds, self.billing.charges.run_logged)],
         }
         return DeploymentWorker(
             self.pool,

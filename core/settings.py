@@ -79,6 +79,10 @@ class Settings:
     build_cpus: float = 1.0
     build_pids: int = 512
     compose_max_services: int = 10  # services of a compose app that may start
+    # Billing: one currency per installation; days (and so daily charges) counted in one zone.
+    currency: str = "RUB"
+    billing_time_zone: str = "Europe/Moscow"
+    charge_every_seconds: float = 600.0  # how often a worker runs the (idempotent) daily charge
     # iptables rules keeping the panel's networks away from the host and these networks.
     firewall: bool = True
     firewall_blocked: str = "169.254.0.0/16,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10"

@@ -24,9 +24,15 @@ one connection multiplexed by OpenSSH's ControlMaster is still one login:
 - once the login ends (log out everywhere, a password change, blocking), the whole connection
   is closed, after its channels had a moment to tell the user why.
 
-`GhstServer` keeps the live dashboard sessions, transfers and logged-in connections. One task
-polls `SessionService.ended` every second with the jtis of all of them (one query), and ends
-the ones revoked, expired or whose user was blocked: well inside the 5 s the issue asks for.
+`GhstServer` keeps the live dashboard sessions, transfers and logged-in connections, and ends
+the ones revoked, expired or whose user was blocked, well inside the 5 s the issue asks for,
+without asking the database each second:
+
+- a revocation or a block publishes a `session` event with the user's id (migration 0010), in
+  the same transaction, whichever process made it; the server checks that user's live logins;
+- expiry is a time: the watcher wakes when the first live login expires;
+- a slow safety check of everything (`revocation_poll`, and the hub's `refresh` after a lost
+  LISTEN connection) catches what no event told.
 """
 
 from __future__ import annotations
@@ -37,14 +43,16 @@ import contextvars
 import logging
 import uuid
 import weakref
-from collections.abc import Coroutine, Sequence
+from collections.abc import Collection, Coroutine, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import asyncssh
 
 from core.actor import Actor
 from core.errors import AuthenticationError, PanelError, ThrottledError, UnavailableError
+from core.events import Event, Subscription
 from core.identity.accounts import User
 from core.identity.keys import PublicKey, public_key_from_blob
 from core.identity.sessions import Session
@@ -62,7 +70,11 @@ log = logging.getLogger(__name__)
 # The server itself ends a connection's login session when the connection closes.
 SERVER = Actor.system("sshd")
 
-REVOCATION_POLL_INTERVAL = 1.0
+# Revocations and blocks arrive as events; this slow check of every live login only catches
+# what no event told (a change while the LISTEN connection was down, before it noticed).
+REVOCATION_SAFETY_POLL = 30.0
+# After a failed check, and after the first expiry (the database's clock decides it).
+REVOCATION_RETRY = 1.0
 SESSION_ENDED = "Your session was ended: it was logged out everywhere or the account was blocked."
 ACCOUNT_BLOCKED = "This account was blocked: the transfer was stopped."
 TRANSFER_ENDED = "The transfer was stopped: your account was logged out everywhere or blocked."
@@ -394,6 +406,12 @@ class GhstServer:
     _acceptor: asyncssh.SSHAcceptor | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _watcher: asyncio.Task[None] | None = None
+    # Seconds between checks of every live login when no event says anything changed.
+    revocation_poll: float = REVOCATION_SAFETY_POLL
+    _logins_events: Subscription | None = None
+    _changed_users: set[int] = field(default_factory=set)
+    _check_everyone: bool = False
+    _logins_changed: asyncio.Event = field(default_factory=asyncio.Event)
     _closing: bool = False
     app_services: Services = field(init=False)
     memory: MemoryReturn = field(default_factory=MemoryReturn)
@@ -450,6 +468,10 @@ class GhstServer:
         )
         self.host = host
         self.port = self._acceptor.get_port()
+        # Operators' events are everyone's: one subscription for every user's logins.
+        self._logins_events = self.services.events.subscribe(
+            SERVER, kinds=("session",), callback=self._on_logins_event
+        )
         self._watcher = asyncio.create_task(self._watch_sessions(), name="ssh-revocation-watcher")
         if self.recover_uploads:
             self.spawn(self._recover_uploads(), name="upload-recovery")
@@ -495,35 +517,83 @@ class GhstServer:
 
     # -- revocation ---------------------------------------------------------------------------
 
+    def _on_logins_event(self, event: Event) -> None:
+        if event.kind == "session" and event.user_id is not None:
+            self._changed_users.add(event.user_id)
+        else:  # `refresh`: events may have been missed
+            self._check_everyone = True
+        self._logins_changed.set()
+
     async def _watch_sessions(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_full = loop.time() + self.revocation_poll
         while True:
-            await asyncio.sleep(REVOCATION_POLL_INTERVAL)
+            due = min(next_full, loop.time() + self._until_first_expiry())
+            if not self._logins_changed.is_set():
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel
+                # that comes as the wait ends (an event during close), and close then hangs.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, due - loop.time())):
+                        await self._logins_changed.wait()
+            self._logins_changed.clear()
+            everyone = self._check_everyone or loop.time() >= due
+            users, self._changed_users = self._changed_users, set()
+            self._check_everyone = False
             try:
-                await self.check_sessions()
+                if everyone:
+                    next_full = loop.time() + self.revocation_poll
+                    await self.check_sessions()
+                elif users:
+                    await self.check_sessions(users)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("cannot check for ended sessions; retrying")
+                # Nothing told is lost: everything is checked again shortly.
+                self._check_everyone = True
+                await asyncio.sleep(REVOCATION_RETRY)
+                self._logins_changed.set()
 
-    async def check_sessions(self) -> None:
+    def _until_first_expiry(self) -> float:
+        """Seconds until the first live login expires (a login is checked when it does)."""
+        # A login opened from now on expires no earlier than a full lifetime from now.
+        left = float(self.settings.session_ttl)
+        now = datetime.now(UTC)
+        expiries = [c.session.expires_at for c in list(self.logins) if c.session is not None]
+        for session in list(self.sessions):
+            if session.visitor is not None and session.visitor.session is not None:
+                expiries.append(session.visitor.session.expires_at)
+        if expiries:
+            left = min(left, (min(expiries) - now).total_seconds())
+        # Not before a moment after it: the database's clock has the last word.
+        return max(left, 0.0) + REVOCATION_RETRY
+
+    async def check_sessions(self, user_ids: Collection[int] | None = None) -> None:
         """End the live sessions (dashboards and file transfers) that were revoked, expired or
-        whose user was blocked."""
+        whose user was blocked: those of `user_ids` (whose logins changed), or all."""
+
+        def concerned(user_id: int | None) -> bool:
+            return user_ids is None or user_id in user_ids
+
         live: dict[uuid.UUID, list[PanelSession | TransferSession | PanelConnection]] = {}
         # Each logged-in connection: once its login ends the connection closes, whatever
         # channels it has (none, with OpenSSH's ControlMaster -N).
         for connection in list(self.logins):
-            if connection.session is not None and connection.ended_reason is None:
-                live.setdefault(connection.session.jti, []).append(connection)
+            login = connection.session
+            if login is not None and connection.ended_reason is None and concerned(login.user_id):
+                live.setdefault(login.jti, []).append(connection)
         for session in list(self.sessions):
-            # Read on every poll: a visitor gets a session when they sign up or log in.
+            # Read on every check: a visitor gets a session when they sign up or log in.
             login_session = session.visitor.session if session.visitor else None
-            if login_session is not None:
+            if login_session is not None and concerned(login_session.user_id):
                 live.setdefault(login_session.jti, []).append(session)
         # A user's file transfer carries its connection's login (see TransferSession), so
         # "log out everywhere" ends it too; one without it (a visitor's) ends if the user is
         # blocked.
         transfers: dict[int, list[TransferSession]] = {}
         for transfer in list(self.transfers):
+            if not concerned(transfer.user_id):
+                continue
             if transfer.jti is not None:
                 live.setdefault(transfer.jti, []).append(transfer)
             elif transfer.user_id is not None:
@@ -571,6 +641,8 @@ class GhstServer:
             task.cancel()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=1.0)
+        if self._logins_events is not None:
+            self._logins_events.close()
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

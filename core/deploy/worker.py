@@ -21,8 +21,9 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import asyncpg
 
@@ -85,6 +86,7 @@ class DeploymentWorker:
         deploy_timeout: float = 1800.0,
         keep_deployments: int = 20,
         name: str | None = None,
+        chores: Sequence[tuple[float, Callable[[], Coroutine[Any, Any, None]]]] = (),
     ) -> None:
         self.name = name or worker_name()
         self._pool = pool
@@ -98,6 +100,9 @@ class DeploymentWorker:
         self._grace = shutdown_grace
         self._live_check = max(0.1, live_check_seconds)  # 0 would look on every wake-up
         self._deadline = deploy_timeout
+        # Periodic jobs of other packages (every N seconds), e.g. billing's daily charge: each
+        # catches its own errors. The worker runs them without knowing what they are.
+        self._chores = [(max(1.0, every), chore) for every, chore in chores]
         self._keep = keep_deployments
         self._jobs: dict[int, Job] = {}
         self._wake = asyncio.Event()
@@ -108,6 +113,9 @@ class DeploymentWorker:
         log.info("deployment worker %s started (%d at once)", self.name, self._concurrency)
         next_reap = next_sweep = next_live_check = 0.0
         loop = asyncio.get_running_loop()
+        next_chores = [0.0] * len(self._chores)
+        # A chore runs beside the loop (a day's charge can take seconds): claims go on meanwhile.
+        chore_tasks: list[asyncio.Task[None] | None] = [None] * len(self._chores)
         try:
             while not stop.is_set():
                 if loop.time() >= next_reap:
@@ -119,6 +127,11 @@ class DeploymentWorker:
                 if loop.time() >= next_live_check:
                     await self._check_live()
                     next_live_check = loop.time() + self._live_check
+                for index, (every, chore) in enumerate(self._chores):
+                    previous = chore_tasks[index]
+                    if loop.time() >= next_chores[index] and (previous is None or previous.done()):
+                        chore_tasks[index] = asyncio.create_task(chore())
+                        next_chores[index] = loop.time() + every
                 await self._claim(stop)
                 self._wake.clear()
                 stopping = asyncio.ensure_future(stop.wait())
@@ -129,6 +142,12 @@ class DeploymentWorker:
                 stopping.cancel()
                 woken.cancel()
         finally:
+            chores = [task for task in chore_tasks if task is not None]
+            if chores:  # each is one transaction: it commits or rolls back whole
+                await asyncio.wait(chores, timeout=self._grace)
+                for task in chores:
+                    task.cancel()
+                await asyncio.gather(*chores, return_exceptions=True)
             await self._shutdown()
             if listener is not None:
                 with contextlib.suppress(Exception):

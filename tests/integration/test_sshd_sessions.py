@@ -194,3 +194,64 @@ async def test_keepalive_reaps_a_frozen_client(panel: Panel, settings: Settings)
     finally:
         await proxy.close()
         await server.close()
+
+
+@contextlib.asynccontextmanager
+async def server_without_poll(panel: Panel) -> AsyncIterator[GhstServer]:
+    """A server whose safety check of every login never comes during a test: what ends a
+    session there is the revocation's event, or its expiry."""
+    server = GhstServer.for_panel(panel, host="127.0.0.1", port=0)
+    server.revocation_poll = 3600.0
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.close(grace=0)
+
+
+@pytest.mark.parametrize("how", ["log out everywhere", "block"])
+async def test_a_revocation_made_by_another_process_ends_the_session_without_polling(
+    panel: Panel, settings: Settings, how: str
+) -> None:
+    user = await create_user(panel, "erin")
+    await create_user(panel, "frank")
+    other_process = await Panel.open(settings)  # its own pool: as another `ghst serve` would
+    try:
+        async with server_without_poll(panel) as server:
+            await asyncio.wait_for(panel.events.listening.wait(), REVOCATION_BOUND)
+            terminal = await signed_in(server, "erin")
+            bystander = await signed_in(server, "frank")
+            try:
+                started = time.monotonic()
+                if how == "block":
+                    await other_process.accounts.block(SYSTEM, "erin")
+                else:
+                    assert await other_process.sessions.revoke_all(acting(user.id)) == 1
+                await assert_ended_within_bound([terminal], started)
+                # Only the user whose logins changed was touched.
+                assert not bystander.closed
+            finally:
+                await terminal.close()
+                await bystander.close()
+    finally:
+        await other_process.close()
+
+
+async def test_an_expired_login_ends_its_session_without_polling(
+    panel: Panel, settings: Settings
+) -> None:
+    ttl = 4
+    short_logins = await Panel.open(with_settings(settings, session_ttl=ttl))
+    try:
+        await create_user(short_logins, "gina")
+        async with server_without_poll(short_logins) as server:
+            started = time.monotonic()
+            terminal = await signed_in(server, "gina")
+            try:
+                await terminal.wait_closed(within=ttl + REVOCATION_BOUND)
+                assert time.monotonic() - started < ttl + REVOCATION_BOUND
+                assert SESSION_ENDED in terminal.transcript.decode(errors="replace")
+            finally:
+                await terminal.close()
+    finally:
+        await short_logins.close()

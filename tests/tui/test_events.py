@@ -8,16 +8,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+from textual.widgets import DataTable
+from textual.widgets.data_table import RowKey
 
 from core.events import REFRESH
 from core.panel import Panel
+from tests.actors import acting
 from tests.tui.fakes import ALICE, fake_app, signed_in_visitor
-from tests.tui.helpers import SIZE, settle
+from tests.tui.helpers import SIZE, settle, sign_up
 from tests.tui.test_deployments import (
+    focus_deployments,
     insert_deployment,
     open_project,
     owner_of,
     rows,
+    set_state,
     text,
     upload,
     wait_for,
@@ -25,6 +30,7 @@ from tests.tui.test_deployments import (
 from tui.app import GhstApp
 from tui.screens.project import ProjectScreen
 from tui.screens.projects import ProjectsScreen
+from tui.watch import Changed
 
 # Longer than the 1.5 s the screens used to poll at: a timer would have loaded by then.
 IDLE_SECONDS = 2.0
@@ -128,3 +134,101 @@ async def test_events_missed_mean_one_load_and_a_covered_screen_waits_for_its_tu
         await settle(pilot)
         assert loads.count == 2
         assert rows(app, "deployments")[0][3] == before != "⊘ cancelled"
+
+
+def selected_id(screen: ProjectScreen) -> int | None:
+    selected = screen.selected_deployment()
+    return selected.id if selected is not None else None
+
+
+async def test_a_deployment_event_changes_its_row_in_place_and_keeps_the_selection(
+    panel: Panel,
+) -> None:
+    visitor, _user_id, project = await owner_of(panel)
+    live = await insert_deployment(panel, project, "v1-app.zip", "running", live=True)
+    queued = await insert_deployment(panel, project, "v2-app.zip", "queued", seconds=None)
+    app = GhstApp(panel, visitor)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_project(app, pilot)
+        await wait_for(pilot, lambda: panel.events.listening.is_set())
+        await focus_deployments(pilot, "down")  # the user selects the live one, below
+        table = screen.query_one("#deployments", DataTable)
+        before = {key.value: row for key, row in table.rows.items()}
+        assert selected_id(screen) == live
+        uploads = Calls(panel.archives, "list")
+
+        await set_state(panel, queued, "building")
+        await wait_for(pilot, lambda: rows(app, "deployments")[0][3] == "◌ building…")
+        # The same row objects, the cursor where the user left it; the uploads not reloaded.
+        assert all(table.rows[RowKey(key)] is row for key, row in before.items())
+        assert table.cursor_row == 1
+        assert uploads.count == 0
+
+        # A new deployment comes first in the table; the selection follows the live one.
+        newer = await insert_deployment(panel, project, "v3-app.zip", "queued", seconds=None)
+        await wait_for(pilot, lambda: len(rows(app, "deployments")) == 3)
+        assert [row[0] for row in rows(app, "deployments")] == [
+            f"#{newer}",
+            f"#{queued}",
+            f"#{live}",
+        ]
+        assert all(table.rows[RowKey(key)] is row for key, row in before.items())
+        assert selected_id(screen) == live
+        assert uploads.count == 0
+
+
+async def test_another_users_events_never_reach_the_screen(panel: Panel) -> None:
+    visitor, _user_id, project = await owner_of(panel)
+    await insert_deployment(panel, project, "v1-app.zip", "running", live=True)
+    # Another tenant, deploying and uploading.
+    bob = await sign_up(panel, "bob")
+    assert bob.user is not None
+    theirs = await panel.projects.create(acting(bob.user.id), "shop-bob")
+    app = GhstApp(panel, visitor)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_project(app, pilot)
+        await wait_for(pilot, lambda: panel.events.listening.is_set())
+        await settle(pilot)
+        delivered: list[Changed] = []
+        post = screen.post_message
+
+        def recorded(message: Any) -> bool:
+            if isinstance(message, Changed):
+                delivered.append(message)
+            return post(message)
+
+        screen.post_message = recorded  # type: ignore[method-assign]
+        loads = Calls(panel.deployments, "list")
+        building = await insert_deployment(panel, theirs, "bob-app.zip", "building")
+        await set_state(panel, building, "failed", "Bob's build failed.")
+        await upload(panel, bob.user.id, "shop-bob")
+        await pilot.pause(IDLE_SECONDS)
+        assert delivered == []
+        assert loads.count == 0
+        assert [row[1] for row in rows(app, "deployments")] == ["v1-app.zip"]
+
+        # The screen still hears its own project: the recording above can see an event.
+        await upload(panel, _user_id, "shop")
+        await wait_for(pilot, lambda: bool(delivered))
+        assert {message.event.project_id for message in delivered} == {project.id}
+
+
+async def test_a_running_builds_duration_ticks_in_its_row_and_the_status_line(
+    panel: Panel,
+) -> None:
+    visitor, _user_id, project = await owner_of(panel)
+    await insert_deployment(panel, project, "v1-app.zip", "running", live=True)
+    await insert_deployment(
+        panel, project, "v2-app.zip", "building", seconds=None, started=datetime.now(UTC)
+    )
+    app = GhstApp(panel, visitor)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_project(app, pilot)
+        table = screen.query_one("#deployments", DataTable)
+        rows_before = dict(table.rows)
+        took, live_took = rows(app, "deployments")[0][5], rows(app, "deployments")[1][5]
+        status = text(app, "#status")
+        await wait_for(pilot, lambda: rows(app, "deployments")[0][5] != took)
+        await wait_for(pilot, lambda: text(app, "#status") != status)
+        assert rows(app, "deployments")[1][5] == live_took  # a finished one does not tick
+        assert all(table.rows[key] is row for key, row in rows_before.items())

@@ -27,6 +27,13 @@ OWNERS = {
     "deployments": "core/deploy/store.py",
     "compose_stacks": "core/runtime/compose/stacks.py",
     "schema_migrations": "core/db/migrations.py",
+    "plans": "core/billing/plans.py",
+    "project_plans": "core/billing/subscriptions.py",
+    # The ledger and the balances it adds up to: one owner keeps balance = sum of entries.
+    "ledger": "core/billing/ledger.py",
+    "balances": "core/billing/ledger.py",
+    "payments": "core/billing/payments.py",
+    "charge_runs": "core/billing/charges.py",
 }
 
 TABLE_MENTION = re.compile(

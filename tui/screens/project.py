@@ -2,12 +2,13 @@
 
 Loaded again when an event says the project changed (core/events.py: an upload stored or
 refused, a deployment queued or moving through its states, the project changed, in any session
-or process), so these appear without a keypress; an idle screen makes no query. A load is three
-indexed queries (the uploads, the project's status, its latest deployments) behind one cached
-project lookup; it never overlaps the previous one (an event during a load loads once more
-after it), and each part of the screen is redrawn only when what it shows changed. While a
-deployment is active its duration ticks every `TICK_SECONDS` from what was loaded, without a
-query. A failing load is reported once, until one works again; a project that is gone
+or process), so these appear without a keypress; an idle screen makes no query. A load is up to
+three indexed queries (the uploads, the project's status, its latest deployments) behind one
+cached project lookup, only those an event can have changed (a deployment's event loads no
+uploads); it never overlaps the previous one (an event during a load loads once more after it),
+and each part of the screen is redrawn only when what it shows changed: a table's rows are
+changed in place, a line of the same size repainted without a layout. While a deployment is
+active its duration ticks every `TICK_SECONDS` from what was loaded, without a query. A failing load is reported once, until one works again; a project that is gone
 (deleted in another session) closes the screen.
 
 Keys act on what is selected: `d` deploys the version selected in the uploads table (the
@@ -44,9 +45,17 @@ from tui.upload_commands import upload_commands
 from tui.watch import Changed, load_slot, shared_load, watch
 from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
+from tui.widgets.redraw import set_border_title, update_static
+from tui.widgets.rows_table import RowsTable
 
 # What this screen shows; a build log growing ("log") is not.
 WATCHED = ("deployment", "archive", "project")
+# The two halves of a load: the uploads; the status and the deployments.
+UPLOADS, DEPLOYMENTS = "uploads", "deployments"
+EVERYTHING = frozenset({UPLOADS, DEPLOYMENTS})
+# What an event of each kind can change (any other kind, or a missed event: everything). A
+# deployment's change leaves the uploads as they were, an upload the deployments.
+LOADED_ON = {"deployment": frozenset({DEPLOYMENTS}), "archive": frozenset({UPLOADS})}
 TICK_SECONDS = 1.0
 RETRY_SECONDS = 5.0  # a failed load is tried again (no event may come to trigger it)
 DEPLOYMENTS_SHOWN = 50
@@ -123,6 +132,11 @@ def took_text(deployment: Deployment) -> str:
     return "—" if took is None else duration_text(took.total_seconds())
 
 
+def row_key(id_cell: str) -> str:
+    """A deployment's row key in the table: its id ("#12" is shown, "12" is the key)."""
+    return id_cell[1:]
+
+
 def since(deployment: Deployment) -> str:
     """When a deployment went live (or, still running its first steps, when it started)."""
     return moment(deployment.finished_at or deployment.started_at or deployment.created_at)
@@ -182,7 +196,7 @@ class ProjectScreen(GhstScreen[None]):
         self.status: ProjectStatus | None = None
         self._loader: Worker[None] | None = None
         self._events: Subscription | None = None
-        self._stale = False  # an event came during a load: load again after it
+        self._stale: set[str] = set()  # what events said changed during a load: loaded after it
         self._retry: Timer | None = None
         self._tick_timer: Timer | None = None
         # Bumped by every change made here, so a poll that started before it is not shown.
@@ -230,7 +244,7 @@ class ProjectScreen(GhstScreen[None]):
                 yield DataTable(id="history", cursor_type="row", zebra_stripes=True)
                 yield Static("Loading the history…", id="empty", markup=False)
             with Vertical(id="deployments-box"):
-                yield DataTable(id="deployments", cursor_type="row", zebra_stripes=True)
+                yield RowsTable(id="deployments", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="no-deployments", markup=False)
             yield Static("", id="detail", markup=False)
         yield KeyBar()
@@ -280,13 +294,23 @@ class ProjectScreen(GhstScreen[None]):
     def on_changed(self, message: Changed | None) -> None:
         # Covered (even by a dialog): the load waits until the screen is shown again.
         if self.is_active:
-            self.poll()
+            kind = message.event.kind if message is not None else None
+            self.poll(LOADED_ON.get(kind, EVERYTHING) if kind is not None else EVERYTHING)
 
     def tick(self) -> None:
         """A running build's duration, from what was loaded: no query."""
         if self.schedule_tick() and self.status is not None:
             self.show_status(self.status)
-            self.show_deployments(self.deployments)
+            self.tick_deployments()
+
+    def tick_deployments(self) -> None:
+        """The active deployments' rows only: the others' cells cannot have changed."""
+        table = self.query_one("#deployments", RowsTable)
+        for index, deployment in enumerate(self.deployments):
+            if deployment.active and index < len(self._deployment_rows):
+                cells = self.deployment_cells(deployment)
+                self.update_row(table, deployment, cells, self._deployment_rows[index])
+                self._deployment_rows[index] = cells
 
     def schedule_tick(self) -> bool:
         """Tick while a deployment is active and the screen shown; True when ticking."""
@@ -300,41 +324,68 @@ class ProjectScreen(GhstScreen[None]):
 
     # --- loading ------------------------------------------------------------------------------
 
-    def poll(self) -> None:
-        """Load everything; during a load, once more after it: loads never pile up."""
+    def poll(self, parts: frozenset[str] = EVERYTHING) -> None:
+        """Load `parts` (what an event may have changed); during a load, once more after it
+        (what the events in between asked for): loads never pile up."""
         if self._gone:
             return
         if self._loader is not None and not self._loader.is_finished:
-            self._stale = True
+            self._stale |= parts
             return
-        self._stale = False
-        self._loader = self.load_project()
+        self._stale = set()
+        # Until the first load worked, there is no half to keep.
+        self._loader = self.load_project(parts if self.status is not None else EVERYTHING)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # (Textual runs GhstScreen's handler too, which reports a failed load.)
         if event.worker is self._loader and event.worker.is_finished and self._stale:
-            self.poll()
+            self.poll(frozenset(self._stale))
 
     async def fetch(self) -> tuple[list[Archive], ProjectStatus, list[Deployment]]:
-        panel, actor, name = self.panel, self.actor, self.project_name
-        archives, status, deployments = await asyncio.gather(
-            panel.archives.list(actor, name),
-            panel.deployments.status(actor, name),
-            panel.deployments.list(actor, name, DEPLOYMENTS_SHOWN),
+        archives, (status, deployments) = await asyncio.gather(
+            self.fetch_uploads(), self.fetch_deployments()
         )
         return archives, status, deployments
 
+    async def fetch_uploads(self) -> list[Archive]:
+        return await self.panel.archives.list(self.actor, self.project_name)
+
+    async def fetch_deployments(self) -> tuple[ProjectStatus, list[Deployment]]:
+        panel, actor, name = self.panel, self.actor, self.project_name
+        status, deployments = await asyncio.gather(
+            panel.deployments.status(actor, name),
+            panel.deployments.list(actor, name, DEPLOYMENTS_SHOWN),
+        )
+        return status, deployments
+
+    async def fetch_parts(
+        self, parts: frozenset[str]
+    ) -> tuple[list[Archive] | None, tuple[ProjectStatus, list[Deployment]] | None]:
+        """The halves in `parts` (None for the other), each loaded once for all the user's
+        screens on this project that woke on the same event."""
+        hub, key = self.panel.events, ("project", self.user.id, self.project_name)
+
+        async def uploads() -> list[Archive] | None:
+            if UPLOADS not in parts:
+                return None
+            return await shared_load(hub, (*key, UPLOADS), self.fetch_uploads)
+
+        async def deployments() -> tuple[ProjectStatus, list[Deployment]] | None:
+            if DEPLOYMENTS not in parts:
+                return None
+            return await shared_load(hub, (*key, DEPLOYMENTS), self.fetch_deployments)
+
+        return await asyncio.gather(uploads(), deployments())
+
     @work(exclusive=True, exit_on_error=False, group="load")
-    async def load_project(self) -> None:
+    async def load_project(self, parts: frozenset[str] = EVERYTHING) -> None:
         generation = self._generation
         try:
             if self._events is not None and self._events.project_id is None:
                 async with load_slot():
                     project = await self.panel.projects.get(self.actor, self.project_name)
                 self._events.project_id = project.id  # from now on, only its events
-            # The user's other sessions on this project woke on the same event: one load.
-            key = ("project", self.user.id, self.project_name)
-            archives, status, deployments = await shared_load(self.panel.events, key, self.fetch)
+            archives, loaded = await self.fetch_parts(parts)
         except NotFoundError:
             self._gone = True
             if self._events is not None:
@@ -347,7 +398,12 @@ class ProjectScreen(GhstScreen[None]):
             self._poll_failing = True
             raise
         self._poll_failing = False
-        if generation == self._generation:
+        if generation != self._generation:
+            return
+        status, deployments = loaded if loaded is not None else (self.status, self.deployments)
+        if archives is None:
+            archives = self.archives
+        if archives is not None and status is not None:
             self.show_all(archives, status, deployments)
 
     def show_all(
@@ -440,8 +496,8 @@ class ProjectScreen(GhstScreen[None]):
         if shown == self._status_shown:
             return
         self._status_shown = shown
-        self.query_one("#status", Static).update(Content.assemble(*parts))
-        self.query_one("#url", Static).update(status.url)
+        update_static(self.query_one("#status", Static), Content.assemble(*parts))
+        update_static(self.query_one("#url", Static), status.url)
         self.fit_heading()
 
     # --- the versions table -------------------------------------------------------------------
@@ -480,13 +536,13 @@ class ProjectScreen(GhstScreen[None]):
         title = f"Uploads · {plural(versions, 'version')}"
         if refused := len(archives) - versions:
             title += f" · {refused} refused"
-        self.query_one("#history-box").border_title = title
-        empty = self.query_one("#empty", Static)
-        empty.update(
+        set_border_title(self.query_one("#history-box"), title)
+        update_static(
+            self.query_one("#empty", Static),
             "No uploads yet. Send one with a command above: it shows up here within "
-            "seconds, without a keypress."
+            "seconds, without a keypress.",
         )
-        empty.display = not archives
+        self.query_one("#empty").display = not archives
         table.display = bool(archives)
         if previous is not None:
             for row, archive in enumerate(archives):
@@ -539,50 +595,71 @@ class ProjectScreen(GhstScreen[None]):
         ]
 
     def show_deployments(self, deployments: list[Deployment]) -> None:
-        """Redraw the table: only the cells that changed when the rows are the same ones."""
+        """Redraw the table in place: only the cells that changed, a new deployment's row added
+        and one no longer listed removed; the rows, the cursor and the scroll stay put."""
         previous = self.selected_deployment()
         self.deployments = deployments
-        table = self.query_one("#deployments", DataTable)
+        table = self.query_one("#deployments", RowsTable)
+        shown = {cells[0]: cells for cells in self._deployment_rows}
         rows = [self.deployment_cells(deployment) for deployment in deployments]
-        same_rows = [row[0] for row in rows] == [row[0] for row in self._deployment_rows]
-        if same_rows:
-            for index, (deployment, cells) in enumerate(zip(deployments, rows, strict=True)):
-                if cells == self._deployment_rows[index]:
-                    continue
-                styled = self.styled_cells(deployment, cells)
-                for column, (_label, key) in enumerate(DEPLOYMENT_COLUMNS):
-                    if cells[column] != self._deployment_rows[index][column]:
-                        # Widened as needed: "◌ queued" becomes "● running", "—" a time.
-                        table.update_cell(
-                            str(deployment.id), key, styled[column], update_width=True
-                        )
-        else:
-            table.clear()
-            for deployment, cells in zip(deployments, rows, strict=True):
-                table.add_row(*self.styled_cells(deployment, cells), key=str(deployment.id))
+        listed = {cells[0] for cells in rows}
+        for cells in self._deployment_rows:
+            if cells[0] not in listed:
+                table.remove_row(row_key(cells[0]))
+        order = [cells[0] for cells in self._deployment_rows if cells[0] in listed]
+        for deployment, cells in zip(deployments, rows, strict=True):
+            before = shown.get(cells[0])
+            if before is None:
+                table.add_row(*self.styled_cells(deployment, cells), key=row_key(cells[0]))
+                order.append(cells[0])
+            else:
+                self.update_row(table, deployment, cells, before)
+        if order != [cells[0] for cells in rows]:  # a new one (newest first) came last
+            table.sort("id", key=lambda cell: int(str(cell)[1:]), reverse=True)
         self._deployment_rows = rows
         wanted = self._select_deployment or (previous.id if previous else None)
         self._select_deployment = None
-        if not same_rows:
-            for row, deployment in enumerate(deployments):
-                if deployment.id == wanted:
-                    table.move_cursor(row=row)
+        for row, deployment in enumerate(deployments):
+            if deployment.id == wanted and row != table.cursor_row:
+                table.move_cursor(row=row)
         failed = sum(1 for deployment in deployments if deployment.state == State.FAILED)
         title = f"Deployments · {len(deployments)}"
         if len(deployments) == DEPLOYMENTS_SHOWN:
             title += " latest"
         if failed:
             title += f" · {failed} failed"
-        self.query_one("#deployments-box").border_title = title
+        set_border_title(self.query_one("#deployments-box"), title)
         empty = self.query_one("#no-deployments", Static)
-        empty.update(
+        update_static(
+            empty,
             "No deployments yet. Press d to deploy the newest version: it is built, started, "
-            "and answers at the address above once healthy."
+            "and answers at the address above once healthy.",
         )
         empty.display = not deployments
         table.display = bool(deployments)
         if not deployments and table.has_focus:
             self.set_focus(None)
+
+    def update_row(
+        self,
+        table: RowsTable,
+        deployment: Deployment,
+        cells: tuple[str, ...],
+        before: tuple[str, ...],
+    ) -> None:
+        """The cells of the deployment's row that differ from `before` (what it shows)."""
+        if cells == before:
+            return
+        styled = self.styled_cells(deployment, cells)
+        # Widened as needed: "◌ queued" becomes "● running", "—" a time.
+        table.update_row(
+            row_key(cells[0]),
+            {
+                key: styled[column]
+                for column, (_label, key) in enumerate(DEPLOYMENT_COLUMNS)
+                if cells[column] != before[column]
+            },
+        )
 
     def selected_deployment(self) -> Deployment | None:
         table = self.query_one("#deployments", DataTable)
@@ -623,24 +700,26 @@ class ProjectScreen(GhstScreen[None]):
         if self._detail_for == "deployments":
             deployment = self.selected_deployment()
             if deployment is not None:
-                detail.update(self.deployment_detail(deployment))
+                update_static(detail, self.deployment_detail(deployment))
                 return
         archive = self.selected_archive()
         if archive is None:
-            detail.update("")
+            update_static(detail, "")
         elif archive.status == READY:
             kind = f" {archive.kind} archive," if archive.kind else ""
-            detail.update(
+            update_static(
+                detail,
                 f"{archive.name}:{kind} {size(archive.size)}, uploaded "
-                f"{moment(archive.created_at)} UTC. Press d to deploy it, del to delete it."
+                f"{moment(archive.created_at)} UTC. Press d to deploy it, del to delete it.",
             )
         else:
-            detail.update(
+            update_static(
+                detail,
                 Content.assemble(
                     (f"{archive.filename} was refused: ", "bold $text-error"),
                     archive.message,
                     (" Nothing of it is stored.", "$text-muted"),
-                )
+                ),
             )
 
     def deployment_detail(self, deployment: Deployment) -> Content:
@@ -793,9 +872,7 @@ class ProjectScreen(GhstScreen[None]):
     @work(exit_on_error=False, group="act")
     async def deploy(self, archive: str | None) -> None:
         self._generation += 1
-        deployment = await self.panel.deployments.deploy(
-            self.actor, self.project_name, archive
-        )
+        deployment = await self.panel.deployments.deploy(self.actor, self.project_name, archive)
         self.notify(
             f"#{deployment.id} {deployment.archive_name}: the current version keeps serving "
             "until the new one answers. Press l on it to follow the build.",
@@ -883,9 +960,7 @@ class ProjectScreen(GhstScreen[None]):
     @work(exit_on_error=False, group="act")
     async def rollback(self, target: Deployment) -> None:
         self._generation += 1
-        deployment = await self.panel.deployments.rollback(
-            self.actor, self.project_name, target.id
-        )
+        deployment = await self.panel.deployments.rollback(self.actor, self.project_name, target.id)
         self.notify(
             f"#{deployment.id} runs the image of #{target.id} ({target.archive_name}).",
             title="Rollback queued",
@@ -902,9 +977,7 @@ class ProjectScreen(GhstScreen[None]):
     @work(exit_on_error=False, group="act")
     async def cancel_deployment(self, target: Deployment) -> None:
         self._generation += 1
-        deployment = await self.panel.deployments.cancel(
-            self.actor, self.project_name, target.id
-        )
+        deployment = await self.panel.deployments.cancel(self.actor, self.project_name, target.id)
         if deployment.state == State.CANCELLED:
             message = f"#{deployment.id} {deployment.archive_name} will not be deployed."
         else:

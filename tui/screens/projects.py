@@ -31,6 +31,7 @@ from tui.upload_commands import upload_commands
 from tui.watch import Changed, shared_load, watch
 from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
+from tui.widgets.redraw import set_border_title, update_static
 from tui.widgets.width_columns import ColumnsByWidth
 
 # What the list shows: projects, and their uploads (versions, last upload, storage used).
@@ -92,6 +93,8 @@ class ProjectsScreen(GhstScreen[None]):
         self._select: str | None = None
         self._shown = False  # a list was loaded and shown at least once
         self.columns = ColumnsByWidth(COLUMNS, NARROW_COLUMNS)
+        # The cells' text in the table's rows by project name, in the table's order.
+        self._rows: dict[str, list[str]] = {}
         self._usage: tuple[int, int] | None = None
         self._loader: Worker[None] | None = None
         self._events: Subscription | None = None
@@ -181,23 +184,43 @@ class ProjectsScreen(GhstScreen[None]):
             self.show_projects(projects, select)
         if usage != self._usage:
             self._usage = usage
-            self.query_one("#usage", Static).update(
-                Content.assemble(("Storage: ", "$text-muted"), usage_line(*usage))
+            update_static(
+                self.query_one("#usage", Static),
+                Content.assemble(("Storage: ", "$text-muted"), usage_line(*usage)),
             )
 
     def show_projects(self, projects: list[Project], select: str | None = None) -> None:
+        """Change the table in place: a new project's row added, a gone one's removed, only
+        the cells that changed updated; the rows, the cursor and the scroll stay put."""
         previous = self.selected_project()  # of the list shown until now
         self.projects = projects
         domain = self.panel.settings.domain
         table = self.query_one("#projects", DataTable)
-        self.set_columns(table)
         narrow = bool(self.columns.narrow)
-        for project in projects:
-            table.add_row(*project_cells(project, domain, narrow), key=project.name)
-        self.query_one("#projects-box").border_title = f"Projects · {len(projects)}"
+        columns = NARROW_COLUMNS if narrow else COLUMNS
+        rows = {project.name: project_cells(project, domain, narrow) for project in projects}
+        for name in [name for name in self._rows if name not in rows]:
+            table.remove_row(name)
+            del self._rows[name]
+        for name, cells in rows.items():
+            texts = [cell.plain for cell in cells]
+            shown = self._rows.get(name)
+            if shown is None:
+                table.add_row(*cells, key=name)
+            else:
+                for (_label, key), cell, before in zip(columns, cells, shown, strict=True):
+                    if cell.plain != before:
+                        table.update_cell(name, key, cell, update_width=True)
+            self._rows[name] = texts
+        if list(self._rows) != list(rows):  # a new project came last, not in its place
+            position = {name: index for index, name in enumerate(rows)}
+            table.sort("name", key=lambda cell: position[cell.plain])
+            self._rows = {name: self._rows[name] for name in rows}
+        set_border_title(self.query_one("#projects-box"), f"Projects · {len(projects)}")
         empty = self.query_one("#empty", Static)
         commands = upload_commands(self.panel.settings, self.user.username, "<name>")
-        empty.update(
+        update_static(
+            empty,
             Content.assemble(
                 "No projects yet. Press ",
                 ("n", "bold $text-accent"),
@@ -207,13 +230,13 @@ class ProjectsScreen(GhstScreen[None]):
                 ("mkdir <name>", "bold"),
                 "\n\nIts name becomes its address: ",
                 (project_url("<name>", domain), "bold"),
-            )
+            ),
         )
         empty.display = not projects
         table.display = bool(projects)
         wanted = select if select is not None else (previous.name if previous else None)
         for row, project in enumerate(projects):
-            if project.name == wanted:
+            if project.name == wanted and row != table.cursor_row:
                 table.move_cursor(row=row)
         if projects:
             table.focus()
@@ -224,14 +247,15 @@ class ProjectsScreen(GhstScreen[None]):
     def on_resize(self, event: events.Resize) -> None:
         if not self.columns.resized(event.size.width):
             return
+        selected = self.selected_project()
+        self.set_columns(self.query_one("#projects", DataTable))  # cleared: filled again below
         if self._shown:
-            self.show_projects(self.projects)
-        else:  # still loading: only the columns
-            self.set_columns(self.query_one("#projects", DataTable))
+            self.show_projects(self.projects, selected.name if selected else None)
 
     def set_columns(self, table: DataTable[Text]) -> None:
         """The columns for the screen's width (the table is cleared)."""
         self.columns.apply(table, self.app.size.width)
+        self._rows.clear()
 
     def selected_project(self) -> Project | None:
         table = self.query_one("#projects", DataTable)

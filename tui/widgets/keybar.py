@@ -138,4 +138,5 @@ class KeyBar(Static):
             return
         self._drawn_for = drawn_for
         drop_order: Sequence[str] = getattr(self.screen, "KEY_BAR_DROP_ORDER", ())
-        self.update(fit_keys(self._keys, width, drop_order))
+        # One line across the bottom whatever it says: a repaint, not a layout of the screen.
+        self.update(fit_keys(self._keys, width, drop_order), layout=False)

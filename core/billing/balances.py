@@ -1,0 +1,85 @@
+"""What an account has and what changed it: users read their own; only operators adjust."""
+
+from __future__ import annotations
+
+import uuid
+
+from core.actor import Actor
+from core.billing import ledger
+from core.billing.ledger import Entry, NewEntry
+from core.db.pool import Connection, Pool
+from core.db.unit import reading, transaction
+from core.errors import PermissionDenied, ValidationError
+
+MAX_REASON = 500
+
+
+def checked_reason(reason: str) -> str:
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError("Say why (a reason is kept with the entry).")
+    if len(reason) > MAX_REASON:
+        raise ValidationError(f"A reason is at most {MAX_REASON} characters.")
+    return reason
+
+
+class BalanceService:
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    async def balance(
+        self, actor: Actor, *, owner_id: int | None = None, conn: Connection | None = None
+    ) -> int:
+        """The account's balance in kopecks (another tenant's reads as not found)."""
+        actor.require("read")
+        user_id = actor.on_behalf_of(owner_id)
+        async with reading(self._pool, conn) as db:
+            return await ledger.balance(db, user_id)
+
+    async def history(
+        self,
+        actor: Actor,
+        *,
+        owner_id: int | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+        conn: Connection | None = None,
+    ) -> list[Entry]:
+        actor.require("read")
+        user_id = actor.on_behalf_of(owner_id)
+        async with reading(self._pool, conn) as db:
+            return await ledger.entries(db, user_id, limit=min(limit, 500), before_id=before_id)
+
+    async def adjust(
+        self,
+        actor: Actor,
+        user_id: int,
+        amount: int,
+        reason: str,
+        *,
+        key: str | None = None,
+        conn: Connection | None = None,
+    ) -> Entry:
+        """An operator's correction, up or down. `key` makes a retried command land once."""
+        if actor.kind not in ("admin", "system"):
+            raise PermissionDenied("Only an administrator can adjust a balance.")
+        if amount == 0:
+            raise ValidationError("An adjustment of zero changes nothing.")
+        new = NewEntry(
+            user_id,
+            "adjustment",
+            amount,
+            f"adjustment:{key or uuid.uuid4()}",
+            actor.label,
+            checked_reason(reason),
+        )
+        async with transaction(self._pool, conn) as tx:
+            entry, _ = await ledger.post(tx, new)
+        return entry
+
+    async def check(self, actor: Actor, user_id: int) -> tuple[int, int]:
+        """(kept balance, balance rebuilt from the ledger): an operator's consistency check."""
+        if not actor.is_operator:
+            raise PermissionDenied("Only an operator can check balances.")
+        async with reading(self._pool) as db, db.transaction(isolation="repeatable_read"):
+            return await ledger.balance(db, user_id), await ledger.rebuilt_balance(db, user_id)

@@ -1,0 +1,154 @@
+"""The ledger and the balances it adds up to (this module owns both tables, so the one rule
+that ties them, balance = sum of entries, is kept in one place: every entry and its balance
+change are one statement).
+
+Entries are append-only (a trigger refuses updates and deletes) and carry a unique
+idempotency key: posting a key again returns the first entry and changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Literal
+
+import asyncpg
+
+from core.db.pool import Connection
+from core.errors import ConflictError
+
+Kind = Literal["topup", "charge", "refund", "adjustment", "promised"]
+ENTRY_COLUMNS = (
+    "id, user_id, kind, amount, idempotency_key, actor, reason, project_id, day, created_at"
+)
+
+# Adds the posted entries to their accounts' balances, in the statement that posts them. Rows
+# are locked in account order, as every multi-account writer must, so two never deadlock.
+_ADD_TO_BALANCES = """
+, added AS (
+    INSERT INTO balances AS b (user_id, kopecks)
+    SELECT user_id, sum(amount) FROM posted GROUP BY user_id ORDER BY user_id
+    ON CONFLICT (user_id) DO UPDATE
+    SET kopecks = b.kopecks + EXCLUDED.kopecks, updated_at = now()
+)
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: int
+    user_id: int
+    kind: Kind
+    amount: int
+    idempotency_key: str
+    actor: str
+    reason: str
+    project_id: int | None
+    day: date | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    user_id: int
+    kind: Kind
+    amount: int
+    idempotency_key: str
+    actor: str
+    reason: str = ""
+    project_id: int | None = None
+    day: date | None = None
+
+
+def _entry(row: asyncpg.Record) -> Entry:
+    return Entry(**dict(row))
+
+
+async def post(conn: Connection, new: NewEntry) -> tuple[Entry, bool]:
+    """Append `new` and add it to the balance; (the entry, True). A key posted before:
+    (that first entry, False), nothing changed. Concurrent posts of one key: one wins, the
+    other waits for its commit and gets its entry."""
+    row = await conn.fetchrow(
+        "WITH posted AS ("
+        " INSERT INTO ledger (user_id, kind, amount, idempotency_key, actor, reason, project_id,"
+        " day) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        f" ON CONFLICT (idempotency_key) DO NOTHING RETURNING {ENTRY_COLUMNS})"
+        f"{_ADD_TO_BALANCES} SELECT * FROM posted",
+        new.user_id, new.kind, new.amount, new.idempotency_key, new.actor, new.reason,
+        new.project_id, new.day,
+    )  # fmt: skip
+    if row is not None:
+        return _entry(row), True
+    first = await by_key(conn, new.idempotency_key)
+    assert first is not None, "the conflicting entry is committed before ON CONFLICT gives up"
+    if (first.user_id, first.kind, first.amount) != (new.user_id, new.kind, new.amount):
+        raise ConflictError("This operation was already recorded with other details.")
+    return first, False
+
+
+async def post_selected(conn: Connection, source: str, *args: object) -> int:
+    """Append every row `source` selects (columns user_id, kind, amount, idempotency_key,
+    actor, reason, project_id, day) and add them to their balances, in one statement; rows
+    whose key is already posted are skipped. How many were posted."""
+    posted = await conn.fetchval(
+        "WITH posted AS ("
+        " INSERT INTO ledger (user_id, kind, amount, idempotency_key, actor, reason, project_id,"
+        f" day) {source}"
+        " ON CONFLICT (idempotency_key) DO NOTHING RETURNING user_id, amount)"
+        f"{_ADD_TO_BALANCES} SELECT count(*) FROM posted",
+        *args,
+    )
+    return int(posted)
+
+
+async def by_key(conn: Connection, key: str) -> Entry | None:
+    row = await conn.fetchrow(f"SELECT {ENTRY_COLUMNS} FROM ledger WHERE idempotency_key = $1", key)
+    return _entry(row) if row else None
+
+
+async def balance(conn: Connection, user_id: int) -> int:
+    """The kept balance (0 for an account with no entries)."""
+    kept = await conn.fetchval("SELECT kopecks FROM balances WHERE user_id = $1", user_id)
+    return int(kept or 0)
+
+
+async def rebuilt_balance(conn: Connection, user_id: int) -> int:
+    """The balance summed from the ledger itself (what `balance` must always equal)."""
+    total = await conn.fetchval(
+        "SELECT coalesce(sum(amount), 0) FROM ledger WHERE user_id = $1", user_id
+    )
+    return int(total)
+
+
+async def restore_balance(conn: Connection, user_id: int) -> int:
+    """Set the kept balance to the ledger's sum (after a restore from backup, say)."""
+    total = await rebuilt_balance(conn, user_id)
+    await conn.execute(
+        "INSERT INTO balances AS b (user_id, kopecks) VALUES ($1, $2)"
+        " ON CONFLICT (user_id) DO UPDATE SET kopecks = EXCLUDED.kopecks, updated_at = now()",
+        user_id,
+        total,
+    )
+    return total
+
+
+async def entries(
+    conn: Connection, user_id: int, *, limit: int = 50, before_id: int | None = None
+) -> list[Entry]:
+    """The account's entries, newest first."""
+    rows = await conn.fetch(
+        f"SELECT {ENTRY_COLUMNS} FROM ledger WHERE user_id = $1"
+        " AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
+        user_id,
+        before_id,
+        limit,
+    )
+    return [_entry(row) for row in rows]
+
+
+async def lock_balance(conn: Connection, user_id: int) -> None:
+    """Hold the account's balance row until the transaction ends (made if missing)."""
+    await conn.execute(
+        "INSERT INTO balances (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING", user_id
+    )
+    await conn.execute("SELECT 1 FROM balances WHERE user_id = $1 FOR UPDATE", user_id)

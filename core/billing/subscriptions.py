@@ -1,0 +1,179 @@
+"""Each project's plan (this module owns `project_plans`): which plan version, since when,
+suspended or not. A project gets a plan when it is made (free unless it names one); an account
+holds the free plan for one project at most (a unique index, so races cannot beat it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import asyncpg
+
+from core.actor import Actor
+from core.billing import ledger, plans
+from core.billing.ledger import NewEntry
+from core.billing.plans import Plan
+from core.billing.proration import billing_day, upgrade_difference
+from core.db.pool import Connection, Pool
+from core.db.unit import reading, transaction
+from core.errors import ConflictError, NotFoundError
+from core.projects.service import Project, ProjectService
+
+# Held by the daily charge while it runs, and by a plan change while it decides whether today
+# was charged: the two never interleave, so an upgrade's difference is charged exactly once.
+CHARGE_LOCK = 0x6768_7374_6269_6C6C  # "ghstbill"
+
+ONE_FREE = (
+    "An account can have one free project. Choose a paid plan for this one, or move your"
+    " free project to a paid plan first."
+)
+
+
+@dataclass(frozen=True)
+class ProjectPlan:
+    project_id: int
+    user_id: int
+    plan: Plan
+    since: datetime
+    billed_from: date
+    suspended_at: datetime | None
+
+
+def charge_source() -> str:
+    """The ledger rows of one day's charge for every active paid project ($1 the day, $2 the
+    days in its month, $3 whether it is the last, $4 the actor): for ledger.post_selected."""
+    return (
+        "SELECT user_id, 'charge', -share, 'charge:' || project_id || ':' || $1::date, $4::text,"
+        " 'daily charge for ' || $1::date, project_id, $1::date"
+        " FROM (SELECT user_id, project_id, CASE WHEN $3::boolean"
+        "   THEN price_kopecks - (price_kopecks / $2::int) * ($2::int - 1)"
+        "   ELSE price_kopecks / $2::int END AS share"
+        "  FROM project_plans"
+        "  WHERE suspended_at IS NULL AND price_kopecks > 0 AND billed_from <= $1::date) AS due"
+        " WHERE share > 0"
+    )
+
+
+async def assign(conn: Connection, project: Project, plan: Plan, day: date) -> None:
+    """Put a new project on `plan`, paying from `day`."""
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                "INSERT INTO project_plans (project_id, user_id, plan_id, price_kopecks,"
+                " billed_from) VALUES ($1, $2, $3, $4, $5)",
+                project.id, project.user_id, plan.id, plan.price_kopecks, day,
+            )  # fmt: skip
+    except asyncpg.UniqueViolationError as error:
+        if error.constraint_name == "project_plans_one_free":
+            raise ConflictError(ONE_FREE) from error
+        raise ConflictError("This project has a plan already.") from error
+
+
+async def _load(conn: Connection, project_id: int, *, lock: bool = False) -> ProjectPlan | None:
+    row = await conn.fetchrow(
+        "SELECT project_id, user_id, plan_id, since, billed_from, suspended_at"
+        f" FROM project_plans WHERE project_id = $1{' FOR UPDATE' if lock else ''}",
+        project_id,
+    )
+    if row is None:
+        return None
+    plan = await plans.get(conn, row["plan_id"])
+    assert plan is not None  # a foreign key
+    return ProjectPlan(
+        row["project_id"], row["user_id"], plan, row["since"], row["billed_from"],
+        row["suspended_at"],
+    )  # fmt: skip
+
+
+class SubscriptionService:
+    def __init__(self, pool: Pool, projects: ProjectService, time_zone: str) -> None:
+        self._pool = pool
+        self._projects = projects
+        self._time_zone = time_zone
+
+    def today(self) -> date:
+        return billing_day(datetime.now(UTC), self._time_zone)
+
+    async def create_project(
+        self,
+        actor: Actor,
+        name: str,
+        plan_code: str = plans.FREE,
+        *,
+        owner_id: int | None = None,
+        conn: Connection | None = None,
+    ) -> tuple[Project, Plan]:
+        """A new project on the current version of `plan_code`, in one transaction: refused
+        (and not made) when the plan is unknown or a second free one."""
+        async with transaction(self._pool, conn) as tx:
+            plan = await plans.current(tx, plan_code)
+            if plan is None:
+                raise NotFoundError(f"No plan {plan_code!r}.")
+            project = await self._projects.create(actor, name, owner_id=owner_id, conn=tx)
+            await assign(tx, project, plan, self.today())
+        if conn is not None:  # our transaction may still roll back with the caller's
+            await self._projects.invalidate(project.user_id)
+        return project, plan
+
+    async def plan_of(
+        self, actor: Actor, project_name: str, *, conn: Connection | None = None
+    ) -> ProjectPlan | None:
+        """The project's plan; None for a project made before billing (it pays nothing)."""
+        actor.require("read")
+        project = await self._projects.resolve(actor, project_name, conn=conn)
+        async with reading(self._pool, conn) as db:
+            return await _load(db, project.id)
+
+    async def change_plan(
+        self, actor: Actor, project_name: str, plan_code: str, *, conn: Connection | None = None
+    ) -> ProjectPlan:
+        """Move the project to the current version of `plan_code`, at once. An upgrade on a day
+        already charged at the old price pays the difference for that day."""
+        actor.require("deploy")
+        actor.refuse_token("change a plan")  # it spends the account's money
+        project = await self._projects.resolve(actor, project_name, conn=conn)
+        today = self.today()
+        async with transaction(self._pool, conn) as tx:
+            await tx.execute("SELECT pg_advisory_xact_lock($1)", CHARGE_LOCK)
+            plan = await plans.current(tx, plan_code)
+            if plan is None:
+                raise NotFoundError(f"No plan {plan_code!r}.")
+            current = await _load(tx, project.id, lock=True)
+            if current is None:
+                await assign(tx, project, plan, today)
+            elif current.plan.id != plan.id:
+                await self._switch(tx, actor, current, plan, today)
+            changed = await _load(tx, project.id)
+        assert changed is not None
+        return changed
+
+    async def _switch(
+        self, tx: Connection, actor: Actor, current: ProjectPlan, plan: Plan, today: date
+    ) -> None:
+        # A project leaving the free plan starts paying today, not on its creation day.
+        billed_from = max(current.billed_from, today) if current.plan.is_free else None
+        try:
+            async with tx.transaction():
+                await tx.execute(
+                    "UPDATE project_plans SET plan_id = $2, price_kopecks = $3, since = now(),"
+                    " billed_from = coalesce($4, billed_from) WHERE project_id = $1",
+                    current.project_id, plan.id, plan.price_kopecks, billed_from,
+                )  # fmt: skip
+        except asyncpg.UniqueViolationError as error:
+            raise ConflictError(ONE_FREE) from error
+        charged = await ledger.by_key(tx, f"charge:{current.project_id}:{today}")
+        difference = upgrade_difference(current.plan.price_kopecks, plan.price_kopecks, today)
+        if charged is not None and difference > 0 and current.suspended_at is None:
+            await ledger.post(
+                tx,
+                NewEntry(
+                    current.user_id,
+                    "charge",
+                    -difference,
+                    f"upgrade:{current.project_id}:{today}:{plan.id}",
+                    actor.label,
+                    f"upgrade to {plan.name} (v{plan.version}) for the rest of {today}",
+                    current.project_id,
+                    today,
+                ),
+            )
