@@ -14,7 +14,11 @@ from core import secrets
 from core.archives import records as archive_records
 from core.archives.service import ArchiveService
 from core.archives.storage import ObjectStorage, storage_from_settings
+from core.billing.balances import BalanceService
+from core.billing.payments import PaymentService
+from core.billing.plans import PlanService
 from core.billing.service import Billing
+from core.billing.subscriptions import SubscriptionService
 from core.db.migrations import migrate
 from core.db.pool import Pool, create_pool
 from core.deploy.operations import Operations
@@ -177,6 +181,23 @@ class Panel:
             storage, archives, env, deployments, engine, compose, router, ports, queue, deployer,
             installation, events, billing,
         )  # fmt: skip
+
+    # Billing's services by name, as `Services` names them for the front ends.
+    @property
+    def plans(self) -> PlanService:
+        return self.billing.plans
+
+    @property
+    def subscriptions(self) -> SubscriptionService:
+        return self.billing.subscriptions
+
+    @property
+    def balances(self) -> BalanceService:
+        return self.billing.balances
+
+    @property
+    def payments(self) -> PaymentService:
+        return self.billing.payments
 
     @property
     def services(self) -> ServiceSet:

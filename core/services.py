@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from core.archives.service import ArchiveService
+from core.billing.balances import BalanceService
+from core.billing.payments import PaymentService
+from core.billing.plans import PlanService
+from core.billing.subscriptions import SubscriptionService
 from core.deploy.service import DeploymentService
 from core.events import EventHub
 from core.identity.accounts import AccountService
@@ -47,6 +51,14 @@ class Services(Protocol):
     def deployments(self) -> DeploymentService: ...
     @property
     def events(self) -> EventHub: ...
+    @property
+    def plans(self) -> PlanService: ...
+    @property
+    def subscriptions(self) -> SubscriptionService: ...
+    @property
+    def balances(self) -> BalanceService: ...
+    @property
+    def payments(self) -> PaymentService: ...
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,11 @@ class ServiceSet:
     env: EnvService
     deployments: DeploymentService
     events: EventHub
+    # Billing's user-facing services (the daily charge is the workers' and stays out).
+    plans: PlanService
+    subscriptions: SubscriptionService
+    balances: BalanceService
+    payments: PaymentService
 
     @classmethod
     def of(cls, source: Services) -> ServiceSet:

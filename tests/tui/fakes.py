@@ -402,6 +402,11 @@ class FakePanel:
     env: FakeEnv = field(default_factory=FakeEnv)
     settings: Settings = SETTINGS
     events: EventHub = field(default_factory=EventHub.offline)
+    # Billing: no screen reads these yet; a screen that does brings its fakes.
+    plans: object | None = None
+    subscriptions: object | None = None
+    balances: object | None = None
+    payments: object | None = None
 
 
 def signed_in_visitor(user: User = ALICE) -> Visitor:

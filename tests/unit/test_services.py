@@ -17,6 +17,10 @@ NAMES = [
     "env",
     "deployments",
     "events",
+    "plans",
+    "subscriptions",
+    "balances",
+    "payments",
 ]
 
 
