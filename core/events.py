@@ -307,6 +307,8 @@ class EventHub:
             await conn.execute("SELECT 1", timeout=CONNECT_TIMEOUT)
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        if self._closed:  # a notification still arriving while the hub closes starts no work
+            return
         event = parse(payload) if isinstance(payload, str) else None
         if event is None:
             log.warning("events: ignored a payload that is not an event: %.80r", payload)

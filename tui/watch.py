@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Awaitable, Callable, Collection, Hashable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from textual.message import Message
@@ -62,25 +63,39 @@ def watch(
     )
 
 
-# What is being loaded now, per loop: key -> (the hub's sequence when it started, the load).
-_flights: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[Hashable, tuple[int, asyncio.Future[Any]]]
-] = weakref.WeakKeyDictionary()
+@dataclass(eq=False)
+class _Flight:
+    started: int  # the hub's sequence when the load started
+    future: asyncio.Future[Any]
+    waiters: int = 0
+
+
+# What is being loaded now, per loop: key -> the load.
+_flights: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, _Flight]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 async def shared_load(hub: EventHub, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
     """`load()`, or the result of the same load already running if it started after every
-    event delivered so far. `key` must name the user: loads are shared only within one."""
+    event delivered so far. `key` must name the user: loads are shared only within one.
+    A load that every screen awaiting it stopped waiting for (closed, cancelled) is cancelled:
+    it must not outlive its sessions and use the panel's pools after they close."""
     flights = _flights.setdefault(asyncio.get_running_loop(), {})
     seen = hub.sequence
     flight = flights.get(key)
-    if flight is not None and flight[0] >= seen and not flight[1].done():
-        result: T = await asyncio.shield(flight[1])
+    if flight is None or flight.started < seen or flight.future.done():
+        flight = _Flight(seen, asyncio.ensure_future(_loaded(load)))
+        flights[key] = flight
+        flight.future.add_done_callback(lambda done: _land(flights, key, done))
+    flight.waiters += 1
+    try:
+        result: T = await asyncio.shield(flight.future)
         return result
-    future: asyncio.Future[T] = asyncio.ensure_future(_loaded(load))
-    flights[key] = (seen, future)
-    future.add_done_callback(lambda done: _land(flights, key, done))
-    return await asyncio.shield(future)
+    finally:
+        flight.waiters -= 1
+        if flight.waiters == 0 and not flight.future.done():
+            flight.future.cancel()
 
 
 async def _loaded(load: Callable[[], Awaitable[T]]) -> T:
@@ -88,13 +103,9 @@ async def _loaded(load: Callable[[], Awaitable[T]]) -> T:
         return await load()
 
 
-def _land(
-    flights: dict[Hashable, tuple[int, asyncio.Future[Any]]],
-    key: Hashable,
-    done: asyncio.Future[Any],
-) -> None:
+def _land(flights: dict[Hashable, _Flight], key: Hashable, done: asyncio.Future[Any]) -> None:
     flight = flights.get(key)
-    if flight is not None and flight[1] is done:
+    if flight is not None and flight.future is done:
         del flights[key]
     if not done.cancelled():
         done.exception()  # retrieved: a failure is raised to the screens that awaited it

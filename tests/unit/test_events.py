@@ -131,3 +131,41 @@ async def test_screens_woken_by_one_event_share_a_load_but_never_an_older_one() 
     release.set()
     assert await asyncio.gather(first, same, other_user, newer) == ["a", "a", "c", "d"]
     assert calls == ["a", "c", "d"]
+
+
+async def test_a_load_no_screen_waits_for_any_more_is_cancelled_not_left_running() -> None:
+    """A closed session's screens stop waiting; their load must not go on using the panel's
+    pools (they may be closing too)."""
+    hub = EventHub.offline()
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def load() -> str:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "never"
+
+    screen = asyncio.ensure_future(shared_load(hub, ("project", 1, "shop"), load))
+    await started.wait()
+    screen.cancel()
+    await asyncio.wait_for(cancelled.wait(), 5)
+
+
+async def test_a_load_goes_on_while_another_screen_still_waits_for_it() -> None:
+    hub = EventHub.offline()
+    release = asyncio.Event()
+
+    async def load() -> str:
+        await release.wait()
+        return "rows"
+
+    leaving = asyncio.ensure_future(shared_load(hub, ("project", 1, "shop"), load))
+    staying = asyncio.ensure_future(shared_load(hub, ("project", 1, "shop"), load))
+    await asyncio.sleep(0)
+    leaving.cancel()
+    await asyncio.sleep(0)
+    release.set()
+    assert await staying == "rows"
