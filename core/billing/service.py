@@ -11,6 +11,7 @@ from core.billing.payments import ManualProvider, PaymentProvider, PaymentServic
 from core.billing.plans import PlanService
 from core.billing.subscriptions import SubscriptionService
 from core.db.pool import Pool
+from core.deploy.limits import ProjectRuntime, default_limits
 from core.errors import ValidationError
 from core.projects.service import ProjectService
 from core.settings import Settings
@@ -31,6 +32,7 @@ class Billing:
         projects: ProjectService,
         settings: Settings,
         providers: list[PaymentProvider] | None = None,
+        runtime: ProjectRuntime | None = None,
     ) -> Billing:
         try:
             ZoneInfo(settings.billing_time_zone)
@@ -40,7 +42,13 @@ class Billing:
             ) from error
         return cls(
             PlanService(pool),
-            SubscriptionService(pool, projects, settings.billing_time_zone),
+            SubscriptionService(
+                pool,
+                projects,
+                settings.billing_time_zone,
+                defaults=default_limits(settings),
+                runtime=runtime,
+            ),
             BalanceService(pool),
             PaymentService(pool, providers or [ManualProvider()], settings.currency),
             DailyCharge(pool, settings.billing_time_zone),

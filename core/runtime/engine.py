@@ -106,6 +106,28 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Usage:
+    cpu_millicores: int
+    memory_bytes: int
+
+
+def _usage(data: Mapping[str, Any]) -> Usage:
+    """`docker stats`' numbers from one stats reading (it holds the previous sample too)."""
+    memory = data.get("memory_stats") or {}
+    details = memory.get("stats") or {}
+    cache = details.get("inactive_file", details.get("total_inactive_file", 0))
+    memory_bytes = max(0, int(memory.get("usage") or 0) - int(cache or 0))
+    cpu, previous = data.get("cpu_stats") or {}, data.get("precpu_stats") or {}
+    used = int((cpu.get("cpu_usage") or {}).get("total_usage") or 0) - int(
+        (previous.get("cpu_usage") or {}).get("total_usage") or 0
+    )
+    elapsed = int(cpu.get("system_cpu_usage") or 0) - int(previous.get("system_cpu_usage") or 0)
+    cpus = int(cpu.get("online_cpus") or 1)
+    millicores = round(used / elapsed * cpus * 1000) if used > 0 and elapsed > 0 else 0
+    return Usage(millicores, memory_bytes)
+
+
+@dataclass(frozen=True)
 class ImageInfo:
     id: str
     exposed_ports: tuple[int, ...]  # TCP ports from EXPOSE, sorted
@@ -759,6 +781,56 @@ class DockerEngine:
 
     async def start(self, container: str) -> None:
         await self._call(lambda client: self._container(client, container).start())
+
+    async def update_limits(self, container: str, limits: Limits) -> None:
+        """New memory, CPU and pids limits for a container, running or not (`docker update`):
+        no restart, no rebuild. The SDK's update() knows neither NanoCpus nor PidsLimit."""
+
+        def update(client: _Client) -> None:
+            found = self._container(client, container)
+            api = client.api
+            body = {
+                "Memory": limits.memory_bytes,
+                "MemorySwap": limits.memory_bytes,
+                "NanoCpus": limits.nano_cpus,
+                "PidsLimit": limits.pids,
+            }
+            response = api._post_json(api._url("/containers/{0}/update", found.id), data=body)
+            api._raise_for_status(response)
+
+        await self._call(update)
+
+    async def container_usage(self, container: str) -> Usage:
+        """CPU and memory the container uses now, as `docker stats` counts them (memory without
+        the page cache the kernel can drop; CPU over dockerd's last second); zero when it is
+        not running."""
+
+        def stats(client: _Client) -> Usage:
+            found = self._container(client, container)
+            if found.status != "running":
+                return Usage(0, 0)
+            data = client.api.stats(found.id, stream=False)
+            return _usage(data)
+
+        return await self._call(stats)
+
+    async def volume_sizes(self, labels: Mapping[str, str]) -> dict[str, int]:
+        """Bytes on disk of each of our volumes carrying these labels (dockerd's disk usage
+        walk: slow with many files, so call it for one project at a time, not in a loop)."""
+
+        def sizes(client: _Client) -> dict[str, int]:
+            found: dict[str, int] = {}
+            for volume in client.api.df().get("Volumes") or []:
+                volume_labels = volume.get("Labels") or {}
+                if not self._ours(volume_labels):
+                    continue
+                if any(volume_labels.get(k) != v for k, v in labels.items()):
+                    continue
+                size = int((volume.get("UsageData") or {}).get("Size") or 0)
+                found[str(volume.get("Name"))] = max(0, size)
+            return found
+
+        return await self._call(sizes)
 
     async def stop(self, container: str, timeout: float = 5) -> None:  # noqa: ASYNC109
         """Stop (SIGTERM, then SIGKILL after `timeout` s); a stopped container is fine."""
