@@ -172,7 +172,7 @@ class Panel:
         )  # fmt: skip
         resources.push_async_callback(deployer.close)
         deployments.attach_runtime(deployer)
-        billing = Billing.build(pool, projects, settings, runtime=deployer)
+        billing = Billing.build(pool, projects, settings, runtime=deployer, archives=archives)
         await billing.plans.seed()
         # Each project runs with its plan's limits, and its uploads fit its plan's disk.
         deployer.attach_limits(billing.subscriptions.limits_of)

@@ -394,6 +394,12 @@ class ArchiveService:
             raise NotFoundError("This upload was refused: there is nothing to download.")
         return self._storage.open_reader(archive.storage_key, offset)
 
+    async def stored_bytes(self, project_id: int) -> int:
+        """Bytes the project's accepted versions take in storage (for the panel: its disk on
+        its plan, the deploy worker's and billing's usage)."""
+        async with reading(self._pool) as conn:
+            return await records.stored_bytes(conn, [project_id])
+
     async def storage_key(self, archive_id: int) -> str | None:
         """Where a version is stored, by id (for the deploy worker, which acts for the panel);
         None once it is deleted."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from core.archives.service import ArchiveService
 from core.billing.balances import BalanceService
 from core.billing.charges import DailyCharge
 from core.billing.payments import ManualProvider, PaymentProvider, PaymentService
@@ -33,7 +34,10 @@ class Billing:
         settings: Settings,
         providers: list[PaymentProvider] | None = None,
         runtime: ProjectRuntime | None = None,
+        archives: ArchiveService | None = None,
     ) -> Billing:
+        """`archives` and `runtime`: what a project's usage is measured with (its stored
+        versions; its containers and volumes). Without them usage counts nothing."""
         try:
             ZoneInfo(settings.billing_time_zone)
         except (ZoneInfoNotFoundError, ValueError) as error:

@@ -12,6 +12,7 @@ import asyncpg
 
 from core.actor import Actor
 from core.archives.quota import DiskRoom
+from core.archives.service import ArchiveService
 from core.billing import ledger, plans
 from core.billing.ledger import NewEntry
 from core.billing.plans import Plan
@@ -100,6 +101,7 @@ class SubscriptionService:
         time_zone: str,
         *,
         defaults: ProjectLimits,
+        archives: ArchiveService | None = None,
         runtime: ProjectRuntime | None = None,
     ) -> None:
         """`defaults`: the limits of a project made before billing (no plan: it keeps the
@@ -109,7 +111,7 @@ class SubscriptionService:
         self._projects = projects
         self._time_zone = time_zone
         self._defaults = defaults
-        self._meter = UsageMeter(pool, runtime)
+        self._meter = UsageMeter(archives, runtime)
 
     def today(self) -> date:
         return billing_day(datetime.now(UTC), self._time_zone)

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.archives import records
 from core.archives.quota import DiskRoom, mib
+from core.archives.service import ArchiveService
 from core.billing.plans import Plan
-from core.db.pool import Pool
-from core.db.unit import reading
 from core.deploy.limits import ProjectLimits, ProjectRuntime, RuntimeUsage
 
 MiB = 1 << 20
@@ -106,15 +104,14 @@ def misfits(usage: ProjectUsage, limits: ProjectLimits) -> list[str]:
 
 
 class UsageMeter:
-    """Measures projects (the runtime may be absent: a panel without Docker sees no use)."""
+    """Measures projects (without the archives or the runtime, what they hold counts 0)."""
 
-    def __init__(self, pool: Pool, runtime: ProjectRuntime | None) -> None:
-        self._pool = pool
+    def __init__(self, archives: ArchiveService | None, runtime: ProjectRuntime | None) -> None:
+        self._archives = archives
         self.runtime = runtime
 
     async def archive_bytes(self, project_id: int) -> int:
-        async with reading(self._pool) as conn:
-            return await records.stored_bytes(conn, [project_id])
+        return await self._archives.stored_bytes(project_id) if self._archives else 0
 
     async def measure(self, project_id: int, name: str, limits: ProjectLimits) -> ProjectUsage:
         runtime = (

@@ -24,11 +24,18 @@ from pathlib import Path
 from typing import Any
 
 from core.archives.checks import ArchiveLimits, extract_archive
+from core.archives.quota import DiskRoom
 from core.archives.service import ArchiveService
 from core.archives.storage import ObjectStorage
 from core.confined import read_beneath
 from core.deploy.build_log import JobLog, step_line
-from core.deploy.limits import LimitsSource, ProjectLimits, RuntimeUsage, default_limits
+from core.deploy.limits import (
+    LimitsSource,
+    MiB,
+    ProjectLimits,
+    RuntimeUsage,
+    default_limits,
+)
 from core.deploy.live_check import Missing, find_missing
 from core.deploy.model import SUCCEEDED_STATES, Deployment, State
 from core.deploy.queue import DeploymentQueue
@@ -238,6 +245,20 @@ class Deployer:
             volume_bytes=await self.volume_bytes(project),
         )
 
+    async def _check_disk(self, target: Target, limits: ProjectLimits) -> None:
+        """Deploy's door of the plan's disk: a project whose versions and volumes already fill
+        it deploys nothing more (volumes have no size of their own on ext4: see README)."""
+        if limits.disk_mb is None:
+            return
+        room = DiskRoom(
+            limits.plan,
+            limits.disk_mb * MiB,
+            await self._archives.stored_bytes(target.id),
+            await self.volume_bytes(target.name),
+        )
+        if room.free <= 0:
+            raise room.full()
+
     async def volume_bytes(self, project: str) -> int:
         """Bytes in the project's named volumes (the data its apps keep across deployments)."""
         return sum((await self._engine.volume_sizes({"ghst.project": project})).values())
@@ -281,6 +302,7 @@ class Deployer:
         target = await self._target(job.project_id)
         env = await self._env.as_mapping(target.id)
         parents = await self._confine(target)
+        await self._check_disk(target, parents.limits)
         build_dir = self._settings.builds_dir / str(job.id)
         try:
             if job.source_id is not None:
