@@ -92,6 +92,7 @@ class NewProjectDialog(GhstModal[Project | None]):
                 value=plan is chosen,
                 disabled=plan.is_free and has_free,
                 name=plan.code,
+                id=f"plan-{plan.code}",
             )
             for plan in plans
         ]
@@ -179,7 +180,7 @@ def plan_label(plan: Plan, currency: str) -> str:
     price = "free" if plan.is_free else f"{format_amount(plan.price_kopecks, currency)}/mo"
     return (
         f"{plan.name:<8}{plan.cpu_millicores / 1000:>5g} CPU {_size(plan.ram_mb):>6} RAM"
-        f" {_size(plan.disk_mb):>6} disk {plan.max_services:>2} svc {price:>16}"
+        f" {_size(plan.disk_mb):>6} disk {plan.max_services:>2} svc {price:>15}"
     )
 
 
