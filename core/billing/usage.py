@@ -28,16 +28,24 @@ class Meter:
         """Share of the limit in use (0 without a limit; may pass 1 for a moment)."""
         return self.used / self.limit if self.limit else 0.0
 
-    def text(self) -> str:
-        """ "0.12 / 1 CPU", "120.0 / 256.0 MiB", "1 / 2 services"."""
+    def text(self, *, compact: bool = False) -> str:
+        """ "0.12 / 1 CPU", "120.0 / 256.0 MiB", "1 / 2 services"; `compact`: "0.12/1 CPU",
+        "120/256 MiB", "1/2 services" (a line of 80 columns holds four of them)."""
         if self.unit == "millicores":
             used, limit, unit = f"{self.used / 1000:.2f}", _cpus(self.limit), "CPU"
         elif self.unit == "bytes":
-            used, unit = mib(self.used).removesuffix(" MiB"), "MiB"
-            limit = mib(self.limit).removesuffix(" MiB") if self.limit is not None else None
+            if compact:
+                used = f"{self.used / MiB:.0f}"
+                limit = f"{self.limit / MiB:.0f}" if self.limit is not None else None
+            else:
+                used = mib(self.used).removesuffix(" MiB")
+                limit = mib(self.limit).removesuffix(" MiB") if self.limit is not None else None
+            unit = "MiB"
         else:
             used, limit, unit = str(self.used), _count(self.limit), "services"
-        return f"{used} / {limit} {unit}" if limit is not None else f"{used} {unit} (no limit)"
+        if limit is None:
+            return f"{used} {unit} (no limit)"
+        return f"{used}/{limit} {unit}" if compact else f"{used} / {limit} {unit}"
 
 
 def _cpus(millicores: int | None) -> str | None:

@@ -302,7 +302,8 @@ class Deployer:
         target = await self._target(job.project_id)
         env = await self._env.as_mapping(target.id)
         parents = await self._confine(target)
-        await self._check_disk(target, parents.limits)
+        if job.reason != "heal":  # a lost app comes back whatever its disk holds
+            await self._check_disk(target, parents.limits)
         build_dir = self._settings.builds_dir / str(job.id)
         try:
             if job.source_id is not None:

@@ -85,7 +85,8 @@ async def test_the_project_screen_shows_the_plan_and_its_usage(panel: Panel) -> 
         await pilot.pause()
         shown = str(bars.render())
         assert shown.startswith("Free")
-        assert "CPU" in shown and "0.00 / 0.25 CPU" in shown
+        # 200 columns: bars, and the numbers in full.
+        assert "░" in shown and "0.00 / 0.25 CPU" in shown
         assert "0.0 / 256.0 MiB" in shown and "0 / 2 services" in shown
 
 

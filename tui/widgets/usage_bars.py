@@ -51,7 +51,7 @@ def one_line(usage: ProjectUsage, width: int) -> Content:
             parts.append((f"{meter.label} ", "$text-muted"))
         if cells:
             parts.extend([(bar(meter.fraction, cells), level(meter)), " "])
-        parts.append((meter.text(), level(meter) if not cells else ""))
+        parts.append((meter.text(compact=not cells), level(meter) if not cells else ""))
     return Content.assemble(*parts)
 
 
