@@ -62,8 +62,8 @@ async def test_the_dialog_offers_each_plan_with_its_price_and_creates_on_the_cho
         )
         assert app.screen.query_one("#plan-host-0", RadioButton).value  # cheapest paid
         await pilot.click("#plan-host-1")
-        await fill(pilot, name="second")
-        await pilot.press("enter")
+        await pilot.click("#name")
+        await pilot.press(*"second", "enter")
         await settle(pilot)
         assert isinstance(app.screen, ProjectsScreen)
     alice = acting(visitor.user.id)

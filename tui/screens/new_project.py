@@ -31,10 +31,21 @@ NAME_RULES = (
 )
 
 
+class PlanChoice(RadioSet, inherit_bindings=False):
+    """The plans: arrows move, space chooses, Enter is left to create the project."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("down,right", "next_button", "Next plan", show=False),
+        Binding("up,left", "previous_button", "Previous plan", show=False),
+        Binding("space", "toggle_button", "Choose", show=False),
+    ]
+
+
 class NewProjectDialog(GhstModal[Project | None]):
     CSS_PATH = "new_project.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel"),
+        Binding("enter", "submit", "Create", show=False),
     ]
 
     def __init__(self) -> None:
@@ -56,7 +67,7 @@ class NewProjectDialog(GhstModal[Project | None]):
             )
             yield Static("", id="address")
             yield Static("Plan", id="plan-title")
-            yield RadioSet(id="plans")
+            yield PlanChoice(id="plans")
             yield Static("", id="plan-note")
             yield ErrorLine()
             with Horizontal(id="dialog-actions"):
