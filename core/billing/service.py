@@ -51,6 +51,7 @@ class Billing:
                 projects,
                 settings.billing_time_zone,
                 defaults=default_limits(settings),
+                archives=archives,
                 runtime=runtime,
             ),
             BalanceService(pool),

@@ -220,13 +220,25 @@ class Deployer:
         return found if found is not None else default_limits(self._settings)
 
     async def apply_limits(self, project: str, limits: ProjectLimits) -> None:
-        """New limits for a project at once, without a rebuild: its parent cgroup, then each of
+        """New limits for a project at once, without a rebuild: its parent cgroup and each of
         its containers (`docker update`, running or not), so `docker inspect` shows them.
-        Raising the group first and lowering it last keeps every container within it."""
+
+        The kernel keeps a child's CPU quota within its parent's, so the group first rises to
+        cover both the old and the new limits, then the containers move, then the group
+        settles on the new ones: every step is valid, whichever way each limit moves."""
         group = self.app_cgroup(project)
+        containers = await self._engine.containers({"ghst.project": project})
+        current = [await self._engine.container_limits(c.id) for c in containers]
+        wanted = limits.container()
+        cover = GroupLimits(
+            max([wanted.memory_bytes, *(c.memory_bytes for c in current)]),
+            max([wanted.nano_cpus, *(c.nano_cpus for c in current)]) / 1e9,
+            max([wanted.pids, *(c.pids for c in current)]),
+        )
+        await asyncio.to_thread(self.cgroups.ensure, group, cover)
+        for container in containers:
+            await self._engine.update_limits(container.id, wanted)
         await asyncio.to_thread(self.cgroups.ensure, group, limits.group())
-        for container in await self._engine.containers({"ghst.project": project}):
-            await self._engine.update_limits(container.id, limits.container())
 
     async def measure(self, project: str) -> RuntimeUsage:
         """The project's containers' CPU and memory now, how many run, its volumes' bytes."""

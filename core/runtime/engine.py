@@ -796,6 +796,19 @@ class DockerEngine:
     async def start(self, container: str) -> None:
         await self._call(lambda client: self._container(client, container).start())
 
+    async def container_limits(self, container: str) -> Limits:
+        """The memory, CPU and pids limits the container has now (0: none)."""
+
+        def read(client: _Client) -> Limits:
+            host = self._container(client, container).attrs.get("HostConfig") or {}
+            return Limits(
+                memory_bytes=int(host.get("Memory") or 0),
+                nano_cpus=int(host.get("NanoCpus") or 0),
+                pids=int(host.get("PidsLimit") or 0),
+            )
+
+        return await self._call(read)
+
     async def update_limits(self, container: str, limits: Limits) -> None:
         """New memory, CPU and pids limits for a container, running or not (`docker update`):
         no restart, no rebuild. The SDK's update() knows neither NanoCpus nor PidsLimit."""
