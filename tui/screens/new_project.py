@@ -91,16 +91,15 @@ class NewProjectDialog(GhstModal[Project | None]):
     async def load_plans(self) -> None:
         plans = await self.panel.plans.list()
         has_free = await self.panel.subscriptions.has_free_project(self.actor)
-        self._show_plans(plans, has_free)
+        await self._show_plans(plans, has_free)
 
-    def _show_plans(self, plans: list[Plan], has_free: bool) -> None:
+    async def _show_plans(self, plans: list[Plan], has_free: bool) -> None:
         self._plans = plans
         currency = self.panel.settings.currency
         chosen = next((p for p in plans if not (p.is_free and has_free)), None)
         buttons = [
             RadioButton(
                 plan_label(plan, currency),
-                value=plan is chosen,
                 disabled=plan.is_free and has_free,
                 name=plan.code,
                 id=f"plan-{plan.code}",
@@ -108,8 +107,11 @@ class NewProjectDialog(GhstModal[Project | None]):
             for plan in plans
         ]
         radio_set = self.query_one("#plans", RadioSet)
-        radio_set.remove_children()
-        radio_set.mount_all(buttons)
+        await radio_set.remove_children()
+        await radio_set.mount_all(buttons)
+        for plan, button in zip(plans, buttons, strict=True):
+            # Turned on once mounted, so the set records it and turns it off for another.
+            button.value = plan is chosen
         note = (
             "An account has one free project, and yours has it: choose a paid plan, or move"
             " that project to a paid plan first."
