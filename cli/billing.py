@@ -28,6 +28,7 @@ def plan_line(plan: Plan, currency: str) -> str:
     return (
         f"{plan.code:<12} v{plan.version:<3} {plan.name:<16} {price:>16}  {cpu:>5} CPU"
         f" {plan.ram_mb:>6} MB RAM {plan.disk_mb:>6} MB disk {plan.max_services:>3} services"
+        f" {plan.pids:>5} pids"
         f"{state}"
     )
 
@@ -44,7 +45,7 @@ async def run_billing_command(args: argparse.Namespace, operator: Actor) -> int:
         elif args.command == "plan" and args.action == "add":
             spec = PlanSpec(
                 args.code, args.name, parse_price(args.price_rub),
-                millicores(args.cpu), args.ram_mb, args.disk_mb, args.services,
+                millicores(args.cpu), args.ram_mb, args.disk_mb, args.services, args.pids,
             )  # fmt: skip
             print("added " + plan_line(await billing.plans.add_version(operator, spec), currency))
         elif args.command == "billing" and args.action == "charge":

@@ -101,6 +101,11 @@ def add_billing_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     add.add_argument("--ram-mb", type=positive_int, required=True)
     add.add_argument("--disk-mb", type=positive_int, required=True)
     add.add_argument("--services", type=positive_int, required=True, help="most compose services")
+    add.add_argument(
+        "--pids",
+        type=positive_int,
+        help="processes of a project together (default: RAM MB / 8, at least 256)",
+    )
     billing = commands.add_parser("billing", help="operators: record payments, run the charge")
     billing_actions = billing.add_subparsers(dest="action", required=True, metavar="ACTION")
     credit = billing_actions.add_parser(

@@ -172,8 +172,11 @@ class Panel:
         )  # fmt: skip
         resources.push_async_callback(deployer.close)
         deployments.attach_runtime(deployer)
-        billing = Billing.build(pool, projects, settings)
+        billing = Billing.build(pool, projects, settings, runtime=deployer, archives=archives)
         await billing.plans.seed()
+        # Each project runs with its plan's limits, and its uploads fit its plan's disk.
+        deployer.attach_limits(billing.subscriptions.limits_of)
+        archives.attach_disk_room(billing.subscriptions.disk_room)
         events = EventHub(settings.database_url, prepare=fresh_projects(projects))
         resources.push_async_callback(events.close)  # last opened: closed first
         return cls(

@@ -628,7 +628,9 @@ class PanelSFTPServer(asyncssh.SFTPServer):
         if len(names) != 1:
             raise asyncssh.SFTPPermissionDenied(DENIED)
         try:
-            project = await self._projects.create(actor, names[0])
+            # mkdir cannot ask for a plan: the free one (an account's second free project is
+            # refused with the reason; the dashboard offers the paid plans with their prices).
+            project, _plan = await self._services.subscriptions.create_project(actor, names[0])
         except Exception as error:
             raise self._fail(names[0], error) from None
         log.info("%s created project %s", self._who(), project.name)

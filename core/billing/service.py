@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from core.archives.service import ArchiveService
 from core.billing.balances import BalanceService
 from core.billing.charges import DailyCharge
 from core.billing.payments import ManualProvider, PaymentProvider, PaymentService
 from core.billing.plans import PlanService
 from core.billing.subscriptions import SubscriptionService
 from core.db.pool import Pool
+from core.deploy.limits import ProjectRuntime, default_limits
 from core.errors import ValidationError
 from core.projects.service import ProjectService
 from core.settings import Settings
@@ -31,7 +33,11 @@ class Billing:
         projects: ProjectService,
         settings: Settings,
         providers: list[PaymentProvider] | None = None,
+        runtime: ProjectRuntime | None = None,
+        archives: ArchiveService | None = None,
     ) -> Billing:
+        """`archives` and `runtime`: what a project's usage is measured with (its stored
+        versions; its containers and volumes). Without them usage counts nothing."""
         try:
             ZoneInfo(settings.billing_time_zone)
         except (ZoneInfoNotFoundError, ValueError) as error:
@@ -40,7 +46,14 @@ class Billing:
             ) from error
         return cls(
             PlanService(pool),
-            SubscriptionService(pool, projects, settings.billing_time_zone),
+            SubscriptionService(
+                pool,
+                projects,
+                settings.billing_time_zone,
+                defaults=default_limits(settings),
+                archives=archives,
+                runtime=runtime,
+            ),
             BalanceService(pool),
             PaymentService(pool, providers or [ManualProvider()], settings.currency),
             DailyCharge(pool, settings.billing_time_zone),

@@ -34,7 +34,7 @@ from textual.worker import Worker
 
 from core.archives.service import Archive
 from core.deploy.service import Deployment, ProjectStatus, State
-from core.errors import NotFoundError
+from core.errors import NotFoundError, PanelError
 from core.events import Subscription
 from tui.formatting import moment, plural, size
 from tui.screens.base import GhstScreen
@@ -47,6 +47,7 @@ from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
 from tui.widgets.redraw import set_border_title, update_static
 from tui.widgets.rows_table import RowsTable
+from tui.widgets.usage_bars import UsageBars
 
 # What this screen shows; a build log growing ("log") is not.
 WATCHED = ("deployment", "archive", "project")
@@ -219,6 +220,7 @@ class ProjectScreen(GhstScreen[None]):
                 yield Static(name, id="title", classes="card-title", markup=False)
                 yield Static(project_url(name, settings.domain), id="url", markup=False)
             yield Static("Loading the status…", id="status", markup=False)
+            yield UsageBars(id="usage-bars")
             with Vertical(id="upload-box"):
                 yield Static(
                     Content.assemble(("scp   ", "$text-muted"), (commands.scp, "bold")),
@@ -280,6 +282,17 @@ class ProjectScreen(GhstScreen[None]):
             return
         self.poll()  # events that came while covered were not loaded
         self.tick()
+        self.load_usage()
+
+    @work(exclusive=True, exit_on_error=False, group="usage")
+    async def load_usage(self) -> None:
+        """The plan and its usage bars: measured when the screen is shown (docker stats take a
+        second, so not on every event)."""
+        bars = self.query_one("#usage-bars", UsageBars)
+        try:
+            bars.show(await self.panel.subscriptions.usage(self.actor, self.project_name))
+        except PanelError as error:
+            bars.update(f"Usage: {error.message}")
 
     def on_screen_suspend(self) -> None:
         if self._tick_timer is not None:
