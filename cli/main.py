@@ -115,6 +115,13 @@ def add_billing_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     balance = billing_actions.add_parser("balance", help="a user's balance and last entries")
     balance.add_argument("username")
     billing_actions.add_parser("charge", help="run the daily charge now (workers run it anyway)")
+    promise = billing_actions.add_parser(
+        "promise", help="give a user a promised payment (3 days of spend, twice in 28 days)"
+    )
+    promise.add_argument("username")
+    billing_actions.add_parser(
+        "suspend", help="suspend the accounts whose grace period is over now (workers do it too)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,6 +17,7 @@ from core.archives.storage import ObjectStorage, storage_from_settings
 from core.billing.balances import BalanceService
 from core.billing.payments import PaymentService
 from core.billing.plans import PlanService
+from core.billing.promised import PromisedPayments
 from core.billing.service import Billing
 from core.billing.subscriptions import SubscriptionService
 from core.db.migrations import migrate
@@ -172,7 +173,7 @@ class Panel:
         )  # fmt: skip
         resources.push_async_callback(deployer.close)
         deployments.attach_runtime(deployer)
-        billing = Billing.build(pool, projects, settings)
+        billing = Billing.build(pool, projects, deployments, settings)
         await billing.plans.seed()
         events = EventHub(settings.database_url, prepare=fresh_projects(projects))
         resources.push_async_callback(events.close)  # last opened: closed first
@@ -200,6 +201,10 @@ class Panel:
         return self.billing.payments
 
     @property
+    def promised(self) -> PromisedPayments:
+        return self.billing.promised
+
+    @property
     def services(self) -> ServiceSet:
         """The domain services alone: what the dashboard and the SSH server get."""
         return ServiceSet.of(self)
@@ -217,7 +222,8 @@ class Panel:
                 DeploymentStore(self.pool), self.projects, self.archives, self.deployer
             ),
             # The daily charge rides on the worker's loop; its lock makes it one per panel.
-            "chores": [(settings.charge_every_seconds, self.billing.charges.run_logged)],
+            # Suspensions follow the charge in the same chore (their own lock, the same rule).
+            "chores": [(settings.charge_every_seconds, self.billing.daily)],
         }
         return DeploymentWorker(
             self.pool,

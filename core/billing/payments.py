@@ -21,7 +21,7 @@ import asyncpg
 
 from core.actor import Actor
 from core.billing import ledger
-from core.billing.balances import checked_reason
+from core.billing.balances import CreditHook, checked_reason
 from core.billing.ledger import NewEntry
 from core.billing.money import format_amount, positive
 from core.db.pool import Connection, Pool
@@ -127,8 +127,17 @@ def _payment(row: asyncpg.Record) -> Payment:
 
 
 class PaymentService:
-    def __init__(self, pool: Pool, providers: list[PaymentProvider], currency: str) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        providers: list[PaymentProvider],
+        currency: str,
+        *,
+        after_payment: CreditHook | None = None,
+    ) -> None:
         self._pool = pool
+        # Runs in the confirming transaction: takes back promised payments, resumes projects.
+        self._after_payment = after_payment
         self._providers = {provider.name: provider for provider in providers}
         self._currency = currency
 
@@ -245,6 +254,8 @@ class PaymentService:
             entry.id,
         )
         assert row is not None
+        if self._after_payment is not None:
+            await self._after_payment(tx, payment.user_id)
         return _payment(row)
 
     async def _set_failed(self, tx: Connection, payment: Payment) -> Payment:

@@ -607,7 +607,8 @@ class Deployer:
             if live is None or live.port is None:
                 await self._router.remove(target.name)
             elif stopped:
-                await self._router.route_stopped(target.name)
+                page = await self._projects.holds.stopped_page(target.id)
+                await self._router.route_stopped(target.name, page)
             else:
                 await self._router.route(target.name, live.port, live.id)
         except Exception:
@@ -777,7 +778,8 @@ class Deployer:
     # --- Runtime: what DeploymentService asks of live deployments -----------------------------
 
     async def stop(self, deployment: Deployment) -> None:
-        await self._router.route_stopped(deployment.project)
+        page = await self._projects.holds.stopped_page(deployment.project_id)
+        await self._router.route_stopped(deployment.project, page)
         await self._stop_containers(deployment)
 
     async def start(self, deployment: Deployment) -> None:

@@ -67,7 +67,9 @@ from core.errors import UnavailableError, ValidationError
 log = logging.getLogger(__name__)
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "nginx"
-PAGES = ("404.html", "502.html", "503.html")
+PAGES = ("404.html", "502.html", "503.html", "suspended.html")
+# What a project that does not run answers: its `$ghst_route` entry, a 503 page each.
+STOPPED_PAGES = ("stopped", "stopped-free", "suspended")
 TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 CONF_NAME = "nginx.conf"
 PID_NAME = "nginx.pid"
@@ -419,9 +421,12 @@ class NginxRouter:
             },
         )
 
-    def render_stopped(self, project: str) -> str:
+    def render_stopped(self, project: str, page: str = "stopped") -> str:
+        if page not in STOPPED_PAGES:
+            raise ValidationError(f"{page!r} is not a page for a project that does not run.")
         return render(
-            "stopped.conf.template", {**self._common(), "project": validate_project(project)}
+            "stopped.conf.template",
+            {**self._common(), "project": validate_project(project), "page": page},
         )
 
     # Files.
@@ -466,9 +471,10 @@ class NginxRouter:
 
         await self._change(project, content, switched, f"deployment {deployment_id}", True)
 
-    async def route_stopped(self, project: str) -> None:
-        """`<project>.<domain>` answers the 503 page saying the project is stopped."""
-        content = await asyncio.to_thread(self.render_stopped, project)
+    async def route_stopped(self, project: str, page: str = "stopped") -> None:
+        """`<project>.<domain>` answers a 503 page: stopped by its owner ("stopped", or
+        "stopped-free" with the free plan's badge), or "suspended" for non-payment."""
+        content = await asyncio.to_thread(self.render_stopped, project, page)
 
         def stopped(status: int, headers: dict[str, str]) -> bool:
             return status == 503 and DEPLOYMENT_HEADER not in headers

@@ -407,6 +407,7 @@ class FakePanel:
     subscriptions: object | None = None
     balances: object | None = None
     payments: object | None = None
+    promised: object | None = None
 
 
 def signed_in_visitor(user: User = ALICE) -> Visitor:
