@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from cli.processes import READY, Supervisor, reserve_port
 from core.actor import Actor
+from core.billing.webhooks import WebhookServer
 from core.db.migrations import migrate
 from core.db.pool import create_pool
 from core.errors import PanelError, UnavailableError
@@ -212,6 +213,16 @@ async def serve(
                     await panel.router.prepare()
                 except PanelError as error:
                     log.warning("nginx's prefix is not ready: %s", error)
+            if primary and settings.payment_webhook_port:
+                webhooks = WebhookServer(
+                    panel.billing.payments, "127.0.0.1", settings.payment_webhook_port
+                )
+                try:
+                    await webhooks.start()
+                except OSError as error:  # SSH users need not wait for a busy port
+                    log.error("the payment webhook endpoint did not start: %s", error)
+                else:
+                    running.push_async_callback(webhooks.close)
             server = GhstServer.for_panel(
                 panel.services,
                 host=host,

@@ -15,7 +15,12 @@ from core.archives import records as archive_records
 from core.archives.service import ArchiveService
 from core.archives.storage import ObjectStorage, storage_from_settings
 from core.billing.balances import BalanceService
-from core.billing.payments import PaymentService
+from core.billing.payments import (
+    ManualProvider,
+    PaymentProvider,
+    PaymentService,
+    WebhookTestProvider,
+)
 from core.billing.plans import PlanService
 from core.billing.promised import PromisedPayments
 from core.billing.service import Billing
@@ -173,7 +178,11 @@ class Panel:
         )  # fmt: skip
         resources.push_async_callback(deployer.close)
         deployments.attach_runtime(deployer)
-        billing = Billing.build(pool, projects, deployments, settings)
+        providers: list[PaymentProvider] = [ManualProvider()]
+        if settings.payments_test_provider:
+            secret = await asyncio.to_thread(webhook_secret, settings)
+            providers.append(WebhookTestProvider(secret))
+        billing = Billing.build(pool, projects, deployments, settings, providers)
         await billing.plans.seed()
         events = EventHub(settings.database_url, prepare=fresh_projects(projects))
         resources.push_async_callback(events.close)  # last opened: closed first
@@ -259,7 +268,15 @@ def nginx_router(settings: Settings) -> NginxRouter:
         body_limit_mb=settings.nginx_body_limit_mb,
         binary=settings.nginx_binary,
         log_max_mb=settings.nginx_log_max_mb,
+        webhook_port=settings.payment_webhook_port,
     )
+
+
+def webhook_secret(settings: Settings) -> bytes:
+    """The test payment provider's signing secret (blocking: made on first run)."""
+    if settings.payment_webhook_secret:
+        return settings.payment_webhook_secret.encode()
+    return secrets.load_or_create(settings.data_dir / "webhook.key", secrets.random_key)
 
 
 def jwt_secret(settings: Settings) -> bytes:

@@ -312,6 +312,7 @@ class NginxRouter:
         body_limit_mb: int = 64,
         binary: str = "nginx",
         log_max_mb: int = 64,
+        webhook_port: int = 8089,
     ) -> None:
         self.prefix = Path(prefix).absolute()
         self.log_max_bytes = validate_positive(log_max_mb, "The nginx log size limit") << 20
@@ -320,6 +321,10 @@ class NginxRouter:
         self.port = validate_port(port, "The nginx port")
         self.body_limit_mb = validate_positive(body_limit_mb, "The body size limit")
         self.binary = binary
+        # Where the panel's payment webhook endpoint listens (0: none; nginx answers 404).
+        self.webhook_port = (
+            0 if webhook_port == 0 else validate_port(webhook_port, "The webhook port")
+        )
         self._lock = asyncio.Lock()
         self._probe_secret: str | None = None
 
@@ -407,6 +412,8 @@ class NginxRouter:
             "user_directive": user,
             "body_limit_mb": self.body_limit_mb,
             "probe_secret": self.probe_secret(),
+            # nginx cannot proxy to port 0: a closed port makes it answer 502 instead.
+            "webhook_port": self.webhook_port or 9,
         }
         return render("nginx.conf.template", values)
 
