@@ -1,26 +1,38 @@
 -- Running out of money: suspension after a grace period, automatic resume, promised payments.
 
 -- Since when each account's balance has been zero or below: the grace period runs from here.
--- Kept by triggers on balances, so every way money moves (a charge, a top-up, an operator's
--- adjustment) counts, and only when the balance crosses zero (no cost to ordinary entries).
+-- Kept by triggers on balances, so every way money moves counts (a charge, a payment, an
+-- operator's adjustment, a promised payment taken back). They are statement-level, set-based
+-- over the rows a statement changed: the daily charge updates every paying account's balance
+-- in one statement, and a trigger per row would cost it seconds.
 CREATE TABLE arrears (
     user_id bigint PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
     since timestamptz NOT NULL DEFAULT now()
 );
-CREATE FUNCTION ghst_track_arrears() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION ghst_arrears_after_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF NEW.kopecks <= 0 THEN
-        INSERT INTO arrears (user_id) VALUES (NEW.user_id) ON CONFLICT (user_id) DO NOTHING;
-    ELSE
-        DELETE FROM arrears WHERE user_id = NEW.user_id;
-    END IF;
+    INSERT INTO arrears (user_id) SELECT user_id FROM inserted_balances WHERE kopecks <= 0
+        ON CONFLICT (user_id) DO NOTHING;
     RETURN NULL;
 END $$;
-CREATE TRIGGER balances_arrears_new AFTER INSERT ON balances
-    FOR EACH ROW WHEN (NEW.kopecks <= 0) EXECUTE FUNCTION ghst_track_arrears();
-CREATE TRIGGER balances_arrears_crossed AFTER UPDATE OF kopecks ON balances
-    FOR EACH ROW WHEN ((OLD.kopecks <= 0) IS DISTINCT FROM (NEW.kopecks <= 0))
-    EXECUTE FUNCTION ghst_track_arrears();
+CREATE FUNCTION ghst_arrears_after_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- Only balances that crossed zero: one that stays below keeps its first date.
+    INSERT INTO arrears (user_id)
+        SELECT n.user_id FROM new_balances n JOIN old_balances o USING (user_id)
+        WHERE n.kopecks <= 0 AND o.kopecks > 0
+        ON CONFLICT (user_id) DO NOTHING;
+    DELETE FROM arrears a USING new_balances n, old_balances o
+        WHERE a.user_id = n.user_id AND o.user_id = n.user_id AND n.kopecks > 0
+        AND o.kopecks <= 0;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER balances_arrears_insert AFTER INSERT ON balances
+    REFERENCING NEW TABLE AS inserted_balances
+    FOR EACH STATEMENT EXECUTE FUNCTION ghst_arrears_after_insert();
+CREATE TRIGGER balances_arrears_update AFTER UPDATE ON balances
+    REFERENCING OLD TABLE AS old_balances NEW TABLE AS new_balances
+    FOR EACH STATEMENT EXECUTE FUNCTION ghst_arrears_after_update();
 INSERT INTO arrears (user_id) SELECT user_id FROM balances WHERE kopecks <= 0;
 
 -- Promised payments: credit of a few days' spend, taken back at the next top-up or when it
