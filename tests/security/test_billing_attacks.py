@@ -70,7 +70,10 @@ def post(
             headers["X-Ghst-Signature"] = signature
         connection.request(method, path, body=body, headers=headers)
         response = connection.getresponse()
-        return response.status, json.loads(response.read() or b"{}")
+        data = response.read()
+        if response.getheader("Content-Type") != "application/json":
+            return response.status, {}  # nginx's own page
+        return response.status, json.loads(data)
     finally:
         connection.close()
 
