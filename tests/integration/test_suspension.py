@@ -145,7 +145,7 @@ async def test_the_grace_period_ends_exactly_when_set_and_a_rerun_changes_nothin
 ) -> None:
     alice = await sign_up(panel, "alice")
     await panel.billing.subscriptions.create_project(alice, "shop", "host-0")
-    await panel.billing.subscriptions.create_project(alice, "blog", "host-1")
+    await panel.billing.subscriptions.create_project(alice, "diary", "host-1")
     await panel.billing.subscriptions.create_project(alice, "notes")  # free
     bob = await sign_up(panel, "bob")
     await panel.billing.subscriptions.create_project(bob, "bobs", "host-0")
@@ -159,7 +159,7 @@ async def test_the_grace_period_ends_exactly_when_set_and_a_rerun_changes_nothin
     on_time = await suspensions.run(now=since + grace)
     assert on_time is not None and on_time.accounts == (alice.owner_id,)
     assert len(on_time.projects) == 2
-    assert await suspended(panel, alice, "shop") and await suspended(panel, alice, "blog")
+    assert await suspended(panel, alice, "shop") and await suspended(panel, alice, "diary")
     assert not await suspended(panel, alice, "notes")  # a free project is never suspended
     assert not await suspended(panel, bob, "bobs")  # bob has money
     again = await suspensions.run(now=since + grace * 10)
