@@ -17,21 +17,20 @@ BEGIN
 END $$;
 CREATE FUNCTION ghst_arrears_after_update() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    -- Only balances that crossed zero: one that stays below keeps its first date.
-    INSERT INTO arrears (user_id)
-        SELECT n.user_id FROM new_balances n JOIN old_balances o USING (user_id)
-        WHERE n.kopecks <= 0 AND o.kopecks > 0
+    -- A balance that stays below zero keeps its first date (DO NOTHING). No join with the
+    -- transition table: it has no statistics, and the nested loop the planner chose made a
+    -- three-day catch-up of 100,000 projects 2.5 times slower (bench/billing.py).
+    INSERT INTO arrears (user_id) SELECT user_id FROM new_balances WHERE kopecks <= 0
         ON CONFLICT (user_id) DO NOTHING;
-    DELETE FROM arrears a USING new_balances n, old_balances o
-        WHERE a.user_id = n.user_id AND o.user_id = n.user_id AND n.kopecks > 0
-        AND o.kopecks <= 0;
+    DELETE FROM arrears
+        WHERE user_id = any(ARRAY(SELECT user_id FROM new_balances WHERE kopecks > 0));
     RETURN NULL;
 END $$;
 CREATE TRIGGER balances_arrears_insert AFTER INSERT ON balances
     REFERENCING NEW TABLE AS inserted_balances
     FOR EACH STATEMENT EXECUTE FUNCTION ghst_arrears_after_insert();
 CREATE TRIGGER balances_arrears_update AFTER UPDATE ON balances
-    REFERENCING OLD TABLE AS old_balances NEW TABLE AS new_balances
+    REFERENCING NEW TABLE AS new_balances
     FOR EACH STATEMENT EXECUTE FUNCTION ghst_arrears_after_update();
 INSERT INTO arrears (user_id) SELECT user_id FROM balances WHERE kopecks <= 0;
 

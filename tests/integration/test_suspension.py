@@ -276,3 +276,27 @@ async def test_nobody_takes_a_promised_payment_for_another_account(panel: Panel)
     # An operator may give one (the `ghst billing promise` command does).
     given = await panel.billing.promised.take(SYSTEM, owner_id=alice.owner_id)
     assert given.user_id == alice.owner_id
+
+
+async def test_the_grace_period_counts_from_when_the_balance_first_ran_out(panel: Panel) -> None:
+    alice = await sign_up(panel, "alice")
+    balances = panel.billing.balances
+    suspensions = panel.billing.suspensions
+
+    async def since() -> datetime | None:
+        async with panel.pool.acquire() as conn:
+            return await suspensions.in_arrears_since(conn, alice.owner_id)
+
+    assert await since() is None
+    await balances.adjust(SYSTEM, alice.owner_id, 500, "gift")
+    assert await since() is None
+    await balances.adjust(SYSTEM, alice.owner_id, -500, "spent")
+    first = await since()
+    assert first is not None  # zero counts as run out
+    await balances.adjust(SYSTEM, alice.owner_id, -300, "spent more")
+    assert await since() == first  # still the day it first ran out
+    await balances.adjust(SYSTEM, alice.owner_id, 301, "paid")
+    assert await since() is None
+    await balances.adjust(SYSTEM, alice.owner_id, -2, "spent")
+    again = await since()
+    assert again is not None and again > first
