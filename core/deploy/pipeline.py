@@ -27,6 +27,7 @@ from core.archives.checks import ArchiveLimits, extract_archive
 from core.archives.service import ArchiveService
 from core.archives.storage import ObjectStorage
 from core.confined import read_beneath
+from core.db.unit import reading
 from core.deploy.build_log import JobLog, step_line
 from core.deploy.live_check import Missing, find_missing
 from core.deploy.model import SUCCEEDED_STATES, Deployment, State
@@ -233,6 +234,10 @@ class Deployer:
     async def deploy(self, job: Deployment, worker: str, joblog: JobLog) -> None:
         """Take `job` (claimed by `worker`) to running, or raise; the caller records failures
         and calls `discard` to remove what this attempt made."""
+        # A heal (queued by the lost-container check, not through the service) or a job queued
+        # just before a suspension must not bring a suspended project back up.
+        async with reading(self._store.pool) as db:
+            await self._projects.holds.refuse(db, job.project_id, job.reason)
         target = await self._target(job.project_id)
         env = await self._env.as_mapping(target.id)
         parents = await self._confine(target)

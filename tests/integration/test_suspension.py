@@ -14,6 +14,7 @@ import pytest
 from core.actor import Actor
 from core.billing.promised import MAX_PROMISES, PROMISE_DAYS
 from core.billing.proration import billing_day, daily_share
+from core.deploy.store import DeploymentStore
 from core.errors import (
     ConflictError,
     NotFoundError,
@@ -100,6 +101,22 @@ async def test_suspended_then_topped_up_the_site_comes_back_through_nginx(
     ):
         with pytest.raises(SuspendedError, match=r"suspended for non-payment.*Top up"):
             await attempt
+    # A heal queued straight into the queue (as the lost-container check does) is refused by
+    # the worker that claims it: nothing brings a suspended project back up but money.
+    async with panel.pool.acquire() as conn, conn.transaction():
+        heal = await DeploymentStore(panel.pool).insert(
+            conn,
+            project_id=live.project_id,
+            project_name="paid-site",
+            user_id=deploying.user_id,
+            archive_id=live.archive_id,
+            archive_name=live.archive_name,
+            reason="heal",
+            source_id=live.id,
+        )
+    healed = await deploying.settle(heal)
+    assert healed.state == "failed" and "suspended for non-payment" in healed.error
+    assert (await http_request(router, "paid-site")).status == 503
     # A top-up that leaves the balance at zero or below resumes nothing.
     owed = -await panel.billing.balances.balance(alice)
     await panel.billing.payments.record_manual(SYSTEM, deploying.user_id, owed, "part")
