@@ -1,4 +1,5 @@
-"""`ghst plan list|add` and `ghst billing credit|balance|charge`: the operator's billing."""
+"""`ghst plan list|add` and `ghst billing credit|balance|charge|promise|suspend`: the operator's
+billing."""
 
 from __future__ import annotations
 
@@ -55,6 +56,15 @@ async def run_billing_command(args: argparse.Namespace, operator: Actor) -> int:
             else:
                 days = ", ".join(day.isoformat() for day in run.days)
                 print(f"charged {run.posted} project-days over {days}")
+        elif args.command == "billing" and args.action == "suspend":
+            suspended = await billing.suspensions.run()
+            if suspended is None:
+                print("another worker is checking suspensions right now")
+            else:
+                print(
+                    f"suspended {len(suspended.projects)} projects of"
+                    f" {len(suspended.accounts)} accounts"
+                )
         else:
             user = await panel.accounts.find_by_username(args.username)
             if user is None:
@@ -66,6 +76,13 @@ async def run_billing_command(args: argparse.Namespace, operator: Actor) -> int:
                 )  # fmt: skip
                 what = "credited" if new else "already recorded, nothing more credited:"
                 print(f"{what} {format_amount(payment.amount, currency)} to {user.username}")
+            if args.action == "promise":
+                promise = await billing.promised.take(operator, owner_id=user.id)
+                until = promise.expires_at.strftime("%Y-%m-%d %H:%M UTC")
+                print(
+                    f"promised {format_amount(promise.amount, currency)} to {user.username}"
+                    f" until {until}"
+                )
             balance = await billing.balances.balance(operator, owner_id=user.id)
             print(f"{user.username}: balance {format_amount(balance, currency)}")
             if args.action == "balance":

@@ -15,8 +15,14 @@ from core.archives import records as archive_records
 from core.archives.service import ArchiveService
 from core.archives.storage import ObjectStorage, storage_from_settings
 from core.billing.balances import BalanceService
-from core.billing.payments import PaymentService
+from core.billing.payments import (
+    ManualProvider,
+    PaymentProvider,
+    PaymentService,
+    WebhookTestProvider,
+)
 from core.billing.plans import PlanService
+from core.billing.promised import PromisedPayments
 from core.billing.service import Billing
 from core.billing.subscriptions import SubscriptionService
 from core.db.migrations import migrate
@@ -172,7 +178,13 @@ class Panel:
         )  # fmt: skip
         resources.push_async_callback(deployer.close)
         deployments.attach_runtime(deployer)
-        billing = Billing.build(pool, projects, settings, runtime=deployer, archives=archives)
+        providers: list[PaymentProvider] = [ManualProvider()]
+        if settings.payments_test_provider:
+            secret = await asyncio.to_thread(webhook_secret, settings)
+            providers.append(WebhookTestProvider(secret))
+        billing = Billing.build(
+            pool, projects, deployments, settings, providers, runtime=deployer, archives=archives
+        )
         await billing.plans.seed()
         # Each project runs with its plan's limits, and its uploads fit its plan's disk.
         deployer.attach_limits(billing.subscriptions.limits_of)
@@ -203,6 +215,10 @@ class Panel:
         return self.billing.payments
 
     @property
+    def promised(self) -> PromisedPayments:
+        return self.billing.promised
+
+    @property
     def services(self) -> ServiceSet:
         """The domain services alone: what the dashboard and the SSH server get."""
         return ServiceSet.of(self)
@@ -220,7 +236,8 @@ class Panel:
                 DeploymentStore(self.pool), self.projects, self.archives, self.deployer
             ),
             # The daily charge rides on the worker's loop; its lock makes it one per panel.
-            "chores": [(settings.charge_every_seconds, self.billing.charges.run_logged)],
+            # Suspensions follow the charge in the same chore (their own lock, the same rule).
+            "chores": [(settings.charge_every_seconds, self.billing.daily)],
         }
         return DeploymentWorker(
             self.pool,
@@ -256,7 +273,15 @@ def nginx_router(settings: Settings) -> NginxRouter:
         body_limit_mb=settings.nginx_body_limit_mb,
         binary=settings.nginx_binary,
         log_max_mb=settings.nginx_log_max_mb,
+        webhook_port=settings.payment_webhook_port,
     )
+
+
+def webhook_secret(settings: Settings) -> bytes:
+    """The test payment provider's signing secret (blocking: made on first run)."""
+    if settings.payment_webhook_secret:
+        return settings.payment_webhook_secret.encode()
+    return secrets.load_or_create(settings.data_dir / "webhook.key", secrets.random_key)
 
 
 def jwt_secret(settings: Settings) -> bytes:

@@ -19,6 +19,7 @@ from core.archives.service import ArchiveService
 from core.billing.balances import BalanceService
 from core.billing.payments import PaymentService
 from core.billing.plans import PlanService
+from core.billing.promised import PromisedPayments
 from core.billing.subscriptions import SubscriptionService
 from core.deploy.service import DeploymentService
 from core.events import EventHub
@@ -59,6 +60,8 @@ class Services(Protocol):
     def balances(self) -> BalanceService: ...
     @property
     def payments(self) -> PaymentService: ...
+    @property
+    def promised(self) -> PromisedPayments: ...
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class ServiceSet:
     subscriptions: SubscriptionService
     balances: BalanceService
     payments: PaymentService
+    promised: PromisedPayments
 
     @classmethod
     def of(cls, source: Services) -> ServiceSet:

@@ -246,6 +246,8 @@ class ArchiveService:
         """Start an upload into the project; the quota is its owner's. Needs "deploy"."""
         actor.require("deploy")
         project = await self._projects.resolve(actor, project_name)
+        async with reading(self._pool) as db:
+            await self._projects.holds.refuse(db, project.id, "upload")
         filename = validate_filename(filename)
         standing = await self._quota.standing(project.user_id)
         if standing.free <= 0:

@@ -16,7 +16,7 @@ from core.archives.service import ArchiveService
 from core.billing import ledger, plans
 from core.billing.ledger import NewEntry
 from core.billing.plans import Plan
-from core.billing.proration import billing_day, upgrade_difference
+from core.billing.proration import billing_day, daily_share, upgrade_difference
 from core.billing.usage import ProjectUsage, UsageMeter, limits_for, misfits, shrinks
 from core.db.pool import Connection, Pool
 from core.db.unit import reading, transaction
@@ -270,3 +270,74 @@ class SubscriptionService:
                     today,
                 ),
             )
+
+
+# --- suspension for non-payment (core.billing.suspension decides when) ----------------------
+
+
+@dataclass(frozen=True, order=True)
+class Suspended:
+    project_id: int
+    stopped_before: bool
+
+
+async def suspend_paid(conn: Connection, user_id: int, stopped: set[int]) -> list[int]:
+    """Suspend every paid project of the account not suspended yet (free ones never are);
+    `stopped`: the projects its owner had stopped. The projects suspended now."""
+    rows = await conn.fetch(
+        "UPDATE project_plans SET suspended_at = now(),"
+        " stopped_before_suspension = project_id = any($2::bigint[])"
+        " WHERE user_id = $1 AND suspended_at IS NULL AND price_kopecks > 0"
+        " RETURNING project_id",
+        user_id,
+        list(stopped),
+    )
+    return sorted(int(row["project_id"]) for row in rows)
+
+
+async def resume_all(conn: Connection, user_id: int) -> list[Suspended]:
+    """End the suspension of every project of the account; the projects resumed."""
+    rows = await conn.fetch(
+        "UPDATE project_plans SET suspended_at = NULL"
+        " WHERE user_id = $1 AND suspended_at IS NOT NULL"
+        " RETURNING project_id, stopped_before_suspension",
+        user_id,
+    )
+    return sorted(Suspended(row["project_id"], row["stopped_before_suspension"]) for row in rows)
+
+
+async def suspension_of(conn: Connection, project_id: int) -> tuple[datetime | None, bool] | None:
+    """(suspended since, on a free plan) for the project; None without a plan."""
+    row = await conn.fetchrow(
+        "SELECT suspended_at, is_free FROM project_plans WHERE project_id = $1", project_id
+    )
+    return None if row is None else (row["suspended_at"], row["is_free"])
+
+
+async def paid_project_ids(conn: Connection, user_id: int) -> list[int]:
+    rows = await conn.fetch(
+        "SELECT project_id FROM project_plans WHERE user_id = $1 AND price_kopecks > 0"
+        " ORDER BY project_id",
+        user_id,
+    )
+    return [int(row["project_id"]) for row in rows]
+
+
+async def with_running_paid(conn: Connection, user_ids: list[int]) -> list[int]:
+    """Those of `user_ids` that have a paid project not suspended (what a suspension acts on)."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT user_id FROM project_plans WHERE user_id = any($1::bigint[])"
+        " AND price_kopecks > 0 AND suspended_at IS NULL ORDER BY user_id",
+        user_ids,
+    )
+    return [int(row["user_id"]) for row in rows]
+
+
+async def daily_spend(conn: Connection, user_id: int, day: date) -> int:
+    """What the account's paid projects cost on `day` (suspended ones included: the spend a
+    resume brings back)."""
+    prices = await conn.fetch(
+        "SELECT price_kopecks FROM project_plans WHERE user_id = $1 AND price_kopecks > 0",
+        user_id,
+    )
+    return sum(daily_share(row["price_kopecks"], day) for row in prices)

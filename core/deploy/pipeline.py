@@ -28,6 +28,7 @@ from core.archives.quota import DiskRoom
 from core.archives.service import ArchiveService
 from core.archives.storage import ObjectStorage
 from core.confined import read_beneath
+from core.db.unit import reading
 from core.deploy.build_log import JobLog, step_line
 from core.deploy.limits import (
     LimitsSource,
@@ -311,6 +312,10 @@ class Deployer:
     async def deploy(self, job: Deployment, worker: str, joblog: JobLog) -> None:
         """Take `job` (claimed by `worker`) to running, or raise; the caller records failures
         and calls `discard` to remove what this attempt made."""
+        # A heal (queued by the lost-container check, not through the service) or a job queued
+        # just before a suspension must not bring a suspended project back up.
+        async with reading(self._store.pool) as db:
+            await self._projects.holds.refuse(db, job.project_id, job.reason)
         target = await self._target(job.project_id)
         env = await self._env.as_mapping(target.id)
         parents = await self._confine(target)
@@ -687,7 +692,8 @@ class Deployer:
             if live is None or live.port is None:
                 await self._router.remove(target.name)
             elif stopped:
-                await self._router.route_stopped(target.name)
+                page = await self._projects.holds.stopped_page(target.id)
+                await self._router.route_stopped(target.name, page)
             else:
                 await self._router.route(target.name, live.port, live.id)
         except Exception:
@@ -857,7 +863,8 @@ class Deployer:
     # --- Runtime: what DeploymentService asks of live deployments -----------------------------
 
     async def stop(self, deployment: Deployment) -> None:
-        await self._router.route_stopped(deployment.project)
+        page = await self._projects.holds.stopped_page(deployment.project_id)
+        await self._router.route_stopped(deployment.project, page)
         await self._stop_containers(deployment)
 
     async def start(self, deployment: Deployment) -> None:

@@ -470,6 +470,7 @@ class FakePanel:
     subscriptions: FakeSubscriptions = field(default_factory=FakeSubscriptions)
     balances: object | None = None
     payments: object | None = None
+    promised: object | None = None
 
 
 def signed_in_visitor(user: User = ALICE) -> Visitor:

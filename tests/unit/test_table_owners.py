@@ -34,6 +34,8 @@ OWNERS = {
     "balances": "core/billing/ledger.py",
     "payments": "core/billing/payments.py",
     "charge_runs": "core/billing/charges.py",
+    "arrears": "core/billing/suspension.py",
+    "promised_payments": "core/billing/promised.py",
 }
 
 TABLE_MENTION = re.compile(
