@@ -15,6 +15,7 @@ from core.archives import records as archive_records
 from core.archives.service import ArchiveService
 from core.archives.storage import ObjectStorage, storage_from_settings
 from core.billing.balances import BalanceService
+from core.billing.invoices import InvoiceService
 from core.billing.payments import PaymentService
 from core.billing.plans import PlanService
 from core.billing.service import Billing
@@ -200,6 +201,10 @@ class Panel:
         return self.billing.payments
 
     @property
+    def invoices(self) -> InvoiceService:
+        return self.billing.invoices
+
+    @property
     def services(self) -> ServiceSet:
         """The domain services alone: what the dashboard and the SSH server get."""
         return ServiceSet.of(self)
@@ -217,7 +222,11 @@ class Panel:
                 DeploymentStore(self.pool), self.projects, self.archives, self.deployer
             ),
             # The daily charge rides on the worker's loop; its lock makes it one per panel.
-            "chores": [(settings.charge_every_seconds, self.billing.charges.run_logged)],
+            "chores": [
+                (settings.charge_every_seconds, self.billing.charges.run_logged),
+                # Each month's invoices, once its days are charged (idempotent, one runner).
+                (settings.charge_every_seconds, self.billing.invoice_run.run_logged),
+            ],
         }
         return DeploymentWorker(
             self.pool,

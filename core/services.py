@@ -17,6 +17,7 @@ from typing import Protocol
 
 from core.archives.service import ArchiveService
 from core.billing.balances import BalanceService
+from core.billing.invoices import InvoiceService
 from core.billing.payments import PaymentService
 from core.billing.plans import PlanService
 from core.billing.subscriptions import SubscriptionService
@@ -59,6 +60,8 @@ class Services(Protocol):
     def balances(self) -> BalanceService: ...
     @property
     def payments(self) -> PaymentService: ...
+    @property
+    def invoices(self) -> InvoiceService: ...
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class ServiceSet:
     subscriptions: SubscriptionService
     balances: BalanceService
     payments: PaymentService
+    invoices: InvoiceService
 
     @classmethod
     def of(cls, source: Services) -> ServiceSet:

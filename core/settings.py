@@ -83,6 +83,9 @@ class Settings:
     currency: str = "RUB"
     billing_time_zone: str = "Europe/Moscow"
     charge_every_seconds: float = 600.0  # how often a worker runs the (idempotent) daily charge
+    # What the billing screen tells users about paying the operator (bank details, say);
+    # empty: a general text.
+    billing_manual_instructions: str = ""
     # iptables rules keeping the panel's networks away from the host and these networks.
     firewall: bool = True
     firewall_blocked: str = "169.254.0.0/16,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10"

@@ -152,3 +152,18 @@ async def lock_balance(conn: Connection, user_id: int) -> None:
         "INSERT INTO balances (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING", user_id
     )
     await conn.execute("SELECT 1 FROM balances WHERE user_id = $1 FOR UPDATE", user_id)
+
+
+async def matching(conn: Connection, where: str, *args: object) -> list[Entry]:
+    """Entries meeting `where` (a condition on the ledger's columns, written by the module that
+    owns any other table it names, as invoices name their billed entries), oldest first."""
+    rows = await conn.fetch(f"SELECT {ENTRY_COLUMNS} FROM ledger WHERE {where} ORDER BY id", *args)
+    return [_entry(row) for row in rows]
+
+
+async def accounts_matching(conn: Connection, where: str, *args: object) -> list[int]:
+    """The accounts with an entry meeting `where` (as for `matching`), in account order."""
+    rows = await conn.fetch(
+        f"SELECT DISTINCT user_id FROM ledger WHERE {where} ORDER BY user_id", *args
+    )
+    return [row["user_id"] for row in rows]

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.billing.balances import BalanceService
 from core.billing.charges import DailyCharge
+from core.billing.invoices import InvoiceRun, InvoiceService
 from core.billing.payments import ManualProvider, PaymentProvider, PaymentService
 from core.billing.plans import PlanService
 from core.billing.subscriptions import SubscriptionService
@@ -23,6 +24,8 @@ class Billing:
     balances: BalanceService
     payments: PaymentService
     charges: DailyCharge
+    invoices: InvoiceService
+    invoice_run: InvoiceRun
 
     @classmethod
     def build(
@@ -42,6 +45,12 @@ class Billing:
             PlanService(pool),
             SubscriptionService(pool, projects, settings.billing_time_zone),
             BalanceService(pool),
-            PaymentService(pool, providers or [ManualProvider()], settings.currency),
+            PaymentService(
+                pool,
+                providers or [ManualProvider(settings.billing_manual_instructions)],
+                settings.currency,
+            ),
             DailyCharge(pool, settings.billing_time_zone),
+            InvoiceService(pool),
+            InvoiceRun(pool, projects, settings.billing_time_zone, settings.currency),
         )

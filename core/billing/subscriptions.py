@@ -12,8 +12,9 @@ import asyncpg
 from core.actor import Actor
 from core.billing import ledger, plans
 from core.billing.ledger import NewEntry
+from core.billing.outlook import Outlook
 from core.billing.plans import Plan
-from core.billing.proration import billing_day, upgrade_difference
+from core.billing.proration import billing_day, daily_share, upgrade_difference
 from core.db.pool import Connection, Pool
 from core.db.unit import reading, transaction
 from core.errors import ConflictError, NotFoundError
@@ -85,6 +86,40 @@ async def _load(conn: Connection, project_id: int, *, lock: bool = False) -> Pro
     )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class PlanChangePreview:
+    """What a plan change would cost, shown before the user confirms it."""
+
+    current: Plan | None
+    plan: Plan
+    extra_today: int  # kopecks charged at once for the rest of today (an upgrade)
+    monthly: int  # the new plan's monthly price
+
+
+async def plan_names(conn: Connection, project_ids: list[int]) -> dict[int, str]:
+    """Each project's current plan name (projects without a plan are left out)."""
+    rows = await conn.fetch(
+        "SELECT project_id, plan_id FROM project_plans WHERE project_id = ANY($1::bigint[])",
+        project_ids,
+    )
+    names = {}
+    for row in rows:
+        plan = await plans.get(conn, row["plan_id"])
+        if plan is not None:
+            names[row["project_id"]] = plan.name
+    return names
+
+
+async def daily_spend(conn: Connection, user_id: int, day: date) -> int:
+    """What the account's active paid projects cost on `day`, in kopecks."""
+    prices = await conn.fetch(
+        "SELECT price_kopecks FROM project_plans"
+        " WHERE user_id = $1 AND suspended_at IS NULL AND price_kopecks > 0",
+        user_id,
+    )
+    return sum(daily_share(row["price_kopecks"], day) for row in prices)
+
+
 class SubscriptionService:
     def __init__(self, pool: Pool, projects: ProjectService, time_zone: str) -> None:
         self._pool = pool
@@ -123,6 +158,34 @@ class SubscriptionService:
         project = await self._projects.resolve(actor, project_name, conn=conn)
         async with reading(self._pool, conn) as db:
             return await _load(db, project.id)
+
+    async def outlook(
+        self, actor: Actor, *, owner_id: int | None = None, conn: Connection | None = None
+    ) -> Outlook:
+        """The balance and today's spend: how many days are left, and whether to warn."""
+        actor.require("read")
+        user_id = actor.on_behalf_of(owner_id)
+        async with reading(self._pool, conn) as db:
+            balance = await ledger.balance(db, user_id)
+            spend = await daily_spend(db, user_id, self.today())
+        return Outlook(balance, spend)
+
+    async def preview_change(
+        self, actor: Actor, project_name: str, plan_code: str, *, conn: Connection | None = None
+    ) -> PlanChangePreview:
+        """What moving the project to `plan_code` would cost, changing nothing."""
+        actor.require("read")
+        project = await self._projects.resolve(actor, project_name, conn=conn)
+        async with reading(self._pool, conn) as db:
+            plan = await plans.current(db, plan_code)
+            if plan is None:
+                raise NotFoundError(f"No plan {plan_code!r}.")
+            current = await _load(db, project.id)
+        old_price = current.plan.price_kopecks if current is not None else 0
+        extra = 0  # a suspended project pays nothing today
+        if current is None or current.suspended_at is None:
+            extra = upgrade_difference(old_price, plan.price_kopecks, self.today())
+        return PlanChangePreview(current.plan if current else None, plan, extra, plan.price_kopecks)
 
     async def change_plan(
         self, actor: Actor, project_name: str, plan_code: str, *, conn: Connection | None = None
