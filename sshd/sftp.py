@@ -6,7 +6,8 @@
                             `put` of any archive name is a new upload (`core.archives.service`),
                             checked and stored as the next version when the file is closed
     /billing/               the user's invoices, read-only: "2026-12.txt" and "2026-12.html"
-                            for each month invoiced ("billing" is never a project's name)
+                            for each month invoiced ("billing" is never a project's name;
+                            the root lists it once there is an invoice)
 
 Nothing here touches the server's file system: every path is parsed into at most two names
 and answered from the core services, with the logged-in user's id on every call (`..` goes
@@ -465,7 +466,8 @@ class PanelSFTPServer(asyncssh.SFTPServer):
             for project in projects:
                 moment = project.last_upload_at or project.created_at
                 yield asyncssh.SFTPName(project.name.encode(), attrs=self._directory_attrs(moment))
-            yield asyncssh.SFTPName(BILLING.encode(), attrs=self._billing_attrs())
+            if await self._invoices(actor):  # always reachable; listed once there is one
+                yield asyncssh.SFTPName(BILLING.encode(), attrs=self._billing_attrs())
             return
         if names == (BILLING,):
             yield asyncssh.SFTPName(b".", attrs=self._billing_attrs())
