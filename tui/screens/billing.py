@@ -110,7 +110,6 @@ class ChangePlanDialog(GhstModal[str | None]):
         self.project = project
         self.plans = {plan.code: plan for plan in plans}
         self.current = current
-        self.preview: PlanChangePreview | None = None
 
     def compose(self) -> ComposeResult:
         currency = self.panel.settings.currency
@@ -145,22 +144,24 @@ class ChangePlanDialog(GhstModal[str | None]):
 
     @work(exclusive=True, exit_on_error=False, group="preview")
     async def load_preview(self, code: str) -> None:
-        self.preview = None
         preview = await self.panel.subscriptions.preview_change(self.actor, self.project, code)
-        self.preview = preview
         currency = self.panel.settings.currency
         self.query_one("#preview", Static).update(preview_text(self.project, preview, currency))
 
     @on(OptionList.OptionSelected, "#plan-options")
     def chosen(self, event: OptionList.OptionSelected) -> None:
-        preview = self.preview
-        if preview is None or preview.plan.code != event.option.id:
-            return
-        if self.current is not None and preview.plan.id == self.current.id:
+        if event.option.id is not None:
+            self.ask(event.option.id)
+
+    @work(exclusive=True, exit_on_error=False, group="preview")
+    async def ask(self, code: str) -> None:
+        """Confirm the change to `code`, its price (freshly previewed) in the question."""
+        self.query_one("#change-error", Static).update("")
+        if self.current is not None and self.current.code == code:
             self.query_one("#change-error", Static).update("The project is on this plan already.")
             return
+        preview = await self.panel.subscriptions.preview_change(self.actor, self.project, code)
         currency = self.panel.settings.currency
-        code = preview.plan.code
 
         def answered(confirmed: bool | None) -> None:
             if confirmed:
@@ -207,7 +208,7 @@ class BillingScreen(GhstScreen[None]):
 
     def compose(self) -> ComposeResult:
         yield AppHeader("Home", "Billing")
-        with VerticalScroll(id="billing"):
+        with VerticalScroll(id="billing", can_focus=False):
             yield Static("Balance: …", id="outlook", markup=False)
             with Horizontal(id="billing-top"):
                 with Vertical(id="plans-box", classes="box") as plans:
@@ -233,6 +234,7 @@ class BillingScreen(GhstScreen[None]):
         self.query_one("#plans", DataTable).add_columns("Project", "Plan", "Per month")
         self.query_one("#ledger", DataTable).add_columns("Date", "Kind", "Amount", "Reason")
         self.query_one("#invoices", DataTable).add_columns("Month", "No.", "Total")
+        self.query_one("#plans", DataTable).focus()
 
     def on_screen_resume(self) -> None:
         self.load()
