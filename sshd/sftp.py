@@ -716,7 +716,7 @@ class PanelSFTPServer(asyncssh.SFTPServer):
     async def mkdir(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
         names = parse_path(path)
         actor = self._actor()
-        if len(names) != 1:
+        if len(names) != 1 or names[0] == BILLING:
             raise asyncssh.SFTPPermissionDenied(DENIED)
         try:
             project = await self._projects.create(actor, names[0])

@@ -268,6 +268,8 @@ class InvoiceRun:
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1, 0)", LOCK_CLASS):
                 return None
             try:
+                if await conn.fetchval("SELECT 1 FROM invoice_runs WHERE month = $1", closed):
+                    return None  # another runner finished it while this one looked
                 issued = await self._issue_all(conn, closed)
                 await conn.execute(
                     "INSERT INTO invoice_runs (month) VALUES ($1) ON CONFLICT DO NOTHING", closed

@@ -21,6 +21,7 @@ NAMES = [
     "subscriptions",
     "balances",
     "payments",
+    "invoices",
 ]
 
 
