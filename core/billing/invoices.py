@@ -215,8 +215,11 @@ async def issue(
             names[project_id] = project.name
     plans = await subscriptions.plan_names(conn, project_ids)
     lines = invoice_lines(entries, month, zone, names, plans)
+    # The row is made by the migration; an upsert also survives its loss (a truncation).
     number = await conn.fetchval(
-        "UPDATE invoice_numbers SET last_number = last_number + 1 RETURNING last_number"
+        "INSERT INTO invoice_numbers AS n (only_row, last_number) VALUES (true, 1)"
+        " ON CONFLICT (only_row) DO UPDATE SET last_number = n.last_number + 1"
+        " RETURNING last_number"
     )
     invoice_id = await conn.fetchval(
         "INSERT INTO invoices (number, user_id, month, currency, total)"

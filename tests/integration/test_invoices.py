@@ -72,10 +72,10 @@ async def test_a_months_invoice_bills_each_project_with_its_plan_days_and_charge
     billing = panel.billing
     alice = await sign_up(panel, "alice")
     await billing.subscriptions.create_project(alice, "shop", "host-0")
-    await billing.subscriptions.create_project(alice, "blog", "host-1")
+    await billing.subscriptions.create_project(alice, "diary", "host-1")
     await billing.subscriptions.create_project(alice, "gratis")
     await bill_from(panel, "shop", NOVEMBER)
-    await bill_from(panel, "blog", date(2026, 11, 21))
+    await bill_from(panel, "diary", date(2026, 11, 21))
     await bill_from(panel, "gratis", NOVEMBER)
     # A top-up is a payment, not a line.
     await billing.payments.record_manual(SYSTEM, alice.owner_id, 100_000, "bank transfer")
@@ -94,12 +94,12 @@ async def test_a_months_invoice_bills_each_project_with_its_plan_days_and_charge
     [invoice] = await panel.invoices.list(alice)
     assert (invoice.number, invoice.label, invoice.currency) == (1, "2026-11", "RUB")
     lines = {line.project_name: line for line in invoice.lines}
-    assert set(lines) == {"shop", "blog"}  # the free project costs nothing, so is no line
-    shop, blog = lines["shop"], lines["blog"]
+    assert set(lines) == {"shop", "diary"}  # the free project costs nothing, so is no line
+    shop, diary = lines["shop"], lines["diary"]
     assert (shop.plan_name, shop.days, shop.amount) == ("Host-0", 30, 50_000)
-    blog_days = [date(2026, 11, day) for day in range(21, 31)]
-    assert (blog.plan_name, blog.days) == ("Host-1", 10)
-    assert blog.amount == sum(daily_share(100_000, day) for day in blog_days)
+    diary_days = [date(2026, 11, day) for day in range(21, 31)]
+    assert (diary.plan_name, diary.days) == ("Host-1", 10)
+    assert diary.amount == sum(daily_share(100_000, day) for day in diary_days)
     # The lines add up to November's charges in the ledger, December's stay for December.
     history = await billing.balances.history(alice, limit=500)
     november = [e for e in history if e.kind == "charge" and e.day and e.day < DECEMBER]
