@@ -48,6 +48,19 @@ def outlook_line(outlook: Outlook, currency: str) -> str:
     )
 
 
+def megabytes(mb: int) -> str:
+    return f"{mb / 1024:g} GB" if mb >= 1024 else f"{mb} MB"
+
+
+def plan_option(plan: Plan, currency: str) -> str:
+    """ "Host-1    1 000.00 RUB/mo  2 CPU, 8 GB RAM, 5 GB disk": one line in 66 columns."""
+    return (
+        f"{plan.name:<8}{format_amount(plan.price_kopecks, currency):>14}/mo"
+        f"  {plan.cpu_millicores / 1000:g} CPU, {megabytes(plan.ram_mb)} RAM,"
+        f" {megabytes(plan.disk_mb)} disk"
+    )
+
+
 def preview_text(project: str, preview: PlanChangePreview, currency: str) -> str:
     now = preview.current.name if preview.current else "no plan"
     lines = [
@@ -97,7 +110,7 @@ class ChangePlanDialog(GhstModal[str | None]):
     DEFAULT_CSS = """
     ChangePlanDialog { align: center middle; }
     ChangePlanDialog #change-box {
-        width: 70; max-width: 95%; height: auto; max-height: 95%;
+        width: 76; max-width: 95%; height: auto; max-height: 95%;
         background: $surface; border: round $border; padding: 0 1;
     }
     ChangePlanDialog #plan-options { height: auto; max-height: 8; border: none; }
@@ -117,10 +130,8 @@ class ChangePlanDialog(GhstModal[str | None]):
             box.border_title = f"Plan of {self.project}"
             options = [
                 Option(
-                    f"{plan.name:<10} {format_amount(plan.price_kopecks, currency):>14}/month"
-                    f"  {plan.cpu_millicores / 1000:g} CPU, {plan.ram_mb} MB RAM,"
-                    f" {plan.disk_mb} MB disk"
-                    + ("  (current)" if self.current and plan.id == self.current.id else ""),
+                    plan_option(plan, currency)
+                    + (" (now)" if self.current and plan.id == self.current.id else ""),
                     id=plan.code,
                 )
                 for plan in self.plans.values()

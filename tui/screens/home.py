@@ -62,6 +62,8 @@ class HomeScreen(GhstScreen[None]):
         Binding("b", "billing", "Billing"),
         Binding("q", "app.quit", "Quit", show=False),
     ]
+    # At 80 columns the bar keeps b (the banner says to press it): these are in "What next".
+    KEY_BAR_DROP_ORDER: ClassVar[tuple[str, ...]] = ("logout_everywhere", "password")
 
     def __init__(self) -> None:
         super().__init__()
