@@ -15,7 +15,7 @@ from core.billing.invoice_render import as_html, as_text
 from core.panel import Panel
 from sshd.server import GhstServer
 from tests.actors import SYSTEM, acting
-from tests.e2e.transfers import Account, account, sftp_batch, sftp_client
+from tests.e2e.transfers import Account, account, sftp_batch, sftp_client, visitor
 
 pytestmark = pytest.mark.e2e
 
@@ -123,3 +123,18 @@ async def test_climbing_around_billing_is_refused(
     async with sftp_client(ssh_server, alice) as (_, sftp):
         with pytest.raises(asyncssh.SFTPPermissionDenied):
             await sftp.open(path, "rb")
+
+
+async def test_visitors_read_no_invoice(
+    ssh_server: GhstServer, panel: Panel, alice: Account, tmp_path: Path
+) -> None:
+    await invoiced(panel, alice, "shop")
+    stranger = visitor(tmp_path, "stranger")
+    async with sftp_client(ssh_server, stranger) as (_, sftp):
+        for attempt in (
+            sftp.stat("/billing"),
+            sftp.listdir("/billing"),
+            sftp.open("/billing/2026-11.txt", "rb"),
+        ):
+            with pytest.raises(asyncssh.SFTPPermissionDenied):
+                await attempt
