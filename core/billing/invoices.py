@@ -139,7 +139,8 @@ def invoice_lines(
     for (of, project_id), group in sorted(
         daily.items(), key=lambda item: (item[0][0], project(item[0][1]))
     ):
-        days = len({entry.day for entry in group})
+        # Deleted projects share one line: their days would add up to nothing meaningful.
+        days = len({entry.day for entry in group}) if project_id is not None else None
         plan = plan_names.get(project_id) if project_id is not None else None
         amount = -sum(entry.amount for entry in group)
         drafts.append((f"Hosting{when(of)}", project(project_id), plan, days, amount))
