@@ -1,5 +1,9 @@
 -- Invoices: one per account and month, numbered without gaps, never changed once issued.
 
+-- The plan version a charge paid for, so that a month with a plan change shows each plan's days
+-- (NULL for other kinds, and for charges posted before this column existed).
+ALTER TABLE ledger ADD COLUMN plan_id bigint REFERENCES plans (id);
+
 -- The installation's last invoice number, one row. A sequence would leave a gap for every
 -- rolled-back issue; this row is incremented in the invoice's own transaction instead (its lock
 -- makes issuers take turns, its rollback gives the number back).

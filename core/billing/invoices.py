@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from core.actor import Actor
-from core.billing import charges, ledger, subscriptions
+from core.billing import charges, ledger, plans, subscriptions
 from core.billing.ledger import Entry
 from core.billing.proration import billing_day
 from core.db.pool import Connection, Pool
@@ -114,16 +114,27 @@ def invoice_lines(
     zone: ZoneInfo,
     project_names: dict[int, str],
     plan_names: dict[int, str],
+    current_plans: dict[int, str] | None = None,
 ) -> list[InvoiceLine]:
-    """The lines billing `entries` on the invoice of `month`: per project and month the daily
-    charges, then each other entry; entries of earlier months are marked corrections."""
-    daily: dict[tuple[date, int | None], list[Entry]] = defaultdict(list)
+    """The lines billing `entries` on the invoice of `month`: per project, plan and month the
+    daily charges, then each other entry; entries of earlier months are marked corrections.
+    `plan_names` names plan versions by id; `current_plans` names each project's plan now, for
+    charges posted before charges named their plan."""
+    current_plans = current_plans or {}
+    daily: dict[tuple[date, int | None, int | None], list[Entry]] = defaultdict(list)
     others: list[Entry] = []
     for entry in entries:
         if entry.kind == "charge" and entry.idempotency_key.startswith("charge:"):
-            daily[(entry_month(entry, zone), entry.project_id)].append(entry)
+            daily[(entry_month(entry, zone), entry.project_id, entry.plan_id)].append(entry)
         else:
             others.append(entry)
+
+    def plan_of(entry: Entry) -> str | None:
+        if entry.plan_id is not None and entry.plan_id in plan_names:
+            return plan_names[entry.plan_id]
+        if entry.project_id is not None and entry.kind == "charge":
+            return current_plans.get(entry.project_id)
+        return None
 
     def project(project_id: int | None) -> str:
         if project_id is None:
@@ -136,19 +147,22 @@ def invoice_lines(
         return f" (correction for {MONTH_NAMES[of.month - 1]} {of.year})"
 
     drafts: list[tuple[str, str | None, str | None, int | None, int]] = []
-    for (of, project_id), group in sorted(
-        daily.items(), key=lambda item: (item[0][0], project(item[0][1]))
+
+    def first_day(group: list[Entry]) -> date:
+        return min(entry.day or month for entry in group)
+
+    for (of, project_id, _), group in sorted(
+        daily.items(), key=lambda item: (item[0][0], project(item[0][1]), first_day(item[1]))
     ):
         # Deleted projects share one line: their days would add up to nothing meaningful.
         days = len({entry.day for entry in group}) if project_id is not None else None
-        plan = plan_names.get(project_id) if project_id is not None else None
         amount = -sum(entry.amount for entry in group)
-        drafts.append((f"Hosting{when(of)}", project(project_id), plan, days, amount))
+        drafts.append((f"Hosting{when(of)}", project(project_id), plan_of(group[0]), days, amount))
     for entry in others:
         name = project(entry.project_id) if entry.project_id is not None else None
         reason = entry.reason or entry.kind
         text = f"{entry.kind.capitalize()}: {reason}{when(entry_month(entry, zone))}"
-        drafts.append((text, name, None, None, -entry.amount))
+        drafts.append((text, name, plan_of(entry), None, -entry.amount))
     return [InvoiceLine(position, *draft) for position, draft in enumerate(drafts, start=1)]
 
 
@@ -214,8 +228,13 @@ async def issue(
         project = await projects.by_id(project_id, conn)
         if project is not None:
             names[project_id] = project.name
-    plans = await subscriptions.plan_names(conn, project_ids)
-    lines = invoice_lines(entries, month, zone, names, plans)
+    plan_names = {}
+    for plan_id in sorted({entry.plan_id for entry in entries if entry.plan_id is not None}):
+        plan = await plans.get(conn, plan_id)
+        if plan is not None:
+            plan_names[plan_id] = plan.name
+    current = await subscriptions.plan_names(conn, project_ids)
+    lines = invoice_lines(entries, month, zone, names, plan_names, current)
     # The row is made by the migration; an upsert also survives its loss (a truncation).
     number = await conn.fetchval(
         "INSERT INTO invoice_numbers AS n (only_row, last_number) VALUES (true, 1)"

@@ -45,8 +45,8 @@ def charge_source() -> str:
     days in its month, $3 whether it is the last, $4 the actor): for ledger.post_selected."""
     return (
         "SELECT user_id, 'charge', -share, 'charge:' || project_id || ':' || $1::date, $4::text,"
-        " 'daily charge for ' || $1::date, project_id, $1::date"
-        " FROM (SELECT user_id, project_id, CASE WHEN $3::boolean"
+        " 'daily charge for ' || $1::date, project_id, $1::date, plan_id"
+        " FROM (SELECT user_id, project_id, plan_id, CASE WHEN $3::boolean"
         "   THEN price_kopecks - (price_kopecks / $2::int) * ($2::int - 1)"
         "   ELSE price_kopecks / $2::int END AS share"
         "  FROM project_plans"
@@ -238,5 +238,6 @@ class SubscriptionService:
                     f"upgrade to {plan.name} (v{plan.version}) for the rest of {today}",
                     current.project_id,
                     today,
+                    plan.id,
                 ),
             )

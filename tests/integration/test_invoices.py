@@ -293,3 +293,25 @@ async def test_a_plan_change_preview_says_what_today_costs_and_the_new_price(
 async def test_the_worker_issues_invoices_as_a_chore(panel: Panel) -> None:
     chores = [chore for _, chore in panel.worker()._chores]
     assert panel.billing.invoice_run.run_logged in chores
+
+
+async def test_a_plan_change_mid_month_shows_each_plans_days(panel: Panel) -> None:
+    billing = panel.billing
+    alice = await sign_up(panel, "alice")
+    await billing.subscriptions.create_project(alice, "shop", "host-0")
+    await bill_from(panel, "shop", NOVEMBER)
+    async with panel.pool.acquire() as conn:
+        for day in range(1, 31):
+            if day == 15:
+                await billing.subscriptions.change_plan(alice, "shop", "host-2")
+            async with conn.transaction():
+                await charge_day(conn, date(2026, 11, day), SYSTEM)
+    invoice = await issue(panel, alice.owner_id, NOVEMBER)
+    assert invoice is not None
+    hosting = [line for line in invoice.lines if line.description == "Hosting"]
+    assert [(line.project_name, line.plan_name, line.days) for line in hosting] == [
+        ("shop", "Host-0", 14),
+        ("shop", "Host-2", 16),
+    ]
+    assert hosting[0].amount == sum(daily_share(50_000, date(2026, 11, d)) for d in range(1, 15))
+    assert hosting[1].amount == sum(daily_share(150_000, date(2026, 11, d)) for d in range(15, 31))
