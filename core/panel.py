@@ -15,6 +15,7 @@ from core.archives import records as archive_records
 from core.archives.service import ArchiveService
 from core.archives.storage import ObjectStorage, storage_from_settings
 from core.billing.balances import BalanceService
+from core.billing.invoices import InvoiceService
 from core.billing.payments import (
     ManualProvider,
     PaymentProvider,
@@ -178,7 +179,7 @@ class Panel:
         )  # fmt: skip
         resources.push_async_callback(deployer.close)
         deployments.attach_runtime(deployer)
-        providers: list[PaymentProvider] = [ManualProvider()]
+        providers: list[PaymentProvider] = [ManualProvider(settings.billing_manual_instructions)]
         if settings.payments_test_provider:
             secret = await asyncio.to_thread(webhook_secret, settings)
             providers.append(WebhookTestProvider(secret))
@@ -219,6 +220,10 @@ class Panel:
         return self.billing.promised
 
     @property
+    def invoices(self) -> InvoiceService:
+        return self.billing.invoices
+
+    @property
     def services(self) -> ServiceSet:
         """The domain services alone: what the dashboard and the SSH server get."""
         return ServiceSet.of(self)
@@ -237,7 +242,11 @@ class Panel:
             ),
             # The daily charge rides on the worker's loop; its lock makes it one per panel.
             # Suspensions follow the charge in the same chore (their own lock, the same rule).
-            "chores": [(settings.charge_every_seconds, self.billing.daily)],
+            "chores": [
+                (settings.charge_every_seconds, self.billing.daily),
+                # Each month's invoices, once its days are charged (idempotent, one runner).
+                (settings.charge_every_seconds, self.billing.invoice_run.run_logged),
+            ],
         }
         return DeploymentWorker(
             self.pool,

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from core.archives.service import ArchiveService
 from core.billing.balances import BalanceService
+from core.billing.invoices import InvoiceService
 from core.billing.payments import PaymentService
 from core.billing.plans import PlanService
 from core.billing.promised import PromisedPayments
@@ -62,6 +63,8 @@ class Services(Protocol):
     def payments(self) -> PaymentService: ...
     @property
     def promised(self) -> PromisedPayments: ...
+    @property
+    def invoices(self) -> InvoiceService: ...
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class ServiceSet:
     balances: BalanceService
     payments: PaymentService
     promised: PromisedPayments
+    invoices: InvoiceService
 
     @classmethod
     def of(cls, source: Services) -> ServiceSet:

@@ -93,6 +93,9 @@ class Settings:
     payment_webhook_port: int = 8089
     payments_test_provider: bool = False
     payment_webhook_secret: str | None = field(default=None, repr=False)
+    # What the billing screen tells users about paying the operator (bank details, say);
+    # empty: a general text.
+    billing_manual_instructions: str = ""
     # iptables rules keeping the panel's networks away from the host and these networks.
     firewall: bool = True
     firewall_blocked: str = "169.254.0.0/16,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10"

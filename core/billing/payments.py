@@ -66,6 +66,10 @@ class WebhookEvent:
 class PaymentProvider(Protocol):
     name: str
 
+    def instructions(self, currency: str) -> str:
+        """How a user tops up through this provider (shown on the billing screen)."""
+        ...
+
     async def start(self, amount: int, user_id: int, currency: str) -> Started: ...
 
     def read_webhook(self, body: bytes, signature: str) -> WebhookEvent:
@@ -77,6 +81,18 @@ class ManualProvider:
     """A bank transfer or cash, recorded by an operator (`ghst billing credit`)."""
 
     name = "manual"
+
+    def __init__(self, instructions: str = "") -> None:
+        # The operator's own words (bank details, office hours), else a general text.
+        self._instructions = instructions.strip()
+
+    def instructions(self, currency: str) -> str:
+        if self._instructions:
+            return self._instructions
+        return (
+            f"Pay in {currency} by bank transfer or in cash to the operator, quoting your"
+            " username. The balance grows when the operator records the payment."
+        )
 
     async def start(self, amount: int, user_id: int, currency: str) -> Started:
         reference = f"manual-{uuid.uuid4().hex[:12]}"
@@ -103,6 +119,9 @@ class WebhookTestProvider:
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
+
+    def instructions(self, currency: str) -> str:
+        return f"Test payments in {currency} are confirmed by the test provider's webhook."
 
     async def start(self, amount: int, user_id: int, currency: str) -> Started:
         payment_id = f"test-{uuid.uuid4().hex}"
@@ -165,6 +184,13 @@ class PaymentService:
             return self._providers[name]
         except KeyError:
             raise NotFoundError(f"No payment provider {name!r}.") from None
+
+    def instructions(self) -> list[tuple[str, str]]:
+        """(provider, how to top up through it) for each provider this panel offers."""
+        return [
+            (name, provider.instructions(self._currency))
+            for name, provider in self._providers.items()
+        ]
 
     async def start(
         self, actor: Actor, amount: int, provider: str = "manual", *, conn: Connection | None = None

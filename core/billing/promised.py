@@ -122,7 +122,7 @@ class PromisedPayments:
         user_id = actor.on_behalf_of(owner_id)
         day = billing_day(now or datetime.now(UTC), self._time_zone)
         async with reading(self._pool) as db:
-            return PROMISE_DAYS * await subscriptions.daily_spend(db, user_id, day)
+            return PROMISE_DAYS * await subscriptions.daily_spend_with_suspended(db, user_id, day)
 
     async def take(
         self,
@@ -161,7 +161,7 @@ class PromisedPayments:
                     f" {WINDOW.days} days, and you have used them: top up your balance.",
                     title="No promised payment left",
                 )
-            spend = await subscriptions.daily_spend(tx, user_id, day)
+            spend = await subscriptions.daily_spend_with_suspended(tx, user_id, day)
             if spend <= 0:
                 raise ValidationError(
                     "You have no paid project, so there is nothing a promised payment would pay."

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from core.archives.service import ArchiveService
 from core.billing.balances import BalanceService
 from core.billing.charges import DailyCharge
+from core.billing.invoices import InvoiceRun, InvoiceService
 from core.billing.payments import ManualProvider, PaymentProvider, PaymentService
 from core.billing.plans import PlanService
 from core.billing.promised import PromisedPayments
@@ -31,6 +32,8 @@ class Billing:
     charges: DailyCharge
     suspensions: Suspensions
     promised: PromisedPayments
+    invoices: InvoiceService
+    invoice_run: InvoiceRun
 
     @classmethod
     def build(
@@ -77,7 +80,7 @@ class Billing:
             BalanceService(pool, after_credit=suspensions.after_credit),
             PaymentService(
                 pool,
-                providers or [ManualProvider()],
+                providers or [ManualProvider(settings.billing_manual_instructions)],
                 settings.currency,
                 after_payment=suspensions.after_payment,
             ),
@@ -86,6 +89,8 @@ class Billing:
             PromisedPayments(
                 pool, settings.billing_time_zone, settings.currency, suspensions.after_credit
             ),
+            InvoiceService(pool),
+            InvoiceRun(pool, projects, settings.billing_time_zone, settings.currency),
         )
 
     async def daily(self) -> None:

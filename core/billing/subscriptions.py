@@ -15,6 +15,7 @@ from core.archives.quota import DiskRoom
 from core.archives.service import ArchiveService
 from core.billing import ledger, plans
 from core.billing.ledger import NewEntry
+from core.billing.outlook import Outlook
 from core.billing.plans import Plan
 from core.billing.proration import billing_day, daily_share, upgrade_difference
 from core.billing.usage import ProjectUsage, UsageMeter, limits_for, misfits, shrinks
@@ -52,8 +53,8 @@ def charge_source() -> str:
     days in its month, $3 whether it is the last, $4 the actor): for ledger.post_selected."""
     return (
         "SELECT user_id, 'charge', -share, 'charge:' || project_id || ':' || $1::date, $4::text,"
-        " 'daily charge for ' || $1::date, project_id, $1::date"
-        " FROM (SELECT user_id, project_id, CASE WHEN $3::boolean"
+        " 'daily charge for ' || $1::date, project_id, $1::date, plan_id"
+        " FROM (SELECT user_id, project_id, plan_id, CASE WHEN $3::boolean"
         "   THEN price_kopecks - (price_kopecks / $2::int) * ($2::int - 1)"
         "   ELSE price_kopecks / $2::int END AS share"
         "  FROM project_plans"
@@ -91,6 +92,40 @@ async def _load(conn: Connection, project_id: int, *, lock: bool = False) -> Pro
         row["project_id"], row["user_id"], plan, row["since"], row["billed_from"],
         row["suspended_at"],
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PlanChangePreview:
+    """What a plan change would cost, shown before the user confirms it."""
+
+    current: Plan | None
+    plan: Plan
+    extra_today: int  # kopecks charged at once for the rest of today (an upgrade)
+    monthly: int  # the new plan's monthly price
+
+
+async def plan_names(conn: Connection, project_ids: list[int]) -> dict[int, str]:
+    """Each project's current plan name (projects without a plan are left out)."""
+    rows = await conn.fetch(
+        "SELECT project_id, plan_id FROM project_plans WHERE project_id = ANY($1::bigint[])",
+        project_ids,
+    )
+    names = {}
+    for row in rows:
+        plan = await plans.get(conn, row["plan_id"])
+        if plan is not None:
+            names[row["project_id"]] = plan.name
+    return names
+
+
+async def daily_spend(conn: Connection, user_id: int, day: date) -> int:
+    """What the account's active paid projects cost on `day`, in kopecks."""
+    prices = await conn.fetch(
+        "SELECT price_kopecks FROM project_plans"
+        " WHERE user_id = $1 AND suspended_at IS NULL AND price_kopecks > 0",
+        user_id,
+    )
+    return sum(daily_share(row["price_kopecks"], day) for row in prices)
 
 
 class SubscriptionService:
@@ -177,6 +212,34 @@ class SubscriptionService:
         project = await self._projects.resolve(actor, project_name)
         limits = await self.limits_of(project.id) or self._defaults
         return await self._meter.measure(project.id, project.name, limits)
+
+    async def outlook(
+        self, actor: Actor, *, owner_id: int | None = None, conn: Connection | None = None
+    ) -> Outlook:
+        """The balance and today's spend: how many days are left, and whether to warn."""
+        actor.require("read")
+        user_id = actor.on_behalf_of(owner_id)
+        async with reading(self._pool, conn) as db:
+            balance = await ledger.balance(db, user_id)
+            spend = await daily_spend(db, user_id, self.today())
+        return Outlook(balance, spend)
+
+    async def preview_change(
+        self, actor: Actor, project_name: str, plan_code: str, *, conn: Connection | None = None
+    ) -> PlanChangePreview:
+        """What moving the project to `plan_code` would cost, changing nothing."""
+        actor.require("read")
+        project = await self._projects.resolve(actor, project_name, conn=conn)
+        async with reading(self._pool, conn) as db:
+            plan = await plans.current(db, plan_code)
+            if plan is None:
+                raise NotFoundError(f"No plan {plan_code!r}.")
+            current = await _load(db, project.id)
+        old_price = current.plan.price_kopecks if current is not None else 0
+        extra = 0  # a suspended project pays nothing today
+        if current is None or current.suspended_at is None:
+            extra = upgrade_difference(old_price, plan.price_kopecks, self.today())
+        return PlanChangePreview(current.plan if current else None, plan, extra, plan.price_kopecks)
 
     async def change_plan(
         self, actor: Actor, project_name: str, plan_code: str, *, conn: Connection | None = None
@@ -268,6 +331,7 @@ class SubscriptionService:
                     f"upgrade to {plan.name} (v{plan.version}) for the rest of {today}",
                     current.project_id,
                     today,
+                    plan.id,
                 ),
             )
 
@@ -333,7 +397,7 @@ async def with_running_paid(conn: Connection, user_ids: list[int]) -> list[int]:
     return [int(row["user_id"]) for row in rows]
 
 
-async def daily_spend(conn: Connection, user_id: int, day: date) -> int:
+async def daily_spend_with_suspended(conn: Connection, user_id: int, day: date) -> int:
     """What the account's paid projects cost on `day` (suspended ones included: the spend a
     resume brings back)."""
     prices = await conn.fetch(

@@ -18,8 +18,6 @@ from typing import cast
 
 from core.actor import Actor
 from core.archives.service import Archive
-from core.billing.plans import DEFAULT_PLANS, Plan
-from core.billing.usage import Meter, ProjectUsage
 from core.deploy.service import Deployment, ProjectState, ProjectStatus, Reason, State
 from core.errors import AuthenticationError, ConflictError, NotFoundError, ValidationError
 from core.events import EventHub
@@ -30,6 +28,13 @@ from core.panel import Panel
 from core.projects.env_vars import EnvVar
 from core.projects.service import Project, validate_app_port, validate_project_name
 from core.settings import Settings
+from tests.tui.fakes_billing import (
+    FakeBalances,
+    FakeInvoices,
+    FakePayments,
+    FakePlans,
+    FakeSubscriptions,
+)
 from tui.app import GhstApp
 from tui.visitor import Visitor
 
@@ -393,67 +398,6 @@ class FakeSessions:
         return self.active
 
 
-def default_plans() -> list[Plan]:
-    return [
-        Plan(
-            index + 1,
-            spec.code,
-            1,
-            spec.name,
-            spec.price_kopecks,
-            spec.cpu_millicores,
-            spec.ram_mb,
-            spec.disk_mb,
-            spec.max_services,
-            spec.pids_limit,
-            False,
-        )
-        for index, spec in enumerate(DEFAULT_PLANS)
-    ]
-
-
-@dataclass
-class FakePlans:
-    plans: list[Plan] = field(default_factory=default_plans)
-
-    async def list(self) -> list[Plan]:
-        return list(self.plans)
-
-
-MiB = 1 << 20
-
-
-def usage_of(project_name: str) -> ProjectUsage:
-    """Fixed usage of a project on the free plan."""
-    return ProjectUsage(
-        project=project_name,
-        plan="Free",
-        cpu=Meter("CPU", 30, 250, "millicores"),
-        ram=Meter("RAM", 200 * MiB, 256 * MiB, "bytes"),
-        disk=Meter("Disk", 60 * MiB, 256 * MiB, "bytes"),
-        services=Meter("Services", 1, 2, "services"),
-        archive_bytes=40 * MiB,
-        volume_bytes=20 * MiB,
-    )
-
-
-@dataclass
-class FakeSubscriptions:
-    has_free: bool = False
-
-    async def has_free_project(self, actor: Actor) -> bool:
-        return self.has_free
-
-    async def create_project(
-        self, actor: Actor, name: str, plan_code: str = "free"
-    ) -> tuple[Project, Plan]:
-        name = validate_project_name(name.strip())  # the real rules and their messages
-        raise ConflictError(f"The name {name!r} is taken. Please choose another one.")
-
-    async def usage(self, actor: Actor, project_name: str) -> ProjectUsage:
-        return usage_of(project_name)
-
-
 @dataclass
 class FakePanel:
     accounts: FakeAccounts = field(default_factory=lambda: FakeAccounts(ALICE))
@@ -465,11 +409,12 @@ class FakePanel:
     env: FakeEnv = field(default_factory=FakeEnv)
     settings: Settings = SETTINGS
     events: EventHub = field(default_factory=EventHub.offline)
-    # Billing: the new-project dialog's plans, the project screen's usage bars.
+    # Billing (tests/tui/fakes_billing.py): fixed plans, balance, ledger and invoices.
     plans: FakePlans = field(default_factory=FakePlans)
     subscriptions: FakeSubscriptions = field(default_factory=FakeSubscriptions)
-    balances: object | None = None
-    payments: object | None = None
+    balances: FakeBalances = field(default_factory=FakeBalances)
+    payments: FakePayments = field(default_factory=FakePayments)
+    invoices: FakeInvoices = field(default_factory=FakeInvoices)
     promised: object | None = None
 
 

@@ -91,7 +91,7 @@ async def test_the_project_screen_shows_the_plan_and_its_usage(panel: Panel) -> 
 
 
 def test_a_plan_line_fits_the_dialog() -> None:
-    from tests.tui.fakes import default_plans
+    from tests.tui.fakes_billing import PLANS
 
-    for plan in default_plans():
+    for plan in PLANS:
         assert len(plan_label(plan, "RUB")) <= 63

@@ -22,6 +22,7 @@ NAMES = [
     "balances",
     "payments",
     "promised",
+    "invoices",
 ]
 
 
