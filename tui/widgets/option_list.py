@@ -17,8 +17,11 @@ class SteadyOptionList(OptionList):
     _lines_width: int | None = None
 
     def _update_lines(self) -> None:
+        # Only lines made from scratch are made for the current width: this is also called
+        # for every render, and then only adds the options added since.
+        from_scratch = not self._line_cache.lines
         super()._update_lines()
-        if self.scrollable_content_region:
+        if from_scratch and self._line_cache.lines:
             self._lines_width = self.scrollable_content_region.width
 
     def _on_resize(self, event: events.Resize) -> None:  # type: ignore[override]
