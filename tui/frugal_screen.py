@@ -14,7 +14,8 @@ below says which repeat it removes:
 - widgets ask to be redrawn by messages: those sent before a frame that drew the whole screen
   were drawn by it, yet each marked its widget to draw again;
 - once mounted, a new screen asks for a layout and a repaint: the layout draws it whole, then
-  the repaint drew the same frame again.
+  the repaint drew the same frame again;
+- and on the way out, the focus leaving restyled widgets for a frame that is never drawn.
 
 A dialog (a modal screen, drawn over the screen below it) keeps Textual's ways but the first.
 These override private methods of Textual's Screen: the version is pinned (pyproject.toml), and
@@ -30,6 +31,7 @@ from textual._context import NoActiveAppError
 from textual._time import get_time
 from textual.geometry import Size
 from textual.screen import Screen
+from textual.widget import Widget
 
 from tui.layout import breakpoint_classes
 
@@ -86,7 +88,8 @@ class FrugalScreen(Screen[ResultType]):
     def _screen_resized(self, size: Size) -> None:
         # A screen's first layout sends the screen itself a Resize: laying it out again for
         # the same size changes nothing.
-        if self.is_modal or size != self._compositor.size or self._layout_required:
+        # (A layout asked for meanwhile is still done: the screen's update timer does it.)
+        if self.is_modal or size != self._compositor.size:
             super()._screen_resized(size)
 
     def _compositor_refresh(self) -> None:
@@ -111,6 +114,14 @@ class FrugalScreen(Screen[ResultType]):
             # Just drawn whole: a repaint of the whole screen asked for before (a new screen
             # asks for a layout and a repaint once mounted) would draw the same frame again.
             self._repaint_required = False
+
+    def _update_focus_styles(
+        self, focused: Widget | None = None, blurred: Widget | None = None
+    ) -> None:
+        # Leaving, the app takes the focus away as it removes the widgets: restyling them
+        # for it was a third of what a session's exit cost, for a frame never drawn.
+        if not self.app._exit:
+            super()._update_focus_styles(focused, blurred)
 
     async def _on_update(self, message: messages.Update) -> None:
         # A widget asks to be redrawn by a message: those sent before a frame that drew the
