@@ -18,7 +18,8 @@ projects each; the sessions are spread over them.
   given for reference: connecting and authenticating without any Textual work.
 - New dashboards per second: 20 asyncssh clients with PTYs connect at once; 20 divided by the
   time until the last one shows its home screen (median of `--bursts`), on a fresh server with
-  one process and with N (side by side).
+  one process and with N (side by side). `--bursts-only` also gives the server's CPU time per
+  dashboard of the burst (connecting to closing), which a busy machine does not stretch as much.
 - Then `--sessions` asyncssh clients with PTYs are opened, in batches of 20: a mix of home (40%),
   projects list (30%) and project screens (30%, the user's first project). For each count:
   memory per extra session (summed PSS, against the server after warm-up sessions, divided by
