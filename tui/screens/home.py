@@ -21,6 +21,7 @@ from tui.screens.base import GhstScreen
 from tui.screens.confirm import ConfirmDialog
 from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
+from tui.widgets.option_list import SteadyOptionList
 
 LOGOUT_FAREWELL = "Logged out. Bye!"
 
@@ -105,7 +106,7 @@ class HomeScreen(GhstScreen[None]):
                         if options:
                             options.append(None)  # a separator line
                         options.append(Option(next_step_prompt(*step, one_line=False), id=action))
-                    yield OptionList(*options, id="actions")
+                    yield SteadyOptionList(*options, id="actions")
         yield KeyBar()
 
     def on_resize(self, event: events.Resize) -> None:
