@@ -1,22 +1,87 @@
 """A DataTable whose rows change in place and repaint alone.
 
-`DataTable.update_cell` repaints the whole table for one cell. A running build's duration
-ticks every second on every screen watching it, and one event changes a row on hundreds of
-screens: `update_row` repaints only that row when no column has to change width (the same
-cell width as before), and falls back to `update_cell` (which re-measures the columns) when
-one does.
+`DataTable.update_cell` repaints the whole table for one cell, and `clear` then `add_row` builds
+every row again and loses the cursor. A running build's duration ticks every second on every
+screen watching it, and one event changes a row on hundreds of screens: `show_rows` changes
+only what differs from what the table shows (a row added, removed, a cell changed, the order),
+and `update_row` repaints only that row when no column has to change width (the same cell
+width as before), falling back to `update_cell` (which re-measures the columns) when one does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from rich.text import Text
+from textual._two_way_dict import TwoWayDict
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
+# A row as the table should show it: its key, its cells as plain text (compared with what is
+# shown), and how to draw them (called only for a row that is new or changed).
+Row = tuple[str, tuple[str, ...], Callable[[], Sequence[Text]]]
+
 
 class RowsTable(DataTable[Text]):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The plain cells of each row put by `show_rows`/`show_row`, by row key.
+        self.shown_rows: dict[str, tuple[str, ...]] = {}
+
+    def show_rows(self, rows: Sequence[Row]) -> bool:
+        """Make the table show `rows`, in that order, changing only what differs. True when
+        anything changed."""
+        wanted = {key for key, _plain, _cells in rows}
+        gone = [key for key in self.shown_rows if key not in wanted]
+        for key in gone:
+            self.remove_row(key)
+            del self.shown_rows[key]
+        changed = bool(gone)
+        for key, plain, cells in rows:
+            changed = self.show_row(key, plain, cells) or changed
+        order = [key for key, _plain, _cells in rows]
+        locations = self._row_locations
+        # (A row key equals its string.)
+        if [locations.get_key(index) for index in range(self.row_count)] != order:
+            self.order(order)
+            changed = True
+        return changed
+
+    def show_row(
+        self, key: str, plain: tuple[str, ...], cells: Callable[[], Sequence[Text]]
+    ) -> bool:
+        """Add the row, or change the cells of it that differ from what it shows (a new row
+        comes last: `show_rows` orders them). True when anything changed."""
+        before = self.shown_rows.get(key)
+        if before == plain:
+            return False
+        drawn = cells()
+        if before is None:
+            self.add_row(*drawn, key=key)
+        else:
+            self.update_row(
+                key,
+                {
+                    str(column.value): drawn[index]
+                    for index, column in enumerate(self.columns)
+                    if index >= len(before) or before[index] != plain[index]
+                },
+            )
+        self.shown_rows[key] = plain
+        return True
+
+    def clear(self, columns: bool = False) -> RowsTable:
+        self.shown_rows.clear()
+        return super().clear(columns)
+
+    def order(self, keys: Sequence[str]) -> None:
+        """Put the rows in the order of `keys` (every row's key): `sort` by row key, which
+        DataTable has no key function for. The cursor stays on its line."""
+        self._row_locations = TwoWayDict({RowKey(key): index for index, key in enumerate(keys)})
+        self._update_count += 1  # the table's line caches are keyed by it
+        self.refresh()
+
     def update_row(self, row_key: str, cells: Mapping[str, Text]) -> None:
         """Put `cells` (by column key) in the row; repaint the row, or the table if a column
         may have to widen or narrow."""
