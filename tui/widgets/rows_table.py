@@ -4,8 +4,9 @@
 every row again and loses the cursor. A running build's duration ticks every second on every
 screen watching it, and one event changes a row on hundreds of screens: `show_rows` changes
 only what differs from what the table shows (a row added, removed, a cell changed, the order),
-and `update_row` repaints only that row when no column has to change width (the same cell
-width as before), falling back to `update_cell` (which re-measures the columns) when one does.
+and `update_row` repaints only that row when no column has to change width (the new cell fits
+the column and the old one was not the widest), falling back to `update_cell` (which
+re-measures the columns) when one may.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ class RowsTable(DataTable[Text]):
         resized = {
             column: cell
             for column, cell in cells.items()
-            if cell.cell_len != _width(shown.get(ColumnKey(column)))
+            if self._resizes(ColumnKey(column), shown.get(ColumnKey(column)), cell)
         }
         for column, cell in cells.items():
             if column in resized:
@@ -102,6 +103,12 @@ class RowsTable(DataTable[Text]):
             self._update_count += 1  # the table's line caches are keyed by it
             self.refresh_row(row)
 
-
-def _width(cell: object) -> int | None:
-    return cell.cell_len if isinstance(cell, Text) else None
+    def _resizes(self, column_key: ColumnKey, before: object, cell: Text) -> bool:
+        """Whether putting `cell` where `before` was may change its column's width: wider than
+        the column, or narrower than a cell that was as wide as the column (perhaps the only
+        one). Any other width fits the column as it is."""
+        column = self.columns.get(column_key)
+        if column is None or not isinstance(before, Text):
+            return True
+        width = column.content_width
+        return cell.cell_len > width or (before.cell_len >= width and cell.cell_len < width)
