@@ -7,17 +7,25 @@ only what differs from what the table shows (a row added, removed, a cell change
 and `update_row` repaints only that row when no column has to change width (the new cell fits
 the column and the old one was not the widest), falling back to `update_cell` (which
 re-measures the columns) when one may.
+
+A column that widens, a row added: DataTable sets its virtual size, which lays out the whole
+screen and repaints all of it (most of an event's cost on a project screen). When the table's
+size comes from the stylesheet and its rows fit it without a scrollbar, before and after,
+nothing outside the table moves: the table is repainted instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Self
 
 from rich.text import Text
 from textual._two_way_dict import TwoWayDict
+from textual.geometry import Region
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
+
+from tui.widgets.redraw import sized_by_style
 
 # A row as the table should show it: its key, its cells as plain text (compared with what is
 # shown), and how to draw them (called only for a row that is new or changed).
@@ -29,6 +37,33 @@ class RowsTable(DataTable[Text]):
         super().__init__(*args, **kwargs)
         # The plain cells of each row put by `show_rows`/`show_row`, by row key.
         self.shown_rows: dict[str, tuple[str, ...]] = {}
+        self._measuring = False
+
+    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
+        self._measuring = True
+        try:
+            super()._update_dimensions(new_rows)
+        finally:
+            self._measuring = False
+
+    def refresh(
+        self,
+        *regions: Region,
+        repaint: bool = True,
+        layout: bool = False,
+        recompose: bool = False,
+    ) -> Self:
+        if layout and self._measuring and self._fits_as_laid_out():
+            layout = False  # the new virtual size moves nothing: a repaint of the table
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
+
+    def _fits_as_laid_out(self) -> bool:
+        if not sized_by_style(self) or not self.container_size:
+            return False
+        if self.show_vertical_scrollbar or self.show_horizontal_scrollbar:
+            return False
+        width, height = self.container_size
+        return self.virtual_size.width <= width and self.virtual_size.height <= height
 
     def show_rows(self, rows: Sequence[Row]) -> bool:
         """Make the table show `rows`, in that order, changing only what differs. True when
