@@ -466,6 +466,7 @@ class GhstServer:
             reuse_port=self.reuse_port or None,
             encryption_algs=CIPHERS,
         )
+        self.memory.start()
         self.host = host
         self.port = self._acceptor.get_port()
         # Operators' events are everyone's: one subscription for every user's logins.
