@@ -39,6 +39,8 @@ RECOLLECTIONS = 4
 # A full collection at least this often while the server runs: garbage that reached the oldest
 # generation without a session ending (screens left long after they were opened).
 PERIOD_SECONDS = 600.0
+# New sessions postpone their collection at most until this many times `min_ended` came.
+POSTPONED_AT_MOST = 10
 # The collector's third threshold (young collections before it considers a full one): never.
 NEVER = 2**30
 
@@ -85,6 +87,7 @@ class MemoryReturn:
         self._thresholds: tuple[int, int, int] | None = None
         self._periodic: asyncio.TimerHandle | None = None
         self._ended = 0
+        self._started = 0
         self._timer: asyncio.TimerHandle | None = None
         self._trimming: asyncio.Task[None] | None = None
         self._survivors: list[weakref.ref[object]] = []
@@ -110,6 +113,19 @@ class MemoryReturn:
             self._collect()
         self._schedule_periodic()
 
+    def session_started(self) -> None:
+        """Building a dashboard leaves garbage (the login screen, the first loads) that lives
+        long enough to reach the oldest generation: a burst of new sessions is collected once,
+        `settle` seconds after the last of them (or after `POSTPONED_AT_MOST` bursts' worth)."""
+        self._started += 1
+        if self._started < self.min_ended:
+            return
+        if self._timer is not None:
+            if self._started >= self.min_ended * POSTPONED_AT_MOST:
+                return  # sessions keep coming: collect when due rather than never
+            self._timer.cancel()
+        self._schedule(self.settle)
+
     def session_ended(self, still_open: int, app: object | None = None) -> None:
         if app is not None:
             self._survivors.append(weakref.ref(app))
@@ -129,6 +145,7 @@ class MemoryReturn:
     def _collect(self) -> None:
         self._timer = None
         self._ended = 0
+        self._started = 0
         self.collections += 1
         gc.collect()
         self._survivors = [ref for ref in self._survivors if ref() is not None]

@@ -508,6 +508,7 @@ class GhstServer:
 
     def register(self, session: PanelSession) -> None:
         self.sessions.add(session)
+        self.memory.session_started()
         if self._closing:
             session.end(SERVER_STOPPED)
 

@@ -107,3 +107,23 @@ async def test_the_server_takes_over_full_collections_and_gives_them_back() -> N
     collections = memory.collections
     await asyncio.sleep(0.1)
     assert memory.collections == collections  # closed: no more
+
+
+async def test_a_burst_of_new_sessions_is_collected_once_after_the_last() -> None:
+    memory = MemoryReturn(settle=1.0, min_ended=3)
+    memory.session_started()
+    memory.session_started()
+    await asyncio.sleep(1.2)
+    assert memory.collections == 0  # fewer than a burst
+    for _ in range(5):
+        memory.session_started()
+        await asyncio.sleep(0.05)  # each one postpones it
+    assert memory.collections == 0
+    for _ in range(100):
+        if memory.collections:
+            break
+        await asyncio.sleep(0.05)
+    assert memory.collections == 1
+    await asyncio.sleep(1.2)
+    assert memory.collections == 1
+    memory.close()
