@@ -143,6 +143,8 @@ class MemoryReturn:
         )
 
     def _collect(self) -> None:
+        # After new sessions only, the freed memory is for the next ones: no trim.
+        trim = not (self._started and not self._ended and not self._survivors)
         self._timer = None
         self._ended = 0
         self._started = 0
@@ -152,7 +154,7 @@ class MemoryReturn:
         if self._survivors and self._retries < RECOLLECTIONS:
             self._retries += 1
             self._schedule(self.settle * 2**self._retries)
-        if self._trimming is None or self._trimming.done():
+        if trim and (self._trimming is None or self._trimming.done()):
             self._trimming = asyncio.ensure_future(asyncio.to_thread(release_memory))
 
     def close(self) -> None:

@@ -32,7 +32,7 @@ from tui.screens.base import GhstScreen
 
 T = TypeVar("T")
 LOADS_AT_ONCE = 8
-COALESCE_SECONDS = 0.05
+COALESCE_SECONDS = 0.02
 # Every session's app runs on the server's one loop; tests run one loop each.
 _slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
     weakref.WeakKeyDictionary()
