@@ -288,17 +288,17 @@ class InvoiceRun:
                 return None  # the month's last days are not charged yet
             if await conn.fetchval("SELECT 1 FROM invoice_runs WHERE month = $1", closed):
                 return None
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1, 0)", LOCK_CLASS):
-                return None
-            try:
+            # A transaction's lock on a connection of its own: pooled connections are handed
+            # back without a reset, so a session lock could outlive a cancelled run.
+            async with self._pool.acquire() as lock, lock.transaction():
+                if not await lock.fetchval("SELECT pg_try_advisory_xact_lock($1, 0)", LOCK_CLASS):
+                    return None
                 if await conn.fetchval("SELECT 1 FROM invoice_runs WHERE month = $1", closed):
                     return None  # another runner finished it while this one looked
                 issued = await self._issue_all(conn, closed)
                 await conn.execute(
                     "INSERT INTO invoice_runs (month) VALUES ($1) ON CONFLICT DO NOTHING", closed
                 )
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock($1, 0)", LOCK_CLASS)
         return InvoiceRunResult(closed, issued)
 
     async def _issue_all(self, conn: Connection, closed: date) -> int:

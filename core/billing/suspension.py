@@ -107,10 +107,12 @@ class Suspensions:
         cutoff = (now or datetime.now(UTC)) - self.grace
         accounts: list[int] = []
         suspended: list[int] = []
-        async with connection(self._pool) as conn:
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", SUSPEND_LOCK):
+        # The lock is a transaction's, on a connection of its own: pooled connections are
+        # handed back without a reset, so a session lock could outlive a cancelled run.
+        async with self._pool.acquire() as lock, lock.transaction():
+            if not await lock.fetchval("SELECT pg_try_advisory_xact_lock($1)", SUSPEND_LOCK):
                 return None
-            try:
+            async with connection(self._pool) as conn:
                 due = await conn.fetch(
                     "SELECT user_id FROM arrears WHERE since <= $1 ORDER BY user_id", cutoff
                 )
@@ -120,8 +122,6 @@ class Suspensions:
                     if projects:
                         accounts.append(user_id)
                         suspended.extend(projects)
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", SUSPEND_LOCK)
         for user_id in accounts:
             await self._projects.invalidate(user_id)
         return SuspensionRun(tuple(accounts), tuple(suspended))
