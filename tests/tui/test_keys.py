@@ -132,6 +132,7 @@ async def test_an_invalid_line_is_explained_and_kept(panel: Panel) -> None:
             assert app.screen.query_one("#name", Input).value == "my key"
             app.screen.query_one("#name", Input).value = ""
         area.load_text("")
+        await settle(pilot)  # the dialog lays out again once the long message above is gone
         await pilot.click("#add")
         await pilot.pause()
         assert error_text(pilot).startswith("Paste a public key line")
