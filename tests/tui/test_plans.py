@@ -9,7 +9,7 @@ from textual.widgets import RadioButton, Static
 from core.billing.plans import PlanSpec
 from core.panel import Panel
 from tests.actors import SYSTEM, acting
-from tests.tui.helpers import SIZE, fill, settle, sign_up
+from tests.tui.helpers import SIZE, click, fill, settle, sign_up
 from tui.app import GhstApp
 from tui.screens.new_project import NewProjectDialog, plan_label
 from tui.screens.project import ProjectScreen
@@ -61,8 +61,8 @@ async def test_the_dialog_offers_each_plan_with_its_price_and_creates_on_the_cho
             app.screen.query_one("#plan-note", Static).render()
         )
         assert app.screen.query_one("#plan-host-0", RadioButton).value  # cheapest paid
-        await pilot.click("#plan-host-1")
-        await pilot.click("#name")
+        await click(pilot, "#plan-host-1")
+        await click(pilot, "#name")
         await pilot.press(*"second", "enter")
         await settle(pilot)
         assert isinstance(app.screen, ProjectsScreen)
