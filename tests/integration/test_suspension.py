@@ -125,9 +125,12 @@ async def test_suspended_then_topped_up_the_site_comes_back_through_nginx(
     await panel.billing.payments.record_manual(SYSTEM, deploying.user_id, 50_000, "bank")
     assert not await suspended(panel, alice, "paid-site")  # in the payment's transaction
 
+    # The start job routes the site before it records the project as running again: wait for
+    # both, as a user watching the dashboard and the site would.
     async def answers_again() -> bool:
         answer = await http_request(router, "paid-site")
-        return answer.status == 200 and answer.text.strip() == "hello"
+        status = await panel.deployments.status(alice, "paid-site")
+        return answer.status == 200 and answer.text.strip() == "hello" and status.state == "running"
 
     await eventually(answers_again)
     assert running_containers(docker_client, panel, live.id)
