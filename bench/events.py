@@ -169,15 +169,18 @@ async def idle(conn: asyncpg.Connection, pid: int, seconds: float) -> tuple[floa
 
 
 async def event_to_screen(
-    conn: asyncpg.Connection, deployment_id: int, watchers: list[Session], rounds: int
-) -> list[float]:
+    conn: asyncpg.Connection, deployment_id: int, watchers: list[Session], rounds: int, pid: int
+) -> tuple[list[float], float]:
+    """Commit to shown, per round and watcher; and the server's CPU seconds from each commit
+    until every watcher showed it, summed."""
     delays: list[float] = []
+    cpu = 0.0
     for round_number in range(rounds):
         state, word = STATES[round_number % 2]
         for session in watchers:
             session.watch_for, session.seen_at = word, None
             session.seen.clear()
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), cpu_seconds(pid)
         await conn.execute(
             "UPDATE deployments SET state = $2, finished_at = CASE $2 WHEN 'failed' THEN now() END"
             " WHERE id = $1",
@@ -186,9 +189,10 @@ async def event_to_screen(
         )
         async with asyncio.timeout(TIMEOUT):
             await asyncio.gather(*(session.seen.wait() for session in watchers))
+        cpu += cpu_seconds(pid) - cpu_before
         delays += [session.seen_at - started for session in watchers if session.seen_at]
         await asyncio.sleep(2)
-    return delays
+    return delays, cpu
 
 
 def percentile(values: list[float], pct: int) -> float:
@@ -236,7 +240,10 @@ async def bench(args: argparse.Namespace) -> str:
         ghst = GhstProcess(env)
         await ghst.start()
         idle_rate, idle_cpu = await idle(conn, ghst.pid, args.idle)
-        rows.append(f"| 0 | — | {idle_rate:.1f} | {idle_cpu:.1f}% | — | — | — |")
+        rows.append(
+            f"| 0 | — | {idle_rate:.1f} | {idle_cpu:.1f}% ({idle_cpu * args.idle / 100:.2f} s)"
+            " | — | — | — | — |"
+        )
         for count in args.sessions:
             while len(sessions) < count:
                 batch = min(OPEN_AT_ONCE, count - len(sessions))
@@ -253,11 +260,15 @@ async def bench(args: argparse.Namespace) -> str:
                 deployment_id,
             )
             idle_rate, idle_cpu = await idle(conn, ghst.pid, args.idle)
-            delays = await event_to_screen(conn, deployment_id, watchers, args.rounds)
+            delays, cpu = await event_to_screen(
+                conn, deployment_id, watchers, args.rounds, ghst.pid
+            )
             rows.append(
-                f"| {count} | {len(watchers)} | {idle_rate:.1f} | {idle_cpu:.1f}% |"
+                f"| {count} | {len(watchers)} | {idle_rate:.1f} |"
+                f" {idle_cpu:.1f}% ({idle_cpu * args.idle / 100:.2f} s) |"
                 f" {statistics.median(delays) * 1000:.0f} ms |"
                 f" {percentile(delays, 99) * 1000:.0f} ms | {max(delays) * 1000:.0f} ms |"
+                f" {cpu * 1000 / len(delays):.1f} ms |"
             )
         await conn.close()
     finally:
@@ -271,11 +282,13 @@ async def bench(args: argparse.Namespace) -> str:
             shutil.rmtree(path, ignore_errors=True)
     header = [
         f"Code: {ROOT} · Python {platform.python_version()} · {os.cpu_count()} cores ·"
-        f" idle window {args.idle:.0f} s · {args.rounds} state changes",
+        f" idle window {args.idle:.0f} s · {args.rounds} state changes ·"
+        f" load average {os.getloadavg()[0]:.1f} at the end",
         "",
         "| Dashboards open | of them on the project screen | PostgreSQL transactions/s idle"
-        " | server CPU idle | state change to screen p50 | p99 | max |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        " | server CPU idle (CPU seconds) | state change to screen p50 | p99 | max"
+        " | server CPU per screen and change |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     return "\n".join(header + rows)
 

@@ -1,4 +1,5 @@
-"""`ghst plan list|add` and `ghst billing credit|balance|charge`: the operator's billing."""
+"""`ghst plan list|add` and `ghst billing credit|balance|charge|promise|suspend`: the operator's
+billing."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ def plan_line(plan: Plan, currency: str) -> str:
     return (
         f"{plan.code:<12} v{plan.version:<3} {plan.name:<16} {price:>16}  {cpu:>5} CPU"
         f" {plan.ram_mb:>6} MB RAM {plan.disk_mb:>6} MB disk {plan.max_services:>3} services"
+        f" {plan.pids:>5} pids"
         f"{state}"
     )
 
@@ -44,7 +46,7 @@ async def run_billing_command(args: argparse.Namespace, operator: Actor) -> int:
         elif args.command == "plan" and args.action == "add":
             spec = PlanSpec(
                 args.code, args.name, parse_price(args.price_rub),
-                millicores(args.cpu), args.ram_mb, args.disk_mb, args.services,
+                millicores(args.cpu), args.ram_mb, args.disk_mb, args.services, args.pids,
             )  # fmt: skip
             print("added " + plan_line(await billing.plans.add_version(operator, spec), currency))
         elif args.command == "billing" and args.action == "charge":
@@ -54,6 +56,15 @@ async def run_billing_command(args: argparse.Namespace, operator: Actor) -> int:
             else:
                 days = ", ".join(day.isoformat() for day in run.days)
                 print(f"charged {run.posted} project-days over {days}")
+        elif args.command == "billing" and args.action == "suspend":
+            suspended = await billing.suspensions.run()
+            if suspended is None:
+                print("another worker is checking suspensions right now")
+            else:
+                print(
+                    f"suspended {len(suspended.projects)} projects of"
+                    f" {len(suspended.accounts)} accounts"
+                )
         else:
             user = await panel.accounts.find_by_username(args.username)
             if user is None:
@@ -65,6 +76,13 @@ async def run_billing_command(args: argparse.Namespace, operator: Actor) -> int:
                 )  # fmt: skip
                 what = "credited" if new else "already recorded, nothing more credited:"
                 print(f"{what} {format_amount(payment.amount, currency)} to {user.username}")
+            if args.action == "promise":
+                promise = await billing.promised.take(operator, owner_id=user.id)
+                until = promise.expires_at.strftime("%Y-%m-%d %H:%M UTC")
+                print(
+                    f"promised {format_amount(promise.amount, currency)} to {user.username}"
+                    f" until {until}"
+                )
             balance = await billing.balances.balance(operator, owner_id=user.id)
             print(f"{user.username}: balance {format_amount(balance, currency)}")
             if args.action == "balance":

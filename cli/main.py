@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from cli.processes import READY, Supervisor, reserve_port
 from core.actor import Actor
+from core.billing.webhooks import WebhookServer
 from core.db.migrations import migrate
 from core.db.pool import create_pool
 from core.errors import PanelError, UnavailableError
@@ -101,6 +102,11 @@ def add_billing_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     add.add_argument("--ram-mb", type=positive_int, required=True)
     add.add_argument("--disk-mb", type=positive_int, required=True)
     add.add_argument("--services", type=positive_int, required=True, help="most compose services")
+    add.add_argument(
+        "--pids",
+        type=positive_int,
+        help="processes of a project together (default: RAM MB / 8, at least 256)",
+    )
     billing = commands.add_parser("billing", help="operators: record payments, run the charge")
     billing_actions = billing.add_subparsers(dest="action", required=True, metavar="ACTION")
     credit = billing_actions.add_parser(
@@ -115,6 +121,13 @@ def add_billing_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     balance = billing_actions.add_parser("balance", help="a user's balance and last entries")
     balance.add_argument("username")
     billing_actions.add_parser("charge", help="run the daily charge now (workers run it anyway)")
+    promise = billing_actions.add_parser(
+        "promise", help="give a user a promised payment (3 days of spend, twice in 28 days)"
+    )
+    promise.add_argument("username")
+    billing_actions.add_parser(
+        "suspend", help="suspend the accounts whose grace period is over now (workers do it too)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -205,6 +218,16 @@ async def serve(
                     await panel.router.prepare()
                 except PanelError as error:
                     log.warning("nginx's prefix is not ready: %s", error)
+            if primary and settings.payment_webhook_port:
+                webhooks = WebhookServer(
+                    panel.billing.payments, "127.0.0.1", settings.payment_webhook_port
+                )
+                try:
+                    await webhooks.start()
+                except OSError as error:  # SSH users need not wait for a busy port
+                    log.error("the payment webhook endpoint did not start: %s", error)
+                else:
+                    running.push_async_callback(webhooks.close)
             server = GhstServer.for_panel(
                 panel.services,
                 host=host,

@@ -8,6 +8,7 @@
     ├── NotFoundError          nothing by that name (for this user)
     ├── ConflictError          already taken (username, email, key)
     ├── QuotaExceededError     the upload does not fit in the user's storage quota
+    ├── SuspendedError         the project is suspended for non-payment (says what to do)
     └── UnavailableError       a backing service (PostgreSQL, Redis, S3, Docker) is down
 
 Front ends translate these once: the TUI shows a notification or modal, the command interface
@@ -64,6 +65,11 @@ class ConflictError(PanelError):
 class QuotaExceededError(PanelError):
     title = "Storage quota exceeded"
     exit_code = 7
+
+
+class SuspendedError(PanelError):
+    title = "Project suspended"
+    exit_code = 8
 
 
 class UnavailableError(PanelError):

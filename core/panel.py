@@ -14,7 +14,18 @@ from core import secrets
 from core.archives import records as archive_records
 from core.archives.service import ArchiveService
 from core.archives.storage import ObjectStorage, storage_from_settings
+from core.billing.balances import BalanceService
+from core.billing.invoices import InvoiceService
+from core.billing.payments import (
+    ManualProvider,
+    PaymentProvider,
+    PaymentService,
+    WebhookTestProvider,
+)
+from core.billing.plans import PlanService
+from core.billing.promised import PromisedPayments
 from core.billing.service import Billing
+from core.billing.subscriptions import SubscriptionService
 from core.db.migrations import migrate
 from core.db.pool import Pool, create_pool
 from core.deploy.operations import Operations
@@ -168,8 +179,17 @@ class Panel:
         )  # fmt: skip
         resources.push_async_callback(deployer.close)
         deployments.attach_runtime(deployer)
-        billing = Billing.build(pool, projects, settings)
+        providers: list[PaymentProvider] = [ManualProvider(settings.billing_manual_instructions)]
+        if settings.payments_test_provider:
+            secret = await asyncio.to_thread(webhook_secret, settings)
+            providers.append(WebhookTestProvider(secret))
+        billing = Billing.build(
+            pool, projects, deployments, settings, providers, runtime=deployer, archives=archives
+        )
         await billing.plans.seed()
+        # Each project runs with its plan's limits, and its uploads fit its plan's disk.
+        deployer.attach_limits(billing.subscriptions.limits_of)
+        archives.attach_disk_room(billing.subscriptions.disk_room)
         events = EventHub(settings.database_url, prepare=fresh_projects(projects))
         resources.push_async_callback(events.close)  # last opened: closed first
         return cls(
@@ -177,6 +197,31 @@ class Panel:
             storage, archives, env, deployments, engine, compose, router, ports, queue, deployer,
             installation, events, billing,
         )  # fmt: skip
+
+    # Billing's services by name, as `Services` names them for the front ends.
+    @property
+    def plans(self) -> PlanService:
+        return self.billing.plans
+
+    @property
+    def subscriptions(self) -> SubscriptionService:
+        return self.billing.subscriptions
+
+    @property
+    def balances(self) -> BalanceService:
+        return self.billing.balances
+
+    @property
+    def payments(self) -> PaymentService:
+        return self.billing.payments
+
+    @property
+    def promised(self) -> PromisedPayments:
+        return self.billing.promised
+
+    @property
+    def invoices(self) -> InvoiceService:
+        return self.billing.invoices
 
     @property
     def services(self) -> ServiceSet:
@@ -196,7 +241,12 @@ class Panel:
                 DeploymentStore(self.pool), self.projects, self.archives, self.deployer
             ),
             # The daily charge rides on the worker's loop; its lock makes it one per panel.
-            "chores": [(settings.charge_every_seconds, self.billing.charges.run_logged)],
+            # Suspensions follow the charge in the same chore (their own lock, the same rule).
+            "chores": [
+                (settings.charge_every_seconds, self.billing.daily),
+                # Each month's invoices, once its days are charged (idempotent, one runner).
+                (settings.charge_every_seconds, self.billing.invoice_run.run_logged),
+            ],
         }
         return DeploymentWorker(
             self.pool,
@@ -232,7 +282,15 @@ def nginx_router(settings: Settings) -> NginxRouter:
         body_limit_mb=settings.nginx_body_limit_mb,
         binary=settings.nginx_binary,
         log_max_mb=settings.nginx_log_max_mb,
+        webhook_port=settings.payment_webhook_port,
     )
+
+
+def webhook_secret(settings: Settings) -> bytes:
+    """The test payment provider's signing secret (blocking: made on first run)."""
+    if settings.payment_webhook_secret:
+        return settings.payment_webhook_secret.encode()
+    return secrets.load_or_create(settings.data_dir / "webhook.key", secrets.random_key)
 
 
 def jwt_secret(settings: Settings) -> bytes:

@@ -16,6 +16,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from core.archives.service import ArchiveService
+from core.billing.balances import BalanceService
+from core.billing.invoices import InvoiceService
+from core.billing.payments import PaymentService
+from core.billing.plans import PlanService
+from core.billing.promised import PromisedPayments
+from core.billing.subscriptions import SubscriptionService
 from core.deploy.service import DeploymentService
 from core.events import EventHub
 from core.identity.accounts import AccountService
@@ -47,6 +53,18 @@ class Services(Protocol):
     def deployments(self) -> DeploymentService: ...
     @property
     def events(self) -> EventHub: ...
+    @property
+    def plans(self) -> PlanService: ...
+    @property
+    def subscriptions(self) -> SubscriptionService: ...
+    @property
+    def balances(self) -> BalanceService: ...
+    @property
+    def payments(self) -> PaymentService: ...
+    @property
+    def promised(self) -> PromisedPayments: ...
+    @property
+    def invoices(self) -> InvoiceService: ...
 
 
 @dataclass(frozen=True)
@@ -62,6 +80,13 @@ class ServiceSet:
     env: EnvService
     deployments: DeploymentService
     events: EventHub
+    # Billing's user-facing services (the daily charge is the workers' and stays out).
+    plans: PlanService
+    subscriptions: SubscriptionService
+    balances: BalanceService
+    payments: PaymentService
+    promised: PromisedPayments
+    invoices: InvoiceService
 
     @classmethod
     def of(cls, source: Services) -> ServiceSet:

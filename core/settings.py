@@ -83,6 +83,19 @@ class Settings:
     currency: str = "RUB"
     billing_time_zone: str = "Europe/Moscow"
     charge_every_seconds: float = 600.0  # how often a worker runs the (idempotent) daily charge
+    # Days an account may stay at zero or below before its paid projects are suspended, and
+    # how long a suspended project's data is promised to be kept (nothing is deleted yet).
+    suspension_grace_days: int = 3
+    suspended_keep_days: int = 30
+    # The payment webhook endpoint (core.billing.webhooks), on 127.0.0.1 behind nginx's
+    # panel.<domain>; 0: not started. The test provider is for demonstrations, off by default;
+    # its secret is this setting, else one made on first run in <data_dir>/webhook.key.
+    payment_webhook_port: int = 8089
+    payments_test_provider: bool = False
+    payment_webhook_secret: str | None = field(default=None, repr=False)
+    # What the billing screen tells users about paying the operator (bank details, say);
+    # empty: a general text.
+    billing_manual_instructions: str = ""
     # iptables rules keeping the panel's networks away from the host and these networks.
     firewall: bool = True
     firewall_blocked: str = "169.254.0.0/16,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10"

@@ -10,7 +10,8 @@ neutralised (docs/textual-in-process.md tells why, with what was measured):
 - `App.run_async` installs the eager task factory on Python 3.12+, which stalls new logins on
   the shared loop: `run_hosted_app` puts the loop's own factory back.
 - `XTermParser` caches parsed key sequences on the class (keyed by parser), pinning finished
-  sessions: `SessionParser` parses without that cache.
+  sessions: `SessionParser` parses without that cache. Two render caches did the same with
+  widgets' rendered lines: `sshd.render_caches` keys them by their inputs instead.
 - Colour depth is read from the process environment (`TEXTUAL_COLOR_SYSTEM`); OpenSSH sends
   no COLORTERM, so hosted apps get truecolor unless the operator chose otherwise
   (`create_hosted_app`; `ghst serve` also sets it in its environment). COLUMNS/LINES are never set: the size of
@@ -43,6 +44,8 @@ from textual._xterm_parser import XTermParser
 from textual.app import App
 from textual.driver import Driver
 from textual.geometry import Size
+
+from sshd.render_caches import share_render_caches
 
 log = logging.getLogger(__name__)
 
@@ -195,9 +198,13 @@ class SSHDriver(Driver):
     def start_application_mode(self) -> None:
         self.write(ENTER_APPLICATION_MODE)
         self.flush()
-        # The window may have changed size since the app was created.
-        width, height = self._size = self._terminal.size
-        self._post_resize(width, height)
+        # The window may have changed size since the app was created. Only then a Resize: the
+        # app lays out for the size it was started with, and a Resize of that same size
+        # would lay out every screen again (Textual keeps it and delivers it once idle).
+        size = self._terminal.size
+        if size != self._size:
+            self._size = size
+            self._post_resize(*size)
         self._input_enabled = True
         self._terminal.attach(self)
 
@@ -321,6 +328,7 @@ def prepare_hosting() -> None:
     """Make this process fit to host apps over SSH. Idempotent; call before the first session."""
     setattr(textual.app, "redirect_stdout", _hosted_redirect_stdout)  # noqa: B010
     setattr(textual.app, "redirect_stderr", _hosted_redirect_stderr)  # noqa: B010
+    share_render_caches()
 
 
 AppT = TypeVar("AppT", bound=App[Any])

@@ -466,6 +466,7 @@ class GhstServer:
             reuse_port=self.reuse_port or None,
             encryption_algs=CIPHERS,
         )
+        self.memory.start()
         self.host = host
         self.port = self._acceptor.get_port()
         # Operators' events are everyone's: one subscription for every user's logins.
@@ -507,6 +508,7 @@ class GhstServer:
 
     def register(self, session: PanelSession) -> None:
         self.sessions.add(session)
+        self.memory.session_started()
         if self._closing:
             session.end(SERVER_STOPPED)
 

@@ -5,6 +5,9 @@
     /<project>/<name>       `get` streams a version from storage, `rm` deletes it;
                             `put` of any archive name is a new upload (`core.archives.service`),
                             checked and stored as the next version when the file is closed
+    /billing/               the user's invoices, read-only: "2026-12.txt" and "2026-12.html"
+                            for each month invoiced ("billing" is never a project's name;
+                            the root lists it once there is an invoice)
 
 Nothing here touches the server's file system: every path is parsed into at most two names
 and answered from the core services, with the logged-in user's id on every call (`..` goes
@@ -66,6 +69,8 @@ from asyncssh.stream import SSHServerStreamSession
 from core.actor import Actor
 from core.archives.service import Archive, ArchiveService, Upload
 from core.archives.storage import ObjectReader
+from core.billing.invoice_render import as_html, as_text
+from core.billing.invoices import Invoice
 from core.errors import (
     ConflictError,
     NotFoundError,
@@ -106,6 +111,11 @@ RMDIR_REFUSED = (
 
 DIRECTORY_MODE = stat.S_IFDIR | 0o755
 FILE_MODE = stat.S_IFREG | 0o644
+READ_ONLY_DIRECTORY_MODE = stat.S_IFDIR | 0o555
+READ_ONLY_FILE_MODE = stat.S_IFREG | 0o444
+# The invoices' directory; a reserved project name, so no project can hide it or be hidden.
+BILLING = "billing"
+INVOICE_FORMATS = {"txt": as_text, "html": as_html}
 
 
 class TransferHost(Protocol):
@@ -250,6 +260,26 @@ class _DownloadFile:
         if reader is not None:
             with contextlib.suppress(Exception):
                 await reader.aclose()
+
+
+class _InvoiceFile:
+    """An invoice rendered once, read through one handle."""
+
+    def __init__(self, name: str, content: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        self.name = name
+        self.content = content
+        self.attrs = attrs
+
+    def read(self, offset: int, size: int) -> bytes:
+        return self.content[offset : offset + min(size, MAX_READ)]
+
+
+def invoice_files(invoice: Invoice, username: str) -> dict[str, bytes]:
+    """The files one invoice appears as: "2026-12.txt" and "2026-12.html"."""
+    return {
+        f"{invoice.label}.{suffix}": render(invoice, username).encode()
+        for suffix, render in INVOICE_FORMATS.items()
+    }
 
 
 # -- the SFTP server ----------------------------------------------------------------------------
@@ -399,6 +429,8 @@ class PanelSFTPServer(asyncssh.SFTPServer):
         actor = self._actor()
         if not names:
             return self._directory_attrs(None)
+        if names[0] == BILLING:
+            return await self._billing_stat(actor, names)
         if len(names) == 1:
             project = await self._project(actor, names[0])
             return self._directory_attrs(project.last_upload_at or project.created_at)
@@ -410,7 +442,7 @@ class PanelSFTPServer(asyncssh.SFTPServer):
         return await self.stat(path)
 
     async def fstat(self, file_obj: object) -> asyncssh.SFTPAttrs:
-        if isinstance(file_obj, _DownloadFile):
+        if isinstance(file_obj, _DownloadFile | _InvoiceFile):
             return file_obj.attrs
         if isinstance(file_obj, _UploadFile):
             attrs = file_obj.attrs
@@ -434,6 +466,16 @@ class PanelSFTPServer(asyncssh.SFTPServer):
             for project in projects:
                 moment = project.last_upload_at or project.created_at
                 yield asyncssh.SFTPName(project.name.encode(), attrs=self._directory_attrs(moment))
+            if await self._invoices(actor):  # always reachable; listed once there is one
+                yield asyncssh.SFTPName(BILLING.encode(), attrs=self._billing_attrs())
+            return
+        if names == (BILLING,):
+            yield asyncssh.SFTPName(b".", attrs=self._billing_attrs())
+            yield asyncssh.SFTPName(b"..", attrs=self._directory_attrs(None))
+            for invoice in await self._invoices(actor):
+                for name, content in invoice_files(invoice, self._username).items():
+                    attrs = self._invoice_attrs(invoice, len(content))
+                    yield asyncssh.SFTPName(name.encode(), attrs=attrs)
             return
         if len(names) != 1:
             raise asyncssh.SFTPNoSuchFile(NO_SUCH_FILE)
@@ -445,6 +487,48 @@ class PanelSFTPServer(asyncssh.SFTPServer):
         yield asyncssh.SFTPName(b"..", attrs=self._directory_attrs(None))
         for archive in versions:
             yield asyncssh.SFTPName(archive.name.encode(), attrs=self._file_attrs(archive))
+
+    # -- invoices (read-only) -------------------------------------------------------------
+
+    @property
+    def _username(self) -> str:
+        return self._user.username if self._user else self._ssh_username
+
+    def _billing_attrs(self) -> asyncssh.SFTPAttrs:
+        return self._attrs(
+            FILEXFER_TYPE_DIRECTORY, READ_ONLY_DIRECTORY_MODE, 0, int(time.time()), nlink=2
+        )
+
+    def _invoice_attrs(self, invoice: Invoice, size: int) -> asyncssh.SFTPAttrs:
+        when = _timestamp(invoice.issued_at)
+        return self._attrs(FILEXFER_TYPE_REGULAR, READ_ONLY_FILE_MODE, size, when, nlink=1)
+
+    async def _invoices(self, actor: Actor) -> list[Invoice]:
+        try:
+            return await self._services.invoices.list(actor)
+        except Exception as error:
+            raise self._fail(BILLING, error) from None
+
+    async def _invoice_file(self, actor: Actor, name: str) -> tuple[Invoice, bytes]:
+        """The actor's own invoice file `name` ("2026-12.html"); anything else: no such file."""
+        label, dot, suffix = name.rpartition(".")
+        if not dot or suffix not in INVOICE_FORMATS:
+            raise asyncssh.SFTPNoSuchFile(NO_SUCH_FILE)
+        try:
+            invoice = await self._services.invoices.get(actor, label)
+        except NotFoundError:
+            raise asyncssh.SFTPNoSuchFile(NO_SUCH_FILE) from None
+        except Exception as error:
+            raise self._fail(f"{BILLING}/{name}", error) from None
+        return invoice, invoice_files(invoice, self._username)[name]
+
+    async def _billing_stat(self, actor: Actor, names: tuple[str, ...]) -> asyncssh.SFTPAttrs:
+        if len(names) == 1:
+            return self._billing_attrs()
+        if len(names) == 2:
+            invoice, content = await self._invoice_file(actor, names[1])
+            return self._invoice_attrs(invoice, len(content))
+        raise asyncssh.SFTPNoSuchFile(NO_SUCH_FILE)
 
     async def _list_projects(self, actor: Actor) -> list[Project]:
         try:
@@ -474,13 +558,16 @@ class PanelSFTPServer(asyncssh.SFTPServer):
             raise asyncssh.SFTPPermissionDenied(DENIED)
         return await (self._open_upload(path) if writing else self._open_download(path))
 
-    async def _open_download(self, path: bytes) -> _DownloadFile:
+    async def _open_download(self, path: bytes) -> _DownloadFile | _InvoiceFile:
         names = parse_path(path)
         actor = self._actor()
         if len(names) != 2:
             if len(names) < 2:  # the root or a project: a directory
                 raise asyncssh.SFTPPermissionDenied(DENIED)
             raise asyncssh.SFTPNoSuchFile(NO_SUCH_FILE)
+        if names[0] == BILLING:
+            invoice, content = await self._invoice_file(actor, names[1])
+            return _InvoiceFile(names[1], content, self._invoice_attrs(invoice, len(content)))
         archive = await self._version(actor, names[0], names[1])
         download = _DownloadFile(self._archives, archive, self._file_attrs(archive))
         self.downloads.add(download)
@@ -489,6 +576,8 @@ class PanelSFTPServer(asyncssh.SFTPServer):
     async def _open_upload(self, path: bytes) -> _UploadFile:
         names = parse_path(path)
         actor = self._actor()
+        if names and names[0] == BILLING:  # invoices are read-only
+            raise asyncssh.SFTPPermissionDenied(DENIED)
         if len(names) == 1 and path.endswith(b"/"):
             # `put app.zip nope/`: the client could not stat "nope" as a directory, so it
             # opens the directory itself. Say why, the same way for a missing project and
@@ -511,6 +600,8 @@ class PanelSFTPServer(asyncssh.SFTPServer):
         return handle
 
     async def read(self, file_obj: object, offset: int, size: int) -> bytes:
+        if isinstance(file_obj, _InvoiceFile):
+            return file_obj.read(offset, size)
         if not isinstance(file_obj, _DownloadFile):
             raise asyncssh.SFTPPermissionDenied(DENIED)
         if self._drain is not None:
@@ -612,7 +703,7 @@ class PanelSFTPServer(asyncssh.SFTPServer):
     async def remove(self, path: bytes) -> None:
         names = parse_path(path)
         actor = self._actor()
-        if len(names) != 2:
+        if len(names) != 2 or names[0] == BILLING:
             raise asyncssh.SFTPPermissionDenied(DENIED)
         project, name = names
         archive = await self._version(actor, project, name)
@@ -625,10 +716,12 @@ class PanelSFTPServer(asyncssh.SFTPServer):
     async def mkdir(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
         names = parse_path(path)
         actor = self._actor()
-        if len(names) != 1:
+        if len(names) != 1 or names[0] == BILLING:
             raise asyncssh.SFTPPermissionDenied(DENIED)
         try:
-            project = await self._projects.create(actor, names[0])
+            # mkdir cannot ask for a plan: the free one (an account's second free project is
+            # refused with the reason; the dashboard offers the paid plans with their prices).
+            project, _plan = await self._services.subscriptions.create_project(actor, names[0])
         except Exception as error:
             raise self._fail(names[0], error) from None
         log.info("%s created project %s", self._who(), project.name)

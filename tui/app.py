@@ -21,6 +21,7 @@ from typing import ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.dom import DOMNode
 
 from core.errors import PanelError
 from core.services import Services, ServiceSet
@@ -66,6 +67,12 @@ class GhstApp(App[str]):
         from tui.screens.signup import SignUpScreen
 
         self.push_screen(HomeScreen() if self.visitor.signed_in else SignUpScreen())
+
+    def update_styles(self, node: DOMNode, animate: bool = True) -> None:
+        # Once leaving, no frame is drawn any more: restyling what loses the focus as the
+        # widgets go is work for nothing.
+        if not self._exit:
+            super().update_styles(node, animate)
 
     def _fatal_error(self) -> None:
         # Textual prints the traceback *with local variables* (a password being typed, a

@@ -10,3 +10,14 @@ WIDE_FROM = 96
 TALL_FROM = 30
 HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE_FROM, "-wide")]
 VERTICAL_BREAKPOINTS = [(0, "-short"), (TALL_FROM, "-tall")]
+
+
+def breakpoint_classes(width: int, height: int) -> dict[str, bool]:
+    """Each breakpoint class, and whether a screen of this size has it (as Textual decides on
+    a Resize: the highest breakpoint at or below the size, per direction)."""
+    classes: dict[str, bool] = {}
+    for size, breakpoints in ((width, HORIZONTAL_BREAKPOINTS), (height, VERTICAL_BREAKPOINTS)):
+        reached = [name for start, name in sorted(breakpoints) if size >= start]
+        for _, name in breakpoints:
+            classes[name] = bool(reached) and name == reached[-1]
+    return classes

@@ -10,13 +10,18 @@ queues the rest, so a burst never asks Redis and PostgreSQL for more connections
 pools hold (the rest would fail, or fall back from the cache). And `shared_load` runs the same
 load (same user, same thing) once for all the screens that woke on the same event: a load
 that started after everything a screen had been told is as fresh as its own would be.
+
+A deployment goes queued, claimed, building within milliseconds: the events of one screen that
+come within `COALESCE_SECONDS` of the first are handed to it as one message, so it loads and
+redraws once, with the last state, rather than once per step. A `refresh` (events were missed)
+is handed over at once, with those gathered so far.
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Awaitable, Callable, Collection, Hashable
+from collections.abc import Awaitable, Callable, Collection, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -28,6 +33,7 @@ from tui.screens.base import GhstScreen
 
 T = TypeVar("T")
 LOADS_AT_ONCE = 8
+COALESCE_SECONDS = 0.02
 # Every session's app runs on the server's one loop; tests run one loop each.
 _slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
     weakref.WeakKeyDictionary()
@@ -46,20 +52,55 @@ def load_slot() -> asyncio.Semaphore:
 class Changed(Message, bubble=False):
     """Something the screen shows may have changed (or, `refresh`, events were missed)."""
 
-    def __init__(self, event: Event) -> None:
+    def __init__(self, events: Sequence[Event]) -> None:
         super().__init__()
-        self.event = event
+        self.events = tuple(events)
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        return frozenset(event.kind for event in self.events)
+
+
+class Gathered:
+    """The events of one screen's subscription, posted to it together (`COALESCE_SECONDS`)."""
+
+    def __init__(self, screen: GhstScreen[Any]) -> None:
+        self.screen = screen
+        self.events: list[Event] = []
+        self._flush: asyncio.TimerHandle | None = None
+
+    def add(self, event: Event) -> None:
+        self.events.append(event)
+        if event.kind == "refresh":
+            self.flush()
+        elif self._flush is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # delivered outside the loop (a test): no burst to wait for
+                self.flush()
+                return
+            self._flush = loop.call_later(COALESCE_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        events, self.events = self.events, []
+        if events:
+            self.screen.post_message(Changed(events))
 
 
 def watch(
     screen: GhstScreen[Any], kinds: Collection[str], project_id: int | None = None
 ) -> Subscription:
-    """Events of the signed-in user's `kinds` (and `refresh`), posted to `screen` as `Changed`."""
+    """Events of the signed-in user's `kinds` (and `refresh`), posted to `screen` as `Changed`
+    (those of a burst together)."""
+    gathered = Gathered(screen)
     return screen.panel.events.subscribe(
         Actor.for_user(screen.user),
         project_id=project_id,
         kinds=kinds,
-        callback=lambda event: screen.post_message(Changed(event)),
+        callback=gathered.add,
     )
 
 

@@ -12,6 +12,7 @@ by itself, and `purge_expired` removes the rows.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from core.archives import records
@@ -126,3 +127,36 @@ class QuotaLedger:
             reservation,
         )
         return Standing(int(quota), stored, int(reserved))
+
+
+@dataclass(frozen=True)
+class DiskRoom:
+    """A project's disk on its plan: its stored versions plus its Docker volumes count."""
+
+    plan: str
+    limit: int  # bytes
+    archives: int  # bytes of its stored versions
+    volumes: int  # bytes in its Docker volumes
+
+    @property
+    def free(self) -> int:
+        return max(0, self.limit - self.archives - self.volumes)
+
+    def full(self, incoming: int | None = None) -> QuotaExceededError:
+        """What the user reads when an upload does not fit: what takes the space, what to do."""
+        what = (
+            f"This upload ({mib(incoming)}) does not fit"
+            if incoming is not None
+            else "There is no room left"
+        )
+        return QuotaExceededError(
+            f"{what} in the project's disk on the {self.plan} plan ({mib(self.limit)}): its"
+            f" uploaded versions use {mib(self.archives)} and its apps' volumes"
+            f" {mib(self.volumes)}, {mib(self.free)} is left. Delete old versions (rm over"
+            " SFTP), remove data the app keeps in its volumes, or move the project to a plan"
+            " with more disk."
+        )
+
+
+# A project's disk room by the project's id; None when no plan bounds it.
+DiskRoomSource = Callable[[int], Awaitable[DiskRoom | None]]

@@ -23,7 +23,7 @@ from core.actor import Actor
 from core.archives import records
 from core.archives.checks import ArchiveLimits, ArchiveRejected
 from core.archives.inspection import UploadInspection
-from core.archives.quota import QuotaLedger, does_not_fit, mib
+from core.archives.quota import DiskRoom, DiskRoomSource, QuotaLedger, does_not_fit, mib
 from core.archives.records import Archive as Archive
 from core.archives.storage import ObjectReader, ObjectStorage, StorageWriter
 from core.db.pool import Connection, Pool
@@ -71,6 +71,7 @@ class Upload:
         quota_remaining: int,
         ledger: QuotaLedger,
         inspection: UploadInspection,
+        room: DiskRoom | None = None,
     ) -> None:
         self.project = project
         self.filename = filename
@@ -78,6 +79,8 @@ class Upload:
         self._key = key
         self._writer = writer
         self.quota_remaining = quota_remaining
+        # The project's plan's disk left when the upload began (None: no plan bounds it).
+        self.room = room
         self.received = 0
         self._done = False
         self._ledger = ledger
@@ -90,6 +93,9 @@ class Upload:
         if self._done:
             raise ValidationError("This upload is already finished.")
         needed = self.received + len(data)
+        if self.room is not None and needed > self.room.free:
+            await self.abort()
+            raise self.room.full(needed)
         if needed > self._reserved or time.monotonic() >= self._renew_at:
             try:
                 await self._reserve(needed)
@@ -183,6 +189,14 @@ class ArchiveService:
         self._projects = projects
         self._limits = limits or ArchiveLimits()
         self._quota = quota or QuotaLedger(pool)
+        self._disk_room: DiskRoomSource | None = None
+
+    def attach_disk_room(self, source: DiskRoomSource) -> None:
+        """Where a project's disk on its plan comes from (billing, which sits above)."""
+        self._disk_room = source
+
+    async def _room(self, project: Project) -> DiskRoom | None:
+        return await self._disk_room(project.id) if self._disk_room is not None else None
 
     async def recover(
         self,
@@ -232,6 +246,8 @@ class ArchiveService:
         """Start an upload into the project; the quota is its owner's. Needs "deploy"."""
         actor.require("deploy")
         project = await self._projects.resolve(actor, project_name)
+        async with reading(self._pool) as db:
+            await self._projects.holds.refuse(db, project.id, "upload")
         filename = validate_filename(filename)
         standing = await self._quota.standing(project.user_id)
         if standing.free <= 0:
@@ -241,11 +257,16 @@ class ArchiveService:
                 f"Your storage quota ({mib(standing.quota)}) is full."
                 " Delete old versions to make room."
             )
+        room = await self._room(project)
+        if room is not None and room.free <= 0:
+            raise room.full()
         key = f"{UPLOAD_PREFIX}{project.id}/{uuid.uuid4().hex}"
         writer = await self._storage.open_writer(key)
         storage = self._storage
         inspection = UploadInspection(self._limits, lambda: storage.open_seekable(key))
-        return Upload(self, project, filename, key, writer, standing.free, self._quota, inspection)
+        return Upload(
+            self, project, filename, key, writer, standing.free, self._quota, inspection, room
+        )
 
     async def _accept(
         self,
@@ -259,6 +280,9 @@ class ArchiveService:
         # What is free now, this upload's own reservation aside: other uploads may have ended
         # (or started) since this one began.
         quota_remaining = (await self._quota.standing(project.user_id, reservation)).free
+        room = await self._room(project)  # volumes may have grown since the upload began
+        if room is not None:
+            quota_remaining = min(quota_remaining, room.free)
         limits = dataclasses.replace(self._limits, quota_remaining=quota_remaining)
         try:
             report = await inspection.finish(limits)
@@ -271,7 +295,7 @@ class ArchiveService:
             raise
         try:
             return await self._record(
-                project, filename, size, "ready", "", report.kind, key, reservation
+                project, filename, size, "ready", "", report.kind, key, reservation, room
             )
         except BaseException:
             await self._storage.delete(key)
@@ -287,6 +311,7 @@ class ArchiveService:
         kind: str | None,
         key: str | None,
         reservation: uuid.UUID | None = None,
+        room: DiskRoom | None = None,
     ) -> Archive:
         async with transaction(self._pool) as conn:
             if reservation is not None:
@@ -295,6 +320,12 @@ class ArchiveService:
             # The project row is the lock that hands out version numbers one at a time.
             if not await projects_store.lock(conn, project.id):
                 raise NotFoundError(f"The project {project.name!r} was deleted meanwhile.")
+            if room is not None and status == "ready":
+                # Under the project's lock: parallel uploads to one project cannot both take
+                # the last free bytes of its plan's disk.
+                stored = await records.stored_bytes(conn, [project.id])
+                if stored + room.volumes + size > room.limit:
+                    raise dataclasses.replace(room, archives=stored).full(size)
             archive = await records.insert(
                 conn, project.id, filename, size, status, message, kind, key
             )
@@ -364,6 +395,12 @@ class ArchiveService:
         if not archive.storage_key:
             raise NotFoundError("This upload was refused: there is nothing to download.")
         return self._storage.open_reader(archive.storage_key, offset)
+
+    async def stored_bytes(self, project_id: int) -> int:
+        """Bytes the project's accepted versions take in storage (for the panel: its disk on
+        its plan, the deploy worker's and billing's usage)."""
+        async with reading(self._pool) as conn:
+            return await records.stored_bytes(conn, [project_id])
 
     async def storage_key(self, archive_id: int) -> str | None:
         """Where a version is stored, by id (for the deploy worker, which acts for the panel);

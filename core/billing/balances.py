@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 
 from core.actor import Actor
 from core.billing import ledger
@@ -12,6 +13,8 @@ from core.db.unit import reading, transaction
 from core.errors import PermissionDenied, ValidationError
 
 MAX_REASON = 500
+# What a credit runs in the transaction that posts it (the resume of suspended projects).
+CreditHook = Callable[[Connection, int], Awaitable[object]]
 
 
 def checked_reason(reason: str) -> str:
@@ -24,8 +27,9 @@ def checked_reason(reason: str) -> str:
 
 
 class BalanceService:
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, *, after_credit: CreditHook | None = None) -> None:
         self._pool = pool
+        self._after_credit = after_credit
 
     async def balance(
         self, actor: Actor, *, owner_id: int | None = None, conn: Connection | None = None
@@ -74,7 +78,9 @@ class BalanceService:
             checked_reason(reason),
         )
         async with transaction(self._pool, conn) as tx:
-            entry, _ = await ledger.post(tx, new)
+            entry, posted = await ledger.post(tx, new)
+            if posted and amount > 0 and self._after_credit is not None:
+                await self._after_credit(tx, user_id)
         return entry
 
     async def check(self, actor: Actor, user_id: int) -> tuple[int, int]:

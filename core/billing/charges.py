@@ -79,3 +79,9 @@ class DailyCharge:
         if charged is not None and charged.posted:
             days = ", ".join(day.isoformat() for day in charged.days)
             log.info("daily charge: %d entries for %s", charged.posted, days)
+
+
+async def charged_through(conn: Connection) -> date | None:
+    """The last day a charge run covered (None before the first run)."""
+    day: date | None = await conn.fetchval("SELECT max(day) FROM charge_runs")
+    return day

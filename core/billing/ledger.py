@@ -19,7 +19,8 @@ from core.errors import ConflictError
 
 Kind = Literal["topup", "charge", "refund", "adjustment", "promised"]
 ENTRY_COLUMNS = (
-    "id, user_id, kind, amount, idempotency_key, actor, reason, project_id, day, created_at"
+    "id, user_id, kind, amount, idempotency_key, actor, reason, project_id, day, created_at,"
+    " plan_id"
 )
 
 # Adds the posted entries to their accounts' balances, in the statement that posts them. Rows
@@ -46,6 +47,7 @@ class Entry:
     project_id: int | None
     day: date | None
     created_at: datetime
+    plan_id: int | None = None  # the plan version a charge paid for
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class NewEntry:
     reason: str = ""
     project_id: int | None = None
     day: date | None = None
+    plan_id: int | None = None
 
 
 def _entry(row: asyncpg.Record) -> Entry:
@@ -71,11 +74,11 @@ async def post(conn: Connection, new: NewEntry) -> tuple[Entry, bool]:
     row = await conn.fetchrow(
         "WITH posted AS ("
         " INSERT INTO ledger (user_id, kind, amount, idempotency_key, actor, reason, project_id,"
-        " day) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        " day, plan_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         f" ON CONFLICT (idempotency_key) DO NOTHING RETURNING {ENTRY_COLUMNS})"
         f"{_ADD_TO_BALANCES} SELECT * FROM posted",
         new.user_id, new.kind, new.amount, new.idempotency_key, new.actor, new.reason,
-        new.project_id, new.day,
+        new.project_id, new.day, new.plan_id,
     )  # fmt: skip
     if row is not None:
         return _entry(row), True
@@ -88,12 +91,12 @@ async def post(conn: Connection, new: NewEntry) -> tuple[Entry, bool]:
 
 async def post_selected(conn: Connection, source: str, *args: object) -> int:
     """Append every row `source` selects (columns user_id, kind, amount, idempotency_key,
-    actor, reason, project_id, day) and add them to their balances, in one statement; rows
-    whose key is already posted are skipped. How many were posted."""
+    actor, reason, project_id, day, plan_id) and add them to their balances, in one statement;
+    rows whose key is already posted are skipped. How many were posted."""
     posted = await conn.fetchval(
         "WITH posted AS ("
         " INSERT INTO ledger (user_id, kind, amount, idempotency_key, actor, reason, project_id,"
-        f" day) {source}"
+        f" day, plan_id) {source}"
         " ON CONFLICT (idempotency_key) DO NOTHING RETURNING user_id, amount)"
         f"{_ADD_TO_BALANCES} SELECT count(*) FROM posted",
         *args,
@@ -152,3 +155,18 @@ async def lock_balance(conn: Connection, user_id: int) -> None:
         "INSERT INTO balances (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING", user_id
     )
     await conn.execute("SELECT 1 FROM balances WHERE user_id = $1 FOR UPDATE", user_id)
+
+
+async def matching(conn: Connection, where: str, *args: object) -> list[Entry]:
+    """Entries meeting `where` (a condition on the ledger's columns, written by the module that
+    owns any other table it names, as invoices name their billed entries), oldest first."""
+    rows = await conn.fetch(f"SELECT {ENTRY_COLUMNS} FROM ledger WHERE {where} ORDER BY id", *args)
+    return [_entry(row) for row in rows]
+
+
+async def accounts_matching(conn: Connection, where: str, *args: object) -> list[int]:
+    """The accounts with an entry meeting `where` (as for `matching`), in account order."""
+    rows = await conn.fetch(
+        f"SELECT DISTINCT user_id FROM ledger WHERE {where} ORDER BY user_id", *args
+    )
+    return [row["user_id"] for row in rows]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +22,7 @@ import asyncpg
 
 from core.actor import Actor
 from core.billing import ledger
-from core.billing.balances import checked_reason
+from core.billing.balances import CreditHook, checked_reason
 from core.billing.ledger import NewEntry
 from core.billing.money import format_amount, positive
 from core.db.pool import Connection, Pool
@@ -65,6 +66,10 @@ class WebhookEvent:
 class PaymentProvider(Protocol):
     name: str
 
+    def instructions(self, currency: str) -> str:
+        """How a user tops up through this provider (shown on the billing screen)."""
+        ...
+
     async def start(self, amount: int, user_id: int, currency: str) -> Started: ...
 
     def read_webhook(self, body: bytes, signature: str) -> WebhookEvent:
@@ -76,6 +81,18 @@ class ManualProvider:
     """A bank transfer or cash, recorded by an operator (`ghst billing credit`)."""
 
     name = "manual"
+
+    def __init__(self, instructions: str = "") -> None:
+        # The operator's own words (bank details, office hours), else a general text.
+        self._instructions = instructions.strip()
+
+    def instructions(self, currency: str) -> str:
+        if self._instructions:
+            return self._instructions
+        return (
+            f"Pay in {currency} by bank transfer or in cash to the operator, quoting your"
+            " username. The balance grows when the operator records the payment."
+        )
 
     async def start(self, amount: int, user_id: int, currency: str) -> Started:
         reference = f"manual-{uuid.uuid4().hex[:12]}"
@@ -91,19 +108,41 @@ class ManualProvider:
 
 class WebhookTestProvider:
     """A provider in-process: its webhook is JSON signed with HMAC-SHA256 under a shared
-    secret, the way real providers sign theirs. For tests and demonstrations."""
+    secret, the way real providers sign theirs. For tests and demonstrations.
+
+    The signature is `t=<unix time>,v1=<hex HMAC of "<t>." + body>`: the time is signed with
+    the body, so a captured webhook replayed later than MAX_AGE is refused, and one replayed
+    sooner changes nothing (a payment is confirmed once)."""
 
     name = "test"
+    MAX_AGE = 300.0  # seconds a signed webhook stays acceptable (clocks a little apart too)
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
+
+    def instructions(self, currency: str) -> str:
+        return f"Test payments in {currency} are confirmed by the test provider's webhook."
 
     async def start(self, amount: int, user_id: int, currency: str) -> Started:
         payment_id = f"test-{uuid.uuid4().hex}"
         return Started(payment_id, f"Test payment {payment_id}: the test provider confirms it.")
 
-    def sign(self, body: bytes) -> str:
-        return hmac.new(self._secret, body, hashlib.sha256).hexdigest()
+    def _mac(self, stamp: str, body: bytes) -> str:
+        return hmac.new(self._secret, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+    def sign(self, body: bytes, at: float | None = None) -> str:
+        stamp = str(int(time.time() if at is None else at))
+        return f"t={stamp},v1={self._mac(stamp, body)}"
+
+    def _verify(self, body: bytes, signature: str) -> None:
+        parts = dict(part.partition("=")[::2] for part in signature.strip().split(","))
+        stamp, mac = parts.get("t", ""), parts.get("v1", "")
+        if not (stamp.isdigit() and len(stamp) <= 12) or not hmac.compare_digest(
+            self._mac(stamp, body), mac
+        ):
+            raise PermissionDenied("The webhook's signature is wrong.")
+        if abs(time.time() - int(stamp)) > self.MAX_AGE:
+            raise PermissionDenied("The webhook is too old: a replay is refused.")
 
     def webhook(self, provider_payment_id: str, amount: int, succeeded: bool = True) -> bytes:
         """The body the provider would post."""
@@ -111,8 +150,7 @@ class WebhookTestProvider:
         return json.dumps(event).encode()
 
     def read_webhook(self, body: bytes, signature: str) -> WebhookEvent:
-        if not hmac.compare_digest(self.sign(body), signature):
-            raise PermissionDenied("The webhook's signature is wrong.")
+        self._verify(body, signature)
         try:
             event = json.loads(body)
             return WebhookEvent(
@@ -127,8 +165,17 @@ def _payment(row: asyncpg.Record) -> Payment:
 
 
 class PaymentService:
-    def __init__(self, pool: Pool, providers: list[PaymentProvider], currency: str) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        providers: list[PaymentProvider],
+        currency: str,
+        *,
+        after_payment: CreditHook | None = None,
+    ) -> None:
         self._pool = pool
+        # Runs in the confirming transaction: takes back promised payments, resumes projects.
+        self._after_payment = after_payment
         self._providers = {provider.name: provider for provider in providers}
         self._currency = currency
 
@@ -137,6 +184,13 @@ class PaymentService:
             return self._providers[name]
         except KeyError:
             raise NotFoundError(f"No payment provider {name!r}.") from None
+
+    def instructions(self) -> list[tuple[str, str]]:
+        """(provider, how to top up through it) for each provider this panel offers."""
+        return [
+            (name, provider.instructions(self._currency))
+            for name, provider in self._providers.items()
+        ]
 
     async def start(
         self, actor: Actor, amount: int, provider: str = "manual", *, conn: Connection | None = None
@@ -245,6 +299,8 @@ class PaymentService:
             entry.id,
         )
         assert row is not None
+        if self._after_payment is not None:
+            await self._after_payment(tx, payment.user_id)
         return _payment(row)
 
     async def _set_failed(self, tx: Connection, payment: Payment) -> Payment:

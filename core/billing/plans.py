@@ -16,8 +16,16 @@ from core.errors import NotFoundError, PermissionDenied, ValidationError
 FREE = "free"
 CODE = re.compile(r"[a-z0-9][a-z0-9-]{0,30}")  # the same rule as the table's CHECK
 PLAN_COLUMNS = (
-    "id, code, version, name, price_kopecks, cpu_millicores, ram_mb, disk_mb, max_services, retired"
+    "id, code, version, name, price_kopecks, cpu_millicores, ram_mb, disk_mb, max_services,"
+    " pids, retired"
 )
+MIN_PIDS = 256  # the panel's default before plans; a plan derives its own from its RAM
+
+
+def pids_for(ram_mb: int) -> int:
+    """Processes (and threads) a plan's project may run together when its operator names no
+    number: an eighth per MiB of RAM, never under MIN_PIDS (the rule migration 0012 applied)."""
+    return max(MIN_PIDS, ram_mb // 8)
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,7 @@ class Plan:
     ram_mb: int
     disk_mb: int
     max_services: int
+    pids: int
     retired: bool
 
     @property
@@ -49,6 +58,11 @@ class PlanSpec:
     ram_mb: int
     disk_mb: int
     max_services: int
+    pids: int | None = None  # None: derived from the RAM (pids_for)
+
+    @property
+    def pids_limit(self) -> int:
+        return self.pids if self.pids is not None else pids_for(self.ram_mb)
 
     def checked(self) -> PlanSpec:
         if not CODE.fullmatch(self.code):
@@ -65,6 +79,7 @@ class PlanSpec:
             ("RAM", self.ram_mb),
             ("disk", self.disk_mb),
             ("services", self.max_services),
+            ("pids", self.pids_limit),
         ):
             if value <= 0:
                 raise ValidationError(f"A plan's {label} must be above zero.")
@@ -109,10 +124,11 @@ class PlanService:
             for spec in DEFAULT_PLANS:
                 await tx.execute(
                     "INSERT INTO plans (code, version, name, price_kopecks, cpu_millicores,"
-                    " ram_mb, disk_mb, max_services) VALUES ($1, 1, $2, $3, $4, $5, $6, $7)"
+                    " ram_mb, disk_mb, max_services, pids)"
+                    " VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8)"
                     " ON CONFLICT (code, version) DO NOTHING",
                     spec.code, spec.name, spec.price_kopecks, spec.cpu_millicores,
-                    spec.ram_mb, spec.disk_mb, spec.max_services,
+                    spec.ram_mb, spec.disk_mb, spec.max_services, spec.pids_limit,
                 )  # fmt: skip
 
     async def list(self, *, with_old: bool = False, conn: Connection | None = None) -> list[Plan]:
@@ -153,10 +169,10 @@ class PlanService:
             )
             row = await tx.fetchrow(
                 "INSERT INTO plans (code, version, name, price_kopecks, cpu_millicores, ram_mb,"
-                " disk_mb, max_services) SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4,"
-                f" $5, $6, $7 FROM plans WHERE code = $1 RETURNING {PLAN_COLUMNS}",
+                " disk_mb, max_services, pids) SELECT $1, coalesce(max(version), 0) + 1, $2, $3,"
+                f" $4, $5, $6, $7, $8 FROM plans WHERE code = $1 RETURNING {PLAN_COLUMNS}",
                 spec.code, spec.name, spec.price_kopecks, spec.cpu_millicores,
-                spec.ram_mb, spec.disk_mb, spec.max_services,
+                spec.ram_mb, spec.disk_mb, spec.max_services, spec.pids_limit,
             )  # fmt: skip
         assert row is not None
         return _plan(row)

@@ -4,28 +4,37 @@ holds the free plan for one project at most (a unique index, so races cannot bea
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import asyncpg
 
 from core.actor import Actor
+from core.archives.quota import DiskRoom
+from core.archives.service import ArchiveService
 from core.billing import ledger, plans
 from core.billing.ledger import NewEntry
+from core.billing.outlook import Outlook
 from core.billing.plans import Plan
-from core.billing.proration import billing_day, upgrade_difference
+from core.billing.proration import billing_day, daily_share, upgrade_difference
+from core.billing.usage import ProjectUsage, UsageMeter, limits_for, misfits, shrinks
 from core.db.pool import Connection, Pool
 from core.db.unit import reading, transaction
-from core.errors import ConflictError, NotFoundError
+from core.deploy.limits import ProjectLimits, ProjectRuntime
+from core.errors import ConflictError, NotFoundError, PanelError
 from core.projects.service import Project, ProjectService
+
+log = logging.getLogger(__name__)
 
 # Held by the daily charge while it runs, and by a plan change while it decides whether today
 # was charged: the two never interleave, so an upgrade's difference is charged exactly once.
 CHARGE_LOCK = 0x6768_7374_6269_6C6C  # "ghstbill"
 
 ONE_FREE = (
-    "An account can have one free project. Choose a paid plan for this one, or move your"
-    " free project to a paid plan first."
+    "An account can have one free project. Choose a paid plan for this one (the dashboard's"
+    " new-project dialog lists them with their prices), or move your free project to a paid"
+    " plan first."
 )
 
 
@@ -44,8 +53,8 @@ def charge_source() -> str:
     days in its month, $3 whether it is the last, $4 the actor): for ledger.post_selected."""
     return (
         "SELECT user_id, 'charge', -share, 'charge:' || project_id || ':' || $1::date, $4::text,"
-        " 'daily charge for ' || $1::date, project_id, $1::date"
-        " FROM (SELECT user_id, project_id, CASE WHEN $3::boolean"
+        " 'daily charge for ' || $1::date, project_id, $1::date, plan_id"
+        " FROM (SELECT user_id, project_id, plan_id, CASE WHEN $3::boolean"
         "   THEN price_kopecks - (price_kopecks / $2::int) * ($2::int - 1)"
         "   ELSE price_kopecks / $2::int END AS share"
         "  FROM project_plans"
@@ -85,11 +94,59 @@ async def _load(conn: Connection, project_id: int, *, lock: bool = False) -> Pro
     )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class PlanChangePreview:
+    """What a plan change would cost, shown before the user confirms it."""
+
+    current: Plan | None
+    plan: Plan
+    extra_today: int  # kopecks charged at once for the rest of today (an upgrade)
+    monthly: int  # the new plan's monthly price
+
+
+async def plan_names(conn: Connection, project_ids: list[int]) -> dict[int, str]:
+    """Each project's current plan name (projects without a plan are left out)."""
+    rows = await conn.fetch(
+        "SELECT project_id, plan_id FROM project_plans WHERE project_id = ANY($1::bigint[])",
+        project_ids,
+    )
+    names = {}
+    for row in rows:
+        plan = await plans.get(conn, row["plan_id"])
+        if plan is not None:
+            names[row["project_id"]] = plan.name
+    return names
+
+
+async def daily_spend(conn: Connection, user_id: int, day: date) -> int:
+    """What the account's active paid projects cost on `day`, in kopecks."""
+    prices = await conn.fetch(
+        "SELECT price_kopecks FROM project_plans"
+        " WHERE user_id = $1 AND suspended_at IS NULL AND price_kopecks > 0",
+        user_id,
+    )
+    return sum(daily_share(row["price_kopecks"], day) for row in prices)
+
+
 class SubscriptionService:
-    def __init__(self, pool: Pool, projects: ProjectService, time_zone: str) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        projects: ProjectService,
+        time_zone: str,
+        *,
+        defaults: ProjectLimits,
+        archives: ArchiveService | None = None,
+        runtime: ProjectRuntime | None = None,
+    ) -> None:
+        """`defaults`: the limits of a project made before billing (no plan: it keeps the
+        settings' limits and pays nothing); `runtime`: where running containers get a new
+        plan's limits at once and usage is measured (None: a panel without Docker)."""
         self._pool = pool
         self._projects = projects
         self._time_zone = time_zone
+        self._defaults = defaults
+        self._meter = UsageMeter(archives, runtime)
 
     def today(self) -> date:
         return billing_day(datetime.now(UTC), self._time_zone)
@@ -124,14 +181,78 @@ class SubscriptionService:
         async with reading(self._pool, conn) as db:
             return await _load(db, project.id)
 
+    async def has_free_project(self, actor: Actor, *, owner_id: int | None = None) -> bool:
+        """Does the account hold its one free project already?"""
+        actor.require("read")
+        user_id = actor.on_behalf_of(owner_id)
+        async with reading(self._pool) as db:
+            found = await db.fetchval(
+                "SELECT 1 FROM project_plans WHERE user_id = $1 AND is_free", user_id
+            )
+        return found is not None
+
+    async def limits_of(self, project_id: int) -> ProjectLimits | None:
+        """The limits of the project's plan; None without one. For the runtime (no actor: the
+        deployer acts for the project's owner, who queued the job)."""
+        async with reading(self._pool) as db:
+            current = await _load(db, project_id)
+        return limits_for(current.plan) if current is not None else None
+
+    async def disk_room(self, project_id: int) -> DiskRoom | None:
+        """The project's disk on its plan (uploads' door); None without a plan."""
+        limits = await self.limits_of(project_id)
+        project = await self._projects.by_id(project_id)
+        if limits is None or project is None:
+            return None
+        return await self._meter.disk_room(project_id, project.name, limits)
+
+    async def usage(self, actor: Actor, project_name: str) -> ProjectUsage:
+        """What the project uses now (CPU, RAM, disk, services) against its plan's limits."""
+        actor.require("read")
+        project = await self._projects.resolve(actor, project_name)
+        limits = await self.limits_of(project.id) or self._defaults
+        return await self._meter.measure(project.id, project.name, limits)
+
+    async def outlook(
+        self, actor: Actor, *, owner_id: int | None = None, conn: Connection | None = None
+    ) -> Outlook:
+        """The balance and today's spend: how many days are left, and whether to warn."""
+        actor.require("read")
+        user_id = actor.on_behalf_of(owner_id)
+        async with reading(self._pool, conn) as db:
+            balance = await ledger.balance(db, user_id)
+            spend = await daily_spend(db, user_id, self.today())
+        return Outlook(balance, spend)
+
+    async def preview_change(
+        self, actor: Actor, project_name: str, plan_code: str, *, conn: Connection | None = None
+    ) -> PlanChangePreview:
+        """What moving the project to `plan_code` would cost, changing nothing."""
+        actor.require("read")
+        project = await self._projects.resolve(actor, project_name, conn=conn)
+        async with reading(self._pool, conn) as db:
+            plan = await plans.current(db, plan_code)
+            if plan is None:
+                raise NotFoundError(f"No plan {plan_code!r}.")
+            current = await _load(db, project.id)
+        old_price = current.plan.price_kopecks if current is not None else 0
+        extra = 0  # a suspended project pays nothing today
+        if current is None or current.suspended_at is None:
+            extra = upgrade_difference(old_price, plan.price_kopecks, self.today())
+        return PlanChangePreview(current.plan if current else None, plan, extra, plan.price_kopecks)
+
     async def change_plan(
         self, actor: Actor, project_name: str, plan_code: str, *, conn: Connection | None = None
     ) -> ProjectPlan:
         """Move the project to the current version of `plan_code`, at once. An upgrade on a day
-        already charged at the old price pays the difference for that day."""
+        already charged at the old price pays the difference for that day. A plan with less
+        memory, disk or services is taken only when what the project uses now fits it (else a
+        ConflictError lists each thing that does not, and nothing changes). The running
+        containers and the project's cgroup get the new limits at once, without a rebuild."""
         actor.require("deploy")
         actor.refuse_token("change a plan")  # it spends the account's money
         project = await self._projects.resolve(actor, project_name, conn=conn)
+        await self._check_fits(project, plan_code, conn)
         today = self.today()
         async with transaction(self._pool, conn) as tx:
             await tx.execute("SELECT pg_advisory_xact_lock($1)", CHARGE_LOCK)
@@ -145,7 +266,42 @@ class SubscriptionService:
                 await self._switch(tx, actor, current, plan, today)
             changed = await _load(tx, project.id)
         assert changed is not None
+        await self._apply(project, changed.plan)
         return changed
+
+    async def _check_fits(self, project: Project, plan_code: str, conn: Connection | None) -> None:
+        """Refuse a plan the project's usage now does not fit. Measured before the change's
+        transaction (docker stats take a second; no lock is held meanwhile)."""
+        async with reading(self._pool, conn) as db:
+            plan = await plans.current(db, plan_code)
+            current = await _load(db, project.id)
+        if plan is None:
+            raise NotFoundError(f"No plan {plan_code!r}.")
+        old = limits_for(current.plan) if current is not None else self._defaults
+        new = limits_for(plan)
+        if not shrinks(old, new):
+            return
+        usage = await self._meter.measure(project.id, project.name, old)
+        problems = misfits(usage, new)
+        if problems:
+            raise ConflictError(
+                f"{project.name} does not fit the {plan.name} plan now, so its plan was not"
+                " changed:\n- " + "\n- ".join(problems),
+                title="Plan not changed",
+            )
+
+    async def _apply(self, project: Project, plan: Plan) -> None:
+        """The new limits on the running containers. A failure leaves them as they were until
+        the next deployment (which always starts with its plan's limits): logged, not raised,
+        since the plan (and its charge) did change."""
+        runtime = self._meter.runtime
+        if runtime is None:
+            return
+        try:
+            await runtime.apply_limits(project.name, limits_for(plan))
+        except PanelError as error:
+            log.warning("project %s: the new plan's limits wait for its next deployment: %s",
+                        project.name, error.message)  # fmt: skip
 
     async def _switch(
         self, tx: Connection, actor: Actor, current: ProjectPlan, plan: Plan, today: date
@@ -175,5 +331,77 @@ class SubscriptionService:
                     f"upgrade to {plan.name} (v{plan.version}) for the rest of {today}",
                     current.project_id,
                     today,
+                    plan.id,
                 ),
             )
+
+
+# --- suspension for non-payment (core.billing.suspension decides when) ----------------------
+
+
+@dataclass(frozen=True, order=True)
+class Suspended:
+    project_id: int
+    stopped_before: bool
+
+
+async def suspend_paid(conn: Connection, user_id: int, stopped: set[int]) -> list[int]:
+    """Suspend every paid project of the account not suspended yet (free ones never are);
+    `stopped`: the projects its owner had stopped. The projects suspended now."""
+    rows = await conn.fetch(
+        "UPDATE project_plans SET suspended_at = now(),"
+        " stopped_before_suspension = project_id = any($2::bigint[])"
+        " WHERE user_id = $1 AND suspended_at IS NULL AND price_kopecks > 0"
+        " RETURNING project_id",
+        user_id,
+        list(stopped),
+    )
+    return sorted(int(row["project_id"]) for row in rows)
+
+
+async def resume_all(conn: Connection, user_id: int) -> list[Suspended]:
+    """End the suspension of every project of the account; the projects resumed."""
+    rows = await conn.fetch(
+        "UPDATE project_plans SET suspended_at = NULL"
+        " WHERE user_id = $1 AND suspended_at IS NOT NULL"
+        " RETURNING project_id, stopped_before_suspension",
+        user_id,
+    )
+    return sorted(Suspended(row["project_id"], row["stopped_before_suspension"]) for row in rows)
+
+
+async def suspension_of(conn: Connection, project_id: int) -> tuple[datetime | None, bool] | None:
+    """(suspended since, on a free plan) for the project; None without a plan."""
+    row = await conn.fetchrow(
+        "SELECT suspended_at, is_free FROM project_plans WHERE project_id = $1", project_id
+    )
+    return None if row is None else (row["suspended_at"], row["is_free"])
+
+
+async def paid_project_ids(conn: Connection, user_id: int) -> list[int]:
+    rows = await conn.fetch(
+        "SELECT project_id FROM project_plans WHERE user_id = $1 AND price_kopecks > 0"
+        " ORDER BY project_id",
+        user_id,
+    )
+    return [int(row["project_id"]) for row in rows]
+
+
+async def with_running_paid(conn: Connection, user_ids: list[int]) -> list[int]:
+    """Those of `user_ids` that have a paid project not suspended (what a suspension acts on)."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT user_id FROM project_plans WHERE user_id = any($1::bigint[])"
+        " AND price_kopecks > 0 AND suspended_at IS NULL ORDER BY user_id",
+        user_ids,
+    )
+    return [int(row["user_id"]) for row in rows]
+
+
+async def daily_spend_with_suspended(conn: Connection, user_id: int, day: date) -> int:
+    """What the account's paid projects cost on `day` (suspended ones included: the spend a
+    resume brings back)."""
+    prices = await conn.fetch(
+        "SELECT price_kopecks FROM project_plans WHERE user_id = $1 AND price_kopecks > 0",
+        user_id,
+    )
+    return sum(daily_share(row["price_kopecks"], day) for row in prices)

@@ -35,6 +35,16 @@ LOST_CONNECTION_ERRORS = (
 )
 
 
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """What a connection going back to the pool needs beyond asyncpg's own clean-up (which
+    rolls back a transaction left open and drops listeners): nothing. asyncpg's default sends
+    `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;`, a query per release
+    (two transactions in PostgreSQL's counts, most of what idle dashboards cost it). The panel
+    never leaves state on a pooled connection: no session SET, no cursor, advisory locks
+    scoped to a transaction (migrations unlock theirs), and LISTEN only on connections of
+    their own (core/events.py, the deploy worker). A test keeps it so (test_pool_reset)."""
+
+
 @asynccontextmanager
 async def connection(pool: Pool) -> AsyncIterator[Connection]:
     """A pooled connection; a database that is down becomes an UnavailableError for the user."""
@@ -56,7 +66,12 @@ async def create_pool(dsn: str, *, attempts: int = 5, max_size: int = 10) -> Poo
         ):
             with attempt:
                 pool: Pool = await asyncpg.create_pool(
-                    dsn, min_size=1, max_size=max_size, timeout=10, command_timeout=30
+                    dsn,
+                    min_size=1,
+                    max_size=max_size,
+                    timeout=10,
+                    command_timeout=30,
+                    reset=keep_session,
                 )
                 return pool
     except TRANSIENT_CONNECT_ERRORS as error:

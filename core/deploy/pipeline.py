@@ -24,10 +24,19 @@ from pathlib import Path
 from typing import Any
 
 from core.archives.checks import ArchiveLimits, extract_archive
+from core.archives.quota import DiskRoom
 from core.archives.service import ArchiveService
 from core.archives.storage import ObjectStorage
 from core.confined import read_beneath
+from core.db.unit import reading
 from core.deploy.build_log import JobLog, step_line
+from core.deploy.limits import (
+    LimitsSource,
+    MiB,
+    ProjectLimits,
+    RuntimeUsage,
+    default_limits,
+)
 from core.deploy.live_check import Missing, find_missing
 from core.deploy.model import SUCCEEDED_STATES, Deployment, State
 from core.deploy.queue import DeploymentQueue
@@ -66,10 +75,12 @@ SWEEP_GRACE = 120.0  # `start` of a stopped app waits this long for it to answer
 
 @dataclass(frozen=True)
 class Parents:
-    """A project's parent cgroups (docker `cgroup_parent` values): its containers', its builds'."""
+    """A project's parent cgroups (docker `cgroup_parent` values): its containers', its builds';
+    and the limits they were made with (its plan's)."""
 
     app: str
     build: str
+    limits: ProjectLimits
 
 
 @dataclass(frozen=True)
@@ -132,6 +143,7 @@ class Deployer:
         if settings.firewall:
             self._firewall = HostFirewall(parse_blocked(settings.firewall_blocked), dns=resolvers())
         self._cgroup_driver = ""
+        self._limits_of: LimitsSource | None = None
         self.policy = ImagePolicy(
             engine,
             base_patterns=parse_patterns(settings.base_images),
@@ -187,15 +199,82 @@ class Deployer:
                 "start dockerd with --exec-opt native.cgroupdriver=cgroupfs."
             )
         settings = self._settings
-        app = GroupLimits(settings.app_memory_mb << 20, settings.app_cpus, settings.app_pids)
+        limits = await self.limits(target.id)
         build = GroupLimits(
             settings.build_memory_mb << 20, settings.build_cpus, settings.build_pids
         )
-        app_parent = await asyncio.to_thread(self.cgroups.ensure, self.app_cgroup(target.name), app)
+        app_parent = await asyncio.to_thread(
+            self.cgroups.ensure, self.app_cgroup(target.name), limits.group()
+        )
         build_parent = await asyncio.to_thread(
             self.cgroups.ensure, self.build_cgroup(target.name), build
         )
-        return Parents(app_parent, build_parent)
+        return Parents(app_parent, build_parent, limits)
+
+    def attach_limits(self, source: LimitsSource) -> None:
+        """Where each project's limits come from (billing's plans; see core.deploy.limits)."""
+        self._limits_of = source
+
+    async def limits(self, project_id: int) -> ProjectLimits:
+        """The project's plan's limits, or the settings' defaults for a project without one."""
+        found = await self._limits_of(project_id) if self._limits_of is not None else None
+        return found if found is not None else default_limits(self._settings)
+
+    async def apply_limits(self, project: str, limits: ProjectLimits) -> None:
+        """New limits for a project at once, without a rebuild: its parent cgroup and each of
+        its containers (`docker update`, running or not), so `docker inspect` shows them.
+
+        The kernel keeps a child's CPU quota within its parent's, so the group first rises to
+        cover both the old and the new limits, then the containers move, then the group
+        settles on the new ones: every step is valid, whichever way each limit moves."""
+        group = self.app_cgroup(project)
+        containers = await self._engine.containers({"ghst.project": project})
+        current = [await self._engine.container_limits(c.id) for c in containers]
+        wanted = limits.container()
+        cover = GroupLimits(
+            max([wanted.memory_bytes, *(c.memory_bytes for c in current)]),
+            max([wanted.nano_cpus, *(c.nano_cpus for c in current)]) / 1e9,
+            max([wanted.pids, *(c.pids for c in current)]),
+        )
+        await asyncio.to_thread(self.cgroups.ensure, group, cover)
+        for container in containers:
+            await self._engine.update_limits(container.id, wanted)
+        await asyncio.to_thread(self.cgroups.ensure, group, limits.group())
+
+    async def measure(self, project: str) -> RuntimeUsage:
+        """The project's containers' CPU and memory now, how many run, its volumes' bytes."""
+        running = [
+            container
+            for container in await self._engine.containers({"ghst.project": project})
+            if container.running
+        ]
+        samples = await asyncio.gather(
+            *(self._engine.container_usage(container.id) for container in running)
+        )
+        return RuntimeUsage(
+            cpu_millicores=sum(sample.cpu_millicores for sample in samples),
+            memory_bytes=sum(sample.memory_bytes for sample in samples),
+            services_running=len(running),
+            volume_bytes=await self.volume_bytes(project),
+        )
+
+    async def _check_disk(self, target: Target, limits: ProjectLimits) -> None:
+        """Deploy's door of the plan's disk: a project whose versions and volumes already fill
+        it deploys nothing more (volumes have no size of their own on ext4: see README)."""
+        if limits.disk_mb is None:
+            return
+        room = DiskRoom(
+            limits.plan,
+            limits.disk_mb * MiB,
+            await self._archives.stored_bytes(target.id),
+            await self.volume_bytes(target.name),
+        )
+        if room.free <= 0:
+            raise room.full()
+
+    async def volume_bytes(self, project: str) -> int:
+        """Bytes in the project's named volumes (the data its apps keep across deployments)."""
+        return sum((await self._engine.volume_sizes({"ghst.project": project})).values())
 
     async def confine_running(self) -> None:
         """The firewall rules and the parent cgroups of every project with containers: a reboot
@@ -206,8 +285,11 @@ class Deployer:
             if (name := container.labels.get("ghst.project"))
         }
         for name in sorted(projects):
+            project = await self._projects.by_name(name)
             try:
-                await self._confine(Target(id=0, name=name, user_id=0, app_port=None))
+                await self._confine(
+                    Target(id=project.id if project else 0, name=name, user_id=0, app_port=None)
+                )
             except UnavailableError as error:  # e.g. more memory in use than a lowered limit
                 log.warning("cannot restore the limits of project %s: %s", name, error)
 
@@ -222,20 +304,23 @@ class Deployer:
         }
 
     def app_limits(self) -> Limits:
-        return Limits(
-            memory_bytes=self._settings.app_memory_mb << 20,
-            nano_cpus=int(self._settings.app_cpus * 1e9),
-            pids=self._settings.app_pids,
-        )
+        """Each container's limits for a project without a plan (the settings' defaults)."""
+        return default_limits(self._settings).container()
 
     # --- one deployment -----------------------------------------------------------------------
 
     async def deploy(self, job: Deployment, worker: str, joblog: JobLog) -> None:
         """Take `job` (claimed by `worker`) to running, or raise; the caller records failures
         and calls `discard` to remove what this attempt made."""
+        # A heal (queued by the lost-container check, not through the service) or a job queued
+        # just before a suspension must not bring a suspended project back up.
+        async with reading(self._store.pool) as db:
+            await self._projects.holds.refuse(db, job.project_id, job.reason)
         target = await self._target(job.project_id)
         env = await self._env.as_mapping(target.id)
         parents = await self._confine(target)
+        if job.reason != "heal":  # a lost app comes back whatever its disk holds
+            await self._check_disk(target, parents.limits)
         build_dir = self._settings.builds_dir / str(job.id)
         try:
             if job.source_id is not None:
@@ -284,7 +369,7 @@ class Deployer:
                             text,
                             app_dir,
                             variables=env,
-                            max_services=self._settings.compose_max_services,
+                            max_services=parents.limits.max_services,
                         )
                     )
                     app = await self._pin_images(joblog, target, app)
@@ -451,7 +536,7 @@ class Deployer:
             app_port=app_port,
             env={**env, "PORT": str(app_port)},
             labels=self._labels(target, job.id),
-            limits=self.app_limits(),
+            limits=parents.limits.container(),
             network=network,
             cgroup_parent=parents.app,
         )
@@ -500,9 +585,9 @@ class Deployer:
             app_port=app_port,
             built_images=built,
             env={**env, "PORT": str(app_port)},
-            memory_bytes=self._settings.app_memory_mb << 20,
-            cpus=self._settings.app_cpus,
-            pids=self._settings.app_pids,
+            memory_bytes=parents.limits.memory_bytes,
+            cpus=parents.limits.cpus,
+            pids=parents.limits.pids,
             cgroup_parent=parents.app,
         )
         # Saved before anything starts: stop, start, down and a later rollback to this
@@ -607,7 +692,8 @@ class Deployer:
             if live is None or live.port is None:
                 await self._router.remove(target.name)
             elif stopped:
-                await self._router.route_stopped(target.name)
+                page = await self._projects.holds.stopped_page(target.id)
+                await self._router.route_stopped(target.name, page)
             else:
                 await self._router.route(target.name, live.port, live.id)
         except Exception:
@@ -777,7 +863,8 @@ class Deployer:
     # --- Runtime: what DeploymentService asks of live deployments -----------------------------
 
     async def stop(self, deployment: Deployment) -> None:
-        await self._router.route_stopped(deployment.project)
+        page = await self._projects.holds.stopped_page(deployment.project_id)
+        await self._router.route_stopped(deployment.project, page)
         await self._stop_containers(deployment)
 
     async def start(self, deployment: Deployment) -> None:

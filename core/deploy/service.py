@@ -199,6 +199,10 @@ class DeploymentService:
             # The project row serialises deploys of one project.
             if await self._projects.lock(tx, project.id) is None:
                 raise NotFoundError(f"You have no project named {project.name!r}.")
+            if operation in (Operation.DEPLOY, Operation.START):
+                # Under the project's lock: a suspension committing now is seen, or waits.
+                what = reason if operation is Operation.DEPLOY else "start"
+                await self._projects.holds.refuse(tx, project.id, what)
             if operation is Operation.DEPLOY:
                 # Only the newest request matters: older queued ones would be replaced at once.
                 await self._store.supersede_queued(
@@ -284,6 +288,35 @@ class DeploymentService:
                 await self._projects.set_stopped(found.id, was_stopped)
                 raise
         return found
+
+    # --- holds: billing's suspension stops and resumes projects through the same queue -------
+
+    async def hold(
+        self, conn: Connection, project: Project, actor: Actor, reason: str
+    ) -> Deployment | None:
+        """In the caller's transaction, which has recorded the hold: cancel the project's queued
+        deployments (and ask a running build to stop), and queue a stop of what is live. A
+        worker carries it out; nothing waits for it. The stop job, if one was queued."""
+        await self._store.cancel_project(conn, project.id, reason)
+        flags = (await self._projects.deploy_flags([project.id], conn)).get(project.id)
+        if flags is None or flags.live_id is None:
+            return None
+        return await self._enqueue(
+            project, actor, "deploy", None, "", operation=Operation.STOP, conn=conn
+        )
+
+    async def release(
+        self, conn: Connection, project: Project, actor: Actor, *, start: bool
+    ) -> Deployment | None:
+        """In the caller's transaction, which has ended the hold: queue a start of what is live
+        (`start`), or a stop that puts back the owner's own stopped page. No wait."""
+        flags = (await self._projects.deploy_flags([project.id], conn)).get(project.id)
+        if flags is None or flags.live_id is None:
+            return None
+        operation = Operation.START if start else Operation.STOP
+        return await self._enqueue(
+            project, actor, "deploy", None, "", operation=operation, conn=conn
+        )
 
     async def runtime_logs(self, actor: Actor, project: str, tail: int = 200) -> AsyncIterator[str]:
         """The live app's log lines (last `tail`, then new ones as they come) until closed."""

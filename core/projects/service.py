@@ -25,6 +25,7 @@ from core.db.unit import reading, transaction
 from core.errors import ConflictError, NotFoundError, ValidationError
 from core.identity import users
 from core.projects.cache import JsonCache
+from core.projects.holds import Holds
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$")
 MAX_PROJECTS_PER_USER = 100
@@ -169,6 +170,8 @@ class ProjectService:
         self._pool = pool
         self._cache = cache
         self._versions = versions
+        # What billing attaches to refuse deploys, starts and uploads of a suspended project.
+        self.holds = Holds()
 
     async def _load(self, conn: Connection, where: str, *args: object) -> list[Project]:
         rows = await conn.fetch(

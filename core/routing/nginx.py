@@ -67,7 +67,9 @@ from core.errors import UnavailableError, ValidationError
 log = logging.getLogger(__name__)
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "nginx"
-PAGES = ("404.html", "502.html", "503.html")
+PAGES = ("404.html", "502.html", "503.html", "suspended.html")
+# What a project that does not run answers: its `$ghst_route` entry, a 503 page each.
+STOPPED_PAGES = ("stopped", "stopped-free", "suspended")
 TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 CONF_NAME = "nginx.conf"
 PID_NAME = "nginx.pid"
@@ -310,6 +312,7 @@ class NginxRouter:
         body_limit_mb: int = 64,
         binary: str = "nginx",
         log_max_mb: int = 64,
+        webhook_port: int = 8089,
     ) -> None:
         self.prefix = Path(prefix).absolute()
         self.log_max_bytes = validate_positive(log_max_mb, "The nginx log size limit") << 20
@@ -318,6 +321,10 @@ class NginxRouter:
         self.port = validate_port(port, "The nginx port")
         self.body_limit_mb = validate_positive(body_limit_mb, "The body size limit")
         self.binary = binary
+        # Where the panel's payment webhook endpoint listens (0: none; nginx answers 404).
+        self.webhook_port = (
+            0 if webhook_port == 0 else validate_port(webhook_port, "The webhook port")
+        )
         self._lock = asyncio.Lock()
         self._probe_secret: str | None = None
 
@@ -405,6 +412,8 @@ class NginxRouter:
             "user_directive": user,
             "body_limit_mb": self.body_limit_mb,
             "probe_secret": self.probe_secret(),
+            # nginx cannot proxy to port 0: a closed port makes it answer 502 instead.
+            "webhook_port": self.webhook_port or 9,
         }
         return render("nginx.conf.template", values)
 
@@ -419,9 +428,12 @@ class NginxRouter:
             },
         )
 
-    def render_stopped(self, project: str) -> str:
+    def render_stopped(self, project: str, page: str = "stopped") -> str:
+        if page not in STOPPED_PAGES:
+            raise ValidationError(f"{page!r} is not a page for a project that does not run.")
         return render(
-            "stopped.conf.template", {**self._common(), "project": validate_project(project)}
+            "stopped.conf.template",
+            {**self._common(), "project": validate_project(project), "page": page},
         )
 
     # Files.
@@ -466,9 +478,10 @@ class NginxRouter:
 
         await self._change(project, content, switched, f"deployment {deployment_id}", True)
 
-    async def route_stopped(self, project: str) -> None:
-        """`<project>.<domain>` answers the 503 page saying the project is stopped."""
-        content = await asyncio.to_thread(self.render_stopped, project)
+    async def route_stopped(self, project: str, page: str = "stopped") -> None:
+        """`<project>.<domain>` answers a 503 page: stopped by its owner ("stopped", or
+        "stopped-free" with the free plan's badge), or "suspended" for non-payment."""
+        content = await asyncio.to_thread(self.render_stopped, project, page)
 
         def stopped(status: int, headers: dict[str, str]) -> bool:
             return status == 503 and DEPLOYMENT_HEADER not in headers

@@ -58,6 +58,7 @@ class ContextTar:
 # panel's own files, never part of what a build may COPY.
 PINNED_PREFIX = ".ghst-pinned"
 
+
 def write_context(
     out: IO[bytes],
     root: Path,
@@ -116,7 +117,9 @@ def write_context(
             f"The build context {quoted(context)} could not be read: {error.strerror or error}."
         ) from None
     except re.error as error:
-        raise PathRefused(f"The .dockerignore has a pattern that cannot be read: {error}.") from None
+        raise PathRefused(
+            f"The .dockerignore has a pattern that cannot be read: {error}."
+        ) from None
     finally:
         os.close(top)
     out.seek(0)

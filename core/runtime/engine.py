@@ -106,6 +106,42 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Usage:
+    cpu_millicores: int
+    memory_bytes: int
+
+
+def _folder_bytes(folder: str) -> int:
+    """Disk blocks under `folder` in bytes: links not followed, a file linked twice counted
+    once; 0 for a folder that is not there."""
+    total, seen = 0, set()
+    for current, _folders, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                info = os.lstat(os.path.join(current, name))
+                if (info.st_dev, info.st_ino) not in seen:
+                    seen.add((info.st_dev, info.st_ino))
+                    total += info.st_blocks * 512
+    return total
+
+
+def _usage(data: Mapping[str, Any]) -> Usage:
+    """`docker stats`' numbers from one stats reading (it holds the previous sample too)."""
+    memory = data.get("memory_stats") or {}
+    details = memory.get("stats") or {}
+    cache = details.get("inactive_file", details.get("total_inactive_file", 0))
+    memory_bytes = max(0, int(memory.get("usage") or 0) - int(cache or 0))
+    cpu, previous = data.get("cpu_stats") or {}, data.get("precpu_stats") or {}
+    used = int((cpu.get("cpu_usage") or {}).get("total_usage") or 0) - int(
+        (previous.get("cpu_usage") or {}).get("total_usage") or 0
+    )
+    elapsed = int(cpu.get("system_cpu_usage") or 0) - int(previous.get("system_cpu_usage") or 0)
+    cpus = int(cpu.get("online_cpus") or 1)
+    millicores = round(used / elapsed * cpus * 1000) if used > 0 and elapsed > 0 else 0
+    return Usage(millicores, memory_bytes)
+
+
+@dataclass(frozen=True)
 class ImageInfo:
     id: str
     exposed_ports: tuple[int, ...]  # TCP ports from EXPOSE, sorted
@@ -759,6 +795,66 @@ class DockerEngine:
 
     async def start(self, container: str) -> None:
         await self._call(lambda client: self._container(client, container).start())
+
+    async def container_limits(self, container: str) -> Limits:
+        """The memory, CPU and pids limits the container has now (0: none)."""
+
+        def read(client: _Client) -> Limits:
+            host = self._container(client, container).attrs.get("HostConfig") or {}
+            return Limits(
+                memory_bytes=int(host.get("Memory") or 0),
+                nano_cpus=int(host.get("NanoCpus") or 0),
+                pids=int(host.get("PidsLimit") or 0),
+            )
+
+        return await self._call(read)
+
+    async def update_limits(self, container: str, limits: Limits) -> None:
+        """New memory, CPU and pids limits for a container, running or not (`docker update`):
+        no restart, no rebuild. The SDK's update() knows neither NanoCpus nor PidsLimit."""
+
+        def update(client: _Client) -> None:
+            found = self._container(client, container)
+            api = client.api
+            body = {
+                "Memory": limits.memory_bytes,
+                "MemorySwap": limits.memory_bytes,
+                "NanoCpus": limits.nano_cpus,
+                "PidsLimit": limits.pids,
+            }
+            response = api._post_json(api._url("/containers/{0}/update", found.id), data=body)
+            api._raise_for_status(response)
+
+        await self._call(update)
+
+    async def container_usage(self, container: str) -> Usage:
+        """CPU and memory the container uses now, as `docker stats` counts them (memory without
+        the page cache the kernel can drop; CPU over dockerd's last second); zero when it is
+        not running."""
+
+        def stats(client: _Client) -> Usage:
+            found = self._container(client, container)
+            if found.status != "running":
+                return Usage(0, 0)
+            data = client.api.stats(found.id, stream=False)
+            return _usage(data)
+
+        return await self._call(stats)
+
+    async def volume_sizes(self, labels: Mapping[str, str]) -> dict[str, int]:
+        """Bytes on disk of each of our volumes carrying these labels: their folders walked
+        on this host (the panel runs beside dockerd), not dockerd's disk-usage call, which
+        walks every volume of the machine."""
+
+        def sizes(client: _Client) -> dict[str, int]:
+            listed = client.api.volumes(filters=self._filters(labels)).get("Volumes") or []
+            return {
+                str(volume["Name"]): _folder_bytes(str(volume.get("Mountpoint") or ""))
+                for volume in listed
+                if self._ours(volume.get("Labels"))
+            }
+
+        return await self._call(sizes)
 
     async def stop(self, container: str, timeout: float = 5) -> None:  # noqa: ASYNC109
         """Stop (SIGTERM, then SIGKILL after `timeout` s); a stopped container is fine."""

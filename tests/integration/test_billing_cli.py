@@ -40,3 +40,21 @@ async def test_operator_adds_a_plan_version_and_records_a_transfer_once(
     assert status == 2 and "positive amount" in err
     status, _, err = await run_ghst("billing", "credit", "nobody", "5", "--reason", "x", env=env)
     assert status == 4
+
+
+async def test_operator_gives_a_promised_payment_and_runs_the_suspension_check(
+    panel: Panel, settings: Settings
+) -> None:
+    user = await panel.accounts.sign_up("alice", "alice@example.com", "correct horse battery")
+    alice = acting(user)
+    await panel.billing.subscriptions.create_project(alice, "shop", "host-0")
+    env = ghst_env(settings)
+    status, out, err = await run_ghst("billing", "suspend", env=env)
+    assert status == 0 and "suspended 0 projects" in out, err
+
+    status, out, err = await run_ghst("billing", "promise", "alice", env=env)
+    assert status == 0, err
+    assert "promised" in out and "to alice until" in out
+    assert await panel.billing.balances.balance(alice) > 0
+    status, _, err = await run_ghst("billing", "promise", "alice", env=env)
+    assert status == 5 and "already have a promised payment open" in err

@@ -28,6 +28,13 @@ from core.panel import Panel
 from core.projects.env_vars import EnvVar
 from core.projects.service import Project, validate_app_port, validate_project_name
 from core.settings import Settings
+from tests.tui.fakes_billing import (
+    FakeBalances,
+    FakeInvoices,
+    FakePayments,
+    FakePlans,
+    FakeSubscriptions,
+)
 from tui.app import GhstApp
 from tui.visitor import Visitor
 
@@ -402,6 +409,13 @@ class FakePanel:
     env: FakeEnv = field(default_factory=FakeEnv)
     settings: Settings = SETTINGS
     events: EventHub = field(default_factory=EventHub.offline)
+    # Billing (tests/tui/fakes_billing.py): fixed plans, balance, ledger and invoices.
+    plans: FakePlans = field(default_factory=FakePlans)
+    subscriptions: FakeSubscriptions = field(default_factory=FakeSubscriptions)
+    balances: FakeBalances = field(default_factory=FakeBalances)
+    payments: FakePayments = field(default_factory=FakePayments)
+    invoices: FakeInvoices = field(default_factory=FakeInvoices)
+    promised: object | None = None
 
 
 def signed_in_visitor(user: User = ALICE) -> Visitor:

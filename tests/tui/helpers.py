@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Button, Input
 
 from core.panel import Panel
 from tui.app import GhstApp
@@ -54,6 +54,21 @@ async def settle(pilot: Pilot[Any]) -> None:
                 return
         await app.workers.wait_for_complete()
     raise AssertionError("the app did not settle")
+
+
+async def click(pilot: Pilot[Any], selector: str) -> None:
+    """Click a widget as a user would, after any earlier press of it has finished.
+
+    A Textual button ignores clicks while it still shows its last press (`-active`, 0.2 s):
+    a test that clicks the same button twice in a row, faster than anyone could, would see its
+    second click dropped on a fast machine.
+    """
+    widget = pilot.app.screen.query_one(selector)
+    for _ in range(100):
+        if not (isinstance(widget, Button) and widget.has_class("-active")):
+            break
+        await pilot.pause(0.02)
+    await pilot.click(selector)
 
 
 async def fill(pilot: Pilot[Any], **values: str) -> None:

@@ -7,7 +7,7 @@ from textual.widgets import DataTable, Input
 from core.panel import Panel
 from core.projects.env_vars import EnvVar
 from tests.actors import acting
-from tests.tui.helpers import SIZE, error_text, fill, record_notifications, settle, sign_up
+from tests.tui.helpers import SIZE, click, error_text, fill, record_notifications, settle, sign_up
 from tests.tui.test_deployments import key_bar, owner_of, rows, text, titles
 from tui.app import GhstApp
 from tui.screens.app_port import AppPortDialog
@@ -110,16 +110,16 @@ async def test_refused_names_and_values_are_explained_in_the_dialog(panel: Panel
         assert error_text(pilot).startswith("PORT is set by the panel itself")
         assert app.focused is app.screen.query_one("#name", Input)
         await fill(pilot, name="BIG", value="x" * (32 * 1024 + 1))
-        await pilot.click("#set")
+        await click(pilot, "#set")
         await settle(pilot)
         assert error_text(pilot).startswith("A value is at most 32 KiB")
         assert app.focused is app.screen.query_one("#value", Input)
         await fill(pilot, name="GHST_TOKEN", value="x")
-        await pilot.click("#set")
+        await click(pilot, "#set")
         await settle(pilot)
         assert "kept for the panel" in error_text(pilot)
         await fill(pilot, name="TOKEN")
-        await pilot.click("#set")
+        await click(pilot, "#set")
         await settle(pilot)
         assert isinstance(app.screen, EnvScreen)
     assert await panel.env.list(acting(user_id), "shop") == [EnvVar("TOKEN", "x")]
@@ -181,7 +181,7 @@ async def test_p_sets_the_app_port_and_an_empty_one_is_automatic(panel: Panel) -
         await pilot.pause()
         assert app.screen.query_one("#port", Input).value == "8000"
         await fill(pilot, port="")
-        await pilot.click("#save")
+        await click(pilot, "#save")
         await settle(pilot)
         assert isinstance(app.screen, EnvScreen)
         assert text(app, "#app-port").startswith(AUTOMATIC)

@@ -11,7 +11,7 @@ import asyncpg
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowKey
 
-from core.events import REFRESH
+from core.events import REFRESH, Event
 from core.panel import Panel
 from tests.actors import acting
 from tests.tui.fakes import ALICE, fake_app, signed_in_visitor
@@ -210,7 +210,9 @@ async def test_another_users_events_never_reach_the_screen(panel: Panel) -> None
         # The screen still hears its own project: the recording above can see an event.
         await upload(panel, _user_id, "shop")
         await wait_for(pilot, lambda: bool(delivered))
-        assert {message.event.project_id for message in delivered} == {project.id}
+        assert {event.project_id for message in delivered for event in message.events} == {
+            project.id
+        }
 
 
 async def test_a_running_builds_duration_ticks_in_its_row_and_the_status_line(
@@ -232,3 +234,77 @@ async def test_a_running_builds_duration_ticks_in_its_row_and_the_status_line(
         await wait_for(pilot, lambda: text(app, "#status") != status)
         assert rows(app, "deployments")[1][5] == live_took  # a finished one does not tick
         assert all(table.rows[key] is row for key, row in rows_before.items())
+
+
+async def test_a_burst_of_events_makes_one_load_that_shows_the_last_state() -> None:
+    app = fake_app(signed_in_visitor(ALICE))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = ProjectScreen("shop")
+        await app.push_screen(screen)
+        await settle(pilot)
+        delivered: list[Changed] = []
+        post = screen.post_message
+
+        def recorded(message: Any) -> bool:
+            if isinstance(message, Changed):
+                delivered.append(message)
+            return post(message)
+
+        screen.post_message = recorded  # type: ignore[method-assign]
+        deployments = app.panel.deployments
+        history = deployments.histories["shop"]  # type: ignore[attr-defined]
+        loads, uploads = Calls(deployments, "list"), Calls(app.panel.archives, "list")
+        newest = history[0]
+        # Queued, claimed, failed: the worker's three commits, milliseconds apart.
+        for state in ("queued", "building", "failed"):
+            history[0] = dataclasses.replace(newest, state=state)
+            app.panel.events.deliver(Event("deployment", 1, ALICE.id, newest.id))
+        history[0] = dataclasses.replace(newest, state="cancelled")
+
+        await wait_for(pilot, lambda: rows(app, "deployments")[0][3] == "⊘ cancelled")
+        await settle(pilot)
+        assert [len(message.events) for message in delivered] == [3]
+        assert loads.count == 1
+        assert uploads.count == 0  # deployment events leave the uploads as they were
+
+        # Events further apart than a burst are each loaded.
+        history[0] = newest
+        app.panel.events.deliver(Event("deployment", 1, ALICE.id, newest.id))
+        await wait_for(pilot, lambda: rows(app, "deployments")[0][3] != "⊘ cancelled")
+        assert loads.count == 2
+
+
+async def test_the_uploads_table_changes_in_place_and_keeps_the_selection(panel: Panel) -> None:
+    visitor, user_id, project = await owner_of(panel)
+    first = await upload(panel, user_id, "shop")
+    second = await upload(panel, user_id, "shop")
+    app = GhstApp(panel, visitor)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_project(app, pilot)
+        await wait_for(pilot, lambda: panel.events.listening.is_set())
+        table = screen.query_one("#history", DataTable)
+        table.focus()
+        await pilot.press("down")  # the user selects the older version
+        await settle(pilot)
+        assert screen.selected_archive() is not None
+        assert screen.selected_archive().id == first.id  # type: ignore[union-attr]
+        before = {key.value: row for key, row in table.rows.items()}
+
+        newest = await upload(panel, user_id, "shop")
+        await wait_for(pilot, lambda: len(rows(app, "history")) == 3)
+        # The new version first; the same row objects; the selection on the same version.
+        assert [row[0] for row in rows(app, "history")] == [
+            newest.name,
+            second.name,
+            first.name,
+        ]
+        assert all(table.rows[RowKey(key)] is row for key, row in before.items())
+        assert screen.selected_archive().id == first.id  # type: ignore[union-attr]
+        assert table.cursor_row == 2
+
+        # Another version deleted (in another session): its row goes, the selection stays.
+        await panel.archives.delete(acting(user_id), project.name, second.name)
+        await wait_for(pilot, lambda: len(rows(app, "history")) == 2)
+        assert [row[0] for row in rows(app, "history")] == [newest.name, first.name]
+        assert screen.selected_archive().id == first.id  # type: ignore[union-attr]
+        assert table.rows[RowKey(str(first.id))] is before[str(first.id)]

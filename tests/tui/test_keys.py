@@ -9,7 +9,7 @@ from textual.widgets import DataTable, Input, Static
 from core.panel import Panel
 from tests.actors import acting
 from tests.tui.fakes import key_line, public_key
-from tests.tui.helpers import SIZE, error_text, record_notifications, settle, sign_up
+from tests.tui.helpers import SIZE, click, error_text, record_notifications, settle, sign_up
 from tui.app import GhstApp
 from tui.screens.add_key import AddKeyDialog, KeyLineArea
 from tui.screens.confirm import ConfirmDialog
@@ -124,7 +124,7 @@ async def test_an_invalid_line_is_explained_and_kept(panel: Panel) -> None:
             area.load_text(line)
             area.focus()
             await pilot.press("tab", *"my key")
-            await pilot.click("#add")
+            await click(pilot, "#add")
             await settle(pilot)
             assert isinstance(app.screen, AddKeyDialog)
             assert error_text(pilot).startswith(message)
@@ -133,7 +133,7 @@ async def test_an_invalid_line_is_explained_and_kept(panel: Panel) -> None:
             app.screen.query_one("#name", Input).value = ""
         area.load_text("")
         await settle(pilot)  # the dialog lays out again once the long message above is gone
-        await pilot.click("#add")
+        await click(pilot, "#add")
         await pilot.pause()
         assert error_text(pilot).startswith("Paste a public key line")
         await pilot.press("escape")
@@ -203,7 +203,7 @@ async def test_removing_the_last_key_warns_first(panel: Panel) -> None:
         await pilot.pause()
         assert isinstance(app.screen, ConfirmDialog)
         assert "This is your last SSH key" in app.screen.message
-        await pilot.click("#confirm")
+        await click(pilot, "#confirm")
         await settle(pilot)
         assert not app.screen.query_one("#keys", DataTable).display
     assert await panel.keys.list(acting(visitor.user.id)) == []

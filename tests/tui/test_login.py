@@ -16,6 +16,7 @@ from tests.tui.fakes import key_line, public_key
 from tests.tui.helpers import (
     PASSWORD,
     SIZE,
+    click,
     error_text,
     fill,
     guest,
@@ -63,7 +64,7 @@ async def test_a_wrong_password_is_refused_and_can_be_retried(panel: Panel) -> N
     async with app.run_test(size=SIZE) as pilot:
         await open_login(app)
         await fill(pilot, password="not the password")
-        await pilot.click("#login")
+        await click(pilot, "#login")
         await settle(pilot)
         assert isinstance(app.screen, LoginScreen)
         assert error_text(pilot) == "Wrong username or password."
@@ -96,7 +97,7 @@ async def test_empty_fields_are_caught_before_asking_the_server(panel: Panel) ->
         await pilot.pause()
         assert error_text(pilot) == "Enter your username."
         await fill(pilot, username="alice")
-        await pilot.click("#login")
+        await click(pilot, "#login")
         await pilot.pause()
         assert error_text(pilot) == "Enter your password."
         assert app.focused is app.screen.query_one("#password", Input)
@@ -160,7 +161,7 @@ async def test_log_in_without_the_key_when_unchecked(panel: Panel) -> None:
     app = GhstApp(panel, guest("alice", presented_key=public_key("desktop")))
     async with app.run_test(size=SIZE) as pilot:
         await open_login(app)
-        await pilot.click("#attach-key")
+        await click(pilot, "#attach-key")
         await fill(pilot, password=PASSWORD)
         await pilot.press("enter")
         await settle(pilot)
@@ -193,7 +194,7 @@ async def test_sign_up_link(panel: Panel) -> None:
     app = GhstApp(panel, guest("alice"))
     async with app.run_test(size=SIZE) as pilot:
         await open_login(app)
-        await pilot.click("#to-signup")
+        await click(pilot, "#to-signup")
         await pilot.pause()
         assert isinstance(app.screen, SignUpScreen)
 

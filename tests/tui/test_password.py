@@ -11,6 +11,7 @@ from tests.tui.helpers import (
     PASSWORD,
     REMOTE_ADDR,
     SIZE,
+    click,
     error_text,
     fill,
     record_notifications,
@@ -71,7 +72,7 @@ async def test_form_mistakes_are_caught_before_the_server(
     async with app.run_test(size=SIZE) as pilot:
         await open_password(app)
         await fill(pilot, **values)
-        await pilot.click("#change")
+        await click(pilot, "#change")
         await settle(pilot)
         assert error_text(pilot) == message
         assert app.focused is app.screen.query_one(focused, Input)
@@ -129,8 +130,8 @@ async def test_changing_the_password_can_log_out_the_other_sessions(
         await open_password(app)
         await fill(pilot, current=PASSWORD, new=NEW_PASSWORD, confirm=NEW_PASSWORD)
         if not log_out_others:
-            await pilot.click("#logout-others")
-        await pilot.click("#change")
+            await click(pilot, "#logout-others")
+        await click(pilot, "#change")
         await settle(pilot)
         assert isinstance(app.screen, HomeScreen)
     ended = await panel.sessions.ended([visitor.session.jti, elsewhere.jti])

@@ -31,6 +31,7 @@ from tests.e2e.transfers import OPENSSH_OPTIONS, Account, account, run, write
 from tests.tui.helpers import (
     SIZE,
     Note,
+    click,
     error_text,
     fill,
     record_notifications,
@@ -286,7 +287,7 @@ async def test_delete_a_project_after_typing_its_name(panel: Panel) -> None:
         assert error_text(pilot) == "Type the project's name, 'shop', to confirm deleting it."
         assert app.screen.query_one("#confirmation", Input).value == "shpo"  # to fix a typo
         await fill(pilot, confirmation="shop")
-        await pilot.click("#delete")
+        await click(pilot, "#delete")
         await settle(pilot)
         assert isinstance(app.screen, ProjectsScreen)
         assert [row[0] for row in rows(app, "projects")] == ["tools"]

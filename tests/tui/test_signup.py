@@ -14,6 +14,7 @@ from tests.tui.helpers import (
     PASSWORD,
     REMOTE_ADDR,
     SIZE,
+    click,
     error_text,
     fill,
     guest,
@@ -60,7 +61,7 @@ async def test_sign_up_attaches_the_presented_key_and_lands_on_home(panel: Panel
         assert box.value is True
         assert key.fingerprint in str(box.label)
         await fill(pilot, email="alice@example.com", password=PASSWORD, password_confirm=PASSWORD)
-        await pilot.click("#create")
+        await click(pilot, "#create")
         await settle(pilot)
         assert isinstance(app.screen, HomeScreen)
         assert "Signed in as alice" in str(app.screen.query_one("#signed-in").render())
@@ -83,9 +84,9 @@ async def test_sign_up_without_the_key_when_unchecked(panel: Panel) -> None:
     app = GhstApp(panel, guest("bob", presented_key=public_key("desktop")))
     async with app.run_test(size=SIZE) as pilot:
         await fill(pilot, email="bob@example.com", password=PASSWORD, password_confirm=PASSWORD)
-        await pilot.click("#attach-key")
+        await click(pilot, "#attach-key")
         assert app.screen.query_one("#attach-key", Checkbox).value is False
-        await pilot.click("#create")
+        await click(pilot, "#create")
         await settle(pilot)
         assert isinstance(app.screen, HomeScreen)
     user = await panel.accounts.find_by_username("bob")
@@ -238,7 +239,7 @@ async def test_a_presented_key_another_account_owns_does_not_block_sign_up(
 async def test_switch_to_log_in_and_back(panel: Panel) -> None:
     app = GhstApp(panel, guest("alice"))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.click("#to-login")
+        await click(pilot, "#to-login")
         await pilot.pause()
         assert isinstance(app.screen, LoginScreen)
         assert app.screen.query_one("#username", Input).value == "alice"

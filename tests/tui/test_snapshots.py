@@ -187,6 +187,15 @@ def test_new_project_with_a_bad_name(snap_compare: SnapCompare, size: Size) -> N
     )
 
 
+def test_new_project_when_the_free_plan_is_taken(snap_compare: SnapCompare, size: Size) -> None:
+    """The free plan shown but disabled, with the reason; the cheapest paid one chosen."""
+    app = fake_app(signed_in_visitor(), ALICE_KEYS)
+    app.panel.subscriptions.has_free = True  # type: ignore[attr-defined]
+    assert snap_compare(
+        app, terminal_size=size, run_before=run(press("j"), press("n"), set_values(name="blog"))
+    )
+
+
 def test_delete_project_dialog_with_a_wrong_name(snap_compare: SnapCompare, size: Size) -> None:
     assert snap_compare(
         fake_app(signed_in_visitor(), ALICE_KEYS),

@@ -85,3 +85,45 @@ async def test_an_app_that_never_lets_go_is_looked_at_a_bounded_number_of_times(
     # The last retry waited 0.005 * 2**4 s: twice that and no more collections came.
     await asyncio.sleep(0.2)
     assert memory.collections == 1 + RECOLLECTIONS
+
+
+async def test_the_server_takes_over_full_collections_and_gives_them_back() -> None:
+    before = gc.get_threshold()
+    memory = MemoryReturn(settle=0.01, min_ended=10, period=0.05)
+    memory.start()
+    try:
+        # Young generations as before; the oldest never collected by Python on its own.
+        assert gc.get_threshold()[:2] == before[:2]
+        assert gc.get_threshold()[2] >= 2**30
+        # ... but by the server, now and then, even with no session ended.
+        for _ in range(100):
+            if memory.collections >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert memory.collections >= 2
+    finally:
+        memory.close()
+    assert gc.get_threshold() == before
+    collections = memory.collections
+    await asyncio.sleep(0.1)
+    assert memory.collections == collections  # closed: no more
+
+
+async def test_a_burst_of_new_sessions_is_collected_once_after_the_last() -> None:
+    memory = MemoryReturn(settle=1.0, min_ended=3)
+    memory.session_started()
+    memory.session_started()
+    await asyncio.sleep(1.2)
+    assert memory.collections == 0  # fewer than a burst
+    for _ in range(5):
+        memory.session_started()
+        await asyncio.sleep(0.05)  # each one postpones it
+    assert memory.collections == 0
+    for _ in range(100):
+        if memory.collections:
+            break
+        await asyncio.sleep(0.05)
+    assert memory.collections == 1
+    await asyncio.sleep(1.2)
+    assert memory.collections == 1
+    memory.close()

@@ -131,6 +131,19 @@ def test_a_stopped_vhost_answers_503_for_the_project(tmp_path: Path) -> None:
     assert entries == ['shop.test.localhost "stopped";']
 
 
+def test_a_suspended_or_free_project_gets_its_own_entry_and_nothing_else(tmp_path: Path) -> None:
+    router = make_router(tmp_path)
+    for page in ("suspended", "stopped-free"):
+        entries = [
+            line
+            for line in router.render_stopped("shop", page).splitlines()
+            if line and not line.startswith("#")
+        ]
+        assert entries == [f'shop.test.localhost "{page}";']
+    with pytest.raises(ValidationError):
+        router.render_stopped("shop", 'x";\n include /etc/passwd')
+
+
 def test_the_main_config_proxies_with_the_headers_and_limits(tmp_path: Path) -> None:
     text = make_router(tmp_path, body_limit_mb=64).render_main()
     for header in ("Host", "X-Real-IP", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"):
@@ -191,13 +204,15 @@ def test_every_template_placeholder_is_filled(tmp_path: Path) -> None:
 
 def test_the_pages_are_small_and_self_contained() -> None:
     pages = {path.name: path.read_text() for path in (TEMPLATES_DIR / "pages").glob("*.html")}
-    assert sorted(pages) == ["404.html", "502.html", "503.html"]
+    assert sorted(pages) == ["404.html", "502.html", "503.html", "suspended.html"]
     for name, page in pages.items():
         assert len(page.encode()) < 4096, name
         assert not re.search(r"(src|href)=|@import|url\(", page), name  # nothing to fetch
         assert "${" not in page, name
     assert 'echo var="ghst_project"' in pages["503.html"]
     assert "is stopped" in pages["503.html"]
+    assert 'if expr="$ghst_free"' in pages["503.html"]
+    assert "run out of money" in pages["suspended.html"] and "top up" in pages["suspended.html"]
     assert 'echo var="ghst_project"' in pages["502.html"]
 
 

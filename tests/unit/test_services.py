@@ -17,6 +17,12 @@ NAMES = [
     "env",
     "deployments",
     "events",
+    "plans",
+    "subscriptions",
+    "balances",
+    "payments",
+    "promised",
+    "invoices",
 ]
 
 

@@ -34,6 +34,15 @@ OWNERS = {
     "balances": "core/billing/ledger.py",
     "payments": "core/billing/payments.py",
     "charge_runs": "core/billing/charges.py",
+    "arrears": "core/billing/suspension.py",
+    "promised_payments": "core/billing/promised.py",
+    # An invoice, its lines, the entries it billed and the counter numbering them: one owner
+    # keeps them written in one transaction.
+    "invoices": "core/billing/invoices.py",
+    "invoice_lines": "core/billing/invoices.py",
+    "invoice_entries": "core/billing/invoices.py",
+    "invoice_numbers": "core/billing/invoices.py",
+    "invoice_runs": "core/billing/invoices.py",
 }
 
 TABLE_MENTION = re.compile(

@@ -11,12 +11,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, TypeVar, cast
 
 from textual.dom import DOMNode
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.worker import Worker, WorkerState
 
 from core.actor import Actor
 from core.identity.accounts import User
 from core.services import Services
+from tui.frugal_screen import FrugalScreen
 from tui.visitor import Visitor
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ def failed_worker_error(event: Worker.StateChanged) -> BaseException | None:
     return None
 
 
-class GhstScreen(Screen[ResultType]):
+class GhstScreen(FrugalScreen[ResultType]):
     """A full screen of the dashboard."""
 
     @property

@@ -13,12 +13,15 @@ from textual.content import Content
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from core.billing.money import format_amount
+from core.billing.outlook import Outlook, warning_text
 from tui.formatting import day, plural
 from tui.layout import WIDE_FROM
 from tui.screens.base import GhstScreen
 from tui.screens.confirm import ConfirmDialog
 from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
+from tui.widgets.option_list import SteadyOptionList
 
 LOGOUT_FAREWELL = "Logged out. Bye!"
 
@@ -57,8 +60,11 @@ class HomeScreen(GhstScreen[None]):
         Binding("p", "password", "Password"),
         Binding("l", "logout", "Log out"),
         Binding("o,L", "logout_everywhere", "Log out everywhere"),
+        Binding("b", "billing", "Billing"),
         Binding("q", "app.quit", "Quit", show=False),
     ]
+    # At 80 columns the bar keeps b (the banner says to press it): these are in "What next".
+    KEY_BAR_DROP_ORDER: ClassVar[tuple[str, ...]] = ("logout_everywhere", "password")
 
     def __init__(self) -> None:
         super().__init__()
@@ -77,6 +83,8 @@ class HomeScreen(GhstScreen[None]):
                 id="intro",
                 classes="muted",
             )
+            # The balance, or the warning when it runs low (3 days, 1 day, run out).
+            yield Static("Balance: …", id="balance", markup=False)
             with Horizontal(id="panels"):
                 with Vertical(id="account", classes="box") as account:
                     account.border_title = "Account"
@@ -98,7 +106,7 @@ class HomeScreen(GhstScreen[None]):
                         if options:
                             options.append(None)  # a separator line
                         options.append(Option(next_step_prompt(*step, one_line=False), id=action))
-                    yield OptionList(*options, id="actions")
+                    yield SteadyOptionList(*options, id="actions")
         yield KeyBar()
 
     def on_resize(self, event: events.Resize) -> None:
@@ -118,11 +126,13 @@ class HomeScreen(GhstScreen[None]):
     @work(exclusive=True, exit_on_error=False, group="load")
     async def load_account(self) -> None:
         panel, user_id = self.panel, self.user.id
-        user, keys, active = await asyncio.gather(
+        user, keys, active, outlook = await asyncio.gather(
             panel.accounts.get(user_id),
             panel.keys.count(self.actor),
             panel.sessions.active_count(self.actor),
+            panel.subscriptions.outlook(self.actor),
         )
+        self.show_outlook(outlook)
         self.visitor.user = user
         self.query_one("#email", Static).update(Content(user.email))
         self.query_one("#key-count", Static).update(
@@ -131,6 +141,22 @@ class HomeScreen(GhstScreen[None]):
         self.query_one("#session-count", Static).update(
             f"{active} active" + (" (this one)" if active == 1 else "")
         )
+
+    def show_outlook(self, outlook: Outlook) -> None:
+        balance = self.query_one("#balance", Static)
+        amount = format_amount(outlook.balance, self.panel.settings.currency)
+        warning = warning_text(outlook, amount)
+        balance.set_class(bool(warning), "-warning")
+        balance.set_class(outlook.warning in ("1 day", "out"), "-urgent")
+        if warning:
+            balance.update(warning)
+        elif outlook.days_left is None:
+            balance.update(f"Balance: {amount} (press b for billing)")
+        else:
+            balance.update(
+                f"Balance: {amount}, about {plural(outlook.days_left, 'day')} at today's spend"
+                " (press b for billing)"
+            )
 
     @on(OptionList.OptionSelected, "#actions")
     async def run_next_step(self, event: OptionList.OptionSelected) -> None:
@@ -141,6 +167,11 @@ class HomeScreen(GhstScreen[None]):
         from tui.screens.projects import ProjectsScreen
 
         self.app.push_screen(ProjectsScreen())
+
+    def action_billing(self) -> None:
+        from tui.screens.billing import BillingScreen
+
+        self.app.push_screen(BillingScreen())
 
     def action_keys(self) -> None:
         from tui.screens.keys import KeysScreen

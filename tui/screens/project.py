@@ -20,10 +20,12 @@ pressing one anyway says why.
 from __future__ import annotations
 
 import asyncio
+from functools import cache
 from typing import ClassVar
 
 from rich.text import Text
 from textual import events, on, work
+from textual.actions import parse as parse_action
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -34,7 +36,7 @@ from textual.worker import Worker
 
 from core.archives.service import Archive
 from core.deploy.service import Deployment, ProjectStatus, State
-from core.errors import NotFoundError
+from core.errors import NotFoundError, PanelError
 from core.events import Subscription
 from tui.formatting import moment, plural, size
 from tui.screens.base import GhstScreen
@@ -46,7 +48,8 @@ from tui.watch import Changed, load_slot, shared_load, watch
 from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
 from tui.widgets.redraw import set_border_title, update_static
-from tui.widgets.rows_table import RowsTable
+from tui.widgets.rows_table import Row, RowsTable
+from tui.widgets.usage_bars import UsageBars
 
 # What this screen shows; a build log growing ("log") is not.
 WATCHED = ("deployment", "archive", "project")
@@ -204,9 +207,9 @@ class ProjectScreen(GhstScreen[None]):
         self._poll_failing = False
         self._gone = False
         self._styles: dict[str, str] = {}  # theme colours by variable name, set on mount
-        self._deployment_rows: list[tuple[str, ...]] = []  # the cells shown, to redraw less
         self._status_shown: tuple[str, ...] | None = None
         self._select_deployment: int | None = None  # put the cursor there at the next draw
+        self._keys_for: tuple[object, ...] = ()  # check_action's answers the bar shows
         self._detail_for = "history"  # the table whose selection the line under them shows
 
     def compose(self) -> ComposeResult:
@@ -219,6 +222,7 @@ class ProjectScreen(GhstScreen[None]):
                 yield Static(name, id="title", classes="card-title", markup=False)
                 yield Static(project_url(name, settings.domain), id="url", markup=False)
             yield Static("Loading the status…", id="status", markup=False)
+            yield UsageBars(id="usage-bars")
             with Vertical(id="upload-box"):
                 yield Static(
                     Content.assemble(("scp   ", "$text-muted"), (commands.scp, "bold")),
@@ -241,7 +245,7 @@ class ProjectScreen(GhstScreen[None]):
                     markup=False,
                 )
             with Vertical(id="history-box"):
-                yield DataTable(id="history", cursor_type="row", zebra_stripes=True)
+                yield RowsTable(id="history", cursor_type="row", zebra_stripes=True)
                 yield Static("Loading the history…", id="empty", markup=False)
             with Vertical(id="deployments-box"):
                 yield RowsTable(id="deployments", cursor_type="row", zebra_stripes=True)
@@ -280,6 +284,17 @@ class ProjectScreen(GhstScreen[None]):
             return
         self.poll()  # events that came while covered were not loaded
         self.tick()
+        self.load_usage()
+
+    @work(exclusive=True, exit_on_error=False, group="usage")
+    async def load_usage(self) -> None:
+        """The plan and its usage bars: measured when the screen is shown (docker stats take a
+        second, so not on every event)."""
+        bars = self.query_one("#usage-bars", UsageBars)
+        try:
+            bars.show(await self.panel.subscriptions.usage(self.actor, self.project_name))
+        except PanelError as error:
+            bars.update(f"Usage: {error.message}")
 
     def on_screen_suspend(self) -> None:
         if self._tick_timer is not None:
@@ -294,8 +309,8 @@ class ProjectScreen(GhstScreen[None]):
     def on_changed(self, message: Changed | None) -> None:
         # Covered (even by a dialog): the load waits until the screen is shown again.
         if self.is_active:
-            kind = message.event.kind if message is not None else None
-            self.poll(LOADED_ON.get(kind, EVERYTHING) if kind is not None else EVERYTHING)
+            kinds = message.kinds if message is not None else {"refresh"}
+            self.poll(frozenset[str]().union(*(LOADED_ON.get(kind, EVERYTHING) for kind in kinds)))
 
     def tick(self) -> None:
         """A running build's duration, from what was loaded: no query."""
@@ -306,11 +321,9 @@ class ProjectScreen(GhstScreen[None]):
     def tick_deployments(self) -> None:
         """The active deployments' rows only: the others' cells cannot have changed."""
         table = self.query_one("#deployments", RowsTable)
-        for index, deployment in enumerate(self.deployments):
-            if deployment.active and index < len(self._deployment_rows):
-                cells = self.deployment_cells(deployment)
-                self.update_row(table, deployment, cells, self._deployment_rows[index])
-                self._deployment_rows[index] = cells
+        for deployment in self.deployments:
+            if deployment.active and str(deployment.id) in table.shown_rows:
+                table.show_row(*self.deployment_row(deployment))
 
     def schedule_tick(self) -> bool:
         """Tick while a deployment is active and the screen shown; True when ticking."""
@@ -420,7 +433,7 @@ class ProjectScreen(GhstScreen[None]):
             self.show_deployments(deployments)
         if changed:
             self.show_detail()
-            self.refresh_bindings()
+            self.refresh_keys()
         self.schedule_tick()
 
     def handle_error(self, error: BaseException) -> None:
@@ -503,10 +516,11 @@ class ProjectScreen(GhstScreen[None]):
     # --- the versions table -------------------------------------------------------------------
 
     def show_archives(self, archives: list[Archive]) -> None:
+        """Change the table in place (a new upload's row added, a deleted one's removed, only
+        the cells that changed updated); the selection stays on the same upload."""
         previous = self.selected_archive()  # of the history shown until now
         self.archives = archives
-        table = self.query_one("#history", DataTable)
-        table.clear()
+        table = self.query_one("#history", RowsTable)
         # The "Check" column gets the width the others leave; a refused upload's reason is
         # cut to it (the whole reason is under the table).
         other_columns = sum(
@@ -518,20 +532,7 @@ class ProjectScreen(GhstScreen[None]):
         )
         available = self.query_one("#history-box").content_size.width
         check_width = max(available - TABLE_FRAME - other_columns - UPLOADED_WIDTH, 24)
-        for archive in archives:
-            ready = archive.status == READY
-            table.add_row(
-                Text(archive.name, "bold" if ready else "dim"),
-                Text(size(archive.size), justify="right"),
-                Text(moment(archive.created_at)),
-                Text(
-                    check_line(archive, check_width),
-                    self.colour("text-success", bold=True) if ready else self.colour("text-error"),
-                    no_wrap=True,
-                    overflow="ellipsis",
-                ),
-                key=str(archive.id),
-            )
+        table.show_rows([self.archive_row(archive, check_width) for archive in archives])
         versions = sum(1 for archive in archives if archive.status == READY)
         title = f"Uploads · {plural(versions, 'version')}"
         if refused := len(archives) - versions:
@@ -546,7 +547,7 @@ class ProjectScreen(GhstScreen[None]):
         table.display = bool(archives)
         if previous is not None:
             for row, archive in enumerate(archives):
-                if archive.id == previous.id:
+                if archive.id == previous.id and row != table.cursor_row:
                     table.move_cursor(row=row)
         if archives:
             if self.focused is None:
@@ -554,7 +555,31 @@ class ProjectScreen(GhstScreen[None]):
         elif table.has_focus:
             self.set_focus(None)
         self.show_detail()
-        self.refresh_bindings()
+        self.refresh_keys()
+
+    def archive_row(self, archive: Archive, check_width: int) -> Row:
+        ready = archive.status == READY
+        plain = (
+            archive.name,
+            size(archive.size),
+            moment(archive.created_at),
+            check_line(archive, check_width),
+        )
+
+        def cells() -> list[Text]:
+            return [
+                Text(plain[0], "bold" if ready else "dim"),
+                Text(plain[1], justify="right"),
+                Text(plain[2]),
+                Text(
+                    plain[3],
+                    self.colour("text-success", bold=True) if ready else self.colour("text-error"),
+                    no_wrap=True,
+                    overflow="ellipsis",
+                ),
+            ]
+
+        return str(archive.id), plain, cells
 
     def selected_archive(self) -> Archive | None:
         table = self.query_one("#history", DataTable)
@@ -594,29 +619,18 @@ class ProjectScreen(GhstScreen[None]):
             Text(cells[5], justify="right"),
         ]
 
+    def deployment_row(self, deployment: Deployment) -> Row:
+        cells = self.deployment_cells(deployment)
+        return row_key(cells[0]), cells, lambda: self.styled_cells(deployment, cells)
+
     def show_deployments(self, deployments: list[Deployment]) -> None:
         """Redraw the table in place: only the cells that changed, a new deployment's row added
         and one no longer listed removed; the rows, the cursor and the scroll stay put."""
         previous = self.selected_deployment()
         self.deployments = deployments
         table = self.query_one("#deployments", RowsTable)
-        shown = {cells[0]: cells for cells in self._deployment_rows}
-        rows = [self.deployment_cells(deployment) for deployment in deployments]
-        listed = {cells[0] for cells in rows}
-        for cells in self._deployment_rows:
-            if cells[0] not in listed:
-                table.remove_row(row_key(cells[0]))
-        order = [cells[0] for cells in self._deployment_rows if cells[0] in listed]
-        for deployment, cells in zip(deployments, rows, strict=True):
-            before = shown.get(cells[0])
-            if before is None:
-                table.add_row(*self.styled_cells(deployment, cells), key=row_key(cells[0]))
-                order.append(cells[0])
-            else:
-                self.update_row(table, deployment, cells, before)
-        if order != [cells[0] for cells in rows]:  # a new one (newest first) came last
-            table.sort("id", key=lambda cell: int(str(cell)[1:]), reverse=True)
-        self._deployment_rows = rows
+        # Widened as needed: "◌ queued" becomes "● running", "—" a time.
+        table.show_rows([self.deployment_row(deployment) for deployment in deployments])
         wanted = self._select_deployment or (previous.id if previous else None)
         self._select_deployment = None
         for row, deployment in enumerate(deployments):
@@ -639,27 +653,6 @@ class ProjectScreen(GhstScreen[None]):
         table.display = bool(deployments)
         if not deployments and table.has_focus:
             self.set_focus(None)
-
-    def update_row(
-        self,
-        table: RowsTable,
-        deployment: Deployment,
-        cells: tuple[str, ...],
-        before: tuple[str, ...],
-    ) -> None:
-        """The cells of the deployment's row that differ from `before` (what it shows)."""
-        if cells == before:
-            return
-        styled = self.styled_cells(deployment, cells)
-        # Widened as needed: "◌ queued" becomes "● running", "—" a time.
-        table.update_row(
-            row_key(cells[0]),
-            {
-                key: styled[column]
-                for column, (_label, key) in enumerate(DEPLOYMENT_COLUMNS)
-                if cells[column] != before[column]
-            },
-        )
 
     def selected_deployment(self) -> Deployment | None:
         table = self.query_one("#deployments", DataTable)
@@ -692,7 +685,7 @@ class ProjectScreen(GhstScreen[None]):
         if self.deployments_focused():
             self._detail_for = "deployments"
         self.show_detail()
-        self.refresh_bindings()
+        self.refresh_keys()
 
     def show_detail(self) -> None:
         """The selected upload or deployment in full: a refusal's or a failure's whole reason."""
@@ -767,6 +760,28 @@ class ProjectScreen(GhstScreen[None]):
         return Content(f"{name}: {deployment.state}.")
 
     # --- which keys do something now ----------------------------------------------------------
+
+    def refresh_keys(self) -> None:
+        """Redraw the key bar if what a key can do changed: it asks every binding of the
+        screen and the app, too much to do for every event that changed a row."""
+        # With the focus: Textual redraws the bar itself when it moves.
+        can = (
+            self.focused,
+            *(self.check_action(name, parameters) for name, parameters in self._actions()),
+        )
+        if can != self._keys_for:
+            self._keys_for = can
+            self.refresh_bindings()
+
+    @classmethod
+    @cache
+    def _actions(cls) -> list[tuple[str, tuple[object, ...]]]:
+        actions = []
+        for binding in cls.BINDINGS:
+            assert isinstance(binding, Binding)
+            _namespace, name, parameters = parse_action(binding.action)
+            actions.append((name, parameters))
+        return actions
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         status = self.status

@@ -1,22 +1,123 @@
 """A DataTable whose rows change in place and repaint alone.
 
-`DataTable.update_cell` repaints the whole table for one cell. A running build's duration
-ticks every second on every screen watching it, and one event changes a row on hundreds of
-screens: `update_row` repaints only that row when no column has to change width (the same
-cell width as before), and falls back to `update_cell` (which re-measures the columns) when
-one does.
+`DataTable.update_cell` repaints the whole table for one cell, and `clear` then `add_row` builds
+every row again and loses the cursor. A running build's duration ticks every second on every
+screen watching it, and one event changes a row on hundreds of screens: `show_rows` changes
+only what differs from what the table shows (a row added, removed, a cell changed, the order),
+and `update_row` repaints only that row when no column has to change width (the new cell fits
+the column and the old one was not the widest), falling back to `update_cell` (which
+re-measures the columns) when one may.
+
+A column that widens, a row added: DataTable sets its virtual size, which lays out the whole
+screen and repaints all of it (most of an event's cost on a project screen). When the table's
+size comes from the stylesheet and its rows fit it without a scrollbar, before and after,
+nothing outside the table moves: the table is repainted instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Self
 
 from rich.text import Text
+from textual._two_way_dict import TwoWayDict
+from textual.geometry import Region
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
+from tui.widgets.redraw import sized_by_style
+
+# A row as the table should show it: its key, its cells as plain text (compared with what is
+# shown), and how to draw them (called only for a row that is new or changed).
+Row = tuple[str, tuple[str, ...], Callable[[], Sequence[Text]]]
+
 
 class RowsTable(DataTable[Text]):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The plain cells of each row put by `show_rows`/`show_row`, by row key.
+        self.shown_rows: dict[str, tuple[str, ...]] = {}
+        self._measuring = False
+
+    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
+        self._measuring = True
+        try:
+            super()._update_dimensions(new_rows)
+        finally:
+            self._measuring = False
+
+    def refresh(
+        self,
+        *regions: Region,
+        repaint: bool = True,
+        layout: bool = False,
+        recompose: bool = False,
+    ) -> Self:
+        if layout and self._measuring and self._fits_as_laid_out():
+            layout = False  # the new virtual size moves nothing: a repaint of the table
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
+
+    def _fits_as_laid_out(self) -> bool:
+        if not sized_by_style(self) or not self.container_size:
+            return False
+        if self.show_vertical_scrollbar or self.show_horizontal_scrollbar:
+            return False
+        width, height = self.container_size
+        return self.virtual_size.width <= width and self.virtual_size.height <= height
+
+    def show_rows(self, rows: Sequence[Row]) -> bool:
+        """Make the table show `rows`, in that order, changing only what differs. True when
+        anything changed."""
+        wanted = {key for key, _plain, _cells in rows}
+        gone = [key for key in self.shown_rows if key not in wanted]
+        for key in gone:
+            self.remove_row(key)
+            del self.shown_rows[key]
+        changed = bool(gone)
+        for key, plain, cells in rows:
+            changed = self.show_row(key, plain, cells) or changed
+        order = [key for key, _plain, _cells in rows]
+        locations = self._row_locations
+        # (A row key equals its string.)
+        if [locations.get_key(index) for index in range(self.row_count)] != order:
+            self.order(order)
+            changed = True
+        return changed
+
+    def show_row(
+        self, key: str, plain: tuple[str, ...], cells: Callable[[], Sequence[Text]]
+    ) -> bool:
+        """Add the row, or change the cells of it that differ from what it shows (a new row
+        comes last: `show_rows` orders them). True when anything changed."""
+        before = self.shown_rows.get(key)
+        if before == plain:
+            return False
+        drawn = cells()
+        if before is None:
+            self.add_row(*drawn, key=key)
+        else:
+            self.update_row(
+                key,
+                {
+                    str(column.value): drawn[index]
+                    for index, column in enumerate(self.columns)
+                    if index >= len(before) or before[index] != plain[index]
+                },
+            )
+        self.shown_rows[key] = plain
+        return True
+
+    def clear(self, columns: bool = False) -> RowsTable:
+        self.shown_rows.clear()
+        return super().clear(columns)
+
+    def order(self, keys: Sequence[str]) -> None:
+        """Put the rows in the order of `keys` (every row's key): `sort` by row key, which
+        DataTable has no key function for. The cursor stays on its line."""
+        self._row_locations = TwoWayDict({RowKey(key): index for index, key in enumerate(keys)})
+        self._update_count += 1  # the table's line caches are keyed by it
+        self.refresh()
+
     def update_row(self, row_key: str, cells: Mapping[str, Text]) -> None:
         """Put `cells` (by column key) in the row; repaint the row, or the table if a column
         may have to widen or narrow."""
@@ -26,7 +127,7 @@ class RowsTable(DataTable[Text]):
         resized = {
             column: cell
             for column, cell in cells.items()
-            if cell.cell_len != _width(shown.get(ColumnKey(column)))
+            if self._resizes(ColumnKey(column), shown.get(ColumnKey(column)), cell)
         }
         for column, cell in cells.items():
             if column in resized:
@@ -37,6 +138,12 @@ class RowsTable(DataTable[Text]):
             self._update_count += 1  # the table's line caches are keyed by it
             self.refresh_row(row)
 
-
-def _width(cell: object) -> int | None:
-    return cell.cell_len if isinstance(cell, Text) else None
+    def _resizes(self, column_key: ColumnKey, before: object, cell: Text) -> bool:
+        """Whether putting `cell` where `before` was may change its column's width: wider than
+        the column, or narrower than a cell that was as wide as the column (perhaps the only
+        one). Any other width fits the column as it is."""
+        column = self.columns.get(column_key)
+        if column is None or not isinstance(before, Text):
+            return True
+        width = column.content_width
+        return cell.cell_len > width or (before.cell_len >= width and cell.cell_len < width)

@@ -1,0 +1,48 @@
+"""Holds on a project: what a domain above projects (billing) may set to stop it from running.
+
+The deploy queue and the uploads refuse work on a held project, and the worker shows the
+page the hold asks for when it stops one. Projects know nothing of why: the holder attaches
+a `Hold` when the panel is built (core.panel), so the layers keep pointing one way.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+from core.db.pool import Connection
+
+# Which page nginx shows for a project that does not run: stopped by its owner (with the
+# "free" badge for a free project), or suspended (for non-payment).
+StoppedPage = Literal["stopped", "stopped-free", "suspended"]
+
+
+class Hold(Protocol):
+    async def refuse(self, conn: Connection, project_id: int, what: str) -> None:
+        """Raise a PanelError saying why `what` ("deploy", "start", "upload") is refused."""
+        ...
+
+    async def stopped_page(self, project_id: int) -> StoppedPage: ...
+
+
+class Holds:
+    """The holds attached to a panel's projects (none: nothing is ever held)."""
+
+    def __init__(self) -> None:
+        self._holds: list[Hold] = []
+
+    def attach(self, hold: Hold) -> None:
+        self._holds.append(hold)
+
+    async def refuse(self, conn: Connection, project_id: int, what: str) -> None:
+        for hold in self._holds:
+            await hold.refuse(conn, project_id, what)
+
+    async def stopped_page(self, project_id: int) -> StoppedPage:
+        page: StoppedPage = "stopped"
+        for hold in self._holds:
+            found = await hold.stopped_page(project_id)
+            if found == "suspended":
+                return found
+            if found != "stopped":
+                page = found
+        return page

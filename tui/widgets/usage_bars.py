@@ -1,0 +1,102 @@
+"""A project's plan and what it uses against it: CPU, RAM, disk and services, one bar each.
+
+`UsageBars()` draws one line (the project screen: bars only when the terminal is wide enough,
+the numbers always); `UsageBars(stacked=True)` a line per meter with a wider bar (a billing
+screen's list of projects). Feed it with `show(usage)`, a `core.billing.usage.ProjectUsage`.
+"""
+
+from __future__ import annotations
+
+from textual.content import Content
+from textual.widgets import Static
+
+from core.billing.usage import Meter, ProjectUsage
+
+FULL, EMPTY = "█", "░"
+NO_PLAN = "No plan (the panel's defaults)"
+
+
+def bar(fraction: float, width: int) -> str:
+    """`width` cells, the used share filled (a use above the limit fills it all)."""
+    filled = round(min(1.0, max(0.0, fraction)) * width)
+    return FULL * filled + EMPTY * (width - filled)
+
+
+def level(meter: Meter) -> str:
+    """The colour of a meter: green, then yellow from 70 %, red from 90 % of its limit."""
+    if meter.limit is None:
+        return "$text-muted"
+    if meter.fraction >= 0.9:
+        return "$text-error"
+    if meter.fraction >= 0.7:
+        return "$text-warning"
+    return "$text-success"
+
+
+def bar_width(width: int) -> int:
+    """Cells per bar on one line of `width` columns: none where the numbers alone fill it."""
+    if width >= 150:
+        return 10
+    if width >= 110:
+        return 5
+    return 0
+
+
+def one_line(usage: ProjectUsage, width: int) -> Content:
+    cells = bar_width(width)
+    parts: list[str | tuple[str, str]] = [(usage.plan or NO_PLAN, "bold")]
+    for meter in usage.meters:
+        parts.append(("  ·  " if cells else " · ", "$text-muted"))
+        if meter.label != "Services":
+            parts.append((f"{meter.label} ", "$text-muted"))
+        if cells:
+            parts.extend([(bar(meter.fraction, cells), level(meter)), " "])
+        parts.append((meter.text(compact=not cells), level(meter) if not cells else ""))
+    return Content.assemble(*parts)
+
+
+def stacked(usage: ProjectUsage, width: int) -> Content:
+    cells = max(10, min(30, width - 40))
+    lines: list[str | tuple[str, str]] = [(f"{usage.project} · {usage.plan or NO_PLAN}", "bold")]
+    for meter in usage.meters:
+        lines.extend(
+            [
+                "\n",
+                (f"{meter.label:<9}", "$text-muted"),
+                (bar(meter.fraction, cells), level(meter)),
+                f" {meter.text()}",
+            ]
+        )
+    return Content.assemble(*lines)
+
+
+class UsageBars(Static):
+    """See the module docstring; empty until the first `show`."""
+
+    DEFAULT_CSS = """
+    UsageBars {
+        width: 100%;
+        height: auto;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
+    """
+
+    def __init__(self, *, stacked: bool = False, id: str | None = None) -> None:
+        super().__init__("", id=id, markup=False)
+        self.stacked = stacked
+        self.usage: ProjectUsage | None = None
+
+    def show(self, usage: ProjectUsage) -> None:
+        self.usage = usage
+        self._draw()
+
+    def on_resize(self) -> None:
+        self._draw()
+
+    def _draw(self) -> None:
+        if self.usage is None:
+            return
+        width = self.size.width or self.app.size.width
+        draw = stacked if self.stacked else one_line
+        self.update(draw(self.usage, width))
