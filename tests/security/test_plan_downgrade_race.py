@@ -18,7 +18,7 @@ import pytest
 
 from core.archives.quota import DiskRoom
 from core.billing.plans import PlanSpec
-from core.deploy.limits import RuntimeUsage
+from core.db.pool import Connection
 from core.errors import ConflictError, QuotaExceededError
 from core.panel import Panel
 from tests.actors import SYSTEM, acting
@@ -93,15 +93,19 @@ async def test_an_upload_landing_after_the_downgrade_measured_makes_it_refused(
     alice = await roomy_project_with_one_version(panel)
     # The downgrade measures (one version: it fits), then waits while a second one lands.
     measured, go_on = asyncio.Event(), asyncio.Event()
-    real = panel.deployer.measure
+    real = panel.archives.stored_bytes
+    calls = 0
 
-    async def held(name: str) -> RuntimeUsage:
-        usage = await real(name)
-        measured.set()
-        await go_on.wait()
-        return usage
+    async def held(project_id: int, conn: Connection | None = None) -> int:
+        nonlocal calls
+        calls += 1
+        stored = await real(project_id, conn)
+        if calls == 1:  # the downgrade's first measurement; the upload's pass through
+            measured.set()
+            await go_on.wait()
+        return stored
 
-    monkeypatch.setattr(panel.deployer, "measure", held)
+    monkeypatch.setattr(panel.archives, "stored_bytes", held)
     downgrading = asyncio.create_task(
         panel.subscriptions.change_plan(acting(alice), "site", "mini")
     )
