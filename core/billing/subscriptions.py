@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
+from typing import Protocol
 
 import asyncpg
 
@@ -36,6 +37,12 @@ ONE_FREE = (
     " new-project dialog lists them with their prices), or move your free project to a paid"
     " plan first."
 )
+
+
+class JobsInProgress(Protocol):
+    """The deployments a worker holds (core.deploy.service.DeploymentService)."""
+
+    async def in_progress(self, project_id: int, conn: Connection | None = None) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -138,10 +145,13 @@ class SubscriptionService:
         defaults: ProjectLimits,
         archives: ArchiveService | None = None,
         runtime: ProjectRuntime | None = None,
+        jobs: JobsInProgress | None = None,
     ) -> None:
         """`defaults`: the limits of a project made before billing (no plan: it keeps the
         settings' limits and pays nothing); `runtime`: where running containers get a new
-        plan's limits at once and usage is measured (None: a panel without Docker)."""
+        plan's limits at once and usage is measured (None: a panel without Docker); `jobs`:
+        the deployments a worker holds (a downgrade waits until they end)."""
+        self._jobs = jobs
         self._pool = pool
         self._projects = projects
         self._time_zone = time_zone
@@ -308,6 +318,13 @@ class SubscriptionService:
     ) -> None:
         """Under the project's lock: the versions stored now (an upload may have landed since
         `measured`) with the volumes, memory and services measured, against `plan`."""
+        busy = await self._jobs.in_progress(project.id, tx) if self._jobs is not None else None
+        if busy is not None:  # it may have read the larger plan's limits and start with them
+            raise ConflictError(
+                f"Deployment #{busy} of {project.name} is in progress: change to a smaller plan"
+                " once it has finished (or cancel it).",
+                title="Plan not changed",
+            )
         archives = await self._meter.archive_bytes(project.id, tx)
         disk = replace(measured.disk, used=archives + measured.volume_bytes)
         _refuse_misfits(project, replace(measured, disk=disk, archive_bytes=archives), plan)

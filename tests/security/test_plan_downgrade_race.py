@@ -4,7 +4,8 @@ the larger plan was recorded against its disk after the downgrade, and a downgra
 before an upload landed took the smaller plan anyway. Either way the project ended over its
 plan. Now the downgrade decides under the project's row lock, the one an upload records its
 version under, and the upload reads its plan's disk again there: exactly one of the two wins,
-and the end state fits the plan, whichever comes first.
+and the end state fits the plan, whichever comes first. A deployment a worker holds may have
+read the larger plan's limits: a downgrade waits until it has ended.
 
 Each interleaving is forced (a hook holds one side at its worst moment), so each test shows its
 race every run."""
@@ -23,6 +24,7 @@ from core.errors import ConflictError, QuotaExceededError
 from core.panel import Panel
 from tests.actors import SYSTEM, acting
 from tests.fixtures_deploy import app_tar
+from tests.tui.test_deployments import insert_deployment, set_state
 
 pytestmark = pytest.mark.timeout(120)
 MiB = 1 << 20
@@ -145,3 +147,25 @@ async def test_downgrades_and_uploads_at_once_leave_the_project_within_its_plan(
             if archive.status == "ready":
                 await panel.archives.delete(acting(alice), "site", archive.name)
         await panel.subscriptions.change_plan(acting(alice), "site", "roomy")
+
+
+async def test_a_downgrade_waits_for_the_deployment_a_worker_holds(panel: Panel) -> None:
+    """A worker's job may have read the larger plan's limits and start containers with them
+    after the change: the downgrade is refused, saying so, until the job has ended."""
+    alice = await panel.accounts.sign_up("alice", "alice@example.com", PASSWORD)
+    project, _ = await panel.subscriptions.create_project(acting(alice.id), "site", "host-1")
+    building = await insert_deployment(panel, project, "v1-app.zip", "building", seconds=None)
+    with pytest.raises(ConflictError) as refused:
+        await panel.subscriptions.change_plan(acting(alice.id), "site", "host-0")
+    assert refused.value.message == (
+        f"Deployment #{building} of site is in progress: change to a smaller plan once it has"
+        " finished (or cancel it)."
+    )
+    plan = await panel.subscriptions.plan_of(acting(alice.id), "site")
+    assert plan is not None and plan.plan.code == "host-1"
+    # An upgrade gives more of everything: nothing to wait for.
+    upgraded = await panel.subscriptions.change_plan(acting(alice.id), "site", "host-2")
+    assert upgraded.plan.code == "host-2"
+    await set_state(panel, building, "failed", "The app never answered.")
+    changed = await panel.subscriptions.change_plan(acting(alice.id), "site", "host-0")
+    assert changed.plan.code == "host-0"
