@@ -189,7 +189,9 @@ class Panel:
         await billing.plans.seed()
         # Each project runs with its plan's limits, and its uploads fit its plan's disk.
         deployer.attach_limits(billing.subscriptions.limits_of)
-        archives.attach_disk_room(billing.subscriptions.disk_room)
+        archives.attach_disk_room(
+            billing.subscriptions.disk_room, billing.subscriptions.disk_limit_in
+        )
         events = EventHub(settings.database_url, prepare=fresh_projects(projects))
         resources.push_async_callback(events.close)  # last opened: closed first
         return cls(

@@ -23,7 +23,14 @@ from core.actor import Actor
 from core.archives import records
 from core.archives.checks import ArchiveLimits, ArchiveRejected
 from core.archives.inspection import UploadInspection
-from core.archives.quota import DiskRoom, DiskRoomSource, QuotaLedger, does_not_fit, mib
+from core.archives.quota import (
+    DiskLimitSource,
+    DiskRoom,
+    DiskRoomSource,
+    QuotaLedger,
+    does_not_fit,
+    mib,
+)
 from core.archives.records import Archive as Archive
 from core.archives.storage import ObjectReader, ObjectStorage, StorageWriter
 from core.db.pool import Connection, Pool
@@ -190,10 +197,16 @@ class ArchiveService:
         self._limits = limits or ArchiveLimits()
         self._quota = quota or QuotaLedger(pool)
         self._disk_room: DiskRoomSource | None = None
+        self._disk_limit: DiskLimitSource | None = None
 
-    def attach_disk_room(self, source: DiskRoomSource) -> None:
-        """Where a project's disk on its plan comes from (billing, which sits above)."""
+    def attach_disk_room(
+        self, source: DiskRoomSource, limit_in: DiskLimitSource | None = None
+    ) -> None:
+        """Where a project's disk on its plan comes from (billing, which sits above);
+        `limit_in`: its plan's disk read again when a version is recorded, so a plan change
+        committed during the upload is the one it must fit."""
         self._disk_room = source
+        self._disk_limit = limit_in
 
     async def _room(self, project: Project) -> DiskRoom | None:
         return await self._disk_room(project.id) if self._disk_room is not None else None
@@ -320,6 +333,15 @@ class ArchiveService:
             # The project row is the lock that hands out version numbers one at a time.
             if not await projects_store.lock(conn, project.id):
                 raise NotFoundError(f"The project {project.name!r} was deleted meanwhile.")
+            if room is not None and status == "ready" and self._disk_limit is not None:
+                # The plan may have changed since the upload began: a downgrade takes this
+                # same lock, so what is read now stays true until this commit.
+                bound = await self._disk_limit(conn, project.id)
+                room = (
+                    None
+                    if bound is None
+                    else dataclasses.replace(room, plan=bound[0], limit=bound[1])
+                )
             if room is not None and status == "ready":
                 # Under the project's lock: parallel uploads to one project cannot both take
                 # the last free bytes of its plan's disk.
@@ -396,11 +418,12 @@ class ArchiveService:
             raise NotFoundError("This upload was refused: there is nothing to download.")
         return self._storage.open_reader(archive.storage_key, offset)
 
-    async def stored_bytes(self, project_id: int) -> int:
+    async def stored_bytes(self, project_id: int, conn: Connection | None = None) -> int:
         """Bytes the project's accepted versions take in storage (for the panel: its disk on
-        its plan, the deploy worker's and billing's usage)."""
-        async with reading(self._pool) as conn:
-            return await records.stored_bytes(conn, [project_id])
+        its plan, the deploy worker's and billing's usage); `conn`: in the caller's
+        transaction (a plan change, under the project's lock)."""
+        async with reading(self._pool, conn) as db:
+            return await records.stored_bytes(db, [project_id])
 
     async def storage_key(self, archive_id: int) -> str | None:
         """Where a version is stored, by id (for the deploy worker, which acts for the panel);

@@ -433,6 +433,11 @@ class DeploymentService:
             return None
         return await self._store.get(flags.live_id)
 
+    async def in_progress(self, project_id: int, conn: Connection | None = None) -> int | None:
+        """The id of the project's job a worker holds now (it may have read the project's
+        limits already), if any; for billing, which refuses a smaller plan meanwhile."""
+        return await self._store.in_progress(project_id, conn)
+
     async def _refuse_while_deploying(self, project: Project) -> None:
         busy = await self._store.in_progress(project.id)
         if busy is not None:

@@ -33,6 +33,7 @@ from tests.tui.fakes_billing import (
     FakeInvoices,
     FakePayments,
     FakePlans,
+    FakePromised,
     FakeSubscriptions,
 )
 from tui.app import GhstApp
@@ -415,7 +416,7 @@ class FakePanel:
     balances: FakeBalances = field(default_factory=FakeBalances)
     payments: FakePayments = field(default_factory=FakePayments)
     invoices: FakeInvoices = field(default_factory=FakeInvoices)
-    promised: object | None = None
+    promised: FakePromised = field(default_factory=FakePromised)
 
 
 def signed_in_visitor(user: User = ALICE) -> Visitor:
