@@ -46,13 +46,14 @@ import weakref
 from collections.abc import Collection, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import asyncssh
 
 from core.actor import Actor
 from core.errors import AuthenticationError, PanelError, ThrottledError, UnavailableError
 from core.events import Event, Subscription
+from core.identity.access_tokens import TokenLogin, looks_like_token
 from core.identity.accounts import User
 from core.identity.keys import PublicKey, public_key_from_blob
 from core.identity.sessions import Session
@@ -92,6 +93,9 @@ CLIENTS_LEAVE_TIMEOUT = 1.0
 METHOD_PUBLICKEY = "publickey"
 METHOD_PASSWORD = "password"
 METHOD_KBDINT = "keyboard-interactive"
+# An access token given as the password (or the keyboard-interactive answer).
+METHOD_TOKEN = "token"
+Checked = TypeVar("Checked")
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,16 @@ class Login:
     method: str
     user: User | None = None
     presented_key: PublicKey | None = None
+    # A login an access token proved (given as the password): commands and transfers only,
+    # within the token's scopes and projects.
+    token: TokenLogin | None = None
+
+    @property
+    def actor(self) -> Actor | None:
+        """Who acts for this login: the token, the account, or nobody (a visitor)."""
+        if self.token is not None:
+            return self.token.actor
+        return Actor.for_user(self.user) if self.user is not None else None
 
 
 class SessionHost(Protocol):
@@ -170,8 +184,14 @@ class PanelConnection(asyncssh.SSHServer):
             return None
         async with self._session_lock:
             if self.session is None:
+                token = login.token.token if login.token is not None else None
                 self.session = await self._services.sessions.open(
-                    login.user.id, login.method, self.remote_addr
+                    login.user.id,
+                    login.method,
+                    self.remote_addr,
+                    # Revoking the token revokes this login; it ends when the token expires.
+                    access_token_id=token.id if token else None,
+                    ends_by=token.expires_at if token else None,
                 )
                 if self._conn is None or self._conn.is_closed():
                     # Gone while the row was written: it must not stay open.
@@ -289,12 +309,8 @@ class PanelConnection(asyncssh.SSHServer):
         return True
 
     async def validate_password(self, username: str, password: str) -> bool:
-        self._candidate = None
-        user = await self._check_password(username, password)
-        if user is None:
-            return False
-        self._candidate = Login(username, METHOD_PASSWORD, user)
-        return True
+        self._candidate = await self._check_secret(username, password, METHOD_PASSWORD)
+        return self._candidate is not None
 
     def get_kbdint_challenge(
         self, username: str, lang: str, submethods: str
@@ -312,17 +328,32 @@ class PanelConnection(asyncssh.SSHServer):
         self._candidate = None
         if len(responses) != 1 or self._account is None:
             return False
-        user = await self._check_password(username, responses[0])
-        if user is None:
-            return False
-        self._candidate = Login(username, METHOD_KBDINT, user)
-        return True
+        self._candidate = await self._check_secret(username, responses[0], METHOD_KBDINT)
+        return self._candidate is not None
 
-    async def _check_password(self, username: str, password: str) -> User | None:
+    async def _check_secret(self, username: str, secret: str, method: str) -> Login | None:
+        """A password, or an access token given as the password (`ghst_...`): either is
+        throttled per username and address alike."""
         if self._unavailable:
             return None
+        if looks_like_token(secret):
+            if self._account is None:
+                return None
+            token = await self._check(
+                username,
+                self._services.access_tokens.authenticate(username, secret, self.remote_addr),
+            )
+            if token is None:
+                return None
+            return Login(username, METHOD_TOKEN, token.user, token=token)
+        user = await self._check(
+            username, self._services.accounts.authenticate(username, secret, self.remote_addr)
+        )
+        return Login(username, method, user) if user is not None else None
+
+    async def _check(self, username: str, check: Coroutine[Any, Any, Checked]) -> Checked | None:
         try:
-            return await self._services.accounts.authenticate(username, password, self.remote_addr)
+            return await check
         except ThrottledError as error:
             self._banner(error.message + "\r\n")
         except AuthenticationError as error:
@@ -331,7 +362,7 @@ class PanelConnection(asyncssh.SSHServer):
         except PanelError:
             pass
         except Exception:
-            log.exception("password login of %r failed", username)
+            log.exception("password or token login of %r failed", username)
         return None
 
     def auth_completed(self) -> None:
@@ -344,6 +375,8 @@ class PanelConnection(asyncssh.SSHServer):
             return
         self.login = login
         who = login.user.username if login.user else f"visitor {login.ssh_username!r}"
+        if login.token is not None:
+            who = login.token.actor.label
         log.info("%s logged in from %s (%s)", who, self.remote_addr, login.method)
         if login.user is not None:
             # Recorded right away: a password change or "log out everywhere" from now on
