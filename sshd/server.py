@@ -77,6 +77,7 @@ REVOCATION_SAFETY_POLL = 30.0
 # After a failed check, and after the first expiry (the database's clock decides it).
 REVOCATION_RETRY = 1.0
 SESSION_ENDED = "Your session was ended: it was logged out everywhere or the account was blocked."
+TOKEN_ENDED = "The access token of this connection was revoked or expired, or the account blocked."
 ACCOUNT_BLOCKED = "This account was blocked: the transfer was stopped."
 TRANSFER_ENDED = "The transfer was stopped: your account was logged out everywhere or blocked."
 SERVER_STOPPED = "The panel is restarting. Please reconnect in a minute."
@@ -406,6 +407,15 @@ class PanelConnection(asyncssh.SSHServer):
         )
 
 
+def ended_reason(ending: PanelSession | TransferSession | PanelConnection) -> str:
+    """What a session or connection whose login ended is told."""
+    if isinstance(ending, TransferSession):
+        return TOKEN_ENDED if ending.by_token else TRANSFER_ENDED
+    if isinstance(ending, PanelConnection) and ending.login and ending.login.token:
+        return TOKEN_ENDED
+    return SESSION_ENDED
+
+
 # AES only: OpenSSH clients pick chacha20-poly1305 first when offered, and asyncssh runs it in
 # Python per packet, ~6.6 s of event-loop CPU per GiB uploaded against ~3.8 s for AES-GCM (the
 # CPU's AES instructions); uploads were ~35% slower. AES-GCM and AES-CTR are what every
@@ -636,9 +646,7 @@ class GhstServer:
         if live:
             for jti in await self.services.sessions.ended(live.keys()):
                 for ending in live.get(jti, []):
-                    ending.end(
-                        TRANSFER_ENDED if isinstance(ending, TransferSession) else SESSION_ENDED
-                    )
+                    ending.end(ended_reason(ending))
         if transfers:
             for user_id in await self.services.accounts.blocked_among(transfers.keys()):
                 for transfer in transfers[user_id]:

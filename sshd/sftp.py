@@ -845,6 +845,10 @@ class TransferSession(SSHServerStreamSession[bytes]):
     def user_id(self) -> int | None:
         return self._login.user.id if self._login.user else None
 
+    @property
+    def by_token(self) -> bool:
+        return self._login.token is not None
+
     def session_started(self) -> None:
         chan = self._channel
         assert chan is not None

@@ -22,13 +22,16 @@ CLIENT_TIMEOUT = 30.0
 REVOKED_WITHIN = 5.0
 
 
-def token_options(server: GhstServer, method: str = "password") -> list[str]:
-    """OpenSSH answering the password prompt with SSH_ASKPASS, no key, one try."""
+def token_options(
+    server: GhstServer, method: str = "password", log_level: str = "ERROR"
+) -> list[str]:
+    """OpenSSH answering the password prompt with SSH_ASKPASS, no key, one try (the server's
+    banners show from LogLevel=INFO)."""
     assert server.port is not None
     return [
         *("-F", "/dev/null", "-p", str(server.port)),
         *("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"),
-        *("-o", "LogLevel=ERROR", "-o", "BatchMode=no", "-o", "PubkeyAuthentication=no"),
+        *("-o", f"LogLevel={log_level}", "-o", "BatchMode=no", "-o", "PubkeyAuthentication=no"),
         *("-o", f"PreferredAuthentications={method}", "-o", "NumberOfPasswordPrompts=1"),
     ]
 
@@ -60,9 +63,16 @@ async def run(command: list[str], env: dict[str, str], *, cwd: Path | None = Non
 
 
 async def ssh(
-    server: GhstServer, tmp_path: Path, user: str, secret: str, *args: str, method: str = "password"
+    server: GhstServer,
+    tmp_path: Path,
+    user: str,
+    secret: str,
+    *args: str,
+    method: str = "password",
+    log_level: str = "ERROR",
 ) -> Result:
-    command = ["/usr/bin/ssh", *token_options(server, method), f"{user}@127.0.0.1", *args]
+    options = token_options(server, method, log_level)
+    command = ["/usr/bin/ssh", *options, f"{user}@127.0.0.1", *args]
     return await run(command, askpass_env(tmp_path, secret))
 
 
@@ -150,7 +160,7 @@ async def test_guessing_tokens_over_ssh_is_throttled(
             len(created.secret) - len(created.token.prefix)
         )
         assert (await ssh(ssh_server, tmp_path, "alice", forged, "whoami")).status == 255
-    result = await ssh(ssh_server, tmp_path, "alice", created.secret, "whoami")
+    result = await ssh(ssh_server, tmp_path, "alice", created.secret, "whoami", log_level="INFO")
     assert result.status == 255, result.output
     assert "Too many failed logins" in result.stderr
 
