@@ -477,6 +477,8 @@ class PanelSFTPServer(asyncssh.SFTPServer):
                 yield asyncssh.SFTPName(BILLING.encode(), attrs=self._billing_attrs())
             return
         if names == (BILLING,):
+            if actor.kind == "token":  # invoices are the account's, not a token's
+                raise asyncssh.SFTPNoSuchFile(NO_SUCH_FILE)
             yield asyncssh.SFTPName(b".", attrs=self._billing_attrs())
             yield asyncssh.SFTPName(b"..", attrs=self._directory_attrs(None))
             for invoice in await self._invoices(actor):
