@@ -184,15 +184,14 @@ class PanelConnection(asyncssh.SSHServer):
         if login is None or login.user is None:
             return None
         async with self._session_lock:
-            if self.session is None:
-                token = login.token.token if login.token is not None else None
+            if self.session is None and login.token is not None:
+                # Revoking the token revokes this login; it ends when the token expires.
+                self.session = await self._services.access_tokens.open_login(
+                    login.token, login.method, self.remote_addr
+                )
+            elif self.session is None:
                 self.session = await self._services.sessions.open(
-                    login.user.id,
-                    login.method,
-                    self.remote_addr,
-                    # Revoking the token revokes this login; it ends when the token expires.
-                    access_token_id=token.id if token else None,
-                    ends_by=token.expires_at if token else None,
+                    login.user.id, login.method, self.remote_addr
                 )
                 if self._conn is None or self._conn.is_closed():
                     # Gone while the row was written: it must not stay open.
@@ -202,6 +201,9 @@ class PanelConnection(asyncssh.SSHServer):
     async def _open_session_now(self) -> None:
         try:
             await self._open_session()
+        except AuthenticationError as error:
+            # Its token was revoked in between: no login to watch, so no connection either.
+            self.end(error.message)
         except Exception as error:  # the first channel tries again, and says why if it fails
             log.warning("cannot open the login session of %s: %s", self._username, error)
 
@@ -220,6 +222,9 @@ class PanelConnection(asyncssh.SSHServer):
         try:
             session = await self._open_session()
             ended = await self._services.sessions.ended([session.jti]) if session else set()
+        except AuthenticationError as error:
+            self.end(error.message)
+            raise
         except Exception as error:
             log.warning("cannot check the login of %s: %s", self._username, error)
             raise UnavailableError(LOGIN_UNAVAILABLE) from error

@@ -31,7 +31,7 @@ from core.db.unit import reading, transaction
 from core.errors import AuthenticationError, ConflictError, NotFoundError, ValidationError
 from core.identity import users
 from core.identity.accounts import BAD_CREDENTIALS, User
-from core.identity.sessions import SessionService
+from core.identity.sessions import Session, SessionService
 from core.identity.throttle import LoginThrottle
 
 SECRET_PREFIX = "ghst_"
@@ -47,6 +47,7 @@ MAX_PROJECTS_PER_TOKEN = 50
 TOKEN_NAME_PATTERN = re.compile(r"^[\w.@+-][\w .@+:-]{0,63}$")
 # A login writes `last_used_at` at most this often per token.
 LAST_USED_EVERY = timedelta(minutes=1)
+TOKEN_GONE = "This access token was revoked or has expired."
 DURATION_PATTERN = re.compile(r"^\s*(\d{1,4})\s*([dhw]?)\s*$")
 _UNIT_DAYS = {"": 1.0, "d": 1.0, "w": 7.0, "h": 1 / 24}
 
@@ -319,6 +320,27 @@ class AccessTokenService:
             projects=token.projects,
         )
         return TokenLogin(user, token, actor)
+
+    async def open_login(self, login: TokenLogin, auth_method: str, remote_addr: str) -> Session:
+        """The login session of a connection a token proved, opened only while the token is
+        live. The token's row is locked (shared) meanwhile: a revocation racing this waits for
+        it, then revokes the new session too; or it came first, and the login is refused."""
+        async with transaction(self._pool) as tx:
+            live = await tx.fetchval(
+                "SELECT true FROM access_tokens"
+                " WHERE id = $1 AND revoked_at IS NULL AND expires_at > now() FOR SHARE",
+                login.token.id,
+            )
+            if not live:
+                raise AuthenticationError(TOKEN_GONE)
+            return await self._sessions.open(
+                login.user.id,
+                auth_method,
+                remote_addr,
+                access_token_id=login.token.id,
+                ends_by=login.token.expires_at,
+                conn=tx,
+            )
 
     async def _mark_used(self, token: AccessToken, now: datetime) -> None:
         """At most one write a minute per token: a CI job logging in in a loop stays cheap."""

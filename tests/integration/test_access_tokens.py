@@ -241,27 +241,43 @@ async def test_revoking_ends_the_logins_made_with_the_token(panel: Panel) -> Non
     alice = await user(panel, "alice")
     created = await token(panel, alice)
     other = await token(panel, alice, "other")
-    with_token = await panel.sessions.open(
-        alice.id, "token", ADDR, access_token_id=created.token.id
-    )
-    with_other = await panel.sessions.open(alice.id, "token", ADDR, access_token_id=other.token.id)
+    login = await panel.access_tokens.authenticate("alice", created.secret, ADDR)
+    with_token = await panel.access_tokens.open_login(login, "token", ADDR)
+    other_login = await panel.access_tokens.authenticate("alice", other.secret, ADDR)
+    with_other = await panel.access_tokens.open_login(other_login, "token", ADDR)
     with_password = await panel.sessions.open(alice.id, "password", ADDR)
     await panel.access_tokens.revoke(acting(alice), "ci")
     everyone = {with_token.jti, with_other.jti, with_password.jti}
     assert await panel.sessions.ended(everyone) == {with_token.jti}
 
 
+async def test_a_token_revoked_before_its_login_opens_gets_no_login(panel: Panel) -> None:
+    """Checked, then revoked before the connection's login row is written: refused."""
+    alice = await user(panel, "alice")
+    created = await token(panel, alice)
+    login = await panel.access_tokens.authenticate("alice", created.secret, ADDR)
+    await panel.access_tokens.revoke(acting(alice), "ci")
+    with pytest.raises(AuthenticationError, match="revoked or has expired"):
+        await panel.access_tokens.open_login(login, "token", ADDR)
+    async with panel.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM sessions") == 0
+
+
 async def test_a_login_ends_when_its_token_expires(panel: Panel) -> None:
     alice = await user(panel, "alice")
     created = await token(panel, alice, lifetime=timedelta(hours=1))
-    login = await panel.sessions.open(
-        alice.id,
-        "token",
-        ADDR,
-        access_token_id=created.token.id,
-        ends_by=created.token.expires_at,
-    )
-    assert login.expires_at == created.token.expires_at
+    login = await panel.access_tokens.authenticate("alice", created.secret, ADDR)
+    session = await panel.access_tokens.open_login(login, "token", ADDR)
+    assert session.expires_at == created.token.expires_at
+    async with panel.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE access_tokens SET created_at = now() - interval '2 hours',"
+            " expires_at = now() - interval '1 second'"
+        )
+        await conn.execute("UPDATE sessions SET expires_at = now() - interval '1 second'")
+    assert await panel.sessions.ended([session.jti]) == {session.jti}
+    with pytest.raises(AuthenticationError):
+        await panel.access_tokens.open_login(login, "token", ADDR)
 
 
 async def test_a_blocked_accounts_token_is_refused(panel: Panel) -> None:
