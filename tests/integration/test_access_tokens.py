@@ -85,12 +85,12 @@ async def test_expiry_defaults_to_90_days_and_at_most_a_year(panel: Panel) -> No
     with pytest.raises(ValidationError, match="Unknown scope"):
         parse_scopes("read,root")
     with pytest.raises(ValidationError):
-        await token(panel, alice, "bad name\n")
+        await token(panel, alice, "bad/name")
 
 
 async def test_a_login_with_a_token_acts_within_its_scopes_and_projects(panel: Panel) -> None:
     alice = await user(panel, "alice")
-    for name in ("shop", "blog"):
+    for name in ("shop", "diary"):
         await panel.projects.create(acting(alice), name)
     created = await token(panel, alice, scopes="read,logs", projects=["shop"])
     login = await panel.access_tokens.authenticate("alice", created.secret, ADDR)
@@ -102,7 +102,7 @@ async def test_a_login_with_a_token_acts_within_its_scopes_and_projects(panel: P
     assert created.token.prefix in actor.label and created.secret not in actor.label
     assert [p.name for p in await panel.projects.list(actor)] == ["shop"]
     with pytest.raises(PermissionDenied):
-        await panel.projects.get(actor, "blog")
+        await panel.projects.get(actor, "diary")
     with pytest.raises(PermissionDenied, match="deploy"):
         await panel.projects.create(actor, "new")
 

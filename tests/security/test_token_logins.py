@@ -236,18 +236,18 @@ async def test_sftp_needs_the_deploy_scope(
 async def test_sftp_with_a_project_token_sees_and_touches_only_its_projects(
     ssh_server: GhstServer, panel: Panel, tmp_path: Path
 ) -> None:
-    alice = await account(panel, tmp_path, "alice", projects=("shop", "blog"))
+    alice = await account(panel, tmp_path, "alice", projects=("shop", "diary"))
     created = await new_token(panel, alice, "deploy", projects=["shop"])
     (tmp_path / "app.zip").write_bytes(app_zip())
     listing = await sftp(ssh_server, tmp_path, "alice", created.secret, "ls /\n")
     assert listing.status == 0, listing.output
     assert "shop" in listing.stdout
-    assert "blog" not in listing.stdout
+    assert "diary" not in listing.stdout
     uploaded = await sftp(ssh_server, tmp_path, "alice", created.secret, "put app.zip /shop/\n")
     assert uploaded.status == 0, uploaded.output
     assert [v.name for v in await versions(panel, alice, "shop")] == ["app.zip"]
-    for refused in ("put app.zip /blog/\n", "ls /blog\n", "ls /billing\n", "mkdir /other\n"):
+    for refused in ("put app.zip /diary/\n", "ls /diary\n", "ls /billing\n", "mkdir /other\n"):
         result = await sftp(ssh_server, tmp_path, "alice", created.secret, refused)
         assert result.status != 0, (refused, result.output)
-    assert await versions(panel, alice, "blog") == []
-    assert [p.name for p in await panel.projects.list(acting(alice.id))] == ["blog", "shop"]
+    assert await versions(panel, alice, "diary") == []
+    assert [p.name for p in await panel.projects.list(acting(alice.id))] == ["diary", "shop"]
