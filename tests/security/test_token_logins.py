@@ -37,6 +37,7 @@ def token_options(
 
 
 def askpass_env(tmp_path: Path, secret: str) -> dict[str, str]:
+    tmp_path.mkdir(exist_ok=True)
     script = tmp_path / "askpass.sh"
     script.write_text(f"#!/bin/sh\necho '{secret}'\n")
     script.chmod(0o700)
@@ -237,7 +238,7 @@ async def test_sftp_with_a_project_token_sees_and_touches_only_its_projects(
     ssh_server: GhstServer, panel: Panel, tmp_path: Path
 ) -> None:
     alice = await account(panel, tmp_path, "alice", projects=("shop", "diary"))
-    created = await new_token(panel, alice, "deploy", projects=["shop"])
+    created = await new_token(panel, alice, "read,deploy", projects=["shop"])
     (tmp_path / "app.zip").write_bytes(app_zip())
     listing = await sftp(ssh_server, tmp_path, "alice", created.secret, "ls /\n")
     assert listing.status == 0, listing.output
@@ -245,7 +246,7 @@ async def test_sftp_with_a_project_token_sees_and_touches_only_its_projects(
     assert "diary" not in listing.stdout
     uploaded = await sftp(ssh_server, tmp_path, "alice", created.secret, "put app.zip /shop/\n")
     assert uploaded.status == 0, uploaded.output
-    assert [v.name for v in await versions(panel, alice, "shop")] == ["app.zip"]
+    assert [v.name for v in await versions(panel, alice, "shop")] == ["v1-app.zip"]
     for refused in ("put app.zip /diary/\n", "ls /diary\n", "ls /billing\n", "mkdir /other\n"):
         result = await sftp(ssh_server, tmp_path, "alice", created.secret, refused)
         assert result.status != 0, (refused, result.output)
