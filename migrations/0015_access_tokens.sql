@@ -33,3 +33,14 @@ ALTER TABLE sessions
     ADD COLUMN access_token_id bigint REFERENCES access_tokens (id) ON DELETE CASCADE;
 CREATE INDEX sessions_access_token_id ON sessions (access_token_id)
     WHERE access_token_id IS NOT NULL AND revoked_at IS NULL;
+
+-- Deploy keys: an SSH key limited like a token (scopes, maybe projects) instead of logging its
+-- account in for everything. NULL scopes: an ordinary key. Never `admin`.
+ALTER TABLE ssh_keys
+    ADD COLUMN scopes text[],
+    ADD COLUMN projects text[],
+    ADD CONSTRAINT ssh_keys_deploy_scopes CHECK (
+        scopes IS NULL
+        OR (cardinality(scopes) > 0 AND scopes <@ ARRAY['read', 'logs', 'deploy', 'env:write']::text[])
+    ),
+    ADD CONSTRAINT ssh_keys_projects_need_scopes CHECK (projects IS NULL OR scopes IS NOT NULL);

@@ -54,7 +54,7 @@ from core.actor import Actor
 from core.errors import AuthenticationError, PanelError, ThrottledError, UnavailableError
 from core.events import Event, Subscription
 from core.identity.access_tokens import TokenLogin, looks_like_token
-from core.identity.accounts import User
+from core.identity.accounts import User, deploy_key_actor
 from core.identity.keys import PublicKey, public_key_from_blob
 from core.identity.sessions import Session
 from core.services import Services, ServiceSet
@@ -110,12 +110,20 @@ class Login:
     # A login an access token proved (given as the password): commands and transfers only,
     # within the token's scopes and projects.
     token: TokenLogin | None = None
+    # A login a deploy key proved: limited like a token, to the key's scopes and projects.
+    deploy_key: Actor | None = None
+
+    @property
+    def limited(self) -> Actor | None:
+        """The token's or deploy key's actor: such a login gets commands and transfers only."""
+        return self.token.actor if self.token is not None else self.deploy_key
 
     @property
     def actor(self) -> Actor | None:
-        """Who acts for this login: the token, the account, or nobody (a visitor)."""
-        if self.token is not None:
-            return self.token.actor
+        """Who acts for this login: the token or deploy key, the account, or nobody (a
+        visitor)."""
+        if self.limited is not None:
+            return self.limited
         return Actor.for_user(self.user) if self.user is not None else None
 
 
@@ -303,7 +311,7 @@ class PanelConnection(asyncssh.SSHServer):
         if public_key is None:
             return False
         try:
-            owner = await self._services.accounts.authenticate_key(public_key)
+            owner, registered = await self._services.accounts.key_login(public_key)
         except PanelError:
             return False
         except Exception:
@@ -311,7 +319,8 @@ class PanelConnection(asyncssh.SSHServer):
             return False
         if owner.id != account.id:
             return False
-        self._candidate = Login(username, METHOD_PUBLICKEY, owner)
+        deploy_key = deploy_key_actor(owner, registered)
+        self._candidate = Login(username, METHOD_PUBLICKEY, owner, deploy_key=deploy_key)
         return True
 
     async def validate_password(self, username: str, password: str) -> bool:
@@ -381,8 +390,8 @@ class PanelConnection(asyncssh.SSHServer):
             return
         self.login = login
         who = login.user.username if login.user else f"visitor {login.ssh_username!r}"
-        if login.token is not None:
-            who = login.token.actor.label
+        if login.limited is not None:
+            who = login.limited.label
         log.info("%s logged in from %s (%s)", who, self.remote_addr, login.method)
         if login.user is not None:
             # Recorded right away: a password change or "log out everywhere" from now on

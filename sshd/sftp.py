@@ -105,7 +105,7 @@ NOT_SEQUENTIAL = "uploads must be sequential"
 INTERNAL = "The panel could not do this right now. Please try again in a moment."
 VISITOR = "File transfers need an account. Sign up first: ssh -t {address}"
 TOKEN_NEEDS_DEPLOY = (
-    "This access token cannot transfer files: that needs a token with the 'deploy' scope."
+    "This access token or deploy key cannot transfer files: that needs the 'deploy' scope."
 )
 RMDIR_REFUSED = (
     "Delete projects in the dashboard, where you confirm by typing the project's name: "
@@ -306,8 +306,8 @@ class PanelSFTPServer(asyncssh.SFTPServer):
         self._services = services
         self._user: User | None = login.user
         self._ssh_username = login.ssh_username
-        # A token's login sees only what the token may: its projects, no invoices.
-        self._token_actor = login.token.actor if login.token is not None else None
+        # A token's or deploy key's login sees only what it may: its projects, no invoices.
+        self._token_actor = login.limited
         self._address = address
         self._client_gone = client_gone
         self._drain = drain
@@ -849,7 +849,7 @@ class TransferSession(SSHServerStreamSession[bytes]):
 
     @property
     def by_token(self) -> bool:
-        return self._login.token is not None
+        return self._login.limited is not None
 
     def session_started(self) -> None:
         chan = self._channel
@@ -887,8 +887,8 @@ class TransferSession(SSHServerStreamSession[bytes]):
                     handler.close()  # never started: nothing was served
                 self.end(error.message)
                 return
-            token = self._login.token
-            if token is not None and not token.actor.may("deploy"):
+            limited = self._login.limited
+            if limited is not None and not limited.may("deploy"):
                 if handler is not None:
                     handler.close()
                 self.end(TOKEN_NEEDS_DEPLOY)

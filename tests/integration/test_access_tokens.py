@@ -24,9 +24,11 @@ from core.identity.access_tokens import (
     parse_lifetime,
     parse_scopes,
 )
-from core.identity.accounts import User
+from core.identity.accounts import User, deploy_key_actor
+from core.identity.keys import parse_public_key
 from core.panel import Panel
 from tests.actors import SYSTEM, acting
+from tests.e2e.helpers import new_key, public_line
 
 PASSWORD = "correct horse battery"
 ADDR = "10.0.0.9"
@@ -296,3 +298,27 @@ async def test_the_secret_is_never_logged(panel: Panel, caplog: pytest.LogCaptur
     with pytest.raises(AuthenticationError):
         await panel.access_tokens.authenticate("bob", created.secret, ADDR)
     assert created.secret not in caplog.text
+
+
+async def test_deploy_keys_are_limited_like_tokens(panel: Panel) -> None:
+    alice = await user(panel, "alice")
+    await panel.projects.create(acting(alice), "shop")
+    line = parse_public_key(public_line(new_key()))
+    key = await panel.keys.add_parsed(acting(alice), line, "ci", projects=["shop"])
+    assert (key.scopes, key.projects, key.is_deploy_key) == ({"read", "deploy"}, {"shop"}, True)
+    user_found, registered = await panel.accounts.key_login(line)
+    actor = deploy_key_actor(user_found, registered)
+    assert actor is not None and actor.kind == "token"
+    assert (actor.scopes, actor.projects) == ({"read", "deploy"}, {"shop"})
+    with pytest.raises(PermissionDenied):
+        await panel.access_tokens.create(actor, "wider", {"read"})
+    with pytest.raises(PermissionDenied):
+        await panel.keys.add_parsed(actor, line, "more")
+    for scopes in (["admin"], ["root"], []):
+        with pytest.raises(ValidationError):
+            await panel.keys.add_parsed(acting(alice), line, "x", scopes=scopes)
+    await panel.keys.remove(acting(alice), key.id)
+    plain = await panel.keys.add_parsed(acting(alice), line, "plain")
+    assert not plain.is_deploy_key
+    found_user, found = await panel.accounts.key_login(line)
+    assert deploy_key_actor(found_user, found) is None

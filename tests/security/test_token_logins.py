@@ -15,7 +15,16 @@ from sshd.server import GhstServer
 from sshd.session import TOKEN_NO_DASHBOARD, USAGE_EXIT_STATUS
 from sshd.sftp import TOKEN_NEEDS_DEPLOY
 from tests.actors import acting
-from tests.e2e.transfers import Account, Result, account, app_zip, eventually, versions
+from tests.e2e.helpers import new_key, public_line, write_private_key
+from tests.e2e.transfers import (
+    OPENSSH_OPTIONS,
+    Account,
+    Result,
+    account,
+    app_zip,
+    eventually,
+    versions,
+)
 
 CLIENT_TIMEOUT = 30.0
 # Revoking a token ends its open connections within this long (issue 12).
@@ -252,3 +261,57 @@ async def test_sftp_with_a_project_token_sees_and_touches_only_its_projects(
         assert result.status != 0, (refused, result.output)
     assert await versions(panel, alice, "diary") == []
     assert [p.name for p in await panel.projects.list(acting(alice.id))] == ["diary", "shop"]
+
+
+async def deploy_key(
+    panel: Panel, who: Account, tmp_path: Path, scopes: str, projects: list[str] | None
+) -> Path:
+    """A new key of `who` added as a deploy key; the path of its private half."""
+    key = new_key()
+    await panel.keys.add(
+        acting(who.id), public_line(key), "ci", scopes=parse_scopes(scopes), projects=projects
+    )
+    return write_private_key(key, tmp_path / "deploy.key")
+
+
+def key_command(server: GhstServer, program: str, identity: Path, *args: str) -> list[str]:
+    assert server.port is not None
+    port = "-P" if program.endswith("sftp") else "-p"
+    return [program, *OPENSSH_OPTIONS, "-i", str(identity), port, str(server.port), *args]
+
+
+async def test_a_deploy_key_logs_in_like_a_token(
+    ssh_server: GhstServer, panel: Panel, tmp_path: Path
+) -> None:
+    alice = await account(panel, tmp_path, "alice", projects=("shop", "diary"))
+    identity = await deploy_key(panel, alice, tmp_path, "read,deploy", ["shop"])
+    command = key_command(ssh_server, "/usr/bin/ssh", identity, "alice@127.0.0.1")
+    logged_in_as(await run([*command, "whoami"], {"PATH": "/usr/bin"}))
+    dashboard = await run([*command, "-tt"], {"PATH": "/usr/bin"})
+    assert dashboard.status == 1, dashboard.output
+    assert TOKEN_NO_DASHBOARD in dashboard.output.replace("\r\n", " ").replace("\n", " ")
+    batch = tmp_path / "ls.txt"
+    batch.write_text("ls /\n")
+    sftp_command = key_command(
+        ssh_server, "/usr/bin/sftp", identity, "-b", str(batch), "alice@127.0.0.1"
+    )
+    listing = await run(sftp_command, {"PATH": "/usr/bin"}, cwd=tmp_path)
+    assert listing.status == 0, listing.output
+    assert "shop" in listing.stdout and "diary" not in listing.stdout
+    # The account's own key still opens everything.
+    own = key_command(ssh_server, "/usr/bin/sftp", alice.identity, "-b", str(batch))
+    full = await run([*own, "alice@127.0.0.1"], {"PATH": "/usr/bin"}, cwd=tmp_path)
+    assert "shop" in full.stdout and "diary" in full.stdout
+
+
+async def test_a_deploy_key_without_deploy_cannot_transfer(
+    ssh_server: GhstServer, panel: Panel, tmp_path: Path
+) -> None:
+    alice = await account(panel, tmp_path, "alice", projects=("shop",))
+    identity = await deploy_key(panel, alice, tmp_path, "read,logs", None)
+    batch = tmp_path / "ls.txt"
+    batch.write_text("ls /\n")
+    command = key_command(ssh_server, "/usr/bin/sftp", identity, "-b", str(batch))
+    result = await run([*command, "alice@127.0.0.1"], {"PATH": "/usr/bin"}, cwd=tmp_path)
+    assert result.status != 0, result.output
+    assert TOKEN_NEEDS_DEPLOY in result.stderr
