@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+
+import pytest
 
 from core.identity.access_tokens import CreatedToken, parse_scopes
 from core.panel import Panel
@@ -112,8 +115,9 @@ def logged_in_as(result: Result) -> None:
 
 
 async def test_a_token_is_the_password_for_commands(
-    ssh_server: GhstServer, panel: Panel, tmp_path: Path
+    ssh_server: GhstServer, panel: Panel, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     alice = await account(panel, tmp_path, "alice")
     created = await new_token(panel, alice, "read")
     logged_in_as(await ssh(ssh_server, tmp_path, "alice", created.secret, "whoami"))
@@ -125,6 +129,9 @@ async def test_a_token_is_the_password_for_commands(
     )
     [listed] = await panel.access_tokens.list(acting(alice.id))
     assert listed.last_used_at is not None
+    # The server logged the logins by the token's prefix, never its secret.
+    assert f"token {created.token.prefix} of alice logged in" in caplog.text
+    assert created.secret not in caplog.text
 
 
 async def test_a_token_never_opens_the_dashboard(
