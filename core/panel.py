@@ -35,6 +35,7 @@ from core.deploy.service import DeploymentService
 from core.deploy.store import DeploymentStore
 from core.deploy.worker import DeploymentWorker
 from core.events import Event, EventHub
+from core.identity.access_tokens import AccessTokenService
 from core.identity.accounts import AccountService
 from core.identity.keys import KeyService
 from core.identity.passwords import PasswordHasher
@@ -88,6 +89,7 @@ class Panel:
     events: EventHub
     # Plans, project plans, balances, payments, the daily charge (screens come later).
     billing: Billing
+    access_tokens: AccessTokenService
 
     # What `close` undoes, last opened first; filled by `open`.
     _resources: AsyncExitStack = field(
@@ -198,6 +200,7 @@ class Panel:
             settings, pool, redis, hasher, accounts, keys, sessions, throttle, projects,
             storage, archives, env, deployments, engine, compose, router, ports, queue, deployer,
             installation, events, billing,
+            AccessTokenService(pool, throttle, sessions, projects),
         )  # fmt: skip
 
     # Billing's services by name, as `Services` names them for the front ends.

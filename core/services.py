@@ -24,6 +24,7 @@ from core.billing.promised import PromisedPayments
 from core.billing.subscriptions import SubscriptionService
 from core.deploy.service import DeploymentService
 from core.events import EventHub
+from core.identity.access_tokens import AccessTokenService
 from core.identity.accounts import AccountService
 from core.identity.keys import KeyService
 from core.identity.sessions import SessionService
@@ -65,6 +66,8 @@ class Services(Protocol):
     def promised(self) -> PromisedPayments: ...
     @property
     def invoices(self) -> InvoiceService: ...
+    @property
+    def access_tokens(self) -> AccessTokenService: ...
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,8 @@ class ServiceSet:
     payments: PaymentService
     promised: PromisedPayments
     invoices: InvoiceService
+    # Access tokens: created, listed and revoked by the person; checked at SSH logins.
+    access_tokens: AccessTokenService
 
     @classmethod
     def of(cls, source: Services) -> ServiceSet:

@@ -40,6 +40,10 @@ ghst is an interactive panel: connect with a terminal, without a command:
 Commands over SSH (ssh host <command>) are not available yet.
 """
 USAGE_EXIT_STATUS = 2
+TOKEN_NO_DASHBOARD = (
+    "An access token or deploy key works for commands and file transfers only, not for the"
+    " dashboard: log in with your password or your own SSH key for it."
+)
 CRASH_FAREWELL = "ghst hit an internal error and closed this session. Please reconnect."
 UNAVAILABLE_FAREWELL = "The panel is temporarily unavailable. Please try again in a moment."
 # After `end()`, how long the app gets to leave on its own before it is stopped.
@@ -142,6 +146,10 @@ class PanelSession(asyncssh.SSHServerSession[bytes]):
 
     async def _run_dashboard(self) -> None:
         login = self._login
+        if login.limited is not None:
+            # A leaked token or deploy key must not open the account's dashboard (keys, password, tokens).
+            self._finish(TOKEN_NO_DASHBOARD + "\r\n", 1, stderr=True)
+            return
         visitor = Visitor(
             remote_addr=self._remote_addr,
             ssh_username=login.ssh_username,

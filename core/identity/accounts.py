@@ -19,7 +19,7 @@ from core.errors import (
     ValidationError,
 )
 from core.identity import users
-from core.identity.keys import KeyService, PublicKey
+from core.identity.keys import KeyService, PublicKey, SSHKey
 from core.identity.passwords import PasswordHasher
 from core.identity.sessions import SessionService
 from core.identity.throttle import LoginThrottle
@@ -59,6 +59,20 @@ def validate_password(password: str) -> str:
     if not password.strip():
         raise ValidationError("A password cannot be only spaces.")
     return password
+
+
+def deploy_key_actor(user: User, key: SSHKey) -> Actor | None:
+    """Who acts for a login with a deploy key: like a token (no dashboard, no keys, no
+    tokens), within the key's scopes and projects. None for an ordinary key."""
+    if key.scopes is None:
+        return None
+    return Actor(
+        "token",
+        user.id,
+        f"deploy key {key.name!r} of {user.username}",
+        scopes=key.scopes - {"admin"},
+        projects=key.projects,
+    )
 
 
 def require_operator(actor: Actor) -> None:
@@ -129,13 +143,18 @@ class AccountService:
 
     async def authenticate_key(self, key: PublicKey) -> User:
         """The account this public key logs in."""
-        user_id = await self._keys.find_owner(key)
-        if user_id is None:
+        return (await self.key_login(key))[0]
+
+    async def key_login(self, key: PublicKey) -> tuple[User, SSHKey]:
+        """The account this public key logs in, and the key as registered (a deploy key's
+        login is limited to its scopes and projects: `deploy_key_actor`)."""
+        found = await self._keys.find(key)
+        if found is None:
             raise AuthenticationError("This key is not registered to any account.")
-        user = await self.get(user_id)
+        user = await self.get(found.user_id)
         if user.is_blocked:
             raise AuthenticationError("This account is blocked. Contact the operator.")
-        return user
+        return user, found
 
     async def change_password(
         self,

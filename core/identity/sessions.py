@@ -34,21 +34,33 @@ class SessionService:
         self._signer = signer
 
     async def open(
-        self, user_id: int, auth_method: str, remote_addr: str, *, conn: Connection | None = None
+        self,
+        user_id: int,
+        auth_method: str,
+        remote_addr: str,
+        *,
+        access_token_id: int | None = None,
+        ends_by: datetime | None = None,
+        conn: Connection | None = None,
     ) -> Session:
-        """Record a login that just proved itself (there is no actor before it)."""
+        """Record a login that just proved itself (there is no actor before it). A login made
+        with an access token names it (revoking the token ends the login) and ends no later
+        than the token expires (`ends_by`)."""
         token, claims = self._signer.issue(user_id)
+        expires_at = claims.expires_at if ends_by is None else min(claims.expires_at, ends_by)
         async with transaction(self._pool, conn) as tx:
             await tx.execute(
-                "INSERT INTO sessions (jti, user_id, auth_method, remote_addr, expires_at)"
-                " VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO sessions"
+                " (jti, user_id, auth_method, remote_addr, expires_at, access_token_id)"
+                " VALUES ($1, $2, $3, $4, $5, $6)",
                 claims.jti,
                 user_id,
                 auth_method,
                 remote_addr,
-                claims.expires_at,
+                expires_at,
+                access_token_id,
             )
-        return Session(claims.jti, user_id, token, auth_method, remote_addr, claims.expires_at)
+        return Session(claims.jti, user_id, token, auth_method, remote_addr, expires_at)
 
     async def verify(self, token: str) -> uuid.UUID:
         """The jti of a token that is signed, unexpired, unrevoked and of an unblocked user."""
@@ -67,6 +79,21 @@ class SessionService:
                 jti,
                 None if actor.is_operator else actor.owner_id,
             )
+
+    async def revoke_token_logins(
+        self, actor: Actor, access_token_id: int, *, conn: Connection | None = None
+    ) -> int:
+        """End the logins made with one access token (it was revoked): each revoked row
+        publishes a `session` event, on which the SSH server closes those connections."""
+        async with transaction(self._pool, conn) as tx:
+            result: str = await tx.execute(
+                "UPDATE sessions SET revoked_at = now()"
+                " WHERE access_token_id = $1 AND revoked_at IS NULL"
+                " AND ($2::bigint IS NULL OR user_id = $2)",
+                access_token_id,
+                None if actor.is_operator else actor.owner_id,
+            )
+        return int(result.split()[-1])
 
     async def revoke_all(
         self, actor: Actor, *, owner_id: int | None = None, conn: Connection | None = None

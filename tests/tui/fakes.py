@@ -36,6 +36,7 @@ from tests.tui.fakes_billing import (
     FakePromised,
     FakeSubscriptions,
 )
+from tests.tui.fakes_tokens import ALICE_TOKENS, FakeAccessTokens
 from tui.app import GhstApp
 from tui.visitor import Visitor
 
@@ -417,6 +418,10 @@ class FakePanel:
     payments: FakePayments = field(default_factory=FakePayments)
     invoices: FakeInvoices = field(default_factory=FakeInvoices)
     promised: FakePromised = field(default_factory=FakePromised)
+    # Access tokens (tests/tui/fakes_tokens.py).
+    access_tokens: FakeAccessTokens = field(
+        default_factory=lambda: FakeAccessTokens(list(ALICE_TOKENS))
+    )
 
 
 def signed_in_visitor(user: User = ALICE) -> Visitor:

@@ -61,6 +61,8 @@ class HomeScreen(GhstScreen[None]):
         Binding("l", "logout", "Log out"),
         Binding("o,L", "logout_everywhere", "Log out everywhere"),
         Binding("b", "billing", "Billing"),
+        # Not in the bar (it is full at 80 columns): "What next" would be the place.
+        Binding("t", "tokens", "Access tokens", show=False),
         Binding("q", "app.quit", "Quit", show=False),
     ]
     # At 80 columns the bar keeps b (the banner says to press it): these are in "What next".
@@ -177,6 +179,11 @@ class HomeScreen(GhstScreen[None]):
         from tui.screens.keys import KeysScreen
 
         self.app.push_screen(KeysScreen())
+
+    def action_tokens(self) -> None:
+        from tui.screens.tokens import TokensScreen
+
+        self.app.push_screen(TokensScreen())
 
     def action_password(self) -> None:
         from tui.screens.password import PasswordScreen
