@@ -100,6 +100,9 @@ class PanelSession(asyncssh.SSHServerSession[bytes]):
 
     def session_started(self) -> None:
         if self._term_type is None or self._command is not None:
+            if self._chan is not None:
+                # From now on: stdin (an upload) may arrive before the login is checked.
+                self._streams = ChannelStreams(self._chan, tty=self._term_type is not None)
             self._task = self._host.spawn(self._run_command(), name="ssh-command")
         else:
             self._task = self._host.spawn(self._run_dashboard(), name="ssh-dashboard")
@@ -163,16 +166,14 @@ class PanelSession(asyncssh.SSHServerSession[bytes]):
         except PanelError as error:
             self._finish(error.message + newline, error.exit_code, stderr=True)
             return
-        chan = self._chan
-        if chan is None:
+        streams = self._streams
+        if self._chan is None or streams is None:
             return
         user = self._login.user
         if user is None:
             text = NO_ACCOUNT.format(name=self._login.ssh_username[:64], address=self._address)
             self._finish(text + newline, exit_codes.FORBIDDEN, stderr=True)
             return
-        streams = ChannelStreams(chan, tty=tty)
-        self._streams = streams
         try:
             status = await run_on_channel(
                 self._command or "", self._actor(), self._host.services, streams, tty=tty

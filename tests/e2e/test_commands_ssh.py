@@ -1,0 +1,127 @@
+"""The command interface through OpenSSH's `ssh`, as a CI job uses it: upload from stdin,
+deploy and wait, the site answers through nginx; exit codes; a client that leaves mid-upload."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+
+import pytest
+
+from core.panel import Panel
+from sshd.server import GhstServer
+from tests.actors import acting
+from tests.e2e.helpers import running_server
+from tests.e2e.transfers import Account, Result, account, app_zip, eventually, run, visitor
+from tests.fixtures_deploy import app_tar, page_app, running_worker
+from tests.fixtures_nginx import NginxRouter, http_request
+from tests.services import ssh_client_command
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+
+def ssh(server: GhstServer, who: Account, *command: str) -> list[str]:
+    """`ssh ... -- <command>`: the `--` keeps ssh from taking the command's flags."""
+    assert server.port is not None
+    return [*ssh_client_command(server.port, who.name, who.identity), "--", *command]
+
+
+async def test_a_ci_script_uploads_deploys_waits_and_the_site_answers(
+    deploy_panel: Panel, nginx_router: NginxRouter, base_image: str, tmp_path: Path
+) -> None:
+    panel = deploy_panel
+    alice = await account(panel, tmp_path, "alice", projects=("site",))
+    page = "deployed from CI"
+    archive = app_tar(page_app(base_image, page))
+    async with running_server(panel) as server, running_worker(panel):
+        uploaded = await run(ssh(server, alice, "upload", "site"), stdin=archive)
+        assert (uploaded.status, uploaded.stdout) == (0, "v1-app.tar\n"), uploaded.stderr
+        deployed = await run(ssh(server, alice, "deploy", "site", "--wait", "--json"))
+        assert deployed.status == 0, deployed.stderr
+        result = json.loads(deployed.stdout)
+        assert (result["state"], result["version"]) == ("running", "v1-app.tar")
+        assert "is live" in deployed.stderr
+        status = await run(ssh(server, alice, "status", "site", "--json"))
+        assert json.loads(status.stdout)["state"] == "running"
+    answer = await http_request(nginx_router, "site")
+    assert (answer.status, answer.text.strip()) == (200, page)
+
+
+async def test_a_failed_build_exits_1_with_its_log_on_stderr(
+    deploy_panel: Panel, tmp_path: Path, base_image: str
+) -> None:
+    panel = deploy_panel
+    alice = await account(panel, tmp_path, "alice", projects=("site",))
+    broken = app_tar({"Dockerfile": f"FROM {base_image}\nRUN echo building-now && exit 3\n"})
+    async with running_server(panel) as server, running_worker(panel):
+        assert (await run(ssh(server, alice, "upload", "site"), stdin=broken)).status == 0
+        deployed = await run(ssh(server, alice, "deploy", "site", "--wait"))
+    assert deployed.status == 1
+    assert "building-now" in deployed.stderr  # the build log, as it came
+    assert "failed" in deployed.stderr
+    assert deployed.stdout.strip().isdigit()  # data only: the deployment's number
+
+
+async def test_exit_codes_and_json_through_openssh(
+    ssh_server: GhstServer, panel: Panel, tmp_path: Path
+) -> None:
+    carol = await account(panel, tmp_path, "carol", projects=("blog",))
+    dave = await account(panel, tmp_path, "dave", projects=("dave-site",))
+
+    async def status(*command: str, stdin: bytes | None = None) -> Result:
+        return await run(ssh(ssh_server, carol, *command), stdin=stdin)
+
+    whoami = await status("whoami")
+    assert whoami.status == 0 and "carol" in whoami.stdout
+    assert "\x1b" not in whoami.stdout + whoami.stderr
+    listed = await status("projects", "list", "--json")
+    assert [p["name"] for p in json.loads(listed.stdout)] == ["blog"]
+    assert (await status("frobnicate")).status == 2
+    assert (await status("projects", "info", "nope")).status == 3
+    theirs = await status("projects", "info", "dave-site")
+    assert (theirs.status, theirs.stderr) == (3, "You have no project named 'dave-site'.\n")
+    assert (await status("projects", "delete", "blog")).status == 2  # no --yes
+    assert (await status("upload", "blog", stdin=app_zip())).status == 0
+    # Flags smuggled into the command string are words, never shell.
+    injected = await status("status blog; projects delete blog --yes")
+    assert injected.status == 2
+    assert [p.name for p in await panel.projects.list(acting(carol.id))] == ["blog"]
+    assert await panel.projects.list(acting(dave.id)) != []
+
+    stranger = visitor(tmp_path, "nobody")
+    refused = await run(ssh(ssh_server, stranger, "whoami"))
+    assert refused.status == 4
+    assert "ssh -t" in refused.stderr
+
+
+async def test_a_client_that_leaves_mid_upload_leaves_nothing(
+    ssh_server: GhstServer, panel: Panel, tmp_path: Path
+) -> None:
+    erin = await account(panel, tmp_path, "erin", projects=("blog",))
+    process = await asyncio.create_subprocess_exec(
+        *ssh(ssh_server, erin, "upload", "blog"),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdin is not None
+    try:
+        process.stdin.write(b"PK\x03\x04" + b"\0" * (512 * 1024))
+        await process.stdin.drain()
+
+        async def under_way() -> bool:
+            return await panel.storage.pending_uploads() != []
+
+        await eventually(under_way, "the upload to be under way", within=20)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+
+    async def dropped() -> bool:
+        return await panel.storage.pending_uploads() == []
+
+    await eventually(dropped, "the unfinished upload to be dropped")
+    assert await panel.archives.list(acting(erin.id), "blog") == []
