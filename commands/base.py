@@ -42,7 +42,8 @@ def no_arguments(parser: CommandParser) -> None:
 class Verb:
     name: str  # "" when the noun is the command itself (`whoami`, `status NAME`)
     help: str
-    scope: str  # what a token must hold: read, logs, deploy, env:write
+    # What a token must hold: read, logs, deploy, env:write (None: any actor, as `whoami`).
+    scope: str | None
     run: Run
     arguments: Callable[[CommandParser], None] = no_arguments
     # Takes the project NAME as its first argument (checked against a token's projects).

@@ -180,7 +180,8 @@ def _with_default(argv: list[str], noun: Noun) -> list[str]:
 
 def _check(verb: Verb, args: argparse.Namespace, actor: Actor) -> None:
     """Every verb's rights, before any service is called (each checks them again)."""
-    actor.require(verb.scope)
+    if verb.scope is not None:
+        actor.require(verb.scope)
     if verb.project:
         actor.require_project(args.project)
     if verb.destructive and not getattr(args, "yes", False):

@@ -11,7 +11,8 @@ from commands.output import pairs
 async def whoami(ctx: Context, args: argparse.Namespace) -> None:
     user = await ctx.services.accounts.get(ctx.actor.owner_id)
     projects = sorted(ctx.actor.projects) if ctx.actor.projects is not None else None
-    scopes = sorted(ctx.actor.scopes)
+    # A person holds every scope; `admin` only means something for operators.
+    scopes = sorted(s for s in ctx.actor.scopes if s != "admin" or ctx.actor.is_operator)
     data = {
         "username": user.username,
         "email": user.email,
@@ -32,5 +33,5 @@ async def whoami(ctx: Context, args: argparse.Namespace) -> None:
 
 
 NOUNS: tuple[Noun, ...] = (
-    command("whoami", Verb("", "who you are logged in as", "read", whoami, project=False)),
+    command("whoami", Verb("", "who you are logged in as", None, whoami, project=False)),
 )

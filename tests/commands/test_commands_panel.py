@@ -41,14 +41,14 @@ async def test_the_json_shapes_of_the_commands(panel: Panel) -> None:
     shapes = {}
     for name, line, stdin in [
         ("whoami", "whoami --json", None),
-        ("projects_create", "projects create blog --json", None),
-        ("upload", "upload blog --json", app_zip()),
+        ("projects_create", "projects create diary --json", None),
+        ("upload", "upload diary --json", app_zip()),
         ("projects_list", "projects list --json", None),
-        ("projects_info", "projects info blog --json", None),
-        ("status", "status blog --json", None),
-        ("deployments", "deployments blog --json", None),
-        ("env_set", "env blog set API_KEY=hunter22 MODE=prod --json", None),
-        ("env_list", "env blog --json", None),
+        ("projects_info", "projects info diary --json", None),
+        ("status", "status diary --json", None),
+        ("deployments", "deployments diary --json", None),
+        ("env_set", "env diary set API_KEY=hunter22 MODE=prod --json", None),
+        ("env_list", "env diary --json", None),
         ("keys_list", "keys list --json", None),
         ("billing_balance", "billing balance --json", None),
         ("billing_plans", "billing plans --json", None),
@@ -65,41 +65,44 @@ async def test_the_json_shapes_of_the_commands(panel: Panel) -> None:
 async def test_text_output_is_data_on_stdout_and_notices_on_stderr(panel: Panel) -> None:
     alice = await sign_up(panel, "alice")
     me = acting(alice)
-    created = await run("projects create blog", me, panel)
-    assert (created.status, created.stdout) == (0, "blog\n")
-    assert "upload blog < app.zip" in created.stderr
-    uploaded = await run("upload blog", me, panel, app_zip())
+    created = await run("projects create diary", me, panel)
+    assert (created.status, created.stdout) == (0, "diary\n")
+    assert "upload diary < app.zip" in created.stderr
+    uploaded = await run("upload diary", me, panel, app_zip())
     assert (uploaded.status, uploaded.stdout) == (0, "v1-app.zip\n")
     listed = await run("projects", me, panel)
     assert listed.stdout.splitlines()[0].split() == ["NAME", "STATE", "VERSIONS", "LAST", "UPLOAD"]
-    assert listed.stdout.splitlines()[1].split()[:3] == ["blog", "new", "1"]
+    assert listed.stdout.splitlines()[1].split()[:3] == ["diary", "new", "1"]
     assert "\x1b" not in listed.stdout + listed.stderr
 
 
 async def test_upload_from_stdin_takes_the_sftp_path_and_its_refusals(panel: Panel) -> None:
     alice = await sign_up(panel, "alice")
     me = acting(alice)
-    await panel.projects.create(me, "blog")
+    await panel.projects.create(me, "diary")
 
-    refused = await run("upload blog", me, panel, app_zip({"index.html": b"no dockerfile"}))
+    refused = await run("upload diary", me, panel, app_zip({"index.html": b"no dockerfile"}))
     assert refused.status == 2
     assert "Dockerfile" in refused.stderr
-    (kept,) = await panel.archives.list(me, "blog")
+    (kept,) = await panel.archives.list(me, "diary")
     assert kept.status == "rejected"  # kept in the history, as with scp
 
-    empty = await run("upload blog", me, panel, b"")
+    empty = await run("upload diary", me, panel, b"")
     assert (empty.status, empty.stderr) == (2, "Nothing arrived on stdin: upload NAME < app.zip\n")
 
-    named = await run("upload blog --filename site.tar.gz", me, panel, app_zip())
-    assert named.status == 2  # a zip is not a tar.gz: the checks read the bytes
-    stored = await run("upload blog --filename site.zip", me, panel, app_zip())
-    assert (stored.status, stored.stdout) == (0, "v2-site.zip\n")
+    named = await run("upload diary --filename notes.txt", me, panel, app_zip())
+    assert (named.status, named.stderr) == (
+        2,
+        "'notes.txt' is not an archive name: upload a .zip, .tar, .tar.gz or .tgz file.\n",
+    )
+    stored = await run("upload diary --filename site.zip", me, panel, app_zip())
+    assert (stored.status, stored.stdout) == (0, "v1-site.zip\n")  # refusals take no number
 
 
 async def test_stdin_past_the_quota_is_refused_while_it_streams(panel: Panel) -> None:
     alice = await sign_up(panel, "alice")
     me = acting(alice)
-    await panel.projects.create(me, "blog")
+    await panel.projects.create(me, "diary")
     async with panel.pool.acquire() as conn:
         await conn.execute(
             "UPDATE users SET storage_quota_bytes = $1 WHERE id = $2", 2 << 20, alice.id
@@ -108,11 +111,11 @@ async def test_stdin_past_the_quota_is_refused_while_it_streams(panel: Panel) ->
 
     stdin = Stdin(huge)
     captured = Captured()
-    status = await run_command("upload blog", me, panel, captured, stdin=stdin)
+    status = await run_command("upload diary", me, panel, captured, stdin=stdin)
     assert status == 5
     assert "quota" in captured.stderr.text
     assert stdin.taken < len(huge)  # refused as it came, not after reading it all
-    assert await panel.archives.list(me, "blog") == []
+    assert await panel.archives.list(me, "diary") == []
     assert await panel.storage.pending_uploads() == []
 
 
@@ -158,27 +161,27 @@ async def test_a_path_in_a_project_name_reaches_nothing(panel: Panel, name: str)
 async def test_tokens_are_held_to_their_scopes_and_projects_on_a_real_panel(panel: Panel) -> None:
     alice = await sign_up(panel, "alice")
     me = acting(alice)
-    await panel.projects.create(me, "blog")
+    await panel.projects.create(me, "diary")
     await panel.projects.create(me, "shop")
 
     reader = token(alice, {"read"})
-    assert (await run("upload blog", reader, panel, app_zip())).status == 4
-    assert (await run("env blog set A=1", reader, panel)).status == 4
-    assert (await run("status blog", reader, panel)).status == 0
+    assert (await run("upload diary", reader, panel, app_zip())).status == 4
+    assert (await run("env diary set A=1", reader, panel)).status == 4
+    assert (await run("status diary", reader, panel)).status == 0
     assert (await run("keys list", reader, panel)).status == 4  # keys stay with the person
 
-    deployer = token(alice, {"deploy"}, {"blog"})
-    assert (await run("upload blog", deployer, panel, app_zip())).status == 0
+    deployer = token(alice, {"deploy"}, {"diary"})
+    assert (await run("upload diary", deployer, panel, app_zip())).status == 0
     assert (await run("upload shop", deployer, panel, app_zip())).status == 4
     assert await panel.archives.list(me, "shop") == []
-    listed = await run("projects list --json", token(alice, {"read"}, {"blog"}), panel)
-    assert [p["name"] for p in listed.json()] == ["blog"]
+    listed = await run("projects list --json", token(alice, {"read"}, {"diary"}), panel)
+    assert [p["name"] for p in listed.json()] == ["diary"]
 
     whoami = await run("whoami --json", deployer, panel)
     assert whoami.json() == {
         "actor": "token",
         "email": "alice@example.com",
-        "projects": ["blog"],
+        "projects": ["diary"],
         "scopes": ["deploy"],
         "username": "alice",
     }
@@ -187,17 +190,17 @@ async def test_tokens_are_held_to_their_scopes_and_projects_on_a_real_panel(pane
 async def test_env_keys_and_delete_round_trips(panel: Panel) -> None:
     alice = await sign_up(panel, "alice")
     me = acting(alice)
-    await panel.projects.create(me, "blog")
-    assert (await run("env blog set 'GREETING=hello world' N=1", me, panel)).status == 0
-    masked = await run("env blog", me, panel)
+    await panel.projects.create(me, "diary")
+    assert (await run("env diary set 'GREETING=hello world' N=1", me, panel)).status == 0
+    masked = await run("env diary", me, panel)
     assert "hello world" not in masked.stdout
-    revealed = await run("env blog list --reveal --json", me, panel)
+    revealed = await run("env diary list --reveal --json", me, panel)
     assert {v["name"]: v["value"] for v in revealed.json()} == {
         "GREETING": "hello world",
         "N": "1",
     }
-    assert (await run("env blog unset N --yes", me, panel)).status == 0
-    assert (await run("env blog unset N --yes", me, panel)).status == 3
+    assert (await run("env diary unset N --yes", me, panel)).status == 0
+    assert (await run("env diary unset N --yes", me, panel)).status == 3
 
     key = new_key()
     added = await run("keys add --name ci", me, panel, public_line(key, "ci").encode())
@@ -206,8 +209,8 @@ async def test_env_keys_and_delete_round_trips(panel: Panel) -> None:
     assert (await run("keys rm ci --yes", me, panel)).status == 0
     assert await panel.keys.list(me) == []
 
-    assert (await run("projects delete blog", me, panel)).status == 2
-    assert [p.name for p in await panel.projects.list(me)] == ["blog"]
-    deleted = await run("projects delete blog --yes", me, panel)
+    assert (await run("projects delete diary", me, panel)).status == 2
+    assert [p.name for p in await panel.projects.list(me)] == ["diary"]
+    deleted = await run("projects delete diary --yes", me, panel)
     assert deleted.status == 0, deleted.stderr
     assert await panel.projects.list(me) == []

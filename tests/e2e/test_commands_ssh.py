@@ -67,7 +67,7 @@ async def test_a_failed_build_exits_1_with_its_log_on_stderr(
 async def test_exit_codes_and_json_through_openssh(
     ssh_server: GhstServer, panel: Panel, tmp_path: Path
 ) -> None:
-    carol = await account(panel, tmp_path, "carol", projects=("blog",))
+    carol = await account(panel, tmp_path, "carol", projects=("diary",))
     dave = await account(panel, tmp_path, "dave", projects=("dave-site",))
 
     async def status(*command: str, stdin: bytes | None = None) -> Result:
@@ -77,17 +77,17 @@ async def test_exit_codes_and_json_through_openssh(
     assert whoami.status == 0 and "carol" in whoami.stdout
     assert "\x1b" not in whoami.stdout + whoami.stderr
     listed = await status("projects", "list", "--json")
-    assert [p["name"] for p in json.loads(listed.stdout)] == ["blog"]
+    assert [p["name"] for p in json.loads(listed.stdout)] == ["diary"]
     assert (await status("frobnicate")).status == 2
     assert (await status("projects", "info", "nope")).status == 3
     theirs = await status("projects", "info", "dave-site")
     assert (theirs.status, theirs.stderr) == (3, "You have no project named 'dave-site'.\n")
-    assert (await status("projects", "delete", "blog")).status == 2  # no --yes
-    assert (await status("upload", "blog", stdin=app_zip())).status == 0
+    assert (await status("projects", "delete", "diary")).status == 2  # no --yes
+    assert (await status("upload", "diary", stdin=app_zip())).status == 0
     # Flags smuggled into the command string are words, never shell.
-    injected = await status("status blog; projects delete blog --yes")
+    injected = await status("status diary; projects delete diary --yes")
     assert injected.status == 2
-    assert [p.name for p in await panel.projects.list(acting(carol.id))] == ["blog"]
+    assert [p.name for p in await panel.projects.list(acting(carol.id))] == ["diary"]
     assert await panel.projects.list(acting(dave.id)) != []
 
     stranger = visitor(tmp_path, "nobody")
@@ -99,9 +99,9 @@ async def test_exit_codes_and_json_through_openssh(
 async def test_a_client_that_leaves_mid_upload_leaves_nothing(
     ssh_server: GhstServer, panel: Panel, tmp_path: Path
 ) -> None:
-    erin = await account(panel, tmp_path, "erin", projects=("blog",))
+    erin = await account(panel, tmp_path, "erin", projects=("diary",))
     process = await asyncio.create_subprocess_exec(
-        *ssh(ssh_server, erin, "upload", "blog"),
+        *ssh(ssh_server, erin, "upload", "diary"),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
@@ -124,4 +124,4 @@ async def test_a_client_that_leaves_mid_upload_leaves_nothing(
         return await panel.storage.pending_uploads() == []
 
     await eventually(dropped, "the unfinished upload to be dropped")
-    assert await panel.archives.list(acting(erin.id), "blog") == []
+    assert await panel.archives.list(acting(erin.id), "diary") == []
