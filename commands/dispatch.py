@@ -13,7 +13,7 @@ from commands.base import Context, Noun, Verb
 from commands.nouns import NOUNS
 from commands.output import Printer, printable
 from commands.parser import CommandParser, ParserExit, UsageError
-from commands.streams import ByteSource, NoInput, Output
+from commands.streams import ByteSource, NoInput, Output, checkpoint
 from core.actor import Actor
 from core.services import Services
 
@@ -128,6 +128,7 @@ async def run_command(
     try:
         _check(verb, args, actor)
         status = await verb.run(context, args)
+        checkpoint()  # cancelled (Ctrl-C) while a library swallowed it: not a success
     except asyncio.CancelledError:
         raise
     except UsageError as error:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from commands.base import Context
 from commands.output import printable
+from commands.streams import checkpoint
 from core.actor import Actor
 from core.deploy.model import ACTIVE_STATES, Deployment, State
 
@@ -38,6 +39,7 @@ async def follow(
     offset = 0
     try:
         while True:
+            checkpoint()
             # State first, then the log: a deployment seen ended has its whole log written.
             current = await ctx.services.deployments.get(reader, project_name, deployment_id)
             if emit is not None:
@@ -49,8 +51,11 @@ async def follow(
                     await ctx.out.drain()
             if current.state not in ACTIVE_STATES:
                 return current
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+            # (Ctrl-C, the client leaving) that lands as an event arrives.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(subscription.get(), RECHECK_SECONDS)
+                async with asyncio.timeout(RECHECK_SECONDS):
+                    await subscription.get()
             subscription.drain()
     finally:
         subscription.close()

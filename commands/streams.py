@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
+
+
+def checkpoint() -> None:
+    """Raise CancelledError if this task was cancelled and a library swallowed it (Ctrl-C or
+    the client leaving during a Redis or database call): loops that wait for more (`logs -f`,
+    `deploy --wait`, an upload) call it each time round, so they always end."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class TextSink(Protocol):

@@ -15,6 +15,7 @@ from commands.base import Context, Noun, Verb, command
 from commands.follow import follow, log_text
 from commands.output import printable
 from commands.parser import CommandParser
+from commands.streams import checkpoint
 
 # Without -f: the app's recent lines arrive at once; this long without one means they are all.
 SETTLE_SECONDS = 0.5
@@ -45,11 +46,11 @@ async def logs(ctx: Context, args: argparse.Namespace) -> None:
     lines = ctx.services.deployments.runtime_logs(ctx.actor, args.project, tail)
     try:
         while True:
+            checkpoint()
             try:
-                if args.follow:
+                # Not wait_for, which on Python 3.11 can swallow a cancellation (Ctrl-C).
+                async with asyncio.timeout(None if args.follow else SETTLE_SECONDS):
                     line = await anext(lines)
-                else:
-                    line = await asyncio.wait_for(anext(lines), SETTLE_SECONDS)
             except (StopAsyncIteration, TimeoutError):
                 return
             if ctx.out.json_mode:

@@ -8,6 +8,7 @@ import argparse
 from commands import shapes
 from commands.base import Context, Noun, Verb, command
 from commands.parser import CommandParser
+from commands.streams import checkpoint
 from core.errors import ValidationError
 
 NOTHING = "Nothing arrived on stdin: upload NAME < app.zip"
@@ -37,6 +38,7 @@ async def upload(ctx: Context, args: argparse.Namespace) -> None:
     transfer = await ctx.services.archives.begin_upload(ctx.actor, args.project, filename)
     try:
         while chunk:
+            checkpoint()
             await transfer.write(chunk)
             chunk = await ctx.stdin.read()
         stored = await transfer.finish()

@@ -8,6 +8,7 @@ import contextlib
 import json
 from pathlib import Path
 
+import asyncssh
 import pytest
 
 from core.panel import Panel
@@ -125,3 +126,110 @@ async def test_a_client_that_leaves_mid_upload_leaves_nothing(
 
     await eventually(dropped, "the unfinished upload to be dropped")
     assert await panel.archives.list(acting(erin.id), "diary") == []
+
+
+def talking_app(base_image: str, page: str) -> dict[str, str]:
+    """`page_app` that says hello on its stdout first (for `logs`)."""
+    files = page_app(base_image, page)
+    files["Dockerfile"] = files["Dockerfile"].replace(
+        'CMD ["httpd", "-f", "-p", "8000", "-h", "/www"]',
+        'CMD ["sh", "-c", "echo app-says-hello; exec httpd -f -p 8000 -h /www"]',
+    )
+    return files
+
+
+async def test_history_logs_rollback_stop_start_restart_through_openssh(
+    deploy_panel: Panel, nginx_router: NginxRouter, base_image: str, tmp_path: Path
+) -> None:
+    panel = deploy_panel
+    alice = await account(panel, tmp_path, "alice", projects=("site",))
+    async with running_server(panel) as server, running_worker(panel):
+
+        async def ok(*command: str, stdin: bytes | None = None) -> Result:
+            result = await run(ssh(server, alice, *command), stdin=stdin)
+            assert result.status == 0, (command, result.stderr)
+            return result
+
+        for page in ("one", "two"):
+            await ok("upload", "site", stdin=app_tar(talking_app(base_image, page)))
+            await ok("deploy", "site", "--wait")
+        history = json.loads((await ok("deployments", "site", "--json")).stdout)
+        assert [(d["version"], d["state"]) for d in history] == [
+            ("v2-app.tar", "running"),
+            ("v1-app.tar", "superseded"),
+        ]
+        assert (await http_request(nginx_router, "site")).text.strip() == "two"
+
+        app_log = await ok("logs", "site")  # without -f: the recent lines, then it ends
+        assert "app-says-hello" in app_log.stdout
+        build = await ok("logs", "site", "--build", str(history[0]["id"]), "--json")
+        lines = [json.loads(line)["line"] for line in build.stdout.splitlines()]
+        assert any("index.html" in line for line in lines)
+
+        rolled = await ok("rollback", "site", "--wait", "--json")
+        assert json.loads(rolled.stdout)["reason"] == "rollback"
+        assert (await http_request(nginx_router, "site")).text.strip() == "one"
+
+        await ok("stop", "site")
+        assert json.loads((await ok("status", "site", "--json")).stdout)["state"] == "stopped"
+        assert (await http_request(nginx_router, "site")).status == 503
+        await ok("start", "site")
+        await ok("restart", "site", "--wait")
+        assert (await http_request(nginx_router, "site")).text.strip() == "one"
+        assert (await run(ssh(server, alice, "cancel", "site"))).status == 3  # nothing queued
+
+        # `logs -f --json`: one object per line, until the client leaves; then nothing is left
+        # running for it on the server (no command task, no Docker log stream).
+        process = await asyncio.create_subprocess_exec(
+            *ssh(server, alice, "logs", "site", "-f", "--json"),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        assert process.stdout is not None
+        try:
+            first = await asyncio.wait_for(process.stdout.readline(), 30)
+            assert json.loads(first) == {"line": "app-says-hello"}
+        finally:
+            process.kill()
+            await process.wait()
+
+        async def all_ended() -> bool:
+            commands = [t for t in server._tasks if t.get_name() == "ssh-command"]
+            return not commands and not panel.engine._pumps
+
+        await eventually(all_ended, "the command and its log stream to end")
+
+
+@pytest.mark.parametrize("how", ["ctrl-c on a pty", "SIGINT"])
+async def test_ctrl_c_ends_a_waiting_deploy_with_130_and_cancel_then_withdraws_it(
+    ssh_server: GhstServer, panel: Panel, tmp_path: Path, how: str
+) -> None:
+    frank = await account(panel, tmp_path, "frank", projects=("diary",))
+    upload = await panel.archives.begin_upload(acting(frank.id), "diary", "app.zip")
+    await upload.write(app_zip())
+    await upload.finish()
+    async with asyncssh.connect(
+        "127.0.0.1",
+        ssh_server.port,
+        username="frank",
+        client_keys=[frank.key],
+        known_hosts=None,
+        agent_path=None,
+    ) as conn:
+        pty = how == "ctrl-c on a pty"
+        process = await conn.create_process(
+            "deploy diary --wait", term_type="xterm" if pty else None
+        )
+        # No worker runs: the deployment stays queued and the command waits for it.
+        said = await asyncio.wait_for(process.stderr.readline(), 10)
+        assert "queued" in said
+        if pty:
+            process.stdin.write("\x03")
+        else:
+            process.send_signal("INT")
+        result = await asyncio.wait_for(process.wait(), 10)
+        assert result.exit_status == 130
+        cancelled = await conn.run("cancel diary --json")
+    assert cancelled.exit_status == 0, cancelled.stderr
+    assert json.loads(str(cancelled.stdout))["state"] == "cancelled"
