@@ -33,7 +33,6 @@ class UsageError(ParserExit):
 class CommandParser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)  # `--y` must not mean `--yes`
-        kwargs.setdefault("exit_on_error", False)
         super().__init__(*args, **kwargs)
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
@@ -57,7 +56,9 @@ class CommandParser(argparse.ArgumentParser):
         self._print_message(message)
 
     def parse_command(self, argv: list[str]) -> argparse.Namespace:
-        try:
-            return self.parse_args(argv)
-        except argparse.ArgumentError as error:  # exit_on_error=False hands some back
-            self.error(str(error))
+        """`parse_args`, with words left over reported by the command they were given to."""
+        args, extras = self.parse_known_args(argv)
+        if extras:
+            parser: CommandParser = getattr(args, "_parser", self)
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        return args

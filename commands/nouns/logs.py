@@ -1,4 +1,4 @@
-"""`logs NAME [--build N] [-f] [--tail N]`: the live app's output, or a build's log.
+"""`logs NAME [--build N] [-f] [--since T] [--tail N]`: the live app's output, or a build's log.
 
 Lines go to stdout (they are what was asked for); with `--json` each is one object per line.
 Without `-f`, the app's log stops once its last lines have arrived.
@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncGenerator
+from datetime import UTC, datetime, timedelta
 
 from commands.base import Context, Noun, Verb, command
 from commands.follow import follow, log_text
@@ -20,13 +22,37 @@ from commands.streams import checkpoint
 # Without -f: the app's recent lines arrive at once; this long without one means they are all.
 SETTLE_SECONDS = 0.5
 MAX_TAIL = 10_000
+DEFAULT_TAIL = 200
+DURATION = re.compile(r"^(\d{1,6})([smhd])$")
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def since_time(text: str) -> datetime:
+    """`--since`: a duration back from now (10m, 2h, 1d) or an ISO 8601 time (UTC if no zone)."""
+    duration = DURATION.match(text.strip())
+    if duration:
+        seconds = int(duration.group(1)) * UNIT_SECONDS[duration.group(2)]
+        return datetime.now(UTC) - timedelta(seconds=seconds)
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text[:40]!r} is not a time: write 10m, 2h, 1d or 2026-12-03T10:00:00Z"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def arguments(parser: CommandParser) -> None:
     parser.add_argument("--build", type=int, metavar="N", help="the build log of deployment N")
     parser.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     parser.add_argument(
-        "--tail", type=int, default=200, help="app lines from the end (default 200)"
+        "--tail", type=int, help="app lines from the end (default 200; with --since, all)"
+    )
+    parser.add_argument(
+        "--since",
+        type=since_time,
+        metavar="T",
+        help="app lines written after T: 10m, 2h, 1d, or 2026-12-03T10:00:00Z",
     )
 
 
@@ -42,8 +68,9 @@ async def logs(ctx: Context, args: argparse.Namespace) -> None:
     if args.build is not None:
         await build_log(ctx, args)
         return
-    tail = max(0, min(args.tail, MAX_TAIL))
-    lines = ctx.services.deployments.runtime_logs(ctx.actor, args.project, tail)
+    tail = args.tail if args.tail is not None else (MAX_TAIL if args.since else DEFAULT_TAIL)
+    tail = max(0, min(tail, MAX_TAIL))
+    lines = ctx.services.deployments.runtime_logs(ctx.actor, args.project, tail, since=args.since)
     try:
         while True:
             checkpoint()

@@ -162,6 +162,10 @@ async def test_history_logs_rollback_stop_start_restart_through_openssh(
 
         app_log = await ok("logs", "site")  # without -f: the recent lines, then it ends
         assert "app-says-hello" in app_log.stdout
+        recent = await ok("logs", "site", "--since", "1h")
+        assert "app-says-hello" in recent.stdout
+        later = await ok("logs", "site", "--since", "2099-01-01T00:00:00Z")
+        assert later.stdout == ""
         build = await ok("logs", "site", "--build", str(history[0]["id"]), "--json")
         lines = [json.loads(line)["line"] for line in build.stdout.splitlines()]
         assert any("index.html" in line for line in lines)

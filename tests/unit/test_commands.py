@@ -5,13 +5,14 @@ each error class has its exit code."""
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
 
 from commands import exit_codes
 from commands.dispatch import build_parser, split
+from commands.nouns.logs import since_time
 from commands.output import printable, table, to_json
 from commands.parser import ParserExit, UsageError
 from core.actor import Actor
@@ -299,3 +300,13 @@ def test_the_exit_codes_are_the_documented_ones() -> None:
         exit_codes.LIMITED,
         exit_codes.TRY_LATER,
     ) == (0, 1, 2, 3, 4, 5, 75)
+
+
+def test_since_takes_a_duration_back_or_a_time() -> None:
+    before = datetime.now(UTC)
+    ten_minutes = since_time("10m")
+    assert before - timedelta(minutes=10, seconds=5) < ten_minutes <= before
+    assert since_time("2026-12-03T10:00:00Z") == datetime(2026, 12, 3, 10, tzinfo=UTC)
+    assert since_time("2026-12-03T10:00:00") == datetime(2026, 12, 3, 10, tzinfo=UTC)
+    with pytest.raises(argparse.ArgumentTypeError):
+        since_time("yesterday")
