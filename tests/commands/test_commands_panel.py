@@ -4,6 +4,8 @@ token can reach."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from commands.dispatch import run_command
@@ -14,7 +16,7 @@ from tests.actors import acting
 from tests.commands.snapshots import assert_snapshot
 from tests.commands.streams import Captured, Stdin, run
 from tests.e2e.helpers import new_key, public_line
-from tests.e2e.transfers import app_zip, big_zip
+from tests.e2e.transfers import app_zip, big_zip, eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -214,3 +216,33 @@ async def test_env_keys_and_delete_round_trips(panel: Panel) -> None:
     deleted = await run("projects delete diary --yes", me, panel)
     assert deleted.status == 0, deleted.stderr
     assert await panel.projects.list(me) == []
+
+
+async def test_a_deploy_only_token_for_one_project_can_deploy_and_wait(panel: Panel) -> None:
+    alice = await sign_up(panel, "alice")
+    me = acting(alice)
+    await panel.projects.create(me, "diary")
+    await panel.projects.create(me, "shop")
+    for project in ("diary", "shop"):
+        assert (await run(f"upload {project}", me, panel, app_zip())).status == 0
+    ci = token(alice, {"deploy"}, {"diary"})
+    assert (await run("deploy shop", ci, panel)).status == 4
+
+    # No worker runs here: the command waits on the queued deployment until it is cancelled.
+    waiting = asyncio.create_task(run("deploy diary --wait --json", ci, panel))
+
+    async def queued() -> list[int]:
+        history = await panel.deployments.list(me, "diary")
+        return [d.id for d in history if d.state == "queued"]
+
+    async def is_queued() -> bool:
+        return bool(await queued())
+
+    await eventually(is_queued, "the deployment to be queued")
+    (deployment,) = await queued()
+    await panel.deployments.cancel(me, "diary", deployment)
+    ended = await asyncio.wait_for(waiting, 30)
+    assert ended.status == 1
+    assert ended.json()["state"] == "cancelled"
+    assert "cancelled" in ended.stderr
+    assert await panel.deployments.list(me, "shop") == []
