@@ -40,6 +40,7 @@ NO_ACCOUNT = (
     " up: ssh -t {address}"
 )
 INTERRUPTED = "Interrupted."
+STOPPING = "The panel is restarting. Please try again in a minute."
 CRASH_FAREWELL = "ghst hit an internal error and closed this session. Please reconnect."
 UNAVAILABLE_FAREWELL = "The panel is temporarily unavailable. Please try again in a moment."
 # After `end()`, how long the app gets to leave on its own before it is stopped.
@@ -179,9 +180,12 @@ class PanelSession(asyncssh.SSHServerSession[bytes]):
                 self._command or "", self._actor(), self._host.services, streams, tty=tty
             )
         except asyncio.CancelledError:
-            if not self._interrupted:
+            if self._interrupted:
+                self._finish(INTERRUPTED + newline, exit_codes.INTERRUPTED, stderr=True)
+            elif self._chan is not None:  # the server is stopping: the client may try again
+                self._finish(STOPPING + newline, exit_codes.TRY_LATER, stderr=True)
+            else:
                 raise  # the client left: nobody to tell
-            self._finish(INTERRUPTED + newline, exit_codes.INTERRUPTED, stderr=True)
             return
         self._finish("", status)
 

@@ -237,3 +237,26 @@ async def test_ctrl_c_ends_a_waiting_deploy_with_130_and_cancel_then_withdraws_i
         cancelled = await conn.run("cancel diary --json")
     assert cancelled.exit_status == 0, cancelled.stderr
     assert json.loads(str(cancelled.stdout))["state"] == "cancelled"
+
+
+async def test_a_command_running_when_the_server_stops_exits_75(
+    panel: Panel, tmp_path: Path
+) -> None:
+    gina = await account(panel, tmp_path, "gina", projects=("diary",))
+    upload = await panel.archives.begin_upload(acting(gina.id), "diary", "app.zip")
+    await upload.write(app_zip())
+    await upload.finish()
+    async with running_server(panel) as server:
+        process = await asyncio.create_subprocess_exec(
+            *ssh(server, gina, "deploy", "diary", "--wait"),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert process.stderr is not None
+        said = await asyncio.wait_for(process.stderr.readline(), 20)
+        assert b"queued" in said  # no worker: it waits
+        await server.close(grace=0)
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 75
+    assert "try again" in err.decode()
