@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 
 from cli.processes import READY, Supervisor, reserve_port
+from commands.output import table
 from core.actor import Actor
 from core.billing.webhooks import WebhookServer
 from core.db.migrations import migrate
@@ -405,10 +406,18 @@ async def list_strays() -> int:
     if not strays:
         print("no stray containers")
         return 0
-    print(f"{'CONTAINER':<40} {'PROJECT':<24} {'DEPL.':<6} {'STATE':<8} WHY")
-    for stray in strays:
-        state = "running" if stray.running else "stopped"
-        print(f"{stray.name:<40} {stray.project:<24} {stray.deployment:<6} {state:<8} {stray.why}")
+    rows = [
+        [
+            stray.name,
+            stray.project,
+            stray.deployment,
+            "running" if stray.running else "stopped",
+            stray.why,
+        ]
+        for stray in strays
+    ]
+    # The commands' table: the names come from Docker labels, so control characters are cut.
+    sys.stdout.write(table(["CONTAINER", "PROJECT", "DEPL.", "STATE", "WHY"], rows))
     return 0
 
 
