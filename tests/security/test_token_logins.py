@@ -15,7 +15,7 @@ import pytest
 from core.identity.access_tokens import CreatedToken, parse_scopes
 from core.panel import Panel
 from sshd.server import GhstServer
-from sshd.session import TOKEN_NO_DASHBOARD, USAGE_EXIT_STATUS
+from sshd.session import TOKEN_NO_DASHBOARD
 from sshd.sftp import TOKEN_NEEDS_DEPLOY
 from tests.actors import acting
 from tests.e2e.helpers import new_key, public_line, write_private_key
@@ -108,10 +108,11 @@ async def new_token(
     )
 
 
-def logged_in_as(result: Result) -> None:
-    """Logged in, then told that commands are not there yet (exit 2 with the usage)."""
-    assert result.status == USAGE_EXIT_STATUS, result.output
-    assert "ssh -t" in result.stderr
+def logged_in_as(result: Result, token: CreatedToken | None = None) -> None:
+    """`whoami` ran, as the token (its label and scopes), not as the whole account."""
+    assert result.status == 0, result.output
+    if token is not None:
+        assert f"token {token.token.prefix} of" in result.stdout, result.output
 
 
 async def test_a_token_is_the_password_for_commands(
@@ -120,7 +121,7 @@ async def test_a_token_is_the_password_for_commands(
     caplog.set_level(logging.DEBUG)
     alice = await account(panel, tmp_path, "alice")
     created = await new_token(panel, alice, "read")
-    logged_in_as(await ssh(ssh_server, tmp_path, "alice", created.secret, "whoami"))
+    logged_in_as(await ssh(ssh_server, tmp_path, "alice", created.secret, "whoami"), created)
     # OpenSSH's default order asks keyboard-interactive first: the token answers it too.
     logged_in_as(
         await ssh(
@@ -322,3 +323,37 @@ async def test_a_deploy_key_without_deploy_cannot_transfer(
     result = await run([*command, "alice@127.0.0.1"], {"PATH": "/usr/bin"}, cwd=tmp_path)
     assert result.status != 0, result.output
     assert TOKEN_NEEDS_DEPLOY in result.stderr
+
+
+async def test_a_limited_token_is_held_to_its_scopes_and_projects_on_every_command(
+    ssh_server: GhstServer, panel: Panel, tmp_path: Path
+) -> None:
+    """A CI token for `shop` that may read: it cannot deploy, cannot see `diary` of the same
+    account, and cannot reach another account's project, through OpenSSH's `ssh`."""
+    alice = await account(panel, tmp_path, "alice")
+    bob = await account(panel, tmp_path, "bob")
+    for name in ("shop", "diary"):
+        await panel.projects.create(acting(alice.id), name)
+    await panel.projects.create(acting(bob.id), "bobs")
+    created = await new_token(panel, alice, "read", projects=["shop"])
+
+    async def command(*words: str) -> Result:
+        return await ssh(ssh_server, tmp_path, "alice", created.secret, "--", *words)
+
+    listed = await command("projects", "list", "--json")
+    assert listed.status == 0, listed.output
+    assert '"shop"' in listed.stdout and "diary" not in listed.stdout and "bobs" not in listed.stdout
+    assert (await command("projects", "info", "shop")).status == 0
+    for words in (
+        ("deploy", "shop"),  # the token may only read
+        ("env", "shop", "set", "A=1"),
+        ("projects", "info", "diary"),  # the owner's other project
+        ("status", "diary"),
+    ):
+        refused = await command(*words)
+        assert refused.status == 4, (words, refused.output)
+        assert refused.stdout == "", (words, refused.output)
+    # Another account's project is not even confirmed to exist.
+    other = await command("status", "bobs")
+    assert other.status in (3, 4), other.output
+    assert "bob" not in other.stderr.replace("bobs", "")
