@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from core.archives.service import ArchiveService
+from core.audit.service import AuditService
 from core.billing.balances import BalanceService
 from core.billing.invoices import InvoiceService
 from core.billing.payments import PaymentService
@@ -65,6 +66,9 @@ class Services(Protocol):
     def promised(self) -> PromisedPayments: ...
     @property
     def invoices(self) -> InvoiceService: ...
+    # The audit log: a user's own entries, everyone's for operators.
+    @property
+    def audit(self) -> AuditService: ...
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class ServiceSet:
     payments: PaymentService
     promised: PromisedPayments
     invoices: InvoiceService
+    audit: AuditService
 
     @classmethod
     def of(cls, source: Services) -> ServiceSet:

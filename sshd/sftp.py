@@ -308,6 +308,8 @@ class PanelSFTPServer(asyncssh.SFTPServer):
         self._drain = drain
         # Legacy scp sends each error to the client itself: no copy on stderr then.
         self._in_band_errors = in_band_errors
+        # One id on every audit entry this transfer session writes.
+        self._request_id = uuid.uuid4().hex[:16]
         self._visitor_told = False
         self._stored_here: set[tuple[str, ...]] = set()  # (project, name) uploaded in this session
         self.uploads: set[_UploadFile] = set()
@@ -329,7 +331,9 @@ class PanelSFTPServer(asyncssh.SFTPServer):
                 self._visitor_told = True
                 self._tell(VISITOR.format(address=self._address))
             raise asyncssh.SFTPPermissionDenied(DENIED)
-        return Actor.for_user(self._user)
+        return Actor.for_user(self._user).acting_from(
+            "sftp", source_address=self._address, request_id=self._request_id
+        )
 
     def _tell(self, text: str) -> None:
         """A line on the client's terminal (the channel's stderr)."""

@@ -21,6 +21,8 @@ from typing import Protocol
 
 from core.actor import Actor
 from core.archives.service import ArchiveService
+from core.audit import entries as audit
+from core.audit.service import records_refusals
 from core.db.pool import Connection, Pool
 from core.db.unit import transaction
 from core.deploy.model import (
@@ -41,6 +43,12 @@ from core.projects.service import Project, ProjectService
 HISTORY_LIMIT = 200
 # Reads and removals this service makes for an actor it has already checked.
 PANEL = Actor.system("deployments")
+# What the audit log calls a queued job (a deploy is "deployment.<reason>").
+AUDIT_ACTIONS = {
+    Operation.STOP: "project.stop",
+    Operation.START: "project.start",
+    Operation.DELETE: "project.delete",
+}
 # A stop, start or delete that no worker took by then is withdrawn, and the user told.
 OPERATION_CLAIM_WAIT = 30.0
 OPERATION_POLL = 0.05  # while a user waits for a stop or start: a few cheap reads
@@ -117,6 +125,7 @@ class DeploymentService:
 
     # --- queueing -----------------------------------------------------------------------------
 
+    @records_refusals("deployment.deploy")
     async def deploy(
         self, actor: Actor, project: str, archive: str | None = None, conn: Connection | None = None
     ) -> Deployment:
@@ -133,6 +142,7 @@ class DeploymentService:
             chosen = await self._archives.find(PANEL, project, archive)
         return await self._enqueue(found, actor, "deploy", chosen.id, chosen.name, conn=conn)
 
+    @records_refusals("deployment.redeploy")
     async def redeploy(
         self, actor: Actor, project: str, conn: Connection | None = None
     ) -> Deployment:
@@ -149,6 +159,7 @@ class DeploymentService:
             found, actor, "redeploy", live.archive_id, live.archive_name, conn=conn
         )
 
+    @records_refusals("deployment.rollback")
     async def rollback(
         self, actor: Actor, project: str, deployment_id: int, conn: Connection | None = None
     ) -> Deployment:
@@ -170,6 +181,7 @@ class DeploymentService:
             found, actor, "rollback", target.archive_id, target.archive_name, target.id, conn=conn
         )
 
+    @records_refusals("deployment.restart")
     async def restart(
         self, actor: Actor, project: str, conn: Connection | None = None
     ) -> Deployment:
@@ -208,7 +220,7 @@ class DeploymentService:
                 await self._store.supersede_queued(
                     tx, project.id, "A newer deployment was queued before this one started."
                 )
-            return await self._store.insert(
+            job = await self._store.insert(
                 tx,
                 project_id=project.id,
                 project_name=project.name,
@@ -220,7 +232,20 @@ class DeploymentService:
                 source_id=source_id,
                 operation=operation,
             )
+            await audit.record(
+                tx,
+                actor,
+                AUDIT_ACTIONS.get(operation, f"deployment.{reason}"),
+                audit.Target("project", project.name, project.id, project.user_id),
+                metadata={
+                    "deployment": job.id,
+                    "archive": archive_name or None,
+                    "from_deployment": source_id,
+                },
+            )
+            return job
 
+    @records_refusals("deployment.cancel")
     async def cancel(
         self, actor: Actor, project: str, deployment_id: int, conn: Connection | None = None
     ) -> Deployment:
@@ -236,10 +261,18 @@ class DeploymentService:
                     f"Deployment #{target.id} has already finished ({target.state}).",
                     title="Already finished",
                 )
+            await audit.record(
+                tx,
+                actor,
+                "deployment.cancel",
+                audit.Target("project", found.name, found.id, found.user_id),
+                metadata={"deployment": target.id, "from": str(target.state)},
+            )
             return await self._get(found, target.id, tx)
 
     # --- what runs: stop, start and delete are jobs for a worker --------------------------------
 
+    @records_refusals("project.stop")
     async def stop(self, actor: Actor, project: str, conn: Connection | None = None) -> Deployment:
         """Stop the live containers; nginx answers a friendly 503 until `start`. Waits for a
         worker to do it (with `conn`: queues it in the caller's transaction and returns)."""
@@ -249,6 +282,7 @@ class DeploymentService:
         await self._refuse_while_deploying(found)
         return await self._operate(found, actor, Operation.STOP, conn)
 
+    @records_refusals("project.start")
     async def start(self, actor: Actor, project: str, conn: Connection | None = None) -> Deployment:
         """Start the stopped live containers again and route traffic back to them (waits for
         a worker, like `stop`)."""
@@ -258,6 +292,7 @@ class DeploymentService:
         await self._refuse_while_deploying(found)
         return await self._operate(found, actor, Operation.START, conn)
 
+    @records_refusals("project.delete")
     async def delete_project(
         self, actor: Actor, project: str, confirmation: str, conn: Connection | None = None
     ) -> Project:

@@ -17,6 +17,8 @@ from datetime import datetime
 import asyncpg
 
 from core.actor import Actor
+from core.audit import entries as audit
+from core.audit.service import records_refusals
 from core.db.pool import Connection, Pool
 from core.db.unit import reading, transaction
 from core.errors import ConflictError, NotFoundError, ValidationError
@@ -184,6 +186,7 @@ class KeyService:
         key = parse_public_key(line)
         return await self.add_parsed(actor, key, name, owner_id=owner_id, conn=conn)
 
+    @records_refusals("key.add", "key")
     async def add_parsed(
         self,
         actor: Actor,
@@ -216,6 +219,14 @@ class KeyService:
                     key.encoded,
                     key.fingerprint,
                 )
+                assert row is not None  # INSERT ... RETURNING always yields the row
+                await audit.record(
+                    tx,
+                    actor,
+                    "key.add",
+                    audit.Target("key", label, row["id"], user_id),
+                    metadata={"fingerprint": key.fingerprint, "algorithm": key.algorithm},
+                )
         except asyncpg.UniqueViolationError as error:
             # Same wording whether the key is on this account or another: no account probing.
             raise ConflictError(
@@ -247,6 +258,7 @@ class KeyService:
             )
         return count
 
+    @records_refusals("key.remove", "key")
     async def remove(
         self,
         actor: Actor,
@@ -264,6 +276,14 @@ class KeyService:
                 key_id,
                 user_id,
             )
+            if row is not None:
+                await audit.record(
+                    tx,
+                    actor,
+                    "key.remove",
+                    audit.Target("key", row["name"], key_id, user_id),
+                    metadata={"fingerprint": row["fingerprint"]},
+                )
         if row is None:
             raise NotFoundError("No such key on your account.")
         return _row_to_key(row)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.actor import Actor
+from core.audit import entries as audit
 from core.db.pool import Connection, Pool
 from core.db.unit import reading, transaction
 from core.errors import AuthenticationError
@@ -34,9 +35,20 @@ class SessionService:
         self._signer = signer
 
     async def open(
-        self, user_id: int, auth_method: str, remote_addr: str, *, conn: Connection | None = None
+        self,
+        user_id: int,
+        auth_method: str,
+        remote_addr: str,
+        *,
+        actor: Actor | None = None,
+        conn: Connection | None = None,
     ) -> Session:
-        """Record a login that just proved itself (there is no actor before it)."""
+        """Record a login that just proved itself. `actor`: the user, as the front end sees
+        them (origin, request id), for the audit entry."""
+        if actor is None:
+            actor = Actor("user", user_id, f"user #{user_id}").acting_from(
+                "ssh", source_address=remote_addr
+            )
         token, claims = self._signer.issue(user_id)
         async with transaction(self._pool, conn) as tx:
             await tx.execute(
@@ -47,6 +59,13 @@ class SessionService:
                 auth_method,
                 remote_addr,
                 claims.expires_at,
+            )
+            await audit.record(
+                tx,
+                actor,
+                "login",
+                audit.Target("account", actor.label, user_id, user_id),
+                metadata={"method": auth_method, "session": str(claims.jti)},
             )
         return Session(claims.jti, user_id, token, auth_method, remote_addr, claims.expires_at)
 
