@@ -303,7 +303,7 @@ class DeploymentService:
             raise ValidationError(f"Type the project's name, {project!r}, to confirm deleting it.")
         if not await self._store.any_of_project(found.id):
             # Never deployed: nothing runs or was built, so no worker (nor Docker) is needed.
-            return await self._archives.delete_project(PANEL, found.name, confirmation)
+            return await self._archives.delete_project(actor, found.name, confirmation)
         async with transaction(self._pool, conn) as tx:
             if await self._projects.lock(tx, found.id) is None:
                 raise NotFoundError(f"You have no project named {project[:40]!r}.")

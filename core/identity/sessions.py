@@ -45,10 +45,6 @@ class SessionService:
     ) -> Session:
         """Record a login that just proved itself. `actor`: the user, as the front end sees
         them (origin, request id), for the audit entry."""
-        if actor is None:
-            actor = Actor("user", user_id, f"user #{user_id}").acting_from(
-                "ssh", source_address=remote_addr
-            )
         token, claims = self._signer.issue(user_id)
         async with transaction(self._pool, conn) as tx:
             await tx.execute(
@@ -60,6 +56,10 @@ class SessionService:
                 remote_addr,
                 claims.expires_at,
             )
+            if actor is None:
+                account = await users.get(tx, user_id)
+                name = account.username if account else f"user #{user_id}"
+                actor = Actor("user", user_id, name).acting_from("ssh", source_address=remote_addr)
             await audit.record(
                 tx,
                 actor,
