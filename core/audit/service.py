@@ -67,6 +67,9 @@ class AuditService:
         actor.require("read")
         if project is not None:
             actor.require_project(project)
+        elif actor.projects is not None:
+            # A token limited to some projects reads their entries only, one at a time.
+            raise PermissionDenied(f"{actor.label} must name one of its projects.")
         if everyone and not actor.is_operator:
             raise PermissionDenied("Only an administrator may read everyone's audit log.")
         viewer = None if everyone else actor.owner_id

@@ -314,3 +314,22 @@ async def test_pages_go_back_in_time_with_filters(panel: Panel) -> None:
     later = datetime.now(UTC) + timedelta(minutes=1)
     assert await mine(panel, alice, since=later) == []
     assert [event.target_name for event in await mine(panel, alice, project="p3")] == ["p3"]
+
+
+async def test_a_token_reads_only_its_projects_entries(panel: Panel) -> None:
+    account = await panel.accounts.sign_up("alice", "alice@example.com", PASSWORD)
+    alice = Actor.for_user(account)
+    await panel.projects.create(alice, "shop")
+    await panel.projects.create(alice, "blog")
+    token = Actor.for_token(
+        account, token_id=7, prefix="ghst_ab12", scopes=frozenset({"read"}),
+        projects=frozenset({"shop"}),
+    )  # fmt: skip
+    assert [event.target_name for event in await mine(panel, token, project="shop")] == ["shop"]
+    with pytest.raises(PermissionDenied):
+        await mine(panel, token)
+    with pytest.raises(PermissionDenied):
+        await mine(panel, token, project="blog")
+    deploy_only = Actor.for_token(account, token_id=8, prefix="ghst_cd34", scopes=frozenset())
+    with pytest.raises(PermissionDenied):
+        await mine(panel, deploy_only)
