@@ -33,9 +33,12 @@ CREATE INDEX audit_events_owner ON audit_events (owner_id, id DESC);
 CREATE INDEX audit_events_action ON audit_events (action, id DESC);
 CREATE INDEX audit_events_target ON audit_events (target_kind, target_name, id DESC);
 CREATE INDEX audit_events_at ON audit_events (at);
--- The cap on refused and failed entries per address (anonymous login failures).
-CREATE INDEX audit_events_unhappy_source ON audit_events (source_address, at)
+-- The cap on refused and failed entries per account, and per address (failed logins under
+-- names with no account).
+CREATE INDEX audit_events_unhappy_actor ON audit_events (actor_user_id, at)
     WHERE outcome <> 'ok';
+CREATE INDEX audit_events_unhappy_source ON audit_events (source_address, at)
+    WHERE outcome <> 'ok' AND actor_user_id IS NULL;
 
 CREATE FUNCTION ghst_audit_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
