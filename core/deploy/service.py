@@ -15,6 +15,7 @@ transaction (core.db.unit).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -22,7 +23,7 @@ from typing import Protocol
 from core.actor import Actor
 from core.archives.service import ArchiveService
 from core.audit import entries as audit
-from core.audit.service import records_refusals
+from core.audit.service import record_alone, records_refusals
 from core.db.pool import Connection, Pool
 from core.db.unit import transaction
 from core.deploy.model import (
@@ -237,8 +238,11 @@ class DeploymentService:
                 actor,
                 AUDIT_ACTIONS.get(operation, f"deployment.{reason}"),
                 audit.Target("project", project.name, project.id, project.user_id),
+                # The request's entry: the job's result is the deployment's state (a stop,
+                # start or delete waited for gets a second entry if it fails).
                 metadata={
                     "deployment": job.id,
+                    "state": str(job.state),
                     "archive": archive_name or None,
                     "from_deployment": source_id,
                 },
@@ -318,7 +322,7 @@ class DeploymentService:
             job = await self._operate(found, actor, Operation.DELETE, tx)
         if conn is None:
             try:
-                await self._outcome(found, job)
+                await self._waited(actor, found, job)
             except UnavailableError:  # withdrawn: nothing was deleted, nothing stays stopped
                 await self._projects.set_stopped(found.id, was_stopped)
                 raise
@@ -375,7 +379,23 @@ class DeploymentService:
         )
         if conn is not None:
             return job
-        return await self._outcome(project, job)
+        return await self._waited(actor, project, job)
+
+    async def _waited(self, actor: Actor, project: Project, job: Deployment) -> Deployment:
+        """`_outcome`, a failure audited: the request's entry only said it was queued."""
+        try:
+            return await self._outcome(project, job)
+        except PanelError as error:
+            with contextlib.suppress(Exception):  # the failure is what the user must hear
+                await record_alone(
+                    self._pool,
+                    actor,
+                    AUDIT_ACTIONS[job.operation],
+                    audit.Target("project", project.name, project.id, project.user_id),
+                    "failed",
+                    {"deployment": job.id, "error": error.message[:200]},
+                )
+            raise
 
     async def _outcome(self, project: Project, job: Deployment) -> Deployment:
         """Wait for a worker to end the operation `job`; its failure is raised with the
