@@ -21,7 +21,7 @@ async def test_one_sftp_sessions_entries_share_a_request_id(
 ) -> None:
     alice = await account(panel, tmp_path, "alice", projects=("shop",))
     await asyncio.to_thread(write, tmp_path / "app.zip", app_zip())
-    batch = "mkdir blog\nput app.zip blog/\nput app.zip shop/\n"
+    batch = "mkdir diary\nput app.zip diary/\nput app.zip shop/\n"
     result = await sftp_batch(ssh_server, alice, batch, tmp_path)
     assert result.status == 0, result.output
     second = await sftp_batch(ssh_server, alice, "put app.zip shop/\n", tmp_path)
@@ -29,8 +29,8 @@ async def test_one_sftp_sessions_entries_share_a_request_id(
     events = await panel.audit.list(acting(alice.id))
     transfers = [event for event in events if event.origin == "sftp"]
     assert [(event.action, event.target_name) for event in reversed(transfers)] == [
-        ("project.create", "blog"),
-        ("archive.upload", "blog"),
+        ("project.create", "diary"),
+        ("archive.upload", "diary"),
         ("archive.upload", "shop"),
         ("archive.upload", "shop"),
     ]

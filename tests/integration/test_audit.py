@@ -51,7 +51,10 @@ async def raw_rows(panel: Panel) -> list[str]:
 
 
 def read_exports(folder: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for path in sorted(folder.glob("*.jsonl")) for line in path.open()]
+    lines = [
+        line for path in sorted(folder.glob("*.jsonl")) for line in path.read_text().splitlines()
+    ]
+    return [json.loads(line) for line in lines]
 
 
 async def upload(panel: Panel, actor: Actor, project: str, data: bytes) -> None:
@@ -305,22 +308,22 @@ async def test_one_request_id_ties_a_commands_entries(panel: Panel) -> None:
 async def test_pages_go_back_in_time_with_filters(panel: Panel) -> None:
     alice = await user(panel, "alice")
     for number in range(7):
-        await panel.projects.create(alice, f"p{number}")
+        await panel.projects.create(alice, f"proj-{number}")
     first = await mine(panel, alice, limit=3)
     second = await mine(panel, alice, limit=3, before_id=first[-1].id)
     third = await mine(panel, alice, limit=3, before_id=second[-1].id)
     names = [event.target_name for event in first + second + third]
-    assert names == ["p6", "p5", "p4", "p3", "p2", "p1", "p0"]
+    assert names == ["proj-6", "proj-5", "proj-4", "proj-3", "proj-2", "proj-1", "proj-0"]
     later = datetime.now(UTC) + timedelta(minutes=1)
     assert await mine(panel, alice, since=later) == []
-    assert [event.target_name for event in await mine(panel, alice, project="p3")] == ["p3"]
+    assert [event.target_name for event in await mine(panel, alice, project="proj-3")] == ["proj-3"]
 
 
 async def test_a_token_reads_only_its_projects_entries(panel: Panel) -> None:
     account = await panel.accounts.sign_up("alice", "alice@example.com", PASSWORD)
     alice = Actor.for_user(account)
     await panel.projects.create(alice, "shop")
-    await panel.projects.create(alice, "blog")
+    await panel.projects.create(alice, "diary")
     token = Actor.for_token(
         account, token_id=7, prefix="ghst_ab12", scopes=frozenset({"read"}),
         projects=frozenset({"shop"}),
@@ -329,7 +332,7 @@ async def test_a_token_reads_only_its_projects_entries(panel: Panel) -> None:
     with pytest.raises(PermissionDenied):
         await mine(panel, token)
     with pytest.raises(PermissionDenied):
-        await mine(panel, token, project="blog")
+        await mine(panel, token, project="diary")
     deploy_only = Actor.for_token(account, token_id=8, prefix="ghst_cd34", scopes=frozenset())
     with pytest.raises(PermissionDenied):
         await mine(panel, deploy_only)
