@@ -48,17 +48,19 @@ async def test_the_audit_screen_lists_own_entries_and_updates_live(panel: Panel)
 async def test_pages_go_back_and_forth(panel: Panel) -> None:
     visitor = await sign_up(panel)
     for number in range(PAGE + 5):
-        await panel.projects.create(visitor.actor, f"p{number}")
+        await panel.projects.create(visitor.actor, f"proj-{number}")
     app = GhstApp(panel, visitor)
     async with app.run_test(size=SIZE) as pilot:
         await app.push_screen(AuditScreen())
         await settle(pilot)
         first = shown(app)
-        assert len(first) == PAGE and first[0] == f"project.create p{PAGE + 4}"
+        assert len(first) == PAGE and first[0] == f"project.create proj-{PAGE + 4}"
         await pilot.press("n")
         await settle(pilot)
         # The rest: the five oldest projects and the login.
-        assert shown(app) == [f"project.create p{n}" for n in range(4, -1, -1)] + ["login alice"]
+        assert shown(app) == [f"project.create proj-{n}" for n in range(4, -1, -1)] + [
+            "login alice"
+        ]
         await pilot.press("n")  # no older page: nothing happens
         await settle(pilot)
         assert len(shown(app)) == 6
