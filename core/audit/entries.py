@@ -217,9 +217,9 @@ async def older_than(conn: Connection, cutoff: datetime, limit: int) -> list[Aud
 async def prune(conn: Connection, up_to_id: int, cutoff: datetime) -> int:
     """Delete the entries before `cutoff` up to `up_to_id` (already exported). Only this may
     delete: the setting that lets the trigger pass lasts until the transaction ends."""
-    await conn.execute("SELECT set_config('ghst.audit_retention', 'on', true)")
+    await conn.execute("SET LOCAL ghst.audit_retention = 'on'")
     status = await conn.execute(
         "DELETE FROM audit_events WHERE id <= $1 AND at < $2", up_to_id, cutoff
     )
-    await conn.execute("SELECT set_config('ghst.audit_retention', 'off', true)")
+    await conn.execute("SET LOCAL ghst.audit_retention = 'off'")
     return int(status.split()[-1])
