@@ -111,7 +111,12 @@ class AuditScreen(GhstScreen[None]):
     def on_mount(self) -> None:
         self.query_one("#audit-box").border_title = "Entries"
         self._events = watch(self, WATCHED)
-        self.load_page()
+
+    def on_screen_resume(self) -> None:
+        # On first show, and on coming back to the newest page (events that came while covered
+        # were not loaded).
+        if self.pages[-1] is None or not self.entries:
+            self.load_page()
 
     def on_unmount(self) -> None:
         if self._events is not None:
