@@ -37,10 +37,29 @@ from core.actor import Actor  # noqa: E402
 from core.audit import entries  # noqa: E402
 from core.audit.service import AuditService  # noqa: E402
 from core.db.migrations import migrate  # noqa: E402
-from core.db.pool import create_pool  # noqa: E402
+from core.db.pool import Connection, create_pool  # noqa: E402
 from tests.services import PostgresServer, temp_root  # noqa: E402
 
+CHUNK = 100_000
 ACTIONS = ("login", "project.create", "env.set", "archive.upload", "deployment.deploy")
+
+
+async def fill(conn: Connection, first: int, last: int, args: argparse.Namespace) -> None:
+    """Entries `first`..`last` (higher n: older), the oldest 400 days back."""
+    await conn.execute(
+        "INSERT INTO audit_events (at, actor_kind, actor_user_id, actor_label, origin,"
+        " action, target_kind, target_name, owner_id, outcome, source_address,"
+        " request_id, metadata)"
+        " SELECT now() - (n * interval '400 days') / $1, 'user', 1 + n % $2, 'user',"
+        " 'dashboard', ($3::text[])[1 + n % 5], 'project', 'p' || n % 7, 1 + n % $2,"
+        " 'ok', '192.0.2.1', md5(n::text), '{}'::jsonb"
+        " FROM generate_series($4::bigint, $5::bigint) AS n ORDER BY n DESC",
+        args.entries,
+        args.users,
+        list(ACTIONS),
+        first,
+        last,
+    )
 
 
 async def median_of(runs: int, step: Callable[[int], Awaitable[object]]) -> float:
@@ -61,18 +80,8 @@ async def bench(args: argparse.Namespace) -> str:
         async with pool.acquire() as conn:
             await migrate(conn)
             started = time.perf_counter()
-            await conn.execute(
-                "INSERT INTO audit_events (at, actor_kind, actor_user_id, actor_label, origin,"
-                " action, target_kind, target_name, owner_id, outcome, source_address,"
-                " request_id, metadata)"
-                " SELECT now() - (n * interval '400 days') / $1, 'user', 1 + n % $2, 'user',"
-                " 'dashboard', ($3::text[])[1 + n % 5], 'project', 'p' || n % 7, 1 + n % $2,"
-                " 'ok', '192.0.2.1', md5(n::text), '{}'::jsonb"
-                " FROM generate_series(1, $1) AS n ORDER BY n DESC",
-                args.entries,
-                args.users,
-                list(ACTIONS),
-            )
+            for first in range(1, args.entries + 1, CHUNK):  # within the pool's statement timeout
+                await fill(conn, first, min(args.entries, first + CHUNK - 1), args)
             await conn.execute("VACUUM ANALYZE audit_events")
             filling = time.perf_counter() - started
         user = Actor("user", 42, "user").acting_from("dashboard", source_address="192.0.2.9")
