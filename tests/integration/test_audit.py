@@ -263,8 +263,14 @@ async def test_a_refused_attempt_on_anothers_project_is_recorded_without_leaking
         await panel.env.set(alice, "bobs", "X", "1")
     with pytest.raises(NotFoundError):
         await panel.projects.delete(alice, "bobs", "bobs")
+    with pytest.raises(NotFoundError):
+        await panel.deployments.stop(alice, "bobs")
+    with pytest.raises(NotFoundError):
+        await panel.deployments.rollback(alice, "bobs", 1)
     refused = await mine(panel, alice)
     assert [(event.action, event.outcome) for event in refused] == [
+        ("deployment.rollback", "refused"),
+        ("project.stop", "refused"),
         ("project.delete", "refused"),
         ("env.set", "refused"),
     ]
