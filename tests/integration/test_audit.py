@@ -17,11 +17,12 @@ from core.actor import Actor
 from core.archives.checks import ArchiveRejected
 from core.audit import service as audit_service
 from core.audit.entries import AuditEvent
-from core.errors import AuthenticationError, NotFoundError, PermissionDenied
+from core.errors import AuthenticationError, NotFoundError, PermissionDenied, SuspendedError
 from core.identity.keys import parse_public_key
 from core.panel import Panel
 from tests.actors import SYSTEM
 from tests.integration.test_archives import app_zip
+from tests.integration.test_suspension import run_out
 
 PASSWORD = "correct horse battery"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl laptop"
@@ -342,3 +343,19 @@ async def test_a_token_reads_only_its_projects_entries(panel: Panel) -> None:
     deploy_only = Actor.for_token(account, token_id=8, prefix="ghst_cd34", scopes=frozenset())
     with pytest.raises(PermissionDenied):
         await mine(panel, deploy_only)
+
+
+async def test_a_suspended_projects_upload_is_refused_and_recorded(panel: Panel) -> None:
+    alice = await user(panel, "alice")
+    await panel.billing.subscriptions.create_project(alice, "shop", "host-0")
+    since = await run_out(panel, alice.owner_id)
+    assert await panel.billing.suspensions.run(now=since + timedelta(days=3)) is not None
+    with pytest.raises(SuspendedError):
+        await panel.archives.begin_upload(alice, "shop", "app.zip")
+    refused = (await mine(panel, alice, action="archive.upload"))[0]
+    assert (refused.outcome, refused.metadata) == ("refused", {"reason": "SuspendedError"})
+    # The money that ran out is in her log too, from and to.
+    spent = next(
+        event for event in await mine(panel, alice) if event.action == "balance.adjustment"
+    )
+    assert spent.metadata["to"] < 0 <= spent.metadata["from"]
