@@ -22,8 +22,8 @@ from core.db.pool import Connection
 Outcome = Literal["ok", "refused", "failed"]
 # Text a client chose (a project name, a username it tried) is cut to this many characters.
 MAX_TEXT = 128
-# An identical refused attempt (same actor, action and target) within this many seconds is
-# written once.
+# An identical refused attempt (same actor, action, target and address) within this many
+# seconds is written once.
 SAME_ATTEMPT_SECONDS = 60
 
 
@@ -156,7 +156,7 @@ async def record_unhappy(
         where, key = "actor_user_id IS NULL AND source_address = $1", actor.source_address
     seen = await conn.fetchrow(
         f"SELECT count(*) AS hour, count(*) FILTER (WHERE action = $2"
-        f" AND target_name IS NOT DISTINCT FROM $3"
+        f" AND target_name IS NOT DISTINCT FROM $3 AND source_address IS NOT DISTINCT FROM $5"
         f" AND at > clock_timestamp() - make_interval(secs => $4)) AS same"
         f" FROM audit_events WHERE {where} AND outcome <> 'ok'"
         f" AND at > clock_timestamp() - interval '1 hour'",
@@ -164,6 +164,7 @@ async def record_unhappy(
         action,
         _cut(target.name if target else None),
         SAME_ATTEMPT_SECONDS,
+        _cut(actor.source_address),
     )
     assert seen is not None  # an aggregate always yields a row
     if seen["hour"] >= per_hour or seen["same"] > 0:

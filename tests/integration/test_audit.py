@@ -359,3 +359,12 @@ async def test_a_suspended_projects_upload_is_refused_and_recorded(panel: Panel)
         event for event in await mine(panel, alice) if event.action == "balance.adjustment"
     )
     assert spent.metadata["to"] < 0 <= spent.metadata["from"]
+
+
+async def test_repeated_failed_logins_are_kept_once_per_address(panel: Panel) -> None:
+    alice = await user(panel, "alice")
+    for address in ("198.51.100.1", "198.51.100.1", "198.51.100.1", "198.51.100.2"):
+        with pytest.raises(AuthenticationError):
+            await panel.accounts.authenticate("alice", "not her password", address)
+    failed = await mine(panel, alice, action="login")
+    assert [event.source_address for event in failed] == ["198.51.100.2", "198.51.100.1"]
