@@ -33,7 +33,7 @@ from core.settings import Settings
 
 log = logging.getLogger("ghst")
 # Whoever runs `ghst` on the host operates the panel: the admin commands act as the system.
-OPERATOR = Actor.system("cli")
+OPERATOR = Actor.system("cli").acting_from("cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,7 @@ for admins and the system) and whether a scope is granted (`require`). A refusal
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from core.identity.accounts import User
 
 ActorKind = Literal["user", "admin", "token", "system"]
+# Where an action came from, as the audit log records it; "internal" when nobody said.
+Origin = Literal["dashboard", "command", "sftp", "admin", "scheduler", "cli", "ssh", "internal"]
 
 # What an access token may be granted. A user or admin holds them all; `admin` only counts for
 # admins (a user's token cannot raise its owner's rights).
@@ -38,6 +41,20 @@ class Actor:
     # A token limited to some projects names them here; None means every project of its owner.
     projects: frozenset[str] | None = None
     token_id: int | None = None
+    # Set by the front ends (`acting_from`) for the audit log: where the request came from, the
+    # client's address, and one id shared by every entry one request (an SSH command, a
+    # dashboard session, an SFTP session) writes.
+    origin: Origin = "internal"
+    source_address: str | None = None
+    request_id: str | None = None
+
+    def acting_from(
+        self, origin: Origin, *, source_address: str | None = None, request_id: str | None = None
+    ) -> Actor:
+        """This actor, as seen coming from `origin` (the rest of it unchanged)."""
+        return dataclasses.replace(
+            self, origin=origin, source_address=source_address, request_id=request_id
+        )
 
     @classmethod
     def for_user(cls, user: User) -> Actor:

@@ -14,6 +14,7 @@ from core import secrets
 from core.archives import records as archive_records
 from core.archives.service import ArchiveService
 from core.archives.storage import ObjectStorage, storage_from_settings
+from core.audit.service import AuditService
 from core.billing.balances import BalanceService
 from core.billing.invoices import InvoiceService
 from core.billing.payments import (
@@ -90,6 +91,8 @@ class Panel:
     # Plans, project plans, balances, payments, the daily charge (screens come later).
     billing: Billing
     access_tokens: AccessTokenService
+    # The audit log's reading and retention (entries are written by each service).
+    audit: AuditService = field(init=False)
 
     # What `close` undoes, last opened first; filled by `open`.
     _resources: AsyncExitStack = field(
@@ -228,6 +231,13 @@ class Panel:
     def invoices(self) -> InvoiceService:
         return self.billing.invoices
 
+    def __post_init__(self) -> None:
+        self.audit = AuditService(
+            self.pool,
+            export_dir=self.settings.data_dir / "audit",
+            retention_days=self.settings.audit_retention_days,
+        )
+
     @property
     def services(self) -> ServiceSet:
         """The domain services alone: what the dashboard and the SSH server get."""
@@ -251,6 +261,8 @@ class Panel:
                 (settings.charge_every_seconds, self.billing.daily),
                 # Each month's invoices, once its days are charged (idempotent, one runner).
                 (settings.charge_every_seconds, self.billing.invoice_run.run_logged),
+                # Audit entries past retention: exported to JSON lines, then pruned.
+                (settings.audit_every_seconds, self.audit.retain_logged),
             ],
         }
         return DeploymentWorker(

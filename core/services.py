@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from core.archives.service import ArchiveService
+from core.audit.service import AuditService
 from core.billing.balances import BalanceService
 from core.billing.invoices import InvoiceService
 from core.billing.payments import PaymentService
@@ -68,6 +69,9 @@ class Services(Protocol):
     def invoices(self) -> InvoiceService: ...
     @property
     def access_tokens(self) -> AccessTokenService: ...
+    # The audit log: a user's own entries, everyone's for operators.
+    @property
+    def audit(self) -> AuditService: ...
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,7 @@ class ServiceSet:
     invoices: InvoiceService
     # Access tokens: created, listed and revoked by the person; checked at SSH logins.
     access_tokens: AccessTokenService
+    audit: AuditService
 
     @classmethod
     def of(cls, source: Services) -> ServiceSet:

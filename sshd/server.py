@@ -147,6 +147,8 @@ class PanelConnection(asyncssh.SSHServer):
         self._services = server.services
         self._conn: asyncssh.SSHServerConnection | None = None
         self.remote_addr = "unknown"
+        # On the audit entry of this connection's login.
+        self.request_id = uuid.uuid4().hex[:16]
         self._username = ""
         self._account: User | None = None
         self._unavailable = False
@@ -199,7 +201,12 @@ class PanelConnection(asyncssh.SSHServer):
                 )
             elif self.session is None:
                 self.session = await self._services.sessions.open(
-                    login.user.id, login.method, self.remote_addr
+                    login.user.id,
+                    login.method,
+                    self.remote_addr,
+                    actor=Actor.for_user(login.user).acting_from(
+                        "ssh", source_address=self.remote_addr, request_id=self.request_id
+                    ),
                 )
                 if self._conn is None or self._conn.is_closed():
                     # Gone while the row was written: it must not stay open.
@@ -311,7 +318,9 @@ class PanelConnection(asyncssh.SSHServer):
         if public_key is None:
             return False
         try:
-            owner, registered = await self._services.accounts.key_login(public_key)
+            owner, registered = await self._services.accounts.key_login(
+                public_key, self.remote_addr
+            )
         except PanelError:
             return False
         except Exception:

@@ -313,6 +313,10 @@ class PanelSFTPServer(asyncssh.SFTPServer):
         self._drain = drain
         # Legacy scp sends each error to the client itself: no copy on stderr then.
         self._in_band_errors = in_band_errors
+        # One id on every audit entry this transfer session writes, with the client's address.
+        self._request_id = uuid.uuid4().hex[:16]
+        peer = chan.get_extra_info("peername")
+        self._client_address = str(peer[0]) if peer else None
         self._visitor_told = False
         self._stored_here: set[tuple[str, ...]] = set()  # (project, name) uploaded in this session
         self.uploads: set[_UploadFile] = set()
@@ -334,9 +338,10 @@ class PanelSFTPServer(asyncssh.SFTPServer):
                 self._visitor_told = True
                 self._tell(VISITOR.format(address=self._address))
             raise asyncssh.SFTPPermissionDenied(DENIED)
-        if self._token_actor is not None:
-            return self._token_actor
-        return Actor.for_user(self._user)
+        actor = self._token_actor if self._token_actor is not None else Actor.for_user(self._user)
+        return actor.acting_from(
+            "sftp", source_address=self._client_address, request_id=self._request_id
+        )
 
     def _tell(self, text: str) -> None:
         """A line on the client's terminal (the channel's stderr)."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 
 from core.actor import Actor
 from core.identity.accounts import User
@@ -19,6 +20,8 @@ class Visitor:
     presented_key: PublicKey | None = None
     user: User | None = None
     session: Session | None = None
+    # One id on every audit entry this dashboard session writes.
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
 
     @property
     def signed_in(self) -> bool:
@@ -29,4 +32,10 @@ class Visitor:
         """Who the services see acting: the signed-in user, on their own rows."""
         if self.user is None:
             raise RuntimeError("nobody has signed in yet")
-        return Actor.for_user(self.user)
+        return self.acting(self.user)
+
+    def acting(self, user: User) -> Actor:
+        """`user` acting from this dashboard session (its address and request id)."""
+        return Actor.for_user(user).acting_from(
+            "dashboard", source_address=self.remote_addr, request_id=self.request_id
+        )

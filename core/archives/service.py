@@ -33,6 +33,8 @@ from core.archives.quota import (
 )
 from core.archives.records import Archive as Archive
 from core.archives.storage import ObjectReader, ObjectStorage, StorageWriter
+from core.audit import entries as audit
+from core.audit.service import records_refusals
 from core.db.pool import Connection, Pool
 from core.db.unit import reading, transaction
 from core.errors import NotFoundError, QuotaExceededError, ValidationError
@@ -79,8 +81,11 @@ class Upload:
         ledger: QuotaLedger,
         inspection: UploadInspection,
         room: DiskRoom | None = None,
+        actor: Actor | None = None,
     ) -> None:
         self.project = project
+        # Who uploads, for the audit entry of the result.
+        self.actor = actor or Actor.system("uploads")
         self.filename = filename
         self._service = service
         self._key = key
@@ -144,6 +149,7 @@ class Upload:
                 stored.size,
                 self.reservation,
                 self._inspection,
+                self.actor,
             )
         finally:
             await self._release()
@@ -255,6 +261,7 @@ class ArchiveService:
         standing = await self._quota.standing(actor.on_behalf_of(owner_id))
         return standing.stored, standing.quota
 
+    @records_refusals("archive.upload")
     async def begin_upload(self, actor: Actor, project_name: str, filename: str) -> Upload:
         """Start an upload into the project; the quota is its owner's. Needs "deploy"."""
         actor.require("deploy")
@@ -278,8 +285,9 @@ class ArchiveService:
         storage = self._storage
         inspection = UploadInspection(self._limits, lambda: storage.open_seekable(key))
         return Upload(
-            self, project, filename, key, writer, standing.free, self._quota, inspection, room
-        )
+            self, project, filename, key, writer, standing.free, self._quota, inspection, room,
+            actor,
+        )  # fmt: skip
 
     async def _accept(
         self,
@@ -289,6 +297,7 @@ class ArchiveService:
         size: int,
         reservation: uuid.UUID,
         inspection: UploadInspection,
+        actor: Actor,
     ) -> Archive:
         # What is free now, this upload's own reservation aside: other uploads may have ended
         # (or started) since this one began.
@@ -301,15 +310,18 @@ class ArchiveService:
             report = await inspection.finish(limits)
         except ArchiveRejected as rejected:
             await self._storage.delete(key)
-            await self._record(project, filename, size, "rejected", rejected.message, None, None)
+            await self._record(
+                project, filename, size, "rejected", rejected.message, None, None, actor=actor
+            )
             raise
         except BaseException:
             await self._storage.delete(key)
             raise
         try:
             return await self._record(
-                project, filename, size, "ready", "", report.kind, key, reservation, room
-            )
+                project, filename, size, "ready", "", report.kind, key, reservation, room,
+                actor=actor,
+            )  # fmt: skip
         except BaseException:
             await self._storage.delete(key)
             raise
@@ -325,6 +337,8 @@ class ArchiveService:
         key: str | None,
         reservation: uuid.UUID | None = None,
         room: DiskRoom | None = None,
+        *,
+        actor: Actor,
     ) -> Archive:
         async with transaction(self._pool) as conn:
             if reservation is not None:
@@ -350,6 +364,14 @@ class ArchiveService:
                     raise dataclasses.replace(room, archives=stored).full(size)
             archive = await records.insert(
                 conn, project.id, filename, size, status, message, kind, key
+            )
+            await audit.record(
+                conn,
+                actor,
+                "archive.upload",
+                audit.Target("project", project.name, project.id, project.user_id),
+                "ok" if status == "ready" else "failed",
+                {"archive": archive.name, "bytes": size, "status": status, "message": message},
             )
         await self._projects.invalidate(project.user_id)
         return archive
@@ -387,6 +409,7 @@ class ArchiveService:
                 return project, archive
         raise NotFoundError(f"{project_name} has no version {name[:60]!r}.")
 
+    @records_refusals("archive.delete")
     async def delete(
         self, actor: Actor, project_name: str, name: str, *, conn: Connection | None = None
     ) -> Archive:
@@ -395,6 +418,13 @@ class ArchiveService:
         project, archive = await self._find(actor, project_name, name, conn)
         async with transaction(self._pool, conn) as tx:
             await records.delete(tx, archive.id)
+            await audit.record(
+                tx,
+                actor,
+                "archive.delete",
+                audit.Target("project", project.name, project.id, project.user_id),
+                metadata={"archive": archive.name},
+            )
         if archive.storage_key:
             await self._storage.delete(archive.storage_key)
         await self._projects.invalidate(project.user_id)

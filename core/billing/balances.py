@@ -78,7 +78,7 @@ class BalanceService:
             checked_reason(reason),
         )
         async with transaction(self._pool, conn) as tx:
-            entry, posted = await ledger.post(tx, new)
+            entry, posted = await ledger.post(tx, new, by=actor)
             if posted and amount > 0 and self._after_credit is not None:
                 await self._after_credit(tx, user_id)
         return entry

@@ -112,7 +112,7 @@ class PromisedPayments:
         self._time_zone = time_zone
         self._currency = currency
         self._after_credit = after_credit
-        self.actor = Actor.system("billing")
+        self.actor = Actor.system("billing").acting_from("scheduler")
 
     async def offer(
         self, actor: Actor, *, owner_id: int | None = None, now: datetime | None = None

@@ -14,6 +14,8 @@ import asyncpg
 from core.actor import Actor
 from core.archives.quota import DiskRoom
 from core.archives.service import ArchiveService
+from core.audit import entries as audit
+from core.audit.service import records_refusals
 from core.billing import ledger, plans
 from core.billing.ledger import NewEntry
 from core.billing.outlook import Outlook
@@ -251,6 +253,7 @@ class SubscriptionService:
             extra = upgrade_difference(old_price, plan.price_kopecks, self.today())
         return PlanChangePreview(current.plan if current else None, plan, extra, plan.price_kopecks)
 
+    @records_refusals("plan.change")
     async def change_plan(
         self, actor: Actor, project_name: str, plan_code: str, *, conn: Connection | None = None
     ) -> ProjectPlan:
@@ -283,6 +286,18 @@ class SubscriptionService:
             elif current.plan.id != plan.id:
                 await self._switch(tx, actor, current, plan, today)
             changed = await _load(tx, project.id)
+            if current is None or current.plan.id != plan.id:
+                await audit.record(
+                    tx,
+                    actor,
+                    "plan.change",
+                    audit.Target("project", project.name, project.id, project.user_id),
+                    metadata={
+                        "from": current.plan.code if current else None,
+                        "to": plan.code,
+                        "to_version": plan.version,
+                    },
+                )
         assert changed is not None
         await self._apply(project, changed.plan)
         return changed
@@ -372,6 +387,7 @@ class SubscriptionService:
                     today,
                     plan.id,
                 ),
+                by=actor,
             )
 
 

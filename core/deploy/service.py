@@ -15,6 +15,7 @@ transaction (core.db.unit).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,8 @@ from typing import Protocol
 
 from core.actor import Actor
 from core.archives.service import ArchiveService
+from core.audit import entries as audit
+from core.audit.service import record_alone, records_refusals
 from core.db.pool import Connection, Pool
 from core.db.unit import transaction
 from core.deploy.model import (
@@ -42,6 +45,12 @@ from core.projects.service import Project, ProjectService
 HISTORY_LIMIT = 200
 # Reads and removals this service makes for an actor it has already checked.
 PANEL = Actor.system("deployments")
+# What the audit log calls a queued job (a deploy is "deployment.<reason>").
+AUDIT_ACTIONS = {
+    Operation.STOP: "project.stop",
+    Operation.START: "project.start",
+    Operation.DELETE: "project.delete",
+}
 # A stop, start or delete that no worker took by then is withdrawn, and the user told.
 OPERATION_CLAIM_WAIT = 30.0
 OPERATION_POLL = 0.05  # while a user waits for a stop or start: a few cheap reads
@@ -120,6 +129,7 @@ class DeploymentService:
 
     # --- queueing -----------------------------------------------------------------------------
 
+    @records_refusals("deployment.deploy")
     async def deploy(
         self, actor: Actor, project: str, archive: str | None = None, conn: Connection | None = None
     ) -> Deployment:
@@ -136,6 +146,7 @@ class DeploymentService:
             chosen = await self._archives.find(PANEL, project, archive)
         return await self._enqueue(found, actor, "deploy", chosen.id, chosen.name, conn=conn)
 
+    @records_refusals("deployment.redeploy")
     async def redeploy(
         self, actor: Actor, project: str, conn: Connection | None = None
     ) -> Deployment:
@@ -152,6 +163,7 @@ class DeploymentService:
             found, actor, "redeploy", live.archive_id, live.archive_name, conn=conn
         )
 
+    @records_refusals("deployment.rollback")
     async def rollback(
         self, actor: Actor, project: str, deployment_id: int, conn: Connection | None = None
     ) -> Deployment:
@@ -173,6 +185,7 @@ class DeploymentService:
             found, actor, "rollback", target.archive_id, target.archive_name, target.id, conn=conn
         )
 
+    @records_refusals("deployment.restart")
     async def restart(
         self, actor: Actor, project: str, conn: Connection | None = None
     ) -> Deployment:
@@ -211,7 +224,7 @@ class DeploymentService:
                 await self._store.supersede_queued(
                     tx, project.id, "A newer deployment was queued before this one started."
                 )
-            return await self._store.insert(
+            job = await self._store.insert(
                 tx,
                 project_id=project.id,
                 project_name=project.name,
@@ -223,7 +236,23 @@ class DeploymentService:
                 source_id=source_id,
                 operation=operation,
             )
+            await audit.record(
+                tx,
+                actor,
+                AUDIT_ACTIONS.get(operation, f"deployment.{reason}"),
+                audit.Target("project", project.name, project.id, project.user_id),
+                # The request's entry: the job's result is the deployment's state (a stop,
+                # start or delete waited for gets a second entry if it fails).
+                metadata={
+                    "deployment": job.id,
+                    "state": str(job.state),
+                    "archive": archive_name or None,
+                    "from_deployment": source_id,
+                },
+            )
+            return job
 
+    @records_refusals("deployment.cancel")
     async def cancel(
         self, actor: Actor, project: str, deployment_id: int, conn: Connection | None = None
     ) -> Deployment:
@@ -239,10 +268,18 @@ class DeploymentService:
                     f"Deployment #{target.id} has already finished ({target.state}).",
                     title="Already finished",
                 )
+            await audit.record(
+                tx,
+                actor,
+                "deployment.cancel",
+                audit.Target("project", found.name, found.id, found.user_id),
+                metadata={"deployment": target.id, "from": str(target.state)},
+            )
             return await self._get(found, target.id, tx)
 
     # --- what runs: stop, start and delete are jobs for a worker --------------------------------
 
+    @records_refusals("project.stop")
     async def stop(self, actor: Actor, project: str, conn: Connection | None = None) -> Deployment:
         """Stop the live containers; nginx answers a friendly 503 until `start`. Waits for a
         worker to do it (with `conn`: queues it in the caller's transaction and returns)."""
@@ -252,6 +289,7 @@ class DeploymentService:
         await self._refuse_while_deploying(found)
         return await self._operate(found, actor, Operation.STOP, conn)
 
+    @records_refusals("project.start")
     async def start(self, actor: Actor, project: str, conn: Connection | None = None) -> Deployment:
         """Start the stopped live containers again and route traffic back to them (waits for
         a worker, like `stop`)."""
@@ -261,6 +299,7 @@ class DeploymentService:
         await self._refuse_while_deploying(found)
         return await self._operate(found, actor, Operation.START, conn)
 
+    @records_refusals("project.delete")
     async def delete_project(
         self, actor: Actor, project: str, confirmation: str, conn: Connection | None = None
     ) -> Project:
@@ -271,7 +310,7 @@ class DeploymentService:
             raise ValidationError(f"Type the project's name, {project!r}, to confirm deleting it.")
         if not await self._store.any_of_project(found.id):
             # Never deployed: nothing runs or was built, so no worker (nor Docker) is needed.
-            return await self._archives.delete_project(PANEL, found.name, confirmation)
+            return await self._archives.delete_project(actor, found.name, confirmation)
         async with transaction(self._pool, conn) as tx:
             if await self._projects.lock(tx, found.id) is None:
                 raise NotFoundError(f"You have no project named {project[:40]!r}.")
@@ -286,7 +325,7 @@ class DeploymentService:
             job = await self._operate(found, actor, Operation.DELETE, tx)
         if conn is None:
             try:
-                await self._outcome(found, job)
+                await self._waited(actor, found, job)
             except UnavailableError:  # withdrawn: nothing was deleted, nothing stays stopped
                 await self._projects.set_stopped(found.id, was_stopped)
                 raise
@@ -351,7 +390,23 @@ class DeploymentService:
         )
         if conn is not None:
             return job
-        return await self._outcome(project, job)
+        return await self._waited(actor, project, job)
+
+    async def _waited(self, actor: Actor, project: Project, job: Deployment) -> Deployment:
+        """`_outcome`, a failure audited: the request's entry only said it was queued."""
+        try:
+            return await self._outcome(project, job)
+        except PanelError as error:
+            with contextlib.suppress(Exception):  # the failure is what the user must hear
+                await record_alone(
+                    self._pool,
+                    actor,
+                    AUDIT_ACTIONS[job.operation],
+                    audit.Target("project", project.name, project.id, project.user_id),
+                    "failed",
+                    {"deployment": job.id, "error": error.message[:200]},
+                )
+            raise
 
     async def _outcome(self, project: Project, job: Deployment) -> Deployment:
         """Wait for a worker to end the operation `job`; its failure is raised with the

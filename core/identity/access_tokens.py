@@ -339,6 +339,7 @@ class AccessTokenService:
                 remote_addr,
                 access_token_id=login.token.id,
                 ends_by=login.token.expires_at,
+                actor=login.actor.acting_from("ssh", source_address=remote_addr),
                 conn=tx,
             )
 

@@ -18,6 +18,8 @@ from datetime import datetime
 import asyncpg
 
 from core.actor import SCOPES, Actor
+from core.audit import entries as audit
+from core.audit.service import records_refusals
 from core.db.pool import Connection, Pool
 from core.db.unit import reading, transaction
 from core.errors import ConflictError, NotFoundError, ValidationError
@@ -231,6 +233,7 @@ class KeyService:
             actor, key, name, scopes=scopes, projects=projects, owner_id=owner_id, conn=conn
         )
 
+    @records_refusals("key.add", "key")
     async def add_parsed(
         self,
         actor: Actor,
@@ -269,6 +272,14 @@ class KeyService:
                     limited_scopes,
                     limited_projects,
                 )
+                assert row is not None  # INSERT ... RETURNING always yields the row
+                await audit.record(
+                    tx,
+                    actor,
+                    "key.add",
+                    audit.Target("key", label, row["id"], user_id),
+                    metadata={"fingerprint": key.fingerprint, "algorithm": key.algorithm},
+                )
         except asyncpg.UniqueViolationError as error:
             # Same wording whether the key is on this account or another: no account probing.
             raise ConflictError(
@@ -300,6 +311,7 @@ class KeyService:
             )
         return count
 
+    @records_refusals("key.remove", "key")
     async def remove(
         self,
         actor: Actor,
@@ -317,6 +329,14 @@ class KeyService:
                 key_id,
                 user_id,
             )
+            if row is not None:
+                await audit.record(
+                    tx,
+                    actor,
+                    "key.remove",
+                    audit.Target("key", row["name"], key_id, user_id),
+                    metadata={"fingerprint": row["fingerprint"]},
+                )
         if row is None:
             raise NotFoundError("No such key on your account.")
         return _row_to_key(row)

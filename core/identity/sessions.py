@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.actor import Actor
+from core.audit import entries as audit
 from core.db.pool import Connection, Pool
 from core.db.unit import reading, transaction
 from core.errors import AuthenticationError
@@ -41,11 +42,13 @@ class SessionService:
         *,
         access_token_id: int | None = None,
         ends_by: datetime | None = None,
+        actor: Actor | None = None,
         conn: Connection | None = None,
     ) -> Session:
         """Record a login that just proved itself (there is no actor before it). A login made
         with an access token names it (revoking the token ends the login) and ends no later
-        than the token expires (`ends_by`)."""
+        than the token expires (`ends_by`). `actor`: who logged in, as the front end sees them
+        (origin, request id), for the audit entry."""
         token, claims = self._signer.issue(user_id)
         expires_at = claims.expires_at if ends_by is None else min(claims.expires_at, ends_by)
         async with transaction(self._pool, conn) as tx:
@@ -59,6 +62,17 @@ class SessionService:
                 remote_addr,
                 expires_at,
                 access_token_id,
+            )
+            if actor is None:
+                account = await users.get(tx, user_id)
+                name = account.username if account else f"user #{user_id}"
+                actor = Actor("user", user_id, name).acting_from("ssh", source_address=remote_addr)
+            await audit.record(
+                tx,
+                actor,
+                "login",
+                audit.Target("account", actor.label, user_id, user_id),
+                metadata={"method": auth_method, "session": str(claims.jti)},
             )
         return Session(claims.jti, user_id, token, auth_method, remote_addr, expires_at)
 

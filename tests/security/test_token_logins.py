@@ -342,7 +342,9 @@ async def test_a_limited_token_is_held_to_its_scopes_and_projects_on_every_comma
 
     listed = await command("projects", "list", "--json")
     assert listed.status == 0, listed.output
-    assert '"shop"' in listed.stdout and "diary" not in listed.stdout and "bobs" not in listed.stdout
+    assert (
+        '"shop"' in listed.stdout and "diary" not in listed.stdout and "bobs" not in listed.stdout
+    )
     assert (await command("projects", "info", "shop")).status == 0
     for words in (
         ("deploy", "shop"),  # the token may only read

@@ -63,3 +63,17 @@ def test_the_system_owns_nothing_but_may_touch_everything() -> None:
     assert actor.may_own(8)
     with pytest.raises(PermissionDenied):
         _ = actor.owner_id
+
+
+def test_acting_from_sets_where_a_request_came_from_and_keeps_the_rest() -> None:
+    token = Actor.for_token(
+        user(7), token_id=3, prefix="ghst_ab12", scopes=frozenset({"read"}),
+        projects=frozenset({"shop"}),
+    )  # fmt: skip
+    seen = token.acting_from("command", source_address="192.0.2.1", request_id="r-1")
+    assert (seen.origin, seen.source_address, seen.request_id) == ("command", "192.0.2.1", "r-1")
+    assert (seen.kind, seen.label, seen.scopes, seen.projects, seen.token_id) == (
+        token.kind, token.label, token.scopes, token.projects, token.token_id,
+    )  # fmt: skip
+    # Nobody said where from: recorded as internal, never guessed.
+    assert Actor.system("worker").origin == "internal"

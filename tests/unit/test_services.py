@@ -24,6 +24,7 @@ NAMES = [
     "promised",
     "invoices",
     "access_tokens",
+    "audit",
 ]
 
 

@@ -44,6 +44,7 @@ OWNERS = {
     "invoice_numbers": "core/billing/invoices.py",
     "invoice_runs": "core/billing/invoices.py",
     "access_tokens": "core/identity/access_tokens.py",
+    "audit_events": "core/audit/entries.py",
 }
 
 TABLE_MENTION = re.compile(

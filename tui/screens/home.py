@@ -63,10 +63,11 @@ class HomeScreen(GhstScreen[None]):
         Binding("b", "billing", "Billing"),
         # Not in the bar (it is full at 80 columns): "What next" would be the place.
         Binding("t", "tokens", "Access tokens", show=False),
+        Binding("a", "audit", "Audit log"),
         Binding("q", "app.quit", "Quit", show=False),
     ]
     # At 80 columns the bar keeps b (the banner says to press it): these are in "What next".
-    KEY_BAR_DROP_ORDER: ClassVar[tuple[str, ...]] = ("logout_everywhere", "password")
+    KEY_BAR_DROP_ORDER: ClassVar[tuple[str, ...]] = ("audit", "logout_everywhere", "password")
 
     def __init__(self) -> None:
         super().__init__()
@@ -174,6 +175,11 @@ class HomeScreen(GhstScreen[None]):
         from tui.screens.billing import BillingScreen
 
         self.app.push_screen(BillingScreen())
+
+    def action_audit(self) -> None:
+        from tui.screens.audit import AuditScreen
+
+        self.app.push_screen(AuditScreen())
 
     def action_keys(self) -> None:
         from tui.screens.keys import KeysScreen
