@@ -26,11 +26,13 @@ from typing import Any, Protocol
 import asyncpg
 
 from core.actor import SCOPES, Actor
+from core.audit import entries as audit
+from core.audit.service import records_refusals
 from core.db.pool import Connection, Pool
 from core.db.unit import reading, transaction
 from core.errors import AuthenticationError, ConflictError, NotFoundError, ValidationError
 from core.identity import users
-from core.identity.accounts import BAD_CREDENTIALS, User
+from core.identity.accounts import BAD_CREDENTIALS, User, record_failed_login
 from core.identity.sessions import Session, SessionService
 from core.identity.throttle import LoginThrottle
 
@@ -167,6 +169,7 @@ class AccessTokenService:
         self._sessions = sessions
         self._projects = projects
 
+    @records_refusals("token.create", "token")
     async def create(
         self,
         actor: Actor,
@@ -232,7 +235,20 @@ class AccessTokenService:
                     )
             except asyncpg.UniqueViolationError as error:
                 raise ConflictError(f"You already have a token named {name!r}.") from error
-        assert row is not None  # INSERT ... RETURNING always yields the row
+            assert row is not None  # INSERT ... RETURNING always yields the row
+            # Names, scopes, projects and expiry: never the secret nor its hash.
+            await audit.record(
+                tx,
+                actor,
+                "token.create",
+                audit.Target("token", name, row["id"], user_id),
+                metadata={
+                    "prefix": row["prefix"],
+                    "scopes": sorted(wanted),
+                    "projects": limited,
+                    "expires_at": row["expires_at"].isoformat(),
+                },
+            )
         return CreatedToken(_row_to_token(row), secret)
 
     async def list(
@@ -256,6 +272,7 @@ class AccessTokenService:
             )
         return [_row_to_token(row) for row in rows]
 
+    @records_refusals("token.revoke", "token")
     async def revoke(
         self,
         actor: Actor,
@@ -279,6 +296,13 @@ class AccessTokenService:
             if row is None:
                 raise NotFoundError(f"No live token named {name.strip()[:64]!r} on your account.")
             await self._sessions.revoke_token_logins(actor, row["id"], conn=tx)
+            await audit.record(
+                tx,
+                actor,
+                "token.revoke",
+                audit.Target("token", row["name"], row["id"], user_id),
+                metadata={"prefix": row["prefix"]},
+            )
         return _row_to_token(row)
 
     async def authenticate(self, username: str, secret: str, remote_addr: str) -> TokenLogin:
@@ -306,9 +330,18 @@ class AccessTokenService:
             or row["revoked_at"] is not None
             or row["expires_at"] <= row["now"]
         ):
-            raise AuthenticationError(BAD_CREDENTIALS)
+            wrong = AuthenticationError(BAD_CREDENTIALS)
+            user_id = user.id if user is not None else None
+            await record_failed_login(
+                self._pool, username, user_id, remote_addr, "ssh", "failed", wrong, "token"
+            )
+            raise wrong
         if user.is_blocked:
-            raise AuthenticationError("This account is blocked. Contact the operator.")
+            blocked = AuthenticationError("This account is blocked. Contact the operator.")
+            await record_failed_login(
+                self._pool, username, user.id, remote_addr, "ssh", "refused", blocked, "token"
+            )
+            raise blocked
         await self._throttle.succeeded(username, remote_addr)
         token = _row_to_token(row)
         await self._mark_used(token, row["now"])

@@ -189,20 +189,9 @@ class AccountService:
         outcome: audit.Outcome,
         error: Exception,
     ) -> None:
-        """Audit a failed or refused login, in its own transaction (capped per address or
-        account, see core.audit.service); a failure to write it does not change the answer."""
-        who = Actor("user", user_id, f"login as {username[:64]!r}", scopes=frozenset())
-        try:
-            await record_alone(
-                self._pool,
-                who.acting_from(origin, source_address=remote_addr),
-                "login",
-                audit.Target("account", username[:64], user_id, user_id),
-                outcome,
-                {"reason": type(error).__name__},
-            )
-        except Exception as failure:
-            log.warning("could not audit a failed login from %s: %s", remote_addr, failure)
+        await record_failed_login(
+            self._pool, username, user_id, remote_addr, origin, outcome, error
+        )
 
     async def change_password(
         self,
@@ -314,3 +303,32 @@ async def _audit_admin(
         audit.Target("account", user.username, user.id, user.id),
         metadata=metadata,
     )
+
+
+async def record_failed_login(
+    pool: Pool,
+    username: str,
+    user_id: int | None,
+    remote_addr: str | None,
+    origin: Origin,
+    outcome: audit.Outcome,
+    error: Exception,
+    method: str | None = None,
+) -> None:
+    """Audit a failed or refused login, in its own transaction (capped per address or
+    account, see core.audit.service); a failure to write it does not change the answer."""
+    who = Actor("user", user_id, f"login as {username[:64]!r}", scopes=frozenset())
+    metadata = {"reason": type(error).__name__}
+    if method is not None:
+        metadata["method"] = method
+    try:
+        await record_alone(
+            pool,
+            who.acting_from(origin, source_address=remote_addr),
+            "login",
+            audit.Target("account", username[:64], user_id, user_id),
+            outcome,
+            metadata,
+        )
+    except Exception as failure:
+        log.warning("could not audit a failed login from %s: %s", remote_addr, failure)

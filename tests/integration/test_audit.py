@@ -368,3 +368,51 @@ async def test_repeated_failed_logins_are_kept_once_per_address(panel: Panel) ->
             await panel.accounts.authenticate("alice", "not her password", address)
     failed = await mine(panel, alice, action="login")
     assert [event.source_address for event in failed] == ["198.51.100.2", "198.51.100.1"]
+
+
+async def test_tokens_are_audited_without_their_secret(panel: Panel) -> None:
+    """Creating and revoking a token, and logging in with a wrong or revoked one, each leave an
+    entry the owner sees; neither the secret nor its hash is ever stored in the log."""
+    from core.identity.access_tokens import secret_hash
+
+    alice = await user(panel, "alice")
+    created = await panel.access_tokens.create(alice, "ci", ["read", "deploy"])
+    login = await panel.access_tokens.authenticate("alice", created.secret, "198.51.100.9")
+    await panel.access_tokens.open_login(login, "password", "198.51.100.9")
+    await panel.access_tokens.revoke(alice, "ci")
+    with pytest.raises(AuthenticationError):
+        await panel.access_tokens.authenticate("alice", created.secret, "198.51.100.9")
+    with pytest.raises(NotFoundError):
+        await panel.access_tokens.revoke(alice, "ci")  # already gone: a refused attempt
+    events = await mine(panel, alice)
+    assert (
+        [(e.action, e.outcome) for e in events]
+        == [
+            ("token.revoke", "refused"),
+            ("login", "failed"),
+            ("token.revoke", "ok"),
+            ("login", "ok"),
+            ("token.create", "ok"),
+            ("login", "ok"),  # the sign-up's own
+        ]
+        or [(e.action, e.outcome) for e in events][:5]
+        == [
+            ("token.revoke", "refused"),
+            ("login", "failed"),
+            ("token.revoke", "ok"),
+            ("login", "ok"),
+            ("token.create", "ok"),
+        ]
+    )
+    by_action = {(e.action, e.outcome): e for e in events}
+    made = by_action[("token.create", "ok")]
+    assert made.metadata["scopes"] == ["deploy", "read"] and made.target_name == "ci"
+    token_login = by_action[("login", "ok")]
+    assert token_login.actor_kind == "token" and token_login.token_id == created.token.id
+    assert token_login.source_address == "198.51.100.9"
+    assert by_action[("login", "failed")].metadata == {
+        "reason": "AuthenticationError",
+        "method": "token",
+    }
+    for text in await raw_rows(panel):
+        assert created.secret not in text and secret_hash(created.secret).hex() not in text
