@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from core import secrets
+from core.admin.service import AdminService
 from core.archives import records as archive_records
 from core.archives.service import ArchiveService
 from core.archives.storage import ObjectStorage, storage_from_settings
@@ -222,6 +223,18 @@ class Panel:
     @property
     def invoices(self) -> InvoiceService:
         return self.billing.invoices
+
+    @property
+    def admin(self) -> AdminService:
+        """The operators' app's reads and changes (it holds no state: built on demand)."""
+        return AdminService(
+            self.pool,
+            accounts=self.accounts,
+            subscriptions=self.subscriptions,
+            balances=self.balances,
+            promised=self.promised,
+            deployments=self.deployments,
+        )
 
     @property
     def services(self) -> ServiceSet:

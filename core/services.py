@@ -15,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Protocol
 
+from core.admin.service import AdminService
 from core.archives.service import ArchiveService
 from core.billing.balances import BalanceService
 from core.billing.invoices import InvoiceService
@@ -65,6 +66,9 @@ class Services(Protocol):
     def promised(self) -> PromisedPayments: ...
     @property
     def invoices(self) -> InvoiceService: ...
+    # The operators' app (admins and operators only; each method checks its actor).
+    @property
+    def admin(self) -> AdminService: ...
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class ServiceSet:
     payments: PaymentService
     promised: PromisedPayments
     invoices: InvoiceService
+    admin: AdminService
 
     @classmethod
     def of(cls, source: Services) -> ServiceSet:

@@ -19,6 +19,9 @@ class Visitor:
     presented_key: PublicKey | None = None
     user: User | None = None
     session: Session | None = None
+    # The local `ghst admin` acts as the system; over SSH the admin screens act as the user's
+    # role allows (`Actor.for_staff`).
+    operator: Actor | None = None
 
     @property
     def signed_in(self) -> bool:
@@ -30,3 +33,19 @@ class Visitor:
         if self.user is None:
             raise RuntimeError("nobody has signed in yet")
         return Actor.for_user(self.user)
+
+    @property
+    def is_staff(self) -> bool:
+        """Admins and operators see the admin screens."""
+        if self.operator is not None:
+            return True
+        return self.user is not None and (self.user.is_admin or self.user.role == "operator")
+
+    @property
+    def staff_actor(self) -> Actor:
+        """Who the admin screens act as: refused (PermissionDenied) to other users."""
+        if self.operator is not None:
+            return self.operator
+        if self.user is None:
+            raise RuntimeError("nobody has signed in yet")
+        return Actor.for_staff(self.user)

@@ -200,9 +200,24 @@ class AccountService:
     async def set_admin(
         self, actor: Actor, username: str, is_admin: bool, *, conn: Connection | None = None
     ) -> User:
+        return await self.set_role(actor, username, "admin" if is_admin else "user", conn=conn)
+
+    async def set_role(
+        self, actor: Actor, username: str, role: str, *, conn: Connection | None = None
+    ) -> User:
+        """Grant a role (user, operator, admin). The account's logins end: a session opened
+        with the old role must not keep its screens or lose them halfway."""
         require_operator(actor)
+        checked = users.role_named(role)
+        if checked is None:
+            raise ValidationError(f"A role is one of {', '.join(users.ROLES)}, not {role[:20]!r}.")
         async with transaction(self._pool, conn) as tx:
-            return _named(username, await users.set_admin(tx, _username(username), is_admin))
+            target = _named(username, await users.by_username(tx, _username(username)))
+            if target.id == actor.user_id:
+                raise PermissionDenied("You cannot change your own role: ask another admin.")
+            user = _named(username, await users.set_role(tx, target.username, checked))
+            await self._sessions.revoke_all(actor, owner_id=user.id, conn=tx)
+        return user
 
     async def block(self, actor: Actor, username: str, *, conn: Connection | None = None) -> User:
         """Admin: refuse new logins and end the user's live sessions (the SSH server polls)."""

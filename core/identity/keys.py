@@ -162,6 +162,12 @@ def _row_to_key(row: asyncpg.Record) -> SSHKey:
 KEY_COLUMNS = "id, user_id, name, algorithm, fingerprint, created_at, last_used_at"
 
 
+async def owners_of_fingerprint(conn: Connection, fingerprint: str) -> list[int]:
+    """The accounts holding a key with this SHA256 fingerprint (the admin app's search)."""
+    rows = await conn.fetch("SELECT user_id FROM ssh_keys WHERE fingerprint = $1", fingerprint)
+    return [row["user_id"] for row in rows]
+
+
 class KeyService:
     """The SSH keys of each account. A key belongs to at most one account.
 

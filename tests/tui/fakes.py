@@ -416,6 +416,7 @@ class FakePanel:
     payments: FakePayments = field(default_factory=FakePayments)
     invoices: FakeInvoices = field(default_factory=FakeInvoices)
     promised: object | None = None
+    admin: object | None = None
 
 
 def signed_in_visitor(user: User = ALICE) -> Visitor:

@@ -23,6 +23,7 @@ NAMES = [
     "payments",
     "promised",
     "invoices",
+    "admin",
 ]
 
 
