@@ -29,6 +29,7 @@ from textual.widgets import DataTable, Input, Static
 from textual.worker import Worker
 
 from core.actor import Actor
+from core.errors import PermissionDenied
 from core.events import Subscription
 from tui.screens.base import GhstScreen
 from tui.watch import Changed, Gathered
@@ -111,7 +112,12 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
         yield KeyBar()
 
     def on_mount(self) -> None:
-        self.staff.require_staff()
+        try:
+            self.staff.require_staff()
+        except PermissionDenied as error:  # only reachable for staff; refused all the same
+            self.ghst.show_error(error)
+            self.app.pop_screen()
+            return
         table = self.query_one("#rows", DataTable)
         table.add_column(" ", key="mark", width=1)
         for title in self.COLUMNS:

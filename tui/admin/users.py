@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from rich.text import Text
+from textual import on
 from textual.binding import Binding, BindingType
+from textual.widgets import DataTable
 
 from core.admin.read_models import UserRow
 from core.billing.money import format_amount, parse_amount
@@ -38,7 +40,8 @@ class AdminUsersScreen(AdminListScreen[UserRow]):
     CHANGES = frozenset({"block", "unblock", "role", "adjust", "promise"})
     FILTER_HINT = "name · email (with @) · SHA256:fingerprint · p:project"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "projects", "Projects", priority=True),
+        # The table turns enter into RowSelected (below); the binding names the key in the bar.
+        Binding("enter", "projects", "Projects"),
         Binding("b", "block", "Block"),
         Binding("u", "unblock", "Unblock"),
         Binding("r", "role", "Role"),
@@ -71,6 +74,7 @@ class AdminUsersScreen(AdminListScreen[UserRow]):
             day(row.created_at),
         )
 
+    @on(DataTable.RowSelected, "#rows")
     def action_projects(self) -> None:
         from tui.admin.projects import AdminProjectsScreen
 
