@@ -197,24 +197,24 @@ async def test_pages_follow_each_other_without_gaps_or_repeats(panel: Panel) -> 
 async def test_projects_are_filtered_by_state_user_and_plan(panel: Panel) -> None:
     alice, _, _ = await people(panel)
     admin = Actor.for_staff(alice)
-    await panel.projects.create(acting(alice), "blog")
+    await panel.projects.create(acting(alice), "diary")
 
     async def names(found: ProjectFilter | None = None, username: str | None = None) -> list[str]:
         rows = await panel.admin.projects(admin, found, username=username)
         return [row.name for row in rows]
 
-    assert await names() == ["blog", "shop"]
+    assert await names() == ["diary", "shop"]
     assert await names(username="bob") == ["shop"]
     assert await names(username="nobody") == []
     assert await names(ProjectFilter(plan_code="free")) == ["shop"]
-    assert await names(ProjectFilter(state="new")) == ["blog", "shop"]
+    assert await names(ProjectFilter(state="new")) == ["diary", "shop"]
     assert await names(ProjectFilter(state="running")) == []
-    assert await names(ProjectFilter(name_prefix="bl")) == ["blog"]
+    assert await names(ProjectFilter(name_prefix="di")) == ["diary"]
     with pytest.raises(ValidationError, match="A state is one of"):
         await names(ProjectFilter(state="on fire"))
     shop = await panel.admin.project(admin, "shop")
     assert (shop.username, shop.plan, shop.price_kopecks) == ("bob", "free v1", 0)
-    assert (await panel.admin.project(admin, "blog")).plan is None
+    assert (await panel.admin.project(admin, "diary")).plan is None
 
 
 async def test_a_projects_state_is_the_one_the_owner_sees(panel: Panel) -> None:

@@ -4,19 +4,21 @@ marked rows, paging, pausing live updates, and who sees the views at all."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
 
 from core.actor import Actor
 from core.events import Event
-from tests.tui.fakes import ALICE, fake_app, signed_in_visitor
+from core.panel import Panel
+from tests.tui.fakes import ALICE, FakeAccounts, FakePanel, fake_app, signed_in_visitor
 from tests.tui.fakes_admin import FakeAdmin, admin_app, user_row
 from tests.tui.helpers import record_notifications, settle
 from tui.admin.help import AdminHelp
 from tui.admin.projects import AdminProjectsScreen, parse_filter
 from tui.admin.users import AdminUsersScreen, signed_kopecks
+from tui.app import GhstApp
 from tui.screens.home import HomeScreen
 
 SIZE = (120, 30)
@@ -25,7 +27,7 @@ OLGA = replace(ALICE, id=2, username="olga", role="operator")
 
 def keys_of(pilot: Pilot[Any]) -> list[str]:
     table = pilot.app.screen.query_one("#rows", DataTable)
-    return [str(row.value) for row in table.ordered_rows]
+    return [str(row.key.value) for row in table.ordered_rows]
 
 
 def status(pilot: Pilot[Any]) -> str:
@@ -195,8 +197,9 @@ async def test_only_staff_have_the_admin_key_on_their_dashboard() -> None:
         await settle(pilot)
         assert isinstance(app.screen, HomeScreen)
 
-    app = fake_app(signed_in_visitor(OLGA))
-    app.panel = replace(app.panel, admin=FakeAdmin())  # type: ignore[type-var]
+    # The home screen reads the account again: the fake accounts hold olga.
+    panel = FakePanel(accounts=FakeAccounts(OLGA), admin=FakeAdmin())
+    app = GhstApp(cast(Panel, panel), signed_in_visitor(OLGA))
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         await pilot.press("a")

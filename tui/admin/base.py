@@ -169,11 +169,13 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
         table.clear()
         for row in rows:
             key = self.key_of(row)
-            mark = Text(MARK, "bold") if key in self.marked else Text(" ")
-            table.add_row(mark, *self.cells(row), key=key)
+            table.add_row(self.mark_of(key), *self.cells(row), key=key)
         if rows:
             table.move_cursor(row=min(cursor, len(rows) - 1))
         self.show_status()
+
+    def mark_of(self, key: str) -> str:
+        return MARK if key in self.marked else ""
 
     def show_status(self) -> None:
         parts = [f"{self.VIEW}"]
@@ -208,8 +210,7 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
             return
         self.marked.symmetric_difference_update({key})
         table = self.query_one("#rows", DataTable)
-        mark = Text(MARK, "bold") if key in self.marked else Text(" ")
-        table.update_cell(key, "mark", mark)
+        table.update_cell(key, "mark", self.mark_of(key))
         table.move_cursor(row=table.cursor_row + 1)
         self.show_status()
 

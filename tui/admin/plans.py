@@ -30,7 +30,7 @@ class AdminPlansScreen(AdminListScreen[PlanRow]):
         return f"{row.code} v{row.version}"
 
     def cells(self, row: PlanRow) -> Sequence[str | Text]:
-        code = Text(row.code, "dim" if row.retired else "bold")
+        code = Text(row.code, "dim" if row.retired else "bold", justify="left")
         if row.retired:
             code.append(" (retired)")
         return (

@@ -71,9 +71,9 @@ class AdminProjectsScreen(AdminListScreen[ProjectRow]):
         if row.price_kopecks is not None:
             price = format_amount(row.price_kopecks, self.panel.settings.currency)
         return (
-            Text(row.name, "bold"),
+            Text(row.name, "bold", justify="left"),
             row.username,
-            Text(state, STATE_STYLES.get(row.state, "")),
+            Text(state, STATE_STYLES.get(row.state, ""), justify="left"),
             row.plan or "defaults",
             f"{row.cpu_millicores / 1000:g}" if row.cpu_millicores else "-",
             f"{row.ram_mb} MB" if row.ram_mb else "-",

@@ -61,9 +61,13 @@ class AdminUsersScreen(AdminListScreen[UserRow]):
         balance = Text(format_amount(row.balance_kopecks, currency), justify="right")
         if row.balance_kopecks < 0:
             balance.stylize("red")
-        state = Text("blocked", "bold red") if row.blocked else Text("active")
+        state = (
+            Text("blocked", "bold red", justify="left")
+            if row.blocked
+            else Text("active", justify="left")
+        )
         return (
-            Text(row.username, "bold"),
+            Text(row.username, "bold", justify="left"),
             row.email,
             row.role,
             state,
