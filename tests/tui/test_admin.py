@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, cast
 
+from textual import events
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
 
@@ -218,3 +219,22 @@ def test_project_filter_words() -> None:
         "host-1",
         "bob",
     )
+
+
+async def test_a_jump_typed_in_one_burst_lands_in_the_prompt() -> None:
+    """`:projects` and Enter in one packet (fast typing over SSH): each key is read before
+    the one before it was handled, so the prompt must have the focus at once."""
+    app = admin_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.post_message(events.Key("colon", ":"))
+        for character in "projects":
+            app.post_message(events.Key(character, character))
+        app.post_message(events.Key("enter", "\r"))
+        await settle(pilot)
+        assert isinstance(app.screen, AdminProjectsScreen)
+        for character in "/state:failed":
+            key = {"/": "slash", ":": "colon"}.get(character, character)
+            app.post_message(events.Key(key, character))
+        await settle(pilot)
+        assert keys_of(pilot) == ["shop"]

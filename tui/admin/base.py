@@ -57,13 +57,21 @@ def views() -> dict[str, Callable[[], GhstScreen[None]]]:
 class AdminListScreen(GhstScreen[None], Generic[Row]):
     VIEW: ClassVar[str] = ""
     COLUMNS: ClassVar[tuple[str, ...]] = ()
+    # What enter on a row opens (for `?`); empty: enter does nothing on a row.
+    OPENS: ClassVar[str] = ""
     # Event kinds that may change what the view shows.
     WATCHED: ClassVar[tuple[str, ...]] = ()
     # Keys of actions that change something: dimmed for operators (core refuses them anyway).
     CHANGES: ClassVar[frozenset[str]] = frozenset()
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding(":", "jump", "Jump"),
-        Binding("/", "filter", "Filter"),
+        # Priority: run as the app reads the key, so the prompt has the focus before the next
+        # key of a burst (`:projects` and Enter in one packet) is handed to a widget.
+        Binding(":", "jump", "Jump", priority=True),
+        Binding("/", "filter", "Filter", priority=True),
+        # Enter, read by the app too: in the prompt, the table has the focus back before the
+        # next key (`/bob`, Enter, `b` in one packet blocks bob, not filters on "bobb");
+        # on a row, the view's `open_row`. (A view's own "enter" binding would replace it.)
+        Binding("enter", "enter", show=False, priority=True),
         Binding("space", "mark", "Mark", show=False),
         Binding("ctrl+f", "next_page", "Next page", show=False),
         Binding("ctrl+b", "previous_page", "Prev page", show=False),
@@ -93,6 +101,9 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
 
     def key_of(self, row: Row) -> str:
         raise NotImplementedError
+
+    def open_row(self) -> None:
+        """Enter on a row (views with `OPENS`)."""
 
     def cells(self, row: Row) -> Sequence[str | Text]:
         raise NotImplementedError
@@ -139,6 +150,10 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
         self.reload()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("jump", "filter") and self._prompt_mode is not None:
+            return False  # typed into the prompt (a filter like `state:running`)
+        if action == "enter":
+            return self._prompt_mode is not None or bool(self.OPENS)
         if action in self.CHANGES and self.staff.kind == "operator":
             return None  # drawn dimmed: an operator looks, does not change
         return True
@@ -250,28 +265,45 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
         prompt.border_title = mode
         prompt.value = value
         prompt.remove_class("-hidden")
-        prompt.focus()
+        # At once, not at the next turn of the loop (`focus()`): keys typed in one burst
+        # (`:projects` and Enter in one packet) must land in the prompt, not in the table.
+        self.set_focus(prompt)
 
     FILTER_HINT: ClassVar[str] = "a name's first letters"
 
     def close_prompt(self) -> None:
         self._prompt_mode = None
         self.query_one("#prompt", Input).add_class("-hidden")
-        self.query_one("#rows", DataTable).focus()
+        self.set_focus(self.query_one("#rows", DataTable))
 
     @on(Input.Changed, "#prompt")
     def filter_changed(self, event: Input.Changed) -> None:
-        if self._prompt_mode == "/" and event.value != self.search:
-            self.search = event.value
+        if self._prompt_mode == "/":
+            self.apply_filter(event.value)
+
+    def apply_filter(self, text: str) -> None:
+        if text != self.search:
+            self.search = text
             self._starts = [None]
             self.reload()
 
-    @on(Input.Submitted, "#prompt")
-    def prompt_submitted(self, event: Input.Submitted) -> None:
+    def action_enter(self) -> None:
+        if self._prompt_mode is None:
+            self.open_row()
+            return
         mode = self._prompt_mode
+        prompt = self.query_one("#prompt", Input)
+        # The keys typed before this Enter may still wait in the prompt's queue (a burst):
+        # read what was typed once the prompt has handled them; the keys after this Enter
+        # go to the table from now on.
         self.close_prompt()
+        prompt.call_later(self.prompt_done, mode, prompt)
+
+    def prompt_done(self, mode: str, prompt: Input) -> None:
         if mode == ":":
-            self.jump(event.value)
+            self.jump(prompt.value)
+        else:
+            self.apply_filter(prompt.value)
 
     def jump(self, text: str) -> None:
         name = text.strip().lstrip(":").lower()

@@ -24,7 +24,7 @@ GENERAL = (
 
 def view_keys(screen: Any) -> list[tuple[str, str]]:
     """(key, description) of the bindings the view itself adds."""
-    keys: list[tuple[str, str]] = []
+    keys: list[tuple[str, str]] = [("enter", screen.OPENS)] if screen.OPENS else []
     for binding in type(screen).__dict__.get("BINDINGS", []):
         if isinstance(binding, Binding):
             keys.append((binding.key.replace("_", " "), binding.description))

@@ -36,12 +36,11 @@ class AdminUsersScreen(AdminListScreen[UserRow]):
     VIEW = "users"
     CSS_PATH = "users.tcss"
     COLUMNS = ("User", "Email", "Role", "State", "Balance", "Projects", "Keys", "Sessions", "Since")
+    OPENS = "the user's projects"
     WATCHED = ("session", "project")
     CHANGES = frozenset({"block", "unblock", "role", "adjust", "promise"})
     FILTER_HINT = "name · email (with @) · SHA256:fingerprint · p:project"
     BINDINGS: ClassVar[list[BindingType]] = [
-        # The table turns enter into RowSelected (below); the binding names the key in the bar.
-        Binding("enter", "projects", "Projects"),
         Binding("b", "block", "Block"),
         Binding("u", "unblock", "Unblock"),
         Binding("r", "role", "Role"),
@@ -78,8 +77,8 @@ class AdminUsersScreen(AdminListScreen[UserRow]):
             day(row.created_at),
         )
 
-    @on(DataTable.RowSelected, "#rows")
-    def action_projects(self) -> None:
+    @on(DataTable.RowSelected, "#rows")  # a click on the selected row
+    def open_row(self) -> None:
         from tui.admin.projects import AdminProjectsScreen
 
         key = self.current_key()
