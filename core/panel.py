@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from core import secrets
 from core.admin.service import AdminService
+from core.admin.system import SystemChecks
 from core.archives import records as archive_records
 from core.archives.service import ArchiveService
 from core.archives.storage import ObjectStorage, storage_from_settings
@@ -234,7 +235,11 @@ class Panel:
             balances=self.balances,
             promised=self.promised,
             deployments=self.deployments,
-        )
+            system=SystemChecks(
+                self.settings, self.pool, self.redis, self.storage, self.engine, self.router,
+                self.sessions,
+            ),
+        )  # fmt: skip
 
     @property
     def services(self) -> ServiceSet:

@@ -67,3 +67,14 @@ SELECT pl.id, pl.code, pl.version, pl.name, pl.price_kopecks, pl.cpu_millicores,
        pl.disk_mb, pl.max_services, pl.retired, pl.created_at,
        (SELECT count(*) FROM project_plans pp WHERE pp.plan_id = pl.id) AS projects
 FROM plans pl;
+
+-- The deployments queue across every project and worker, newest first; the active ones (the
+-- admin app's default) from a partial index.
+CREATE INDEX deployments_active ON deployments (id DESC)
+    WHERE state IN ('queued', 'building', 'starting', 'working');
+CREATE VIEW admin_deployments AS
+SELECT d.id, d.project_name, u.username, d.operation, d.reason, d.state, d.archive_name,
+       d.worker, d.lease_expires_at, d.attempts, d.cancel_requested, d.created_at,
+       d.started_at, d.finished_at
+FROM deployments d
+JOIN users u ON u.id = d.user_id;

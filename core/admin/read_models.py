@@ -228,6 +228,72 @@ async def project_by_name(conn: Connection, name: str) -> ProjectRow | None:
     return _project(row) if row else None
 
 
+@dataclass(frozen=True)
+class DeploymentRow:
+    id: int
+    project: str
+    username: str  # who asked for it
+    operation: str  # deploy, stop, start, delete
+    reason: str
+    state: str
+    archive_name: str
+    worker: str | None
+    lease_expires_at: datetime | None  # the worker's heartbeat renews it
+    attempts: int
+    cancel_requested: bool
+    created_at: datetime
+
+
+ACTIVE_STATES = ("queued", "building", "starting", "working")
+DEPLOYMENT_COLUMNS = (
+    "id, project_name, username, operation, reason, state, archive_name, worker,"
+    " lease_expires_at, attempts, cancel_requested, created_at"
+)
+
+
+async def deployments_page(
+    conn: Connection,
+    *,
+    active_only: bool = True,
+    state: str | None = None,
+    project_prefix: str = "",
+    before_id: int | None = None,
+    limit: int = PAGE_SIZE,
+) -> list[DeploymentRow]:
+    """Deployments newest first: the active ones (the queue and the running jobs), or all."""
+    where = _Where()
+    if active_only and state is None:
+        where.add("state = any({}::text[])", list(ACTIVE_STATES))
+    if state is not None:
+        where.add("state = {}", state)
+    if project_prefix.strip():
+        where.add("project_name LIKE {}", like_prefix(project_prefix.strip().lower()))
+    if before_id is not None:
+        where.add("id < {}", before_id)
+    sql = (
+        f"SELECT {DEPLOYMENT_COLUMNS} FROM admin_deployments{where.sql()}"
+        f" ORDER BY id DESC LIMIT {where.param(_limit(limit))}"
+    )
+    rows = await conn.fetch(sql, *where.values)
+    return [
+        DeploymentRow(
+            id=row["id"],
+            project=row["project_name"],
+            username=row["username"],
+            operation=row["operation"],
+            reason=row["reason"],
+            state=row["state"],
+            archive_name=row["archive_name"],
+            worker=row["worker"],
+            lease_expires_at=row["lease_expires_at"],
+            attempts=row["attempts"],
+            cancel_requested=row["cancel_requested"],
+            created_at=row["created_at"],
+        )
+        for row in rows
+    ]
+
+
 async def plans(conn: Connection) -> list[PlanRow]:
     """Every plan version, retired ones too, with the projects on each."""
     rows = await conn.fetch(

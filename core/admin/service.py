@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from core.actor import Actor
 from core.admin import read_models
-from core.admin.read_models import PlanRow, ProjectFilter, ProjectRow, UserRow
+from core.admin.read_models import DeploymentRow, PlanRow, ProjectFilter, ProjectRow, UserRow
+from core.admin.system import Check, SystemChecks
 from core.billing.balances import BalanceService
 from core.billing.ledger import Entry
 from core.billing.promised import Promise, PromisedPayments
@@ -20,7 +21,7 @@ from core.db.pool import Pool
 from core.db.unit import reading
 from core.deploy.model import Deployment
 from core.deploy.service import DeploymentService
-from core.errors import NotFoundError, ValidationError
+from core.errors import NotFoundError, UnavailableError, ValidationError
 from core.identity.accounts import AccountService, User
 from core.projects.service import Project
 
@@ -35,6 +36,7 @@ class AdminService:
         balances: BalanceService,
         promised: PromisedPayments,
         deployments: DeploymentService,
+        system: SystemChecks | None = None,
     ) -> None:
         self._pool = pool
         self._accounts = accounts
@@ -42,6 +44,7 @@ class AdminService:
         self._balances = balances
         self._promised = promised
         self._deployments = deployments
+        self._system = system
 
     # --- reads: admins and operators -----------------------------------------------------
 
@@ -102,6 +105,35 @@ class AdminService:
         async with reading(self._pool) as conn:
             return await read_models.plans(conn)
 
+    async def deployments(
+        self,
+        actor: Actor,
+        *,
+        active_only: bool = True,
+        state: str | None = None,
+        project_prefix: str = "",
+        before_id: int | None = None,
+        limit: int = read_models.PAGE_SIZE,
+    ) -> list[DeploymentRow]:
+        """The queue and the running jobs across workers (or every deployment), newest first."""
+        actor.require_staff()
+        async with reading(self._pool) as conn:
+            return await read_models.deployments_page(
+                conn,
+                active_only=active_only,
+                state=state,
+                project_prefix=project_prefix,
+                before_id=before_id,
+                limit=limit,
+            )
+
+    async def system(self, actor: Actor) -> list[Check]:
+        """The outside systems, disks and queue, checked now (each bounded in time)."""
+        actor.require_staff()
+        if self._system is None:
+            raise UnavailableError("This panel process has no system checks.")
+        return await self._system.run()
+
     # --- changes: admins only, through the owners' services ------------------------------
 
     async def block(self, actor: Actor, username: str) -> User:
@@ -140,6 +172,18 @@ class AdminService:
     async def start(self, actor: Actor, project: str) -> Deployment:
         actor.require_admin()
         return await self._deployments.start(actor, project)
+
+    async def cancel(self, actor: Actor, project: str, deployment_id: int) -> Deployment:
+        actor.require_admin()
+        return await self._deployments.cancel(actor, project, deployment_id)
+
+    async def requeue(self, actor: Actor, project: str, deployment_id: int) -> Deployment:
+        """Queue the same archive again (a deployment that failed or was cancelled)."""
+        actor.require_admin()
+        old = await self._deployments.get(actor, project, deployment_id)
+        if old.active:
+            raise ValidationError(f"Deployment #{old.id} is still {old.state}: nothing to requeue.")
+        return await self._deployments.deploy(actor, project, old.archive_name)
 
     async def delete_project(self, actor: Actor, project: str, confirmation: str) -> Project:
         """Deleted once the project's name is typed again (`confirmation`)."""

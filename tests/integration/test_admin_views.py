@@ -16,6 +16,7 @@ from core.identity.accounts import User
 from core.identity.keys import parse_public_key
 from core.panel import Panel
 from tests.actors import SYSTEM, acting
+from tests.integration.test_actor_rights import upload
 from tests.tui.fakes import key_line
 
 PASSWORD = "correct horse battery"
@@ -255,3 +256,46 @@ async def test_plans_count_their_projects(panel: Panel) -> None:
     counts = {(p.code, p.version): p.projects for p in await panel.admin.plans(SYSTEM)}
     assert counts[("free", 1)] == 1
     assert counts[("host-1", 1)] == 0
+
+
+async def test_the_system_checks_reach_each_system(panel: Panel) -> None:
+    _, olga, bob = await people(panel)
+    await panel.sessions.open(bob.id, "password", "10.0.0.1")
+    checks = {check.name: check for check in await panel.admin.system(Actor.for_staff(olga))}
+    assert checks["PostgreSQL"].ok and checks["PostgreSQL"].version.split(".")[0].isdigit()
+    assert checks["Redis"].ok and checks["Redis"].version
+    assert checks["Object storage"].ok
+    assert checks["Disk: data"].ok and "GiB free" in checks["Disk: data"].detail
+    assert checks["Deployments queue"].detail == "0 queued, 0 being worked on"
+    assert checks["Login sessions"].detail == "1 open, all panel processes"
+    assert all(check.latency_ms is not None for check in checks.values() if check.ok)
+    with pytest.raises(PermissionDenied):
+        await panel.admin.system(acting(bob))
+
+
+async def test_an_admin_cancels_and_requeues_a_deployment(panel: Panel) -> None:
+    alice, olga, bob = await people(panel)
+    await upload(panel, acting(bob), "shop")
+    queued = await panel.deployments.deploy(acting(bob), "shop")
+    admin = Actor.for_staff(alice)
+    operator = Actor.for_staff(olga)
+
+    rows = await panel.admin.deployments(operator)
+    assert [(r.id, r.project, r.username, r.state) for r in rows] == [
+        (queued.id, "shop", "bob", "queued")
+    ]
+    with pytest.raises(PermissionDenied):
+        await panel.admin.cancel(operator, "shop", queued.id)
+    with pytest.raises(ValidationError, match="still queued"):
+        await panel.admin.requeue(admin, "shop", queued.id)
+    cancelled = await panel.admin.cancel(admin, "shop", queued.id)
+    assert cancelled.state == "cancelled"
+    assert await panel.admin.deployments(operator) == []
+    again = await panel.admin.requeue(admin, "shop", queued.id)
+    assert (again.state, again.archive_name) == ("queued", queued.archive_name)
+    everything = await panel.admin.deployments(operator, active_only=False)
+    assert [r.id for r in everything] == [again.id, queued.id]
+    assert [r.id for r in await panel.admin.deployments(operator, state="cancelled")] == [queued.id]
+    assert await panel.admin.deployments(operator, project_prefix="nope") == []
+    with pytest.raises(PermissionDenied):
+        await panel.admin.deployments(acting(bob))

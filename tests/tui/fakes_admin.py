@@ -10,7 +10,14 @@ from datetime import UTC, datetime
 from typing import cast
 
 from core.actor import Actor
-from core.admin.read_models import PlanRow, ProjectFilter, ProjectRow, UserRow
+from core.admin.read_models import (
+    DeploymentRow,
+    PlanRow,
+    ProjectFilter,
+    ProjectRow,
+    UserRow,
+)
+from core.admin.system import Check
 from core.errors import NotFoundError
 from core.panel import Panel
 from tests.tui.fakes import FakePanel
@@ -74,6 +81,24 @@ PLANS = [
     PlanRow(4, "host-1", 1, "Host-1", 90_000, 2000, 8192, 5120, 10, True, 1),
 ]
 
+CHECKS = [
+    Check("PostgreSQL", True, "15.18", 0.4, "pool of 4 connections"),
+    Check("Redis", True, "7.0.15", 0.2, ""),
+    Check("Object storage", True, "", 3.1, "S3 http://127.0.0.1:9000"),
+    Check("dockerd", False, "", None, "no answer within 3 s"),
+    Check("nginx", True, "1.22.1", 2.0, "master pid 4242"),
+    Check("Deployments queue", True, "", 0.9, "3 queued, 1 being worked on"),
+]
+
+DEPLOYMENTS = [
+    DeploymentRow(12, "wiki", "alice", "deploy", "deploy", "building", "v3-wiki.zip", "worker-1",
+                  None, 1, False, SINCE),
+    DeploymentRow(11, "shop", "bob", "deploy", "redeploy", "queued", "v2-shop.tar.gz", None,
+                  None, 0, False, SINCE),
+    DeploymentRow(9, "docs", "dave", "stop", "deploy", "working", "", "worker-2", None, 1,
+                  True, SINCE),
+]  # fmt: skip
+
 
 @dataclass
 class FakeAdmin:
@@ -113,6 +138,33 @@ class FakeAdmin:
     async def plans(self, actor: Actor) -> list[PlanRow]:
         actor.require_staff()
         return list(PLANS)
+
+    async def deployments(
+        self,
+        actor: Actor,
+        *,
+        active_only: bool = True,
+        state: str | None = None,
+        project_prefix: str = "",
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[DeploymentRow]:
+        actor.require_staff()
+        return [
+            d
+            for d in DEPLOYMENTS
+            if d.project.startswith(project_prefix) and (state is None or d.state == state)
+        ][:limit]
+
+    async def cancel(self, actor: Actor, project: str, deployment_id: int) -> None:
+        await self._project_action(actor, "cancel", project, str(deployment_id))
+
+    async def requeue(self, actor: Actor, project: str, deployment_id: int) -> None:
+        await self._project_action(actor, "requeue", project, str(deployment_id))
+
+    async def system(self, actor: Actor) -> list[Check]:
+        actor.require_staff()
+        return list(CHECKS)
 
     def _user(self, username: str) -> UserRow:
         for row in self.users_rows:

@@ -8,7 +8,7 @@ from typing import Any, cast
 
 from textual import events
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import Input, Static
 
 from core.actor import Actor
 from core.events import Event
@@ -21,14 +21,14 @@ from tui.admin.projects import AdminProjectsScreen, parse_filter
 from tui.admin.users import AdminUsersScreen, signed_kopecks
 from tui.app import GhstApp
 from tui.screens.home import HomeScreen
+from tui.widgets.lines_table import LinesTable
 
 SIZE = (120, 30)
 OLGA = replace(ALICE, id=2, username="olga", role="operator")
 
 
 def keys_of(pilot: Pilot[Any]) -> list[str]:
-    table = pilot.app.screen.query_one("#rows", DataTable)
-    return [str(row.key.value) for row in table.ordered_rows]
+    return list(pilot.app.screen.query_one("#rows", LinesTable).keys)
 
 
 def status(pilot: Pilot[Any]) -> str:
@@ -62,7 +62,9 @@ async def test_an_unknown_view_is_named_and_nothing_moves() -> None:
         await pilot.press("colon", *"nowhere", "enter")
         await settle(pilot)
         assert isinstance(app.screen, AdminUsersScreen)
-        assert notes[-1].message == "No view 'nowhere': try users, projects or plans."
+        assert (
+            notes[-1].message == "No view 'nowhere': try users, projects, deploys, plans or system."
+        )
 
 
 async def test_marked_users_are_blocked_after_confirming() -> None:
@@ -238,3 +240,21 @@ async def test_a_jump_typed_in_one_burst_lands_in_the_prompt() -> None:
             app.post_message(events.Key(key, character))
         await settle(pilot)
         assert keys_of(pilot) == ["shop"]
+
+
+async def test_deploys_are_cancelled_and_requeued_by_project_and_id() -> None:
+    admin = FakeAdmin()
+    app = admin_app(admin)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("colon", *"deploys", "enter")
+        await settle(pilot)
+        assert keys_of(pilot) == ["12", "11", "9"]
+        await pilot.press("down", "x")
+        await settle(pilot)
+        await pilot.press("down", "R")
+        await settle(pilot)
+        assert admin.done == [("cancel", "shop", "11"), ("requeue", "docs", "9")]
+        await pilot.press("colon", *"system", "enter")
+        await settle(pilot)
+        assert keys_of(pilot)[:2] == ["PostgreSQL", "Redis"]

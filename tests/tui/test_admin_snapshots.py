@@ -39,6 +39,18 @@ def test_admin_plans(snap_compare: SnapCompare, size: Size) -> None:
     )
 
 
+def test_admin_deploys(snap_compare: SnapCompare, size: Size) -> None:
+    assert snap_compare(
+        admin_app(), terminal_size=size, run_before=run(press("colon", *"deploys", "enter"))
+    )
+
+
+def test_admin_system(snap_compare: SnapCompare, size: Size) -> None:
+    assert snap_compare(
+        admin_app(), terminal_size=size, run_before=run(press("colon", *"system", "enter"))
+    )
+
+
 def test_admin_help(snap_compare: SnapCompare, size: Size) -> None:
     assert snap_compare(admin_app(), terminal_size=size, run_before=run(press("question_mark")))
 

@@ -25,7 +25,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import Input, Static
 from textual.worker import Worker
 
 from core.actor import Actor
@@ -35,6 +35,7 @@ from tui.screens.base import GhstScreen
 from tui.watch import Changed, Gathered
 from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
+from tui.widgets.lines_table import LinesTable
 
 Row = TypeVar("Row")
 PAGE_SIZE = 50
@@ -43,14 +44,18 @@ MARK = "●"
 
 def views() -> dict[str, Callable[[], GhstScreen[None]]]:
     """The views `:` jumps to, by name (imported here: the views import this module)."""
+    from tui.admin.deploys import AdminDeploysScreen
     from tui.admin.plans import AdminPlansScreen
     from tui.admin.projects import AdminProjectsScreen
+    from tui.admin.system import AdminSystemScreen
     from tui.admin.users import AdminUsersScreen
 
     return {
         "users": AdminUsersScreen,
         "projects": AdminProjectsScreen,
+        "deploys": AdminDeploysScreen,
         "plans": AdminPlansScreen,
+        "system": AdminSystemScreen,
     }
 
 
@@ -118,7 +123,7 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
         yield AppHeader("Admin", self.VIEW.capitalize())
         with Vertical(id="admin-page"):
             yield Static("", id="status", markup=False)
-            yield DataTable(id="rows", cursor_type="row", zebra_stripes=True)
+            yield LinesTable(id="rows")
             yield Input(id="prompt", classes="-hidden")
         yield KeyBar()
 
@@ -129,10 +134,7 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
             self.ghst.show_error(error)
             self.app.pop_screen()
             return
-        table = self.query_one("#rows", DataTable)
-        table.add_column(" ", key="mark", width=1)
-        for title in self.COLUMNS:
-            table.add_column(title, key=title)
+        self.query_one("#rows", LinesTable).set_columns(["", *self.COLUMNS])
         if self.WATCHED:
             gathered = Gathered(self)
             # Events carry ids only; what they make the screen load goes through core's
@@ -179,14 +181,13 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
 
     def show(self, rows: list[Row]) -> None:
         self.rows = rows
-        table = self.query_one("#rows", DataTable)
-        cursor = table.cursor_row
-        table.clear()
-        for row in rows:
-            key = self.key_of(row)
-            table.add_row(self.mark_of(key), *self.cells(row), key=key)
-        if rows:
-            table.move_cursor(row=min(cursor, len(rows) - 1))
+        self.query_one("#rows", LinesTable).show(
+            [
+                (key, [self.mark_of(key), *self.cells(row)])
+                for row in rows
+                for key in [self.key_of(row)]
+            ]
+        )
         self.show_status()
 
     def mark_of(self, key: str) -> str:
@@ -205,7 +206,7 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
         self.query_one("#status", Static).update("  ·  ".join(parts))
 
     def current_key(self) -> str | None:
-        table = self.query_one("#rows", DataTable)
+        table = self.query_one("#rows", LinesTable)
         if not self.rows or table.cursor_row >= len(self.rows):
             return None
         return self.key_of(self.rows[table.cursor_row])
@@ -224,10 +225,9 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
         if key is None:
             return
         self.marked.symmetric_difference_update({key})
-        table = self.query_one("#rows", DataTable)
-        table.update_cell(key, "mark", self.mark_of(key))
-        table.move_cursor(row=table.cursor_row + 1)
-        self.show_status()
+        self.show(self.rows)
+        table = self.query_one("#rows", LinesTable)
+        table.move_cursor(table.cursor_row + 1)
 
     def action_next_page(self) -> None:
         if len(self.rows) == PAGE_SIZE:
@@ -260,7 +260,9 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
         self._prompt_mode = mode
         prompt = self.query_one("#prompt", Input)
         prompt.placeholder = (
-            "users · projects · plans  (enter jumps)" if mode == ":" else self.FILTER_HINT
+            "users · projects · deploys · plans · system  (enter jumps)"
+            if mode == ":"
+            else self.FILTER_HINT
         )
         prompt.border_title = mode
         prompt.value = value
@@ -274,7 +276,7 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
     def close_prompt(self) -> None:
         self._prompt_mode = None
         self.query_one("#prompt", Input).add_class("-hidden")
-        self.set_focus(self.query_one("#rows", DataTable))
+        self.set_focus(self.query_one("#rows", LinesTable))
 
     @on(Input.Changed, "#prompt")
     def filter_changed(self, event: Input.Changed) -> None:
@@ -310,13 +312,18 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
         view = views().get(name)
         if view is None:
             self.notify(
-                f"No view {name[:20]!r}: try users, projects or plans.",
+                f"No view {name[:20]!r}: try users, projects, deploys, plans or system.",
                 title="Jump",
                 severity="warning",
             )
             return
         if name != self.VIEW:
-            self.app.switch_screen(view())
+            # Kept once made (installed under its name): coming back to a view costs a
+            # load, not composing its widgets again.
+            installed = f"admin-{name}"
+            if not self.app.is_screen_installed(installed):
+                self.app.install_screen(view(), installed)
+            self.app.switch_screen(installed)
 
     def action_back(self) -> None:
         if self._prompt_mode is not None:

@@ -11,9 +11,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from rich.text import Text
-from textual import on
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable
 
 from core.admin.read_models import UserRow
 from core.billing.money import format_amount, parse_amount
@@ -77,7 +75,6 @@ class AdminUsersScreen(AdminListScreen[UserRow]):
             day(row.created_at),
         )
 
-    @on(DataTable.RowSelected, "#rows")  # a click on the selected row
     def open_row(self) -> None:
         from tui.admin.projects import AdminProjectsScreen
 
