@@ -78,3 +78,16 @@ SELECT d.id, d.project_name, u.username, d.operation, d.reason, d.state, d.archi
        d.started_at, d.finished_at
 FROM deployments d
 JOIN users u ON u.id = d.user_id;
+
+-- Billing at a glance: the accounts at or below zero (their grace period runs from `since`),
+-- with their suspended projects; and each day's charges, summed from an index alone.
+CREATE VIEW admin_arrears AS
+SELECT u.id, u.username, coalesce(b.kopecks, 0) AS balance_kopecks, a.since,
+       (SELECT count(*) FROM project_plans pp
+        WHERE pp.user_id = u.id AND pp.suspended_at IS NOT NULL) AS suspended_projects
+FROM arrears a
+JOIN users u ON u.id = a.user_id
+LEFT JOIN balances b ON b.user_id = u.id;
+CREATE INDEX ledger_charges_by_day ON ledger (day) INCLUDE (amount) WHERE kind = 'charge';
+CREATE VIEW admin_charges AS
+SELECT day, amount FROM ledger WHERE kind = 'charge';

@@ -13,7 +13,7 @@ travels as a `$n` parameter.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 import asyncpg
 
@@ -292,6 +292,42 @@ async def deployments_page(
         )
         for row in rows
     ]
+
+
+@dataclass(frozen=True)
+class ArrearsRow:
+    id: int
+    username: str
+    balance_kopecks: int
+    since: datetime  # at or below zero since: the grace period runs from here
+    suspended_projects: int
+
+
+async def arrears_page(
+    conn: Connection, search: str = "", *, after: str | None = None, limit: int = PAGE_SIZE
+) -> list[ArrearsRow]:
+    """Accounts at or below zero, in name order after `after` (a username prefix filters)."""
+    where = _Where()
+    if search.strip():
+        where.add("username LIKE {}", like_prefix(search.strip().lower()))
+    if after is not None:
+        where.add("username ~>~ {}", after)
+    sql = (
+        "SELECT id, username, balance_kopecks, since, suspended_projects FROM admin_arrears"
+        f"{where.sql()} ORDER BY username USING ~<~ LIMIT {where.param(_limit(limit))}"
+    )
+    return [ArrearsRow(**dict(row)) for row in await conn.fetch(sql, *where.values)]
+
+
+async def charges_on(conn: Connection, day: date) -> tuple[int, int]:
+    """(entries, kopecks charged) of one billing day."""
+    row = await conn.fetchrow(
+        "SELECT count(*) AS entries, coalesce(-sum(amount), 0) AS kopecks"
+        " FROM admin_charges WHERE day = $1",
+        day,
+    )
+    assert row is not None
+    return row["entries"], row["kopecks"]
 
 
 async def plans(conn: Connection) -> list[PlanRow]:

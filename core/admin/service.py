@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from core.actor import Actor
 from core.admin import read_models
-from core.admin.read_models import DeploymentRow, PlanRow, ProjectFilter, ProjectRow, UserRow
+from core.admin.read_models import (
+    ArrearsRow,
+    DeploymentRow,
+    PlanRow,
+    ProjectFilter,
+    ProjectRow,
+    UserRow,
+)
 from core.admin.system import Check, SystemChecks
 from core.billing.balances import BalanceService
 from core.billing.ledger import Entry
@@ -126,6 +133,25 @@ class AdminService:
                 before_id=before_id,
                 limit=limit,
             )
+
+    async def arrears(
+        self,
+        actor: Actor,
+        search: str = "",
+        *,
+        after: str | None = None,
+        limit: int = read_models.PAGE_SIZE,
+    ) -> list[ArrearsRow]:
+        """Accounts at or below zero, with their suspended projects."""
+        actor.require_staff()
+        async with reading(self._pool) as conn:
+            return await read_models.arrears_page(conn, search, after=after, limit=limit)
+
+    async def charges_today(self, actor: Actor) -> tuple[int, int]:
+        """(entries, kopecks) charged for today's billing day so far."""
+        actor.require_staff()
+        async with reading(self._pool) as conn:
+            return await read_models.charges_on(conn, self._subscriptions.today())
 
     async def system(self, actor: Actor) -> list[Check]:
         """The outside systems, disks and queue, checked now (each bounded in time)."""

@@ -299,3 +299,18 @@ async def test_an_admin_cancels_and_requeues_a_deployment(panel: Panel) -> None:
     assert await panel.admin.deployments(operator, project_prefix="nope") == []
     with pytest.raises(PermissionDenied):
         await panel.admin.deployments(acting(bob))
+
+
+async def test_billing_lists_the_accounts_at_or_below_zero(panel: Panel) -> None:
+    alice, olga, _ = await people(panel)
+    admin = Actor.for_staff(alice)
+    await panel.admin.adjust_balance(admin, "bob", -1_000, "late fee")
+    await panel.admin.adjust_balance(admin, "olga", 5_000, "gift")
+    rows = await panel.admin.arrears(Actor.for_staff(olga))
+    assert [(r.username, r.balance_kopecks, r.suspended_projects) for r in rows] == [
+        ("bob", -1_000, 0)
+    ]
+    assert await panel.admin.arrears(admin, "x") == []
+    assert await panel.admin.charges_today(admin) == (0, 0)
+    with pytest.raises(PermissionDenied):
+        await panel.admin.arrears(acting(await panel.accounts.get(rows[0].id)))

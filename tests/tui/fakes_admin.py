@@ -11,6 +11,7 @@ from typing import cast
 
 from core.actor import Actor
 from core.admin.read_models import (
+    ArrearsRow,
     DeploymentRow,
     PlanRow,
     ProjectFilter,
@@ -161,6 +162,20 @@ class FakeAdmin:
 
     async def requeue(self, actor: Actor, project: str, deployment_id: int) -> None:
         await self._project_action(actor, "requeue", project, str(deployment_id))
+
+    async def arrears(
+        self, actor: Actor, search: str = "", *, after: str | None = None, limit: int = 50
+    ) -> list[ArrearsRow]:
+        actor.require_staff()
+        return [
+            ArrearsRow(u.id, u.username, u.balance_kopecks, SINCE, 1)
+            for u in self.users_rows
+            if u.balance_kopecks <= 0 and u.username.startswith(search)
+        ]
+
+    async def charges_today(self, actor: Actor) -> tuple[int, int]:
+        actor.require_staff()
+        return 412, 1_234_500
 
     async def system(self, actor: Actor) -> list[Check]:
         actor.require_staff()

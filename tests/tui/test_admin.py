@@ -17,8 +17,9 @@ from tests.tui.fakes import ALICE, FakeAccounts, FakePanel, fake_app, signed_in_
 from tests.tui.fakes_admin import FakeAdmin, admin_app, user_row
 from tests.tui.helpers import record_notifications, settle
 from tui.admin.help import AdminHelp
+from tui.admin.money import signed_kopecks
 from tui.admin.projects import AdminProjectsScreen, parse_filter
-from tui.admin.users import AdminUsersScreen, signed_kopecks
+from tui.admin.users import AdminUsersScreen
 from tui.app import GhstApp
 from tui.screens.home import HomeScreen
 from tui.widgets.lines_table import LinesTable
@@ -63,7 +64,8 @@ async def test_an_unknown_view_is_named_and_nothing_moves() -> None:
         await settle(pilot)
         assert isinstance(app.screen, AdminUsersScreen)
         assert (
-            notes[-1].message == "No view 'nowhere': try users, projects, deploys, plans or system."
+            notes[-1].message
+            == "No view 'nowhere': try users, projects, deploys, plans, billing or system."
         )
 
 
@@ -258,3 +260,22 @@ async def test_deploys_are_cancelled_and_requeued_by_project_and_id() -> None:
         await pilot.press("colon", *"system", "enter")
         await settle(pilot)
         assert keys_of(pilot)[:2] == ["PostgreSQL", "Redis"]
+
+
+async def test_billing_lists_accounts_below_zero_and_credits_them() -> None:
+    admin = FakeAdmin()
+    app = admin_app(admin)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("colon", *"billing", "enter")
+        await settle(pilot)
+        assert keys_of(pilot) == ["bob", "carol"]
+        assert "today 12 345.00 RUB charged (412 entries)" in status(pilot)
+        await pilot.press("c")
+        await settle(pilot)
+        app.screen.query_one("#value-0", Input).value = "30"
+        app.screen.query_one("#value-1", Input).value = "top-up by phone"
+        await pilot.press("enter", "enter")
+        await settle(pilot)
+        assert admin.done == [("adjust", "bob", "3000 top-up by phone")]
+        assert keys_of(pilot) == ["carol"]

@@ -45,6 +45,12 @@ def test_admin_deploys(snap_compare: SnapCompare, size: Size) -> None:
     )
 
 
+def test_admin_billing(snap_compare: SnapCompare, size: Size) -> None:
+    assert snap_compare(
+        admin_app(), terminal_size=size, run_before=run(press("colon", *"billing", "enter"))
+    )
+
+
 def test_admin_system(snap_compare: SnapCompare, size: Size) -> None:
     assert snap_compare(
         admin_app(), terminal_size=size, run_before=run(press("colon", *"system", "enter"))

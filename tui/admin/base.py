@@ -44,6 +44,7 @@ MARK = "●"
 
 def views() -> dict[str, Callable[[], GhstScreen[None]]]:
     """The views `:` jumps to, by name (imported here: the views import this module)."""
+    from tui.admin.billing import AdminBillingScreen
     from tui.admin.deploys import AdminDeploysScreen
     from tui.admin.plans import AdminPlansScreen
     from tui.admin.projects import AdminProjectsScreen
@@ -55,6 +56,7 @@ def views() -> dict[str, Callable[[], GhstScreen[None]]]:
         "projects": AdminProjectsScreen,
         "deploys": AdminDeploysScreen,
         "plans": AdminPlansScreen,
+        "billing": AdminBillingScreen,
         "system": AdminSystemScreen,
     }
 
@@ -190,11 +192,15 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
         )
         self.show_status()
 
+    def status_prefix(self) -> str:
+        """What a view adds to the status line (after its name)."""
+        return ""
+
     def mark_of(self, key: str) -> str:
         return MARK if key in self.marked else ""
 
     def show_status(self) -> None:
-        parts = [f"{self.VIEW}"]
+        parts = [f"{self.VIEW}", *filter(None, [self.status_prefix()])]
         if self.search:
             parts.append(f"filter /{self.search}")
         page = len(self._starts)
@@ -260,7 +266,7 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
         self._prompt_mode = mode
         prompt = self.query_one("#prompt", Input)
         prompt.placeholder = (
-            "users · projects · deploys · plans · system  (enter jumps)"
+            "users · projects · deploys · plans · billing · system  (enter jumps)"
             if mode == ":"
             else self.FILTER_HINT
         )
@@ -312,7 +318,7 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
         view = views().get(name)
         if view is None:
             self.notify(
-                f"No view {name[:20]!r}: try users, projects, deploys, plans or system.",
+                f"No view {name[:20]!r}: try users, projects, deploys, plans, billing or system.",
                 title="Jump",
                 severity="warning",
             )

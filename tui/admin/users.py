@@ -14,20 +14,12 @@ from rich.text import Text
 from textual.binding import Binding, BindingType
 
 from core.admin.read_models import UserRow
-from core.billing.money import format_amount, parse_amount
-from core.errors import ValidationError
+from core.billing.money import format_amount
 from tui.admin.base import AdminListScreen
+from tui.admin.money import ask_adjustment, grant_promise
 from tui.admin.prompt import PromptDialog
 from tui.formatting import day
 from tui.screens.confirm import ConfirmDialog
-
-
-def signed_kopecks(text: str) -> int:
-    """ "-150.50" -> -15050: a debit; "150" a credit."""
-    cleaned = text.strip()
-    if cleaned.startswith("-"):
-        return -parse_amount(cleaned[1:])
-    return parse_amount(cleaned.lstrip("+"))
 
 
 class AdminUsersScreen(AdminListScreen[UserRow]):
@@ -127,39 +119,7 @@ class AdminUsersScreen(AdminListScreen[UserRow]):
         )
 
     def action_adjust(self) -> None:
-        names = self.targets()
-        if not names:
-            return
-
-        def answered(values: list[str] | None) -> None:
-            if not values:
-                return
-            try:
-                amount = signed_kopecks(values[0])
-            except ValidationError as error:
-                self.ghst.show_error(error)
-                return
-            reason = values[1]
-            self.run_each(
-                names,
-                "adjust",
-                lambda name: self.panel.admin.adjust_balance(self.staff, name, amount, reason),
-            )
-
-        self.app.push_screen(
-            PromptDialog(
-                "Credit or debit",
-                f"{', '.join(names[:3])}{' …' if len(names) > 3 else ''}: one ledger entry each, "
-                f"with your reason. A minus debits.",
-                [(f"Amount ({self.panel.settings.currency})", "500 · -120.50"), ("Reason", "why")],
-            ),
-            answered,
-        )
+        ask_adjustment(self)
 
     def action_promise(self) -> None:
-        names = self.targets()
-        self.run_each(
-            names,
-            "promised payment",
-            lambda name: self.panel.admin.grant_promised_payment(self.staff, name),
-        )
+        grant_promise(self)
