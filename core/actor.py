@@ -2,6 +2,8 @@
 
     Actor.for_user(user)     a signed-in user, acting on their own rows (every scope)
     Actor.for_admin(user)    a user with the admin role, acting as an operator
+    Actor.for_staff(user)    the admin app's actor: an admin, or an operator (reads every
+                             account's rows through core.admin, changes nothing)
     Actor.for_token(...)     an access token: its owner's rows, limited to scopes and projects
     Actor.system(name)       the panel itself (the worker, the billing run, `ghst` on the host)
 
@@ -21,7 +23,7 @@ from core.errors import NotFoundError, PermissionDenied
 if TYPE_CHECKING:
     from core.identity.accounts import User
 
-ActorKind = Literal["user", "admin", "token", "system"]
+ActorKind = Literal["user", "admin", "token", "system", "operator"]
 # Where an action came from, as the audit log records it; "internal" when nobody said.
 Origin = Literal["dashboard", "command", "sftp", "admin", "scheduler", "cli", "ssh", "internal"]
 
@@ -67,6 +69,17 @@ class Actor:
         return cls("admin", user.id, user.username)
 
     @classmethod
+    def for_staff(cls, user: User) -> Actor:
+        """The admin app's actor. An operator (role `operator`) is a read-only admin: it may
+        read what core.admin shows, and `is_operator` stays False for it, so every service
+        that changes something refuses it as it refuses a user."""
+        if user.is_admin:
+            return cls.for_admin(user)
+        if user.role == "operator":
+            return cls("operator", user.id, user.username, scopes=frozenset({"read", "logs"}))
+        raise PermissionDenied("This needs an administrator or an operator.")
+
+    @classmethod
     def for_token(
         cls,
         user: User,
@@ -98,6 +111,23 @@ class Actor:
         if self.kind in ("admin", "system"):
             return True
         return self.kind == "token" and "admin" in self.scopes
+
+    @property
+    def reads_everything(self) -> bool:
+        """May read every account's rows in the admin app: an operator (read-only) too."""
+        return self.is_operator or self.kind == "operator"
+
+    def require_staff(self) -> None:
+        if not self.reads_everything:
+            raise PermissionDenied("This needs an administrator or an operator.")
+
+    def require_admin(self) -> None:
+        """A change made from the admin app: admins (and the system) only, never operators."""
+        if not self.is_operator:
+            raise PermissionDenied(
+                "This needs an administrator."
+                + (" An operator can look, not change." if self.kind == "operator" else "")
+            )
 
     def may(self, scope: str) -> bool:
         return scope in self.scopes

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from core import secrets
+from core.admin.service import AdminService
+from core.admin.system import SystemChecks
 from core.archives import records as archive_records
 from core.archives.service import ArchiveService
 from core.archives.storage import ObjectStorage, storage_from_settings
@@ -237,6 +239,22 @@ class Panel:
             export_dir=self.settings.data_dir / "audit",
             retention_days=self.settings.audit_retention_days,
         )
+
+    @property
+    def admin(self) -> AdminService:
+        """The operators' app's reads and changes (it holds no state: built on demand)."""
+        return AdminService(
+            self.pool,
+            accounts=self.accounts,
+            subscriptions=self.subscriptions,
+            balances=self.balances,
+            promised=self.promised,
+            deployments=self.deployments,
+            system=SystemChecks(
+                self.settings, self.pool, self.redis, self.storage, self.engine, self.router,
+                self.sessions,
+            ),
+        )  # fmt: skip
 
     @property
     def services(self) -> ServiceSet:

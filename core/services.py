@@ -15,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Protocol
 
+from core.admin.service import AdminService
 from core.archives.service import ArchiveService
 from core.audit.service import AuditService
 from core.billing.balances import BalanceService
@@ -72,6 +73,9 @@ class Services(Protocol):
     # The audit log: a user's own entries, everyone's for operators.
     @property
     def audit(self) -> AuditService: ...
+    # The operators' app (admins and operators only; each method checks its actor).
+    @property
+    def admin(self) -> AdminService: ...
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,7 @@ class ServiceSet:
     # Access tokens: created, listed and revoked by the person; checked at SSH logins.
     access_tokens: AccessTokenService
     audit: AuditService
+    admin: AdminService
 
     @classmethod
     def of(cls, source: Services) -> ServiceSet:

@@ -22,6 +22,9 @@ class Visitor:
     session: Session | None = None
     # One id on every audit entry this dashboard session writes.
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    # The local `ghst admin` acts as the system; over SSH the admin screens act as the user's
+    # role allows (`Actor.for_staff`).
+    operator: Actor | None = None
 
     @property
     def signed_in(self) -> bool:
@@ -39,3 +42,22 @@ class Visitor:
         return Actor.for_user(user).acting_from(
             "dashboard", source_address=self.remote_addr, request_id=self.request_id
         )
+
+    @property
+    def is_staff(self) -> bool:
+        """Admins and operators see the admin screens."""
+        if self.operator is not None:
+            return True
+        return self.user is not None and (self.user.is_admin or self.user.role == "operator")
+
+    @property
+    def staff_actor(self) -> Actor:
+        """Who the admin screens act as: refused (PermissionDenied) to other users. Audited
+        with the admin origin, this session's address and request id."""
+        if self.operator is not None:
+            actor = self.operator
+        elif self.user is None:
+            raise RuntimeError("nobody has signed in yet")
+        else:
+            actor = Actor.for_staff(self.user)
+        return actor.acting_from("admin", source_address=self.remote_addr, request_id=self.request_id)

@@ -253,15 +253,31 @@ class AccountService:
         async with reading(self._pool) as conn:
             return await users.blocked_among(conn, user_ids)
 
-    @records_refusals("account.set_admin", "account")
     async def set_admin(
         self, actor: Actor, username: str, is_admin: bool, *, conn: Connection | None = None
     ) -> User:
+        return await self.set_role(actor, username, "admin" if is_admin else "user", conn=conn)
+
+    @records_refusals("account.set_role", "account")
+    async def set_role(
+        self, actor: Actor, username: str, role: str, *, conn: Connection | None = None
+    ) -> User:
+        """Grant a role (user, operator, admin). The account's logins end: a session opened
+        with the old role must not keep its screens or lose them halfway."""
         require_operator(actor)
+        checked = users.role_named(role)
+        if checked is None:
+            raise ValidationError(f"A role is one of {', '.join(users.ROLES)}, not {role[:20]!r}.")
         async with transaction(self._pool, conn) as tx:
-            user = _named(username, await users.set_admin(tx, _username(username), is_admin))
-            await _audit_admin(tx, actor, "account.set_admin", user, {"to": is_admin})
-            return user
+            target = _named(username, await users.by_username(tx, _username(username)))
+            if target.id == actor.user_id:
+                raise PermissionDenied("You cannot change your own role: ask another admin.")
+            user = _named(username, await users.set_role(tx, target.username, checked))
+            await self._sessions.revoke_all(actor, owner_id=user.id, conn=tx)
+            await _audit_admin(
+                tx, actor, "account.set_role", user, {"from": target.role, "to": checked}
+            )
+        return user
 
     @records_refusals("account.block", "account")
     async def block(self, actor: Actor, username: str, *, conn: Connection | None = None) -> User:

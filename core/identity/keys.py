@@ -206,6 +206,12 @@ def deploy_key_limits(
     return wanted, names
 
 
+async def owners_of_fingerprint(conn: Connection, fingerprint: str) -> list[int]:
+    """The accounts holding a key with this SHA256 fingerprint (the admin app's search)."""
+    rows = await conn.fetch("SELECT user_id FROM ssh_keys WHERE fingerprint = $1", fingerprint)
+    return [row["user_id"] for row in rows]
+
+
 class KeyService:
     """The SSH keys of each account. A key belongs to at most one account.
 

@@ -173,6 +173,14 @@ class SessionService:
             blocked = await users.blocked_among(conn, set(live.values())) if live else set()
         return {row["jti"] for row in rows if row["over"] or live[row["jti"]] in blocked}
 
+    async def open_count(self) -> int:
+        """Open logins of every account (the admin app's system view)."""
+        async with reading(self._pool) as conn:
+            count: int = await conn.fetchval(
+                "SELECT count(*) FROM sessions WHERE revoked_at IS NULL AND expires_at > now()"
+            )
+        return count
+
     async def active_count(self, actor: Actor) -> int:
         actor.refuse_token("see login sessions")
         async with reading(self._pool) as conn:

@@ -416,6 +416,11 @@ class DockerEngine:
     async def ping(self) -> None:
         await self._call(lambda client: client.ping())
 
+    async def version(self) -> tuple[str, str]:
+        """(dockerd's version, its data root) for the admin app's system checks."""
+        info = await self._call(lambda client: client.info())
+        return str(info.get("ServerVersion") or "?"), str(info.get("DockerRootDir") or "")
+
     async def cgroup_driver(self) -> str:
         """dockerd's cgroup driver: "cgroupfs" or "systemd"."""
         return await self._call(lambda client: str(client.info().get("CgroupDriver") or ""))

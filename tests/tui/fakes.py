@@ -481,6 +481,7 @@ class FakePanel:
         default_factory=lambda: FakeAccessTokens(list(ALICE_TOKENS))
     )
     audit: FakeAudit = field(default_factory=lambda: FakeAudit(ALICE_AUDIT))
+    admin: object | None = None
 
 
 def signed_in_visitor(user: User = ALICE) -> Visitor:

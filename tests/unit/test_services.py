@@ -25,6 +25,7 @@ NAMES = [
     "invoices",
     "access_tokens",
     "audit",
+    "admin",
 ]
 
 

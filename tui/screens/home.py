@@ -65,6 +65,8 @@ class HomeScreen(GhstScreen[None]):
         Binding("t", "tokens", "Access tokens", show=False),
         Binding("a", "audit", "Audit log"),
         Binding("q", "app.quit", "Quit", show=False),
+        # Only admins and operators have it (check_action hides it from everyone else).
+        Binding("colon", "admin", "Admin"),
     ]
     # At 80 columns the bar keeps b (the banner says to press it): these are in "What next".
     KEY_BAR_DROP_ORDER: ClassVar[tuple[str, ...]] = ("audit", "logout_everywhere", "password")
@@ -165,6 +167,18 @@ class HomeScreen(GhstScreen[None]):
     async def run_next_step(self, event: OptionList.OptionSelected) -> None:
         if event.option.id is not None:
             await self.run_action(event.option.id)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "admin":
+            return self.visitor.is_staff
+        return True
+
+    def action_admin(self) -> None:
+        if not self.visitor.is_staff:
+            return
+        from tui.admin.users import AdminUsersScreen
+
+        self.app.push_screen(AdminUsersScreen())
 
     def action_projects(self) -> None:
         from tui.screens.projects import ProjectsScreen
