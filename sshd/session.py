@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -198,7 +199,10 @@ class PanelSession(asyncssh.SSHServerSession[bytes]):
         scopes and projects, else the account itself (every scope of a person)."""
         actor = self._login.actor
         assert actor is not None
-        return actor
+        # One request id per command: every audit entry it writes carries it.
+        return actor.acting_from(
+            "command", source_address=self._remote_addr, request_id=uuid.uuid4().hex[:16]
+        )
 
     def _interrupt(self) -> None:
         task = self._task

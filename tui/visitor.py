@@ -60,4 +60,6 @@ class Visitor:
             raise RuntimeError("nobody has signed in yet")
         else:
             actor = Actor.for_staff(self.user)
-        return actor.acting_from("admin", source_address=self.remote_addr, request_id=self.request_id)
+        return actor.acting_from(
+            "admin", source_address=self.remote_addr, request_id=self.request_id
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from commands.base import Noun
 from commands.nouns import (
+    audit,
     billing,
     deploy,
     env,
@@ -12,6 +13,7 @@ from commands.nouns import (
     logs,
     projects,
     status,
+    tokens,
     upload,
     whoami,
 )
@@ -27,4 +29,6 @@ NOUNS: tuple[Noun, ...] = (
     *env.NOUNS,
     *keys.NOUNS,
     *billing.NOUNS,
+    *tokens.NOUNS,
+    *audit.NOUNS,
 )

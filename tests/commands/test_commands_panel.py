@@ -246,3 +246,75 @@ async def test_a_deploy_only_token_for_one_project_can_deploy_and_wait(panel: Pa
     assert ended.json()["state"] == "cancelled"
     assert "cancelled" in ended.stderr
     assert await panel.deployments.list(me, "shop") == []
+
+
+async def test_tokens_and_audit_commands(panel: Panel) -> None:
+    """`tokens create` prints the secret once (stdout, nothing else there), `list` never shows
+    it, `revoke` needs --yes without a terminal; `audit` shows what was done, newest first,
+    with the command's origin; a token can neither manage tokens nor read another's log."""
+    alice = await sign_up(panel, "alice")
+    me = acting(alice).acting_from("command", source_address="192.0.2.8", request_id="req-1")
+    await panel.projects.create(me, "diary")
+
+    made = await run("tokens create ci --scope read,deploy --project diary --json", me, panel)
+    assert made.status == 0, made.stderr
+    shape = made.json()
+    secret = shape["token"]
+    assert secret.startswith("ghst_") and secret.startswith(shape["prefix"])
+    assert "copy it now" in made.stderr
+    assert_snapshot("tokens_create", {**shape, "token": "ghst_<secret>", "prefix": "ghst_<prefix>"})
+    plain = await run("tokens create deploy-bot --scope deploy --expires-in 7d", me, panel)
+    assert plain.status == 0 and plain.stdout.startswith("ghst_") and plain.stdout.count("\n") == 1
+
+    listed = await run("tokens list --json", me, panel)
+    assert [t["name"] for t in listed.json()] == ["deploy-bot", "ci"]
+    assert secret not in listed.stdout and plain.stdout.strip() not in listed.stdout
+    assert_snapshot("tokens_list", [{**t, "prefix": "ghst_<prefix>"} for t in listed.json()])
+    for line, status in [
+        ("tokens create x --scope root", 2),  # no such scope: the message names the real ones
+        ("tokens create x --scope read --expires-in 400d", 2),
+        ("tokens revoke ci", 2),  # destructive: --yes is needed without a terminal
+        ("tokens revoke nothing --yes", 3),
+    ]:
+        ran = await run(line, me, panel)
+        assert ran.status == status, (line, ran.stderr)
+        assert ran.stdout == "" and ran.stderr
+    assert (await run("tokens revoke ci --yes", me, panel)).status == 0
+
+    # A token may not manage tokens, whatever its scopes.
+    ci = token(alice, {"read", "deploy", "logs", "env:write"})
+    assert (await run("tokens list", ci, panel)).status == 4
+    assert (await run("tokens create more --scope read", ci, panel)).status == 4
+
+    log = await run("audit --json --limit 5", me, panel)
+    assert log.status == 0, log.stderr
+    entries = log.json()
+    assert [(e["action"], e["outcome"], e["actor"]["label"]) for e in entries] == [
+        ("token.create", "refused", "token ghst_test of alice"),  # the token's own attempt
+        ("token.revoke", "ok", "alice"),
+        ("token.revoke", "refused", "alice"),  # no token named "nothing"
+        ("token.create", "ok", "alice"),
+        ("token.create", "ok", "alice"),
+    ]
+    by_alice = entries[1:]
+    assert {(e["origin"], e["request_id"], e["source_address"]) for e in by_alice} == {
+        ("command", "req-1", "192.0.2.8")
+    }
+    assert_snapshot(
+        "audit",
+        {**entries[1], "at": "<at>", "actor": {**entries[1]["actor"], "user_id": "<id>"},
+         "target": {**entries[1]["target"], "id": "<id>", "owner_id": "<id>"},
+         "metadata": {**entries[1]["metadata"], "prefix": "ghst_<prefix>"}},
+    )  # fmt: skip
+    assert secret not in log.stdout
+    text = await run("audit --action project.create", me, panel)
+    assert text.status == 0 and "project.create" in text.stdout and "token." not in text.stdout
+    assert (await run("audit --since nonsense", me, panel)).status == 2
+
+    # Bob sees nothing of Alice's; a token limited to a project must name it.
+    bob = acting(await sign_up(panel, "bob"))
+    theirs = await run("audit --json", bob, panel)
+    assert theirs.status == 0 and "alice" not in theirs.stdout and "diary" not in theirs.stdout
+    limited = token(alice, {"read"}, {"diary"})
+    assert (await run("audit", limited, panel)).status == 4
+    assert (await run("audit --project diary", limited, panel)).status == 0
