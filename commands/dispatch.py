@@ -15,6 +15,8 @@ from commands.output import Printer, printable
 from commands.parser import CommandParser, ParserExit, UsageError
 from commands.streams import ByteSource, NoInput, Output, checkpoint
 from core.actor import Actor
+from core.audit.entries import Target
+from core.errors import PermissionDenied
 from core.services import Services
 
 log = logging.getLogger(__name__)
@@ -126,7 +128,7 @@ async def run_command(
     out.json_mode = bool(getattr(args, "json", False))
     context = Context(actor, services, out, stdin or NoInput(), tty)
     try:
-        _check(verb, args, actor)
+        await _check(verb, args, actor, services)
         status = await verb.run(context, args)
         checkpoint()  # cancelled (Ctrl-C) while a library swallowed it: not a success
     except asyncio.CancelledError:
@@ -179,12 +181,25 @@ def _with_default(argv: list[str], noun: Noun) -> list[str]:
     return [*argv[:at], str(noun.default), *argv[at:]]
 
 
-def _check(verb: Verb, args: argparse.Namespace, actor: Actor) -> None:
-    """Every verb's rights, before any service is called (each checks them again)."""
-    if verb.scope is not None:
-        actor.require(verb.scope)
-    if verb.project:
-        actor.require_project(args.project)
+async def _check(verb: Verb, args: argparse.Namespace, actor: Actor, services: Services) -> None:
+    """Every verb's rights, before any service is called (each checks them again). A refusal
+    here is audited like one in a service: the attempt never reaches the service to be."""
+    try:
+        if verb.scope is not None:
+            actor.require(verb.scope)
+        if verb.project:
+            actor.require_project(args.project)
+    except PermissionDenied as refused:
+        words = str(args._parser.prog).split()
+        project = getattr(args, "project", None) if verb.project else None
+        await services.audit.record(
+            actor,
+            "command." + ".".join(words[-2:] if verb.name else words[-1:]),
+            Target("project", project) if isinstance(project, str) else None,
+            "refused",
+            {"reason": type(refused).__name__},
+        )
+        raise
     if verb.destructive and not getattr(args, "yes", False):
         raise UsageError(
             f"{args._parser.prog}: this cannot be undone: add --yes to confirm"

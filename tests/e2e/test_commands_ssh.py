@@ -260,3 +260,79 @@ async def test_a_command_running_when_the_server_stops_exits_75(
         _, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 75
     assert "try again" in err.decode()
+
+
+async def run_with_token(
+    server: GhstServer,
+    tmp_path: Path,
+    user: str,
+    secret: str,
+    *command: str,
+    stdin: bytes | None = None,
+) -> Result:
+    """OpenSSH with the token as the password (SSH_ASKPASS), no key: how a CI job logs in."""
+    from tests.security.test_token_logins import askpass_env, token_options
+
+    argv = ["/usr/bin/ssh", *token_options(server), f"{user}@127.0.0.1", "--", *command]
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        env=askpass_env(tmp_path / "askpass", secret),
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(stdin), 120)
+    assert process.returncode is not None
+    return Result(process.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+
+
+async def test_ci_with_a_deploy_token_and_no_key(
+    deploy_panel: Panel, nginx_router: NginxRouter, base_image: str, tmp_path: Path
+) -> None:
+    """The person makes a token for one project over ssh; CI, with only that token, uploads
+    and deploys and the site answers; the token cannot touch the account's other project;
+    once revoked it no longer logs in; the audit log shows who did what."""
+    panel = deploy_panel
+    alice = await account(panel, tmp_path, "alice", projects=("site", "other"))
+    archive = app_tar(page_app(base_image, "deployed by a token"))
+    async with running_server(panel) as server, running_worker(panel):
+        made = await run(
+            ssh(
+                server,
+                alice,
+                "tokens",
+                "create",
+                "ci",
+                "--scope",
+                "deploy,read",
+                "--project",
+                "site",
+            )
+        )
+        assert made.status == 0, made.stderr
+        secret = made.stdout.strip()
+        uploaded = await run_with_token(server, tmp_path, "alice", secret, "upload", "site",
+                                        stdin=archive)  # fmt: skip
+        assert uploaded.status == 0, uploaded.stderr
+        deployed = await run_with_token(
+            server, tmp_path, "alice", secret, "deploy", "site", "--wait"
+        )
+        assert deployed.status == 0, deployed.stderr
+        other = await run_with_token(server, tmp_path, "alice", secret, "upload", "other",
+                                     stdin=archive)  # fmt: skip
+        assert other.status == 4 and other.stdout == "", other.output
+        revoked = await run(ssh(server, alice, "tokens", "revoke", "ci", "--yes"))
+        assert revoked.status == 0, revoked.stderr
+        after = await run_with_token(server, tmp_path, "alice", secret, "whoami")
+        assert after.status == 255  # refused at login
+        log = await run(ssh(server, alice, "audit", "--json"))
+    answer = await http_request(nginx_router, "site")
+    assert (answer.status, answer.text.strip()) == (200, "deployed by a token")
+    entries = json.loads(log.stdout)
+    seen = [(e["action"], e["outcome"], e["actor"]["kind"], e["origin"]) for e in entries]
+    assert ("token.create", "ok", "user", "command") in seen
+    assert ("archive.upload", "ok", "token", "command") in seen, seen
+    assert ("command.upload", "refused", "token", "command") in seen, seen  # `other`
+    assert ("deployment.deploy", "ok", "token", "command") in seen, seen
+    assert ("token.revoke", "ok", "user", "command") in seen
+    assert secret not in log.stdout
