@@ -192,13 +192,16 @@ async def _check(verb: Verb, args: argparse.Namespace, actor: Actor, services: S
     except PermissionDenied as refused:
         words = str(args._parser.prog).split()
         project = getattr(args, "project", None) if verb.project else None
-        await services.audit.record(
-            actor,
-            "command." + ".".join(words[-2:] if verb.name else words[-1:]),
-            Target("project", project) if isinstance(project, str) else None,
-            "refused",
-            {"reason": type(refused).__name__},
-        )
+        try:
+            await services.audit.record(
+                actor,
+                "command." + ".".join(words[-2:] if verb.name else words[-1:]),
+                Target("project", project) if isinstance(project, str) else None,
+                "refused",
+                {"reason": type(refused).__name__},
+            )
+        except Exception as failure:  # the refusal is the answer, recorded or not
+            log.warning("could not audit a refused command by %s: %s", actor.label, failure)
         raise
     if verb.destructive and not getattr(args, "yes", False):
         raise UsageError(
