@@ -17,9 +17,10 @@ below says which repeat it removes:
   the repaint drew the same frame again;
 - and on the way out, the focus leaving restyled widgets for a frame that is never drawn.
 
-And a frame that changes a few lines far apart (an event changes the status line at the top
-and a table row below) draws each band of changed lines apart (`BandCompositor`): Textual
-draws every widget in the rectangle around all of them, those in between included.
+And a frame that changes a few lines draws only those lines (`BandCompositor`). Textual draws
+every line of every widget whose container's area meets the rectangle around all the changes:
+one changed line on a project screen drew all the widgets of the page, whole. Here each band
+of changed lines is drawn apart, and of each widget only its lines in the band.
 
 A dialog (a modal screen, drawn over the screen below it) keeps Textual's ways but the first.
 These override private methods of Textual's Screen: the version is pinned (pyproject.toml), and
@@ -58,7 +59,24 @@ def bands(regions: Iterable[Region]) -> list[Region]:
 
 
 class BandCompositor(Compositor):
-    """Textual's compositor, drawing a partial update band by band (see the module's doc)."""
+    """Textual's compositor, drawing a partial update band by band, and of each widget only
+    the lines in the band (see the module's doc)."""
+
+    def _get_renders(
+        self, crop: Region | None = None
+    ) -> Iterable[tuple[Region, Region, list[Strip]]]:
+        if crop is None:
+            yield from super()._get_renders(crop)
+            return
+        top, bottom = crop.y, crop.bottom
+        for widget, (region, clip) in self.visible_widgets.items():
+            x, y, width, height = region.intersection(clip)
+            # Whole lines only: the strips are cut where widgets start and end.
+            first, last = max(y, top), min(y + height, bottom)
+            if width and first < last:
+                shown = Region(x, first, width, last - first)
+                lines = Region(x - region.x, first - region.y, width, last - first)
+                yield region, shown, widget.render_lines(lines)
 
     def render_partial_update(self) -> ChopsUpdate | None:
         if not self._dirty_regions:
