@@ -35,7 +35,7 @@ async def test_ghst_user_role_grants_and_lists_roles(panel: Panel, settings: Set
     status, _, err = await run_ghst("user", "role", "bob", "root", env=env)
     assert status == 2 and "invalid choice: 'root'" in err
     status, _, err = await run_ghst("user", "role", "nobody", "admin", env=env)
-    assert (status, err.strip()) == (4, "ghst: No account named 'nobody'.")
+    assert (status, err.strip()) == (3, "ghst: No account named 'nobody'.")
 
 
 async def test_ghst_admin_shows_the_views_in_a_terminal(panel: Panel, settings: Settings) -> None:
