@@ -8,6 +8,7 @@ import argparse
 from commands.base import Context, Noun, Verb
 from commands.parser import CommandParser
 from core.errors import NotFoundError, ValidationError
+from core.identity.access_tokens import parse_scopes
 from core.identity.keys import SSHKey
 
 COLUMNS = [
@@ -21,7 +22,7 @@ MAX_KEY_LINE = 16 * 1024
 
 
 def record(key: SSHKey) -> dict[str, object]:
-    return {
+    shown: dict[str, object] = {
         "id": key.id,
         "name": key.name,
         "algorithm": key.algorithm,
@@ -29,6 +30,10 @@ def record(key: SSHKey) -> dict[str, object]:
         "created_at": key.created_at,
         "last_used_at": key.last_used_at,
     }
+    if key.scopes is not None or key.projects is not None:  # a deploy key says what it may do
+        shown["scopes"] = sorted(key.scopes) if key.scopes is not None else None
+        shown["projects"] = sorted(key.projects) if key.projects is not None else None
+    return shown
 
 
 async def list_keys(ctx: Context, args: argparse.Namespace) -> None:
@@ -39,11 +44,26 @@ async def list_keys(ctx: Context, args: argparse.Namespace) -> None:
 def add_arguments(parser: CommandParser) -> None:
     parser.add_argument("line", nargs="*", help="the public key line (default: read from stdin)")
     parser.add_argument("--name", help="a name for the key (default: its comment)")
+    parser.add_argument(
+        "--project",
+        action="append",
+        metavar="P",
+        help="a deploy key: its logins reach only this project (repeat for several)",
+    )
+    parser.add_argument(
+        "--scope",
+        help="a deploy key: what its logins may do, e.g. deploy or read,logs (never admin)",
+    )
 
 
 async def add(ctx: Context, args: argparse.Namespace) -> None:
     line = " ".join(args.line) if args.line else await _read_line(ctx)
-    key = await ctx.services.keys.add(ctx.actor, line, args.name)
+    scopes = parse_scopes(args.scope) if args.scope is not None else None
+    if args.project and scopes is None:
+        scopes = frozenset({"deploy"})  # a deploy key, as `--project P` alone suggests
+    key = await ctx.services.keys.add(
+        ctx.actor, line, args.name, scopes=scopes, projects=args.project
+    )
     ctx.out.result(record(key), key.fingerprint)
     ctx.out.notice(f"Added key {key.name} ({key.fingerprint}).")
 
@@ -81,7 +101,7 @@ async def rm(ctx: Context, args: argparse.Namespace) -> None:
 NOUNS: tuple[Noun, ...] = (
     Noun(
         "keys",
-        "your SSH keys: list, add, rm",
+        "your SSH keys (and deploy keys): list, add, rm",
         (
             Verb("list", "your SSH keys", "read", list_keys, project=False),
             Verb(

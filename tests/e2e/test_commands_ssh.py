@@ -336,3 +336,63 @@ async def test_ci_with_a_deploy_token_and_no_key(
     assert ("deployment.deploy", "ok", "token", "command") in seen, seen
     assert ("token.revoke", "ok", "user", "command") in seen
     assert secret not in log.stdout
+
+
+async def test_projects_env_keys_billing_and_a_deploy_key_through_openssh(
+    ssh_server: GhstServer, panel: Panel, tmp_path: Path
+) -> None:
+    """The rest of the commands as a script runs them: a project with a plan, env vars (values
+    hidden unless asked), keys from stdin, a deploy key that logs in limited to its project,
+    and billing's read-only views."""
+    from tests.e2e.helpers import new_key, public_line, write_private_key
+
+    erin = await account(panel, tmp_path, "erin")
+
+    async def ok(*command: str, stdin: bytes | None = None) -> Result:
+        result = await run(ssh(ssh_server, erin, *command), stdin=stdin)
+        assert result.status == 0, (command, result.output)
+        return result
+
+    plans = json.loads((await ok("billing", "plans", "--json")).stdout)
+    assert "free" in [plan["code"] for plan in plans]
+    assert (await ok("projects", "create", "notes", "--plan", "free")).stdout == "notes\n"
+    refused = await run(ssh(ssh_server, erin, "projects", "create", "other"))
+    assert refused.status == 1 and "one free project" in refused.stderr  # the default is free
+    await ok("projects", "create", "other", "--plan", "host-0")
+    info = json.loads((await ok("projects", "info", "notes", "--json")).stdout)
+    assert info["name"] == "notes"
+
+    await ok("env", "notes", "set", "API_KEY=hunter22", "MODE=prod")
+    hidden = await ok("env", "notes")
+    assert "API_KEY" in hidden.stdout and "hunter22" not in hidden.stdout
+    assert "hunter22" in (await ok("env", "notes", "list", "--reveal")).stdout
+    assert (await run(ssh(ssh_server, erin, "env", "notes", "unset", "MODE"))).status == 2
+    await ok("env", "notes", "unset", "MODE", "--yes")
+    assert "MODE" not in (await ok("env", "notes", "--json")).stdout
+
+    laptop = new_key()
+    await ok("keys", "add", "--name", "laptop", stdin=public_line(laptop).encode())
+    ci_key = new_key()
+    await ok(
+        "keys", "add", "--name", "ci", "--project", "notes", stdin=public_line(ci_key).encode()
+    )
+    keys = {k["name"]: k for k in json.loads((await ok("keys", "list", "--json")).stdout)}
+    assert keys["ci"]["projects"] == ["notes"] and keys["ci"]["scopes"] == ["deploy"]
+    assert "scopes" not in keys["laptop"]
+
+    # The deploy key logs in, limited to `notes` and to deploying.
+    deploy_key = Account(erin.user, "erin", ci_key, write_private_key(ci_key, tmp_path / "ci.key"))
+    assert (await run(ssh(ssh_server, deploy_key, "upload", "notes"), stdin=app_zip())).status == 0
+    assert (await run(ssh(ssh_server, deploy_key, "upload", "other"), stdin=app_zip())).status == 4
+    assert (await run(ssh(ssh_server, deploy_key, "env", "notes", "list", "--reveal"))).status == 4
+    assert (await run(ssh(ssh_server, deploy_key, "keys", "list"))).status == 4
+
+    await ok("keys", "rm", "laptop", "--yes")
+    assert "laptop" not in (await ok("keys", "list")).stdout
+    balance = json.loads((await ok("billing", "balance", "--json")).stdout)
+    assert "balance" in balance
+    assert json.loads((await ok("billing", "invoices", "--json")).stdout) == []
+    await ok("projects", "delete", "other", "--yes")
+    assert [p["name"] for p in json.loads((await ok("projects", "list", "--json")).stdout)] == [
+        "notes"
+    ]
