@@ -61,15 +61,19 @@ class HomeScreen(GhstScreen[None]):
         Binding("l", "logout", "Log out"),
         Binding("o,L", "logout_everywhere", "Log out everywhere"),
         Binding("b", "billing", "Billing"),
-        # Not in the bar (it is full at 80 columns): "What next" would be the place.
-        Binding("t", "tokens", "Access tokens", show=False),
+        Binding("t", "tokens", "Tokens"),
         Binding("a", "audit", "Audit log"),
         Binding("q", "app.quit", "Quit", show=False),
         # Only admins and operators have it (check_action hides it from everyone else).
         Binding("colon", "admin", "Admin"),
     ]
     # At 80 columns the bar keeps b (the banner says to press it): these are in "What next".
-    KEY_BAR_DROP_ORDER: ClassVar[tuple[str, ...]] = ("audit", "logout_everywhere", "password")
+    KEY_BAR_DROP_ORDER: ClassVar[tuple[str, ...]] = (
+        "tokens",
+        "audit",
+        "logout_everywhere",
+        "password",
+    )
 
     def __init__(self) -> None:
         super().__init__()
