@@ -9,6 +9,11 @@ usage, a credit is a ledger entry with its reason, a delete waits for a worker.
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import get_args
+
 from core.actor import Actor
 from core.admin import read_models
 from core.admin.read_models import (
@@ -20,6 +25,8 @@ from core.admin.read_models import (
     UserRow,
 )
 from core.admin.system import Check, SystemChecks
+from core.audit import entries
+from core.audit.entries import AuditEvent, AuditFilter, Outcome
 from core.billing.balances import BalanceService
 from core.billing.ledger import Entry
 from core.billing.promised import Promise, PromisedPayments
@@ -31,6 +38,43 @@ from core.deploy.service import DeploymentService
 from core.errors import NotFoundError, UnavailableError, ValidationError
 from core.identity.accounts import AccountService, User
 from core.projects.service import Project
+
+# `since:` durations: a number and a unit (`90s`, `30m`, `2h`, `7d`).
+SINCE = re.compile(r"^(\d{1,6})([smhd])$")
+UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def audit_filter(text: str, now: datetime) -> tuple[AuditFilter, str | None]:
+    """The `:audit` view's `/` words (`since:2h actor:bob action:login target:shop
+    outcome:refused`, any other word is free text), and the actor's name if one was given
+    (looked up by the service: an account's id, else the label as recorded)."""
+    found, actor_name, free = AuditFilter(), None, []
+    for word in text.split():
+        key, colon, value = word.partition(":")
+        key = key.lower()
+        if not colon or not value or key not in ("since", "actor", "action", "target", "outcome"):
+            free.append(word)
+        elif key == "since":
+            match = SINCE.match(value.lower())
+            if match is None:
+                raise ValidationError(
+                    f"since: is a number and s, m, h or d (2h), not {value[:20]!r}."
+                )
+            amount, unit = match.groups()
+            found = replace(found, since=now - timedelta(**{UNITS[unit]: int(amount)}))
+        elif key == "actor":
+            actor_name = value
+        elif key == "action":
+            found = replace(found, action=value.lower())
+        elif key == "target":
+            found = replace(found, target=value)
+        else:
+            outcomes: tuple[Outcome, ...] = get_args(Outcome)
+            outcome = next((o for o in outcomes if o == value.lower()), None)
+            if outcome is None:
+                raise ValidationError(f"An outcome is one of {', '.join(outcomes)}.")
+            found = replace(found, outcome=outcome)
+    return replace(found, text=" ".join(free)), actor_name
 
 
 class AdminService:
@@ -111,6 +155,30 @@ class AdminService:
         actor.require_staff()
         async with reading(self._pool) as conn:
             return await read_models.plans(conn)
+
+    async def audit(
+        self,
+        actor: Actor,
+        search: str = "",
+        *,
+        before_id: int | None = None,
+        limit: int = read_models.PAGE_SIZE,
+        now: datetime | None = None,
+    ) -> list[AuditEvent]:
+        """Every account's audit entries matching the `/` words, newest first."""
+        actor.require_staff()
+        found, actor_name = audit_filter(search, now or datetime.now(UTC))
+        async with reading(self._pool) as conn:
+            if actor_name is not None:
+                account = await read_models.user_by_name(conn, actor_name.lower())
+                found = (
+                    replace(found, actor_id=account.id)
+                    if account is not None
+                    else replace(found, actor_label=actor_name)
+                )
+            return await entries.search(
+                conn, found, before_id=before_id, limit=max(1, min(limit, 200))
+            )
 
     async def deployments(
         self,
