@@ -29,6 +29,7 @@ from core.audit import entries
 from core.audit.entries import AuditEvent, AuditFilter, Outcome
 from core.billing.balances import BalanceService
 from core.billing.ledger import Entry
+from core.billing.plans import Plan, PlanService, PlanSpec
 from core.billing.promised import Promise, PromisedPayments
 from core.billing.subscriptions import ProjectPlan, SubscriptionService
 from core.db.pool import Pool
@@ -88,6 +89,7 @@ class AdminService:
         promised: PromisedPayments,
         deployments: DeploymentService,
         system: SystemChecks | None = None,
+        plans: PlanService | None = None,
     ) -> None:
         self._pool = pool
         self._accounts = accounts
@@ -96,6 +98,7 @@ class AdminService:
         self._promised = promised
         self._deployments = deployments
         self._system = system
+        self._plans = plans
 
     # --- reads: admins and operators -----------------------------------------------------
 
@@ -283,3 +286,18 @@ class AdminService:
         """Deleted once the project's name is typed again (`confirmation`)."""
         actor.require_admin()
         return await self._deployments.delete_project(actor, project, confirmation)
+
+    async def create_plan(self, actor: Actor, spec: PlanSpec) -> Plan:
+        """A new version of `spec.code` (never an edit: projects keep the version they took)."""
+        actor.require_admin()
+        return await self._plan_service().add_version(actor, spec)
+
+    async def retire_plan(self, actor: Actor, code: str) -> int:
+        """No version of `code` is offered to new projects; returns how many were retired."""
+        actor.require_admin()
+        return await self._plan_service().retire(actor, code)
+
+    def _plan_service(self) -> PlanService:
+        if self._plans is None:
+            raise UnavailableError("This panel process cannot change plans.")
+        return self._plans

@@ -21,6 +21,7 @@ from core.admin.read_models import (
 from core.admin.service import audit_filter
 from core.admin.system import Check
 from core.audit.entries import AuditEvent, Outcome
+from core.billing.plans import PlanSpec
 from core.errors import NotFoundError
 from core.panel import Panel
 from tests.tui.fakes import FakePanel
@@ -151,6 +152,7 @@ class FakeAdmin:
     users_rows: list[UserRow] = field(default_factory=lambda: list(USERS))
     project_rows: list[ProjectRow] = field(default_factory=lambda: list(PROJECTS))
     audit_rows: list[AuditEvent] = field(default_factory=lambda: list(AUDIT))
+    plan_rows: list[PlanRow] = field(default_factory=lambda: list(PLANS))
     # (action, target, detail) of every change made, in order.
     done: list[tuple[str, str, str]] = field(default_factory=list)
 
@@ -207,7 +209,25 @@ class FakeAdmin:
 
     async def plans(self, actor: Actor) -> list[PlanRow]:
         actor.require_staff()
-        return list(PLANS)
+        return list(self.plan_rows)
+
+    async def create_plan(self, actor: Actor, spec: PlanSpec) -> PlanRow:
+        actor.require_admin()
+        spec = spec.checked()
+        version = 1 + max((p.version for p in self.plan_rows if p.code == spec.code), default=0)
+        row = PlanRow(len(self.plan_rows) + 1, spec.code, version, spec.name,
+                      spec.price_kopecks, spec.cpu_millicores, spec.ram_mb, spec.disk_mb,
+                      spec.max_services, False, 0)  # fmt: skip
+        self.plan_rows.insert(0, row)
+        self.done.append(("plan.create", spec.code, f"v{version} {spec.pids_limit} pids"))
+        return row
+
+    async def retire_plan(self, actor: Actor, code: str) -> int:
+        actor.require_admin()
+        retiring = [p for p in self.plan_rows if p.code == code and not p.retired]
+        self.plan_rows = [replace(p, retired=True) if p in retiring else p for p in self.plan_rows]
+        self.done.append(("plan.retire", code, ""))
+        return len(retiring)
 
     async def deployments(
         self,

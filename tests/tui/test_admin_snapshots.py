@@ -89,3 +89,11 @@ def test_admin_audit_filtered(snap_compare: SnapCompare, size: Size) -> None:
             press("slash", *"outcome", "colon", *"refused"),
         ),
     )
+
+
+def test_admin_new_plan_form(snap_compare: SnapCompare, size: Size) -> None:
+    assert snap_compare(
+        admin_app(),
+        terminal_size=size,
+        run_before=run(press("colon", *"plans", "enter"), press("n")),
+    )
