@@ -1,15 +1,18 @@
-"""`:audit`'s read model against the real PostgreSQL: every account's entries, narrowed in SQL by
-actor, action, target, outcome, time and free text, paged on the id; staff only."""
+"""The admin app's `:audit` and `:plans` cores against the real PostgreSQL: every account's
+entries narrowed in SQL by actor, action, target, outcome, time and free text, paged on the id
+(staff only); plan versions added and codes retired by admins only, projects keeping theirs."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from core.actor import Actor
 from core.audit.entries import Target
-from core.errors import PermissionDenied, ValidationError
+from core.billing.plans import PlanSpec
+from core.errors import NotFoundError, PermissionDenied, ValidationError
 from core.panel import Panel
 from tests.actors import acting
 from tests.integration.test_admin_views import people
@@ -72,3 +75,56 @@ async def test_a_bad_word_is_refused_with_a_reason(panel: Panel) -> None:
         await panel.admin.audit(Actor.for_staff(alice), "since:forever")
     with pytest.raises(ValidationError, match="An outcome is one of"):
         await panel.admin.audit(Actor.for_staff(alice), "outcome:maybe")
+
+
+TINY = PlanSpec("tiny", "Tiny", 0, 250, 256, 256, 1)
+
+
+async def test_an_admin_adds_a_version_and_retires_a_code_projects_keep_theirs(
+    panel: Panel,
+) -> None:
+    alice, olga, _ = await people(panel)
+    admin = Actor.for_staff(alice).acting_from("admin")
+    carol = await panel.accounts.sign_up("carol", "carol@example.com", "correct horse battery")
+    first = await panel.admin.create_plan(admin, TINY)
+    second = await panel.admin.create_plan(admin, replace(TINY, name="Tiny 2", ram_mb=512))
+    assert (first.version, second.version, second.ram_mb) == (1, 2, 512)
+    await panel.subscriptions.create_project(acting(carol), "notes", plan_code="tiny")
+
+    assert await panel.admin.retire_plan(admin, "tiny") == 2
+    assert "tiny" not in [plan.code for plan in await panel.plans.list()]
+    with pytest.raises(NotFoundError):
+        await panel.subscriptions.create_project(acting(carol), "other", plan_code="tiny")
+    kept = await panel.admin.project(admin, "notes")
+    assert kept.plan == "tiny v2"
+    rows = {(p.code, p.version): p for p in await panel.admin.plans(admin)}
+    assert rows["tiny", 2].retired and rows["tiny", 2].projects == 1 and rows["tiny", 1].retired
+
+    with pytest.raises(ValidationError, match="retired already"):
+        await panel.admin.retire_plan(admin, "tiny")
+    with pytest.raises(ValidationError, match="free plan cannot be retired"):
+        await panel.admin.retire_plan(admin, "free")
+    with pytest.raises(NotFoundError):
+        await panel.admin.retire_plan(admin, "nothing")
+    # A new version of a retired code offers it again (a new row; the old ones stay retired).
+    third = await panel.admin.create_plan(admin, TINY)
+    assert third.version == 3 and not third.retired
+
+    actions = await ids(panel, Actor.for_staff(olga), "target:tiny")
+    assert actions == [
+        "alice plan.create tiny ok",
+        "alice plan.retire tiny ok",
+        "alice plan.create tiny ok",
+        "alice plan.create tiny ok",
+    ]
+
+
+async def test_operators_and_users_change_no_plan(panel: Panel) -> None:
+    _, olga, bob = await people(panel)
+    for actor in (Actor.for_staff(olga), acting(bob)):
+        with pytest.raises(PermissionDenied):
+            await panel.admin.create_plan(actor, TINY)
+        with pytest.raises(PermissionDenied):
+            await panel.admin.retire_plan(actor, "host-0")
+    assert "tiny" not in [p.code for p in await panel.plans.list(with_old=True)]
+    assert "host-0" in [p.code for p in await panel.plans.list()]
