@@ -250,6 +250,7 @@ class Panel:
             balances=self.balances,
             promised=self.promised,
             deployments=self.deployments,
+            plans=self.plans,
             system=SystemChecks(
                 self.settings, self.pool, self.redis, self.storage, self.engine, self.router,
                 self.sessions,

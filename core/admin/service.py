@@ -9,6 +9,11 @@ usage, a credit is a ledger entry with its reason, a delete waits for a worker.
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import get_args
+
 from core.actor import Actor
 from core.admin import read_models
 from core.admin.read_models import (
@@ -20,8 +25,11 @@ from core.admin.read_models import (
     UserRow,
 )
 from core.admin.system import Check, SystemChecks
+from core.audit import entries
+from core.audit.entries import AuditEvent, AuditFilter, Outcome
 from core.billing.balances import BalanceService
 from core.billing.ledger import Entry
+from core.billing.plans import Plan, PlanService, PlanSpec
 from core.billing.promised import Promise, PromisedPayments
 from core.billing.subscriptions import ProjectPlan, SubscriptionService
 from core.db.pool import Pool
@@ -31,6 +39,43 @@ from core.deploy.service import DeploymentService
 from core.errors import NotFoundError, UnavailableError, ValidationError
 from core.identity.accounts import AccountService, User
 from core.projects.service import Project
+
+# `since:` durations: a number and a unit (`90s`, `30m`, `2h`, `7d`).
+SINCE = re.compile(r"^(\d{1,6})([smhd])$")
+UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def audit_filter(text: str, now: datetime) -> tuple[AuditFilter, str | None]:
+    """The `:audit` view's `/` words (`since:2h actor:bob action:login target:shop
+    outcome:refused`, any other word is free text), and the actor's name if one was given
+    (looked up by the service: an account's id, else the label as recorded)."""
+    found, actor_name, free = AuditFilter(), None, []
+    for word in text.split():
+        key, colon, value = word.partition(":")
+        key = key.lower()
+        if not colon or not value or key not in ("since", "actor", "action", "target", "outcome"):
+            free.append(word)
+        elif key == "since":
+            match = SINCE.match(value.lower())
+            if match is None:
+                raise ValidationError(
+                    f"since: is a number and s, m, h or d (2h), not {value[:20]!r}."
+                )
+            amount, unit = match.groups()
+            found = replace(found, since=now - timedelta(**{UNITS[unit]: int(amount)}))
+        elif key == "actor":
+            actor_name = value
+        elif key == "action":
+            found = replace(found, action=value.lower())
+        elif key == "target":
+            found = replace(found, target=value)
+        else:
+            outcomes: tuple[Outcome, ...] = get_args(Outcome)
+            outcome = next((o for o in outcomes if o == value.lower()), None)
+            if outcome is None:
+                raise ValidationError(f"An outcome is one of {', '.join(outcomes)}.")
+            found = replace(found, outcome=outcome)
+    return replace(found, text=" ".join(free)), actor_name
 
 
 class AdminService:
@@ -44,6 +89,7 @@ class AdminService:
         promised: PromisedPayments,
         deployments: DeploymentService,
         system: SystemChecks | None = None,
+        plans: PlanService | None = None,
     ) -> None:
         self._pool = pool
         self._accounts = accounts
@@ -52,6 +98,7 @@ class AdminService:
         self._promised = promised
         self._deployments = deployments
         self._system = system
+        self._plans = plans
 
     # --- reads: admins and operators -----------------------------------------------------
 
@@ -111,6 +158,30 @@ class AdminService:
         actor.require_staff()
         async with reading(self._pool) as conn:
             return await read_models.plans(conn)
+
+    async def audit(
+        self,
+        actor: Actor,
+        search: str = "",
+        *,
+        before_id: int | None = None,
+        limit: int = read_models.PAGE_SIZE,
+        now: datetime | None = None,
+    ) -> list[AuditEvent]:
+        """Every account's audit entries matching the `/` words, newest first."""
+        actor.require_staff()
+        found, actor_name = audit_filter(search, now or datetime.now(UTC))
+        async with reading(self._pool) as conn:
+            if actor_name is not None:
+                account = await read_models.user_by_name(conn, actor_name.lower())
+                found = (
+                    replace(found, actor_id=account.id)
+                    if account is not None
+                    else replace(found, actor_label=actor_name)
+                )
+            return await entries.search(
+                conn, found, before_id=before_id, limit=max(1, min(limit, 200))
+            )
 
     async def deployments(
         self,
@@ -215,3 +286,18 @@ class AdminService:
         """Deleted once the project's name is typed again (`confirmation`)."""
         actor.require_admin()
         return await self._deployments.delete_project(actor, project, confirmation)
+
+    async def create_plan(self, actor: Actor, spec: PlanSpec) -> Plan:
+        """A new version of `spec.code` (never an edit: projects keep the version they took)."""
+        actor.require_admin()
+        return await self._plan_service().add_version(actor, spec)
+
+    async def retire_plan(self, actor: Actor, code: str) -> int:
+        """No version of `code` is offered to new projects; returns how many were retired."""
+        actor.require_admin()
+        return await self._plan_service().retire(actor, code)
+
+    def _plan_service(self) -> PlanService:
+        if self._plans is None:
+            raise UnavailableError("This panel process cannot change plans.")
+        return self._plans

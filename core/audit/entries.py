@@ -207,6 +207,58 @@ async def page(
     return [_row(row) for row in rows]
 
 
+@dataclass(frozen=True)
+class AuditFilter:
+    """What the admin app's `:audit` view narrows to; every field is optional. `actor_id`
+    matches the acting account (its own actions and its tokens'), `actor_label` the label as
+    recorded (an account that no longer exists, "system:..."); `text` is the first letters of
+    an action, a target's name or an actor's label."""
+
+    actor_id: int | None = None
+    actor_label: str | None = None
+    action: str | None = None
+    target: str | None = None
+    outcome: Outcome | None = None
+    since: datetime | None = None
+    text: str = ""
+
+
+def _prefix(text: str) -> str:
+    """A LIKE pattern for text's first letters, its own wildcards taken literally."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+async def search(
+    conn: Connection, found: AuditFilter, *, before_id: int | None, limit: int
+) -> list[AuditEvent]:
+    """Every account's entries matching `found`, newest first, older than `before_id`
+    (keyset paging on the primary key; each field filter has an index that starts with it,
+    migrations 0016 and 0019)."""
+    rows = await conn.fetch(
+        f"SELECT {COLUMNS} FROM audit_events"
+        " WHERE ($1::bigint IS NULL OR id < $1)"
+        " AND ($2::bigint IS NULL OR actor_user_id = $2)"
+        " AND ($3::text IS NULL OR actor_label = $3)"
+        " AND ($4::text IS NULL OR action = $4 OR action LIKE $4 || '.%')"
+        " AND ($5::text IS NULL OR target_name = $5)"
+        " AND ($6::text IS NULL OR outcome = $6)"
+        " AND ($7::timestamptz IS NULL OR at >= $7)"
+        " AND ($8::text IS NULL OR action LIKE $8 OR target_name LIKE $8"
+        "      OR actor_label LIKE $8)"
+        " ORDER BY id DESC LIMIT $9",
+        before_id,
+        found.actor_id,
+        found.actor_label,
+        found.action,
+        found.target,
+        found.outcome,
+        found.since,
+        _prefix(found.text) if found.text else None,
+        limit,
+    )
+    return [_row(row) for row in rows]
+
+
 async def older_than(conn: Connection, cutoff: datetime, limit: int) -> list[AuditEvent]:
     """The oldest entries written before `cutoff`, oldest first (what retention exports)."""
     rows = await conn.fetch(

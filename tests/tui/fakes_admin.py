@@ -6,7 +6,7 @@ tests/integration/test_admin_views.py."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from core.actor import Actor
@@ -18,7 +18,10 @@ from core.admin.read_models import (
     ProjectRow,
     UserRow,
 )
+from core.admin.service import audit_filter
 from core.admin.system import Check
+from core.audit.entries import AuditEvent, Outcome
+from core.billing.plans import PlanSpec
 from core.errors import NotFoundError
 from core.panel import Panel
 from tests.tui.fakes import FakePanel
@@ -101,10 +104,55 @@ DEPLOYMENTS = [
 ]  # fmt: skip
 
 
+def audit_row(
+    entry_id: int,
+    actor: str,
+    action: str,
+    target: str | None = None,
+    outcome: Outcome = "ok",
+    origin: str = "dashboard",
+) -> AuditEvent:
+    return AuditEvent(
+        id=entry_id,
+        at=SINCE + timedelta(minutes=entry_id),
+        actor_kind="admin" if actor == "alice" else "user",
+        actor_user_id=None,
+        actor_label=actor,
+        token_id=None,
+        origin=origin,
+        action=action,
+        target_kind=None
+        if target is None
+        else "account"
+        if action.startswith("account")
+        else "project",
+        target_id=None,
+        target_name=target,
+        owner_id=None,
+        outcome=outcome,
+        source_address="203.0.113.7",
+        request_id=None,
+        metadata={},
+    )
+
+
+# Newest first, as core lists them.
+AUDIT = [
+    audit_row(6, "alice", "account.block", "bob", origin="admin"),
+    audit_row(5, "bob", "project.delete", "blog", "refused"),
+    audit_row(4, "bob", "deploy", "shop"),
+    audit_row(3, "dave", "login", outcome="failed", origin="ssh"),
+    audit_row(2, "dave", "login", origin="ssh"),
+    audit_row(1, "bob", "project.create", "shop"),
+]
+
+
 @dataclass
 class FakeAdmin:
     users_rows: list[UserRow] = field(default_factory=lambda: list(USERS))
     project_rows: list[ProjectRow] = field(default_factory=lambda: list(PROJECTS))
+    audit_rows: list[AuditEvent] = field(default_factory=lambda: list(AUDIT))
+    plan_rows: list[PlanRow] = field(default_factory=lambda: list(PLANS))
     # (action, target, detail) of every change made, in order.
     done: list[tuple[str, str, str]] = field(default_factory=list)
 
@@ -136,9 +184,50 @@ class FakeAdmin:
         ]
         return [p for p in rows if after is None or p.name > after][:limit]
 
+    async def audit(
+        self, actor: Actor, search: str = "", *, before_id: int | None = None, limit: int = 50
+    ) -> list[AuditEvent]:
+        actor.require_staff()
+        found, name = audit_filter(search, SINCE + timedelta(days=1))
+        return [
+            e
+            for e in self.audit_rows
+            if (before_id is None or e.id < before_id)
+            and (name is None or e.actor_label == name)
+            and (
+                found.action is None
+                or e.action.split(".")[0] == found.action
+                or e.action == found.action
+            )
+            and (found.target is None or e.target_name == found.target)
+            and (found.outcome is None or e.outcome == found.outcome)
+            and (found.since is None or e.at >= found.since)
+            and any(
+                t.startswith(found.text) for t in (e.action, e.target_name or "", e.actor_label)
+            )
+        ][:limit]
+
     async def plans(self, actor: Actor) -> list[PlanRow]:
         actor.require_staff()
-        return list(PLANS)
+        return list(self.plan_rows)
+
+    async def create_plan(self, actor: Actor, spec: PlanSpec) -> PlanRow:
+        actor.require_admin()
+        spec = spec.checked()
+        version = 1 + max((p.version for p in self.plan_rows if p.code == spec.code), default=0)
+        row = PlanRow(len(self.plan_rows) + 1, spec.code, version, spec.name,
+                      spec.price_kopecks, spec.cpu_millicores, spec.ram_mb, spec.disk_mb,
+                      spec.max_services, False, 0)  # fmt: skip
+        self.plan_rows.insert(0, row)
+        self.done.append(("plan.create", spec.code, f"v{version} {spec.pids_limit} pids"))
+        return row
+
+    async def retire_plan(self, actor: Actor, code: str) -> int:
+        actor.require_admin()
+        retiring = [p for p in self.plan_rows if p.code == code and not p.retired]
+        self.plan_rows = [replace(p, retired=True) if p in retiring else p for p in self.plan_rows]
+        self.done.append(("plan.retire", code, ""))
+        return len(retiring)
 
     async def deployments(
         self,

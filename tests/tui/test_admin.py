@@ -65,7 +65,7 @@ async def test_an_unknown_view_is_named_and_nothing_moves() -> None:
         assert isinstance(app.screen, AdminUsersScreen)
         assert (
             notes[-1].message
-            == "No view 'nowhere': try users, projects, deploys, plans, billing or system."
+            == "No view 'nowhere': try users, projects, deploys, plans, billing, audit or system."
         )
 
 

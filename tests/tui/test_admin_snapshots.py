@@ -72,3 +72,28 @@ def test_admin_delete_dialog(snap_compare: SnapCompare, size: Size) -> None:
 def test_admin_users_as_an_operator(snap_compare: SnapCompare, size: Size) -> None:
     operator = Actor.for_staff(replace(ALICE, username="olga", role="operator"))
     assert snap_compare(admin_app(operator=operator), terminal_size=size, run_before=run())
+
+
+def test_admin_audit(snap_compare: SnapCompare, size: Size) -> None:
+    assert snap_compare(
+        admin_app(), terminal_size=size, run_before=run(press("colon", *"audit", "enter"))
+    )
+
+
+def test_admin_audit_filtered(snap_compare: SnapCompare, size: Size) -> None:
+    assert snap_compare(
+        admin_app(),
+        terminal_size=size,
+        run_before=run(
+            press("colon", *"audit", "enter"),
+            press("slash", *"outcome", "colon", *"refused"),
+        ),
+    )
+
+
+def test_admin_new_plan_form(snap_compare: SnapCompare, size: Size) -> None:
+    assert snap_compare(
+        admin_app(),
+        terminal_size=size,
+        run_before=run(press("colon", *"plans", "enter"), press("n")),
+    )

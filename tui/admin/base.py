@@ -1,6 +1,6 @@
 """The admin app's list screens: one table of rows paged and filtered by core (SQL), k9s's keys.
 
-    :  jump to a view (:users :projects :plans)     /  filter (typed into the prompt line)
+    :  jump to a view (:users :projects :plans :audit)     /  filter (typed into the prompt line)
     ?  help                                           esc  clear the filter, then back
     space  mark a row; actions apply to the marked rows, else to the row under the cursor
     ctrl+f / ctrl+b  next / previous page             p  pause live updates
@@ -44,6 +44,7 @@ MARK = "●"
 
 def views() -> dict[str, Callable[[], GhstScreen[None]]]:
     """The views `:` jumps to, by name (imported here: the views import this module)."""
+    from tui.admin.audit import AdminAuditScreen
     from tui.admin.billing import AdminBillingScreen
     from tui.admin.deploys import AdminDeploysScreen
     from tui.admin.plans import AdminPlansScreen
@@ -58,6 +59,7 @@ def views() -> dict[str, Callable[[], GhstScreen[None]]]:
         "plans": AdminPlansScreen,
         "billing": AdminBillingScreen,
         "system": AdminSystemScreen,
+        "audit": AdminAuditScreen,
     }
 
 
@@ -266,7 +268,7 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
         self._prompt_mode = mode
         prompt = self.query_one("#prompt", Input)
         prompt.placeholder = (
-            "users · projects · deploys · plans · billing · system  (enter jumps)"
+            "users · projects · deploys · plans · billing · audit · system  (enter jumps)"
             if mode == ":"
             else self.FILTER_HINT
         )
@@ -318,7 +320,7 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
         view = views().get(name)
         if view is None:
             self.notify(
-                f"No view {name[:20]!r}: try users, projects, deploys, plans, billing or system.",
+                f"No view {name[:20]!r}: try users, projects, deploys, plans, billing, audit or system.",
                 title="Jump",
                 severity="warning",
             )

@@ -13,7 +13,7 @@ from textual.widgets import Static
 from tui.screens.base import GhstModal
 
 GENERAL = (
-    (":", "jump to a view: users projects deploys plans billing system"),
+    (":", "jump to a view: users projects deploys plans billing audit system"),
     ("/", "filter (esc clears it)"),
     ("space", "mark a row; actions apply to the marked rows"),
     ("ctrl+f ctrl+b", "next and previous page"),
