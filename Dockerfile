@@ -23,7 +23,7 @@ WORKDIR /app
 COPY . .
 # core/db/migrations.py reads the SQL files from migrations/ beside the packages, which a plain
 # `pip install .` would leave behind; installing in place keeps them next to the code.
-RUN pip install -e . && python -m compileall -q cli core sshd tui
+RUN pip install -e . && python -m compileall -q cli commands core sshd tui
 
 EXPOSE 2222
 VOLUME ["/data"]

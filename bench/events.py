@@ -18,6 +18,10 @@ What it does (everything on 127.0.0.1, with its own PostgreSQL and Redis from te
   from the commit to the first output chunk that carries the new state's word; p50, p99, max
   over `--rounds` rounds.
 
+`--profile DIR` runs the server under cProfile (bench/profiled_serve.py, CPU clock) and writes
+DIR/idle-N.prof and DIR/events-N.prof for each N: where the idle and the event phases' CPU goes
+(`python -m pstats`). The profiler slows the server: its table is not comparable.
+
 `BENCH_CODE` runs the bench and the server with another checkout's code (e.g. the main branch,
 to compare before and after).
 """
@@ -34,6 +38,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -195,6 +200,19 @@ async def event_to_screen(
     return delays, cpu
 
 
+@contextlib.asynccontextmanager
+async def profiled(ghst: GhstProcess, folder: Path | None, name: str) -> AsyncIterator[None]:
+    """The server's profile of what runs inside, as folder/name.prof (nothing without folder)."""
+    if folder is None:
+        yield
+        return
+    await ghst.profile(f"{name}.prof")
+    try:
+        yield
+    finally:
+        await ghst.profile(None)
+
+
 def percentile(values: list[float], pct: int) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
@@ -237,7 +255,7 @@ async def bench(args: argparse.Namespace) -> str:
         )
         env = panel_env(settings, dict(os.environ), GHST_NGINX_MANAGED="0")
         env["PYTHONPATH"] = str(ROOT)
-        ghst = GhstProcess(env)
+        ghst = GhstProcess(env, profile=args.profile)
         await ghst.start()
         idle_rate, idle_cpu = await idle(conn, ghst.pid, args.idle)
         rows.append(
@@ -259,10 +277,12 @@ async def bench(args: argparse.Namespace) -> str:
                 "UPDATE deployments SET state = 'failed', finished_at = now() WHERE id = $1",
                 deployment_id,
             )
-            idle_rate, idle_cpu = await idle(conn, ghst.pid, args.idle)
-            delays, cpu = await event_to_screen(
-                conn, deployment_id, watchers, args.rounds, ghst.pid
-            )
+            async with profiled(ghst, args.profile, f"idle-{count}"):
+                idle_rate, idle_cpu = await idle(conn, ghst.pid, args.idle)
+            async with profiled(ghst, args.profile, f"events-{count}"):
+                delays, cpu = await event_to_screen(
+                    conn, deployment_id, watchers, args.rounds, ghst.pid
+                )
             rows.append(
                 f"| {count} | {len(watchers)} | {idle_rate:.1f} |"
                 f" {idle_cpu:.1f}% ({idle_cpu * args.idle / 100:.2f} s) |"
@@ -298,7 +318,10 @@ def main() -> None:
     parser.add_argument("--sessions", default="20,100", help="comma-separated, increasing")
     parser.add_argument("--idle", type=float, default=20.0, help="seconds of idleness measured")
     parser.add_argument("--rounds", type=int, default=5, help="state changes timed")
+    parser.add_argument("--profile", type=Path, help="a folder for the server's profiles")
     args = parser.parse_args()
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     args.sessions = [int(n) for n in args.sessions.split(",")]
     requirements.require("bench/events.py", NEEDS)
     print(asyncio.run(bench(args)))

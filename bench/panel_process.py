@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import signal
 import sys
 from pathlib import Path
 
@@ -47,11 +48,17 @@ def panel_env(settings: Settings, base: dict[str, str], **extra: str) -> dict[st
     return env
 
 
-def serve_command(*, worker: bool, processes: int = 1) -> list[str]:
-    """One serving process unless asked: the benches read the server's memory from its pid."""
+def serve_command(*, worker: bool, processes: int = 1, profiled: bool = False) -> list[str]:
+    """One serving process unless asked: the benches read the server's memory from its pid.
+    `profiled`: under bench/profiled_serve.py (cProfile switched by signals)."""
     ghst = Path(sys.executable).parent / "ghst"
+    program = (
+        [sys.executable, str(Path(__file__).resolve().parent / "profiled_serve.py")]
+        if profiled
+        else [str(ghst)]
+    )
     return [
-        *(str(ghst), "--log-level", "WARNING", "serve", "--processes", str(processes)),
+        *(*program, "--log-level", "WARNING", "serve", "--processes", str(processes)),
         *(() if worker else ("--no-worker",)),
     ]
 
@@ -59,11 +66,21 @@ def serve_command(*, worker: bool, processes: int = 1) -> list[str]:
 class GhstProcess:
     """`ghst serve` (the real entry point) as a subprocess; `port` once it listens."""
 
-    def __init__(self, env: dict[str, str], *, worker: bool = False, processes: int = 1) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        worker: bool = False,
+        processes: int = 1,
+        profile: Path | None = None,
+    ) -> None:
         if not env.get("GHST_INSTANCE", "").startswith(INSTANCE_PREFIX):
             raise ValueError("a bench's panel runs with panel_env(): an instance of its own")
         self.env = env
-        self.command = serve_command(worker=worker, processes=processes)
+        if profile is not None:
+            self.env = {**env, "BENCH_PROFILE": str(profile)}
+        self.command = serve_command(worker=worker, processes=processes, profiled=bool(profile))
+        self._profiles = profile
         self.process: asyncio.subprocess.Process | None = None
         self.port = 0
 
@@ -89,6 +106,17 @@ class GhstProcess:
         assert self.process is not None and self.process.stderr is not None
         while line := await self.process.stderr.readline():
             sys.stderr.write("[ghst] " + line.decode())
+
+    async def profile(self, name: str | None) -> None:
+        """Start profiling (a name: the file the profile is written to, in the `profile=`
+        folder, once stopped) or stop and write it (None); return once the server did."""
+        assert self.process is not None and self._profiles is not None
+        if name is not None:
+            (self._profiles / "next").write_text(name)
+        self.process.send_signal(signal.SIGUSR2 if name is None else signal.SIGUSR1)
+        async with asyncio.timeout(60):
+            while (self._profiles / "on").exists() != (name is not None):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
 
     @property
     def pid(self) -> int:

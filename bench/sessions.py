@@ -14,7 +14,7 @@ projects each; the sessions are spread over them.
   against the same client running `true` on OpenSSH's sshd (its own host key, a user whose shell
   is /bin/sh). Both with the same key exchange, `-o KexAlgorithms=curve25519-sha256`: OpenSSH 9
   prefers a post-quantum exchange that costs its client ~150 ms of CPU against sshd, and ghst
-  does not offer it. The same `ssh` running a command on ghst (no PTY: usage text, exit 2) is
+  does not offer it. The same `ssh` running a command on ghst (no PTY: `whoami`, one query) is
   given for reference: connecting and authenticating without any Textual work.
 - New dashboards per second: 20 asyncssh clients with PTYs connect at once; 20 divided by the
   time until the last one shows its home screen (median of `--bursts`), on a fresh server with
@@ -746,7 +746,7 @@ async def bench(args: argparse.Namespace) -> str:
             for _ in range(args.runs)
         ]
         ghst_exec = [
-            await time_ssh_command(ghst.port, identity, first.username, "whoami", expect_status=2)
+            await time_ssh_command(ghst.port, identity, first.username, "whoami")
             for _ in range(args.runs)
         ]
 
@@ -819,7 +819,7 @@ async def bench(args: argparse.Namespace) -> str:
         f"| (reference) | {ms(base)} / {ms(percentile(baseline, 90))} | |",
         f"| First frame / OpenSSH login | ≤ {GOAL_FIRST_FRAME_RATIO:.1f}x | {ratio:.2f}x "
         f"| {mark(ratio <= GOAL_FIRST_FRAME_RATIO)} |",
-        f"| Same `ssh` into ghst without the dashboard (no PTY, exit 2; median) "
+        f"| Same `ssh` into ghst without the dashboard running `whoami` (no PTY; median) "
         f"| (reference) | {ms(statistics.median(ghst_exec))} | |",
     ]
     for processes, rate in sorted(rates.items()):

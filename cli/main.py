@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 
 from cli.processes import READY, Supervisor, reserve_port
+from commands.output import table
 from core.actor import Actor
 from core.billing.webhooks import WebhookServer
 from core.db.migrations import migrate
@@ -32,7 +33,7 @@ from core.settings import Settings
 
 log = logging.getLogger("ghst")
 # Whoever runs `ghst` on the host operates the panel: the admin commands act as the system.
-OPERATOR = Actor.system("cli")
+OPERATOR = Actor.system("cli").acting_from("cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     block.add_argument("username")
     unblock = actions.add_parser("unblock", help="let a blocked user log in again")
     unblock.add_argument("username")
+    role = actions.add_parser(
+        "role", help="grant a role: admin, operator (reads the admin app, changes nothing) or user"
+    )
+    role.add_argument("username")
+    role.add_argument("role", choices=["admin", "operator", "user"])
+    commands.add_parser("admin", help="the operators' app, in this terminal (acts as an admin)")
     add_billing_commands(commands)
     return parser
 
@@ -152,7 +159,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return asyncio.run(run_billing_command(args, OPERATOR))
         if args.command == "user":
-            return asyncio.run(manage_users(args.action, getattr(args, "username", None)))
+            return asyncio.run(
+                manage_users(
+                    args.action, getattr(args, "username", None), getattr(args, "role", None)
+                )
+            )
+        if args.command == "admin":
+            from cli.admin import run_admin_app
+
+            return run_admin_app()
     except PanelError as error:
         print(f"ghst: {error.message}", file=sys.stderr)
         return error.exit_code
@@ -405,14 +420,22 @@ async def list_strays() -> int:
     if not strays:
         print("no stray containers")
         return 0
-    print(f"{'CONTAINER':<40} {'PROJECT':<24} {'DEPL.':<6} {'STATE':<8} WHY")
-    for stray in strays:
-        state = "running" if stray.running else "stopped"
-        print(f"{stray.name:<40} {stray.project:<24} {stray.deployment:<6} {state:<8} {stray.why}")
+    rows = [
+        [
+            stray.name,
+            stray.project,
+            stray.deployment,
+            "running" if stray.running else "stopped",
+            stray.why,
+        ]
+        for stray in strays
+    ]
+    # The commands' table: the names come from Docker labels, so control characters are cut.
+    sys.stdout.write(table(["CONTAINER", "PROJECT", "DEPL.", "STATE", "WHY"], rows))
     return 0
 
 
-async def manage_users(action: str, username: str | None) -> int:
+async def manage_users(action: str, username: str | None, role: str | None = None) -> int:
     panel = await Panel.open(Settings.load())
     try:
         accounts = panel.accounts
@@ -420,8 +443,8 @@ async def manage_users(action: str, username: str | None) -> int:
             print(f"{'USERNAME':<32} {'EMAIL':<40} {'CREATED':<10} STATE")
             for user in await accounts.list(OPERATOR):
                 state = "blocked" if user.is_blocked else "active"
-                if user.is_admin:
-                    state += ", admin"
+                if user.role != "user":
+                    state += f", {user.role}"
                 created = user.created_at.date().isoformat()
                 print(f"{user.username:<32} {user.email:<40} {created:<10} {state}")
         elif action == "block":
@@ -432,6 +455,10 @@ async def manage_users(action: str, username: str | None) -> int:
             assert username is not None
             user = await accounts.unblock(OPERATOR, username)
             print(f"unblocked {user.username}")
+        elif action == "role":
+            assert username is not None and role is not None
+            user = await accounts.set_role(OPERATOR, username, role)
+            print(f"{user.username} is now {user.role}: their open sessions end within seconds")
     finally:
         await panel.close()
     return 0

@@ -2,6 +2,8 @@
 
     Actor.for_user(user)     a signed-in user, acting on their own rows (every scope)
     Actor.for_admin(user)    a user with the admin role, acting as an operator
+    Actor.for_staff(user)    the admin app's actor: an admin, or an operator (reads every
+                             account's rows through core.admin, changes nothing)
     Actor.for_token(...)     an access token: its owner's rows, limited to scopes and projects
     Actor.system(name)       the panel itself (the worker, the billing run, `ghst` on the host)
 
@@ -12,6 +14,7 @@ for admins and the system) and whether a scope is granted (`require`). A refusal
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -20,7 +23,9 @@ from core.errors import NotFoundError, PermissionDenied
 if TYPE_CHECKING:
     from core.identity.accounts import User
 
-ActorKind = Literal["user", "admin", "token", "system"]
+ActorKind = Literal["user", "admin", "token", "system", "operator"]
+# Where an action came from, as the audit log records it; "internal" when nobody said.
+Origin = Literal["dashboard", "command", "sftp", "admin", "scheduler", "cli", "ssh", "internal"]
 
 # What an access token may be granted. A user or admin holds them all; `admin` only counts for
 # admins (a user's token cannot raise its owner's rights).
@@ -38,6 +43,20 @@ class Actor:
     # A token limited to some projects names them here; None means every project of its owner.
     projects: frozenset[str] | None = None
     token_id: int | None = None
+    # Set by the front ends (`acting_from`) for the audit log: where the request came from, the
+    # client's address, and one id shared by every entry one request (an SSH command, a
+    # dashboard session, an SFTP session) writes.
+    origin: Origin = "internal"
+    source_address: str | None = None
+    request_id: str | None = None
+
+    def acting_from(
+        self, origin: Origin, *, source_address: str | None = None, request_id: str | None = None
+    ) -> Actor:
+        """This actor, as seen coming from `origin` (the rest of it unchanged)."""
+        return dataclasses.replace(
+            self, origin=origin, source_address=source_address, request_id=request_id
+        )
 
     @classmethod
     def for_user(cls, user: User) -> Actor:
@@ -48,6 +67,17 @@ class Actor:
         if not user.is_admin:
             raise PermissionDenied("This needs an administrator.")
         return cls("admin", user.id, user.username)
+
+    @classmethod
+    def for_staff(cls, user: User) -> Actor:
+        """The admin app's actor. An operator (role `operator`) is a read-only admin: it may
+        read what core.admin shows, and `is_operator` stays False for it, so every service
+        that changes something refuses it as it refuses a user."""
+        if user.is_admin:
+            return cls.for_admin(user)
+        if user.role == "operator":
+            return cls("operator", user.id, user.username, scopes=frozenset({"read", "logs"}))
+        raise PermissionDenied("This needs an administrator or an operator.")
 
     @classmethod
     def for_token(
@@ -81,6 +111,23 @@ class Actor:
         if self.kind in ("admin", "system"):
             return True
         return self.kind == "token" and "admin" in self.scopes
+
+    @property
+    def reads_everything(self) -> bool:
+        """May read every account's rows in the admin app: an operator (read-only) too."""
+        return self.is_operator or self.kind == "operator"
+
+    def require_staff(self) -> None:
+        if not self.reads_everything:
+            raise PermissionDenied("This needs an administrator or an operator.")
+
+    def require_admin(self) -> None:
+        """A change made from the admin app: admins (and the system) only, never operators."""
+        if not self.is_operator:
+            raise PermissionDenied(
+                "This needs an administrator."
+                + (" An operator can look, not change." if self.kind == "operator" else "")
+            )
 
     def may(self, scope: str) -> bool:
         return scope in self.scopes

@@ -12,7 +12,10 @@
     └── UnavailableError       a backing service (PostgreSQL, Redis, S3, Docker) is down
 
 Front ends translate these once: the TUI shows a notification or modal, the command interface
-prints the message to stderr with an exit code, SFTP maps them to statuses.
+prints the message to stderr and exits with `exit_code`, SFTP maps them to statuses. The codes
+are those of the commands over SSH (commands/exit_codes.py), shared by the operators' `ghst`:
+1 failed, 2 usage or invalid input, 3 not found, 4 forbidden or out of scope, 5 suspended or
+over a limit, 75 try again later.
 """
 
 from __future__ import annotations
@@ -39,39 +42,39 @@ class ValidationError(PanelError):
 
 class AuthenticationError(PanelError):
     title = "Login failed"
-    exit_code = 3
+    exit_code = 4
 
 
 class ThrottledError(PanelError):
     title = "Too many attempts"
-    exit_code = 3
+    exit_code = 75
 
 
 class PermissionDenied(PanelError):
     title = "Not allowed"
-    exit_code = 3
+    exit_code = 4
 
 
 class NotFoundError(PanelError):
     title = "Not found"
-    exit_code = 4
+    exit_code = 3
 
 
 class ConflictError(PanelError):
     title = "Already exists"
-    exit_code = 5
+    exit_code = 1
 
 
 class QuotaExceededError(PanelError):
     title = "Storage quota exceeded"
-    exit_code = 7
+    exit_code = 5
 
 
 class SuspendedError(PanelError):
     title = "Project suspended"
-    exit_code = 8
+    exit_code = 5
 
 
 class UnavailableError(PanelError):
     title = "Service unavailable"
-    exit_code = 6
+    exit_code = 75

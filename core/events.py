@@ -50,7 +50,7 @@ from core.errors import PermissionDenied
 log = logging.getLogger(__name__)
 
 CHANNEL = "ghst_events"
-EventKind = Literal["deployment", "log", "archive", "project", "env", "session", "refresh"]
+EventKind = Literal["deployment", "log", "archive", "project", "env", "session", "refresh", "audit"]
 KINDS: frozenset[str] = frozenset(get_args(EventKind))
 MAX_PENDING = 256
 CONNECT_TIMEOUT = 10.0

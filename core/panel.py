@@ -11,9 +11,12 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from core import secrets
+from core.admin.service import AdminService
+from core.admin.system import SystemChecks
 from core.archives import records as archive_records
 from core.archives.service import ArchiveService
 from core.archives.storage import ObjectStorage, storage_from_settings
+from core.audit.service import AuditService
 from core.billing.balances import BalanceService
 from core.billing.invoices import InvoiceService
 from core.billing.payments import (
@@ -35,6 +38,7 @@ from core.deploy.service import DeploymentService
 from core.deploy.store import DeploymentStore
 from core.deploy.worker import DeploymentWorker
 from core.events import Event, EventHub
+from core.identity.access_tokens import AccessTokenService
 from core.identity.accounts import AccountService
 from core.identity.keys import KeyService
 from core.identity.passwords import PasswordHasher
@@ -88,6 +92,9 @@ class Panel:
     events: EventHub
     # Plans, project plans, balances, payments, the daily charge (screens come later).
     billing: Billing
+    access_tokens: AccessTokenService
+    # The audit log's reading and retention (entries are written by each service).
+    audit: AuditService = field(init=False)
 
     # What `close` undoes, last opened first; filled by `open`.
     _resources: AsyncExitStack = field(
@@ -189,13 +196,16 @@ class Panel:
         await billing.plans.seed()
         # Each project runs with its plan's limits, and its uploads fit its plan's disk.
         deployer.attach_limits(billing.subscriptions.limits_of)
-        archives.attach_disk_room(billing.subscriptions.disk_room)
+        archives.attach_disk_room(
+            billing.subscriptions.disk_room, billing.subscriptions.disk_limit_in
+        )
         events = EventHub(settings.database_url, prepare=fresh_projects(projects))
         resources.push_async_callback(events.close)  # last opened: closed first
         return cls(
             settings, pool, redis, hasher, accounts, keys, sessions, throttle, projects,
             storage, archives, env, deployments, engine, compose, router, ports, queue, deployer,
             installation, events, billing,
+            AccessTokenService(pool, throttle, sessions, projects),
         )  # fmt: skip
 
     # Billing's services by name, as `Services` names them for the front ends.
@@ -223,6 +233,30 @@ class Panel:
     def invoices(self) -> InvoiceService:
         return self.billing.invoices
 
+    def __post_init__(self) -> None:
+        self.audit = AuditService(
+            self.pool,
+            export_dir=self.settings.data_dir / "audit",
+            retention_days=self.settings.audit_retention_days,
+        )
+
+    @property
+    def admin(self) -> AdminService:
+        """The operators' app's reads and changes (it holds no state: built on demand)."""
+        return AdminService(
+            self.pool,
+            accounts=self.accounts,
+            subscriptions=self.subscriptions,
+            balances=self.balances,
+            promised=self.promised,
+            deployments=self.deployments,
+            plans=self.plans,
+            system=SystemChecks(
+                self.settings, self.pool, self.redis, self.storage, self.engine, self.router,
+                self.sessions,
+            ),
+        )  # fmt: skip
+
     @property
     def services(self) -> ServiceSet:
         """The domain services alone: what the dashboard and the SSH server get."""
@@ -246,6 +280,8 @@ class Panel:
                 (settings.charge_every_seconds, self.billing.daily),
                 # Each month's invoices, once its days are charged (idempotent, one runner).
                 (settings.charge_every_seconds, self.billing.invoice_run.run_logged),
+                # Audit entries past retention: exported to JSON lines, then pruned.
+                (settings.audit_every_seconds, self.audit.retain_logged),
             ],
         }
         return DeploymentWorker(

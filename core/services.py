@@ -15,7 +15,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Protocol
 
+from core.admin.service import AdminService
 from core.archives.service import ArchiveService
+from core.audit.service import AuditService
 from core.billing.balances import BalanceService
 from core.billing.invoices import InvoiceService
 from core.billing.payments import PaymentService
@@ -24,6 +26,7 @@ from core.billing.promised import PromisedPayments
 from core.billing.subscriptions import SubscriptionService
 from core.deploy.service import DeploymentService
 from core.events import EventHub
+from core.identity.access_tokens import AccessTokenService
 from core.identity.accounts import AccountService
 from core.identity.keys import KeyService
 from core.identity.sessions import SessionService
@@ -65,6 +68,14 @@ class Services(Protocol):
     def promised(self) -> PromisedPayments: ...
     @property
     def invoices(self) -> InvoiceService: ...
+    @property
+    def access_tokens(self) -> AccessTokenService: ...
+    # The audit log: a user's own entries, everyone's for operators.
+    @property
+    def audit(self) -> AuditService: ...
+    # The operators' app (admins and operators only; each method checks its actor).
+    @property
+    def admin(self) -> AdminService: ...
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,10 @@ class ServiceSet:
     payments: PaymentService
     promised: PromisedPayments
     invoices: InvoiceService
+    # Access tokens: created, listed and revoked by the person; checked at SSH logins.
+    access_tokens: AccessTokenService
+    audit: AuditService
+    admin: AdminService
 
     @classmethod
     def of(cls, source: Services) -> ServiceSet:

@@ -107,6 +107,10 @@ class Settings:
     nginx_port: int = 8080
     nginx_body_limit_mb: int = 64
     nginx_log_max_mb: int = 64  # nginx's access and error logs are rotated past this (one old)
+    # The audit log: entries older than this many days are exported (JSON lines, in
+    # <data_dir>/audit) and then pruned by a workers' chore, run this often.
+    audit_retention_days: int = 365
+    audit_every_seconds: float = 3600.0
 
     @property
     def archives_dir(self) -> Path:

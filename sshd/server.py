@@ -46,14 +46,15 @@ import weakref
 from collections.abc import Collection, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import asyncssh
 
 from core.actor import Actor
 from core.errors import AuthenticationError, PanelError, ThrottledError, UnavailableError
 from core.events import Event, Subscription
-from core.identity.accounts import User
+from core.identity.access_tokens import TokenLogin, looks_like_token
+from core.identity.accounts import User, deploy_key_actor
 from core.identity.keys import PublicKey, public_key_from_blob
 from core.identity.sessions import Session
 from core.services import Services, ServiceSet
@@ -76,6 +77,7 @@ REVOCATION_SAFETY_POLL = 30.0
 # After a failed check, and after the first expiry (the database's clock decides it).
 REVOCATION_RETRY = 1.0
 SESSION_ENDED = "Your session was ended: it was logged out everywhere or the account was blocked."
+TOKEN_ENDED = "The access token of this connection was revoked or expired, or the account blocked."
 ACCOUNT_BLOCKED = "This account was blocked: the transfer was stopped."
 TRANSFER_ENDED = "The transfer was stopped: your account was logged out everywhere or blocked."
 SERVER_STOPPED = "The panel is restarting. Please reconnect in a minute."
@@ -92,6 +94,9 @@ CLIENTS_LEAVE_TIMEOUT = 1.0
 METHOD_PUBLICKEY = "publickey"
 METHOD_PASSWORD = "password"
 METHOD_KBDINT = "keyboard-interactive"
+# An access token given as the password (or the keyboard-interactive answer).
+METHOD_TOKEN = "token"
+Checked = TypeVar("Checked")
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,24 @@ class Login:
     method: str
     user: User | None = None
     presented_key: PublicKey | None = None
+    # A login an access token proved (given as the password): commands and transfers only,
+    # within the token's scopes and projects.
+    token: TokenLogin | None = None
+    # A login a deploy key proved: limited like a token, to the key's scopes and projects.
+    deploy_key: Actor | None = None
+
+    @property
+    def limited(self) -> Actor | None:
+        """The token's or deploy key's actor: such a login gets commands and transfers only."""
+        return self.token.actor if self.token is not None else self.deploy_key
+
+    @property
+    def actor(self) -> Actor | None:
+        """Who acts for this login: the token or deploy key, the account, or nobody (a
+        visitor)."""
+        if self.limited is not None:
+            return self.limited
+        return Actor.for_user(self.user) if self.user is not None else None
 
 
 class SessionHost(Protocol):
@@ -124,6 +147,8 @@ class PanelConnection(asyncssh.SSHServer):
         self._services = server.services
         self._conn: asyncssh.SSHServerConnection | None = None
         self.remote_addr = "unknown"
+        # On the audit entry of this connection's login.
+        self.request_id = uuid.uuid4().hex[:16]
         self._username = ""
         self._account: User | None = None
         self._unavailable = False
@@ -169,9 +194,19 @@ class PanelConnection(asyncssh.SSHServer):
         if login is None or login.user is None:
             return None
         async with self._session_lock:
-            if self.session is None:
+            if self.session is None and login.token is not None:
+                # Revoking the token revokes this login; it ends when the token expires.
+                self.session = await self._services.access_tokens.open_login(
+                    login.token, login.method, self.remote_addr
+                )
+            elif self.session is None:
                 self.session = await self._services.sessions.open(
-                    login.user.id, login.method, self.remote_addr
+                    login.user.id,
+                    login.method,
+                    self.remote_addr,
+                    actor=Actor.for_user(login.user).acting_from(
+                        "ssh", source_address=self.remote_addr, request_id=self.request_id
+                    ),
                 )
                 if self._conn is None or self._conn.is_closed():
                     # Gone while the row was written: it must not stay open.
@@ -181,6 +216,9 @@ class PanelConnection(asyncssh.SSHServer):
     async def _open_session_now(self) -> None:
         try:
             await self._open_session()
+        except AuthenticationError as error:
+            # Its token was revoked in between: no login to watch, so no connection either.
+            self.end(error.message)
         except Exception as error:  # the first channel tries again, and says why if it fails
             log.warning("cannot open the login session of %s: %s", self._username, error)
 
@@ -199,6 +237,9 @@ class PanelConnection(asyncssh.SSHServer):
         try:
             session = await self._open_session()
             ended = await self._services.sessions.ended([session.jti]) if session else set()
+        except AuthenticationError as error:
+            self.end(error.message)
+            raise
         except Exception as error:
             log.warning("cannot check the login of %s: %s", self._username, error)
             raise UnavailableError(LOGIN_UNAVAILABLE) from error
@@ -277,7 +318,9 @@ class PanelConnection(asyncssh.SSHServer):
         if public_key is None:
             return False
         try:
-            owner = await self._services.accounts.authenticate_key(public_key)
+            owner, registered = await self._services.accounts.key_login(
+                public_key, self.remote_addr
+            )
         except PanelError:
             return False
         except Exception:
@@ -285,16 +328,13 @@ class PanelConnection(asyncssh.SSHServer):
             return False
         if owner.id != account.id:
             return False
-        self._candidate = Login(username, METHOD_PUBLICKEY, owner)
+        deploy_key = deploy_key_actor(owner, registered)
+        self._candidate = Login(username, METHOD_PUBLICKEY, owner, deploy_key=deploy_key)
         return True
 
     async def validate_password(self, username: str, password: str) -> bool:
-        self._candidate = None
-        user = await self._check_password(username, password)
-        if user is None:
-            return False
-        self._candidate = Login(username, METHOD_PASSWORD, user)
-        return True
+        self._candidate = await self._check_secret(username, password, METHOD_PASSWORD)
+        return self._candidate is not None
 
     def get_kbdint_challenge(
         self, username: str, lang: str, submethods: str
@@ -312,17 +352,32 @@ class PanelConnection(asyncssh.SSHServer):
         self._candidate = None
         if len(responses) != 1 or self._account is None:
             return False
-        user = await self._check_password(username, responses[0])
-        if user is None:
-            return False
-        self._candidate = Login(username, METHOD_KBDINT, user)
-        return True
+        self._candidate = await self._check_secret(username, responses[0], METHOD_KBDINT)
+        return self._candidate is not None
 
-    async def _check_password(self, username: str, password: str) -> User | None:
+    async def _check_secret(self, username: str, secret: str, method: str) -> Login | None:
+        """A password, or an access token given as the password (`ghst_...`): either is
+        throttled per username and address alike."""
         if self._unavailable:
             return None
+        if looks_like_token(secret):
+            if self._account is None:
+                return None
+            token = await self._check(
+                username,
+                self._services.access_tokens.authenticate(username, secret, self.remote_addr),
+            )
+            if token is None:
+                return None
+            return Login(username, METHOD_TOKEN, token.user, token=token)
+        user = await self._check(
+            username, self._services.accounts.authenticate(username, secret, self.remote_addr)
+        )
+        return Login(username, method, user) if user is not None else None
+
+    async def _check(self, username: str, check: Coroutine[Any, Any, Checked]) -> Checked | None:
         try:
-            return await self._services.accounts.authenticate(username, password, self.remote_addr)
+            return await check
         except ThrottledError as error:
             self._banner(error.message + "\r\n")
         except AuthenticationError as error:
@@ -331,7 +386,7 @@ class PanelConnection(asyncssh.SSHServer):
         except PanelError:
             pass
         except Exception:
-            log.exception("password login of %r failed", username)
+            log.exception("password or token login of %r failed", username)
         return None
 
     def auth_completed(self) -> None:
@@ -344,6 +399,8 @@ class PanelConnection(asyncssh.SSHServer):
             return
         self.login = login
         who = login.user.username if login.user else f"visitor {login.ssh_username!r}"
+        if login.limited is not None:
+            who = login.limited.label
         log.info("%s logged in from %s (%s)", who, self.remote_addr, login.method)
         if login.user is not None:
             # Recorded right away: a password change or "log out everywhere" from now on
@@ -371,6 +428,15 @@ class PanelConnection(asyncssh.SSHServer):
             PanelSession(self._server, login, self.remote_addr, self._server.address, self),
             lambda: TransferSession(self._server, login, self),
         )
+
+
+def ended_reason(ending: PanelSession | TransferSession | PanelConnection) -> str:
+    """What a session or connection whose login ended is told."""
+    if isinstance(ending, TransferSession):
+        return TOKEN_ENDED if ending.by_token else TRANSFER_ENDED
+    if isinstance(ending, PanelConnection) and ending.login and ending.login.token:
+        return TOKEN_ENDED
+    return SESSION_ENDED
 
 
 # AES only: OpenSSH clients pick chacha20-poly1305 first when offered, and asyncssh runs it in
@@ -603,9 +669,7 @@ class GhstServer:
         if live:
             for jti in await self.services.sessions.ended(live.keys()):
                 for ending in live.get(jti, []):
-                    ending.end(
-                        TRANSFER_ENDED if isinstance(ending, TransferSession) else SESSION_ENDED
-                    )
+                    ending.end(ended_reason(ending))
         if transfers:
             for user_id in await self.services.accounts.blocked_among(transfers.keys()):
                 for transfer in transfers[user_id]:

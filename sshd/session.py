@@ -1,4 +1,5 @@
-"""One SSH session channel: the dashboard (a PTY and no command) or the command interface.
+"""One SSH session channel: the dashboard (a PTY and no command) or the command interface
+(`ssh panel <command>`: sshd/commands_channel.py runs it for the login's actor).
 
 The dashboard runs one `GhstApp` in this process over the channel (see `sshd.driver`). Every
 way a session can end goes through the app exiting, so nothing is left behind:
@@ -16,13 +17,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import asyncssh
 
+from core.actor import Actor
 from core.errors import PanelError
 from sshd.channel_login import ChannelLogin
+from sshd.commands_channel import ChannelStreams, exit_codes, run_on_channel
 from sshd.driver import Terminal, create_hosted_app, run_hosted_app
 from tui.app import GhstApp
 from tui.visitor import Visitor
@@ -32,14 +36,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-USAGE = """\
-ghst is an interactive panel: connect with a terminal, without a command:
-
-    ssh -t {address}
-
-Commands over SSH (ssh host <command>) are not available yet.
-"""
-USAGE_EXIT_STATUS = 2
+NO_ACCOUNT = (
+    "There is no account named {name!r}. Connect with a terminal, without a command, to sign"
+    " up: ssh -t {address}"
+)
+INTERRUPTED = "Interrupted."
+STOPPING = "The panel is restarting. Please try again in a minute."
+TOKEN_NO_DASHBOARD = (
+    "An access token or deploy key works for commands and file transfers only, not for the"
+    " dashboard: log in with your password or your own SSH key for it."
+)
 CRASH_FAREWELL = "ghst hit an internal error and closed this session. Please reconnect."
 UNAVAILABLE_FAREWELL = "The panel is temporarily unavailable. Please try again in a moment."
 # After `end()`, how long the app gets to leave on its own before it is stopped.
@@ -69,6 +75,9 @@ class PanelSession(asyncssh.SSHServerSession[bytes]):
         self._command: str | None = None
         self._terminal: Terminal | None = None
         self._task: asyncio.Task[None] | None = None
+        # The command's streams while one runs (stdin fed from `data_received`).
+        self._streams: ChannelStreams | None = None
+        self._interrupted = False
         self._ending: asyncio.Task[None] | None = None
         self.app: GhstApp | None = None
         self.visitor: Visitor | None = None
@@ -97,6 +106,9 @@ class PanelSession(asyncssh.SSHServerSession[bytes]):
 
     def session_started(self) -> None:
         if self._term_type is None or self._command is not None:
+            if self._chan is not None:
+                # From now on: stdin (an upload) may arrive before the login is checked.
+                self._streams = ChannelStreams(self._chan, tty=self._term_type is not None)
             self._task = self._host.spawn(self._run_command(), name="ssh-command")
         else:
             self._task = self._host.spawn(self._run_dashboard(), name="ssh-dashboard")
@@ -106,6 +118,23 @@ class PanelSession(asyncssh.SSHServerSession[bytes]):
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         if self._terminal is not None:
             self._terminal.feed(data)
+        elif self._streams is not None:
+            if self._term_type is not None and b"\x03" in data:  # Ctrl-C typed on a PTY
+                self._interrupt()
+                return
+            self._streams.feed(data)
+
+    def signal_received(self, signal: str) -> None:
+        if signal == "INT" and self._streams is not None:
+            self._interrupt()
+
+    def pause_writing(self) -> None:
+        if self._streams is not None:
+            self._streams.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._streams is not None:
+            self._streams.resume_writing()
 
     def terminal_size_changed(self, width: int, height: int, pixwidth: int, pixheight: int) -> None:
         self._term_size = (width, height)
@@ -113,6 +142,9 @@ class PanelSession(asyncssh.SSHServerSession[bytes]):
             self._terminal.resize(width, height)
 
     def eof_received(self) -> bool:
+        if self._streams is not None:  # a command's stdin ended; its output may go on
+            self._streams.end()
+            return True
         # The client will send nothing more: a dashboard cannot go on without a keyboard.
         self._stop_app()
         return True
@@ -125,23 +157,67 @@ class PanelSession(asyncssh.SSHServerSession[bytes]):
             self._terminal.close()
         self._stop_app()
         self._chan = None
+        # The client left (or was cut off) while a command ran: `logs -f`, `deploy --wait`
+        # and an upload end here, their `finally` blocks undoing what was half done.
+        if self._streams is not None and self._task is not None and not self._task.done():
+            self._task.cancel()
 
     # -- the command interface ----------------------------------------------------------------
 
     async def _run_command(self) -> None:
-        newline = "\r\n" if self._term_type is not None else "\n"
+        tty = self._term_type is not None
+        newline = "\r\n" if tty else "\n"
         try:
             await self._connection.channel_login()
         except PanelError as error:
             self._finish(error.message + newline, error.exit_code, stderr=True)
             return
-        text = USAGE.format(address=self._address).replace("\n", newline)
-        self._finish(text, USAGE_EXIT_STATUS, stderr=True)
+        streams = self._streams
+        if self._chan is None or streams is None:
+            return
+        user = self._login.user
+        if user is None:
+            text = NO_ACCOUNT.format(name=self._login.ssh_username[:64], address=self._address)
+            self._finish(text + newline, exit_codes.FORBIDDEN, stderr=True)
+            return
+        try:
+            status = await run_on_channel(
+                self._command or "", self._actor(), self._host.services, streams, tty=tty
+            )
+        except asyncio.CancelledError:
+            if self._interrupted:
+                self._finish(INTERRUPTED + newline, exit_codes.INTERRUPTED, stderr=True)
+            elif self._chan is not None:  # the server is stopping: the client may try again
+                self._finish(STOPPING + newline, exit_codes.TRY_LATER, stderr=True)
+            else:
+                raise  # the client left: nobody to tell
+            return
+        self._finish("", status)
+
+    def _actor(self) -> Actor:
+        """Who the command acts as: the token or deploy key that logged in, limited to its
+        scopes and projects, else the account itself (every scope of a person)."""
+        actor = self._login.actor
+        assert actor is not None
+        # One request id per command: every audit entry it writes carries it.
+        return actor.acting_from(
+            "command", source_address=self._remote_addr, request_id=uuid.uuid4().hex[:16]
+        )
+
+    def _interrupt(self) -> None:
+        task = self._task
+        if task is not None and not task.done() and not self._interrupted:
+            self._interrupted = True
+            task.cancel()
 
     # -- the dashboard ------------------------------------------------------------------------
 
     async def _run_dashboard(self) -> None:
         login = self._login
+        if login.limited is not None:
+            # A leaked token or deploy key must not open the account's dashboard (keys, password, tokens).
+            self._finish(TOKEN_NO_DASHBOARD + "\r\n", 1, stderr=True)
+            return
         visitor = Visitor(
             remote_addr=self._remote_addr,
             ssh_username=login.ssh_username,

@@ -104,6 +104,9 @@ NO_SUCH_FILE = "No such file or directory"
 NOT_SEQUENTIAL = "uploads must be sequential"
 INTERNAL = "The panel could not do this right now. Please try again in a moment."
 VISITOR = "File transfers need an account. Sign up first: ssh -t {address}"
+TOKEN_NEEDS_DEPLOY = (
+    "This access token or deploy key cannot transfer files: that needs the 'deploy' scope."
+)
 RMDIR_REFUSED = (
     "Delete projects in the dashboard, where you confirm by typing the project's name: "
     "ssh -t {address}"
@@ -303,11 +306,17 @@ class PanelSFTPServer(asyncssh.SFTPServer):
         self._services = services
         self._user: User | None = login.user
         self._ssh_username = login.ssh_username
+        # A token's or deploy key's login sees only what it may: its projects, no invoices.
+        self._token_actor = login.limited
         self._address = address
         self._client_gone = client_gone
         self._drain = drain
         # Legacy scp sends each error to the client itself: no copy on stderr then.
         self._in_band_errors = in_band_errors
+        # One id on every audit entry this transfer session writes, with the client's address.
+        self._request_id = uuid.uuid4().hex[:16]
+        peer = chan.get_extra_info("peername")
+        self._client_address = str(peer[0]) if peer else None
         self._visitor_told = False
         self._stored_here: set[tuple[str, ...]] = set()  # (project, name) uploaded in this session
         self.uploads: set[_UploadFile] = set()
@@ -329,7 +338,10 @@ class PanelSFTPServer(asyncssh.SFTPServer):
                 self._visitor_told = True
                 self._tell(VISITOR.format(address=self._address))
             raise asyncssh.SFTPPermissionDenied(DENIED)
-        return Actor.for_user(self._user)
+        actor = self._token_actor if self._token_actor is not None else Actor.for_user(self._user)
+        return actor.acting_from(
+            "sftp", source_address=self._client_address, request_id=self._request_id
+        )
 
     def _tell(self, text: str) -> None:
         """A line on the client's terminal (the channel's stderr)."""
@@ -470,6 +482,8 @@ class PanelSFTPServer(asyncssh.SFTPServer):
                 yield asyncssh.SFTPName(BILLING.encode(), attrs=self._billing_attrs())
             return
         if names == (BILLING,):
+            if actor.kind == "token":  # invoices are the account's, not a token's
+                raise asyncssh.SFTPNoSuchFile(NO_SUCH_FILE)
             yield asyncssh.SFTPName(b".", attrs=self._billing_attrs())
             yield asyncssh.SFTPName(b"..", attrs=self._directory_attrs(None))
             for invoice in await self._invoices(actor):
@@ -504,6 +518,8 @@ class PanelSFTPServer(asyncssh.SFTPServer):
         return self._attrs(FILEXFER_TYPE_REGULAR, READ_ONLY_FILE_MODE, size, when, nlink=1)
 
     async def _invoices(self, actor: Actor) -> list[Invoice]:
+        if actor.kind == "token":  # invoices are the account's, not a project's
+            return []
         try:
             return await self._services.invoices.list(actor)
         except Exception as error:
@@ -512,7 +528,7 @@ class PanelSFTPServer(asyncssh.SFTPServer):
     async def _invoice_file(self, actor: Actor, name: str) -> tuple[Invoice, bytes]:
         """The actor's own invoice file `name` ("2026-12.html"); anything else: no such file."""
         label, dot, suffix = name.rpartition(".")
-        if not dot or suffix not in INVOICE_FORMATS:
+        if not dot or suffix not in INVOICE_FORMATS or actor.kind == "token":
             raise asyncssh.SFTPNoSuchFile(NO_SUCH_FILE)
         try:
             invoice = await self._services.invoices.get(actor, label)
@@ -523,6 +539,8 @@ class PanelSFTPServer(asyncssh.SFTPServer):
         return invoice, invoice_files(invoice, self._username)[name]
 
     async def _billing_stat(self, actor: Actor, names: tuple[str, ...]) -> asyncssh.SFTPAttrs:
+        if actor.kind == "token":
+            raise asyncssh.SFTPNoSuchFile(NO_SUCH_FILE)
         if len(names) == 1:
             return self._billing_attrs()
         if len(names) == 2:
@@ -834,6 +852,10 @@ class TransferSession(SSHServerStreamSession[bytes]):
     def user_id(self) -> int | None:
         return self._login.user.id if self._login.user else None
 
+    @property
+    def by_token(self) -> bool:
+        return self._login.limited is not None
+
     def session_started(self) -> None:
         chan = self._channel
         assert chan is not None
@@ -869,6 +891,12 @@ class TransferSession(SSHServerStreamSession[bytes]):
                 if handler is not None:
                     handler.close()  # never started: nothing was served
                 self.end(error.message)
+                return
+            limited = self._login.limited
+            if limited is not None and not limited.may("deploy"):
+                if handler is not None:
+                    handler.close()
+                self.end(TOKEN_NEEDS_DEPLOY)
                 return
             self.jti = session.jti if session is not None else None
             if handler is not None:

@@ -22,6 +22,7 @@ from typing import ClassVar
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.dom import DOMNode
+from textual.screen import Screen
 
 from core.errors import PanelError
 from core.services import Services, ServiceSet
@@ -62,11 +63,14 @@ class GhstApp(App[str]):
         self._farewell: str | None = None
 
     def on_mount(self) -> None:
+        self.push_screen(self.first_screen())
+
+    def first_screen(self) -> Screen[None]:
         # Imported here: the screens import this module for its types.
         from tui.screens.home import HomeScreen
         from tui.screens.signup import SignUpScreen
 
-        self.push_screen(HomeScreen() if self.visitor.signed_in else SignUpScreen())
+        return HomeScreen() if self.visitor.signed_in else SignUpScreen()
 
     def update_styles(self, node: DOMNode, animate: bool = True) -> None:
         # Once leaving, no frame is drawn any more: restyling what loses the focus as the

@@ -17,6 +17,11 @@ below says which repeat it removes:
   the repaint drew the same frame again;
 - and on the way out, the focus leaving restyled widgets for a frame that is never drawn.
 
+And a frame that changes a few lines draws only those lines (`BandCompositor`). Textual draws
+every line of every widget whose container's area meets the rectangle around all the changes:
+one changed line on a project screen drew all the widgets of the page, whole. Here each band
+of changed lines is drawn apart, and of each widget only its lines in the band.
+
 A dialog (a modal screen, drawn over the screen below it) keeps Textual's ways but the first.
 These override private methods of Textual's Screen: the version is pinned (pyproject.toml), and
 tests/tui's snapshots show that the screens still look the same.
@@ -24,13 +29,16 @@ tests/tui's snapshots show that the screens still look the same.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
 from textual import events, messages
+from textual._compositor import ChopsUpdate, Compositor
 from textual._context import NoActiveAppError
 from textual._time import get_time
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.screen import Screen
+from textual.strip import Strip
 from textual.widget import Widget
 
 from tui.layout import breakpoint_classes
@@ -38,11 +46,69 @@ from tui.layout import breakpoint_classes
 ResultType = TypeVar("ResultType")
 
 
+def bands(regions: Iterable[Region]) -> list[Region]:
+    """The rectangles around the regions whose lines overlap or touch, top to bottom."""
+    merged: list[Region] = []
+    for region in sorted(regions, key=lambda region: region.y):
+        last = merged[-1] if merged else None
+        if last is not None and region.y <= last.bottom:
+            merged[-1] = last.union(region)
+        else:
+            merged.append(region)
+    return merged
+
+
+class BandCompositor(Compositor):
+    """Textual's compositor, drawing a partial update band by band, and of each widget only
+    the lines in the band (see the module's doc)."""
+
+    def _get_renders(
+        self, crop: Region | None = None
+    ) -> Iterable[tuple[Region, Region, list[Strip]]]:
+        if crop is None:
+            yield from super()._get_renders(crop)
+            return
+        top, bottom = crop.y, crop.bottom
+        for widget, (region, clip) in self.visible_widgets.items():
+            x, y, width, height = region.intersection(clip)
+            # Whole lines only: the strips are cut where widgets start and end.
+            first, last = max(y, top), min(y + height, bottom)
+            if width and first < last:
+                shown = Region(x, first, width, last - first)
+                lines = Region(x - region.x, first - region.y, width, last - first)
+                yield region, shown, widget.render_lines(lines)
+
+    def render_partial_update(self) -> ChopsUpdate | None:
+        if not self._dirty_regions:
+            return None
+        screen_region = self.size.region
+        update_regions = self._dirty_regions.copy()
+        self._dirty_regions.clear()
+        spans = list(self._regions_to_spans(update_regions))
+        is_rendered_line = {y for y, _, _ in spans}.__contains__
+        chops: list[Mapping[int, Strip]] = []
+        for band in bands(update_regions):
+            crop = band.intersection(screen_region)
+            if not crop:
+                continue
+            drawn = self._render_chops(crop, is_rendered_line)
+            if not chops:
+                chops = list(drawn)
+            else:
+                for y in crop.line_range:
+                    chops[y] = drawn[y]
+        if not chops:
+            return None
+        chop_ends = [cut_set[1:] for cut_set in self.cuts]
+        return ChopsUpdate(chops, spans, chop_ends)
+
+
 class FrugalScreen(Screen[ResultType]):
     def __init__(
         self, name: str | None = None, id: str | None = None, classes: str | None = None
     ) -> None:
         super().__init__(name, id, classes)
+        self._compositor = BandCompositor()
         self._preset_breakpoint_classes()
         self._shown_before = False
         # When the last frame that drew the whole screen began (monotonic, as message times).

@@ -54,10 +54,15 @@ def attach_key_choice(key: PublicKey) -> ComposeResult:
     )
 
 
-async def attach_key(panel: Services, user: User, key: PublicKey, remote_addr: str) -> str | None:
+async def attach_key(
+    panel: Services, user: User, key: PublicKey, remote_addr: str, *, request_id: str | None = None
+) -> str | None:
     """Add `key` to the account; None when done, else why not (for a warning, not a failure)."""
+    actor = Actor.for_user(user).acting_from(
+        "dashboard", source_address=remote_addr, request_id=request_id
+    )
     try:
-        await panel.keys.add_parsed(Actor.for_user(user), key, key_name(key, remote_addr))
+        await panel.keys.add_parsed(actor, key, key_name(key, remote_addr))
     except PanelError as error:
         return error.message
     return None

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 
 from core.actor import Actor
 from core.identity.accounts import User
@@ -19,6 +20,11 @@ class Visitor:
     presented_key: PublicKey | None = None
     user: User | None = None
     session: Session | None = None
+    # One id on every audit entry this dashboard session writes.
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    # The local `ghst admin` acts as the system; over SSH the admin screens act as the user's
+    # role allows (`Actor.for_staff`).
+    operator: Actor | None = None
 
     @property
     def signed_in(self) -> bool:
@@ -29,4 +35,31 @@ class Visitor:
         """Who the services see acting: the signed-in user, on their own rows."""
         if self.user is None:
             raise RuntimeError("nobody has signed in yet")
-        return Actor.for_user(self.user)
+        return self.acting(self.user)
+
+    def acting(self, user: User) -> Actor:
+        """`user` acting from this dashboard session (its address and request id)."""
+        return Actor.for_user(user).acting_from(
+            "dashboard", source_address=self.remote_addr, request_id=self.request_id
+        )
+
+    @property
+    def is_staff(self) -> bool:
+        """Admins and operators see the admin screens."""
+        if self.operator is not None:
+            return True
+        return self.user is not None and (self.user.is_admin or self.user.role == "operator")
+
+    @property
+    def staff_actor(self) -> Actor:
+        """Who the admin screens act as: refused (PermissionDenied) to other users. Audited
+        with the admin origin, this session's address and request id."""
+        if self.operator is not None:
+            actor = self.operator
+        elif self.user is None:
+            raise RuntimeError("nobody has signed in yet")
+        else:
+            actor = Actor.for_staff(self.user)
+        return actor.acting_from(
+            "admin", source_address=self.remote_addr, request_id=self.request_id
+        )

@@ -160,3 +160,6 @@ class DiskRoom:
 
 # A project's disk room by the project's id; None when no plan bounds it.
 DiskRoomSource = Callable[[int], Awaitable[DiskRoom | None]]
+# (plan name, disk in bytes) of a project's plan, read on the caller's connection under the
+# project's lock (a plan change made meanwhile is seen); None when no plan bounds it.
+DiskLimitSource = Callable[[Connection, int], Awaitable[tuple[str, int] | None]]

@@ -23,9 +23,18 @@ from core.actor import Actor
 from core.archives import records
 from core.archives.checks import ArchiveLimits, ArchiveRejected
 from core.archives.inspection import UploadInspection
-from core.archives.quota import DiskRoom, DiskRoomSource, QuotaLedger, does_not_fit, mib
+from core.archives.quota import (
+    DiskLimitSource,
+    DiskRoom,
+    DiskRoomSource,
+    QuotaLedger,
+    does_not_fit,
+    mib,
+)
 from core.archives.records import Archive as Archive
 from core.archives.storage import ObjectReader, ObjectStorage, StorageWriter
+from core.audit import entries as audit
+from core.audit.service import records_refusals
 from core.db.pool import Connection, Pool
 from core.db.unit import reading, transaction
 from core.errors import NotFoundError, QuotaExceededError, ValidationError
@@ -72,8 +81,11 @@ class Upload:
         ledger: QuotaLedger,
         inspection: UploadInspection,
         room: DiskRoom | None = None,
+        actor: Actor | None = None,
     ) -> None:
         self.project = project
+        # Who uploads, for the audit entry of the result.
+        self.actor = actor or Actor.system("uploads")
         self.filename = filename
         self._service = service
         self._key = key
@@ -137,6 +149,7 @@ class Upload:
                 stored.size,
                 self.reservation,
                 self._inspection,
+                self.actor,
             )
         finally:
             await self._release()
@@ -190,10 +203,16 @@ class ArchiveService:
         self._limits = limits or ArchiveLimits()
         self._quota = quota or QuotaLedger(pool)
         self._disk_room: DiskRoomSource | None = None
+        self._disk_limit: DiskLimitSource | None = None
 
-    def attach_disk_room(self, source: DiskRoomSource) -> None:
-        """Where a project's disk on its plan comes from (billing, which sits above)."""
+    def attach_disk_room(
+        self, source: DiskRoomSource, limit_in: DiskLimitSource | None = None
+    ) -> None:
+        """Where a project's disk on its plan comes from (billing, which sits above);
+        `limit_in`: its plan's disk read again when a version is recorded, so a plan change
+        committed during the upload is the one it must fit."""
         self._disk_room = source
+        self._disk_limit = limit_in
 
     async def _room(self, project: Project) -> DiskRoom | None:
         return await self._disk_room(project.id) if self._disk_room is not None else None
@@ -242,6 +261,7 @@ class ArchiveService:
         standing = await self._quota.standing(actor.on_behalf_of(owner_id))
         return standing.stored, standing.quota
 
+    @records_refusals("archive.upload")
     async def begin_upload(self, actor: Actor, project_name: str, filename: str) -> Upload:
         """Start an upload into the project; the quota is its owner's. Needs "deploy"."""
         actor.require("deploy")
@@ -265,8 +285,9 @@ class ArchiveService:
         storage = self._storage
         inspection = UploadInspection(self._limits, lambda: storage.open_seekable(key))
         return Upload(
-            self, project, filename, key, writer, standing.free, self._quota, inspection, room
-        )
+            self, project, filename, key, writer, standing.free, self._quota, inspection, room,
+            actor,
+        )  # fmt: skip
 
     async def _accept(
         self,
@@ -276,6 +297,7 @@ class ArchiveService:
         size: int,
         reservation: uuid.UUID,
         inspection: UploadInspection,
+        actor: Actor,
     ) -> Archive:
         # What is free now, this upload's own reservation aside: other uploads may have ended
         # (or started) since this one began.
@@ -288,15 +310,18 @@ class ArchiveService:
             report = await inspection.finish(limits)
         except ArchiveRejected as rejected:
             await self._storage.delete(key)
-            await self._record(project, filename, size, "rejected", rejected.message, None, None)
+            await self._record(
+                project, filename, size, "rejected", rejected.message, None, None, actor=actor
+            )
             raise
         except BaseException:
             await self._storage.delete(key)
             raise
         try:
             return await self._record(
-                project, filename, size, "ready", "", report.kind, key, reservation, room
-            )
+                project, filename, size, "ready", "", report.kind, key, reservation, room,
+                actor=actor,
+            )  # fmt: skip
         except BaseException:
             await self._storage.delete(key)
             raise
@@ -312,6 +337,8 @@ class ArchiveService:
         key: str | None,
         reservation: uuid.UUID | None = None,
         room: DiskRoom | None = None,
+        *,
+        actor: Actor,
     ) -> Archive:
         async with transaction(self._pool) as conn:
             if reservation is not None:
@@ -320,6 +347,15 @@ class ArchiveService:
             # The project row is the lock that hands out version numbers one at a time.
             if not await projects_store.lock(conn, project.id):
                 raise NotFoundError(f"The project {project.name!r} was deleted meanwhile.")
+            if room is not None and status == "ready" and self._disk_limit is not None:
+                # The plan may have changed since the upload began: a downgrade takes this
+                # same lock, so what is read now stays true until this commit.
+                bound = await self._disk_limit(conn, project.id)
+                room = (
+                    None
+                    if bound is None
+                    else dataclasses.replace(room, plan=bound[0], limit=bound[1])
+                )
             if room is not None and status == "ready":
                 # Under the project's lock: parallel uploads to one project cannot both take
                 # the last free bytes of its plan's disk.
@@ -328,6 +364,14 @@ class ArchiveService:
                     raise dataclasses.replace(room, archives=stored).full(size)
             archive = await records.insert(
                 conn, project.id, filename, size, status, message, kind, key
+            )
+            await audit.record(
+                conn,
+                actor,
+                "archive.upload",
+                audit.Target("project", project.name, project.id, project.user_id),
+                "ok" if status == "ready" else "failed",
+                {"archive": archive.name, "bytes": size, "status": status, "message": message},
             )
         await self._projects.invalidate(project.user_id)
         return archive
@@ -365,6 +409,7 @@ class ArchiveService:
                 return project, archive
         raise NotFoundError(f"{project_name} has no version {name[:60]!r}.")
 
+    @records_refusals("archive.delete")
     async def delete(
         self, actor: Actor, project_name: str, name: str, *, conn: Connection | None = None
     ) -> Archive:
@@ -373,6 +418,13 @@ class ArchiveService:
         project, archive = await self._find(actor, project_name, name, conn)
         async with transaction(self._pool, conn) as tx:
             await records.delete(tx, archive.id)
+            await audit.record(
+                tx,
+                actor,
+                "archive.delete",
+                audit.Target("project", project.name, project.id, project.user_id),
+                metadata={"archive": archive.name},
+            )
         if archive.storage_key:
             await self._storage.delete(archive.storage_key)
         await self._projects.invalidate(project.user_id)
@@ -396,11 +448,12 @@ class ArchiveService:
             raise NotFoundError("This upload was refused: there is nothing to download.")
         return self._storage.open_reader(archive.storage_key, offset)
 
-    async def stored_bytes(self, project_id: int) -> int:
+    async def stored_bytes(self, project_id: int, conn: Connection | None = None) -> int:
         """Bytes the project's accepted versions take in storage (for the panel: its disk on
-        its plan, the deploy worker's and billing's usage)."""
-        async with reading(self._pool) as conn:
-            return await records.stored_bytes(conn, [project_id])
+        its plan, the deploy worker's and billing's usage); `conn`: in the caller's
+        transaction (a plan change, under the project's lock)."""
+        async with reading(self._pool, conn) as db:
+            return await records.stored_bytes(db, [project_id])
 
     async def storage_key(self, archive_id: int) -> str | None:
         """Where a version is stored, by id (for the deploy worker, which acts for the panel);

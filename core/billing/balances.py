@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from core.actor import Actor
+from core.audit import entries as audit
 from core.billing import ledger
 from core.billing.ledger import Entry, NewEntry
 from core.db.pool import Connection, Pool
@@ -78,7 +79,16 @@ class BalanceService:
             checked_reason(reason),
         )
         async with transaction(self._pool, conn) as tx:
-            entry, posted = await ledger.post(tx, new)
+            entry, posted = await ledger.post(tx, new, by=actor)
+            if posted:
+                # A retried command (same key) posts once and is recorded once.
+                await audit.record(
+                    tx,
+                    actor,
+                    "balance.adjust",
+                    audit.Target("account", None, user_id, user_id),
+                    metadata={"amount_kopecks": amount, "reason": new.reason, "entry": entry.id},
+                )
             if posted and amount > 0 and self._after_credit is not None:
                 await self._after_credit(tx, user_id)
         return entry

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from core.actor import Actor
+from core.audit import entries as audit
 from core.billing import ledger, subscriptions
 from core.billing.proration import DayOfMonth, billing_day
 from core.db.pool import Connection, Pool
@@ -34,16 +35,26 @@ class ChargeRun:
 async def charge_day(conn: Connection, day: date, actor: Actor) -> int:
     """Charge every active paid project for `day`; how many entries were posted."""
     month = DayOfMonth.of(day)
-    return await ledger.post_selected(
+    posted = await ledger.post_selected(
         conn, subscriptions.charge_source(), day, month.days, month.last, actor.label
     )
+    if posted:
+        # One entry for the day's set-based run; each charge is in the account's ledger.
+        await audit.record(
+            conn,
+            actor,
+            "billing.charge_day",
+            audit.Target("day", str(day)),
+            metadata={"entries": posted},
+        )
+    return posted
 
 
 class DailyCharge:
     def __init__(self, pool: Pool, time_zone: str, actor: Actor | None = None) -> None:
         self._pool = pool
         self._time_zone = time_zone
-        self._actor = actor or Actor.system("billing")
+        self._actor = actor or Actor.system("billing").acting_from("scheduler")
 
     async def run(self, now: datetime | None = None) -> ChargeRun | None:
         """Charge the days due up to `now`'s day; None when another runner holds the lock."""

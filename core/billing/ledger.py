@@ -14,6 +14,8 @@ from typing import Literal
 
 import asyncpg
 
+from core.actor import Actor
+from core.audit import entries as audit
 from core.db.pool import Connection
 from core.errors import ConflictError
 
@@ -67,7 +69,7 @@ def _entry(row: asyncpg.Record) -> Entry:
     return Entry(**dict(row))
 
 
-async def post(conn: Connection, new: NewEntry) -> tuple[Entry, bool]:
+async def post(conn: Connection, new: NewEntry, *, by: Actor | None = None) -> tuple[Entry, bool]:
     """Append `new` and add it to the balance; (the entry, True). A key posted before:
     (that first entry, False), nothing changed. Concurrent posts of one key: one wins, the
     other waits for its commit and gets its entry."""
@@ -81,12 +83,33 @@ async def post(conn: Connection, new: NewEntry) -> tuple[Entry, bool]:
         new.project_id, new.day, new.plan_id,
     )  # fmt: skip
     if row is not None:
-        return _entry(row), True
+        entry = _entry(row)
+        await _audit(conn, entry, by or Actor("system", None, new.actor))
+        return entry, True
     first = await by_key(conn, new.idempotency_key)
     assert first is not None, "the conflicting entry is committed before ON CONFLICT gives up"
     if (first.user_id, first.kind, first.amount) != (new.user_id, new.kind, new.amount):
         raise ConflictError("This operation was already recorded with other details.")
     return first, False
+
+
+async def _audit(conn: Connection, entry: Entry, by: Actor) -> None:
+    """The audit entry of a balance change (`by`: who made it; else the entry's label)."""
+    after = await balance(conn, entry.user_id)
+    await audit.record(
+        conn,
+        by,
+        f"balance.{entry.kind}",
+        audit.Target("account", None, entry.user_id, entry.user_id),
+        metadata={
+            "entry": entry.id,
+            "amount": entry.amount,
+            "from": after - entry.amount,
+            "to": after,
+            "reason": entry.reason,
+            "project_id": entry.project_id,
+        },
+    )
 
 
 async def post_selected(conn: Connection, source: str, *args: object) -> int:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from core.actor import Actor
+from core.audit import entries as audit
 from core.db.pool import Connection, Pool
 from core.db.unit import reading, transaction
 from core.errors import NotFoundError, PermissionDenied, ValidationError
@@ -174,5 +175,42 @@ class PlanService:
                 spec.code, spec.name, spec.price_kopecks, spec.cpu_millicores,
                 spec.ram_mb, spec.disk_mb, spec.max_services, spec.pids_limit,
             )  # fmt: skip
-        assert row is not None
-        return _plan(row)
+            assert row is not None
+            plan = _plan(row)
+            await audit.record(
+                tx,
+                actor,
+                "plan.create",
+                audit.Target("plan", plan.code, plan.id),
+                metadata={"version": plan.version, "price_kopecks": plan.price_kopecks},
+            )
+        return plan
+
+    async def retire(self, actor: Actor, code: str, *, conn: Connection | None = None) -> int:
+        """Offer no version of `code` to new projects; the projects on it keep it (they point
+        at their version's row). Returns how many versions were retired. The free plan stays:
+        every new account's first project takes it."""
+        if not actor.is_operator:
+            raise PermissionDenied("Only an operator can change plans.")
+        if code == FREE:
+            raise ValidationError("The free plan cannot be retired: new accounts start on it.")
+        async with transaction(self._pool, conn) as tx:
+            ids = [
+                row["id"]
+                for row in await tx.fetch(
+                    "UPDATE plans SET retired = true WHERE code = $1 AND NOT retired RETURNING id",
+                    code,
+                )
+            ]
+            if not ids:
+                if await tx.fetchval("SELECT count(*) FROM plans WHERE code = $1", code):
+                    raise ValidationError(f"Plan {code!r} is retired already.")
+                raise NotFoundError(f"No plan {code[:40]!r}.")
+            await audit.record(
+                tx,
+                actor,
+                "plan.retire",
+                audit.Target("plan", code),
+                metadata={"versions": len(ids)},
+            )
+        return len(ids)

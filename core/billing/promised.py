@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from core.actor import Actor
+from core.audit import entries as audit
 from core.billing import ledger, subscriptions
 from core.billing.ledger import NewEntry
 from core.billing.money import format_amount
@@ -112,7 +113,7 @@ class PromisedPayments:
         self._time_zone = time_zone
         self._currency = currency
         self._after_credit = after_credit
-        self.actor = Actor.system("billing")
+        self.actor = Actor.system("billing").acting_from("scheduler")
 
     async def offer(
         self, actor: Actor, *, owner_id: int | None = None, now: datetime | None = None
@@ -198,6 +199,13 @@ class PromisedPayments:
         )
         await tx.execute(
             "UPDATE promised_payments SET ledger_id = $2 WHERE id = $1", promise.id, entry.id
+        )
+        await audit.record(
+            tx,
+            actor,
+            "promised.take",
+            audit.Target("account", None, user_id, user_id),
+            metadata={"amount_kopecks": amount, "promise": promise.id},
         )
         if self._after_credit is not None:
             await self._after_credit(tx, user_id)

@@ -76,6 +76,7 @@ class Billing:
                 defaults=default_limits(settings),
                 archives=archives,
                 runtime=runtime,
+                jobs=deployments,
             ),
             BalanceService(pool, after_credit=suspensions.after_credit),
             PaymentService(

@@ -5,20 +5,23 @@ holds the free plan for one project at most (a unique index, so races cannot bea
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
+from typing import Protocol
 
 import asyncpg
 
 from core.actor import Actor
 from core.archives.quota import DiskRoom
 from core.archives.service import ArchiveService
+from core.audit import entries as audit
+from core.audit.service import records_refusals
 from core.billing import ledger, plans
 from core.billing.ledger import NewEntry
 from core.billing.outlook import Outlook
 from core.billing.plans import Plan
 from core.billing.proration import billing_day, daily_share, upgrade_difference
-from core.billing.usage import ProjectUsage, UsageMeter, limits_for, misfits, shrinks
+from core.billing.usage import MiB, ProjectUsage, UsageMeter, limits_for, misfits, shrinks
 from core.db.pool import Connection, Pool
 from core.db.unit import reading, transaction
 from core.deploy.limits import ProjectLimits, ProjectRuntime
@@ -36,6 +39,12 @@ ONE_FREE = (
     " new-project dialog lists them with their prices), or move your free project to a paid"
     " plan first."
 )
+
+
+class JobsInProgress(Protocol):
+    """The deployments a worker holds (core.deploy.service.DeploymentService)."""
+
+    async def in_progress(self, project_id: int, conn: Connection | None = None) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -138,10 +147,13 @@ class SubscriptionService:
         defaults: ProjectLimits,
         archives: ArchiveService | None = None,
         runtime: ProjectRuntime | None = None,
+        jobs: JobsInProgress | None = None,
     ) -> None:
         """`defaults`: the limits of a project made before billing (no plan: it keeps the
         settings' limits and pays nothing); `runtime`: where running containers get a new
-        plan's limits at once and usage is measured (None: a panel without Docker)."""
+        plan's limits at once and usage is measured (None: a panel without Docker); `jobs`:
+        the deployments a worker holds (a downgrade waits until they end)."""
+        self._jobs = jobs
         self._pool = pool
         self._projects = projects
         self._time_zone = time_zone
@@ -241,6 +253,7 @@ class SubscriptionService:
             extra = upgrade_difference(old_price, plan.price_kopecks, self.today())
         return PlanChangePreview(current.plan if current else None, plan, extra, plan.price_kopecks)
 
+    @records_refusals("plan.change")
     async def change_plan(
         self, actor: Actor, project_name: str, plan_code: str, *, conn: Connection | None = None
     ) -> ProjectPlan:
@@ -252,43 +265,84 @@ class SubscriptionService:
         actor.require("deploy")
         actor.refuse_token("change a plan")  # it spends the account's money
         project = await self._projects.resolve(actor, project_name, conn=conn)
-        await self._check_fits(project, plan_code, conn)
+        # Measured before any lock (docker stats take a second or two); only what an upload
+        # can change meanwhile is measured again under the lock.
+        measured = await self._measure_if_shrinking(project, plan_code, conn)
         today = self.today()
         async with transaction(self._pool, conn) as tx:
             await tx.execute("SELECT pg_advisory_xact_lock($1)", CHARGE_LOCK)
+            # The project's row: the lock an upload records its version under (and a deploy
+            # is queued under), so none lands between the fit check and the change.
+            if await self._projects.lock(tx, project.id) is None:
+                raise NotFoundError(f"The project {project.name!r} was deleted meanwhile.")
             plan = await plans.current(tx, plan_code)
             if plan is None:
                 raise NotFoundError(f"No plan {plan_code!r}.")
             current = await _load(tx, project.id, lock=True)
+            if measured is not None:
+                await self._check_fits(tx, project, measured, plan)
             if current is None:
                 await assign(tx, project, plan, today)
             elif current.plan.id != plan.id:
                 await self._switch(tx, actor, current, plan, today)
             changed = await _load(tx, project.id)
+            if current is None or current.plan.id != plan.id:
+                await audit.record(
+                    tx,
+                    actor,
+                    "plan.change",
+                    audit.Target("project", project.name, project.id, project.user_id),
+                    metadata={
+                        "from": current.plan.code if current else None,
+                        "to": plan.code,
+                        "to_version": plan.version,
+                    },
+                )
         assert changed is not None
         await self._apply(project, changed.plan)
         return changed
 
-    async def _check_fits(self, project: Project, plan_code: str, conn: Connection | None) -> None:
-        """Refuse a plan the project's usage now does not fit. Measured before the change's
-        transaction (docker stats take a second; no lock is held meanwhile)."""
+    async def disk_limit_in(self, conn: Connection, project_id: int) -> tuple[str, int] | None:
+        """(plan name, disk bytes) of the project's plan, on the caller's connection (an
+        upload recording its version under the project's lock); None without a plan."""
+        current = await _load(conn, project_id)
+        if current is None:
+            return None
+        return current.plan.name, current.plan.disk_mb * MiB
+
+    async def _measure_if_shrinking(
+        self, project: Project, plan_code: str, conn: Connection | None
+    ) -> ProjectUsage | None:
+        """The project's usage against its plan now, if `plan_code` gives less of something
+        usage holds (else None: nothing to check). A usage that does not fit is refused
+        here already; `_check_fits` decides again under the lock."""
         async with reading(self._pool, conn) as db:
             plan = await plans.current(db, plan_code)
             current = await _load(db, project.id)
         if plan is None:
             raise NotFoundError(f"No plan {plan_code!r}.")
         old = limits_for(current.plan) if current is not None else self._defaults
-        new = limits_for(plan)
-        if not shrinks(old, new):
-            return
+        if not shrinks(old, limits_for(plan)):
+            return None
         usage = await self._meter.measure(project.id, project.name, old)
-        problems = misfits(usage, new)
-        if problems:
+        _refuse_misfits(project, usage, plan)
+        return usage
+
+    async def _check_fits(
+        self, tx: Connection, project: Project, measured: ProjectUsage, plan: Plan
+    ) -> None:
+        """Under the project's lock: the versions stored now (an upload may have landed since
+        `measured`) with the volumes, memory and services measured, against `plan`."""
+        busy = await self._jobs.in_progress(project.id, tx) if self._jobs is not None else None
+        if busy is not None:  # it may have read the larger plan's limits and start with them
             raise ConflictError(
-                f"{project.name} does not fit the {plan.name} plan now, so its plan was not"
-                " changed:\n- " + "\n- ".join(problems),
+                f"Deployment #{busy} of {project.name} is in progress: change to a smaller plan"
+                " once it has finished (or cancel it).",
                 title="Plan not changed",
             )
+        archives = await self._meter.archive_bytes(project.id, tx)
+        disk = replace(measured.disk, used=archives + measured.volume_bytes)
+        _refuse_misfits(project, replace(measured, disk=disk, archive_bytes=archives), plan)
 
     async def _apply(self, project: Project, plan: Plan) -> None:
         """The new limits on the running containers. A failure leaves them as they were until
@@ -333,7 +387,18 @@ class SubscriptionService:
                     today,
                     plan.id,
                 ),
+                by=actor,
             )
+
+
+def _refuse_misfits(project: Project, usage: ProjectUsage, plan: Plan) -> None:
+    problems = misfits(usage, limits_for(plan))
+    if problems:
+        raise ConflictError(
+            f"{project.name} does not fit the {plan.name} plan now, so its plan was not"
+            " changed:\n- " + "\n- ".join(problems),
+            title="Plan not changed",
+        )
 
 
 # --- suspension for non-payment (core.billing.suspension decides when) ----------------------

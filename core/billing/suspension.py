@@ -75,7 +75,7 @@ class Suspensions:
         self._deployments = deployments
         self.grace = grace
         self.keep_days = keep_days
-        self.actor = Actor.system("billing")
+        self.actor = Actor.system("billing").acting_from("scheduler")
 
     # --- the Hold on projects -----------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from core.archives.quota import DiskRoom, mib
 from core.archives.service import ArchiveService
 from core.billing.plans import Plan
+from core.db.pool import Connection
 from core.deploy.limits import ProjectLimits, ProjectRuntime, RuntimeUsage
 
 MiB = 1 << 20
@@ -118,8 +119,8 @@ class UsageMeter:
         self._archives = archives
         self.runtime = runtime
 
-    async def archive_bytes(self, project_id: int) -> int:
-        return await self._archives.stored_bytes(project_id) if self._archives else 0
+    async def archive_bytes(self, project_id: int, conn: Connection | None = None) -> int:
+        return await self._archives.stored_bytes(project_id, conn) if self._archives else 0
 
     async def measure(self, project_id: int, name: str, limits: ProjectLimits) -> ProjectUsage:
         runtime = (

@@ -33,7 +33,7 @@ class Operations:
         self._archives = archives
         self._runtime = runtime
         # Who acts when a worker carries a job out: the panel, for the project's owner.
-        self.actor = Actor.system("worker")
+        self.actor = Actor.system("worker").acting_from("scheduler")
 
     async def run(self, job: Deployment) -> None:
         """Carry out `job`, or raise a PanelError whose message the user reads."""

@@ -20,6 +20,7 @@ import os
 import shutil
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -907,12 +908,14 @@ class Deployer:
         for container in containers:
             await self._engine.start(container.id)
 
-    def follow_logs(self, deployment: Deployment, tail: int) -> AsyncIterator[str]:
+    def follow_logs(
+        self, deployment: Deployment, tail: int, *, since: datetime | None = None
+    ) -> AsyncIterator[str]:
         async def lines() -> AsyncIterator[str]:
             containers = await self._containers_of(deployment)
             if not containers:
                 raise NotFoundError("The app's containers are gone: redeploy the project.")
-            stream = self._engine.follow_logs([c.id for c in containers], tail)
+            stream = self._engine.follow_logs([c.id for c in containers], tail, since=since)
             try:
                 async for line in stream:
                     yield line

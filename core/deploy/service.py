@@ -15,12 +15,16 @@ transaction (core.db.unit).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from core.actor import Actor
 from core.archives.service import ArchiveService
+from core.audit import entries as audit
+from core.audit.service import record_alone, records_refusals
 from core.db.pool import Connection, Pool
 from core.db.unit import transaction
 from core.deploy.model import (
@@ -41,6 +45,12 @@ from core.projects.service import Project, ProjectService
 HISTORY_LIMIT = 200
 # Reads and removals this service makes for an actor it has already checked.
 PANEL = Actor.system("deployments")
+# What the audit log calls a queued job (a deploy is "deployment.<reason>").
+AUDIT_ACTIONS = {
+    Operation.STOP: "project.stop",
+    Operation.START: "project.start",
+    Operation.DELETE: "project.delete",
+}
 # A stop, start or delete that no worker took by then is withdrawn, and the user told.
 OPERATION_CLAIM_WAIT = 30.0
 OPERATION_POLL = 0.05  # while a user waits for a stop or start: a few cheap reads
@@ -83,7 +93,9 @@ class Runtime(Protocol):
 
     async def start(self, deployment: Deployment) -> None: ...
 
-    def follow_logs(self, deployment: Deployment, tail: int) -> AsyncIterator[str]: ...
+    def follow_logs(
+        self, deployment: Deployment, tail: int, *, since: datetime | None = None
+    ) -> AsyncIterator[str]: ...
 
     async def remove_project(self, project: Project) -> None: ...
 
@@ -117,6 +129,7 @@ class DeploymentService:
 
     # --- queueing -----------------------------------------------------------------------------
 
+    @records_refusals("deployment.deploy")
     async def deploy(
         self, actor: Actor, project: str, archive: str | None = None, conn: Connection | None = None
     ) -> Deployment:
@@ -133,6 +146,7 @@ class DeploymentService:
             chosen = await self._archives.find(PANEL, project, archive)
         return await self._enqueue(found, actor, "deploy", chosen.id, chosen.name, conn=conn)
 
+    @records_refusals("deployment.redeploy")
     async def redeploy(
         self, actor: Actor, project: str, conn: Connection | None = None
     ) -> Deployment:
@@ -149,6 +163,7 @@ class DeploymentService:
             found, actor, "redeploy", live.archive_id, live.archive_name, conn=conn
         )
 
+    @records_refusals("deployment.rollback")
     async def rollback(
         self, actor: Actor, project: str, deployment_id: int, conn: Connection | None = None
     ) -> Deployment:
@@ -170,6 +185,7 @@ class DeploymentService:
             found, actor, "rollback", target.archive_id, target.archive_name, target.id, conn=conn
         )
 
+    @records_refusals("deployment.restart")
     async def restart(
         self, actor: Actor, project: str, conn: Connection | None = None
     ) -> Deployment:
@@ -208,7 +224,7 @@ class DeploymentService:
                 await self._store.supersede_queued(
                     tx, project.id, "A newer deployment was queued before this one started."
                 )
-            return await self._store.insert(
+            job = await self._store.insert(
                 tx,
                 project_id=project.id,
                 project_name=project.name,
@@ -220,7 +236,23 @@ class DeploymentService:
                 source_id=source_id,
                 operation=operation,
             )
+            await audit.record(
+                tx,
+                actor,
+                AUDIT_ACTIONS.get(operation, f"deployment.{reason}"),
+                audit.Target("project", project.name, project.id, project.user_id),
+                # The request's entry: the job's result is the deployment's state (a stop,
+                # start or delete waited for gets a second entry if it fails).
+                metadata={
+                    "deployment": job.id,
+                    "state": str(job.state),
+                    "archive": archive_name or None,
+                    "from_deployment": source_id,
+                },
+            )
+            return job
 
+    @records_refusals("deployment.cancel")
     async def cancel(
         self, actor: Actor, project: str, deployment_id: int, conn: Connection | None = None
     ) -> Deployment:
@@ -236,10 +268,18 @@ class DeploymentService:
                     f"Deployment #{target.id} has already finished ({target.state}).",
                     title="Already finished",
                 )
+            await audit.record(
+                tx,
+                actor,
+                "deployment.cancel",
+                audit.Target("project", found.name, found.id, found.user_id),
+                metadata={"deployment": target.id, "from": str(target.state)},
+            )
             return await self._get(found, target.id, tx)
 
     # --- what runs: stop, start and delete are jobs for a worker --------------------------------
 
+    @records_refusals("project.stop")
     async def stop(self, actor: Actor, project: str, conn: Connection | None = None) -> Deployment:
         """Stop the live containers; nginx answers a friendly 503 until `start`. Waits for a
         worker to do it (with `conn`: queues it in the caller's transaction and returns)."""
@@ -249,6 +289,7 @@ class DeploymentService:
         await self._refuse_while_deploying(found)
         return await self._operate(found, actor, Operation.STOP, conn)
 
+    @records_refusals("project.start")
     async def start(self, actor: Actor, project: str, conn: Connection | None = None) -> Deployment:
         """Start the stopped live containers again and route traffic back to them (waits for
         a worker, like `stop`)."""
@@ -258,6 +299,7 @@ class DeploymentService:
         await self._refuse_while_deploying(found)
         return await self._operate(found, actor, Operation.START, conn)
 
+    @records_refusals("project.delete")
     async def delete_project(
         self, actor: Actor, project: str, confirmation: str, conn: Connection | None = None
     ) -> Project:
@@ -268,7 +310,7 @@ class DeploymentService:
             raise ValidationError(f"Type the project's name, {project!r}, to confirm deleting it.")
         if not await self._store.any_of_project(found.id):
             # Never deployed: nothing runs or was built, so no worker (nor Docker) is needed.
-            return await self._archives.delete_project(PANEL, found.name, confirmation)
+            return await self._archives.delete_project(actor, found.name, confirmation)
         async with transaction(self._pool, conn) as tx:
             if await self._projects.lock(tx, found.id) is None:
                 raise NotFoundError(f"You have no project named {project[:40]!r}.")
@@ -283,7 +325,7 @@ class DeploymentService:
             job = await self._operate(found, actor, Operation.DELETE, tx)
         if conn is None:
             try:
-                await self._outcome(found, job)
+                await self._waited(actor, found, job)
             except UnavailableError:  # withdrawn: nothing was deleted, nothing stays stopped
                 await self._projects.set_stopped(found.id, was_stopped)
                 raise
@@ -318,13 +360,21 @@ class DeploymentService:
             project, actor, "deploy", None, "", operation=operation, conn=conn
         )
 
-    async def runtime_logs(self, actor: Actor, project: str, tail: int = 200) -> AsyncIterator[str]:
-        """The live app's log lines (last `tail`, then new ones as they come) until closed."""
+    async def runtime_logs(
+        self, actor: Actor, project: str, tail: int = 200, *, since: datetime | None = None
+    ) -> AsyncIterator[str]:
+        """The live app's log lines (the last `tail`, of those after `since` if given, then new
+        ones as they come) until closed."""
         found = await self._project(actor, project, "logs")
         live = await self._live(found)
         if live is None:
             raise ValidationError(f"{project} is not running: there are no logs to show.")
-        stream = self.runtime.follow_logs(live, tail)
+        # `since` only when asked: runtimes that predate it (tests' stand-ins) take two arguments.
+        stream = (
+            self.runtime.follow_logs(live, tail)
+            if since is None
+            else self.runtime.follow_logs(live, tail, since=since)
+        )
         try:
             async for line in stream:
                 yield line
@@ -340,7 +390,23 @@ class DeploymentService:
         )
         if conn is not None:
             return job
-        return await self._outcome(project, job)
+        return await self._waited(actor, project, job)
+
+    async def _waited(self, actor: Actor, project: Project, job: Deployment) -> Deployment:
+        """`_outcome`, a failure audited: the request's entry only said it was queued."""
+        try:
+            return await self._outcome(project, job)
+        except PanelError as error:
+            with contextlib.suppress(Exception):  # the failure is what the user must hear
+                await record_alone(
+                    self._pool,
+                    actor,
+                    AUDIT_ACTIONS[job.operation],
+                    audit.Target("project", project.name, project.id, project.user_id),
+                    "failed",
+                    {"deployment": job.id, "error": error.message[:200]},
+                )
+            raise
 
     async def _outcome(self, project: Project, job: Deployment) -> Deployment:
         """Wait for a worker to end the operation `job`; its failure is raised with the
@@ -432,6 +498,11 @@ class DeploymentService:
         if flags is None or flags.live_id is None:
             return None
         return await self._store.get(flags.live_id)
+
+    async def in_progress(self, project_id: int, conn: Connection | None = None) -> int | None:
+        """The id of the project's job a worker holds now (it may have read the project's
+        limits already), if any; for billing, which refuses a smaller plan meanwhile."""
+        return await self._store.in_progress(project_id, conn)
 
     async def _refuse_while_deploying(self, project: Project) -> None:
         busy = await self._store.in_progress(project.id)

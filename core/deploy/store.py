@@ -144,6 +144,19 @@ class DeploymentStore:
             )
         return (row["text"], int(row["size"])) if row else None
 
+    async def queue_depth(self) -> tuple[int, int]:
+        """(queued, being worked on) across every worker: the admin app's system view."""
+        async with _using(self._pool, None) as db:
+            row = await db.fetchrow(
+                "SELECT count(*) FILTER (WHERE state = 'queued') AS queued,"
+                " count(*) FILTER (WHERE state = any($1::text[])) AS working"
+                " FROM deployments WHERE state = any($2::text[])",
+                [str(state) for state in IN_PROGRESS_STATES],
+                [str(state) for state in (State.QUEUED, *IN_PROGRESS_STATES)],
+            )
+        assert row is not None
+        return row["queued"], row["working"]
+
     async def any_of_project(self, project_id: int) -> bool:
         """Was anything ever queued for the project (and not pruned)?"""
         async with _using(self._pool, None) as db:

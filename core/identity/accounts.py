@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Collection
 
 import asyncpg
 
-from core.actor import Actor
+from core.actor import Actor, Origin
+from core.audit import entries as audit
+from core.audit.service import record_alone, records_refusals
 from core.db.pool import Connection, Pool
 from core.db.unit import reading, transaction
 from core.errors import (
@@ -16,14 +19,17 @@ from core.errors import (
     ConflictError,
     NotFoundError,
     PermissionDenied,
+    ThrottledError,
     ValidationError,
 )
 from core.identity import users
-from core.identity.keys import KeyService, PublicKey
+from core.identity.keys import KeyService, PublicKey, SSHKey
 from core.identity.passwords import PasswordHasher
 from core.identity.sessions import SessionService
 from core.identity.throttle import LoginThrottle
 from core.identity.users import User as User
+
+log = logging.getLogger(__name__)
 
 USERNAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{2,31}$")
 # Pragmatic: one @, a dot in the domain, no spaces; the real check is a mail that arrives.
@@ -59,6 +65,20 @@ def validate_password(password: str) -> str:
     if not password.strip():
         raise ValidationError("A password cannot be only spaces.")
     return password
+
+
+def deploy_key_actor(user: User, key: SSHKey) -> Actor | None:
+    """Who acts for a login with a deploy key: like a token (no dashboard, no keys, no
+    tokens), within the key's scopes and projects. None for an ordinary key."""
+    if key.scopes is None:
+        return None
+    return Actor(
+        "token",
+        user.id,
+        f"deploy key {key.name!r} of {user.username}",
+        scopes=key.scopes - {"admin"},
+        projects=key.projects,
+    )
 
 
 def require_operator(actor: Actor) -> None:
@@ -107,11 +127,19 @@ class AccountService:
                 raise ConflictError("That email address is already used by an account.") from error
             raise ConflictError(f"The username {username!r} is taken.") from error
 
-    async def authenticate(self, username: str, password: str, remote_addr: str) -> User:
-        """Check a password login, throttled per username and per address."""
+    async def authenticate(
+        self, username: str, password: str, remote_addr: str, *, origin: Origin = "ssh"
+    ) -> User:
+        """Check a password login, throttled per username and per address. A failure is
+        audited: for an existing account, that account sees it; for a name with no account,
+        only operators do (nothing a user reads tells which names exist)."""
         username = username.strip().lower()
         # Counted before bcrypt runs: parallel guesses cannot all pass a check made earlier.
-        await self._throttle.attempt(username, remote_addr)
+        try:
+            await self._throttle.attempt(username, remote_addr)
+        except ThrottledError as throttled:
+            await self._login_failed(username, None, remote_addr, origin, "refused", throttled)
+            raise
         try:
             async with reading(self._pool) as conn:
                 found = await users.with_password_hash(conn, username)
@@ -120,22 +148,50 @@ class AccountService:
             raise
         stored_hash = found[1] if found else None
         if not await self._hasher.verify(password, stored_hash) or found is None:
-            raise AuthenticationError(BAD_CREDENTIALS)
+            wrong = AuthenticationError(BAD_CREDENTIALS)
+            user_id = found[0].id if found else None
+            await self._login_failed(username, user_id, remote_addr, origin, "failed", wrong)
+            raise wrong
         user = found[0]
         if user.is_blocked:
-            raise AuthenticationError("This account is blocked. Contact the operator.")
+            blocked = AuthenticationError("This account is blocked. Contact the operator.")
+            await self._login_failed(username, user.id, remote_addr, origin, "refused", blocked)
+            raise blocked
         await self._throttle.succeeded(username, remote_addr)
         return user
 
-    async def authenticate_key(self, key: PublicKey) -> User:
-        """The account this public key logs in."""
-        user_id = await self._keys.find_owner(key)
-        if user_id is None:
+    async def authenticate_key(self, key: PublicKey, remote_addr: str | None = None) -> User:
+        """The account this public key logs in. A key no account has is not audited: clients
+        offer every key they hold, one after the other, before a password."""
+        return (await self.key_login(key, remote_addr))[0]
+
+    async def key_login(
+        self, key: PublicKey, remote_addr: str | None = None
+    ) -> tuple[User, SSHKey]:
+        """The account this public key logs in, and the key as registered (a deploy key's
+        login is limited to its scopes and projects: `deploy_key_actor`)."""
+        found = await self._keys.find(key)
+        if found is None:
             raise AuthenticationError("This key is not registered to any account.")
-        user = await self.get(user_id)
+        user = await self.get(found.user_id)
         if user.is_blocked:
-            raise AuthenticationError("This account is blocked. Contact the operator.")
-        return user
+            error = AuthenticationError("This account is blocked. Contact the operator.")
+            await self._login_failed(user.username, user.id, remote_addr, "ssh", "refused", error)
+            raise error
+        return user, found
+
+    async def _login_failed(
+        self,
+        username: str,
+        user_id: int | None,
+        remote_addr: str | None,
+        origin: Origin,
+        outcome: audit.Outcome,
+        error: Exception,
+    ) -> None:
+        await record_failed_login(
+            self._pool, username, user_id, remote_addr, origin, outcome, error
+        )
 
     async def change_password(
         self,
@@ -200,22 +256,46 @@ class AccountService:
     async def set_admin(
         self, actor: Actor, username: str, is_admin: bool, *, conn: Connection | None = None
     ) -> User:
-        require_operator(actor)
-        async with transaction(self._pool, conn) as tx:
-            return _named(username, await users.set_admin(tx, _username(username), is_admin))
+        return await self.set_role(actor, username, "admin" if is_admin else "user", conn=conn)
 
+    @records_refusals("account.set_role", "account")
+    async def set_role(
+        self, actor: Actor, username: str, role: str, *, conn: Connection | None = None
+    ) -> User:
+        """Grant a role (user, operator, admin). The account's logins end: a session opened
+        with the old role must not keep its screens or lose them halfway."""
+        require_operator(actor)
+        checked = users.role_named(role)
+        if checked is None:
+            raise ValidationError(f"A role is one of {', '.join(users.ROLES)}, not {role[:20]!r}.")
+        async with transaction(self._pool, conn) as tx:
+            target = _named(username, await users.by_username(tx, _username(username)))
+            if target.id == actor.user_id:
+                raise PermissionDenied("You cannot change your own role: ask another admin.")
+            user = _named(username, await users.set_role(tx, target.username, checked))
+            await self._sessions.revoke_all(actor, owner_id=user.id, conn=tx)
+            await _audit_admin(
+                tx, actor, "account.set_role", user, {"from": target.role, "to": checked}
+            )
+        return user
+
+    @records_refusals("account.block", "account")
     async def block(self, actor: Actor, username: str, *, conn: Connection | None = None) -> User:
         """Admin: refuse new logins and end the user's live sessions (the SSH server polls)."""
         require_operator(actor)
         async with transaction(self._pool, conn) as tx:
             user = _named(username, await users.set_blocked(tx, _username(username), True))
-            await self._sessions.revoke_all(actor, owner_id=user.id, conn=tx)
+            closed = await self._sessions.revoke_all(actor, owner_id=user.id, conn=tx)
+            await _audit_admin(tx, actor, "account.block", user, {"sessions_ended": closed})
         return user
 
+    @records_refusals("account.unblock", "account")
     async def unblock(self, actor: Actor, username: str, *, conn: Connection | None = None) -> User:
         require_operator(actor)
         async with transaction(self._pool, conn) as tx:
-            return _named(username, await users.set_blocked(tx, _username(username), False))
+            user = _named(username, await users.set_blocked(tx, _username(username), False))
+            await _audit_admin(tx, actor, "account.unblock", user, {})
+            return user
 
 
 def _username(username: str) -> str:
@@ -226,3 +306,45 @@ def _named(username: str, user: User | None) -> User:
     if user is None:
         raise NotFoundError(f"No account named {username!r}.")
     return user
+
+
+async def _audit_admin(
+    conn: Connection, actor: Actor, action: str, user: User, metadata: dict[str, object]
+) -> None:
+    """An operator's action on an account: the account sees it in its own log."""
+    await audit.record(
+        conn,
+        actor,
+        action,
+        audit.Target("account", user.username, user.id, user.id),
+        metadata=metadata,
+    )
+
+
+async def record_failed_login(
+    pool: Pool,
+    username: str,
+    user_id: int | None,
+    remote_addr: str | None,
+    origin: Origin,
+    outcome: audit.Outcome,
+    error: Exception,
+    method: str | None = None,
+) -> None:
+    """Audit a failed or refused login, in its own transaction (capped per address or
+    account, see core.audit.service); a failure to write it does not change the answer."""
+    who = Actor("user", user_id, f"login as {username[:64]!r}", scopes=frozenset())
+    metadata = {"reason": type(error).__name__}
+    if method is not None:
+        metadata["method"] = method
+    try:
+        await record_alone(
+            pool,
+            who.acting_from(origin, source_address=remote_addr),
+            "login",
+            audit.Target("account", username[:64], user_id, user_id),
+            outcome,
+            metadata,
+        )
+    except Exception as failure:
+        log.warning("could not audit a failed login from %s: %s", remote_addr, failure)

@@ -11,12 +11,15 @@ import binascii
 import hashlib
 import re
 import struct
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
-from core.actor import Actor
+from core.actor import SCOPES, Actor
+from core.audit import entries as audit
+from core.audit.service import records_refusals
 from core.db.pool import Connection, Pool
 from core.db.unit import reading, transaction
 from core.errors import ConflictError, NotFoundError, ValidationError
@@ -61,6 +64,14 @@ class SSHKey:
     fingerprint: str
     created_at: datetime
     last_used_at: datetime | None
+    # A deploy key: what it may do, and on which projects (None: every project). An ordinary
+    # key has no scopes and logs its account in for everything.
+    scopes: frozenset[str] | None = None
+    projects: frozenset[str] | None = None
+
+    @property
+    def is_deploy_key(self) -> bool:
+        return self.scopes is not None
 
 
 def _read_string(blob: bytes, offset: int) -> tuple[bytes, int]:
@@ -148,6 +159,7 @@ def public_key_from_blob(blob: bytes, comment: str = "") -> PublicKey:
 
 
 def _row_to_key(row: asyncpg.Record) -> SSHKey:
+    scopes, projects = row["scopes"], row["projects"]
     return SSHKey(
         id=row["id"],
         user_id=row["user_id"],
@@ -156,10 +168,48 @@ def _row_to_key(row: asyncpg.Record) -> SSHKey:
         fingerprint=row["fingerprint"],
         created_at=row["created_at"],
         last_used_at=row["last_used_at"],
+        scopes=None if scopes is None else frozenset(scopes),
+        projects=None if projects is None else frozenset(projects),
     )
 
 
-KEY_COLUMNS = "id, user_id, name, algorithm, fingerprint, created_at, last_used_at"
+KEY_COLUMNS = (
+    "id, user_id, name, algorithm, fingerprint, created_at, last_used_at, scopes, projects"
+)
+# What a deploy key may be granted: a token's scopes but `admin`.
+DEPLOY_KEY_SCOPES = SCOPES - {"admin"}
+
+
+def deploy_key_limits(
+    scopes: Collection[str] | None, projects: Collection[str] | None
+) -> tuple[list[str] | None, list[str] | None]:
+    """The scopes and projects of a deploy key as stored; (None, None) for an ordinary key.
+    Projects without scopes make a key for reading and deploying them."""
+    if scopes is None and projects is None:
+        return None, None
+    wanted = sorted(set(scopes) if scopes is not None else {"read", "deploy"})
+    if not wanted:
+        raise ValidationError(
+            "Give a deploy key at least one scope: read, logs, deploy, env:write."
+        )
+    refused = [scope for scope in wanted if scope not in DEPLOY_KEY_SCOPES]
+    if refused:
+        raise ValidationError(
+            f"A deploy key cannot have the scope {refused[0][:40]!r}: "
+            "use read, logs, deploy or env:write."
+        )
+    if projects is None:
+        return wanted, None
+    names = sorted({name.strip() for name in projects if name.strip()})
+    if not names:
+        raise ValidationError("Name at least one project, or none to allow every project.")
+    return wanted, names
+
+
+async def owners_of_fingerprint(conn: Connection, fingerprint: str) -> list[int]:
+    """The accounts holding a key with this SHA256 fingerprint (the admin app's search)."""
+    rows = await conn.fetch("SELECT user_id FROM ssh_keys WHERE fingerprint = $1", fingerprint)
+    return [row["user_id"] for row in rows]
 
 
 class KeyService:
@@ -178,23 +228,32 @@ class KeyService:
         line: str,
         name: str | None = None,
         *,
+        scopes: Collection[str] | None = None,
+        projects: Collection[str] | None = None,
         owner_id: int | None = None,
         conn: Connection | None = None,
     ) -> SSHKey:
+        """Add a key; with `scopes` or `projects`, a deploy key limited to them."""
         key = parse_public_key(line)
-        return await self.add_parsed(actor, key, name, owner_id=owner_id, conn=conn)
+        return await self.add_parsed(
+            actor, key, name, scopes=scopes, projects=projects, owner_id=owner_id, conn=conn
+        )
 
+    @records_refusals("key.add", "key")
     async def add_parsed(
         self,
         actor: Actor,
         key: PublicKey,
         name: str | None = None,
         *,
+        scopes: Collection[str] | None = None,
+        projects: Collection[str] | None = None,
         owner_id: int | None = None,
         conn: Connection | None = None,
     ) -> SSHKey:
         actor.refuse_token("add SSH keys")
         user_id = actor.on_behalf_of(owner_id)
+        limited_scopes, limited_projects = deploy_key_limits(scopes, projects)
         label = (name or key.comment or key.algorithm).strip()[:64]
         if not KEY_NAME_PATTERN.match(label):
             raise ValidationError(
@@ -208,13 +267,24 @@ class KeyService:
                 if count >= MAX_KEYS_PER_USER:
                     raise ValidationError(f"An account can have at most {MAX_KEYS_PER_USER} keys.")
                 row = await tx.fetchrow(
-                    f"INSERT INTO ssh_keys (user_id, name, algorithm, public_key, fingerprint)"
-                    f" VALUES ($1, $2, $3, $4, $5) RETURNING {KEY_COLUMNS}",
+                    "INSERT INTO ssh_keys"
+                    " (user_id, name, algorithm, public_key, fingerprint, scopes, projects)"
+                    f" VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {KEY_COLUMNS}",
                     user_id,
                     label,
                     key.algorithm,
                     key.encoded,
                     key.fingerprint,
+                    limited_scopes,
+                    limited_projects,
+                )
+                assert row is not None  # INSERT ... RETURNING always yields the row
+                await audit.record(
+                    tx,
+                    actor,
+                    "key.add",
+                    audit.Target("key", label, row["id"], user_id),
+                    metadata={"fingerprint": key.fingerprint, "algorithm": key.algorithm},
                 )
         except asyncpg.UniqueViolationError as error:
             # Same wording whether the key is on this account or another: no account probing.
@@ -247,6 +317,7 @@ class KeyService:
             )
         return count
 
+    @records_refusals("key.remove", "key")
     async def remove(
         self,
         actor: Actor,
@@ -264,14 +335,29 @@ class KeyService:
                 key_id,
                 user_id,
             )
+            if row is not None:
+                await audit.record(
+                    tx,
+                    actor,
+                    "key.remove",
+                    audit.Target("key", row["name"], key_id, user_id),
+                    metadata={"fingerprint": row["fingerprint"]},
+                )
         if row is None:
             raise NotFoundError("No such key on your account.")
         return _row_to_key(row)
 
     async def find_owner(self, key: PublicKey) -> int | None:
         """The id of the account this key logs in, marking the key as used."""
+        found = await self.find(key)
+        return found.user_id if found is not None else None
+
+    async def find(self, key: PublicKey) -> SSHKey | None:
+        """The registered key (its account, and its limits if a deploy key), marked as used."""
         async with reading(self._pool) as conn:
-            return await conn.fetchval(  # type: ignore[no-any-return]
-                "UPDATE ssh_keys SET last_used_at = now() WHERE public_key = $1 RETURNING user_id",
+            row = await conn.fetchrow(
+                "UPDATE ssh_keys SET last_used_at = now() WHERE public_key = $1"
+                f" RETURNING {KEY_COLUMNS}",
                 key.encoded,
             )
+        return _row_to_key(row) if row is not None else None

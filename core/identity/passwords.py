@@ -28,8 +28,10 @@ class PasswordHasher:
         self._executor = ThreadPoolExecutor(
             max_workers=max_threads or max(2, os.cpu_count() or 2), thread_name_prefix="bcrypt"
         )
-        # Checked against when the username is unknown, so both cases take the same time.
-        self._dummy_hash = bcrypt.hashpw(b"ghst-timing-equaliser", bcrypt.gensalt(rounds))
+        # Checked against when the username is unknown, so both cases take the same time. Any
+        # digest after a salt of the same cost will do: checking costs what a real hash costs,
+        # and making a real one here would spend a full hash on the event loop at start.
+        self._dummy_hash = bcrypt.gensalt(rounds) + b"." * 31
 
     async def hash(self, password: str) -> str:
         def work() -> bytes:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.actor import Actor
+from core.audit import entries as audit
 from core.db.pool import Connection, Pool
 from core.db.unit import reading, transaction
 from core.errors import AuthenticationError
@@ -34,21 +35,46 @@ class SessionService:
         self._signer = signer
 
     async def open(
-        self, user_id: int, auth_method: str, remote_addr: str, *, conn: Connection | None = None
+        self,
+        user_id: int,
+        auth_method: str,
+        remote_addr: str,
+        *,
+        access_token_id: int | None = None,
+        ends_by: datetime | None = None,
+        actor: Actor | None = None,
+        conn: Connection | None = None,
     ) -> Session:
-        """Record a login that just proved itself (there is no actor before it)."""
+        """Record a login that just proved itself (there is no actor before it). A login made
+        with an access token names it (revoking the token ends the login) and ends no later
+        than the token expires (`ends_by`). `actor`: who logged in, as the front end sees them
+        (origin, request id), for the audit entry."""
         token, claims = self._signer.issue(user_id)
+        expires_at = claims.expires_at if ends_by is None else min(claims.expires_at, ends_by)
         async with transaction(self._pool, conn) as tx:
             await tx.execute(
-                "INSERT INTO sessions (jti, user_id, auth_method, remote_addr, expires_at)"
-                " VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO sessions"
+                " (jti, user_id, auth_method, remote_addr, expires_at, access_token_id)"
+                " VALUES ($1, $2, $3, $4, $5, $6)",
                 claims.jti,
                 user_id,
                 auth_method,
                 remote_addr,
-                claims.expires_at,
+                expires_at,
+                access_token_id,
             )
-        return Session(claims.jti, user_id, token, auth_method, remote_addr, claims.expires_at)
+            if actor is None:
+                account = await users.get(tx, user_id)
+                name = account.username if account else f"user #{user_id}"
+                actor = Actor("user", user_id, name).acting_from("ssh", source_address=remote_addr)
+            await audit.record(
+                tx,
+                actor,
+                "login",
+                audit.Target("account", actor.label, user_id, user_id),
+                metadata={"method": auth_method, "session": str(claims.jti)},
+            )
+        return Session(claims.jti, user_id, token, auth_method, remote_addr, expires_at)
 
     async def verify(self, token: str) -> uuid.UUID:
         """The jti of a token that is signed, unexpired, unrevoked and of an unblocked user."""
@@ -67,6 +93,21 @@ class SessionService:
                 jti,
                 None if actor.is_operator else actor.owner_id,
             )
+
+    async def revoke_token_logins(
+        self, actor: Actor, access_token_id: int, *, conn: Connection | None = None
+    ) -> int:
+        """End the logins made with one access token (it was revoked): each revoked row
+        publishes a `session` event, on which the SSH server closes those connections."""
+        async with transaction(self._pool, conn) as tx:
+            result: str = await tx.execute(
+                "UPDATE sessions SET revoked_at = now()"
+                " WHERE access_token_id = $1 AND revoked_at IS NULL"
+                " AND ($2::bigint IS NULL OR user_id = $2)",
+                access_token_id,
+                None if actor.is_operator else actor.owner_id,
+            )
+        return int(result.split()[-1])
 
     async def revoke_all(
         self, actor: Actor, *, owner_id: int | None = None, conn: Connection | None = None
@@ -131,6 +172,14 @@ class SessionService:
             live = {row["jti"]: row["user_id"] for row in rows if not row["over"]}
             blocked = await users.blocked_among(conn, set(live.values())) if live else set()
         return {row["jti"] for row in rows if row["over"] or live[row["jti"]] in blocked}
+
+    async def open_count(self) -> int:
+        """Open logins of every account (the admin app's system view)."""
+        async with reading(self._pool) as conn:
+            count: int = await conn.fetchval(
+                "SELECT count(*) FROM sessions WHERE revoked_at IS NULL AND expires_at > now()"
+            )
+        return count
 
     async def active_count(self, actor: Actor) -> int:
         actor.refuse_token("see login sessions")

@@ -9,10 +9,19 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 import asyncpg
 
 from core.db.pool import Connection
+
+# A user; an operator reads everything in the admin app and changes nothing; an admin.
+Role = Literal["user", "operator", "admin"]
+ROLES: tuple[Role, ...] = ("user", "operator", "admin")
+
+
+def role_named(text: str) -> Role | None:
+    return next((role for role in ROLES if role == text), None)
 
 
 @dataclass(frozen=True)
@@ -23,13 +32,14 @@ class User:
     is_admin: bool
     created_at: datetime
     blocked_at: datetime | None
+    role: Role = "user"
 
     @property
     def is_blocked(self) -> bool:
         return self.blocked_at is not None
 
 
-USER_COLUMNS = "id, username, email, is_admin, created_at, blocked_at"
+USER_COLUMNS = "id, username, email, is_admin, created_at, blocked_at, role"
 
 
 def row_to_user(row: asyncpg.Record) -> User:
@@ -40,6 +50,7 @@ def row_to_user(row: asyncpg.Record) -> User:
         is_admin=row["is_admin"],
         created_at=row["created_at"],
         blocked_at=row["blocked_at"],
+        role=row["role"],
     )
 
 
@@ -100,11 +111,12 @@ async def blocked_among(conn: Connection, user_ids: Collection[int]) -> set[int]
     return {row["id"] for row in rows}
 
 
-async def set_admin(conn: Connection, username: str, is_admin: bool) -> User | None:
+async def set_role(conn: Connection, username: str, role: Role) -> User | None:
+    """`is_admin` follows the role (a generated column, migration 0017)."""
     row = await conn.fetchrow(
-        f"UPDATE users SET is_admin = $2 WHERE username = $1 RETURNING {USER_COLUMNS}",
+        f"UPDATE users SET role = $2 WHERE username = $1 RETURNING {USER_COLUMNS}",
         username,
-        is_admin,
+        role,
     )
     return row_to_user(row) if row else None
 

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 
 from core.actor import Actor
+from core.audit import entries as audit
+from core.audit.service import records_refusals
 from core.db.pool import Connection, Pool
 from core.db.unit import reading, transaction
 from core.errors import NotFoundError, ValidationError
@@ -118,6 +120,7 @@ class EnvService:
         async with reading(self._pool, conn) as reader:
             return await _load(reader, found.id)
 
+    @records_refusals("env.set")
     async def set(
         self,
         actor: Actor,
@@ -157,8 +160,17 @@ class EnvService:
                 name,
                 value,
             )
+            # The name only: a value is a secret, and the log is read by more people.
+            await audit.record(
+                tx,
+                actor,
+                "env.set",
+                audit.Target("project", found.name, found.id, found.user_id),
+                metadata={"name": name, "change": "changed" if exists else "added"},
+            )
         return EnvVar(name, value)
 
+    @records_refusals("env.unset")
     async def unset(
         self, actor: Actor, project: str, name: str, *, conn: Connection | None = None
     ) -> None:
@@ -170,6 +182,14 @@ class EnvService:
                 found.id,
                 name.strip(),
             )
+            if deleted is not None:
+                await audit.record(
+                    tx,
+                    actor,
+                    "env.unset",
+                    audit.Target("project", found.name, found.id, found.user_id),
+                    metadata={"name": deleted},
+                )
         if deleted is None:
             raise NotFoundError(f"{project[:40]} has no variable named {name.strip()[:128]!r}.")
 

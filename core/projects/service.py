@@ -20,6 +20,8 @@ from typing import Any, Protocol, cast
 import asyncpg
 
 from core.actor import Actor
+from core.audit import entries as audit
+from core.audit.service import records_refusals
 from core.db.pool import Connection, Pool, connection
 from core.db.unit import reading, transaction
 from core.errors import ConflictError, NotFoundError, ValidationError
@@ -180,6 +182,7 @@ class ProjectService:
         counts = await self._versions(conn, [row["id"] for row in rows]) if rows else {}
         return [_row_to_project(row, counts) for row in rows]
 
+    @records_refusals("project.create")
     async def create(
         self,
         actor: Actor,
@@ -210,6 +213,10 @@ class ProjectService:
                     f" RETURNING {PROJECT_COLUMNS}",
                     user_id,
                     name,
+                )
+                assert row is not None
+                await audit.record(
+                    tx, actor, "project.create", audit.Target("project", name, row["id"], user_id)
                 )
         except asyncpg.UniqueViolationError as error:
             raise ConflictError(
@@ -272,6 +279,7 @@ class ProjectService:
             raise not_found(name)
         return Project.from_json(cached)
 
+    @records_refusals("project.delete")
     async def delete(
         self, actor: Actor, name: str, confirmation: str, *, conn: Connection | None = None
     ) -> Project:
@@ -286,11 +294,14 @@ class ProjectService:
                 project.id,
                 project.user_id,
             )
+            if deleted is not None:
+                await audit.record(tx, actor, "project.delete", _target(project))
         await self.invalidate(project.user_id)
         if deleted is None:
             raise not_found(name)
         return project
 
+    @records_refusals("project.app_port")
     async def set_app_port(
         self, actor: Actor, name: str, port: int | None, *, conn: Connection | None = None
     ) -> Project:
@@ -307,6 +318,14 @@ class ProjectService:
                 project.id,
                 project.user_id,
             )
+            if updated is not None:
+                await audit.record(
+                    tx,
+                    actor,
+                    "project.app_port",
+                    _target(project),
+                    metadata={"from": project.app_port, "to": port},
+                )
         await self.invalidate(project.user_id)
         if updated is None:  # deleted in another session since `get`
             raise not_found(name)
@@ -418,3 +437,8 @@ async def _using(pool: Pool, conn: Connection | None) -> AsyncIterator[Connectio
         return
     async with connection(pool) as own:
         yield own
+
+
+def _target(project: Project) -> audit.Target:
+    """A project as the audit log names it: its owner sees the entry."""
+    return audit.Target("project", project.name, project.id, project.user_id)

@@ -416,6 +416,11 @@ class DockerEngine:
     async def ping(self) -> None:
         await self._call(lambda client: client.ping())
 
+    async def version(self) -> tuple[str, str]:
+        """(dockerd's version, its data root) for the admin app's system checks."""
+        info = await self._call(lambda client: client.info())
+        return str(info.get("ServerVersion") or "?"), str(info.get("DockerRootDir") or "")
+
     async def cgroup_driver(self) -> str:
         """dockerd's cgroup driver: "cgroupfs" or "systemd"."""
         return await self._call(lambda client: str(client.info().get("CgroupDriver") or ""))
@@ -880,23 +885,33 @@ class DockerEngine:
 
         await self._call(remove)
 
-    def follow_logs(self, containers: Sequence[str], tail: int = 200) -> AsyncIterator[str]:
-        """Lines of these containers' stdout and stderr: the last `tail`, then new ones live.
+    def follow_logs(
+        self, containers: Sequence[str], tail: int = 200, *, since: datetime | None = None
+    ) -> AsyncIterator[str]:
+        """Lines of these containers' stdout and stderr: the last `tail` (of those written after
+        `since`, if given), then new ones live.
 
         With several containers each line starts with "<name> | ". The iterator ends when every
         container's stream has ended (stopped containers), or when it is closed or cancelled:
         then the reader threads end at once, their HTTP responses closed under them.
         """
-        return self._follow(list(containers), tail)
+        return self._follow(list(containers), tail, since)
 
-    async def _follow(self, containers: list[str], tail: int) -> AsyncIterator[str]:
+    async def _follow(
+        self, containers: list[str], tail: int, since: datetime | None = None
+    ) -> AsyncIterator[str]:
         def open_streams(client: _Client) -> list[tuple[str, CancellableStream]]:
             opened: list[tuple[str, CancellableStream]] = []
             try:
                 for reference in containers:
                     found = self._container(client, reference)
                     stream = found.logs(
-                        stdout=True, stderr=True, stream=True, follow=True, tail=tail
+                        stdout=True,
+                        stderr=True,
+                        stream=True,
+                        follow=True,
+                        tail=tail,
+                        **({"since": since} if since is not None else {}),
                     )
                     opened.append((found.name, stream))
             except BaseException:

@@ -243,7 +243,7 @@ async def test_a_password_never_opens_a_visitor_session(ssh_server: GhstServer) 
         )
 
 
-async def test_command_without_pty_gets_usage_and_status_2(
+async def test_a_command_without_pty_runs_and_an_unknown_one_gets_usage_and_status_2(
     ssh_server: GhstServer, panel: Panel, tmp_path: Path
 ) -> None:
     user = await create_user(panel, "grace")
@@ -257,16 +257,22 @@ async def test_command_without_pty_gets_usage_and_status_2(
         known_hosts=None,
         agent_path=None,
     ) as conn:
-        result = await conn.run("whoami")
-    assert result.exit_status == 2
-    assert "ssh -t" in str(result.stderr)
-    assert not result.stdout
+        unknown = await conn.run("frobnicate")
+        whoami = await conn.run("whoami")
+    assert unknown.exit_status == 2
+    assert "invalid choice: 'frobnicate'" in str(unknown.stderr)
+    assert not unknown.stdout
+    assert whoami.exit_status == 0
+    assert "grace" in str(whoami.stdout)
 
-    # The same with OpenSSH's client.
+    # The same with OpenSSH's client; no command at all shows the help, the dashboard hint too.
     identity = write_private_key(key, tmp_path / "id_ed25519")
-    process = await _run(*ssh_client_command(ssh_server.port, "grace", identity), "whoami")
+    process = await _run(*ssh_client_command(ssh_server.port, "grace", identity), "frobnicate")
     assert process[0] == 2
-    assert "ssh -t" in process[2]
+    assert "usage: ssh panel" in process[2]
+    process = await _run(*ssh_client_command(ssh_server.port, "grace", identity), "whoami")
+    assert process[0] == 0
+    assert "grace" in process[1]
 
 
 async def _run(*command: str) -> tuple[int, str, str]:

@@ -437,9 +437,12 @@ async def test_the_dashboard_still_answers_on_other_channels(
 ) -> None:
     async with sftp_client(ssh_server, alice) as (conn, sftp):
         assert await sftp.realpath(".") == "/"
-        result = await conn.run("status", check=False)
-        assert result.exit_status == 2  # the command interface's usage text
-        assert "ghst is an interactive panel" in str(result.stderr)
+        usage = await conn.run("status", check=False)
+        assert usage.exit_status == 2  # the command interface's usage text
+        assert "usage: ssh panel status" in str(usage.stderr)
+        whoami = await conn.run("whoami", check=False)
+        assert whoami.exit_status == 0
+        assert "alice" in str(whoami.stdout)
 
 
 async def test_server_shutdown_drops_unfinished_uploads_without_waiting(

@@ -153,7 +153,10 @@ async def test_a_tenant_never_receives_another_tenants_events(panel: Panel, hub:
         deployment_id = await insert_deployment(conn, alices)
     await panel.projects.delete(as_user(alice.id), "alices-shop", "alices-shop")
 
-    seen = [await next_event(alice_all) for _ in range(4)]
+    # Each change also writes an audit entry (kind 'audit', alice's, no project): 3 of them.
+    received = [await next_event(alice_all) for _ in range(7)]
+    assert [(e.kind, e.user_id) for e in received if e.kind == "audit"] == [("audit", alice.id)] * 3
+    seen = [e for e in received if e.kind != "audit"]
     assert [(e.kind, e.project_id, e.user_id) for e in seen] == [
         ("env", alices.id, alice.id),
         ("project", alices.id, alice.id),
@@ -171,6 +174,7 @@ async def test_a_tenant_never_receives_another_tenants_events(panel: Panel, hub:
 
     await panel.projects.set_app_port(as_user(bob.id), "bobs-shop", 3000)
     assert await next_event(bob_all) == Event("project", bobs.id, bob.id)
+    assert await next_event(bob_all) == Event("audit", None, bob.id)
     await no_event(alice_all, hub, panel)
 
 

@@ -14,10 +14,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from core.actor import Actor
 from core.archives.service import Archive
+from core.audit.entries import AuditEvent, Outcome
 from core.deploy.service import Deployment, ProjectState, ProjectStatus, Reason, State
 from core.errors import AuthenticationError, ConflictError, NotFoundError, ValidationError
 from core.events import EventHub
@@ -33,8 +34,10 @@ from tests.tui.fakes_billing import (
     FakeInvoices,
     FakePayments,
     FakePlans,
+    FakePromised,
     FakeSubscriptions,
 )
+from tests.tui.fakes_tokens import ALICE_TOKENS, FakeAccessTokens
 from tui.app import GhstApp
 from tui.visitor import Visitor
 
@@ -371,7 +374,9 @@ class FakeAccounts:
     async def get(self, user_id: int) -> User:
         return self.user
 
-    async def authenticate(self, username: str, password: str, remote_addr: str) -> User:
+    async def authenticate(
+        self, username: str, password: str, remote_addr: str, *, origin: str = "ssh"
+    ) -> User:
         raise AuthenticationError(BAD_CREDENTIALS)
 
 
@@ -398,6 +403,61 @@ class FakeSessions:
         return self.active
 
 
+def audit_event(
+    event_id: int,
+    minutes: int,
+    action: str,
+    target: str | None,
+    outcome: Outcome = "ok",
+    *,
+    by: str = "alice",
+    origin: str = "dashboard",
+    metadata: dict[str, Any] | None = None,
+) -> AuditEvent:
+    return AuditEvent(
+        id=event_id,
+        at=SIGNED_UP + timedelta(minutes=minutes),
+        actor_kind="user" if by == "alice" else "system",
+        actor_user_id=ALICE.id if by == "alice" else None,
+        actor_label=by,
+        token_id=None,
+        origin=origin,
+        action=action,
+        target_kind="project" if target else None,
+        target_id=None,
+        target_name=target,
+        owner_id=ALICE.id,
+        outcome=outcome,
+        source_address=REMOTE_ADDR if origin in ("dashboard", "sftp", "ssh") else None,
+        request_id="0123456789abcdef",
+        metadata=metadata or {},
+    )
+
+
+ALICE_AUDIT = [  # newest first
+    audit_event(9, 95, "env.set", "shop", metadata={"name": "API_TOKEN", "change": "added"}),
+    audit_event(8, 90, "project.delete", "portfolio", "refused", metadata={"reason": "x"}),
+    audit_event(7, 80, "deployment.deploy", "shop", metadata={"archive": "v3-app.zip"}),
+    audit_event(6, 70, "archive.upload", "shop", origin="sftp", metadata={"archive": "v3-app.zip"}),
+    audit_event(5, 60, "archive.upload", "shop", "failed", origin="sftp"),
+    audit_event(4, 50, "balance.adjustment", None, by="system:cli", origin="cli"),
+    audit_event(3, 40, "project.create", "shop"),
+    audit_event(2, 30, "key.add", "laptop"),
+    audit_event(1, 0, "login", "alice", origin="ssh", metadata={"method": "password"}),
+]
+
+
+@dataclass
+class FakeAudit:
+    entries: list[AuditEvent] = field(default_factory=list)
+
+    async def list(
+        self, actor: Actor, *, before_id: int | None = None, limit: int = 50, **_: object
+    ) -> list[AuditEvent]:
+        older = [e for e in self.entries if before_id is None or e.id < before_id]
+        return older[:limit]
+
+
 @dataclass
 class FakePanel:
     accounts: FakeAccounts = field(default_factory=lambda: FakeAccounts(ALICE))
@@ -415,7 +475,13 @@ class FakePanel:
     balances: FakeBalances = field(default_factory=FakeBalances)
     payments: FakePayments = field(default_factory=FakePayments)
     invoices: FakeInvoices = field(default_factory=FakeInvoices)
-    promised: object | None = None
+    promised: FakePromised = field(default_factory=FakePromised)
+    # Access tokens (tests/tui/fakes_tokens.py).
+    access_tokens: FakeAccessTokens = field(
+        default_factory=lambda: FakeAccessTokens(list(ALICE_TOKENS))
+    )
+    audit: FakeAudit = field(default_factory=lambda: FakeAudit(ALICE_AUDIT))
+    admin: object | None = None
 
 
 def signed_in_visitor(user: User = ALICE) -> Visitor:

@@ -4,13 +4,14 @@ invoices, and a plan change that the "core" may refuse with its message."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from core.actor import Actor
 from core.billing.invoices import Invoice, InvoiceLine, parse_label
 from core.billing.ledger import Entry
 from core.billing.outlook import Outlook
 from core.billing.plans import DEFAULT_PLANS, Plan
+from core.billing.promised import Promise
 from core.billing.proration import upgrade_difference
 from core.billing.subscriptions import PlanChangePreview, ProjectPlan
 from core.billing.usage import Meter, ProjectUsage
@@ -88,6 +89,28 @@ def usage_of(project_name: str) -> ProjectUsage:
     )
 
 
+def usage_on(project_name: str, code: str, cpu: int, ram_mb: int, disk_mb: int) -> ProjectUsage:
+    """Usage of a project on the plan `code`, for the billing screen's bars."""
+    plan = BY_CODE[code]
+    return ProjectUsage(
+        project=project_name,
+        plan=plan.name,
+        cpu=Meter("CPU", cpu, plan.cpu_millicores, "millicores"),
+        ram=Meter("RAM", ram_mb * MiB, plan.ram_mb * MiB, "bytes"),
+        disk=Meter("Disk", disk_mb * MiB, plan.disk_mb * MiB, "bytes"),
+        services=Meter("Services", 1, plan.max_services, "services"),
+        archive_bytes=disk_mb * MiB,
+        volume_bytes=0,
+    )
+
+
+ALICE_USAGE = {
+    "landing-page": usage_on("landing-page", "free", 20, 90, 180),
+    "portfolio": usage_on("portfolio", "host-0", 150, 1_200, 300),
+    "shop": usage_on("shop", "host-1", 1_700, 7_000, 2_600),
+}
+
+
 @dataclass
 class FakePlans:
     plans: list[Plan] = field(default_factory=lambda: list(PLANS))
@@ -104,6 +127,8 @@ class FakeSubscriptions:
     refusal: str | None = None
     changed: list[tuple[str, str]] = field(default_factory=list)
     has_free: bool = False  # the new-project dialog: whether the free plan is taken
+    # Usage by project (the billing screen's bars); others: usage_of (the project screen's).
+    usages: dict[str, ProjectUsage] = field(default_factory=dict)
 
     async def has_free_project(self, actor: Actor) -> bool:
         return self.has_free
@@ -115,7 +140,7 @@ class FakeSubscriptions:
         raise ConflictError(f"The name {name!r} is taken. Please choose another one.")
 
     async def usage(self, actor: Actor, project_name: str) -> ProjectUsage:
-        return usage_of(project_name)
+        return self.usages.get(project_name) or usage_of(project_name)
 
     def today(self) -> date:
         return TODAY
@@ -187,3 +212,30 @@ class FakeInvoices:
             if parse_label(label) == invoice.month:
                 return invoice
         raise NotFoundError(f"No invoice for {label}.")
+
+
+@dataclass
+class FakePromised:
+    """Promised payments: 3 days of the fixed spend on offer; `taken` in the last 28 days;
+    a take refused with `refusal` (the core's words) when set."""
+
+    spend: int = 4_999
+    taken: int = 1
+    refusal: str | None = None
+
+    async def offer(self, actor: Actor) -> int:
+        return 3 * self.spend
+
+    async def history(self, actor: Actor) -> list[Promise]:
+        now = datetime.now(UTC)
+        return [
+            Promise(n, 1, 3 * self.spend, now - timedelta(days=n), now, now)
+            for n in range(1, self.taken + 1)
+        ]
+
+    async def take(self, actor: Actor) -> Promise:
+        if self.refusal is not None:
+            raise ConflictError(self.refusal, title="No promised payment left")
+        self.taken += 1
+        taken = datetime(2026, 12, 10, 9, 0, tzinfo=UTC)
+        return Promise(9, 1, 3 * self.spend, taken, taken + timedelta(days=3), None)

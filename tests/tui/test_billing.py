@@ -1,22 +1,33 @@
 """Billing in the dashboard against the real PostgreSQL: the balance and its warning on home,
-the billing screen's plans, ledger and invoices, and a plan change previewed, confirmed and
-made (or refused with the core's message)."""
+the billing screen's plans, usage bars (measured after it shows, again on events), ledger,
+invoices and top-up instructions, a plan change previewed, confirmed and made (or refused with
+the core's message), and a promised payment explained, taken, or refused with the reason."""
 
 from __future__ import annotations
 
+import asyncio
+import io
+import os
+import zipfile
 from datetime import date
 
 from textual.widgets import DataTable, Static
 
+from core.actor import Actor
 from core.billing import invoices
 from core.billing.charges import charge_day
+from core.billing.money import format_amount
 from core.billing.proration import daily_share
 from core.billing.subscriptions import ONE_FREE
+from core.billing.usage import ProjectUsage
 from core.panel import Panel
+from core.settings import Settings
 from tests.actors import SYSTEM, acting
+from tests.conftest import reset_state, with_settings
 from tests.tui.helpers import SIZE, settle, sign_up
+from tests.tui.test_deployments import upload, wait_for
 from tui.app import GhstApp
-from tui.screens.billing import BillingScreen, ChangePlanDialog, InvoiceView
+from tui.screens.billing import BillingScreen, ChangePlanDialog, InvoiceView, PromiseDialog
 from tui.screens.confirm import ConfirmDialog
 from tui.screens.home import HomeScreen
 
@@ -169,3 +180,158 @@ async def test_a_plan_change_the_core_refuses_shows_its_message(panel: Panel) ->
         assert text(app, "#change-error") == ONE_FREE
     plan = await panel.billing.subscriptions.plan_of(alice, "paid")
     assert plan is not None and plan.plan.code == "host-0"
+
+
+def zip_of(size: int) -> bytes:
+    """An app of about `size` bytes (stored, not compressed)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("Dockerfile", "FROM scratch\n")
+        archive.writestr("blob.bin", os.urandom(size))
+    return buffer.getvalue()
+
+
+def bars_text(app: GhstApp, project: str) -> str:
+    screen = app.screen
+    assert isinstance(screen, BillingScreen)
+    return str(screen.bars[project].render())
+
+
+async def test_the_billing_screen_shows_each_projects_plan_and_usage_and_remeasures_on_events(
+    panel: Panel,
+) -> None:
+    visitor = await sign_up(panel, "alice")
+    assert visitor.user is not None
+    alice = acting(visitor.user.id)
+    await panel.billing.subscriptions.create_project(alice, "shop", "host-0")
+    await panel.billing.subscriptions.create_project(alice, "notes")
+    app = GhstApp(panel, visitor)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await settle(pilot)
+        await pilot.press("b")
+        await settle(pilot)
+        await wait_for(pilot, lambda: panel.events.listening.is_set())
+        screen = app.screen
+        assert isinstance(screen, BillingScreen)
+        shop = bars_text(app, "shop")
+        assert shop.startswith("shop · Host-0")
+        assert "0.00 / 1 CPU" in shop and "0.0 / 4096.0 MiB" in shop
+        assert "Disk" in shop and "0.0 / 1024.0 MiB" in shop
+        assert bars_text(app, "notes").startswith("notes · Free")
+        measured = screen.bars["notes"].measured
+
+        # An upload from another session: its event measures shop again, and only shop.
+        await upload(panel, visitor.user.id, "shop", zip_of(300 * 1024))
+        await wait_for(pilot, lambda: "0.3 / 1024.0 MiB" in bars_text(app, "shop"))
+        await settle(pilot)
+        assert screen.bars["notes"].measured == measured
+
+        # A plan changed elsewhere: the table and the bars show the new plan.
+        await panel.billing.subscriptions.change_plan(alice, "shop", "host-2")
+        await wait_for(pilot, lambda: bars_text(app, "shop").startswith("shop · Host-2"))
+        await settle(pilot)
+        assert ["shop", "Host-2", "1 500.00 RUB"] in rows(app, "#plans")
+        assert "/ 3 CPU" in bars_text(app, "shop")
+
+
+async def test_usage_is_measured_after_the_screen_shows_without_blocking_it(
+    panel: Panel,
+) -> None:
+    visitor = await sign_up(panel, "alice")
+    assert visitor.user is not None
+    alice = acting(visitor.user.id)
+    for name in ("one", "two", "three"):
+        await panel.billing.subscriptions.create_project(alice, name, "host-0")
+    # Measurements that never end (docker stats hanging): the rest of the screen is there.
+    release = asyncio.Event()
+    started: list[str] = []
+    real = panel.billing.subscriptions.usage
+
+    async def hanging(actor: Actor, project: str) -> ProjectUsage:
+        started.append(project)
+        await release.wait()
+        return await real(actor, project)
+
+    panel.billing.subscriptions.usage = hanging  # type: ignore[method-assign]
+    app = GhstApp(panel, visitor)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await settle(pilot)
+        await pilot.press("b")
+        await wait_for(pilot, lambda: len(rows(app, "#plans")) == 3)
+        # Every project measured at once, each in its own worker, while the screen is up.
+        await wait_for(pilot, lambda: sorted(started) == ["one", "three", "two"])
+        assert "0.00 RUB" in text(app, "#outlook")
+        assert bars_text(app, "two") == "two · measuring…"
+        release.set()
+        await settle(pilot)
+        assert bars_text(app, "two").startswith("two · Host-0")
+
+
+async def test_a_promised_payment_says_what_it_grants_asks_and_explains_a_refusal(
+    panel: Panel,
+) -> None:
+    visitor = await sign_up(panel, "alice")
+    assert visitor.user is not None
+    alice = acting(visitor.user.id)
+    await panel.billing.subscriptions.create_project(alice, "shop", "host-0")
+    spend = daily_share(50_000, panel.billing.subscriptions.today())
+    # One taken already (and paid back by a top-up): one is left.
+    await panel.billing.promised.take(alice)
+    await panel.billing.payments.record_manual(SYSTEM, visitor.user.id, 100, "bank transfer")
+    await panel.billing.balances.adjust(SYSTEM, visitor.user.id, -100, "spent")
+    app = GhstApp(panel, visitor)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await settle(pilot)
+        await pilot.press("b")
+        await settle(pilot)
+        await pilot.press("p")
+        await settle(pilot)
+        assert isinstance(app.screen, PromiseDialog)
+        shown = text(app, "#promise-text")
+        assert f"credits {format_amount(3 * spend, 'RUB')} now: 3 days" in shown
+        assert "at most 2 in 28 days" in shown
+        assert "You have taken 1 in the last 28 days: 1 left." in shown
+        assert (await panel.billing.subscriptions.outlook(alice)).balance == 0  # not before y
+        await pilot.press("y")
+        await settle(pilot)
+        assert isinstance(app.screen, BillingScreen)
+        assert format_amount(3 * spend, "RUB") in text(app, "#outlook")
+        assert rows(app, "#ledger")[0][1] == "promised"
+
+        # A second one while this one is open, and (paid back) a third in 28 days: refused,
+        # saying why, in the dialog; nothing is credited.
+        await pilot.press("p")
+        await settle(pilot)
+        await pilot.press("y")
+        await settle(pilot)
+        assert isinstance(app.screen, PromiseDialog)
+        assert "already have a promised payment open" in text(app, "#promise-error")
+        await pilot.press("escape")
+        await settle(pilot)
+        await panel.billing.payments.record_manual(SYSTEM, visitor.user.id, 100, "transfer 2")
+        await pilot.press("p")
+        await settle(pilot)
+        assert "You have taken 2 in the last 28 days: 0 left." in text(app, "#promise-text")
+        await pilot.press("y")
+        await settle(pilot)
+        refusal = text(app, "#promise-error")
+        assert refusal.startswith("Not taken. A promised payment can be taken at most 2 times")
+    assert (await panel.billing.subscriptions.outlook(alice)).balance == 100
+
+
+async def test_the_operators_top_up_instructions_are_on_the_billing_screen(
+    settings: Settings,
+) -> None:
+    bank = "Pay to Example Hosting LLC, account 40702810000000000001, quoting your username."
+    await reset_state(settings)
+    panel = await Panel.open(with_settings(settings, billing_manual_instructions=bank))
+    try:
+        visitor = await sign_up(panel, "alice")
+        app = GhstApp(panel, visitor)
+        async with app.run_test(size=(200, 50)) as pilot:
+            await settle(pilot)
+            await pilot.press("b")
+            await settle(pilot)
+            assert text(app, "#instructions") == bank
+    finally:
+        await panel.close()

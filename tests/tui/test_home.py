@@ -164,7 +164,7 @@ async def test_the_key_bar_lists_the_bindings_and_a_click_on_a_key_presses_it(
         bar = str(app.screen.query_one(KeyBar).render())
         assert bar.split() == [
             *("j", "Projects", "k", "SSH", "keys", "p", "Password", "l", "Log", "out"),
-            *("o", "Log", "out", "everywhere", "b", "Billing", "^q", "Quit"),
+            *("o", "Log", "out", "everywhere", "b", "Billing", "a", "Audit", "log", "^q", "Quit"),
         ]
         await pilot.click(KeyBar, offset=(bar.index(" k ") + 1, 0))
         await settle(pilot)

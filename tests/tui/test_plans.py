@@ -10,6 +10,9 @@ from core.billing.plans import PlanSpec
 from core.panel import Panel
 from tests.actors import SYSTEM, acting
 from tests.tui.helpers import SIZE, click, fill, settle, sign_up
+from tests.tui.test_billing import zip_of
+from tests.tui.test_deployments import upload, wait_for
+from tests.tui.test_events import IDLE_SECONDS, Calls
 from tui.app import GhstApp
 from tui.screens.new_project import NewProjectDialog, plan_label
 from tui.screens.project import ProjectScreen
@@ -88,6 +91,33 @@ async def test_the_project_screen_shows_the_plan_and_its_usage(panel: Panel) -> 
         # 200 columns: bars, and the numbers in full.
         assert "░" in shown and "0.00 / 0.25 CPU" in shown
         assert "0.0 / 256.0 MiB" in shown and "0 / 2 services" in shown
+
+
+async def test_the_project_screens_usage_is_measured_again_on_events_not_on_a_timer(
+    panel: Panel,
+) -> None:
+    visitor = await sign_up(panel)
+    assert visitor.user is not None
+    alice = acting(visitor.user.id)
+    await panel.subscriptions.create_project(alice, "shop", "host-0")
+    app = GhstApp(panel, visitor)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await app.push_screen(ProjectScreen("shop"))
+        await wait_for(pilot, lambda: panel.events.listening.is_set())
+        await settle(pilot)
+        bars = app.screen.query_one("#usage-bars", UsageBars)
+        assert str(bars.render()).startswith("Host-0")
+        measures = Calls(panel.subscriptions, "usage")
+        await pilot.pause(IDLE_SECONDS)
+        assert measures.count == 0  # idle: nothing measured, nothing queried
+
+        # An upload from another session: its event measures again.
+        await upload(panel, visitor.user.id, "shop", zip_of(300 * 1024))
+        await wait_for(pilot, lambda: "0.3 / 1024.0 MiB" in str(bars.render()))
+        # The plan changed elsewhere (a project event, migration 0018): the new plan's bars.
+        await panel.subscriptions.change_plan(alice, "shop", "host-1")
+        await wait_for(pilot, lambda: str(bars.render()).startswith("Host-1"))
+        assert "/ 2 CPU" in str(bars.render())
 
 
 def test_a_plan_line_fits_the_dialog() -> None:

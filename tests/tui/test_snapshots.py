@@ -320,3 +320,9 @@ def test_project_with_a_40_character_name(snap_compare: SnapCompare, size: Size)
         deployments={name: SHOP_DEPLOYMENTS},
     )
     assert snap_compare(app, terminal_size=size, run_before=run(press("j"), press("enter")))
+
+
+def test_audit_log(snap_compare: SnapCompare, size: Size) -> None:
+    assert snap_compare(
+        fake_app(signed_in_visitor(), ALICE_KEYS), terminal_size=size, run_before=run(press("a"))
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -63,3 +64,46 @@ def test_the_system_owns_nothing_but_may_touch_everything() -> None:
     assert actor.may_own(8)
     with pytest.raises(PermissionDenied):
         _ = actor.owner_id
+
+
+def test_acting_from_sets_where_a_request_came_from_and_keeps_the_rest() -> None:
+    token = Actor.for_token(
+        user(7), token_id=3, prefix="ghst_ab12", scopes=frozenset({"read"}),
+        projects=frozenset({"shop"}),
+    )  # fmt: skip
+    seen = token.acting_from("command", source_address="192.0.2.1", request_id="r-1")
+    assert (seen.origin, seen.source_address, seen.request_id) == ("command", "192.0.2.1", "r-1")
+    assert (seen.kind, seen.label, seen.scopes, seen.projects, seen.token_id) == (
+        token.kind, token.label, token.scopes, token.projects, token.token_id,
+    )  # fmt: skip
+    # Nobody said where from: recorded as internal, never guessed.
+    assert Actor.system("worker").origin == "internal"
+
+
+def test_an_operator_reads_everything_and_may_change_nothing() -> None:
+    operator = Actor.for_staff(replace(user(5), role="operator"))
+    assert operator.kind == "operator" and operator.reads_everything
+    operator.require_staff()
+    assert not operator.is_operator  # what every changing service checks
+    assert not operator.may_own(8)  # the other services see a user, on their own rows
+    with pytest.raises(PermissionDenied, match="An operator can look, not change"):
+        operator.require_admin()
+    with pytest.raises(PermissionDenied):
+        operator.require("deploy")
+
+
+def test_staff_are_admins_operators_and_the_system_only() -> None:
+    admin = Actor.for_staff(user(1, admin=True))
+    admin.require_staff()
+    admin.require_admin()
+    Actor.system("cli").require_admin()
+    with pytest.raises(PermissionDenied):
+        Actor.for_staff(user(7))
+    for nobody in (
+        Actor.for_user(user(7)),
+        Actor.for_token(user(7), token_id=1, prefix="t", scopes=frozenset({"admin"})),
+    ):
+        with pytest.raises(PermissionDenied):
+            nobody.require_staff()
+        with pytest.raises(PermissionDenied):
+            nobody.require_admin()

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = ("cli", "core", "sshd", "tui", "tests", "bench", "scripts")
+SOURCES = ("cli", "commands", "core", "sshd", "tui", "tests", "bench", "scripts")
 # Spelled in two pieces so that this file does not match itself.
 OUTSIDE_DESIGN_FILE = "DESIGN" + ".md"
 DOCS_REFERENCE = re.compile(r"docs/([A-Za-z0-9_.-]+\.md)")

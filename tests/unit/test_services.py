@@ -23,6 +23,9 @@ NAMES = [
     "payments",
     "promised",
     "invoices",
+    "access_tokens",
+    "audit",
+    "admin",
 ]
 
 

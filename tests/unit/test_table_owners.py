@@ -43,6 +43,8 @@ OWNERS = {
     "invoice_entries": "core/billing/invoices.py",
     "invoice_numbers": "core/billing/invoices.py",
     "invoice_runs": "core/billing/invoices.py",
+    "access_tokens": "core/identity/access_tokens.py",
+    "audit_events": "core/audit/entries.py",
 }
 
 TABLE_MENTION = re.compile(

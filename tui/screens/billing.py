@@ -1,15 +1,19 @@
-"""Billing: the balance and days left, each project's plan (and a plan change), the ledger,
-the invoices, and how to top up.
+"""Billing: the balance and days left, each project's plan (and a plan change) and usage bars,
+the ledger, the invoices, how to top up, and a promised payment.
 
 Everything is read through the services with the signed-in user as the actor; a plan change
 shows its price (what today costs more, the new monthly price) and asks before it calls
 `subscriptions.change_plan`, whose refusals (one free project, a downgrade that does not fit)
-are shown as they are.
+are shown as they are. Usage (docker stats: a second or two per project) is measured after the
+screen shows, every project at once, each in its own worker; an event about a project (an
+upload, a deployment, its plan) measures that project again, and nothing polls.
 """
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
+from functools import partial
 from typing import ClassVar
 
 from rich.text import Text
@@ -26,15 +30,23 @@ from core.billing.ledger import Entry
 from core.billing.money import format_amount
 from core.billing.outlook import Outlook, warning_text
 from core.billing.plans import Plan
+from core.billing.promised import MAX_PROMISES, PROMISE_DAYS, WINDOW, Promise
 from core.billing.subscriptions import PlanChangePreview, ProjectPlan
+from core.billing.usage import ProjectUsage
 from core.errors import PanelError
+from core.events import Subscription
 from tui.formatting import day, plural
 from tui.screens.base import GhstModal, GhstScreen
 from tui.screens.confirm import ConfirmDialog
+from tui.watch import Changed, watch
 from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
+from tui.widgets.usage_bars import UsageBars
 
 LEDGER_PAGE = 10
+# Events that may change what the screen shows: a project's plan or suspension ("project",
+# migration 0018), its disk (an upload), its containers (a deployment).
+WATCHED = ("project", "archive", "deployment")
 
 
 def outlook_line(outlook: Outlook, currency: str) -> str:
@@ -197,12 +209,90 @@ class ChangePlanDialog(GhstModal[str | None]):
         self.dismiss(None)
 
 
+def promise_text(offer: int, spend: int, taken: int, currency: str) -> str:
+    """What a promised payment grants and its rules, and how many the user has left."""
+    left = max(0, MAX_PROMISES - taken)
+    return "\n".join(
+        [
+            f"A promised payment credits {format_amount(offer, currency)} now: {PROMISE_DAYS}"
+            f" days of your current spend ({format_amount(spend, currency)} a day), so your"
+            " sites keep running, or come back, until your money arrives.",
+            f"It is taken back at your next top-up, or after {PROMISE_DAYS} days.",
+            f"Rule: at most {MAX_PROMISES} in {WINDOW.days} days, one at a time, and only when"
+            f" your balance no longer covers {PROMISE_DAYS} days.",
+            f"You have taken {taken} in the last {WINDOW.days} days: {left} left.",
+        ]
+    )
+
+
+class PromiseDialog(GhstModal[bool]):
+    """A promised payment: what it grants and the rule, then y takes it. A refusal (too many,
+    one still open, money left) stays in the dialog, in the core's words."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,n", "cancel", "Cancel"),
+        Binding("y", "take", "Take it"),
+    ]
+    DEFAULT_CSS = """
+    PromiseDialog { align: center middle; }
+    PromiseDialog #promise-box {
+        width: 76; max-width: 95%; height: auto; max-height: 95%;
+        background: $surface; border: round $border; padding: 0 1;
+    }
+    PromiseDialog #promise-error { color: $text-error; text-style: bold; margin-top: 1; }
+    PromiseDialog #promise-error.-empty { display: none; }
+    PromiseDialog #promise-keys { margin-top: 1; }
+    """
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="promise-box") as box:
+            box.border_title = "Promised payment"
+            yield Static("…", id="promise-text", markup=False)
+            yield Static("", id="promise-error", classes="-empty", markup=False)
+            yield Static("y: take it   n, Esc: cancel", id="promise-keys", classes="muted")
+
+    def on_mount(self) -> None:
+        self.explain()
+
+    @work(exclusive=True, exit_on_error=False, group="promise")
+    async def explain(self) -> None:
+        promised, actor = self.panel.promised, self.actor
+        offer, history = await asyncio.gather(promised.offer(actor), promised.history(actor))
+        since = datetime.now(UTC) - WINDOW
+        taken = sum(1 for promise in history if promise.taken_at > since)
+        currency = self.panel.settings.currency
+        spend = offer // PROMISE_DAYS
+        self.query_one("#promise-text", Static).update(promise_text(offer, spend, taken, currency))
+
+    def handle_error(self, error: BaseException) -> None:
+        if isinstance(error, PanelError):
+            refusal = self.query_one("#promise-error", Static)
+            refusal.update(f"Not taken. {error.message}")
+            refusal.remove_class("-empty")
+            return
+        super().handle_error(error)
+
+    @work(exclusive=True, exit_on_error=False, group="take")
+    async def action_take(self) -> None:
+        promise: Promise = await self.panel.promised.take(self.actor)
+        self.notify(
+            f"{format_amount(promise.amount, self.panel.settings.currency)} credited until"
+            f" {promise.expires_at:%Y-%m-%d %H:%M} UTC.",
+            title="Promised payment taken",
+        )
+        self.dismiss(True)
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+
 class BillingScreen(GhstScreen[None]):
     TITLE = "Billing"
     CSS_PATH = "billing.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "change_plan", "Change plan"),
         Binding("i", "open_invoice", "Open invoice"),
+        Binding("p", "promise", "Promised payment"),
         Binding("right_square_bracket", "older", "Older entries"),
         Binding("left_square_bracket", "newer", "Newer entries"),
         Binding("escape", "back", "Back"),
@@ -216,6 +306,10 @@ class BillingScreen(GhstScreen[None]):
         # Ledger pages: the id each shown page starts below (None: the newest).
         self._pages: list[int | None] = [None]
         self._more = False
+        self.project_ids: dict[int, str] = {}
+        self.bars: dict[str, UsageBars] = {}
+        self._dirty: set[str] = set()  # projects an event named while the screen was covered
+        self._events: Subscription | None = None
 
     def compose(self) -> ComposeResult:
         yield AppHeader("Home", "Billing")
@@ -225,7 +319,7 @@ class BillingScreen(GhstScreen[None]):
                 with Vertical(id="plans-box", classes="box") as plans:
                     plans.border_title = "Projects and plans"
                     yield DataTable(id="plans", cursor_type="row", zebra_stripes=True)
-                    # Usage bars (CPU, RAM and disk against the plan) go here.
+                    # Usage bars (CPU, RAM and disk against the plan), a block per project.
                     yield Vertical(id="usage")
                 with Vertical(id="topup-box", classes="box") as topup:
                     topup.border_title = "Top up"
@@ -246,9 +340,39 @@ class BillingScreen(GhstScreen[None]):
         self.query_one("#ledger", DataTable).add_columns("Date", "Kind", "Amount", "Reason")
         self.query_one("#invoices", DataTable).add_columns("Month", "No.", "Total")
         self.query_one("#plans", DataTable).focus()
+        self._events = watch(self, WATCHED)
+
+    def on_unmount(self) -> None:
+        if self._events is not None:
+            self._events.close()
 
     def on_screen_resume(self) -> None:
         self.load()
+
+    def on_changed(self, message: Changed) -> None:
+        """Measure again the projects the events name; a plan, suspension or project change
+        (or missed events) also reloads the tables. Covered: remembered for the resume."""
+        reload = False
+        for event in message.events:
+            name = self.project_ids.get(event.project_id or 0)
+            if event.kind in ("project", "refresh") or name is None:
+                reload = True  # a new project has no name here yet
+            if event.kind == "refresh":
+                self._dirty.update(self.bars)
+            elif name is not None:
+                self._dirty.add(name)
+        if not self.is_active:
+            return
+        if reload:
+            self.load()  # measures the dirty ones once it knows the projects
+        else:
+            self.remeasure_dirty()
+
+    def remeasure_dirty(self) -> None:
+        for name in sorted(self._dirty):
+            if name in self.bars:
+                self.bars[name].remeasure()
+        self._dirty.clear()
 
     @property
     def currency(self) -> str:
@@ -266,9 +390,11 @@ class BillingScreen(GhstScreen[None]):
             *(panel.subscriptions.plan_of(actor, project.name) for project in projects)
         )
         self.plans = {project.name: plan for project, plan in zip(projects, plans, strict=True)}
+        self.project_ids = {project.id: project.name for project in projects}
         self.invoices = invoices
         self.show_outlook(outlook)
         self.show_plans()
+        await self.show_usage()
         self.show_invoices()
         instructions = panel.payments.instructions()
         self.query_one("#instructions", Static).update(
@@ -300,6 +426,27 @@ class BillingScreen(GhstScreen[None]):
             table.add_row(*cells, key=name)
         if self.plans:
             table.move_cursor(row=min(cursor, len(self.plans) - 1))
+
+    async def show_usage(self) -> None:
+        """A usage block per project, measured in its own worker once mounted (all at once);
+        the blocks already shown are measured again only if an event named them."""
+        names = list(self.plans)
+        if names != list(self.bars):
+            await self.query_one("#usage", Vertical).remove_children()
+            self.bars = {
+                name: UsageBars(
+                    stacked=True,
+                    measure=partial(self.measure_usage, name),
+                    waiting=f"{name} · measuring…",
+                )
+                for name in names
+            }
+            await self.query_one("#usage", Vertical).mount_all(self.bars.values())
+            self._dirty.update(names)
+        self.remeasure_dirty()
+
+    async def measure_usage(self, project: str) -> ProjectUsage:
+        return await self.panel.subscriptions.usage(self.actor, project)
 
     def show_invoices(self) -> None:
         table = self.query_one("#invoices", DataTable)
@@ -392,6 +539,13 @@ class BillingScreen(GhstScreen[None]):
     def _plan_changed(self, plan_name: str | None) -> None:
         if plan_name is not None:
             self.notify(f"The plan is now {plan_name}.", title="Plan changed")
+            self.load()
+
+    def action_promise(self) -> None:
+        self.app.push_screen(PromiseDialog(), self._promise_taken)
+
+    def _promise_taken(self, taken: bool | None) -> None:
+        if taken:
             self.load()
 
     def action_back(self) -> None:

@@ -17,7 +17,6 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import Button, Input, Static
 
-from core.actor import Actor
 from core.errors import NotFoundError, ValidationError
 from core.projects.service import Project
 from tui.formatting import plural
@@ -103,7 +102,7 @@ class DeleteProjectDialog(GhstModal[Project | None]):
     async def delete_project(self, confirmation: str) -> None:
         try:
             project = await self.panel.deployments.delete_project(
-                Actor.for_user(self.user), self.project.name, confirmation
+                self.actor, self.project.name, confirmation
             )
         except Exception:  # (a cancelled worker means the screen is going away: leave it)
             self._set_busy(False)

@@ -61,10 +61,19 @@ class HomeScreen(GhstScreen[None]):
         Binding("l", "logout", "Log out"),
         Binding("o,L", "logout_everywhere", "Log out everywhere"),
         Binding("b", "billing", "Billing"),
+        Binding("t", "tokens", "Tokens"),
+        Binding("a", "audit", "Audit log"),
         Binding("q", "app.quit", "Quit", show=False),
+        # Only admins and operators have it (check_action hides it from everyone else).
+        Binding("colon", "admin", "Admin"),
     ]
     # At 80 columns the bar keeps b (the banner says to press it): these are in "What next".
-    KEY_BAR_DROP_ORDER: ClassVar[tuple[str, ...]] = ("logout_everywhere", "password")
+    KEY_BAR_DROP_ORDER: ClassVar[tuple[str, ...]] = (
+        "tokens",
+        "audit",
+        "logout_everywhere",
+        "password",
+    )
 
     def __init__(self) -> None:
         super().__init__()
@@ -163,6 +172,18 @@ class HomeScreen(GhstScreen[None]):
         if event.option.id is not None:
             await self.run_action(event.option.id)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "admin":
+            return self.visitor.is_staff
+        return True
+
+    def action_admin(self) -> None:
+        if not self.visitor.is_staff:
+            return
+        from tui.admin.users import AdminUsersScreen
+
+        self.app.push_screen(AdminUsersScreen())
+
     def action_projects(self) -> None:
         from tui.screens.projects import ProjectsScreen
 
@@ -173,10 +194,20 @@ class HomeScreen(GhstScreen[None]):
 
         self.app.push_screen(BillingScreen())
 
+    def action_audit(self) -> None:
+        from tui.screens.audit import AuditScreen
+
+        self.app.push_screen(AuditScreen())
+
     def action_keys(self) -> None:
         from tui.screens.keys import KeysScreen
 
         self.app.push_screen(KeysScreen())
+
+    def action_tokens(self) -> None:
+        from tui.screens.tokens import TokensScreen
+
+        self.app.push_screen(TokensScreen())
 
     def action_password(self) -> None:
         from tui.screens.password import PasswordScreen

@@ -40,16 +40,25 @@ def used_text(key: SSHKey) -> str:
     return "never used" if key.last_used_at is None else f"used {day(key.last_used_at)}"
 
 
+def kind_text(key: SSHKey) -> str:
+    """The key's type, and a deploy key's limits (e.g. "ed25519 · deploy key: deploy, read · shop")."""
+    kind = key_type(key.algorithm)
+    if key.scopes is None:
+        return kind
+    projects = "all projects" if key.projects is None else ", ".join(sorted(key.projects))
+    return f"{kind} · deploy key: {', '.join(sorted(key.scopes))} · {projects}"
+
+
 def key_cells(key: SSHKey, narrow: bool) -> tuple[Text, ...]:
     if narrow:
         return (
             Text.assemble(
-                (key.name, "bold"), (f" · {key_type(key.algorithm)}", "dim"), "\n", key.fingerprint
+                (key.name, "bold"), (f" · {kind_text(key)}", "dim"), "\n", key.fingerprint
             ),
             Text.assemble(day(key.created_at), "\n", (used_text(key), "dim")),
         )
     return (
-        Text.assemble((key.name, "bold"), "\n", (key_type(key.algorithm), "dim")),
+        Text.assemble((key.name, "bold"), "\n", (kind_text(key), "dim")),
         Text(key.fingerprint),
         Text(day(key.created_at)),
         Text(day(key.last_used_at)),

@@ -101,16 +101,22 @@ class LoginScreen(GhstScreen[None]):
 
         panel, visitor = self.panel, self.visitor
         try:
-            user = await panel.accounts.authenticate(username, password, visitor.remote_addr)
+            user = await panel.accounts.authenticate(
+                username, password, visitor.remote_addr, origin="dashboard"
+            )
             key = visitor.presented_key
             if attach and key is not None:
-                problem = await attach_key(panel, user, key, visitor.remote_addr)
+                problem = await attach_key(
+                    panel, user, key, visitor.remote_addr, request_id=visitor.request_id
+                )
                 if problem is None:
                     visitor.presented_key = None
                     self.notify(f"Key {key.fingerprint} added to your account.", title="Key added")
                 else:
                     self.notify(problem, title="Key not attached", severity="warning")
-            session = await panel.sessions.open(user.id, "password", visitor.remote_addr)
+            session = await panel.sessions.open(
+                user.id, "password", visitor.remote_addr, actor=visitor.acting(user)
+            )
         except Exception:  # (a cancelled worker means the screen is going away: leave it)
             self._set_busy(False)
             raise

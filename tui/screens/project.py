@@ -35,8 +35,9 @@ from textual.widgets import DataTable, Static
 from textual.worker import Worker
 
 from core.archives.service import Archive
+from core.billing.usage import ProjectUsage
 from core.deploy.service import Deployment, ProjectStatus, State
-from core.errors import NotFoundError, PanelError
+from core.errors import NotFoundError
 from core.events import Subscription
 from tui.formatting import moment, plural, size
 from tui.screens.base import GhstScreen
@@ -59,6 +60,8 @@ EVERYTHING = frozenset({UPLOADS, DEPLOYMENTS})
 # What an event of each kind can change (any other kind, or a missed event: everything). A
 # deployment's change leaves the uploads as they were, an upload the deployments.
 LOADED_ON = {"deployment": frozenset({DEPLOYMENTS}), "archive": frozenset({UPLOADS})}
+# Events after which the usage bars are measured again (a deployment: once it has finished).
+USAGE_CHANGED_ON = frozenset({"archive", "project", "refresh"})
 TICK_SECONDS = 1.0
 RETRY_SECONDS = 5.0  # a failed load is tried again (no event may come to trigger it)
 DEPLOYMENTS_SHOWN = 50
@@ -222,7 +225,7 @@ class ProjectScreen(GhstScreen[None]):
                 yield Static(name, id="title", classes="card-title", markup=False)
                 yield Static(project_url(name, settings.domain), id="url", markup=False)
             yield Static("Loading the status…", id="status", markup=False)
-            yield UsageBars(id="usage-bars")
+            yield UsageBars(id="usage-bars", measure=self.measure_usage)
             with Vertical(id="upload-box"):
                 yield Static(
                     Content.assemble(("scp   ", "$text-muted"), (commands.scp, "bold")),
@@ -284,17 +287,12 @@ class ProjectScreen(GhstScreen[None]):
             return
         self.poll()  # events that came while covered were not loaded
         self.tick()
-        self.load_usage()
+        self.query_one("#usage-bars", UsageBars).remeasure()
 
-    @work(exclusive=True, exit_on_error=False, group="usage")
-    async def load_usage(self) -> None:
-        """The plan and its usage bars: measured when the screen is shown (docker stats take a
-        second, so not on every event)."""
-        bars = self.query_one("#usage-bars", UsageBars)
-        try:
-            bars.show(await self.panel.subscriptions.usage(self.actor, self.project_name))
-        except PanelError as error:
-            bars.update(f"Usage: {error.message}")
+    async def measure_usage(self) -> ProjectUsage:
+        """The plan and its usage bars: measured when the screen is shown, and again when an
+        event says an upload, the plan or the project changed or a deployment finished."""
+        return await self.panel.subscriptions.usage(self.actor, self.project_name)
 
     def on_screen_suspend(self) -> None:
         if self._tick_timer is not None:
@@ -310,6 +308,8 @@ class ProjectScreen(GhstScreen[None]):
         # Covered (even by a dialog): the load waits until the screen is shown again.
         if self.is_active:
             kinds = message.kinds if message is not None else {"refresh"}
+            if kinds & USAGE_CHANGED_ON:
+                self.query_one("#usage-bars", UsageBars).remeasure()
             self.poll(frozenset[str]().union(*(LOADED_ON.get(kind, EVERYTHING) for kind in kinds)))
 
     def tick(self) -> None:
@@ -424,6 +424,9 @@ class ProjectScreen(GhstScreen[None]):
     ) -> None:
         """Redraw what changed; a running build's duration changes one cell at a time."""
         changed = status != self.status or deployments != self.deployments
+        was_active = {deployment.id for deployment in self.deployments if deployment.active}
+        if any(d.id in was_active and not d.active for d in deployments):
+            self.query_one("#usage-bars", UsageBars).remeasure()  # a deployment finished
         if archives != self.archives:
             self.show_archives(archives)
             changed = True

@@ -141,12 +141,16 @@ class SignUpScreen(GhstScreen[None]):
         try:
             key = visitor.presented_key
             if attach and key is not None:
-                problem = await attach_key(panel, user, key, visitor.remote_addr)
+                problem = await attach_key(
+                    panel, user, key, visitor.remote_addr, request_id=visitor.request_id
+                )
                 if problem is None:
                     visitor.presented_key = None
                 else:
                     self.notify(problem, title="Key not attached", severity="warning")
-            session = await panel.sessions.open(user.id, "signup", visitor.remote_addr)
+            session = await panel.sessions.open(
+                user.id, "signup", visitor.remote_addr, actor=visitor.acting(user)
+            )
         except Exception as error:
             # The account exists: never leave the user on a form that now says "taken".
             self.ghst.show_error(error)

@@ -58,5 +58,9 @@ class AppHeader(Horizontal):
         yield Static(self.where, id="where", markup=False)
         if visitor.user is not None:
             yield Static(f"● {visitor.user.username}", id="who", classes="-signed-in", markup=False)
+        elif visitor.operator is not None:  # `ghst admin` on the host
+            yield Static(
+                f"● {visitor.operator.label}", id="who", classes="-signed-in", markup=False
+            )
         else:
             yield Static("not signed in", id="who")

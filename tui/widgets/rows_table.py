@@ -12,15 +12,24 @@ A column that widens, a row added: DataTable sets its virtual size, which lays o
 screen and repaints all of it (most of an event's cost on a project screen). When the table's
 size comes from the stylesheet and its rows fit it without a scrollbar, before and after,
 nothing outside the table moves: the table is repainted instead.
+
+Cells drawn are shared by every table of the process (`SHARED_CELLS`): one event changes the
+same cell on every screen watching a project, and each table would draw it again (DataTable's
+own cache is the table's, and any change empties it). The key is everything the drawing
+depends on: the cell's text with its styles, its place, width and height, and the table's
+styles for it; so a cell is only ever taken for another with the same text.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any, Self
 
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual._two_way_dict import TwoWayDict
+from textual.cache import LRUCache
 from textual.geometry import Region
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
@@ -30,6 +39,8 @@ from tui.widgets.redraw import sized_by_style
 # A row as the table should show it: its key, its cells as plain text (compared with what is
 # shown), and how to draw them (called only for a row that is new or changed).
 Row = tuple[str, tuple[str, ...], Callable[[], Sequence[Text]]]
+# Cells drawn, by everything the drawing depends on (`RowsTable._shared_cell_key`).
+SHARED_CELLS: LRUCache[Hashable, list[list[Segment]]] = LRUCache(4096)
 
 
 class RowsTable(DataTable[Text]):
@@ -38,6 +49,77 @@ class RowsTable(DataTable[Text]):
         # The plain cells of each row put by `show_rows`/`show_row`, by row key.
         self.shown_rows: dict[str, tuple[str, ...]] = {}
         self._measuring = False
+
+    def _render_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ) -> list[list[Segment]]:
+        key = self._shared_cell_key(row_index, column_index, base_style, width, cursor, hover)
+        if key is None:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        lines = SHARED_CELLS.get(key)
+        if lines is None:
+            lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+            SHARED_CELLS[key] = lines
+        return lines
+
+    def _shared_cell_key(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool,
+        hover: bool,
+    ) -> Hashable | None:
+        """What `DataTable._render_cell` draws from; None for a cell it is not sure of."""
+        column_key = self._column_locations.get_key(column_index)
+        if column_key is None or column_key not in self.columns:
+            return None  # (a row label)
+        column = self.columns[column_key]
+        if row_index == -1:
+            cell: object = column.label
+            height = self.header_height
+        else:
+            row_key = self._row_locations.get_key(row_index)
+            if row_key is None or row_key not in self.rows or self.rows[row_key].auto_height:
+                return None
+            row = self.rows[row_key]
+            cell = self._data[row_key].get(column_key)
+            height = row.height
+        if type(cell) is not Text:
+            return None
+        fixed = row_index != -1 and (
+            row_index < self.fixed_rows or column_index < self.fixed_columns
+        )
+        styles = self._get_styles_to_render_cell(
+            row_index == -1,
+            False,
+            fixed,
+            hover,
+            cursor,
+            self.show_cursor,
+            self._show_hover_cursor,
+            self.cursor_foreground_priority == "css",
+            self.cursor_background_priority == "css",
+        )
+        text = (
+            cell.plain,
+            cell.style,
+            tuple(cell.spans),
+            cell.justify,
+            cell.overflow,
+            cell.no_wrap,
+            cell.end,
+            cell.tab_size,
+        )
+        place = (row_index, column_index, width, height, self.cell_padding)
+        return (text, place, base_style, styles, cursor, hover, self._show_hover_cursor)
 
     def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
         self._measuring = True

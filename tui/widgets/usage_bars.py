@@ -2,15 +2,24 @@
 
 `UsageBars()` draws one line (the project screen: bars only when the terminal is wide enough,
 the numbers always); `UsageBars(stacked=True)` a line per meter with a wider bar (a billing
-screen's list of projects). Feed it with `show(usage)`, a `core.billing.usage.ProjectUsage`.
+screen's list of projects). Feed it with `show(usage)`, a `core.billing.usage.ProjectUsage`,
+or give it `measure` and call `remeasure()` when the panel says the project changed (an event:
+a deployment, an upload, its plan): measuring takes docker stats a second or two, so it runs in
+a worker, and a burst of events while one runs measures once more after it, never piling up.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from textual.content import Content
 from textual.widgets import Static
+from textual.worker import Worker
 
 from core.billing.usage import Meter, ProjectUsage
+from core.errors import PanelError
+
+Measure = Callable[[], Awaitable[ProjectUsage]]
 
 FULL, EMPTY = "█", "░"
 NO_PLAN = "No plan (the panel's defaults)"
@@ -82,10 +91,43 @@ class UsageBars(Static):
     }
     """
 
-    def __init__(self, *, stacked: bool = False, id: str | None = None) -> None:
-        super().__init__("", id=id, markup=False)
+    def __init__(
+        self,
+        *,
+        stacked: bool = False,
+        id: str | None = None,
+        measure: Measure | None = None,
+        waiting: str = "",
+    ) -> None:
+        super().__init__(waiting, id=id, markup=False)
         self.stacked = stacked
         self.usage: ProjectUsage | None = None
+        self.measure = measure
+        self.measured = 0  # measurements shown so far
+        self._measuring: Worker[None] | None = None
+        self._again = False
+
+    def remeasure(self) -> None:
+        """Measure now, or once more after the measurement running."""
+        if self.measure is None:
+            return
+        if self._measuring is not None and not self._measuring.is_finished:
+            self._again = True
+            return
+        self._again = False
+        self._measuring = self.run_worker(self._measure_loop(), group="usage", exit_on_error=False)
+
+    async def _measure_loop(self) -> None:
+        assert self.measure is not None
+        while True:
+            self._again = False
+            try:
+                self.show(await self.measure())
+            except PanelError as error:
+                self.update(f"Usage: {error.message}")
+            self.measured += 1
+            if not self._again:
+                return
 
     def show(self, usage: ProjectUsage) -> None:
         self.usage = usage
