@@ -117,16 +117,19 @@ _flights: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, _F
 )
 
 
-async def shared_load(hub: EventHub, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
+async def shared_load(
+    hub: EventHub, key: Hashable, load: Callable[[], Awaitable[T]], *, slot: bool = True
+) -> T:
     """`load()`, or the result of the same load already running if it started after every
     event delivered so far. `key` must name the user: loads are shared only within one.
     A load that every screen awaiting it stopped waiting for (closed, cancelled) is cancelled:
-    it must not outlive its sessions and use the panel's pools after they close."""
+    it must not outlive its sessions and use the panel's pools after they close. `slot=False`
+    for a slow measurement (docker stats) that must not hold up the screens' loads."""
     flights = _flights.setdefault(asyncio.get_running_loop(), {})
     seen = hub.sequence
     flight = flights.get(key)
     if flight is None or flight.started < seen or flight.future.done():
-        flight = _Flight(seen, asyncio.ensure_future(_loaded(load)))
+        flight = _Flight(seen, asyncio.ensure_future(_loaded(load) if slot else load()))
         flights[key] = flight
         flight.future.add_done_callback(lambda done: _land(flights, key, done))
     flight.waiters += 1

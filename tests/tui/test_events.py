@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,7 @@ from tui.app import GhstApp
 from tui.screens.project import ProjectScreen
 from tui.screens.projects import ProjectsScreen
 from tui.watch import Changed
+from tui.widgets.usage_bars import UsageBars
 
 # Longer than the 1.5 s the screens used to poll at: a timer would have loaded by then.
 IDLE_SECONDS = 2.0
@@ -308,3 +310,62 @@ async def test_the_uploads_table_changes_in_place_and_keeps_the_selection(panel:
         assert [row[0] for row in rows(app, "history")] == [newest.name, first.name]
         assert screen.selected_archive().id == first.id  # type: ignore[union-attr]
         assert table.rows[RowKey(str(first.id))] is before[str(first.id)]
+
+
+async def test_the_screens_of_one_project_measure_its_usage_once_for_an_event() -> None:
+    app = fake_app(signed_in_visitor(ALICE))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = ProjectScreen("shop")
+        await app.push_screen(screen)
+        await settle(pilot)
+        bars = screen.query_one("#usage-bars", UsageBars)
+        shown = bars.content
+        measures = Calls(app.panel.subscriptions, "usage")
+        # Other sessions' screens of the same project, woken by the same event, in this process.
+        others = [ProjectScreen("shop") for _ in range(3)]
+        usages = await asyncio.gather(*(s.measure_usage() for s in [screen, *others]))
+        assert measures.count == 1
+        assert all(usage == usages[0] for usage in usages)
+
+        # A later event measures again; the same numbers leave the bars as they were drawn.
+        app.panel.events.deliver(Event("project", 1, ALICE.id))
+        await wait_for(pilot, lambda: measures.count == 2)
+        await settle(pilot)
+        assert bars.content is shown
+
+        # Different numbers are drawn.
+        subscriptions = app.panel.subscriptions
+        more = dataclasses.replace(
+            usages[0], services=dataclasses.replace(usages[0].services, used=2)
+        )
+        subscriptions.usages["shop"] = more  # type: ignore[attr-defined]
+        app.panel.events.deliver(Event("project", 1, ALICE.id))
+        await wait_for(pilot, lambda: bars.usage == more)
+        await settle(pilot)
+        assert bars.content is not shown
+        assert more.services.text(compact=True) in bars.content.plain
+
+
+async def test_an_audit_entry_wakes_no_project_screen() -> None:
+    app = fake_app(signed_in_visitor(ALICE))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = ProjectScreen("shop")
+        await app.push_screen(screen)
+        await settle(pilot)
+        delivered: list[Changed] = []
+        post = screen.post_message
+
+        def recorded(message: Any) -> bool:
+            if isinstance(message, Changed):
+                delivered.append(message)
+            return post(message)
+
+        screen.post_message = recorded  # type: ignore[method-assign]
+        loads = Calls(app.panel.deployments, "list")
+        # The user's own action on this very project: its audit entry is not the screen's.
+        app.panel.events.deliver(Event("audit", 1, ALICE.id))
+        app.panel.events.deliver(Event("log", 1, ALICE.id, 5))
+        await pilot.pause(0.2)
+        await settle(pilot)
+        assert delivered == []
+        assert loads.count == 0

@@ -291,8 +291,16 @@ class ProjectScreen(GhstScreen[None]):
 
     async def measure_usage(self) -> ProjectUsage:
         """The plan and its usage bars: measured when the screen is shown, and again when an
-        event says an upload, the plan or the project changed or a deployment finished."""
-        return await self.panel.subscriptions.usage(self.actor, self.project_name)
+        event says an upload, the plan or the project changed or a deployment finished. Once
+        for all the user's screens on this project that woke on the same event: each measure
+        is docker stats and queries, and an event wakes every screen of the project at once."""
+        panel, actor, name = self.panel, self.actor, self.project_name
+
+        async def measure() -> ProjectUsage:
+            return await panel.subscriptions.usage(actor, name)
+
+        key = ("usage", self.user.id, name)
+        return await shared_load(panel.events, key, measure, slot=False)
 
     def on_screen_suspend(self) -> None:
         if self._tick_timer is not None:
