@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -15,7 +15,7 @@ from textual.widgets.data_table import RowKey
 from core.events import REFRESH, Event
 from core.panel import Panel
 from tests.actors import acting
-from tests.tui.fakes import ALICE, fake_app, signed_in_visitor
+from tests.tui.fakes import ALICE, SHOP_DEPLOYMENTS, deployment, fake_app, signed_in_visitor
 from tests.tui.helpers import SIZE, settle, sign_up
 from tests.tui.test_deployments import (
     focus_deployments,
@@ -369,3 +369,39 @@ async def test_an_audit_entry_wakes_no_project_screen() -> None:
         await settle(pilot)
         assert delivered == []
         assert loads.count == 0
+
+
+async def test_a_running_build_does_not_tick_during_a_load_that_redraws_it() -> None:
+    started = datetime.now(UTC) - timedelta(seconds=5)
+    building = deployment(9, "v9-app.zip", "building", started)
+    app = fake_app(signed_in_visitor(ALICE), deployments={"shop": [building, *SHOP_DEPLOYMENTS]})
+    async with app.run_test(size=SIZE) as pilot:
+        screen = ProjectScreen("shop")
+        await app.push_screen(screen)
+        await settle(pilot)
+        deployments = app.panel.deployments
+        list_deployments, release = deployments.list, asyncio.Event()
+
+        async def held(*args: Any, **kwargs: Any) -> Any:
+            await release.wait()
+            return await list_deployments(*args, **kwargs)
+
+        deployments.list = held  # type: ignore[method-assign]
+        drawn: list[object] = []
+        show_status = screen.show_status
+
+        def counted(status: Any) -> None:
+            drawn.append(status)
+            show_status(status)
+
+        screen.show_status = counted  # type: ignore[method-assign]
+        history = deployments.histories["shop"]  # type: ignore[attr-defined]
+        history[0] = dataclasses.replace(building, started_at=started - timedelta(minutes=1))
+        app.panel.events.deliver(Event("deployment", 1, ALICE.id, 9))
+        await wait_for(pilot, lambda: screen.loading)
+        await pilot.pause(IDLE_SECONDS)  # the build's duration would have ticked twice
+        assert drawn == []
+
+        release.set()
+        await wait_for(pilot, lambda: rows(app, "deployments")[0][5].startswith("1 min"))
+        await wait_for(pilot, lambda: len(drawn) >= 2)  # the load's redraw, then the ticks again

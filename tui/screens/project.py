@@ -321,8 +321,10 @@ class ProjectScreen(GhstScreen[None]):
             self.poll(frozenset[str]().union(*(LOADED_ON.get(kind, EVERYTHING) for kind in kinds)))
 
     def tick(self) -> None:
-        """A running build's duration, from what was loaded: no query."""
-        if self.schedule_tick() and self.status is not None:
+        """A running build's duration, from what was loaded: no query. Not while a load runs:
+        it redraws them a moment later, and a tick then is one more frame for each of the
+        screens that the same event woke (at scale, most of the CPU of an event)."""
+        if self.schedule_tick() and self.status is not None and not self.loading:
             self.show_status(self.status)
             self.tick_deployments()
 
@@ -345,12 +347,16 @@ class ProjectScreen(GhstScreen[None]):
 
     # --- loading ------------------------------------------------------------------------------
 
+    @property
+    def loading(self) -> bool:
+        return self._loader is not None and not self._loader.is_finished
+
     def poll(self, parts: frozenset[str] = EVERYTHING) -> None:
         """Load `parts` (what an event may have changed); during a load, once more after it
         (what the events in between asked for): loads never pile up."""
         if self._gone:
             return
-        if self._loader is not None and not self._loader.is_finished:
+        if self.loading:
             self._stale |= parts
             return
         self._stale = set()
