@@ -398,7 +398,7 @@ async def test_a_running_build_does_not_tick_during_a_load_that_redraws_it() -> 
         history = deployments.histories["shop"]  # type: ignore[attr-defined]
         history[0] = dataclasses.replace(building, started_at=started - timedelta(minutes=1))
         app.panel.events.deliver(Event("deployment", 1, ALICE.id, 9))
-        await wait_for(pilot, lambda: screen.loading)
+        await wait_for(pilot, lambda: screen.load_running)
         await pilot.pause(IDLE_SECONDS)  # the build's duration would have ticked twice
         assert drawn == []
 

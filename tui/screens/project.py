@@ -324,7 +324,7 @@ class ProjectScreen(GhstScreen[None]):
         """A running build's duration, from what was loaded: no query. Not while a load runs:
         it redraws them a moment later, and a tick then is one more frame for each of the
         screens that the same event woke (at scale, most of the CPU of an event)."""
-        if self.schedule_tick() and self.status is not None and not self.loading:
+        if self.schedule_tick() and self.status is not None and not self.load_running:
             self.show_status(self.status)
             self.tick_deployments()
 
@@ -348,7 +348,7 @@ class ProjectScreen(GhstScreen[None]):
     # --- loading ------------------------------------------------------------------------------
 
     @property
-    def loading(self) -> bool:
+    def load_running(self) -> bool:
         return self._loader is not None and not self._loader.is_finished
 
     def poll(self, parts: frozenset[str] = EVERYTHING) -> None:
@@ -356,7 +356,7 @@ class ProjectScreen(GhstScreen[None]):
         (what the events in between asked for): loads never pile up."""
         if self._gone:
             return
-        if self.loading:
+        if self.load_running:
             self._stale |= parts
             return
         self._stale = set()
