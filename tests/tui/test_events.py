@@ -405,3 +405,36 @@ async def test_a_running_build_does_not_tick_during_a_load_that_redraws_it() -> 
         release.set()
         await wait_for(pilot, lambda: rows(app, "deployments")[0][5].startswith("1 min"))
         await wait_for(pilot, lambda: len(drawn) >= 2)  # the load's redraw, then the ticks again
+
+
+async def test_a_running_build_does_not_tick_while_an_event_waits_for_the_screen() -> None:
+    started = datetime.now(UTC) - timedelta(seconds=5)
+    building = deployment(9, "v9-app.zip", "building", started)
+    app = fake_app(signed_in_visitor(ALICE), deployments={"shop": [building, *SHOP_DEPLOYMENTS]})
+    async with app.run_test(size=SIZE) as pilot:
+        screen = ProjectScreen("shop")
+        await app.push_screen(screen)
+        await settle(pilot)
+        held: list[Changed] = []
+        post = screen.post_message
+
+        def hold(message: Any) -> bool:
+            if isinstance(message, Changed):  # as if the process were busy with other screens
+                held.append(message)
+                return True
+            return post(message)
+
+        screen.post_message = hold  # type: ignore[method-assign]
+        took = rows(app, "deployments")[0][5]
+        history = app.panel.deployments.histories["shop"]  # type: ignore[attr-defined]
+        history[0] = dataclasses.replace(building, started_at=started - timedelta(minutes=1))
+        app.panel.events.deliver(Event("deployment", 1, ALICE.id, 9))
+        await wait_for(pilot, lambda: len(held) == 1)
+        await pilot.pause(IDLE_SECONDS)  # the build's duration would have ticked twice
+        assert rows(app, "deployments")[0][5] == took
+
+        screen.post_message = post  # type: ignore[method-assign]
+        post(held[0])
+        await wait_for(pilot, lambda: rows(app, "deployments")[0][5].startswith("1 min"))
+        took = rows(app, "deployments")[0][5]
+        await wait_for(pilot, lambda: rows(app, "deployments")[0][5] != took)  # ticking again

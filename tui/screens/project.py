@@ -45,7 +45,7 @@ from tui.screens.confirm import ConfirmDialog
 from tui.screens.logs import LogsScreen, duration_text
 from tui.screens.projects import project_url
 from tui.upload_commands import upload_commands
-from tui.watch import Changed, load_slot, shared_load, watch
+from tui.watch import Changed, changes_waiting, load_slot, shared_load, watch
 from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
 from tui.widgets.redraw import set_border_title, update_static
@@ -313,6 +313,8 @@ class ProjectScreen(GhstScreen[None]):
         self._retry = self.set_timer(RETRY_SECONDS, lambda: self.on_changed(None))
 
     def on_changed(self, message: Changed | None) -> None:
+        if message is not None:
+            message.taken()
         # Covered (even by a dialog): the load waits until the screen is shown again.
         if self.is_active:
             kinds = message.kinds if message is not None else {"refresh"}
@@ -321,10 +323,12 @@ class ProjectScreen(GhstScreen[None]):
             self.poll(frozenset[str]().union(*(LOADED_ON.get(kind, EVERYTHING) for kind in kinds)))
 
     def tick(self) -> None:
-        """A running build's duration, from what was loaded: no query. Not while a load runs:
-        it redraws them a moment later, and a tick then is one more frame for each of the
-        screens that the same event woke (at scale, most of the CPU of an event)."""
-        if self.schedule_tick() and self.status is not None and not self.load_running:
+        """A running build's duration, from what was loaded: no query. Not while an event's
+        load is coming or running: it redraws them a moment later, and a tick then is one more
+        frame for each of the screens that the same event woke (at scale, most of an event's
+        CPU, and the event's own frames wait for it)."""
+        waiting = self.load_running or changes_waiting(self)
+        if self.schedule_tick() and self.status is not None and not waiting:
             self.show_status(self.status)
             self.tick_deployments()
 
