@@ -103,7 +103,9 @@ def watch(
 ) -> Subscription:
     """Events of the signed-in user's `kinds` (and `refresh`), posted to `screen` as `Changed`
     (those of a burst together)."""
-    gathered = _gathered[screen] = Gathered(screen)
+    gathered = Gathered(screen)
+    # On the screen itself: a global weak map would hold the screen through this value forever.
+    screen.__dict__[_GATHERED] = gathered
     return screen.panel.events.subscribe(
         Actor.for_user(screen.user),
         project_id=project_id,
@@ -112,14 +114,14 @@ def watch(
     )
 
 
-_gathered: weakref.WeakKeyDictionary[GhstScreen[Any], Gathered] = weakref.WeakKeyDictionary()
+_GATHERED = "_ghst_gathered_events"
 
 
 def changes_waiting(screen: GhstScreen[Any]) -> bool:
     """True from an event for `screen` until it took the `Changed` (its load starts then): what
     it would draw in between (a duration ticking) is about to be drawn again."""
-    gathered = _gathered.get(screen)
-    return gathered is not None and gathered.waiting
+    gathered = screen.__dict__.get(_GATHERED)
+    return isinstance(gathered, Gathered) and gathered.waiting
 
 
 @dataclass(eq=False)
