@@ -52,9 +52,15 @@ def load_slot() -> asyncio.Semaphore:
 class Changed(Message, bubble=False):
     """Something the screen shows may have changed (or, `refresh`, events were missed)."""
 
-    def __init__(self, events: Sequence[Event]) -> None:
+    def __init__(self, events: Sequence[Event], gathered: Gathered | None = None) -> None:
         super().__init__()
         self.events = tuple(events)
+        self._gathered = gathered
+
+    def taken(self) -> None:
+        """The screen has it (`changes_waiting` is False again unless more came since)."""
+        if self._gathered is not None and not self._gathered.events:
+            self._gathered.waiting = False
 
     @property
     def kinds(self) -> frozenset[str]:
@@ -68,9 +74,11 @@ class Gathered:
         self.screen = screen
         self.events: list[Event] = []
         self._flush: asyncio.TimerHandle | None = None
+        self.waiting = False  # from an event until the screen took its `Changed`
 
     def add(self, event: Event) -> None:
         self.events.append(event)
+        self.waiting = True
         if event.kind == "refresh":
             self.flush()
         elif self._flush is None:
@@ -87,7 +95,7 @@ class Gathered:
             self._flush = None
         events, self.events = self.events, []
         if events:
-            self.screen.post_message(Changed(events))
+            self.screen.post_message(Changed(events, self))
 
 
 def watch(
@@ -96,12 +104,24 @@ def watch(
     """Events of the signed-in user's `kinds` (and `refresh`), posted to `screen` as `Changed`
     (those of a burst together)."""
     gathered = Gathered(screen)
+    # On the screen itself: a global weak map would hold the screen through this value forever.
+    screen.__dict__[_GATHERED] = gathered
     return screen.panel.events.subscribe(
         Actor.for_user(screen.user),
         project_id=project_id,
         kinds=kinds,
         callback=gathered.add,
     )
+
+
+_GATHERED = "_ghst_gathered_events"
+
+
+def changes_waiting(screen: GhstScreen[Any]) -> bool:
+    """True from an event for `screen` until it took the `Changed` (its load starts then): what
+    it would draw in between (a duration ticking) is about to be drawn again."""
+    gathered = screen.__dict__.get(_GATHERED)
+    return isinstance(gathered, Gathered) and gathered.waiting
 
 
 @dataclass(eq=False)
@@ -117,16 +137,19 @@ _flights: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, _F
 )
 
 
-async def shared_load(hub: EventHub, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
+async def shared_load(
+    hub: EventHub, key: Hashable, load: Callable[[], Awaitable[T]], *, slot: bool = True
+) -> T:
     """`load()`, or the result of the same load already running if it started after every
     event delivered so far. `key` must name the user: loads are shared only within one.
     A load that every screen awaiting it stopped waiting for (closed, cancelled) is cancelled:
-    it must not outlive its sessions and use the panel's pools after they close."""
+    it must not outlive its sessions and use the panel's pools after they close. `slot=False`
+    for a slow measurement (docker stats) that must not hold up the screens' loads."""
     flights = _flights.setdefault(asyncio.get_running_loop(), {})
     seen = hub.sequence
     flight = flights.get(key)
     if flight is None or flight.started < seen or flight.future.done():
-        flight = _Flight(seen, asyncio.ensure_future(_loaded(load)))
+        flight = _Flight(seen, asyncio.ensure_future(_loaded(load) if slot else load()))
         flights[key] = flight
         flight.future.add_done_callback(lambda done: _land(flights, key, done))
     flight.waiters += 1

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -14,7 +15,7 @@ from textual.widgets.data_table import RowKey
 from core.events import REFRESH, Event
 from core.panel import Panel
 from tests.actors import acting
-from tests.tui.fakes import ALICE, fake_app, signed_in_visitor
+from tests.tui.fakes import ALICE, SHOP_DEPLOYMENTS, deployment, fake_app, signed_in_visitor
 from tests.tui.helpers import SIZE, settle, sign_up
 from tests.tui.test_deployments import (
     focus_deployments,
@@ -31,6 +32,7 @@ from tui.app import GhstApp
 from tui.screens.project import ProjectScreen
 from tui.screens.projects import ProjectsScreen
 from tui.watch import Changed
+from tui.widgets.usage_bars import UsageBars
 
 # Longer than the 1.5 s the screens used to poll at: a timer would have loaded by then.
 IDLE_SECONDS = 2.0
@@ -308,3 +310,131 @@ async def test_the_uploads_table_changes_in_place_and_keeps_the_selection(panel:
         assert [row[0] for row in rows(app, "history")] == [newest.name, first.name]
         assert screen.selected_archive().id == first.id  # type: ignore[union-attr]
         assert table.rows[RowKey(str(first.id))] is before[str(first.id)]
+
+
+async def test_the_screens_of_one_project_measure_its_usage_once_for_an_event() -> None:
+    app = fake_app(signed_in_visitor(ALICE))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = ProjectScreen("shop")
+        await app.push_screen(screen)
+        await settle(pilot)
+        bars = screen.query_one("#usage-bars", UsageBars)
+        shown = bars.content
+        measures = Calls(app.panel.subscriptions, "usage")
+        # Other sessions' screens of the same project, woken by the same event, in this process.
+        others = [ProjectScreen("shop") for _ in range(3)]
+        usages = await asyncio.gather(*(s.measure_usage() for s in [screen, *others]))
+        assert measures.count == 1
+        assert all(usage == usages[0] for usage in usages)
+
+        # A later event measures again; the same numbers leave the bars as they were drawn.
+        app.panel.events.deliver(Event("project", 1, ALICE.id))
+        await wait_for(pilot, lambda: measures.count == 2)
+        await settle(pilot)
+        assert bars.content is shown
+
+        # Different numbers are drawn.
+        subscriptions = app.panel.subscriptions
+        more = dataclasses.replace(
+            usages[0], services=dataclasses.replace(usages[0].services, used=2)
+        )
+        subscriptions.usages["shop"] = more  # type: ignore[attr-defined]
+        app.panel.events.deliver(Event("project", 1, ALICE.id))
+        await wait_for(pilot, lambda: bars.usage == more)
+        await settle(pilot)
+        assert bars.content is not shown
+        assert more.services.text(compact=True) in bars.content.plain
+
+
+async def test_an_audit_entry_wakes_no_project_screen() -> None:
+    app = fake_app(signed_in_visitor(ALICE))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = ProjectScreen("shop")
+        await app.push_screen(screen)
+        await settle(pilot)
+        delivered: list[Changed] = []
+        post = screen.post_message
+
+        def recorded(message: Any) -> bool:
+            if isinstance(message, Changed):
+                delivered.append(message)
+            return post(message)
+
+        screen.post_message = recorded  # type: ignore[method-assign]
+        loads = Calls(app.panel.deployments, "list")
+        # The user's own action on this very project: its audit entry is not the screen's.
+        app.panel.events.deliver(Event("audit", 1, ALICE.id))
+        app.panel.events.deliver(Event("log", 1, ALICE.id, 5))
+        await pilot.pause(0.2)
+        await settle(pilot)
+        assert delivered == []
+        assert loads.count == 0
+
+
+async def test_a_running_build_does_not_tick_during_a_load_that_redraws_it() -> None:
+    started = datetime.now(UTC) - timedelta(seconds=5)
+    building = deployment(9, "v9-app.zip", "building", started)
+    app = fake_app(signed_in_visitor(ALICE), deployments={"shop": [building, *SHOP_DEPLOYMENTS]})
+    async with app.run_test(size=SIZE) as pilot:
+        screen = ProjectScreen("shop")
+        await app.push_screen(screen)
+        await settle(pilot)
+        deployments = app.panel.deployments
+        list_deployments, release = deployments.list, asyncio.Event()
+
+        async def held(*args: Any, **kwargs: Any) -> Any:
+            await release.wait()
+            return await list_deployments(*args, **kwargs)
+
+        deployments.list = held  # type: ignore[method-assign]
+        drawn: list[object] = []
+        show_status = screen.show_status
+
+        def counted(status: Any) -> None:
+            drawn.append(status)
+            show_status(status)
+
+        screen.show_status = counted  # type: ignore[method-assign]
+        history = deployments.histories["shop"]  # type: ignore[attr-defined]
+        history[0] = dataclasses.replace(building, started_at=started - timedelta(minutes=1))
+        app.panel.events.deliver(Event("deployment", 1, ALICE.id, 9))
+        await wait_for(pilot, lambda: screen.load_running)
+        await pilot.pause(IDLE_SECONDS)  # the build's duration would have ticked twice
+        assert drawn == []
+
+        release.set()
+        await wait_for(pilot, lambda: rows(app, "deployments")[0][5].startswith("1 min"))
+        await wait_for(pilot, lambda: len(drawn) >= 2)  # the load's redraw, then the ticks again
+
+
+async def test_a_running_build_does_not_tick_while_an_event_waits_for_the_screen() -> None:
+    started = datetime.now(UTC) - timedelta(seconds=5)
+    building = deployment(9, "v9-app.zip", "building", started)
+    app = fake_app(signed_in_visitor(ALICE), deployments={"shop": [building, *SHOP_DEPLOYMENTS]})
+    async with app.run_test(size=SIZE) as pilot:
+        screen = ProjectScreen("shop")
+        await app.push_screen(screen)
+        await settle(pilot)
+        held: list[Changed] = []
+        post = screen.post_message
+
+        def hold(message: Any) -> bool:
+            if isinstance(message, Changed):  # as if the process were busy with other screens
+                held.append(message)
+                return True
+            return post(message)
+
+        screen.post_message = hold  # type: ignore[method-assign]
+        took = rows(app, "deployments")[0][5]
+        history = app.panel.deployments.histories["shop"]  # type: ignore[attr-defined]
+        history[0] = dataclasses.replace(building, started_at=started - timedelta(minutes=1))
+        app.panel.events.deliver(Event("deployment", 1, ALICE.id, 9))
+        await wait_for(pilot, lambda: len(held) == 1)
+        await pilot.pause(IDLE_SECONDS)  # the build's duration would have ticked twice
+        assert rows(app, "deployments")[0][5] == took
+
+        screen.post_message = post  # type: ignore[method-assign]
+        post(held[0])
+        await wait_for(pilot, lambda: rows(app, "deployments")[0][5].startswith("1 min"))
+        took = rows(app, "deployments")[0][5]
+        await wait_for(pilot, lambda: rows(app, "deployments")[0][5] != took)  # ticking again

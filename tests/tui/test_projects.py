@@ -38,6 +38,7 @@ from tests.tui.helpers import (
     settle,
     sign_up,
 )
+from tests.tui.test_deployments import wait_for
 from tui.app import GhstApp
 from tui.formatting import moment, size
 from tui.screens.confirm import ConfirmDialog
@@ -589,8 +590,10 @@ async def test_a_project_made_with_sftp_mkdir_appears_without_a_keypress(
             await projects_show(pilot, screen, [["diary", "1"], ["shop", "0"]])
             assert rows(app, "projects")[0][:3] == ["diary", "http://diary.localhost", "1"]
             used, quota = await panel.archives.usage(acting(alice.id))
-            assert text(app, "#usage") == f"Storage: {usage_line(used, quota)}"
             assert used > 0
+            # The rows' data can land a frame before the storage line is redrawn from it.
+            wanted = f"Storage: {usage_line(used, quota)}"
+            await wait_for(pilot, lambda: text(app, "#usage") == wanted)
             # The cursor stayed on the project it was on.
             assert screen.selected_project().name == "shop"  # type: ignore[union-attr]
 

@@ -45,7 +45,7 @@ from tui.screens.confirm import ConfirmDialog
 from tui.screens.logs import LogsScreen, duration_text
 from tui.screens.projects import project_url
 from tui.upload_commands import upload_commands
-from tui.watch import Changed, load_slot, shared_load, watch
+from tui.watch import Changed, changes_waiting, load_slot, shared_load, watch
 from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
 from tui.widgets.redraw import set_border_title, update_static
@@ -291,8 +291,16 @@ class ProjectScreen(GhstScreen[None]):
 
     async def measure_usage(self) -> ProjectUsage:
         """The plan and its usage bars: measured when the screen is shown, and again when an
-        event says an upload, the plan or the project changed or a deployment finished."""
-        return await self.panel.subscriptions.usage(self.actor, self.project_name)
+        event says an upload, the plan or the project changed or a deployment finished. Once
+        for all the user's screens on this project that woke on the same event: each measure
+        is docker stats and queries, and an event wakes every screen of the project at once."""
+        panel, actor, name = self.panel, self.actor, self.project_name
+
+        async def measure() -> ProjectUsage:
+            return await panel.subscriptions.usage(actor, name)
+
+        key = ("usage", self.user.id, name)
+        return await shared_load(panel.events, key, measure, slot=False)
 
     def on_screen_suspend(self) -> None:
         if self._tick_timer is not None:
@@ -305,6 +313,8 @@ class ProjectScreen(GhstScreen[None]):
         self._retry = self.set_timer(RETRY_SECONDS, lambda: self.on_changed(None))
 
     def on_changed(self, message: Changed | None) -> None:
+        if message is not None:
+            message.taken()
         # Covered (even by a dialog): the load waits until the screen is shown again.
         if self.is_active:
             kinds = message.kinds if message is not None else {"refresh"}
@@ -313,8 +323,12 @@ class ProjectScreen(GhstScreen[None]):
             self.poll(frozenset[str]().union(*(LOADED_ON.get(kind, EVERYTHING) for kind in kinds)))
 
     def tick(self) -> None:
-        """A running build's duration, from what was loaded: no query."""
-        if self.schedule_tick() and self.status is not None:
+        """A running build's duration, from what was loaded: no query. Not while an event's
+        load is coming or running: it redraws them a moment later, and a tick then is one more
+        frame for each of the screens that the same event woke (at scale, most of an event's
+        CPU, and the event's own frames wait for it)."""
+        waiting = self.load_running or changes_waiting(self)
+        if self.schedule_tick() and self.status is not None and not waiting:
             self.show_status(self.status)
             self.tick_deployments()
 
@@ -337,12 +351,16 @@ class ProjectScreen(GhstScreen[None]):
 
     # --- loading ------------------------------------------------------------------------------
 
+    @property
+    def load_running(self) -> bool:
+        return self._loader is not None and not self._loader.is_finished
+
     def poll(self, parts: frozenset[str] = EVERYTHING) -> None:
         """Load `parts` (what an event may have changed); during a load, once more after it
         (what the events in between asked for): loads never pile up."""
         if self._gone:
             return
-        if self._loader is not None and not self._loader.is_finished:
+        if self.load_running:
             self._stale |= parts
             return
         self._stale = set()

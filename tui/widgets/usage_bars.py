@@ -18,6 +18,7 @@ from textual.worker import Worker
 
 from core.billing.usage import Meter, ProjectUsage
 from core.errors import PanelError
+from tui.widgets.redraw import update_static
 
 Measure = Callable[[], Awaitable[ProjectUsage]]
 
@@ -141,4 +142,5 @@ class UsageBars(Static):
             return
         width = self.size.width or self.app.size.width
         draw = stacked if self.stacked else one_line
-        self.update(draw(self.usage, width))
+        # The same numbers again (most measures after an event): no layout of the screen.
+        update_static(self, draw(self.usage, width))
