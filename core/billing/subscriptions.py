@@ -35,9 +35,9 @@ log = logging.getLogger(__name__)
 CHARGE_LOCK = 0x6768_7374_6269_6C6C  # "ghstbill"
 
 ONE_FREE = (
-    "An account can have one free project. Choose a paid plan for this one (the dashboard's"
-    " new-project dialog lists them with their prices), or move your free project to a paid"
-    " plan first."
+    "An account can have one free project. Choose a paid plan for this one (the new-project"
+    " dialog and `billing plans` list them with their prices), or move your free project to a"
+    " paid plan first."
 )
 
 
