@@ -63,6 +63,7 @@ def _add_noun(subparsers: argparse._SubParsersAction[CommandParser], noun: Noun)
             noun.name, help=noun.help, description=verb.description or noun.help
         )
         _add_verb_arguments(sub, verb, project=verb.project)
+        sub.set_defaults(_action=f"command.{noun.name}")
         return
     sub = subparsers.add_parser(noun.name, help=noun.help, description=noun.help)
     if noun.project_first:
@@ -76,6 +77,7 @@ def _add_noun(subparsers: argparse._SubParsersAction[CommandParser], noun: Noun)
             verb.name, help=verb.help, description=verb.description or verb.help
         )
         _add_verb_arguments(verb_parser, verb, project=verb.project and not noun.project_first)
+        verb_parser.set_defaults(_action=f"command.{noun.name}.{verb.name}")
 
 
 def _add_verb_arguments(parser: CommandParser, verb: Verb, *, project: bool) -> None:
@@ -190,12 +192,11 @@ async def _check(verb: Verb, args: argparse.Namespace, actor: Actor, services: S
         if verb.project:
             actor.require_project(args.project)
     except PermissionDenied as refused:
-        words = str(args._parser.prog).split()
         project = getattr(args, "project", None) if verb.project else None
         try:
             await services.audit.record(
                 actor,
-                "command." + ".".join(words[-2:] if verb.name else words[-1:]),
+                args._action,
                 Target("project", project) if isinstance(project, str) else None,
                 "refused",
                 {"reason": type(refused).__name__},
