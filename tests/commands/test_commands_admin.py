@@ -15,6 +15,7 @@ from core.panel import Panel
 from tests.actors import SYSTEM, acting
 from tests.commands.snapshots import assert_snapshot
 from tests.commands.streams import run
+from tests.e2e.transfers import app_zip
 from tests.integration.test_actor_rights import upload
 from tests.integration.test_admin_views import people
 
@@ -229,3 +230,28 @@ async def test_an_admins_admin_token_blocks_and_a_blocked_account_is_refused(
     assert [(e.actor_kind, e.actor_label, e.token_id is not None) for e in entries] == [
         ("token", admin_token.label, True)
     ]
+
+
+async def test_an_admin_token_reaches_other_tenants_only_through_admin(panel: Panel) -> None:
+    """Outside `admin`, an admin's token is an ordinary token of her account: bob's project
+    reads exactly like a missing one to `env --reveal`, `upload`, `stop`, `projects info`."""
+    alice, _, bob = await people(panel)
+    await panel.env.set(acting(bob), "shop", "SECRET", "bobs-password")
+    admin_token = await token_of(panel, alice, "read,deploy,logs,env:write,admin", "192.0.2.7")
+    who = await run("whoami --json", admin_token, panel)
+    assert "admin" in who.json()["scopes"]
+    for line in (
+        "env shop list --reveal",
+        "projects info shop",
+        "stop shop",
+        "deployments shop",
+        "upload shop",
+    ):
+        ran = await run(line, admin_token, panel, app_zip())
+        missing = await run(line.replace("shop", "nope"), admin_token, panel, app_zip())
+        assert ran.status == missing.status == 3, (line, ran.stderr)
+        assert ran.stderr.replace("shop", "nope") == missing.stderr, line
+        assert "bobs-password" not in ran.stdout + ran.stderr
+    assert (await panel.admin.project(SYSTEM, "shop")).state == "new"
+    listed = await run("admin projects --user bob --json", admin_token, panel)
+    assert [p["name"] for p in listed.json()] == ["shop"]
