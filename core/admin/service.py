@@ -4,7 +4,9 @@ Reads need an admin or an operator (`Actor.require_staff`). Every change needs a
 (`Actor.require_admin`, checked here first) and then goes through the service that owns the
 data, with the same actor, so that service's own rules and checks apply as they do for the
 dashboard and `ghst`: blocking ends the user's sessions, a plan change checks the project's
-usage, a credit is a ledger entry with its reason, a delete waits for a worker.
+usage, a credit is a ledger entry with its reason, a delete waits for a worker. A refused
+attempt (a user, a user's token, an operator changing something) is audited as
+`admin.<method>` before the refusal is raised, whichever front end made it.
 """
 
 from __future__ import annotations

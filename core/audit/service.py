@@ -205,16 +205,6 @@ def records_refusals(
     return decorate
 
 
-def _append(path: Path, batch: list[AuditEvent]) -> None:
-    """Append the entries to the export file (blocking: run in a thread), synced to disk."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with path.open("a", encoding="utf-8") as export:
-        for event in batch:
-            export.write(json.dumps(event.as_json(), ensure_ascii=False) + "\n")
-        export.flush()
-        os.fsync(export.fileno())
-
-
 def records_gate_refusals(
     action: str, gate: Callable[[Actor], None], kind: str | None = None
 ) -> Callable[
@@ -244,3 +234,13 @@ def records_gate_refusals(
         return wrapper
 
     return decorate
+
+
+def _append(path: Path, batch: list[AuditEvent]) -> None:
+    """Append the entries to the export file (blocking: run in a thread), synced to disk."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with path.open("a", encoding="utf-8") as export:
+        for event in batch:
+            export.write(json.dumps(event.as_json(), ensure_ascii=False) + "\n")
+        export.flush()
+        os.fsync(export.fileno())
