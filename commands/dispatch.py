@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import shlex
 
@@ -31,6 +32,10 @@ Put `--` before the command so that ssh does not take its flags:
 
     ssh -p 2222 you@panel -- deploy myapp --wait
 """
+# The `admin` scope of an admin's token reaches every tenant's projects: only the `admin`
+# noun (core.admin, audited as admin actions) uses it, and `whoami` shows it. Every other
+# command acts on the account's own projects, as the token's SFTP tree does.
+ADMIN_SCOPE_NOUNS = frozenset({"admin", "whoami"})
 EPILOG = (
     "Exit codes: 0 ok, 1 failed, 2 usage, 3 not found, 4 forbidden, 5 suspended or over "
     "a limit, 75 try again later. `help` works at every level: `help env`, `env help`."
@@ -127,6 +132,8 @@ async def run_command(
         (streams.stdout if done.status == exit_codes.OK else streams.stderr).write(done.text)
         return done.status
     verb: Verb = args._verb
+    if getattr(args, "noun", None) not in ADMIN_SCOPE_NOUNS:
+        actor = dataclasses.replace(actor, scopes=actor.scopes - {"admin"})
     out.json_mode = bool(getattr(args, "json", False))
     context = Context(actor, services, out, stdin or NoInput(), tty)
     try:

@@ -17,6 +17,8 @@ from datetime import date, datetime
 
 import asyncpg
 
+from core.billing import plans as billing_plans
+from core.billing.plans import Plan
 from core.db.pool import Connection
 from core.identity.keys import owners_of_fingerprint
 
@@ -61,16 +63,9 @@ class ProjectRow:
 
 @dataclass(frozen=True)
 class PlanRow:
-    id: int
-    code: str
-    version: int
-    name: str
-    price_kopecks: int
-    cpu_millicores: int
-    ram_mb: int
-    disk_mb: int
-    max_services: int
-    retired: bool
+    """A plan version as billing has it, and how many projects are on it."""
+
+    plan: Plan
     projects: int
 
 
@@ -331,9 +326,12 @@ async def charges_on(conn: Connection, day: date) -> tuple[int, int]:
 
 
 async def plans(conn: Connection) -> list[PlanRow]:
-    """Every plan version, retired ones too, with the projects on each."""
-    rows = await conn.fetch(
-        "SELECT id, code, version, name, price_kopecks, cpu_millicores, ram_mb, disk_mb,"
-        " max_services, retired, projects FROM admin_plans ORDER BY code, version DESC"
-    )
-    return [PlanRow(**dict(row)) for row in rows]
+    """Every plan version, retired ones too, with the projects on each (a handful of rows:
+    billing's plans, and the counts of the view)."""
+    counts = {
+        row["id"]: row["projects"]
+        for row in await conn.fetch("SELECT id, projects FROM admin_plans")
+    }
+    return [
+        PlanRow(plan, counts.get(plan.id, 0)) for plan in await billing_plans.every_version(conn)
+    ]

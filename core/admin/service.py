@@ -4,7 +4,9 @@ Reads need an admin or an operator (`Actor.require_staff`). Every change needs a
 (`Actor.require_admin`, checked here first) and then goes through the service that owns the
 data, with the same actor, so that service's own rules and checks apply as they do for the
 dashboard and `ghst`: blocking ends the user's sessions, a plan change checks the project's
-usage, a credit is a ledger entry with its reason, a delete waits for a worker.
+usage, a credit is a ledger entry with its reason, a delete waits for a worker. A refused
+attempt (a user, a user's token, an operator changing something) is audited as
+`admin.<method>` before the refusal is raised, whichever front end made it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from core.admin.read_models import (
 from core.admin.system import Check, SystemChecks
 from core.audit import entries
 from core.audit.entries import AuditEvent, AuditFilter, Outcome
+from core.audit.service import records_gate_refusals
 from core.billing.balances import BalanceService
 from core.billing.ledger import Entry
 from core.billing.plans import Plan, PlanService, PlanSpec
@@ -78,6 +81,16 @@ def audit_filter(text: str, now: datetime) -> tuple[AuditFilter, str | None]:
     return replace(found, text=" ".join(free)), actor_name
 
 
+# The gates of every method below: a refusal is audited as `admin.<method>` (capped like every
+# refused attempt), whether it came from the admin app, a command or a token.
+def staff_only(actor: Actor) -> None:
+    actor.require_staff()
+
+
+def admins_only(actor: Actor) -> None:
+    actor.require_admin()
+
+
 class AdminService:
     def __init__(
         self,
@@ -102,6 +115,7 @@ class AdminService:
 
     # --- reads: admins and operators -----------------------------------------------------
 
+    @records_gate_refusals("admin.users", staff_only)
     async def users(
         self,
         actor: Actor,
@@ -114,6 +128,7 @@ class AdminService:
         async with reading(self._pool) as conn:
             return await read_models.users_page(conn, search, after=after, limit=limit)
 
+    @records_gate_refusals("admin.user", staff_only, "account")
     async def user(self, actor: Actor, username: str) -> UserRow:
         actor.require_staff()
         async with reading(self._pool) as conn:
@@ -122,6 +137,7 @@ class AdminService:
             raise NotFoundError(f"No account named {username[:40]!r}.")
         return found
 
+    @records_gate_refusals("admin.projects", staff_only)
     async def projects(
         self,
         actor: Actor,
@@ -146,6 +162,7 @@ class AdminService:
                 found = ProjectFilter(found.name_prefix, found.state, owner.id, found.plan_code)
             return await read_models.projects_page(conn, found, after=after, limit=limit)
 
+    @records_gate_refusals("admin.project", staff_only, "project")
     async def project(self, actor: Actor, name: str) -> ProjectRow:
         actor.require_staff()
         async with reading(self._pool) as conn:
@@ -154,11 +171,13 @@ class AdminService:
             raise NotFoundError(f"No project named {name[:40]!r}.")
         return found
 
+    @records_gate_refusals("admin.plans", staff_only)
     async def plans(self, actor: Actor) -> list[PlanRow]:
         actor.require_staff()
         async with reading(self._pool) as conn:
             return await read_models.plans(conn)
 
+    @records_gate_refusals("admin.audit", staff_only)
     async def audit(
         self,
         actor: Actor,
@@ -183,6 +202,7 @@ class AdminService:
                 conn, found, before_id=before_id, limit=max(1, min(limit, 200))
             )
 
+    @records_gate_refusals("admin.deployments", staff_only)
     async def deployments(
         self,
         actor: Actor,
@@ -205,6 +225,7 @@ class AdminService:
                 limit=limit,
             )
 
+    @records_gate_refusals("admin.arrears", staff_only)
     async def arrears(
         self,
         actor: Actor,
@@ -218,12 +239,14 @@ class AdminService:
         async with reading(self._pool) as conn:
             return await read_models.arrears_page(conn, search, after=after, limit=limit)
 
+    @records_gate_refusals("admin.charges_today", staff_only)
     async def charges_today(self, actor: Actor) -> tuple[int, int]:
         """(entries, kopecks) charged for today's billing day so far."""
         actor.require_staff()
         async with reading(self._pool) as conn:
             return await read_models.charges_on(conn, self._subscriptions.today())
 
+    @records_gate_refusals("admin.system", staff_only)
     async def system(self, actor: Actor) -> list[Check]:
         """The outside systems, disks and queue, checked now (each bounded in time)."""
         actor.require_staff()
@@ -233,22 +256,27 @@ class AdminService:
 
     # --- changes: admins only, through the owners' services ------------------------------
 
+    @records_gate_refusals("admin.block", admins_only, "account")
     async def block(self, actor: Actor, username: str) -> User:
         actor.require_admin()
         return await self._accounts.block(actor, username)
 
+    @records_gate_refusals("admin.unblock", admins_only, "account")
     async def unblock(self, actor: Actor, username: str) -> User:
         actor.require_admin()
         return await self._accounts.unblock(actor, username)
 
+    @records_gate_refusals("admin.set_role", admins_only, "account")
     async def set_role(self, actor: Actor, username: str, role: str) -> User:
         actor.require_admin()
         return await self._accounts.set_role(actor, username, role)
 
+    @records_gate_refusals("admin.change_plan", admins_only, "project")
     async def change_plan(self, actor: Actor, project: str, plan_code: str) -> ProjectPlan:
         actor.require_admin()
         return await self._subscriptions.change_plan(actor, project, plan_code)
 
+    @records_gate_refusals("admin.adjust_balance", admins_only, "account")
     async def adjust_balance(
         self, actor: Actor, username: str, amount_kopecks: int, reason: str
     ) -> Entry:
@@ -257,23 +285,28 @@ class AdminService:
         target = await self.user(actor, username)
         return await self._balances.adjust(actor, target.id, amount_kopecks, reason)
 
+    @records_gate_refusals("admin.grant_promised_payment", admins_only, "account")
     async def grant_promised_payment(self, actor: Actor, username: str) -> Promise:
         actor.require_admin()
         target = await self.user(actor, username)
         return await self._promised.take(actor, owner_id=target.id)
 
+    @records_gate_refusals("admin.stop", admins_only, "project")
     async def stop(self, actor: Actor, project: str) -> Deployment:
         actor.require_admin()
         return await self._deployments.stop(actor, project)
 
+    @records_gate_refusals("admin.start", admins_only, "project")
     async def start(self, actor: Actor, project: str) -> Deployment:
         actor.require_admin()
         return await self._deployments.start(actor, project)
 
+    @records_gate_refusals("admin.cancel", admins_only, "project")
     async def cancel(self, actor: Actor, project: str, deployment_id: int) -> Deployment:
         actor.require_admin()
         return await self._deployments.cancel(actor, project, deployment_id)
 
+    @records_gate_refusals("admin.requeue", admins_only, "project")
     async def requeue(self, actor: Actor, project: str, deployment_id: int) -> Deployment:
         """Queue the same archive again (a deployment that failed or was cancelled)."""
         actor.require_admin()
@@ -282,16 +315,19 @@ class AdminService:
             raise ValidationError(f"Deployment #{old.id} is still {old.state}: nothing to requeue.")
         return await self._deployments.deploy(actor, project, old.archive_name)
 
+    @records_gate_refusals("admin.delete_project", admins_only, "project")
     async def delete_project(self, actor: Actor, project: str, confirmation: str) -> Project:
         """Deleted once the project's name is typed again (`confirmation`)."""
         actor.require_admin()
         return await self._deployments.delete_project(actor, project, confirmation)
 
+    @records_gate_refusals("admin.create_plan", admins_only, "plan")
     async def create_plan(self, actor: Actor, spec: PlanSpec) -> Plan:
         """A new version of `spec.code` (never an edit: projects keep the version they took)."""
         actor.require_admin()
         return await self._plan_service().add_version(actor, spec)
 
+    @records_gate_refusals("admin.retire_plan", admins_only, "plan")
     async def retire_plan(self, actor: Actor, code: str) -> int:
         """No version of `code` is offered to new projects; returns how many were retired."""
         actor.require_admin()

@@ -205,6 +205,37 @@ def records_refusals(
     return decorate
 
 
+def records_gate_refusals(
+    action: str, gate: Callable[[Actor], None], kind: str | None = None
+) -> Callable[
+    [Callable[Concatenate[S, Actor, P], Awaitable[R]]],
+    Callable[Concatenate[S, Actor, P], Awaitable[R]],
+]:
+    """A service method `(self, actor, ...)` that `gate(actor)` must admit first (it raises
+    PermissionDenied). A refusal there is recorded as `action`, capped like every refusal, on
+    the target `kind` named by the first argument (when it is a string), and raised on. What
+    the method raises past the gate is its own business: an admin's typo is no refusal."""
+
+    def decorate(
+        method: Callable[Concatenate[S, Actor, P], Awaitable[R]],
+    ) -> Callable[Concatenate[S, Actor, P], Awaitable[R]]:
+        @functools.wraps(method)
+        async def wrapper(service: S, actor: Actor, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                gate(actor)
+            except PermissionDenied as error:
+                name = args[0] if kind is not None and args and isinstance(args[0], str) else None
+                target = Target(kind, name) if kind is not None else None
+                pool: Pool = getattr(service, "_pool")  # noqa: B009 - every service keeps one
+                await refused(pool, actor, action, target, error)
+                raise
+            return await method(service, actor, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
 def _append(path: Path, batch: list[AuditEvent]) -> None:
     """Append the entries to the export file (blocking: run in a thread), synced to disk."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -115,6 +115,12 @@ async def current(conn: Connection, code: str) -> Plan | None:
     return _plan(row) if row else None
 
 
+async def every_version(conn: Connection) -> list[Plan]:
+    """Every version of every plan, retired ones too: by code, newest version first."""
+    rows = await conn.fetch(f"SELECT {PLAN_COLUMNS} FROM plans ORDER BY code, version DESC")
+    return [_plan(row) for row in rows]
+
+
 class PlanService:
     def __init__(self, pool: Pool) -> None:
         self._pool = pool

@@ -113,8 +113,11 @@ class SessionService:
         self, actor: Actor, *, owner_id: int | None = None, conn: Connection | None = None
     ) -> int:
         """Log the account out everywhere (the actor's own, or `owner_id`'s for an operator);
-        returns how many sessions were open."""
-        actor.refuse_token("end login sessions")
+        returns how many sessions were open. A token never ends its own account's logins (a
+        leaked one cannot lock the person out); an admin's `admin` token blocking another
+        account ends that account's."""
+        if owner_id is None or owner_id == actor.user_id:
+            actor.refuse_token("end login sessions")
         user_id = actor.on_behalf_of(owner_id)
         async with transaction(self._pool, conn) as tx:
             result: str = await tx.execute(

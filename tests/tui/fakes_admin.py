@@ -21,7 +21,7 @@ from core.admin.read_models import (
 from core.admin.service import audit_filter
 from core.admin.system import Check
 from core.audit.entries import AuditEvent, Outcome
-from core.billing.plans import PlanSpec
+from core.billing.plans import Plan, PlanSpec
 from core.errors import NotFoundError
 from core.panel import Panel
 from tests.tui.fakes import FakePanel
@@ -79,10 +79,10 @@ PROJECTS = [
     project_row("wiki", "alice", "deploying"),
 ]
 PLANS = [
-    PlanRow(1, "free", 1, "Free", 0, 250, 256, 512, 2, False, 12),
-    PlanRow(2, "host-0", 1, "Host-0", 50_000, 1000, 4096, 1024, 5, False, 3),
-    PlanRow(3, "host-1", 2, "Host-1", 100_000, 2000, 8192, 5120, 10, False, 2),
-    PlanRow(4, "host-1", 1, "Host-1", 90_000, 2000, 8192, 5120, 10, True, 1),
+    PlanRow(Plan(1, "free", 1, "Free", 0, 250, 256, 512, 2, 256, False), 12),
+    PlanRow(Plan(2, "host-0", 1, "Host-0", 50_000, 1000, 4096, 1024, 5, 512, False), 3),
+    PlanRow(Plan(3, "host-1", 2, "Host-1", 100_000, 2000, 8192, 5120, 10, 1024, False), 2),
+    PlanRow(Plan(4, "host-1", 1, "Host-1", 90_000, 2000, 8192, 5120, 10, 1024, True), 1),
 ]
 
 CHECKS = [
@@ -211,21 +211,26 @@ class FakeAdmin:
         actor.require_staff()
         return list(self.plan_rows)
 
-    async def create_plan(self, actor: Actor, spec: PlanSpec) -> PlanRow:
+    async def create_plan(self, actor: Actor, spec: PlanSpec) -> Plan:
         actor.require_admin()
         spec = spec.checked()
-        version = 1 + max((p.version for p in self.plan_rows if p.code == spec.code), default=0)
-        row = PlanRow(len(self.plan_rows) + 1, spec.code, version, spec.name,
-                      spec.price_kopecks, spec.cpu_millicores, spec.ram_mb, spec.disk_mb,
-                      spec.max_services, False, 0)  # fmt: skip
-        self.plan_rows.insert(0, row)
+        version = 1 + max(
+            (p.plan.version for p in self.plan_rows if p.plan.code == spec.code), default=0
+        )
+        plan = Plan(len(self.plan_rows) + 1, spec.code, version, spec.name,
+                    spec.price_kopecks, spec.cpu_millicores, spec.ram_mb, spec.disk_mb,
+                    spec.max_services, spec.pids_limit, False)  # fmt: skip
+        self.plan_rows.insert(0, PlanRow(plan, 0))
         self.done.append(("plan.create", spec.code, f"v{version} {spec.pids_limit} pids"))
-        return row
+        return plan
 
     async def retire_plan(self, actor: Actor, code: str) -> int:
         actor.require_admin()
-        retiring = [p for p in self.plan_rows if p.code == code and not p.retired]
-        self.plan_rows = [replace(p, retired=True) if p in retiring else p for p in self.plan_rows]
+        retiring = [p for p in self.plan_rows if p.plan.code == code and not p.plan.retired]
+        self.plan_rows = [
+            replace(p, plan=replace(p.plan, retired=True)) if p in retiring else p
+            for p in self.plan_rows
+        ]
         self.done.append(("plan.retire", code, ""))
         return len(retiring)
 
