@@ -110,18 +110,13 @@ async def record(
     """Write one entry on `conn` (in its transaction); returns its id."""
     target = target or Target("none")
     owner_id = target.owner_id
-    kind: str = actor.kind
-    if kind == "operator":
-        # The table's check (migration 0016) predates the operator role: an operator is
-        # recorded as the user account it is, its role kept in the metadata.
-        kind, metadata = "user", {**(metadata or {}), "actor_role": "operator"}
     entry_id: int = await conn.fetchval(
         "INSERT INTO audit_events (actor_kind, actor_user_id, actor_label, token_id, origin,"
         " action, target_kind, target_id, target_name, owner_id, outcome, source_address,"
         " request_id, metadata)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::jsonb)"
         " RETURNING id",
-        kind,
+        actor.kind,
         actor.user_id,
         _cut(actor.label),
         actor.token_id,
