@@ -57,6 +57,8 @@ class ProjectRow:
     last_deployment_id: int | None
     last_deployment_state: str | None
     last_deployment_at: datetime | None
+    # Suspended by an admin (core.admin.holds); `suspended` is billing's, for non-payment.
+    held: bool = False
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,7 @@ async def user_by_name(conn: Connection, username: str) -> UserRow | None:
 PROJECT_COLUMNS = (
     "id, name, user_id, username, state, stopped, suspended_at, plan_code, plan_version,"
     " cpu_millicores, ram_mb, disk_mb, max_services, price_kopecks, last_deployment_id,"
-    " last_deployment_state, last_deployment_at"
+    " last_deployment_state, last_deployment_at, admin_held_at"
 )
 
 
@@ -193,6 +195,7 @@ def _project(row: asyncpg.Record) -> ProjectRow:
         last_deployment_id=row["last_deployment_id"],
         last_deployment_state=row["last_deployment_state"],
         last_deployment_at=row["last_deployment_at"],
+        held=row["admin_held_at"] is not None,
     )
 
 

@@ -16,6 +16,7 @@ from typing import get_args
 
 from core.actor import Actor
 from core.admin import read_models
+from core.admin.holds import AdminHold, AdminHolds
 from core.admin.read_models import (
     ArrearsRow,
     DeploymentRow,
@@ -90,6 +91,7 @@ class AdminService:
         deployments: DeploymentService,
         system: SystemChecks | None = None,
         plans: PlanService | None = None,
+        holds: AdminHolds | None = None,
     ) -> None:
         self._pool = pool
         self._accounts = accounts
@@ -99,6 +101,7 @@ class AdminService:
         self._deployments = deployments
         self._system = system
         self._plans = plans
+        self._holds = holds
 
     # --- reads: admins and operators -----------------------------------------------------
 
@@ -296,6 +299,20 @@ class AdminService:
         """No version of `code` is offered to new projects; returns how many were retired."""
         actor.require_admin()
         return await self._plan_service().retire(actor, code)
+
+    async def suspend(self, actor: Actor, project: str, reason: str = "") -> AdminHold:
+        """An admin's suspension (not billing's: a top-up does not lift it). The holds check
+        the admin themselves, so a refused attempt is audited."""
+        return await self._hold_service().suspend(actor, project, reason)
+
+    async def resume(self, actor: Actor, project: str) -> bool:
+        """Lift an admin's suspension; billing's, if any, stays."""
+        return await self._hold_service().resume(actor, project)
+
+    def _hold_service(self) -> AdminHolds:
+        if self._holds is None:
+            raise UnavailableError("This panel process cannot suspend projects.")
+        return self._holds
 
     def _plan_service(self) -> PlanService:
         if self._plans is None:

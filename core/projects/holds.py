@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Literal, Protocol
 
 from core.db.pool import Connection
+from core.errors import PanelError
 
 # Which page nginx shows for a project that does not run: stopped by its owner (with the
 # "free" badge for a free project), or suspended (for non-payment).
@@ -36,6 +37,15 @@ class Holds:
     async def refuse(self, conn: Connection, project_id: int, what: str) -> None:
         for hold in self._holds:
             await hold.refuse(conn, project_id, what)
+
+    async def held(self, conn: Connection, project_id: int) -> bool:
+        """Whether any hold still refuses the project's start (one hold lifted while another
+        holds: the project stays stopped)."""
+        try:
+            await self.refuse(conn, project_id, "start")
+        except PanelError:
+            return True
+        return False
 
     async def stopped_page(self, project_id: int) -> StoppedPage:
         page: StoppedPage = "stopped"

@@ -45,6 +45,7 @@ OWNERS = {
     "invoice_runs": "core/billing/invoices.py",
     "access_tokens": "core/identity/access_tokens.py",
     "audit_events": "core/audit/entries.py",
+    "admin_holds": "core/admin/holds.py",
 }
 
 TABLE_MENTION = re.compile(
