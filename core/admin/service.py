@@ -17,6 +17,7 @@ from typing import get_args
 from core.actor import Actor
 from core.admin import read_models
 from core.admin.holds import AdminHold, AdminHolds
+from core.admin.logs import StaffLogs
 from core.admin.read_models import (
     ArrearsRow,
     DeploymentRow,
@@ -102,6 +103,8 @@ class AdminService:
         self._system = system
         self._plans = plans
         self._holds = holds
+        # Build and runtime logs of every account's projects, operators included.
+        self.logs = StaffLogs(deployments)
 
     # --- reads: admins and operators -----------------------------------------------------
 

@@ -5,6 +5,7 @@ tests/integration/test_admin_views.py."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import cast
@@ -24,7 +25,13 @@ from core.audit.entries import AuditEvent, Outcome
 from core.billing.plans import PlanSpec
 from core.errors import NotFoundError
 from core.panel import Panel
-from tests.tui.fakes import FakePanel
+from tests.tui.fakes import (
+    SHOP_APP_LOG,
+    SHOP_BUILD_LOG,
+    FakeDeployments,
+    FakePanel,
+    deployment,
+)
 from tui.admin.app import AdminApp
 
 SINCE = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -74,7 +81,7 @@ USERS = [
 ]
 PROJECTS = [
     project_row("blog", "alice"),
-    project_row("docs", "dave", "stopped"),
+    replace(project_row("docs", "dave", "stopped"), held=True),  # suspended by an admin
     project_row("shop", "bob", "failed", "host-0"),
     project_row("wiki", "alice", "deploying"),
 ]
@@ -147,6 +154,37 @@ AUDIT = [
 ]
 
 
+class FakeStaffLogs:
+    """core.admin.logs over fixed deployments: any account's logs, for staff only."""
+
+    def __init__(self) -> None:
+        build = deployment(7, "v2-shop.tar.gz", "failed", SINCE, 71, project_name="shop",
+                           error="The app did not answer on port 8080 within 60 s.")  # fmt: skip
+        live = deployment(6, "v1-shop.tar.gz", "running", SINCE, 9, project_name="shop")
+        self._deployments = FakeDeployments({"shop": [build, live]}, {7: SHOP_BUILD_LOG})
+        self.app_log = list(SHOP_APP_LOG)
+
+    async def get(self, actor: Actor, project: str, deployment_id: int) -> object:
+        actor.require_staff()
+        return await self._deployments.get(actor, project, deployment_id)
+
+    async def status(self, actor: Actor, project: str) -> object:
+        actor.require_staff()
+        return await self._deployments.status(actor, project)
+
+    async def build_log(
+        self, actor: Actor, project: str, deployment_id: int, offset: int = 0
+    ) -> tuple[str, int]:
+        actor.require_staff()
+        return await self._deployments.build_log(actor, project, deployment_id, offset)
+
+    async def runtime_logs(self, actor: Actor, project: str, tail: int = 200) -> AsyncIterator[str]:
+        actor.require_staff()
+        self._deployments._history(project)
+        for line in self.app_log[-tail:]:
+            yield line
+
+
 @dataclass
 class FakeAdmin:
     users_rows: list[UserRow] = field(default_factory=lambda: list(USERS))
@@ -155,6 +193,7 @@ class FakeAdmin:
     plan_rows: list[PlanRow] = field(default_factory=lambda: list(PLANS))
     # (action, target, detail) of every change made, in order.
     done: list[tuple[str, str, str]] = field(default_factory=list)
+    logs: FakeStaffLogs = field(default_factory=FakeStaffLogs)
 
     async def users(
         self, actor: Actor, search: str = "", *, after: str | None = None, limit: int = 50
@@ -319,6 +358,19 @@ class FakeAdmin:
 
     async def change_plan(self, actor: Actor, name: str, code: str) -> None:
         await self._project_action(actor, "plan", name, code)
+
+    async def suspend(self, actor: Actor, name: str, reason: str = "") -> None:
+        await self._project_action(actor, "suspend", name, reason)
+        self._set_project(name, held=True)
+
+    async def resume(self, actor: Actor, name: str) -> bool:
+        await self._project_action(actor, "resume", name)
+        self._set_project(name, held=False)
+        return True
+
+    def _set_project(self, name: str, **changes: object) -> None:
+        rows = self.project_rows
+        self.project_rows = [replace(p, **changes) if p.name == name else p for p in rows]  # type: ignore[arg-type]
 
     async def delete_project(self, actor: Actor, name: str, confirmation: str) -> None:
         await self._project_action(actor, "delete", name, confirmation)

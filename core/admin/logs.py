@@ -1,0 +1,46 @@
+"""Logs for the admin app: every account's build logs and live app logs, for admins and
+operators alike (reading a log changes nothing).
+
+The deployments service's reads know a project's owner and admins, not operators; so each
+call here checks that its actor is staff, then reads as the system. Only reads are offered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from core.actor import Actor
+from core.deploy.model import Deployment
+from core.deploy.service import DeploymentService, ProjectStatus
+
+READER = Actor.system("admin-logs")
+
+
+class StaffLogs:
+    """The log reads of `DeploymentService`, with the same signatures, for staff actors."""
+
+    def __init__(self, deployments: DeploymentService) -> None:
+        self._deployments = deployments
+
+    async def get(self, actor: Actor, project: str, deployment_id: int) -> Deployment:
+        actor.require_staff()
+        return await self._deployments.get(READER, project, deployment_id)
+
+    async def status(self, actor: Actor, project: str) -> ProjectStatus:
+        actor.require_staff()
+        return await self._deployments.status(READER, project)
+
+    async def build_log(
+        self, actor: Actor, project: str, deployment_id: int, offset: int = 0
+    ) -> tuple[str, int]:
+        actor.require_staff()
+        return await self._deployments.build_log(READER, project, deployment_id, offset)
+
+    async def runtime_logs(self, actor: Actor, project: str, tail: int = 200) -> AsyncIterator[str]:
+        actor.require_staff()
+        stream = self._deployments.runtime_logs(READER, project, tail)
+        try:
+            async for line in stream:
+                yield line
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
