@@ -21,15 +21,19 @@ from core.admin.logs import StaffLogs
 from core.admin.read_models import (
     ArrearsRow,
     DeploymentRow,
+    InvoiceRow,
     PlanRow,
     ProjectFilter,
     ProjectRow,
+    RevenueRow,
     UserRow,
 )
 from core.admin.system import Check, SystemChecks
 from core.audit import entries
 from core.audit.entries import AuditEvent, AuditFilter, Outcome
+from core.billing import invoices
 from core.billing.balances import BalanceService
+from core.billing.invoices import Invoice
 from core.billing.ledger import Entry
 from core.billing.plans import Plan, PlanService, PlanSpec
 from core.billing.promised import Promise, PromisedPayments
@@ -229,6 +233,41 @@ class AdminService:
         actor.require_staff()
         async with reading(self._pool) as conn:
             return await read_models.charges_on(conn, self._subscriptions.today())
+
+    async def revenue(self, actor: Actor, months: int = 12) -> list[RevenueRow]:
+        """Charges and payments per calendar month, the last `months`, newest first."""
+        actor.require_staff()
+        async with reading(self._pool) as conn:
+            return await read_models.revenue(
+                conn,
+                self._subscriptions.today(),
+                self._subscriptions.time_zone,
+                max(1, min(months, 120)),
+            )
+
+    async def invoices(
+        self,
+        actor: Actor,
+        username_prefix: str = "",
+        *,
+        before_number: int | None = None,
+        limit: int = read_models.PAGE_SIZE,
+    ) -> list[InvoiceRow]:
+        """Every account's invoices, newest first; a username prefix filters."""
+        actor.require_staff()
+        async with reading(self._pool) as conn:
+            return await read_models.invoices_page(
+                conn, username_prefix, before_number=before_number, limit=limit
+            )
+
+    async def invoice(self, actor: Actor, number: int) -> Invoice:
+        """One invoice, as its owner reads it (`core.billing.invoice_render`)."""
+        actor.require_staff()
+        async with reading(self._pool) as conn:
+            found = await invoices.by_number(conn, number)
+        if found is None:
+            raise NotFoundError(f"No invoice number {number}.")
+        return found
 
     async def system(self, actor: Actor) -> list[Check]:
         """The outside systems, disks and queue, checked now (each bounded in time)."""

@@ -163,6 +163,11 @@ class SubscriptionService:
     def today(self) -> date:
         return billing_day(datetime.now(UTC), self._time_zone)
 
+    @property
+    def time_zone(self) -> str:
+        """The billing time zone: its days and months are the ledger's."""
+        return self._time_zone
+
     async def create_project(
         self,
         actor: Actor,

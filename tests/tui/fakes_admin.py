@@ -7,21 +7,25 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import cast
 
 from core.actor import Actor
 from core.admin.read_models import (
     ArrearsRow,
     DeploymentRow,
+    InvoiceRow,
     PlanRow,
     ProjectFilter,
     ProjectRow,
+    RevenueRow,
     UserRow,
+    months_back,
 )
 from core.admin.service import audit_filter
 from core.admin.system import Check
 from core.audit.entries import AuditEvent, Outcome
+from core.billing.invoices import Invoice, InvoiceLine
 from core.billing.plans import PlanSpec
 from core.errors import NotFoundError
 from core.panel import Panel
@@ -109,6 +113,30 @@ DEPLOYMENTS = [
     DeploymentRow(9, "docs", "dave", "stop", "deploy", "working", "", "worker-2", None, 1,
                   True, SINCE),
 ]  # fmt: skip
+
+# Twelve months back from March 2025, newest first; the older half had nothing.
+REVENUE = [
+    RevenueRow(months_back(date(2025, 3, 1), back), kopecks, entries, paid)
+    for back, (kopecks, entries, paid) in enumerate(
+        [(412_300, 93, 250_000), (1_180_000, 840, 1_500_000), (1_090_500, 812, 900_000),
+         (640_000, 455, 1_000_000), (120_000, 62, 300_000), (0, 0, 50_000)]
+        + [(0, 0, 0)] * 6
+    )
+]  # fmt: skip
+
+
+def invoice_of(number: int, owner: str, month: date, amount: int) -> Invoice:
+    line = InvoiceLine(1, "Hosting", f"{owner}-site", "Host-1", 28, amount)
+    return Invoice(number, number, abs(hash(owner)) % 10_000, month, "RUB", amount,
+                   SINCE, (line,))  # fmt: skip
+
+
+INVOICES = [  # newest number first
+    (invoice_of(4, "dave", date(2025, 2, 1), 100_000), "dave"),
+    (invoice_of(3, "bob", date(2025, 2, 1), 50_000), "bob"),
+    (invoice_of(2, "alice", date(2025, 2, 1), 90_000), "alice"),
+    (invoice_of(1, "bob", date(2025, 1, 1), 48_390), "bob"),
+]
 
 
 def audit_row(
@@ -304,6 +332,33 @@ class FakeAdmin:
     async def charges_today(self, actor: Actor) -> tuple[int, int]:
         actor.require_staff()
         return 412, 1_234_500
+
+    async def revenue(self, actor: Actor, months: int = 12) -> list[RevenueRow]:
+        actor.require_staff()
+        return REVENUE[:months]
+
+    async def invoices(
+        self,
+        actor: Actor,
+        username_prefix: str = "",
+        *,
+        before_number: int | None = None,
+        limit: int = 50,
+    ) -> list[InvoiceRow]:
+        actor.require_staff()
+        return [
+            InvoiceRow(i.id, i.number, i.user_id, owner, i.month, i.currency, i.total, i.issued_at)
+            for i, owner in INVOICES
+            if owner.startswith(username_prefix.strip().lower())
+            and (before_number is None or i.number < before_number)
+        ][:limit]
+
+    async def invoice(self, actor: Actor, number: int) -> Invoice:
+        actor.require_staff()
+        for found, _ in INVOICES:
+            if found.number == number:
+                return found
+        raise NotFoundError(f"No invoice number {number}.")
 
     async def system(self, actor: Actor) -> list[Check]:
         actor.require_staff()

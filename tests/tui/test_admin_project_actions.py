@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Input, Static
 
 from core.actor import Actor
 from core.panel import Panel
@@ -24,6 +24,7 @@ from tests.tui.test_deployments import insert_deployment, wait_for
 from tests.tui.test_logs import shown
 from tui.admin.app import AdminApp
 from tui.admin.projects import AdminProjectsScreen
+from tui.screens.billing import InvoiceView
 from tui.screens.logs import LogsScreen
 from tui.widgets.lines_table import LinesTable
 
@@ -149,3 +150,36 @@ async def test_an_operator_reads_another_accounts_build_log_from_the_database(
         await pilot.press("escape", "l")
         await wait_for(pilot, lambda: cast(LogsScreen, app.screen).finished)
         assert shown(app) == []
+
+
+# :billing's revenue and invoices ------------------------------------------------------------
+
+
+async def test_billing_opens_the_revenue_per_month_and_the_invoices() -> None:
+    app = admin_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("colon", *"billing", "enter")
+        await settle(pilot)
+        await pilot.press("m")
+        await settle(pilot)
+        assert keys_of(pilot)[:3] == ["2025-03", "2025-02", "2025-01"]
+        assert len(keys_of(pilot)) == 12
+        assert "1 180 000.00" not in row_text(pilot, "2025-02")  # kopecks shown as money
+        assert "11 800.00" in row_text(pilot, "2025-02")
+        assert "15 000.00" in row_text(pilot, "2025-02")
+        await pilot.press("escape")
+        await settle(pilot)
+        await pilot.press("i")
+        await settle(pilot)
+        assert keys_of(pilot) == ["4", "3", "2", "1"]
+        await pilot.press("slash", "b", "o", "enter")
+        await settle(pilot)
+        assert keys_of(pilot) == ["3", "1"]
+        await pilot.press("down", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, InvoiceView))
+        text = str(app.screen.query_one("#invoice-text", Static).render())
+        assert "Invoice No. 1" in text and "Account:   bob" in text and "bob-site" in text
+        await pilot.press("escape")
+        await settle(pilot)
+        assert keys_of(pilot) == ["3", "1"]

@@ -46,6 +46,7 @@ OWNERS = {
     "access_tokens": "core/identity/access_tokens.py",
     "audit_events": "core/audit/entries.py",
     "admin_holds": "core/admin/holds.py",
+    "panel_processes": "core/admin/processes.py",
 }
 
 TABLE_MENTION = re.compile(
