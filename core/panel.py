@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from core import secrets
 from core.admin.holds import AdminHolds
+from core.admin.processes import PanelProcesses
 from core.admin.service import AdminService
 from core.admin.system import SystemChecks
 from core.archives import records as archive_records
@@ -256,11 +257,17 @@ class Panel:
             deployments=self.deployments,
             plans=self.plans,
             holds=AdminHolds(self.pool, self.projects, self.deployments),
+            processes=self.processes,
             system=SystemChecks(
                 self.settings, self.pool, self.redis, self.storage, self.engine, self.router,
                 self.sessions,
             ),
         )  # fmt: skip
+
+    @property
+    def processes(self) -> PanelProcesses:
+        """The serving processes' heartbeats (`ghst serve` writes its own), for `:system`."""
+        return PanelProcesses(self.pool)
 
     @property
     def services(self) -> ServiceSet:

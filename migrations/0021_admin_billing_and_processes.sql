@@ -21,6 +21,7 @@ CREATE TABLE panel_processes (
     pid integer NOT NULL,
     started_at timestamptz NOT NULL,
     sessions integer NOT NULL DEFAULT 0 CHECK (sessions >= 0),
+    connections integer NOT NULL DEFAULT 0 CHECK (connections >= 0),
     seen_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (host, pid)
 );

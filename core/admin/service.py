@@ -18,6 +18,7 @@ from core.actor import Actor
 from core.admin import read_models
 from core.admin.holds import AdminHold, AdminHolds
 from core.admin.logs import StaffLogs
+from core.admin.processes import PanelProcesses
 from core.admin.read_models import (
     ArrearsRow,
     DeploymentRow,
@@ -97,6 +98,7 @@ class AdminService:
         system: SystemChecks | None = None,
         plans: PlanService | None = None,
         holds: AdminHolds | None = None,
+        processes: PanelProcesses | None = None,
     ) -> None:
         self._pool = pool
         self._accounts = accounts
@@ -107,6 +109,7 @@ class AdminService:
         self._system = system
         self._plans = plans
         self._holds = holds
+        self._processes = processes
         # Build and runtime logs of every account's projects, operators included.
         self.logs = StaffLogs(deployments)
 
@@ -274,7 +277,27 @@ class AdminService:
         actor.require_staff()
         if self._system is None:
             raise UnavailableError("This panel process has no system checks.")
-        return await self._system.run()
+        checks = await self._system.run()
+        return checks + await self.processes(actor)
+
+    async def processes(self, actor: Actor) -> list[Check]:
+        """Each serving process alive (its last beat within `processes.STALE`): its open
+        dashboard sessions and SSH connections, and since when it serves."""
+        actor.require_staff()
+        if self._processes is None:
+            return []
+        return [
+            Check(
+                f"ghst serve {found.host}:{found.pid}",
+                True,
+                "",
+                None,
+                # Within the table's 48 columns: the year is the current one, the time UTC.
+                f"{found.sessions} sessions · {found.connections} connections"
+                f" · up {found.started_at:%m-%d %H:%M}",
+            )
+            for found in await self._processes.alive()
+        ]
 
     # --- changes: admins only, through the owners' services ------------------------------
 

@@ -103,6 +103,20 @@ CHECKS = [
     Check("dockerd", False, "", None, "no answer within 3 s"),
     Check("nginx", True, "1.22.1", 2.0, "master pid 4242"),
     Check("Deployments queue", True, "", 0.9, "3 queued, 1 being worked on"),
+    Check(
+        "ghst serve web-1:4101",
+        True,
+        "",
+        None,
+        "12 sessions · 14 connections · up 03-01 08:00",
+    ),
+    Check(
+        "ghst serve web-1:4102",
+        True,
+        "",
+        None,
+        "9 sessions · 9 connections · up 03-01 08:00",
+    ),
 ]
 
 DEPLOYMENTS = [
