@@ -360,18 +360,19 @@ async def revenue(
     conn: Connection, today: date, time_zone: str, months: int = 12
 ) -> list[RevenueRow]:
     """Charges and payments per calendar month, the last `months` up to `today`'s, newest first
-    (months without any: zero). Two grouped range scans of partial indexes."""
+    (months without any: zero). From the ledger's running totals (migration 0021): a year is
+    365 days and 35,040 quarter hours, however many entries it had."""
     current = today.replace(day=1)
     first = months_back(current, months - 1)
     charged = await conn.fetch(
-        "SELECT date_trunc('month', day)::date AS month, coalesce(-sum(amount), 0) AS kopecks,"
-        " count(*) AS entries FROM admin_charges WHERE day >= $1 GROUP BY 1",
+        "SELECT date_trunc('month', day)::date AS month, sum(kopecks) AS kopecks,"
+        " sum(entries) AS entries FROM admin_charge_days WHERE day >= $1 GROUP BY 1",
         first,
     )
     paid = await conn.fetch(
-        "SELECT date_trunc('month', created_at AT TIME ZONE $2)::date AS month,"
-        " sum(amount) AS kopecks FROM admin_payments"
-        " WHERE created_at >= ($1::timestamp AT TIME ZONE $2) GROUP BY 1",
+        "SELECT date_trunc('month', quarter AT TIME ZONE $2)::date AS month,"
+        " sum(kopecks) AS kopecks FROM admin_topup_quarters"
+        " WHERE quarter >= ($1::timestamp AT TIME ZONE $2) GROUP BY 1",
         datetime(first.year, first.month, 1),
         time_zone,
     )

@@ -61,6 +61,18 @@ async def test_revenue_sums_each_months_charges_and_payments(panel: Panel) -> No
     assert rows[0].paid_kopecks == 102_500  # the top-ups only, in the month they came
     assert rows[0].charged_kopecks == 0 and rows[1].paid_kopecks == 0
     assert all(r.charged_kopecks == r.paid_kopecks == 0 for r in rows[2:])
+    # The running totals say what the ledger itself adds up to, month by month.
+    async with panel.pool.acquire() as conn:
+        ledger = await conn.fetch(
+            "SELECT kind, date_trunc('month', CASE kind WHEN 'charge' THEN day::timestamp"
+            " ELSE created_at AT TIME ZONE $1 END)::date AS month, sum(amount) AS kopecks"
+            " FROM ledger WHERE kind IN ('charge', 'topup') GROUP BY 1, 2",
+            ZONE,
+        )
+    by_month = {(r["kind"], r["month"]): abs(r["kopecks"]) for r in ledger}
+    assert {("charge", r.month): r.charged_kopecks for r in rows if r.charged_kopecks} | {
+        ("topup", r.month): r.paid_kopecks for r in rows if r.paid_kopecks
+    } == by_month
 
 
 async def test_staff_read_revenue_and_users_do_not(panel: Panel) -> None:
