@@ -36,3 +36,16 @@ LEFT JOIN LATERAL (
     WHERE project_id = p.id AND operation = 'deploy'
     ORDER BY id DESC LIMIT 1
 ) d ON true;
+
+-- A hold taken or lifted is a 'project' event (core/events.py): the owner's dashboard and the
+-- operators' `:projects` redraw without polling, even for a project with nothing to stop.
+CREATE FUNCTION ghst_admin_hold_event() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    changed bigint := CASE TG_OP WHEN 'DELETE' THEN OLD.project_id ELSE NEW.project_id END;
+BEGIN
+    PERFORM ghst_publish('project', changed,
+                         (SELECT user_id FROM projects WHERE id = changed), NULL);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER admin_holds_publish AFTER INSERT OR DELETE ON admin_holds
+    FOR EACH ROW EXECUTE FUNCTION ghst_admin_hold_event();

@@ -12,10 +12,12 @@ import pytest
 
 from core.actor import Actor
 from core.errors import NotFoundError, PermissionDenied, SuspendedError, ValidationError
+from core.events import Event
 from core.panel import Panel
 from tests.actors import SYSTEM, acting, as_user
 from tests.fixtures_deploy import Deploying, eventually, page_app
 from tests.fixtures_nginx import http_request
+from tests.integration.test_events import REFRESH, next_event
 from tests.integration.test_suspension import run_out, running_containers, suspended
 
 PASSWORD = "correct horse battery"
@@ -190,3 +192,19 @@ async def test_a_payment_while_both_hold_succeeds_and_starts_nothing(
 
     assert await panel.admin.resume(admin, "owing")  # the owner had not stopped it: it runs
     await eventually(lambda: page(200, "hello"))
+
+
+async def test_a_hold_taken_or_lifted_tells_the_owners_watchers(panel: Panel) -> None:
+    admin, _ = await staff(panel)
+    bob_user = await panel.accounts.sign_up("bob", "bob@example.org", PASSWORD)
+    bob = acting(bob_user)
+    await panel.billing.subscriptions.create_project(bob, "shop")
+    project = await panel.projects.by_name("shop")
+    assert project is not None
+    with panel.events.subscribe(bob, kinds=["project"]) as events:
+        await panel.events.start()
+        assert await next_event(events) == REFRESH
+        await panel.admin.suspend(admin, "shop")
+        assert await next_event(events) == Event("project", project.id, bob_user.id)
+        await panel.admin.resume(admin, "shop")
+        assert await next_event(events) == Event("project", project.id, bob_user.id)
