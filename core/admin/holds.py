@@ -4,7 +4,7 @@ It is not billing's suspension for non-payment (core.billing.suspension): a top-
 it, and lifting it never lifts that one; a project held by both runs again only once neither
 holds it. It stops a project the same way: in the transaction that records it, the project's
 queued deployments are cancelled and a stop is queued, so a worker stops its containers and
-nginx shows the suspended page; deploys, starts and uploads are refused with the reason (it is
+nginx shows the held page; deploys, starts and uploads are refused with the reason (it is
 a `Hold` on projects, attached when the panel is built).
 
 Both the suspension and the resume lock the owner's balance row first, as a credit (which may
@@ -70,7 +70,7 @@ class AdminHolds:
             held = await db.fetchval(
                 "SELECT true FROM admin_holds WHERE project_id = $1", project_id
             )
-        return "suspended" if held else "stopped"
+        return "held" if held else "stopped"
 
     # --- admins' changes ----------------------------------------------------------------------
 

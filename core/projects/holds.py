@@ -13,8 +13,8 @@ from core.db.pool import Connection
 from core.errors import PanelError
 
 # Which page nginx shows for a project that does not run: stopped by its owner (with the
-# "free" badge for a free project), or suspended (for non-payment).
-StoppedPage = Literal["stopped", "stopped-free", "suspended"]
+# "free" badge for a free project), suspended (for non-payment), or held by the operators.
+StoppedPage = Literal["stopped", "stopped-free", "suspended", "held"]
 
 
 class Hold(Protocol):
@@ -51,8 +51,8 @@ class Holds:
         page: StoppedPage = "stopped"
         for hold in self._holds:
             found = await hold.stopped_page(project_id)
-            if found == "suspended":
+            if found == "held":  # the operators' hold says more than "top up"
                 return found
-            if found != "stopped":
+            if found == "suspended" or (found != "stopped" and page != "suspended"):
                 page = found
         return page

@@ -64,6 +64,9 @@ async def test_an_admins_suspension_outlasts_money_and_billings_resume(
 
     await eventually(stopped)
     assert running_containers(docker_client, panel, live.id) == []
+    page_text = (await http_request(router, "abuse")).text
+    assert "suspended by the hosting panel's operators" in page_text  # not "run out of money"
+    assert "money" not in page_text
     for attempt in (
         panel.deployments.deploy(alice, "abuse"),
         panel.deployments.redeploy(alice, "abuse"),
