@@ -106,6 +106,9 @@ async def test_an_operator_cannot_suspend_or_resume_but_reads_the_logs() -> None
 
         await pilot.press("l")
         await wait_for(pilot, lambda: shown(app) == SHOP_APP_LOG)
+        await wait_for(pilot, lambda: cast(LogsScreen, app.screen).finished)
+        ended = str(app.screen.query_one("#logs-status", Static).render())
+        assert "then l to follow the app running now" in ended  # :projects' key, not g
         await pilot.press("escape")
         await settle(pilot)
         assert isinstance(app.screen, AdminProjectsScreen)

@@ -265,9 +265,10 @@ class LogsScreen(GhstScreen[None]):
                 await close()
         view.flush()
         self.finish()
+        again = "g" if self.staff is None else "l"  # the key that opened it
         self.set_status(
-            "The log stream ended: the app stopped or was replaced. Press escape, then g to "
-            "follow the app running now."
+            "The log stream ended: the app stopped or was replaced. Press escape, then "
+            f"{again} to follow the app running now."
         )
 
     # --- shared -------------------------------------------------------------------------------
