@@ -8,7 +8,8 @@ nginx shows the held page; deploys, starts and uploads are refused with the reas
 a `Hold` on projects, attached when the panel is built).
 
 Both the suspension and the resume lock the owner's balance row first, as a credit (which may
-resume billing's suspension) does: the two never decide about the same project at once.
+resume billing's suspension) does: the two never decide about the same project at once. (An
+account without a balance row has never had money move, so billing holds none of its projects.)
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class AdminHolds:
             raise ValidationError(f"A reason is at most {MAX_REASON} characters.")
         found = await self._project(project)
         async with transaction(self._pool) as conn:
-            await ledger.lock_balance(conn, found.user_id)
+            await ledger.lock_existing_balance(conn, found.user_id)
             await self._projects.lock(conn, found.id)
             # The owner's own choice: billing's record of it if its suspension holds already
             # (its stop made the project look stopped), else the project's flag.
@@ -124,7 +125,7 @@ class AdminHolds:
         actor.require_admin()
         found = await self._project(project)
         async with transaction(self._pool) as conn:
-            await ledger.lock_balance(conn, found.user_id)
+            await ledger.lock_existing_balance(conn, found.user_id)
             await self._projects.lock(conn, found.id)
             stopped = await conn.fetchval(
                 "DELETE FROM admin_holds WHERE project_id = $1 RETURNING stopped_before", found.id

@@ -127,6 +127,7 @@ async def test_suspending_twice_holds_once_and_keeps_the_first_reason(panel: Pan
     bob = acting(await panel.accounts.sign_up("bob", "bob@example.org", PASSWORD))
     await panel.billing.subscriptions.create_project(bob, "shop")
     first = await panel.admin.suspend(admin, "shop", "  spam   mail ")
+    assert await panel.admin.arrears(admin) == []  # suspending moved no money
     again = await panel.admin.suspend(admin, "shop", "other")
     assert (first.reason, again.reason, again.held_at) == ("spam mail", "spam mail", first.held_at)
     assert await audited(panel, "project.suspend") == [("root", "shop", "ok")]
