@@ -292,7 +292,7 @@ class AdminService:
                 True,
                 "",
                 None,
-                # Within the table's 48 columns: the year is the current one, the time UTC.
+                # Month, day and UTC time: what fits the table's 48-column cells.
                 f"{found.sessions} sessions · {found.connections} connections"
                 f" · up {found.started_at:%m-%d %H:%M}",
             )
