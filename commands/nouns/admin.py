@@ -289,6 +289,28 @@ async def start(ctx: Context, args: argparse.Namespace) -> None:
     ctx.out.notice(f"{args.project} started.")
 
 
+def suspend_arguments(parser: CommandParser) -> None:
+    project_argument(parser)
+    parser.add_argument("--reason", required=True, help="why: the owner's refusals show it")
+
+
+async def suspend(ctx: Context, args: argparse.Namespace) -> None:
+    hold = await ctx.services.admin.suspend(await staff(ctx), args.project, args.reason)
+    data = {"project": hold.project, "held_at": hold.held_at, "reason": hold.reason}
+    ctx.out.result(data, "")
+    ctx.out.notice(f"{args.project} suspended: it stops, and stays down until `admin resume`.")
+
+
+async def resume(ctx: Context, args: argparse.Namespace) -> None:
+    lifted = await ctx.services.admin.resume(await staff(ctx), args.project)
+    ctx.out.result({"project": args.project, "lifted": lifted}, "")
+    ctx.out.notice(
+        f"{args.project}: the admin suspension is lifted."
+        if lifted
+        else f"{args.project} was not suspended by an admin."
+    )
+
+
 def deployment_arguments(parser: CommandParser) -> None:
     project_argument(parser)
     parser.add_argument("id", type=int, metavar="ID", help="the deployment's id (admin deploys)")
@@ -339,6 +361,9 @@ NOUNS: tuple[Noun, ...] = (
                  destructive=True),
             verb("stop", "stop what a project runs", stop, project_argument),
             verb("start", "start a stopped project", start, project_argument),
+            verb("suspend", "hold a project down (a top-up does not lift it)", suspend,
+                 suspend_arguments, destructive=True),
+            verb("resume", "lift an admin's suspension", resume, project_argument),
             verb("deploys", "the queue and running jobs (operators too)", deploys,
                  deploys_arguments),
             verb("cancel", "cancel a queued or running deployment", cancel,

@@ -59,6 +59,8 @@ class ProjectRow:
     last_deployment_id: int | None
     last_deployment_state: str | None
     last_deployment_at: datetime | None
+    # Suspended by an admin (core.admin.holds); `suspended` is billing's, for non-payment.
+    held: bool = False
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,7 @@ async def user_by_name(conn: Connection, username: str) -> UserRow | None:
 PROJECT_COLUMNS = (
     "id, name, user_id, username, state, stopped, suspended_at, plan_code, plan_version,"
     " cpu_millicores, ram_mb, disk_mb, max_services, price_kopecks, last_deployment_id,"
-    " last_deployment_state, last_deployment_at"
+    " last_deployment_state, last_deployment_at, admin_held_at"
 )
 
 
@@ -188,6 +190,7 @@ def _project(row: asyncpg.Record) -> ProjectRow:
         last_deployment_id=row["last_deployment_id"],
         last_deployment_state=row["last_deployment_state"],
         last_deployment_at=row["last_deployment_at"],
+        held=row["admin_held_at"] is not None,
     )
 
 
@@ -335,3 +338,80 @@ async def plans(conn: Connection) -> list[PlanRow]:
     return [
         PlanRow(plan, counts.get(plan.id, 0)) for plan in await billing_plans.every_version(conn)
     ]
+
+
+@dataclass(frozen=True)
+class RevenueRow:
+    month: date  # its first day (billing time zone)
+    charged_kopecks: int  # charges for the days of the month
+    charges: int  # how many charge entries
+    paid_kopecks: int  # top-ups received during the month
+
+
+def months_back(month: date, count: int) -> date:
+    """The first day of the month `count` months before `month`'s."""
+    index = month.year * 12 + month.month - 1 - count
+    return date(index // 12, index % 12 + 1, 1)
+
+
+async def revenue(
+    conn: Connection, today: date, time_zone: str, months: int = 12
+) -> list[RevenueRow]:
+    """Charges and payments per calendar month, the last `months` up to `today`'s, newest first
+    (months without any: zero). From the ledger's running totals (migration 0021): a year is
+    365 days and 35,040 quarter hours, however many entries it had."""
+    current = today.replace(day=1)
+    first = months_back(current, months - 1)
+    charged = await conn.fetch(
+        "SELECT date_trunc('month', day)::date AS month, sum(kopecks) AS kopecks,"
+        " sum(entries) AS entries FROM admin_charge_days WHERE day >= $1 GROUP BY 1",
+        first,
+    )
+    paid = await conn.fetch(
+        "SELECT date_trunc('month', quarter AT TIME ZONE $2)::date AS month,"
+        " sum(kopecks) AS kopecks FROM admin_topup_quarters"
+        " WHERE quarter >= ($1::timestamp AT TIME ZONE $2) GROUP BY 1",
+        datetime(first.year, first.month, 1),
+        time_zone,
+    )
+    charges_by = {row["month"]: (row["kopecks"], row["entries"]) for row in charged}
+    paid_by = {row["month"]: row["kopecks"] for row in paid}
+    rows = []
+    for back in range(months):
+        month = months_back(current, back)
+        kopecks, entries = charges_by.get(month, (0, 0))
+        rows.append(RevenueRow(month, int(kopecks), int(entries), int(paid_by.get(month, 0))))
+    return rows
+
+
+@dataclass(frozen=True)
+class InvoiceRow:
+    id: int
+    number: int
+    user_id: int
+    username: str
+    month: date
+    currency: str
+    total: int
+    issued_at: datetime
+
+
+async def invoices_page(
+    conn: Connection,
+    username_prefix: str = "",
+    *,
+    before_number: int | None = None,
+    limit: int = PAGE_SIZE,
+) -> list[InvoiceRow]:
+    """Every account's invoices, newest (highest number) first, before `before_number`; a
+    username prefix narrows them to those accounts."""
+    where = _Where()
+    if username_prefix.strip():
+        where.add("username LIKE {}", like_prefix(username_prefix.strip().lower()))
+    if before_number is not None:
+        where.add("number < {}", before_number)
+    sql = (
+        "SELECT id, number, user_id, username, month, currency, total, issued_at"
+        f" FROM admin_invoices{where.sql()} ORDER BY number DESC LIMIT {where.param(_limit(limit))}"
+    )
+    return [InvoiceRow(**dict(row)) for row in await conn.fetch(sql, *where.values)]

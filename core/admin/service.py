@@ -18,19 +18,26 @@ from typing import get_args
 
 from core.actor import Actor
 from core.admin import read_models
+from core.admin.holds import AdminHold, AdminHolds
+from core.admin.logs import StaffLogs
+from core.admin.processes import PanelProcesses
 from core.admin.read_models import (
     ArrearsRow,
     DeploymentRow,
+    InvoiceRow,
     PlanRow,
     ProjectFilter,
     ProjectRow,
+    RevenueRow,
     UserRow,
 )
 from core.admin.system import Check, SystemChecks
 from core.audit import entries
 from core.audit.entries import AuditEvent, AuditFilter, Outcome
 from core.audit.service import records_gate_refusals
+from core.billing import invoices
 from core.billing.balances import BalanceService
+from core.billing.invoices import Invoice
 from core.billing.ledger import Entry
 from core.billing.plans import Plan, PlanService, PlanSpec
 from core.billing.promised import Promise, PromisedPayments
@@ -103,6 +110,8 @@ class AdminService:
         deployments: DeploymentService,
         system: SystemChecks | None = None,
         plans: PlanService | None = None,
+        holds: AdminHolds | None = None,
+        processes: PanelProcesses | None = None,
     ) -> None:
         self._pool = pool
         self._accounts = accounts
@@ -112,6 +121,10 @@ class AdminService:
         self._deployments = deployments
         self._system = system
         self._plans = plans
+        self._holds = holds
+        self._processes = processes
+        # Build and runtime logs of every account's projects, operators included.
+        self.logs = StaffLogs(deployments, pool)
 
     # --- reads: admins and operators -----------------------------------------------------
 
@@ -246,13 +259,72 @@ class AdminService:
         async with reading(self._pool) as conn:
             return await read_models.charges_on(conn, self._subscriptions.today())
 
+    @records_gate_refusals("admin.revenue", staff_only)
+    async def revenue(self, actor: Actor, months: int = 12) -> list[RevenueRow]:
+        """Charges and payments per calendar month, the last `months`, newest first."""
+        actor.require_staff()
+        async with reading(self._pool) as conn:
+            return await read_models.revenue(
+                conn,
+                self._subscriptions.today(),
+                self._subscriptions.time_zone,
+                max(1, min(months, 120)),
+            )
+
+    @records_gate_refusals("admin.invoices", staff_only)
+    async def invoices(
+        self,
+        actor: Actor,
+        username_prefix: str = "",
+        *,
+        before_number: int | None = None,
+        limit: int = read_models.PAGE_SIZE,
+    ) -> list[InvoiceRow]:
+        """Every account's invoices, newest first; a username prefix filters."""
+        actor.require_staff()
+        async with reading(self._pool) as conn:
+            return await read_models.invoices_page(
+                conn, username_prefix, before_number=before_number, limit=limit
+            )
+
+    @records_gate_refusals("admin.invoice", staff_only)
+    async def invoice(self, actor: Actor, number: int) -> Invoice:
+        """One invoice, as its owner reads it (`core.billing.invoice_render`)."""
+        actor.require_staff()
+        async with reading(self._pool) as conn:
+            found = await invoices.by_number(conn, number)
+        if found is None:
+            raise NotFoundError(f"No invoice number {number}.")
+        return found
+
     @records_gate_refusals("admin.system", staff_only)
     async def system(self, actor: Actor) -> list[Check]:
         """The outside systems, disks and queue, checked now (each bounded in time)."""
         actor.require_staff()
         if self._system is None:
             raise UnavailableError("This panel process has no system checks.")
-        return await self._system.run()
+        checks = await self._system.run()
+        return checks + await self.processes(actor)
+
+    @records_gate_refusals("admin.processes", staff_only)
+    async def processes(self, actor: Actor) -> list[Check]:
+        """Each serving process alive (its last beat within `processes.STALE`): its open
+        dashboard sessions and SSH connections, and since when it serves."""
+        actor.require_staff()
+        if self._processes is None:
+            return []
+        return [
+            Check(
+                f"ghst serve {found.host}:{found.pid}",
+                True,
+                "",
+                None,
+                # Month, day and UTC time: what fits the table's 48-column cells.
+                f"{found.sessions} sessions · {found.connections} connections"
+                f" · up {found.started_at:%m-%d %H:%M}",
+            )
+            for found in await self._processes.alive()
+        ]
 
     # --- changes: admins only, through the owners' services ------------------------------
 
@@ -332,6 +404,22 @@ class AdminService:
         """No version of `code` is offered to new projects; returns how many were retired."""
         actor.require_admin()
         return await self._plan_service().retire(actor, code)
+
+    @records_gate_refusals("admin.suspend", admins_only, "project")
+    async def suspend(self, actor: Actor, project: str, reason: str = "") -> AdminHold:
+        """An admin's suspension (not billing's: a top-up does not lift it). The holds check
+        the admin themselves, so a refused attempt is audited."""
+        return await self._hold_service().suspend(actor, project, reason)
+
+    @records_gate_refusals("admin.resume", admins_only, "project")
+    async def resume(self, actor: Actor, project: str) -> bool:
+        """Lift an admin's suspension; billing's, if any, stays."""
+        return await self._hold_service().resume(actor, project)
+
+    def _hold_service(self) -> AdminHolds:
+        if self._holds is None:
+            raise UnavailableError("This panel process cannot suspend projects.")
+        return self._holds
 
     def _plan_service(self) -> PlanService:
         if self._plans is None:

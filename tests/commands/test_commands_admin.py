@@ -141,6 +141,12 @@ async def test_admin_text_output_and_usage(panel: Panel) -> None:
     credited = await run("admin credit bob 12.5 --reason gift --yes", admin, panel)
     assert (credited.status, credited.stdout) == (0, "12.50 RUB\n"), credited.stderr
     assert "gift" in credited.stderr
+    suspended = await run("admin suspend shop --reason spam --yes", admin, panel)
+    assert suspended.status == 0 and "suspended" in suspended.stderr, suspended.stderr
+    assert (await panel.admin.project(SYSTEM, "shop")).held
+    resumed = await run("admin resume shop", admin, panel)
+    assert resumed.status == 0 and "lifted" in resumed.stderr, resumed.stderr
+    assert not (await panel.admin.project(SYSTEM, "shop")).held
     for line, status in [
         ("admin", 2),  # a verb is needed: the noun's help, on stderr
         ("admin block bob", 2),  # destructive: --yes
@@ -151,6 +157,9 @@ async def test_admin_text_output_and_usage(panel: Panel) -> None:
         ("admin block nobody --yes", 3),
         ("admin plan shop nothing --yes", 3),
         ("admin stop nothing", 3),
+        ("admin suspend shop --reason spam", 2),  # destructive: --yes
+        ("admin suspend shop --yes", 2),  # --reason is required
+        ("admin resume nothing", 3),
         ("admin projects --state sleeping", 2),
         ("admin audit since:forever", 2),
     ]:
@@ -175,6 +184,8 @@ CHANGES = [
     ("admin start shop", "admin.start", "shop"),
     ("admin cancel shop 1 --yes", "admin.cancel", "shop"),
     ("admin requeue shop 1", "admin.requeue", "shop"),
+    ("admin suspend shop --reason spam --yes", "admin.suspend", "shop"),
+    ("admin resume shop", "admin.resume", "shop"),
 ]
 READ_ACTIONS = [
     ("admin.users", None),

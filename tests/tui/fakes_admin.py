@@ -5,26 +5,37 @@ tests/integration/test_admin_views.py."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import cast
 
 from core.actor import Actor
 from core.admin.read_models import (
     ArrearsRow,
     DeploymentRow,
+    InvoiceRow,
     PlanRow,
     ProjectFilter,
     ProjectRow,
+    RevenueRow,
     UserRow,
+    months_back,
 )
 from core.admin.service import audit_filter
 from core.admin.system import Check
 from core.audit.entries import AuditEvent, Outcome
+from core.billing.invoices import Invoice, InvoiceLine
 from core.billing.plans import Plan, PlanSpec
 from core.errors import NotFoundError
 from core.panel import Panel
-from tests.tui.fakes import FakePanel
+from tests.tui.fakes import (
+    SHOP_APP_LOG,
+    SHOP_BUILD_LOG,
+    FakeDeployments,
+    FakePanel,
+    deployment,
+)
 from tui.admin.app import AdminApp
 
 SINCE = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -74,7 +85,7 @@ USERS = [
 ]
 PROJECTS = [
     project_row("blog", "alice"),
-    project_row("docs", "dave", "stopped"),
+    replace(project_row("docs", "dave", "stopped"), held=True),  # suspended by an admin
     project_row("shop", "bob", "failed", "host-0"),
     project_row("wiki", "alice", "deploying"),
 ]
@@ -92,6 +103,20 @@ CHECKS = [
     Check("dockerd", False, "", None, "no answer within 3 s"),
     Check("nginx", True, "1.22.1", 2.0, "master pid 4242"),
     Check("Deployments queue", True, "", 0.9, "3 queued, 1 being worked on"),
+    Check(
+        "ghst serve web-1:4101",
+        True,
+        "",
+        None,
+        "12 sessions · 14 connections · up 03-01 08:00",
+    ),
+    Check(
+        "ghst serve web-1:4102",
+        True,
+        "",
+        None,
+        "9 sessions · 9 connections · up 03-01 08:00",
+    ),
 ]
 
 DEPLOYMENTS = [
@@ -102,6 +127,30 @@ DEPLOYMENTS = [
     DeploymentRow(9, "docs", "dave", "stop", "deploy", "working", "", "worker-2", None, 1,
                   True, SINCE),
 ]  # fmt: skip
+
+# Twelve months back from March 2025, newest first; the older half had nothing.
+REVENUE = [
+    RevenueRow(months_back(date(2025, 3, 1), back), kopecks, entries, paid)
+    for back, (kopecks, entries, paid) in enumerate(
+        [(412_300, 93, 250_000), (1_180_000, 840, 1_500_000), (1_090_500, 812, 900_000),
+         (640_000, 455, 1_000_000), (120_000, 62, 300_000), (0, 0, 50_000)]
+        + [(0, 0, 0)] * 6
+    )
+]  # fmt: skip
+
+
+def invoice_of(number: int, owner: str, month: date, amount: int) -> Invoice:
+    line = InvoiceLine(1, "Hosting", f"{owner}-site", "Host-1", 28, amount)
+    return Invoice(number, number, abs(hash(owner)) % 10_000, month, "RUB", amount,
+                   SINCE, (line,))  # fmt: skip
+
+
+INVOICES = [  # newest number first
+    (invoice_of(4, "dave", date(2025, 2, 1), 100_000), "dave"),
+    (invoice_of(3, "bob", date(2025, 2, 1), 50_000), "bob"),
+    (invoice_of(2, "alice", date(2025, 2, 1), 90_000), "alice"),
+    (invoice_of(1, "bob", date(2025, 1, 1), 48_390), "bob"),
+]
 
 
 def audit_row(
@@ -147,6 +196,37 @@ AUDIT = [
 ]
 
 
+class FakeStaffLogs:
+    """core.admin.logs over fixed deployments: any account's logs, for staff only."""
+
+    def __init__(self) -> None:
+        build = deployment(7, "v2-shop.tar.gz", "failed", SINCE, 71, project_name="shop",
+                           error="The app did not answer on port 8080 within 60 s.")  # fmt: skip
+        live = deployment(6, "v1-shop.tar.gz", "running", SINCE, 9, project_name="shop")
+        self._deployments = FakeDeployments({"shop": [build, live]}, {7: SHOP_BUILD_LOG})
+        self.app_log = list(SHOP_APP_LOG)
+
+    async def get(self, actor: Actor, project: str, deployment_id: int) -> object:
+        actor.require_staff()
+        return await self._deployments.get(actor, project, deployment_id)
+
+    async def status(self, actor: Actor, project: str) -> object:
+        actor.require_staff()
+        return await self._deployments.status(actor, project)
+
+    async def build_log(
+        self, actor: Actor, project: str, deployment_id: int, offset: int = 0
+    ) -> tuple[str, int]:
+        actor.require_staff()
+        return await self._deployments.build_log(actor, project, deployment_id, offset)
+
+    async def runtime_logs(self, actor: Actor, project: str, tail: int = 200) -> AsyncIterator[str]:
+        actor.require_staff()
+        self._deployments._history(project)
+        for line in self.app_log[-tail:]:
+            yield line
+
+
 @dataclass
 class FakeAdmin:
     users_rows: list[UserRow] = field(default_factory=lambda: list(USERS))
@@ -155,6 +235,7 @@ class FakeAdmin:
     plan_rows: list[PlanRow] = field(default_factory=lambda: list(PLANS))
     # (action, target, detail) of every change made, in order.
     done: list[tuple[str, str, str]] = field(default_factory=list)
+    logs: FakeStaffLogs = field(default_factory=FakeStaffLogs)
 
     async def users(
         self, actor: Actor, search: str = "", *, after: str | None = None, limit: int = 50
@@ -271,6 +352,33 @@ class FakeAdmin:
         actor.require_staff()
         return 412, 1_234_500
 
+    async def revenue(self, actor: Actor, months: int = 12) -> list[RevenueRow]:
+        actor.require_staff()
+        return REVENUE[:months]
+
+    async def invoices(
+        self,
+        actor: Actor,
+        username_prefix: str = "",
+        *,
+        before_number: int | None = None,
+        limit: int = 50,
+    ) -> list[InvoiceRow]:
+        actor.require_staff()
+        return [
+            InvoiceRow(i.id, i.number, i.user_id, owner, i.month, i.currency, i.total, i.issued_at)
+            for i, owner in INVOICES
+            if owner.startswith(username_prefix.strip().lower())
+            and (before_number is None or i.number < before_number)
+        ][:limit]
+
+    async def invoice(self, actor: Actor, number: int) -> Invoice:
+        actor.require_staff()
+        for found, _ in INVOICES:
+            if found.number == number:
+                return found
+        raise NotFoundError(f"No invoice number {number}.")
+
     async def system(self, actor: Actor) -> list[Check]:
         actor.require_staff()
         return list(CHECKS)
@@ -324,6 +432,19 @@ class FakeAdmin:
 
     async def change_plan(self, actor: Actor, name: str, code: str) -> None:
         await self._project_action(actor, "plan", name, code)
+
+    async def suspend(self, actor: Actor, name: str, reason: str = "") -> None:
+        await self._project_action(actor, "suspend", name, reason)
+        self._set_project(name, held=True)
+
+    async def resume(self, actor: Actor, name: str) -> bool:
+        await self._project_action(actor, "resume", name)
+        self._set_project(name, held=False)
+        return True
+
+    def _set_project(self, name: str, **changes: object) -> None:
+        rows = self.project_rows
+        self.project_rows = [replace(p, **changes) if p.name == name else p for p in rows]  # type: ignore[arg-type]
 
     async def delete_project(self, actor: Actor, name: str, confirmation: str) -> None:
         await self._project_action(actor, "delete", name, confirmation)
