@@ -10,7 +10,7 @@ usage, a credit is a ledger entry with its reason, a delete waits for a worker.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import get_args
 
@@ -27,13 +27,14 @@ from core.admin.read_models import (
 from core.admin.system import Check, SystemChecks
 from core.audit import entries
 from core.audit.entries import AuditEvent, AuditFilter, Outcome
+from core.audit.service import refusals
 from core.billing.balances import BalanceService
 from core.billing.ledger import Entry
 from core.billing.plans import Plan, PlanService, PlanSpec
 from core.billing.promised import Promise, PromisedPayments
 from core.billing.subscriptions import ProjectPlan, SubscriptionService
 from core.db.pool import Pool
-from core.db.unit import reading
+from core.db.unit import reading, transaction
 from core.deploy.model import Deployment
 from core.deploy.service import DeploymentService
 from core.errors import NotFoundError, UnavailableError, ValidationError
@@ -76,6 +77,14 @@ def audit_filter(text: str, now: datetime) -> tuple[AuditFilter, str | None]:
                 raise ValidationError(f"An outcome is one of {', '.join(outcomes)}.")
             found = replace(found, outcome=outcome)
     return replace(found, text=" ".join(free)), actor_name
+
+
+@dataclass(frozen=True)
+class Viewing:
+    """An admin looking at `user`'s own dashboard, through `actor` (`Actor.viewing_as`)."""
+
+    user: User
+    actor: Actor
 
 
 class AdminService:
@@ -301,3 +310,24 @@ class AdminService:
         if self._plans is None:
             raise UnavailableError("This panel process cannot change plans.")
         return self._plans
+
+    # --- view as user: admins only, audited -------------------------------------------------
+
+    async def view_as(self, actor: Actor, username: str) -> Viewing:
+        """Start looking at `username`'s own dashboard, read-only: the actor the screens then
+        use reads that account's rows and changes nothing. The start is audited
+        (`admin.view_as`, the admin as actor, the account as target); a refusal too."""
+        async with refusals(self._pool, actor, "admin.view_as", entries.Target("account", username[:40])):
+            actor.require_admin()
+            user = await self._accounts.find_by_username(username.strip().lower())
+            if user is None:
+                raise NotFoundError(f"No account named {username[:40]!r}.")
+            viewer = Actor.viewing_as(actor, user)
+            async with transaction(self._pool) as tx:
+                await entries.record(
+                    tx,
+                    actor,
+                    "admin.view_as",
+                    entries.Target("account", user.username, user.id, user.id),
+                )
+        return Viewing(user, viewer)

@@ -183,6 +183,7 @@ class AccessTokenService:
     ) -> CreatedToken:
         """A new token of the actor's account (an operator may name another). The secret is
         in the result only; `projects` None means every project, now and later."""
+        actor.require_change()
         actor.refuse_token("create access tokens")
         user_id = actor.on_behalf_of(owner_id)
         name = name.strip()
@@ -283,6 +284,7 @@ class AccessTokenService:
     ) -> AccessToken:
         """Revoke one of the account's live tokens by name and end the logins made with it
         (in the same transaction: their `session` events close the connections)."""
+        actor.require_change()
         actor.refuse_token("revoke access tokens")
         user_id = actor.on_behalf_of(owner_id)
         async with transaction(self._pool, conn) as tx:

@@ -209,6 +209,7 @@ class AccountService:
         Every login made with the old password ends (their SSH connections are closed), but
         `keep_session`, the one making the change; returns how many ended.
         """
+        actor.require_change()
         if actor.kind == "token":
             raise PermissionDenied("A token cannot change the account's password.")
         user_id = actor.owner_id

@@ -251,6 +251,7 @@ class KeyService:
         owner_id: int | None = None,
         conn: Connection | None = None,
     ) -> SSHKey:
+        actor.require_change()
         actor.refuse_token("add SSH keys")
         user_id = actor.on_behalf_of(owner_id)
         limited_scopes, limited_projects = deploy_key_limits(scopes, projects)
@@ -327,6 +328,7 @@ class KeyService:
         conn: Connection | None = None,
     ) -> SSHKey:
         """Remove one of the account's keys; another account's key id is simply not found."""
+        actor.require_change()
         actor.refuse_token("remove SSH keys")
         user_id = actor.on_behalf_of(owner_id)
         async with transaction(self._pool, conn) as tx:

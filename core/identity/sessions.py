@@ -85,6 +85,7 @@ class SessionService:
 
     async def revoke(self, actor: Actor, jti: uuid.UUID, *, conn: Connection | None = None) -> None:
         """End one of the actor's sessions (log out); another account's is left alone."""
+        actor.require_change()
         actor.refuse_token("end a login session")
         async with transaction(self._pool, conn) as tx:
             await tx.execute(
@@ -114,6 +115,7 @@ class SessionService:
     ) -> int:
         """Log the account out everywhere (the actor's own, or `owner_id`'s for an operator);
         returns how many sessions were open."""
+        actor.require_change()
         actor.refuse_token("end login sessions")
         user_id = actor.on_behalf_of(owner_id)
         async with transaction(self._pool, conn) as tx:
@@ -127,6 +129,7 @@ class SessionService:
         self, actor: Actor, keep: uuid.UUID, *, conn: Connection | None = None
     ) -> int:
         """End every session of the actor's account but `keep` (e.g. after a password change)."""
+        actor.require_change()
         actor.refuse_token("end login sessions")
         async with transaction(self._pool, conn) as tx:
             result: str = await tx.execute(
@@ -142,6 +145,7 @@ class SessionService:
     ) -> int:
         """End the actor's sessions that were opened with the password (it just changed), but
         `keep`; returns how many were open."""
+        actor.require_change()
         actor.refuse_token("end login sessions")
         async with transaction(self._pool, conn) as tx:
             result: str = await tx.execute(

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from rich.text import Text
+from textual import work
 from textual.binding import Binding, BindingType
 
 from core.admin.read_models import UserRow
@@ -28,7 +29,8 @@ class AdminUsersScreen(AdminListScreen[UserRow]):
     COLUMNS = ("User", "Email", "Role", "State", "Balance", "Projects", "Keys", "Sessions", "Since")
     OPENS = "the user's projects"
     WATCHED = ("session", "project")
-    CHANGES = frozenset({"block", "unblock", "role", "adjust", "promise"})
+    # view_as: admins only (core refuses operators), dimmed for them like the changes.
+    CHANGES = frozenset({"block", "unblock", "role", "adjust", "promise", "view_as"})
     FILTER_HINT = "name · email (with @) · SHA256:fingerprint · p:project"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("b", "block", "Block"),
@@ -36,6 +38,7 @@ class AdminUsersScreen(AdminListScreen[UserRow]):
         Binding("r", "role", "Role"),
         Binding("c", "adjust", "Credit/debit"),
         Binding("g", "promise", "Promise"),
+        Binding("v", "view_as", "View as"),
     ]
     KEY_BAR_DROP_ORDER = ("pause", "promise", "role", "jump", "filter")
 
@@ -117,6 +120,17 @@ class AdminUsersScreen(AdminListScreen[UserRow]):
             ),
             answered,
         )
+
+    def action_view_as(self) -> None:
+        key = self.current_key()
+        if key is not None:
+            self.start_viewing(key)
+
+    @work(exclusive=True, exit_on_error=False, group="view")
+    async def start_viewing(self, username: str) -> None:
+        """The user's own dashboard, read-only; core audits the start and refuses non-admins."""
+        viewing = await self.panel.admin.view_as(self.staff, username)
+        self.ghst.start_viewing(viewing.user, viewing.actor)
 
     def action_adjust(self) -> None:
         ask_adjustment(self)
