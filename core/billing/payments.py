@@ -237,6 +237,7 @@ class PaymentService:
     ) -> tuple[Payment, bool]:
         """An operator records money received (a transfer, cash): (the payment, whether it was
         new). The same `reference` recorded again credits nothing more."""
+        actor.require_change()
         if actor.kind not in ("admin", "system"):
             raise PermissionDenied("Only an operator can record a payment.")
         amount = positive(amount)

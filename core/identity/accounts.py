@@ -265,6 +265,7 @@ class AccountService:
     ) -> User:
         """Grant a role (user, operator, admin). The account's logins end: a session opened
         with the old role must not keep its screens or lose them halfway."""
+        actor.require_change()
         require_operator(actor)
         checked = users.role_named(role)
         if checked is None:
@@ -283,6 +284,7 @@ class AccountService:
     @records_refusals("account.block", "account")
     async def block(self, actor: Actor, username: str, *, conn: Connection | None = None) -> User:
         """Admin: refuse new logins and end the user's live sessions (the SSH server polls)."""
+        actor.require_change()
         require_operator(actor)
         async with transaction(self._pool, conn) as tx:
             user = _named(username, await users.set_blocked(tx, _username(username), True))
@@ -292,6 +294,7 @@ class AccountService:
 
     @records_refusals("account.unblock", "account")
     async def unblock(self, actor: Actor, username: str, *, conn: Connection | None = None) -> User:
+        actor.require_change()
         require_operator(actor)
         async with transaction(self._pool, conn) as tx:
             user = _named(username, await users.set_blocked(tx, _username(username), False))

@@ -100,6 +100,7 @@ class SessionService:
     ) -> int:
         """End the logins made with one access token (it was revoked): each revoked row
         publishes a `session` event, on which the SSH server closes those connections."""
+        actor.require_change()
         async with transaction(self._pool, conn) as tx:
             result: str = await tx.execute(
                 "UPDATE sessions SET revoked_at = now()"
