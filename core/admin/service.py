@@ -317,7 +317,9 @@ class AdminService:
         """Start looking at `username`'s own dashboard, read-only: the actor the screens then
         use reads that account's rows and changes nothing. The start is audited
         (`admin.view_as`, the admin as actor, the account as target); a refusal too."""
-        async with refusals(self._pool, actor, "admin.view_as", entries.Target("account", username[:40])):
+        async with refusals(
+            self._pool, actor, "admin.view_as", entries.Target("account", username[:40])
+        ):
             actor.require_admin()
             user = await self._accounts.find_by_username(username.strip().lower())
             if user is None:
