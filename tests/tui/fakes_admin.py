@@ -18,13 +18,13 @@ from core.admin.read_models import (
     ProjectRow,
     UserRow,
 )
-from core.admin.service import audit_filter
+from core.admin.service import Viewing, audit_filter
 from core.admin.system import Check
 from core.audit.entries import AuditEvent, Outcome
 from core.billing.plans import PlanSpec
 from core.errors import NotFoundError
 from core.panel import Panel
-from tests.tui.fakes import FakePanel
+from tests.tui.fakes import ALICE, FakePanel
 from tui.admin.app import AdminApp
 
 SINCE = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -155,6 +155,11 @@ class FakeAdmin:
     plan_rows: list[PlanRow] = field(default_factory=lambda: list(PLANS))
     # (action, target, detail) of every change made, in order.
     done: list[tuple[str, str, str]] = field(default_factory=list)
+
+    async def view_as(self, actor: Actor, username: str) -> Viewing:
+        """As core: admins only; the viewed user is ALICE's data under `username`."""
+        user = replace(ALICE, id=2, username=username, email=f"{username}@example.com")
+        return Viewing(user, Actor.viewing_as(actor, user))
 
     async def users(
         self, actor: Actor, search: str = "", *, after: str | None = None, limit: int = 50

@@ -86,7 +86,11 @@ class HomeScreen(GhstScreen[None]):
         yield AppHeader("Home")
         with VerticalScroll(id="home", can_focus=False):
             yield Static(
-                Content.assemble("Signed in as ", (user.username, "bold $text-primary")),
+                Content.assemble(
+                    "Viewing the dashboard of " if self.visitor.viewing else "Signed in as ",
+                    (user.username, "bold $text-primary"),
+                    ": read-only, esc goes back" if self.visitor.viewing else "",
+                ),
                 id="signed-in",
             )
             yield Static(
