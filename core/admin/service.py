@@ -22,6 +22,7 @@ from core.admin.read_models import (
     PlanRow,
     ProjectFilter,
     ProjectRow,
+    UserDetail,
     UserRow,
 )
 from core.admin.system import Check, SystemChecks
@@ -33,6 +34,7 @@ from core.billing.ledger import Entry
 from core.billing.plans import Plan, PlanService, PlanSpec
 from core.billing.promised import Promise, PromisedPayments
 from core.billing.subscriptions import ProjectPlan, SubscriptionService
+from core.billing.usage import ProjectUsage
 from core.db.pool import Pool
 from core.db.unit import reading, transaction
 from core.deploy.model import Deployment
@@ -333,3 +335,20 @@ class AdminService:
                     entries.Target("account", user.username, user.id, user.id),
                 )
         return Viewing(user, viewer)
+
+    # --- a user's details: admins and operators ---------------------------------------------
+
+    async def user_detail(self, actor: Actor, username: str) -> UserDetail:
+        """The account, its projects (state, plan), open sessions, keys and live tokens."""
+        actor.require_staff()
+        async with reading(self._pool) as conn:
+            found = await read_models.user_detail(conn, username.strip().lower())
+        if found is None:
+            raise NotFoundError(f"No account named {username[:40]!r}.")
+        return found
+
+    async def project_usage(self, actor: Actor, project: str) -> ProjectUsage:
+        """What a project uses against its plan, measured now (docker stats: a second or two;
+        the detail screen asks once it shows). The billing screen's measurement, for staff."""
+        actor.require_staff()
+        return await self._subscriptions.usage(Actor.system("admin-usage"), project)

@@ -29,6 +29,27 @@ class Session:
     expires_at: datetime
 
 
+@dataclass(frozen=True)
+class OpenSession:
+    """A login as the admin app lists it: where from, since when, how (never its token)."""
+
+    remote_addr: str
+    created_at: datetime
+    auth_method: str  # password, publickey, token, signup...
+    expires_at: datetime
+
+
+async def open_sessions_of(conn: Connection, user_id: int) -> list[OpenSession]:
+    """An account's logins that are neither revoked nor expired, newest first."""
+    rows = await conn.fetch(
+        "SELECT remote_addr, created_at, auth_method, expires_at FROM sessions"
+        " WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()"
+        " ORDER BY created_at DESC",
+        user_id,
+    )
+    return [OpenSession(**dict(row)) for row in rows]
+
+
 class SessionService:
     def __init__(self, pool: Pool, signer: TokenSigner) -> None:
         self._pool = pool
