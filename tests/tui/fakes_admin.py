@@ -16,15 +16,20 @@ from core.admin.read_models import (
     PlanRow,
     ProjectFilter,
     ProjectRow,
+    UserDetail,
     UserRow,
 )
 from core.admin.service import Viewing, audit_filter
 from core.admin.system import Check
 from core.audit.entries import AuditEvent, Outcome
 from core.billing.plans import PlanSpec
+from core.billing.usage import ProjectUsage
 from core.errors import NotFoundError
+from core.identity.sessions import OpenSession
 from core.panel import Panel
-from tests.tui.fakes import ALICE, FakePanel
+from tests.tui.fakes import ALICE, ALICE_KEYS, FakePanel
+from tests.tui.fakes_billing import usage_of
+from tests.tui.fakes_tokens import ALICE_TOKENS
 from tui.admin.app import AdminApp
 
 SINCE = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -160,6 +165,25 @@ class FakeAdmin:
         """As core: admins only; the viewed user is ALICE's data under `username`."""
         user = replace(ALICE, id=2, username=username, email=f"{username}@example.com")
         return Viewing(user, Actor.viewing_as(actor, user))
+
+    async def user_detail(self, actor: Actor, username: str) -> UserDetail:
+        """A fixed account: its row, the projects it owns, a login, ALICE's keys and tokens."""
+        actor.require_staff()
+        row = next((u for u in self.users_rows if u.username == username), None)
+        if row is None:
+            raise NotFoundError(f"No account named {username!r}.")
+        login = OpenSession("203.0.113.7", SINCE, "publickey", SINCE + timedelta(days=30))
+        return UserDetail(
+            user=row,
+            projects=[p for p in self.project_rows if p.username == username],
+            sessions=[login],
+            keys=list(ALICE_KEYS[:2]),
+            tokens=list(ALICE_TOKENS),
+        )
+
+    async def project_usage(self, actor: Actor, project: str) -> ProjectUsage:
+        actor.require_staff()
+        return usage_of(project)
 
     async def users(
         self, actor: Actor, search: str = "", *, after: str | None = None, limit: int = 50

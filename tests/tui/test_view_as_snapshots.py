@@ -11,7 +11,7 @@ import pytest
 
 from core.panel import Panel
 from tests.tui.fakes import ALICE, FakeAccounts, FakePanel
-from tests.tui.fakes_admin import FakeAdmin
+from tests.tui.fakes_admin import FakeAdmin, admin_app
 from tests.tui.test_snapshots import Size, SnapCompare, press, run
 from tui.admin.app import AdminApp
 
@@ -27,3 +27,7 @@ def size(request: pytest.FixtureRequest) -> Size:
 def test_viewing_as_bob(snap_compare: SnapCompare, size: Size) -> None:
     app = AdminApp(cast(Panel, FakePanel(accounts=FakeAccounts(BOB), admin=FakeAdmin())))
     assert snap_compare(app, terminal_size=size, run_before=run(press("down", "v")))
+
+
+def test_a_users_details(snap_compare: SnapCompare, size: Size) -> None:
+    assert snap_compare(admin_app(), terminal_size=size, run_before=run(press("down", "enter")))

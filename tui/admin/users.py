@@ -26,8 +26,10 @@ from tui.screens.confirm import ConfirmDialog
 class AdminUsersScreen(AdminListScreen[UserRow]):
     VIEW = "users"
     CSS_PATH = "users.tcss"
-    COLUMNS = ("User", "Email", "Role", "State", "Balance", "Projects", "Keys", "Sessions", "Since")
-    OPENS = "the user's projects"
+    COLUMNS = (
+        "User", "Email", "Role", "State", "Balance", "Projects", "Keys", "Tokens", "Sessions", "Since",
+    )  # fmt: skip
+    OPENS = "the user's details (then j: their projects)"
     WATCHED = ("session", "project")
     # view_as: admins only (core refuses operators), dimmed for them like the changes.
     CHANGES = frozenset({"block", "unblock", "role", "adjust", "promise", "view_as"})
@@ -39,6 +41,7 @@ class AdminUsersScreen(AdminListScreen[UserRow]):
         Binding("c", "adjust", "Credit/debit"),
         Binding("g", "promise", "Promise"),
         Binding("v", "view_as", "View as"),
+        Binding("i", "details", "Details", show=False),
     ]
     KEY_BAR_DROP_ORDER = ("pause", "promise", "role", "jump", "filter")
 
@@ -66,16 +69,20 @@ class AdminUsersScreen(AdminListScreen[UserRow]):
             balance,
             Text(str(row.projects), justify="right"),
             Text(str(row.keys), justify="right"),
+            Text(str(row.tokens), justify="right"),
             Text(str(row.sessions), justify="right"),
             day(row.created_at),
         )
 
     def open_row(self) -> None:
-        from tui.admin.projects import AdminProjectsScreen
+        from tui.admin.user_detail import AdminUserDetailScreen
 
         key = self.current_key()
         if key is not None:
-            self.app.push_screen(AdminProjectsScreen(f"user:{key}"))
+            self.app.push_screen(AdminUserDetailScreen(key))
+
+    def action_details(self) -> None:
+        self.open_row()
 
     def action_block(self) -> None:
         names = self.targets()
