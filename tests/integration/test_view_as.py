@@ -156,7 +156,8 @@ READS = frozenset(
         "promised.history", "promised.offer", "invoices.get", "invoices.list",
         "access_tokens.list", "audit.list", "admin.arrears", "admin.audit",
         "admin.charges_today", "admin.deployments", "admin.plans", "admin.project",
-        "admin.projects", "admin.system", "admin.user", "admin.users",
+        "admin.projects", "admin.system", "admin.user", "admin.users", "admin.user_detail",
+        "admin.project_usage",
     }
 )  # fmt: skip
 
