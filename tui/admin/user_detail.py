@@ -32,6 +32,7 @@ from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
 
 MEASURING = "measuring…"
+MEASURED = 50
 
 
 def usage_text(usage: ProjectUsage) -> Text:
@@ -93,14 +94,18 @@ class AdminUserDetailScreen(GhstScreen[None]):
     @work(exclusive=True, exit_on_error=False, group="load")
     async def load(self) -> None:
         self.detail = await self.panel.admin.user_detail(self.staff, self.username)
-        self.usage = {project.name: MEASURING for project in self.detail.projects}
+        # Measured one by one (docker stats each): the first MEASURED only, for a big account.
+        self.usage = {
+            project.name: MEASURING if index < MEASURED else "not measured"
+            for index, project in enumerate(self.detail.projects)
+        }
         self.show()
         # After the first frame with the rows: the measures take seconds.
         self.call_after_refresh(self.measure)
 
     @work(exclusive=True, exit_on_error=False, group="measure")
     async def measure(self) -> None:
-        for name in list(self.usage):
+        for name in [name for name, usage in self.usage.items() if usage == MEASURING]:
             try:
                 self.usage[name] = await self.panel.admin.project_usage(self.staff, name)
             except PanelError as error:
@@ -159,7 +164,9 @@ class AdminUserDetailScreen(GhstScreen[None]):
             )
             state = project.state + (" (suspended)" if project.suspended else "")
             projects.add_row(project.name, state, project.plan or "defaults", usage)
-        self.titled("#projects", f"Projects ({len(self.detail.projects)})", projects)
+        count, shown = self.detail.user.projects, len(self.detail.projects)
+        more = f", the first {shown} shown" if count > shown else ""  # at most a page of 500
+        self.titled("#projects", f"Projects ({count}{more})", projects)
 
     def titled(self, selector: str, title: str, table: Table) -> None:
         widget = self.query_one(selector, Static)
