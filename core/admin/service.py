@@ -12,7 +12,7 @@ attempt (a user, a user's token, an operator changing something) is audited as
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import get_args
 
@@ -29,12 +29,13 @@ from core.admin.read_models import (
     ProjectFilter,
     ProjectRow,
     RevenueRow,
+    UserDetail,
     UserRow,
 )
 from core.admin.system import Check, SystemChecks
 from core.audit import entries
 from core.audit.entries import AuditEvent, AuditFilter, Outcome
-from core.audit.service import records_gate_refusals
+from core.audit.service import records_gate_refusals, refusals
 from core.billing import invoices
 from core.billing.balances import BalanceService
 from core.billing.invoices import Invoice
@@ -42,8 +43,9 @@ from core.billing.ledger import Entry
 from core.billing.plans import Plan, PlanService, PlanSpec
 from core.billing.promised import Promise, PromisedPayments
 from core.billing.subscriptions import ProjectPlan, SubscriptionService
+from core.billing.usage import ProjectUsage
 from core.db.pool import Pool
-from core.db.unit import reading
+from core.db.unit import reading, transaction
 from core.deploy.model import Deployment
 from core.deploy.service import DeploymentService
 from core.errors import NotFoundError, UnavailableError, ValidationError
@@ -96,6 +98,14 @@ def staff_only(actor: Actor) -> None:
 
 def admins_only(actor: Actor) -> None:
     actor.require_admin()
+
+
+@dataclass(frozen=True)
+class Viewing:
+    """An admin looking at `user`'s own dashboard, through `actor` (`Actor.viewing_as`)."""
+
+    user: User
+    actor: Actor
 
 
 class AdminService:
@@ -425,3 +435,45 @@ class AdminService:
         if self._plans is None:
             raise UnavailableError("This panel process cannot change plans.")
         return self._plans
+
+    # --- view as user: admins only, audited -------------------------------------------------
+
+    async def view_as(self, actor: Actor, username: str) -> Viewing:
+        """Start looking at `username`'s own dashboard, read-only: the actor the screens then
+        use reads that account's rows and changes nothing. The start is audited
+        (`admin.view_as`, the admin as actor, the account as target); a refusal too."""
+        async with refusals(
+            self._pool, actor, "admin.view_as", entries.Target("account", username[:40])
+        ):
+            actor.require_admin()
+            user = await self._accounts.find_by_username(username.strip().lower())
+            if user is None:
+                raise NotFoundError(f"No account named {username[:40]!r}.")
+            viewer = Actor.viewing_as(actor, user)
+            async with transaction(self._pool) as tx:
+                await entries.record(
+                    tx,
+                    actor,
+                    "admin.view_as",
+                    entries.Target("account", user.username, user.id, user.id),
+                )
+        return Viewing(user, viewer)
+
+    # --- a user's details: admins and operators ---------------------------------------------
+
+    @records_gate_refusals("admin.user_detail", staff_only, "account")
+    async def user_detail(self, actor: Actor, username: str) -> UserDetail:
+        """The account, its projects (state, plan), open sessions, keys and live tokens."""
+        actor.require_staff()
+        async with reading(self._pool) as conn:
+            found = await read_models.user_detail(conn, username.strip().lower())
+        if found is None:
+            raise NotFoundError(f"No account named {username[:40]!r}.")
+        return found
+
+    @records_gate_refusals("admin.project_usage", staff_only, "project")
+    async def project_usage(self, actor: Actor, project: str) -> ProjectUsage:
+        """What a project uses against its plan, measured now (docker stats: a second or two;
+        the detail screen asks once it shows). The billing screen's measurement, for staff."""
+        actor.require_staff()
+        return await self._subscriptions.usage(Actor.system("admin-usage"), project)

@@ -94,7 +94,9 @@ class AuditService:
     ) -> int | None:
         """Record an event that has no transaction of its own to join (a token made or
         revoked elsewhere uses `entries.record` on its connection instead). Refused and failed
-        ones are capped; returns the entry's id, None when the cap dropped it."""
+        ones are capped; returns the entry's id, None when the cap dropped it. A viewer
+        (an admin viewing as a user) writes nothing this way."""
+        actor.require_change()
         return await record_alone(self._pool, actor, action, target, outcome, metadata)
 
     # -- retention ------------------------------------------------------------------------------

@@ -166,6 +166,7 @@ class PlanService:
     ) -> Plan:
         """A new version of `spec.code` (version 1 for a new code). Projects on older versions
         keep them; new projects get this one."""
+        actor.require_change()
         if not actor.is_operator:
             raise PermissionDenied("Only an operator can change plans.")
         spec = spec.checked()
@@ -196,6 +197,7 @@ class PlanService:
         """Offer no version of `code` to new projects; the projects on it keep it (they point
         at their version's row). Returns how many versions were retired. The free plan stays:
         every new account's first project takes it."""
+        actor.require_change()
         if not actor.is_operator:
             raise PermissionDenied("Only an operator can change plans.")
         if code == FREE:

@@ -197,13 +197,13 @@ READ_ACTIONS = [
 
 async def test_who_is_refused_exits_4_and_every_attempt_is_audited(panel: Panel) -> None:
     alice, olga, bob = await people(panel)
-    before = await panel.admin.user(SYSTEM, "bob"), await panel.admin.project(SYSTEM, "shop")
     nobodies = [
         at(acting(bob), "198.51.100.1"),
         await token_of(panel, bob, "read,deploy,admin", "198.51.100.2"),
         await token_of(panel, alice, "read,deploy", "198.51.100.3"),  # an admin's, no `admin`
         await token_of(panel, olga, "read,deploy,admin", "198.51.100.4"),  # an operator's
     ]
+    before = await panel.admin.user(SYSTEM, "bob"), await panel.admin.project(SYSTEM, "shop")
     for actor in nobodies:
         for line in READS + [line for line, _, _ in CHANGES]:
             ran = await run(line, actor, panel)

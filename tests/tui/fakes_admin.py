@@ -19,23 +19,30 @@ from core.admin.read_models import (
     ProjectFilter,
     ProjectRow,
     RevenueRow,
+    UserDetail,
     UserRow,
     months_back,
 )
-from core.admin.service import audit_filter
+from core.admin.service import Viewing, audit_filter
 from core.admin.system import Check
 from core.audit.entries import AuditEvent, Outcome
 from core.billing.invoices import Invoice, InvoiceLine
 from core.billing.plans import Plan, PlanSpec
+from core.billing.usage import ProjectUsage
 from core.errors import NotFoundError
+from core.identity.sessions import OpenSession
 from core.panel import Panel
 from tests.tui.fakes import (
+    ALICE,
+    ALICE_KEYS,
     SHOP_APP_LOG,
     SHOP_BUILD_LOG,
     FakeDeployments,
     FakePanel,
     deployment,
 )
+from tests.tui.fakes_billing import usage_of
+from tests.tui.fakes_tokens import ALICE_TOKENS
 from tui.admin.app import AdminApp
 
 SINCE = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -236,6 +243,30 @@ class FakeAdmin:
     # (action, target, detail) of every change made, in order.
     done: list[tuple[str, str, str]] = field(default_factory=list)
     logs: FakeStaffLogs = field(default_factory=FakeStaffLogs)
+
+    async def view_as(self, actor: Actor, username: str) -> Viewing:
+        """As core: admins only; the viewed user is ALICE's data under `username`."""
+        user = replace(ALICE, id=2, username=username, email=f"{username}@example.com")
+        return Viewing(user, Actor.viewing_as(actor, user))
+
+    async def user_detail(self, actor: Actor, username: str) -> UserDetail:
+        """A fixed account: its row, the projects it owns, a login, ALICE's keys and tokens."""
+        actor.require_staff()
+        row = next((u for u in self.users_rows if u.username == username), None)
+        if row is None:
+            raise NotFoundError(f"No account named {username!r}.")
+        login = OpenSession("203.0.113.7", SINCE, "publickey", SINCE + timedelta(days=30))
+        return UserDetail(
+            user=row,
+            projects=[p for p in self.project_rows if p.username == username],
+            sessions=[login],
+            keys=list(ALICE_KEYS[:2]),
+            tokens=list(ALICE_TOKENS),
+        )
+
+    async def project_usage(self, actor: Actor, project: str) -> ProjectUsage:
+        actor.require_staff()
+        return usage_of(project)
 
     async def users(
         self, actor: Actor, search: str = "", *, after: str | None = None, limit: int = 50
