@@ -17,12 +17,14 @@ import importlib
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Iterator, Sequence
 
 from cli.processes import READY, Supervisor, reserve_port
 from commands.output import table
 from core.actor import Actor
+from core.admin.processes import Counts
 from core.billing.webhooks import WebhookServer
 from core.db.migrations import migrate
 from core.db.pool import create_pool
@@ -251,6 +253,15 @@ async def serve(
                 recover_uploads=primary,
             )
             await server.start()
+            # `:system` in any process lists this one: its sessions, renewed every few seconds.
+            beating = asyncio.create_task(
+                panel.processes.heartbeat(
+                    socket.gethostname(),
+                    os.getpid(),
+                    lambda: Counts(len(server.sessions), len(server.connections)),
+                )
+            )
+            running.push_async_callback(stopped, beating)
             if worker:
                 worker_task = asyncio.create_task(panel.worker().run(stop))
                 running.push_async_callback(finished, worker_task)
@@ -266,6 +277,13 @@ async def serve(
             await stop.wait()
             log.info("stop signal received: shutting down")
     return 0
+
+
+async def stopped(task: asyncio.Task[None]) -> None:
+    """Cancel `task` and wait until it has cleaned up."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def finished(task: asyncio.Task[None]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import shlex
 
@@ -31,6 +32,10 @@ Put `--` before the command so that ssh does not take its flags:
 
     ssh -p 2222 you@panel -- deploy myapp --wait
 """
+# The `admin` scope of an admin's token reaches every tenant's projects: only the `admin`
+# noun (core.admin, audited as admin actions) uses it, and `whoami` shows it. Every other
+# command acts on the account's own projects, as the token's SFTP tree does.
+ADMIN_SCOPE_NOUNS = frozenset({"admin", "whoami"})
 EPILOG = (
     "Exit codes: 0 ok, 1 failed, 2 usage, 3 not found, 4 forbidden, 5 suspended or over "
     "a limit, 75 try again later. `help` works at every level: `help env`, `env help`."
@@ -63,6 +68,7 @@ def _add_noun(subparsers: argparse._SubParsersAction[CommandParser], noun: Noun)
             noun.name, help=noun.help, description=verb.description or noun.help
         )
         _add_verb_arguments(sub, verb, project=verb.project)
+        sub.set_defaults(_action=f"command.{noun.name}")
         return
     sub = subparsers.add_parser(noun.name, help=noun.help, description=noun.help)
     if noun.project_first:
@@ -76,6 +82,7 @@ def _add_noun(subparsers: argparse._SubParsersAction[CommandParser], noun: Noun)
             verb.name, help=verb.help, description=verb.description or verb.help
         )
         _add_verb_arguments(verb_parser, verb, project=verb.project and not noun.project_first)
+        verb_parser.set_defaults(_action=f"command.{noun.name}.{verb.name}")
 
 
 def _add_verb_arguments(parser: CommandParser, verb: Verb, *, project: bool) -> None:
@@ -125,6 +132,8 @@ async def run_command(
         (streams.stdout if done.status == exit_codes.OK else streams.stderr).write(done.text)
         return done.status
     verb: Verb = args._verb
+    if getattr(args, "noun", None) not in ADMIN_SCOPE_NOUNS:
+        actor = dataclasses.replace(actor, scopes=actor.scopes - {"admin"})
     out.json_mode = bool(getattr(args, "json", False))
     context = Context(actor, services, out, stdin or NoInput(), tty)
     try:
@@ -190,12 +199,11 @@ async def _check(verb: Verb, args: argparse.Namespace, actor: Actor, services: S
         if verb.project:
             actor.require_project(args.project)
     except PermissionDenied as refused:
-        words = str(args._parser.prog).split()
         project = getattr(args, "project", None) if verb.project else None
         try:
             await services.audit.record(
                 actor,
-                "command." + ".".join(words[-2:] if verb.name else words[-1:]),
+                args._action,
                 Target("project", project) if isinstance(project, str) else None,
                 "refused",
                 {"reason": type(refused).__name__},

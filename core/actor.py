@@ -6,6 +6,8 @@
                              account's rows through core.admin, changes nothing)
     Actor.for_token(...)     an access token: its owner's rows, limited to scopes and projects
     Actor.system(name)       the panel itself (the worker, the billing run, `ghst` on the host)
+    Actor.viewing_as(a, u)   an admin looking at user u's own dashboard: reads u's rows as u
+                             would, changes nothing, sees no secret; audited as the admin
 
 A service asks two things of the actor: whose rows it may touch (`owner_id`, or any owner
 for admins and the system) and whether a scope is granted (`require`). A refusal is a
@@ -23,13 +25,15 @@ from core.errors import NotFoundError, PermissionDenied
 if TYPE_CHECKING:
     from core.identity.accounts import User
 
-ActorKind = Literal["user", "admin", "token", "system", "operator"]
+ActorKind = Literal["user", "admin", "token", "system", "operator", "viewer"]
 # Where an action came from, as the audit log records it; "internal" when nobody said.
 Origin = Literal["dashboard", "command", "sftp", "admin", "scheduler", "cli", "ssh", "internal"]
 
 # What an access token may be granted. A user or admin holds them all; `admin` only counts for
 # admins (a user's token cannot raise its owner's rights).
 SCOPES = frozenset({"read", "logs", "deploy", "env:write", "admin"})
+# What a viewer (an admin looking at a user's dashboard) may do: read, nothing else.
+VIEWER_SCOPES = frozenset({"read", "logs"})
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,11 @@ class Actor:
     origin: Origin = "internal"
     source_address: str | None = None
     request_id: str | None = None
+    # A viewer's (`viewing_as`) account looked at: whose rows it reads (`owner_id`), and its
+    # name for the read-only message. `user_id` stays the admin's, so what is recorded while
+    # viewing names the admin.
+    viewing: int | None = None
+    viewing_name: str | None = None
 
     def acting_from(
         self, origin: Origin, *, source_address: str | None = None, request_id: str | None = None
@@ -102,6 +111,27 @@ class Actor:
         )
 
     @classmethod
+    def viewing_as(cls, staff: Actor, user: User) -> Actor:
+        """`staff` (an admin, or the system behind `ghst admin`) looking at `user`'s own
+        dashboard. Only admins: looking through a user's eyes (their sessions' addresses,
+        their audit log) is more than an operator's read-only view of the tables. Every
+        write is refused (`require`, `require_change`) and no secret is handed out."""
+        staff.require_admin()
+        if staff.viewing is not None:
+            raise PermissionDenied(staff.read_only_message)
+        return cls(
+            "viewer",
+            staff.user_id,
+            f"{staff.label} viewing as {user.username}",
+            scopes=VIEWER_SCOPES,
+            origin=staff.origin,
+            source_address=staff.source_address,
+            request_id=staff.request_id,
+            viewing=user.id,
+            viewing_name=user.username,
+        )
+
+    @classmethod
     def system(cls, name: str) -> Actor:
         return cls("system", None, f"system:{name}")
 
@@ -110,7 +140,7 @@ class Actor:
         """Acts on every owner's rows: an admin, an admin-scoped token of an admin, the system."""
         if self.kind in ("admin", "system"):
             return True
-        return self.kind == "token" and "admin" in self.scopes
+        return self.kind == "token" and "admin" in self.scopes  # never a viewer
 
     @property
     def reads_everything(self) -> bool:
@@ -123,17 +153,47 @@ class Actor:
 
     def require_admin(self) -> None:
         """A change made from the admin app: admins (and the system) only, never operators."""
+        if self.is_viewer:
+            raise PermissionDenied(self.read_only_message)
         if not self.is_operator:
             raise PermissionDenied(
                 "This needs an administrator."
                 + (" An operator can look, not change." if self.kind == "operator" else "")
             )
 
+    @property
+    def is_viewer(self) -> bool:
+        return self.viewing is not None
+
+    @property
+    def read_only_message(self) -> str:
+        return f"Viewing as {self.viewing_name}: read-only."
+
+    @property
+    def sees_secrets(self) -> bool:
+        """Env values and the like: never handed to a viewer."""
+        return not self.is_viewer
+
+    @property
+    def recorded_kind(self) -> str:
+        """The kind the audit log records: a viewer is the admin (or system) behind it."""
+        if self.kind != "viewer":
+            return self.kind
+        return "admin" if self.user_id is not None else "system"
+
+    def require_change(self) -> None:
+        """Before any write that no scope guards (keys, tokens, sessions, password, payments):
+        a viewer changes nothing."""
+        if self.is_viewer:
+            raise PermissionDenied(self.read_only_message)
+
     def may(self, scope: str) -> bool:
         return scope in self.scopes
 
     def require(self, scope: str) -> None:
         if not self.may(scope):
+            if self.is_viewer:
+                raise PermissionDenied(self.read_only_message)
             raise PermissionDenied(f"This needs the {scope!r} scope, which {self.label} lacks.")
 
     def require_project(self, name: str) -> None:
@@ -142,11 +202,15 @@ class Actor:
 
     def may_own(self, owner_id: int) -> bool:
         """May this actor touch a row owned by `owner_id`?"""
-        return self.is_operator or self.user_id == owner_id
+        own = self.viewing if self.viewing is not None else self.user_id
+        return self.is_operator or own == owner_id
 
     @property
     def owner_id(self) -> int:
-        """The account whose rows this actor works on; the system and admins must name one."""
+        """The account whose rows this actor works on (a viewer: the account it looks at);
+        the system and admins must name one."""
+        if self.viewing is not None:
+            return self.viewing
         if self.user_id is None:
             raise PermissionDenied("The system acts on no account of its own.")
         return self.user_id

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from core import secrets
+from core.admin.holds import AdminHolds
+from core.admin.processes import PanelProcesses
 from core.admin.service import AdminService
 from core.admin.system import SystemChecks
 from core.archives import records as archive_records
@@ -190,6 +192,9 @@ class Panel:
         if settings.payments_test_provider:
             secret = await asyncio.to_thread(webhook_secret, settings)
             providers.append(WebhookTestProvider(secret))
+        # An admin's suspension refuses a project's work like billing's; attached first, so a
+        # project held by both says the operators hold it (money alone will not start it).
+        projects.holds.attach(AdminHolds(pool, projects, deployments))
         billing = Billing.build(
             pool, projects, deployments, settings, providers, runtime=deployer, archives=archives
         )
@@ -251,11 +256,18 @@ class Panel:
             promised=self.promised,
             deployments=self.deployments,
             plans=self.plans,
+            holds=AdminHolds(self.pool, self.projects, self.deployments),
+            processes=self.processes,
             system=SystemChecks(
                 self.settings, self.pool, self.redis, self.storage, self.engine, self.router,
                 self.sessions,
             ),
         )  # fmt: skip
+
+    @property
+    def processes(self) -> PanelProcesses:
+        """The serving processes' heartbeats (`ghst serve` writes its own), for `:system`."""
+        return PanelProcesses(self.pool)
 
     @property
     def services(self) -> ServiceSet:

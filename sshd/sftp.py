@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
 import os
@@ -339,6 +340,9 @@ class PanelSFTPServer(asyncssh.SFTPServer):
                 self._tell(VISITOR.format(address=self._address))
             raise asyncssh.SFTPPermissionDenied(DENIED)
         actor = self._token_actor if self._token_actor is not None else Actor.for_user(self._user)
+        # The tree is the account's own: an admin's `admin` token reaches no other tenant's
+        # project here (admin actions go through `admin` commands and the admin app, audited).
+        actor = dataclasses.replace(actor, scopes=actor.scopes - {"admin"})
         return actor.acting_from(
             "sftp", source_address=self._client_address, request_id=self._request_id
         )

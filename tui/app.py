@@ -24,7 +24,9 @@ from textual.binding import Binding, BindingType
 from textual.dom import DOMNode
 from textual.screen import Screen
 
+from core.actor import Actor
 from core.errors import PanelError
+from core.identity.accounts import User
 from core.services import Services, ServiceSet
 from tui import layout
 from tui.stylesheet import SharedStylesheet
@@ -61,6 +63,8 @@ class GhstApp(App[str]):
         self.panel: Services = ServiceSet.of(panel)
         self.visitor = visitor
         self._farewell: str | None = None
+        # While an admin views a user's dashboard: how many screens were below it.
+        self._viewing_depth = 0
 
     def on_mount(self) -> None:
         self.push_screen(self.first_screen())
@@ -71,6 +75,26 @@ class GhstApp(App[str]):
         from tui.screens.signup import SignUpScreen
 
         return HomeScreen() if self.visitor.signed_in else SignUpScreen()
+
+    def start_viewing(self, user: User, viewer: Actor) -> None:
+        """Show `user`'s own dashboard to the admin at the keyboard, through `viewer` (core
+        refuses its every change); the admin's screens stay below, `stop_viewing` returns."""
+        if self.visitor.viewing is not None:
+            return
+        from tui.screens.home import HomeScreen
+
+        self._viewing_depth = len(self.screen_stack)
+        self.visitor = self.visitor.viewing_as(user, viewer)
+        self.push_screen(HomeScreen())
+
+    async def stop_viewing(self) -> None:
+        """Back to the admin's screens, as the admin again."""
+        admin = self.visitor.admin
+        if admin is None:
+            return
+        while len(self.screen_stack) > self._viewing_depth:
+            await self.pop_screen()
+        self.visitor = admin
 
     def update_styles(self, node: DOMNode, animate: bool = True) -> None:
         # Once leaving, no frame is drawn any more: restyling what loses the focus as the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from commands.base import Noun
 from commands.nouns import (
+    admin,
     audit,
     billing,
     deploy,
@@ -31,4 +32,5 @@ NOUNS: tuple[Noun, ...] = (
     *billing.NOUNS,
     *tokens.NOUNS,
     *audit.NOUNS,
+    *admin.NOUNS,
 )

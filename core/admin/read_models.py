@@ -12,13 +12,17 @@ travels as a `$n` parameter.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 import asyncpg
 
+from core.billing import plans as billing_plans
+from core.billing.plans import Plan
 from core.db.pool import Connection
-from core.identity.keys import owners_of_fingerprint
+from core.identity.access_tokens import AccessToken, live_token_counts, live_tokens_of
+from core.identity.keys import SSHKey, keys_of, owners_of_fingerprint
+from core.identity.sessions import OpenSession, open_sessions_of
 
 PAGE_SIZE = 50
 MAX_PAGE = 500
@@ -37,6 +41,7 @@ class UserRow:
     projects: int
     keys: int
     sessions: int
+    tokens: int = 0  # live access tokens (not revoked, not expired)
 
 
 @dataclass(frozen=True)
@@ -57,20 +62,15 @@ class ProjectRow:
     last_deployment_id: int | None
     last_deployment_state: str | None
     last_deployment_at: datetime | None
+    # Suspended by an admin (core.admin.holds); `suspended` is billing's, for non-payment.
+    held: bool = False
 
 
 @dataclass(frozen=True)
 class PlanRow:
-    id: int
-    code: str
-    version: int
-    name: str
-    price_kopecks: int
-    cpu_millicores: int
-    ram_mb: int
-    disk_mb: int
-    max_services: int
-    retired: bool
+    """A plan version as billing has it, and how many projects are on it."""
+
+    plan: Plan
     projects: int
 
 
@@ -157,20 +157,55 @@ async def users_page(
         f"SELECT {USER_COLUMNS} FROM admin_users{where.sql()}"
         f" ORDER BY username USING ~<~ LIMIT {where.param(_limit(limit))}"
     )
-    return [_user(row) for row in await conn.fetch(sql, *where.values)]
+    return await _with_tokens(conn, [_user(row) for row in await conn.fetch(sql, *where.values)])
+
+
+async def _with_tokens(conn: Connection, rows: list[UserRow]) -> list[UserRow]:
+    """The rows with their live tokens counted: one query for the page (the view of 0017
+    has no such column, and a view changes only with a migration)."""
+    if not rows:
+        return rows
+    counts = await live_token_counts(conn, [row.id for row in rows])
+    return [replace(row, tokens=counts.get(row.id, 0)) for row in rows]
 
 
 async def user_by_name(conn: Connection, username: str) -> UserRow | None:
     row = await conn.fetchrow(
         f"SELECT {USER_COLUMNS} FROM admin_users WHERE username = $1", username
     )
-    return _user(row) if row else None
+    return (await _with_tokens(conn, [_user(row)]))[0] if row else None
+
+
+@dataclass(frozen=True)
+class UserDetail:
+    """One account as `:users`' detail screen shows it: a constant number of queries, whatever
+    the number of projects (usage is measured apart, after the screen shows)."""
+
+    user: UserRow
+    projects: list[ProjectRow]
+    sessions: list[OpenSession]
+    keys: list[SSHKey]
+    tokens: list[AccessToken]
+
+
+async def user_detail(conn: Connection, username: str) -> UserDetail | None:
+    user = await user_by_name(conn, username)
+    if user is None:
+        return None
+    projects = await projects_page(conn, ProjectFilter(user_id=user.id), limit=MAX_PAGE)
+    return UserDetail(
+        user=user,
+        projects=projects,
+        sessions=await open_sessions_of(conn, user.id),
+        keys=await keys_of(conn, user.id),
+        tokens=await live_tokens_of(conn, user.id),
+    )
 
 
 PROJECT_COLUMNS = (
     "id, name, user_id, username, state, stopped, suspended_at, plan_code, plan_version,"
     " cpu_millicores, ram_mb, disk_mb, max_services, price_kopecks, last_deployment_id,"
-    " last_deployment_state, last_deployment_at"
+    " last_deployment_state, last_deployment_at, admin_held_at"
 )
 
 
@@ -193,6 +228,7 @@ def _project(row: asyncpg.Record) -> ProjectRow:
         last_deployment_id=row["last_deployment_id"],
         last_deployment_state=row["last_deployment_state"],
         last_deployment_at=row["last_deployment_at"],
+        held=row["admin_held_at"] is not None,
     )
 
 
@@ -331,9 +367,89 @@ async def charges_on(conn: Connection, day: date) -> tuple[int, int]:
 
 
 async def plans(conn: Connection) -> list[PlanRow]:
-    """Every plan version, retired ones too, with the projects on each."""
-    rows = await conn.fetch(
-        "SELECT id, code, version, name, price_kopecks, cpu_millicores, ram_mb, disk_mb,"
-        " max_services, retired, projects FROM admin_plans ORDER BY code, version DESC"
+    """Every plan version, retired ones too, with the projects on each (a handful of rows:
+    billing's plans, and the counts of the view)."""
+    counts = {
+        row["id"]: row["projects"]
+        for row in await conn.fetch("SELECT id, projects FROM admin_plans")
+    }
+    return [
+        PlanRow(plan, counts.get(plan.id, 0)) for plan in await billing_plans.every_version(conn)
+    ]
+
+
+@dataclass(frozen=True)
+class RevenueRow:
+    month: date  # its first day (billing time zone)
+    charged_kopecks: int  # charges for the days of the month
+    charges: int  # how many charge entries
+    paid_kopecks: int  # top-ups received during the month
+
+
+def months_back(month: date, count: int) -> date:
+    """The first day of the month `count` months before `month`'s."""
+    index = month.year * 12 + month.month - 1 - count
+    return date(index // 12, index % 12 + 1, 1)
+
+
+async def revenue(
+    conn: Connection, today: date, time_zone: str, months: int = 12
+) -> list[RevenueRow]:
+    """Charges and payments per calendar month, the last `months` up to `today`'s, newest first
+    (months without any: zero). From the ledger's running totals (migration 0021): a year is
+    365 days and 35,040 quarter hours, however many entries it had."""
+    current = today.replace(day=1)
+    first = months_back(current, months - 1)
+    charged = await conn.fetch(
+        "SELECT date_trunc('month', day)::date AS month, sum(kopecks) AS kopecks,"
+        " sum(entries) AS entries FROM admin_charge_days WHERE day >= $1 GROUP BY 1",
+        first,
     )
-    return [PlanRow(**dict(row)) for row in rows]
+    paid = await conn.fetch(
+        "SELECT date_trunc('month', quarter AT TIME ZONE $2)::date AS month,"
+        " sum(kopecks) AS kopecks FROM admin_topup_quarters"
+        " WHERE quarter >= ($1::timestamp AT TIME ZONE $2) GROUP BY 1",
+        datetime(first.year, first.month, 1),
+        time_zone,
+    )
+    charges_by = {row["month"]: (row["kopecks"], row["entries"]) for row in charged}
+    paid_by = {row["month"]: row["kopecks"] for row in paid}
+    rows = []
+    for back in range(months):
+        month = months_back(current, back)
+        kopecks, entries = charges_by.get(month, (0, 0))
+        rows.append(RevenueRow(month, int(kopecks), int(entries), int(paid_by.get(month, 0))))
+    return rows
+
+
+@dataclass(frozen=True)
+class InvoiceRow:
+    id: int
+    number: int
+    user_id: int
+    username: str
+    month: date
+    currency: str
+    total: int
+    issued_at: datetime
+
+
+async def invoices_page(
+    conn: Connection,
+    username_prefix: str = "",
+    *,
+    before_number: int | None = None,
+    limit: int = PAGE_SIZE,
+) -> list[InvoiceRow]:
+    """Every account's invoices, newest (highest number) first, before `before_number`; a
+    username prefix narrows them to those accounts."""
+    where = _Where()
+    if username_prefix.strip():
+        where.add("username LIKE {}", like_prefix(username_prefix.strip().lower()))
+    if before_number is not None:
+        where.add("number < {}", before_number)
+    sql = (
+        "SELECT id, number, user_id, username, month, currency, total, issued_at"
+        f" FROM admin_invoices{where.sql()} ORDER BY number DESC LIMIT {where.param(_limit(limit))}"
+    )
+    return [InvoiceRow(**dict(row)) for row in await conn.fetch(sql, *where.values)]

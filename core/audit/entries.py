@@ -116,7 +116,7 @@ async def record(
         " request_id, metadata)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::jsonb)"
         " RETURNING id",
-        actor.kind,
+        actor.recorded_kind,
         actor.user_id,
         _cut(actor.label),
         actor.token_id,

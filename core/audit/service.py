@@ -94,7 +94,9 @@ class AuditService:
     ) -> int | None:
         """Record an event that has no transaction of its own to join (a token made or
         revoked elsewhere uses `entries.record` on its connection instead). Refused and failed
-        ones are capped; returns the entry's id, None when the cap dropped it."""
+        ones are capped; returns the entry's id, None when the cap dropped it. A viewer
+        (an admin viewing as a user) writes nothing this way."""
+        actor.require_change()
         return await record_alone(self._pool, actor, action, target, outcome, metadata)
 
     # -- retention ------------------------------------------------------------------------------
@@ -199,6 +201,37 @@ def records_refusals(
                 pool: Pool = getattr(service, "_pool")  # noqa: B009 - every service keeps one
                 await refused(pool, actor, action, Target(kind, name), error)
                 raise
+
+        return wrapper
+
+    return decorate
+
+
+def records_gate_refusals(
+    action: str, gate: Callable[[Actor], None], kind: str | None = None
+) -> Callable[
+    [Callable[Concatenate[S, Actor, P], Awaitable[R]]],
+    Callable[Concatenate[S, Actor, P], Awaitable[R]],
+]:
+    """A service method `(self, actor, ...)` that `gate(actor)` must admit first (it raises
+    PermissionDenied). A refusal there is recorded as `action`, capped like every refusal, on
+    the target `kind` named by the first argument (when it is a string), and raised on. What
+    the method raises past the gate is its own business: an admin's typo is no refusal."""
+
+    def decorate(
+        method: Callable[Concatenate[S, Actor, P], Awaitable[R]],
+    ) -> Callable[Concatenate[S, Actor, P], Awaitable[R]]:
+        @functools.wraps(method)
+        async def wrapper(service: S, actor: Actor, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                gate(actor)
+            except PermissionDenied as error:
+                name = args[0] if kind is not None and args and isinstance(args[0], str) else None
+                target = Target(kind, name) if kind is not None else None
+                pool: Pool = getattr(service, "_pool")  # noqa: B009 - every service keeps one
+                await refused(pool, actor, action, target, error)
+                raise
+            return await method(service, actor, *args, **kwargs)
 
         return wrapper
 

@@ -66,6 +66,7 @@ class BalanceService:
         conn: Connection | None = None,
     ) -> Entry:
         """An operator's correction, up or down. `key` makes a retried command land once."""
+        actor.require_change()
         if actor.kind not in ("admin", "system"):
             raise PermissionDenied("Only an administrator can adjust a balance.")
         if amount == 0:

@@ -192,6 +192,12 @@ async def _load(conn: Connection, where: str, *args: object) -> list[Invoice]:
     ]
 
 
+async def by_number(conn: Connection, number: int) -> Invoice | None:
+    """Any account's invoice by its number (for the operators' app, which checks who asks)."""
+    found = await _load(conn, "number = $1", number)
+    return found[0] if found else None
+
+
 async def _unbilled(conn: Connection, user_id: int, time_zone: str, before: date) -> list[Entry]:
     return await ledger.matching(
         conn, f"{_UNBILLED} AND user_id = $4", BILLED_KINDS, time_zone, before, user_id

@@ -180,6 +180,12 @@ async def lock_balance(conn: Connection, user_id: int) -> None:
     await conn.execute("SELECT 1 FROM balances WHERE user_id = $1 FOR UPDATE", user_id)
 
 
+async def lock_existing_balance(conn: Connection, user_id: int) -> None:
+    """Hold the account's balance row, if it has one, until the transaction ends: what a credit
+    holds. Made if missing would put a zero balance (so the account) in arrears."""
+    await conn.execute("SELECT 1 FROM balances WHERE user_id = $1 FOR UPDATE", user_id)
+
+
 async def matching(conn: Connection, where: str, *args: object) -> list[Entry]:
     """Entries meeting `where` (a condition on the ledger's columns, written by the module that
     owns any other table it names, as invoices name their billed entries), oldest first."""

@@ -196,6 +196,7 @@ class PaymentService:
         self, actor: Actor, amount: int, provider: str = "manual", *, conn: Connection | None = None
     ) -> tuple[Payment, str]:
         """A pending top-up of the actor's own account: the payment and what to do next."""
+        actor.require_change()
         actor.refuse_token("start a payment")
         user_id = actor.owner_id
         amount = positive(amount)
@@ -236,6 +237,7 @@ class PaymentService:
     ) -> tuple[Payment, bool]:
         """An operator records money received (a transfer, cash): (the payment, whether it was
         new). The same `reference` recorded again credits nothing more."""
+        actor.require_change()
         if actor.kind not in ("admin", "system"):
             raise PermissionDenied("Only an operator can record a payment.")
         amount = positive(amount)

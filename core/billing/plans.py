@@ -115,6 +115,12 @@ async def current(conn: Connection, code: str) -> Plan | None:
     return _plan(row) if row else None
 
 
+async def every_version(conn: Connection) -> list[Plan]:
+    """Every version of every plan, retired ones too: by code, newest version first."""
+    rows = await conn.fetch(f"SELECT {PLAN_COLUMNS} FROM plans ORDER BY code, version DESC")
+    return [_plan(row) for row in rows]
+
+
 class PlanService:
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
@@ -160,6 +166,7 @@ class PlanService:
     ) -> Plan:
         """A new version of `spec.code` (version 1 for a new code). Projects on older versions
         keep them; new projects get this one."""
+        actor.require_change()
         if not actor.is_operator:
             raise PermissionDenied("Only an operator can change plans.")
         spec = spec.checked()
@@ -190,6 +197,7 @@ class PlanService:
         """Offer no version of `code` to new projects; the projects on it keep it (they point
         at their version's row). Returns how many versions were retired. The free plan stays:
         every new account's first project takes it."""
+        actor.require_change()
         if not actor.is_operator:
             raise PermissionDenied("Only an operator can change plans.")
         if code == FREE:

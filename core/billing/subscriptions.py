@@ -35,9 +35,9 @@ log = logging.getLogger(__name__)
 CHARGE_LOCK = 0x6768_7374_6269_6C6C  # "ghstbill"
 
 ONE_FREE = (
-    "An account can have one free project. Choose a paid plan for this one (the dashboard's"
-    " new-project dialog lists them with their prices), or move your free project to a paid"
-    " plan first."
+    "An account can have one free project. Choose a paid plan for this one (the new-project"
+    " dialog and `billing plans` list them with their prices), or move your free project to a"
+    " paid plan first."
 )
 
 
@@ -163,6 +163,11 @@ class SubscriptionService:
     def today(self) -> date:
         return billing_day(datetime.now(UTC), self._time_zone)
 
+    @property
+    def time_zone(self) -> str:
+        """The billing time zone: its days and months are the ledger's."""
+        return self._time_zone
+
     async def create_project(
         self,
         actor: Actor,
@@ -263,7 +268,8 @@ class SubscriptionService:
         ConflictError lists each thing that does not, and nothing changes). The running
         containers and the project's cgroup get the new limits at once, without a rebuild."""
         actor.require("deploy")
-        actor.refuse_token("change a plan")  # it spends the account's money
+        if not actor.is_operator:  # an admin's `admin` token acts for the operators
+            actor.refuse_token("change a plan")  # it spends the account's money
         project = await self._projects.resolve(actor, project_name, conn=conn)
         # Measured before any lock (docker stats take a second or two); only what an upload
         # can change meanwhile is measured again under the lock.
@@ -441,6 +447,28 @@ async def suspension_of(conn: Connection, project_id: int) -> tuple[datetime | N
         "SELECT suspended_at, is_free FROM project_plans WHERE project_id = $1", project_id
     )
     return None if row is None else (row["suspended_at"], row["is_free"])
+
+
+async def stopped_before_suspension(conn: Connection, project_id: int) -> bool | None:
+    """Whether the owner had stopped the project before its suspension for non-payment; None:
+    not suspended (an admin's hold taken meanwhile keeps the owner's own choice)."""
+    row = await conn.fetchrow(
+        "SELECT stopped_before_suspension FROM project_plans"
+        " WHERE project_id = $1 AND suspended_at IS NOT NULL",
+        project_id,
+    )
+    return None if row is None else bool(row["stopped_before_suspension"])
+
+
+async def keep_stopped_before(conn: Connection, project_id: int, stopped: bool) -> None:
+    """An admin's hold lifted while this suspension holds: the resume that ends it starts the
+    project unless its owner had stopped it (the hold's stop made it look stopped)."""
+    await conn.execute(
+        "UPDATE project_plans SET stopped_before_suspension = $2"
+        " WHERE project_id = $1 AND suspended_at IS NOT NULL",
+        project_id,
+        stopped,
+    )
 
 
 async def paid_project_ids(conn: Connection, user_id: int) -> list[int]:

@@ -170,6 +170,9 @@ class Suspensions:
             return []
         resumed = await subscriptions.resume_all(conn, user_id)
         for item in resumed:
+            # An admin's hold (core.admin.holds) stays: money does not lift it.
+            if await self._projects.holds.held(conn, item.project_id):
+                continue
             project = await self._projects.by_id(item.project_id, conn)
             if project is not None:
                 await self._deployments.release(

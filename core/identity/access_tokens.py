@@ -156,6 +156,29 @@ TOKEN_COLUMNS = (
 )
 
 
+async def live_tokens_of(conn: Connection, user_id: int) -> list[AccessToken]:
+    """An account's live tokens (not revoked, not expired), newest first: the admin app's
+    user details. A token as listed never holds its secret."""
+    rows = await conn.fetch(
+        f"SELECT {TOKEN_COLUMNS} FROM access_tokens"
+        " WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()"
+        " ORDER BY created_at DESC, id DESC",
+        user_id,
+    )
+    return [_row_to_token(row) for row in rows]
+
+
+async def live_token_counts(conn: Connection, user_ids: list[int]) -> dict[int, int]:
+    """How many live tokens each of these accounts holds (one query for a page of users)."""
+    rows = await conn.fetch(
+        "SELECT user_id, count(*) AS tokens FROM access_tokens"
+        " WHERE user_id = any($1::bigint[]) AND revoked_at IS NULL AND expires_at > now()"
+        " GROUP BY user_id",
+        user_ids,
+    )
+    return {row["user_id"]: row["tokens"] for row in rows}
+
+
 class AccessTokenService:
     def __init__(
         self,
@@ -183,6 +206,7 @@ class AccessTokenService:
     ) -> CreatedToken:
         """A new token of the actor's account (an operator may name another). The secret is
         in the result only; `projects` None means every project, now and later."""
+        actor.require_change()
         actor.refuse_token("create access tokens")
         user_id = actor.on_behalf_of(owner_id)
         name = name.strip()
@@ -283,6 +307,7 @@ class AccessTokenService:
     ) -> AccessToken:
         """Revoke one of the account's live tokens by name and end the logins made with it
         (in the same transaction: their `session` events close the connections)."""
+        actor.require_change()
         actor.refuse_token("revoke access tokens")
         user_id = actor.on_behalf_of(owner_id)
         async with transaction(self._pool, conn) as tx:

@@ -209,6 +209,7 @@ class AccountService:
         Every login made with the old password ends (their SSH connections are closed), but
         `keep_session`, the one making the change; returns how many ended.
         """
+        actor.require_change()
         if actor.kind == "token":
             raise PermissionDenied("A token cannot change the account's password.")
         user_id = actor.owner_id
@@ -264,6 +265,7 @@ class AccountService:
     ) -> User:
         """Grant a role (user, operator, admin). The account's logins end: a session opened
         with the old role must not keep its screens or lose them halfway."""
+        actor.require_change()
         require_operator(actor)
         checked = users.role_named(role)
         if checked is None:
@@ -282,6 +284,7 @@ class AccountService:
     @records_refusals("account.block", "account")
     async def block(self, actor: Actor, username: str, *, conn: Connection | None = None) -> User:
         """Admin: refuse new logins and end the user's live sessions (the SSH server polls)."""
+        actor.require_change()
         require_operator(actor)
         async with transaction(self._pool, conn) as tx:
             user = _named(username, await users.set_blocked(tx, _username(username), True))
@@ -291,6 +294,7 @@ class AccountService:
 
     @records_refusals("account.unblock", "account")
     async def unblock(self, actor: Actor, username: str, *, conn: Connection | None = None) -> User:
+        actor.require_change()
         require_operator(actor)
         async with transaction(self._pool, conn) as tx:
             user = _named(username, await users.set_blocked(tx, _username(username), False))

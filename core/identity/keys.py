@@ -212,6 +212,14 @@ async def owners_of_fingerprint(conn: Connection, fingerprint: str) -> list[int]
     return [row["user_id"] for row in rows]
 
 
+async def keys_of(conn: Connection, user_id: int) -> list[SSHKey]:
+    """An account's keys, oldest first (the admin app's user details; no secret in them)."""
+    rows = await conn.fetch(
+        f"SELECT {KEY_COLUMNS} FROM ssh_keys WHERE user_id = $1 ORDER BY created_at, id", user_id
+    )
+    return [_row_to_key(row) for row in rows]
+
+
 class KeyService:
     """The SSH keys of each account. A key belongs to at most one account.
 
@@ -251,6 +259,7 @@ class KeyService:
         owner_id: int | None = None,
         conn: Connection | None = None,
     ) -> SSHKey:
+        actor.require_change()
         actor.refuse_token("add SSH keys")
         user_id = actor.on_behalf_of(owner_id)
         limited_scopes, limited_projects = deploy_key_limits(scopes, projects)
@@ -300,11 +309,7 @@ class KeyService:
         actor.refuse_token("list SSH keys")
         user_id = actor.on_behalf_of(owner_id)
         async with reading(self._pool, conn) as reader:
-            rows = await reader.fetch(
-                f"SELECT {KEY_COLUMNS} FROM ssh_keys WHERE user_id = $1 ORDER BY created_at, id",
-                user_id,
-            )
-        return [_row_to_key(row) for row in rows]
+            return await keys_of(reader, user_id)
 
     async def count(
         self, actor: Actor, *, owner_id: int | None = None, conn: Connection | None = None
@@ -327,6 +332,7 @@ class KeyService:
         conn: Connection | None = None,
     ) -> SSHKey:
         """Remove one of the account's keys; another account's key id is simply not found."""
+        actor.require_change()
         actor.refuse_token("remove SSH keys")
         user_id = actor.on_behalf_of(owner_id)
         async with transaction(self._pool, conn) as tx:

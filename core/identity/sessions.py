@@ -29,6 +29,27 @@ class Session:
     expires_at: datetime
 
 
+@dataclass(frozen=True)
+class OpenSession:
+    """A login as the admin app lists it: where from, since when, how (never its token)."""
+
+    remote_addr: str
+    created_at: datetime
+    auth_method: str  # password, publickey, token, signup...
+    expires_at: datetime
+
+
+async def open_sessions_of(conn: Connection, user_id: int) -> list[OpenSession]:
+    """An account's logins that are neither revoked nor expired, newest first."""
+    rows = await conn.fetch(
+        "SELECT remote_addr, created_at, auth_method, expires_at FROM sessions"
+        " WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()"
+        " ORDER BY created_at DESC",
+        user_id,
+    )
+    return [OpenSession(**dict(row)) for row in rows]
+
+
 class SessionService:
     def __init__(self, pool: Pool, signer: TokenSigner) -> None:
         self._pool = pool
@@ -85,6 +106,7 @@ class SessionService:
 
     async def revoke(self, actor: Actor, jti: uuid.UUID, *, conn: Connection | None = None) -> None:
         """End one of the actor's sessions (log out); another account's is left alone."""
+        actor.require_change()
         actor.refuse_token("end a login session")
         async with transaction(self._pool, conn) as tx:
             await tx.execute(
@@ -99,6 +121,7 @@ class SessionService:
     ) -> int:
         """End the logins made with one access token (it was revoked): each revoked row
         publishes a `session` event, on which the SSH server closes those connections."""
+        actor.require_change()
         async with transaction(self._pool, conn) as tx:
             result: str = await tx.execute(
                 "UPDATE sessions SET revoked_at = now()"
@@ -113,8 +136,12 @@ class SessionService:
         self, actor: Actor, *, owner_id: int | None = None, conn: Connection | None = None
     ) -> int:
         """Log the account out everywhere (the actor's own, or `owner_id`'s for an operator);
-        returns how many sessions were open."""
-        actor.refuse_token("end login sessions")
+        returns how many sessions were open. A token never ends its own account's logins (a
+        leaked one cannot lock the person out); an admin's `admin` token blocking another
+        account ends that account's."""
+        actor.require_change()
+        if owner_id is None or owner_id == actor.user_id:
+            actor.refuse_token("end login sessions")
         user_id = actor.on_behalf_of(owner_id)
         async with transaction(self._pool, conn) as tx:
             result: str = await tx.execute(
@@ -127,6 +154,7 @@ class SessionService:
         self, actor: Actor, keep: uuid.UUID, *, conn: Connection | None = None
     ) -> int:
         """End every session of the actor's account but `keep` (e.g. after a password change)."""
+        actor.require_change()
         actor.refuse_token("end login sessions")
         async with transaction(self._pool, conn) as tx:
             result: str = await tx.execute(
@@ -142,6 +170,7 @@ class SessionService:
     ) -> int:
         """End the actor's sessions that were opened with the password (it just changed), but
         `keep`; returns how many were open."""
+        actor.require_change()
         actor.refuse_token("end login sessions")
         async with transaction(self._pool, conn) as tx:
             result: str = await tx.execute(

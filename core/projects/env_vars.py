@@ -114,11 +114,15 @@ class EnvService:
     async def list(
         self, actor: Actor, project: str, *, conn: Connection | None = None
     ) -> list[EnvVar]:
-        """The project's variables, sorted by name."""
+        """The project's variables, sorted by name (masked for an admin viewing as the user:
+        a value is the user's secret)."""
         actor.require("read")
         found = await self._projects.resolve(actor, project, conn=conn)
         async with reading(self._pool, conn) as reader:
-            return await _load(reader, found.id)
+            loaded = await _load(reader, found.id)
+        if not actor.sees_secrets:
+            return [EnvVar(var.name, var.masked) for var in loaded]
+        return loaded
 
     @records_refusals("env.set")
     async def set(

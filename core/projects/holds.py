@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import Literal, Protocol
 
 from core.db.pool import Connection
+from core.errors import PanelError
 
 # Which page nginx shows for a project that does not run: stopped by its owner (with the
-# "free" badge for a free project), or suspended (for non-payment).
-StoppedPage = Literal["stopped", "stopped-free", "suspended"]
+# "free" badge for a free project), suspended (for non-payment), or held by the operators.
+StoppedPage = Literal["stopped", "stopped-free", "suspended", "held"]
 
 
 class Hold(Protocol):
@@ -37,12 +38,21 @@ class Holds:
         for hold in self._holds:
             await hold.refuse(conn, project_id, what)
 
+    async def held(self, conn: Connection, project_id: int) -> bool:
+        """Whether any hold still refuses the project's start (one hold lifted while another
+        holds: the project stays stopped)."""
+        try:
+            await self.refuse(conn, project_id, "start")
+        except PanelError:
+            return True
+        return False
+
     async def stopped_page(self, project_id: int) -> StoppedPage:
         page: StoppedPage = "stopped"
         for hold in self._holds:
             found = await hold.stopped_page(project_id)
-            if found == "suspended":
+            if found == "held":  # the operators' hold says more than "top up"
                 return found
-            if found != "stopped":
+            if found == "suspended" or (found != "stopped" and page != "suspended"):
                 page = found
         return page

@@ -67,9 +67,9 @@ from core.errors import UnavailableError, ValidationError
 log = logging.getLogger(__name__)
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "nginx"
-PAGES = ("404.html", "502.html", "503.html", "suspended.html")
+PAGES = ("404.html", "502.html", "503.html", "suspended.html", "held.html")
 # What a project that does not run answers: its `$ghst_route` entry, a 503 page each.
-STOPPED_PAGES = ("stopped", "stopped-free", "suspended")
+STOPPED_PAGES = ("stopped", "stopped-free", "suspended", "held")
 TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 CONF_NAME = "nginx.conf"
 PID_NAME = "nginx.pid"
@@ -480,7 +480,8 @@ class NginxRouter:
 
     async def route_stopped(self, project: str, page: str = "stopped") -> None:
         """`<project>.<domain>` answers a 503 page: stopped by its owner ("stopped", or
-        "stopped-free" with the free plan's badge), or "suspended" for non-payment."""
+        "stopped-free" with the free plan's badge), "suspended" for non-payment, or "held" by
+        the operators."""
         content = await asyncio.to_thread(self.render_stopped, project, page)
 
         def stopped(status: int, headers: dict[str, str]) -> bool:

@@ -179,6 +179,15 @@ async def test_tokens_are_held_to_their_scopes_and_projects_on_a_real_panel(pane
     listed = await run("projects list --json", token(alice, {"read"}, {"diary"}), panel)
     assert [p["name"] for p in listed.json()] == ["diary"]
 
+    # Each refusal is in alice's audit log under the command that was tried, noun and verb.
+    refused = [
+        (event.action, event.target_name)
+        for event in await panel.audit.list(me)
+        if event.outcome == "refused"
+    ]
+    for attempt in (("command.env.set", "diary"), ("command.upload", "shop")):
+        assert attempt in refused, refused
+
     whoami = await run("whoami --json", deployer, panel)
     assert whoami.json() == {
         "actor": "token",

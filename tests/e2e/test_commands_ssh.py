@@ -358,6 +358,7 @@ async def test_projects_env_keys_billing_and_a_deploy_key_through_openssh(
     assert (await ok("projects", "create", "notes", "--plan", "free")).stdout == "notes\n"
     refused = await run(ssh(ssh_server, erin, "projects", "create", "other"))
     assert refused.status == 1 and "one free project" in refused.stderr  # the default is free
+    assert "`billing plans`" in refused.stderr  # the way to the paid plans, from where erin is
     await ok("projects", "create", "other", "--plan", "host-0")
     info = json.loads((await ok("projects", "info", "notes", "--json")).stdout)
     assert info["name"] == "notes"

@@ -97,8 +97,9 @@ async def test_an_admin_adds_a_version_and_retires_a_code_projects_keep_theirs(
         await panel.subscriptions.create_project(acting(carol), "other", plan_code="tiny")
     kept = await panel.admin.project(admin, "notes")
     assert kept.plan == "tiny v2"
-    rows = {(p.code, p.version): p for p in await panel.admin.plans(admin)}
-    assert rows["tiny", 2].retired and rows["tiny", 2].projects == 1 and rows["tiny", 1].retired
+    rows = {(p.plan.code, p.plan.version): p for p in await panel.admin.plans(admin)}
+    assert rows["tiny", 2].plan.retired and rows["tiny", 2].projects == 1
+    assert rows["tiny", 1].plan.retired and rows["tiny", 2].plan.ram_mb == 512
 
     with pytest.raises(ValidationError, match="retired already"):
         await panel.admin.retire_plan(admin, "tiny")

@@ -253,7 +253,7 @@ async def test_a_projects_state_is_the_one_the_owner_sees(panel: Panel) -> None:
 
 async def test_plans_count_their_projects(panel: Panel) -> None:
     await people(panel)
-    counts = {(p.code, p.version): p.projects for p in await panel.admin.plans(SYSTEM)}
+    counts = {(p.plan.code, p.plan.version): p.projects for p in await panel.admin.plans(SYSTEM)}
     assert counts[("free", 1)] == 1
     assert counts[("host-1", 1)] == 0
 

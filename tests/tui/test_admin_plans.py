@@ -51,7 +51,7 @@ async def test_an_admin_creates_a_new_version_from_the_form() -> None:
         assert isinstance(app.screen, AdminPlansScreen)
         assert admin.done == [("plan.create", "host-1", "v3 1024 pids")]
         assert keys_of(pilot)[0] == "host-1 v3"
-        created = admin.plan_rows[0]
+        created = admin.plan_rows[0].plan
         assert (created.price_kopecks, created.cpu_millicores, created.max_services) == (
             120_000,
             2500,
@@ -87,7 +87,7 @@ async def test_a_plan_is_retired_only_after_its_code_is_typed() -> None:
         await settle(pilot)
         await fill(pilot, "host-0")
         assert admin.done == [("plan.retire", "host-0", "")]
-        assert [p.retired for p in admin.plan_rows if p.code == "host-0"] == [True]
+        assert [p.plan.retired for p in admin.plan_rows if p.plan.code == "host-0"] == [True]
 
 
 async def test_an_operator_neither_creates_nor_retires_plans() -> None:

@@ -97,3 +97,36 @@ def test_admin_new_plan_form(snap_compare: SnapCompare, size: Size) -> None:
         terminal_size=size,
         run_before=run(press("colon", *"plans", "enter"), press("n")),
     )
+
+
+# :billing's revenue per month and invoices (one invoice open), and a project's build log.
+def test_admin_revenue(snap_compare: SnapCompare, size: Size) -> None:
+    assert snap_compare(
+        admin_app(),
+        terminal_size=size,
+        run_before=run(press("colon", *"billing", "enter"), press("m")),
+    )
+
+
+def test_admin_invoices(snap_compare: SnapCompare, size: Size) -> None:
+    assert snap_compare(
+        admin_app(),
+        terminal_size=size,
+        run_before=run(press("colon", *"billing", "enter"), press("i")),
+    )
+
+
+def test_admin_invoice_open(snap_compare: SnapCompare, size: Size) -> None:
+    assert snap_compare(
+        admin_app(),
+        terminal_size=size,
+        run_before=run(press("colon", *"billing", "enter"), press("i"), press("down", "enter")),
+    )
+
+
+def test_admin_project_build_log(snap_compare: SnapCompare, size: Size) -> None:
+    assert snap_compare(
+        admin_app(),
+        terminal_size=size,
+        run_before=run(press("colon", *"projects", "enter"), press("down", "down", "b")),
+    )

@@ -107,3 +107,35 @@ def test_staff_are_admins_operators_and_the_system_only() -> None:
             nobody.require_staff()
         with pytest.raises(PermissionDenied):
             nobody.require_admin()
+
+
+def test_a_viewer_reads_the_viewed_rows_as_the_admin_and_changes_nothing() -> None:
+    admin = Actor.for_admin(user(1, admin=True)).acting_from("admin", source_address="10.0.0.1")
+    viewer = Actor.viewing_as(admin, user(7))
+    assert (viewer.kind, viewer.user_id, viewer.owner_id) == ("viewer", 1, 7)
+    assert viewer.label == "u1 viewing as u7"
+    assert (viewer.origin, viewer.source_address) == ("admin", "10.0.0.1")
+    assert viewer.recorded_kind == "admin"
+    assert viewer.may_own(7)
+    assert not viewer.may_own(1)  # not the admin's own rows
+    assert not viewer.may_own(8)
+    assert not (viewer.is_operator or viewer.reads_everything or viewer.sees_secrets)
+    viewer.require("read")
+    viewer.require("logs")
+    for refused in (
+        lambda: viewer.require("deploy"),
+        lambda: viewer.require("env:write"),
+        viewer.require_change,
+        viewer.require_admin,
+        lambda: Actor.viewing_as(viewer, user(8)),
+    ):
+        with pytest.raises(PermissionDenied, match=r"^Viewing as u7: read-only\.$"):
+            refused()
+
+
+def test_only_admins_and_the_system_view_as_a_user() -> None:
+    assert Actor.viewing_as(Actor.system("admin"), user(7)).recorded_kind == "system"
+    operator = replace(user(2), role="operator")
+    for actor in (Actor.for_staff(operator), Actor.for_user(user(3))):
+        with pytest.raises(PermissionDenied):
+            Actor.viewing_as(actor, user(7))

@@ -204,7 +204,7 @@ def test_every_template_placeholder_is_filled(tmp_path: Path) -> None:
 
 def test_the_pages_are_small_and_self_contained() -> None:
     pages = {path.name: path.read_text() for path in (TEMPLATES_DIR / "pages").glob("*.html")}
-    assert sorted(pages) == ["404.html", "502.html", "503.html", "suspended.html"]
+    assert sorted(pages) == ["404.html", "502.html", "503.html", "held.html", "suspended.html"]
     for name, page in pages.items():
         assert len(page.encode()) < 4096, name
         assert not re.search(r"(src|href)=|@import|url\(", page), name  # nothing to fetch
@@ -213,6 +213,7 @@ def test_the_pages_are_small_and_self_contained() -> None:
     assert "is stopped" in pages["503.html"]
     assert 'if expr="$ghst_free"' in pages["503.html"]
     assert "run out of money" in pages["suspended.html"] and "top up" in pages["suspended.html"]
+    assert "operators" in pages["held.html"] and "money" not in pages["held.html"]
     assert 'echo var="ghst_project"' in pages["502.html"]
 
 

@@ -45,6 +45,11 @@ OWNERS = {
     "invoice_runs": "core/billing/invoices.py",
     "access_tokens": "core/identity/access_tokens.py",
     "audit_events": "core/audit/entries.py",
+    "admin_holds": "core/admin/holds.py",
+    "panel_processes": "core/admin/processes.py",
+    # Running totals of the ledger, kept by its trigger (migration 0021) as it is appended to.
+    "ledger_charge_days": "core/billing/ledger.py",
+    "ledger_topup_quarters": "core/billing/ledger.py",
 }
 
 TABLE_MENTION = re.compile(

@@ -78,24 +78,25 @@ class AdminPlansScreen(AdminListScreen[PlanRow]):
     async def fetch(self, search: str, after: str | None, limit: int) -> list[PlanRow]:
         # A handful of rows: one page, filtered here.
         plans = await self.panel.admin.plans(self.staff)
-        return [plan for plan in plans if plan.code.startswith(search.strip().lower())]
+        return [row for row in plans if row.plan.code.startswith(search.strip().lower())]
 
     def key_of(self, row: PlanRow) -> str:
-        return f"{row.code} v{row.version}"
+        return f"{row.plan.code} v{row.plan.version}"
 
     def cells(self, row: PlanRow) -> Sequence[str | Text]:
-        code = Text(row.code, "dim" if row.retired else "bold", justify="left")
-        if row.retired:
+        plan = row.plan
+        code = Text(plan.code, "dim" if plan.retired else "bold", justify="left")
+        if plan.retired:
             code.append(" (retired)")
         return (
             code,
-            Text(str(row.version), justify="right"),
-            row.name,
-            Text(format_amount(row.price_kopecks, self.panel.settings.currency), justify="right"),
-            f"{row.cpu_millicores / 1000:g}",
-            f"{row.ram_mb} MB",
-            f"{row.disk_mb} MB",
-            Text(str(row.max_services), justify="right"),
+            Text(str(plan.version), justify="right"),
+            plan.name,
+            Text(format_amount(plan.price_kopecks, self.panel.settings.currency), justify="right"),
+            f"{plan.cpu_millicores / 1000:g}",
+            f"{plan.ram_mb} MB",
+            f"{plan.disk_mb} MB",
+            Text(str(plan.max_services), justify="right"),
             Text(str(row.projects), justify="right"),
         )
 

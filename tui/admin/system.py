@@ -1,5 +1,6 @@
 """`:system`: PostgreSQL, Redis, object storage, dockerd and nginx (reachable, version,
-latency), disk free, the deployments queue and open logins; `r` checks again.
+latency), disk free, the deployments queue and open logins, and each serving process with its
+open sessions (core.admin.processes: their heartbeats); `r` checks again.
 
 Loaded when shown and on `r`; deployment events update the queue's line (unless paused).
 """

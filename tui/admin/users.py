@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from rich.text import Text
+from textual import work
 from textual.binding import Binding, BindingType
 
 from core.admin.read_models import UserRow
@@ -25,10 +26,13 @@ from tui.screens.confirm import ConfirmDialog
 class AdminUsersScreen(AdminListScreen[UserRow]):
     VIEW = "users"
     CSS_PATH = "users.tcss"
-    COLUMNS = ("User", "Email", "Role", "State", "Balance", "Projects", "Keys", "Sessions", "Since")
-    OPENS = "the user's projects"
+    COLUMNS = (
+        "User", "Email", "Role", "State", "Balance", "Projects", "Keys", "Tokens", "Sessions", "Since",
+    )  # fmt: skip
+    OPENS = "the user's details (then j: their projects)"
     WATCHED = ("session", "project")
-    CHANGES = frozenset({"block", "unblock", "role", "adjust", "promise"})
+    # view_as: admins only (core refuses operators), dimmed for them like the changes.
+    CHANGES = frozenset({"block", "unblock", "role", "adjust", "promise", "view_as"})
     FILTER_HINT = "name · email (with @) · SHA256:fingerprint · p:project"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("b", "block", "Block"),
@@ -36,6 +40,8 @@ class AdminUsersScreen(AdminListScreen[UserRow]):
         Binding("r", "role", "Role"),
         Binding("c", "adjust", "Credit/debit"),
         Binding("g", "promise", "Promise"),
+        Binding("v", "view_as", "View as"),
+        Binding("i", "details", "Details", show=False),
     ]
     KEY_BAR_DROP_ORDER = ("pause", "promise", "role", "jump", "filter")
 
@@ -63,16 +69,20 @@ class AdminUsersScreen(AdminListScreen[UserRow]):
             balance,
             Text(str(row.projects), justify="right"),
             Text(str(row.keys), justify="right"),
+            Text(str(row.tokens), justify="right"),
             Text(str(row.sessions), justify="right"),
             day(row.created_at),
         )
 
     def open_row(self) -> None:
-        from tui.admin.projects import AdminProjectsScreen
+        from tui.admin.user_detail import AdminUserDetailScreen
 
         key = self.current_key()
         if key is not None:
-            self.app.push_screen(AdminProjectsScreen(f"user:{key}"))
+            self.app.push_screen(AdminUserDetailScreen(key))
+
+    def action_details(self) -> None:
+        self.open_row()
 
     def action_block(self) -> None:
         names = self.targets()
@@ -117,6 +127,17 @@ class AdminUsersScreen(AdminListScreen[UserRow]):
             ),
             answered,
         )
+
+    def action_view_as(self) -> None:
+        key = self.current_key()
+        if key is not None:
+            self.start_viewing(key)
+
+    @work(exclusive=True, exit_on_error=False, group="view")
+    async def start_viewing(self, username: str) -> None:
+        """The user's own dashboard, read-only; core audits the start and refuses non-admins."""
+        viewing = await self.panel.admin.view_as(self.staff, username)
+        self.ghst.start_viewing(viewing.user, viewing.actor)
 
     def action_adjust(self) -> None:
         ask_adjustment(self)

@@ -12,15 +12,14 @@ from typing import ClassVar
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
-from textual.content import Content
+from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Button, Input, Static, TextArea
 
 from core.errors import ConflictError, ValidationError
 from core.identity.keys import SSHKey
 from tui.screens.base import GhstModal
-from tui.widgets.form import ErrorLine, Field
+from tui.widgets.form import ErrorLine, Field, dialog_actions
 
 KEY_PLACEHOLDER = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA… you@laptop"
 
@@ -76,20 +75,11 @@ class AddKeyDialog(GhstModal[SSHKey | None]):
                 hint="Optional: the key's comment when left empty.",
             )
             yield ErrorLine()
-            with Horizontal(id="dialog-actions"):
-                yield Static(
-                    Content.assemble(
-                        ("enter", "bold $text-accent"),
-                        " add   ",
-                        ("esc", "bold $text-accent"),
-                        " cancel   ",
-                        ("tab", "bold $text-accent"),
-                        " next field",
-                    ),
-                    id="dialog-keys",
-                )
-                yield Button("Cancel", id="cancel")
-                yield Button("Add key", id="add", variant="primary")
+            yield dialog_actions(
+                [("enter", "add"), ("esc", "cancel"), ("tab", "next field")],
+                Button("Cancel", id="cancel"),
+                Button("Add key", id="add", variant="primary"),
+            )
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:

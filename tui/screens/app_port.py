@@ -12,14 +12,13 @@ from typing import ClassVar
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
-from textual.content import Content
+from textual.containers import Vertical
 from textual.widgets import Button, Input, Static
 
 from core.errors import ValidationError
 from core.projects.service import Project, parse_app_port
 from tui.screens.base import GhstModal
-from tui.widgets.form import ErrorLine, Field
+from tui.widgets.form import ErrorLine, Field, dialog_actions
 
 AUTOMATIC = "automatic (the image's EXPOSE, else 8080)"
 
@@ -58,18 +57,11 @@ class AppPortDialog(GhstModal[Project | None]):
                 hint="1 to 65535. Empty: the port the image EXPOSEs, else 8080.",
             )
             yield ErrorLine()
-            with Horizontal(id="dialog-actions"):
-                yield Static(
-                    Content.assemble(
-                        ("enter", "bold $text-accent"),
-                        " save   ",
-                        ("esc", "bold $text-accent"),
-                        " cancel",
-                    ),
-                    id="dialog-keys",
-                )
-                yield Button("Cancel", id="cancel")
-                yield Button("Save", id="save", variant="primary")
+            yield dialog_actions(
+                [("enter", "save"), ("esc", "cancel")],
+                Button("Cancel", id="cancel"),
+                Button("Save", id="save", variant="primary"),
+            )
 
     def on_mount(self) -> None:
         self.query_one("#port", Input).focus()

@@ -7,11 +7,12 @@ from typing import ClassVar
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import Button, Static
 
 from tui.screens.base import GhstModal
+from tui.widgets.form import dialog_actions
 
 
 class ConfirmDialog(GhstModal[bool]):
@@ -41,22 +42,16 @@ class ConfirmDialog(GhstModal[bool]):
         with Vertical(id="dialog", classes="-danger" if self.danger else ""):
             yield Static(self.question_title, id="dialog-title", markup=False)
             yield Static(self.message, id="dialog-message", markup=False)
-            with Horizontal(id="dialog-actions"):
-                yield Static(
-                    Content.assemble(
-                        ("y", "bold $text-accent"),
-                        " yes  ",
-                        ("n", "bold $text-accent"),
-                        " no",
-                    ),
-                    id="dialog-keys",
-                )
-                yield Button("Cancel", id="cancel")
-                yield Button(
+            yield dialog_actions(
+                [("y", "yes"), ("n", "no")],
+                Button("Cancel", id="cancel"),
+                Button(
                     Content(self.confirm_label),
                     id="confirm",
                     variant="error" if self.danger else "primary",
-                )
+                ),
+                gap="  ",
+            )
 
     def on_mount(self) -> None:
         # A destructive answer is never one Enter away.

@@ -13,7 +13,7 @@ from typing import ClassVar
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import Button, Input, Static
 
@@ -21,7 +21,7 @@ from core.errors import NotFoundError, ValidationError
 from core.projects.service import Project
 from tui.formatting import plural
 from tui.screens.base import GhstModal
-from tui.widgets.form import ErrorLine, Field
+from tui.widgets.form import ErrorLine, Field, dialog_actions
 
 
 class DeleteProjectDialog(GhstModal[Project | None]):
@@ -66,18 +66,11 @@ class DeleteProjectDialog(GhstModal[Project | None]):
                 hint=f"Type {project.name} to confirm.",
             )
             yield ErrorLine()
-            with Horizontal(id="dialog-actions"):
-                yield Static(
-                    Content.assemble(
-                        ("enter", "bold $text-accent"),
-                        " delete   ",
-                        ("esc", "bold $text-accent"),
-                        " cancel",
-                    ),
-                    id="dialog-keys",
-                )
-                yield Button("Cancel", id="cancel")
-                yield Button("Delete project", id="delete", variant="error")
+            yield dialog_actions(
+                [("enter", "delete"), ("esc", "cancel")],
+                Button("Cancel", id="cancel"),
+                Button("Delete project", id="delete", variant="error"),
+            )
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:

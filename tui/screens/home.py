@@ -63,7 +63,9 @@ class HomeScreen(GhstScreen[None]):
         Binding("b", "billing", "Billing"),
         Binding("t", "tokens", "Tokens"),
         Binding("a", "audit", "Audit log"),
-        Binding("q", "app.quit", "Quit", show=False),
+        Binding("q", "quit", "Quit", show=False),
+        # Only while an admin views this user's dashboard: back to the admin's screens.
+        Binding("escape", "stop_viewing", "Back to admin"),
         # Only admins and operators have it (check_action hides it from everyone else).
         Binding("colon", "admin", "Admin"),
     ]
@@ -84,7 +86,11 @@ class HomeScreen(GhstScreen[None]):
         yield AppHeader("Home")
         with VerticalScroll(id="home", can_focus=False):
             yield Static(
-                Content.assemble("Signed in as ", (user.username, "bold $text-primary")),
+                Content.assemble(
+                    "Viewing the dashboard of " if self.visitor.viewing else "Signed in as ",
+                    (user.username, "bold $text-primary"),
+                    ": read-only, esc goes back" if self.visitor.viewing else "",
+                ),
                 id="signed-in",
             )
             yield Static(
@@ -175,7 +181,18 @@ class HomeScreen(GhstScreen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "admin":
             return self.visitor.is_staff
+        if action == "stop_viewing":
+            return self.visitor.viewing is not None
         return True
+
+    async def action_quit(self) -> None:
+        if self.visitor.viewing is not None:
+            await self.ghst.stop_viewing()
+        else:
+            await self.app.action_quit()
+
+    async def action_stop_viewing(self) -> None:
+        await self.ghst.stop_viewing()
 
     def action_admin(self) -> None:
         if not self.visitor.is_staff:

@@ -10,6 +10,9 @@ is iterated in a worker; leaving the screen cancels the worker and closes the st
 
 Both go through `ThrottledLog`, which draws at most every 100 ms and keeps the last 5000 lines,
 so a chatty app costs other sessions nothing noticeable.
+
+From the admin app (`staff`): the same screen reads through `core.admin`'s staff logs, which
+let operators read any project's logs (and nothing else), and watches every account's events.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import Static
 
-from core.deploy.service import Deployment, State
+from core.actor import Actor
+from core.admin.logs import StaffLogs
+from core.deploy.service import Deployment, DeploymentService, State
 from core.errors import NotFoundError, PanelError
 from core.events import Subscription
 from tui.formatting import moment
@@ -77,8 +82,11 @@ class LogsScreen(GhstScreen[None]):
         Binding("escape", "back", "Back"),
     ]
 
-    def __init__(self, project: str, deployment_id: int | None = None) -> None:
+    def __init__(
+        self, project: str, deployment_id: int | None = None, *, staff: Actor | None = None
+    ) -> None:
         super().__init__()
+        self.staff = staff
         self.project_name = project
         self.deployment_id = deployment_id
         self.deployment: Deployment | None = None
@@ -87,12 +95,26 @@ class LogsScreen(GhstScreen[None]):
         self._view = ThrottledLog(id="log")
 
     @property
+    def actor(self) -> Actor:
+        return self.staff if self.staff is not None else super().actor
+
+    @property
+    def reads(self) -> DeploymentService | StaffLogs:
+        return self.panel.deployments if self.staff is None else self.panel.admin.logs
+
+    @property
+    def watcher(self) -> Actor:
+        # Events carry ids only; the reads they cause go through the staff logs' checks.
+        return self.actor if self.staff is None else Actor.system("admin-app")
+
+    @property
     def runtime(self) -> bool:
         return self.deployment_id is None
 
     def compose(self) -> ComposeResult:
         where = "Logs" if self.runtime else f"Build log #{self.deployment_id}"
-        yield AppHeader("Home", "Projects", self.project_name, where)
+        home = ("Home",) if self.staff is None else ("Admin",)
+        yield AppHeader(*home, "Projects", self.project_name, where)
         with Vertical(id="logs-page"):
             yield Static("", id="logs-title")
             with Vertical(id="log-box"):
@@ -137,12 +159,12 @@ class LogsScreen(GhstScreen[None]):
     @work(exclusive=True, exit_on_error=False, group="follow")
     async def follow_build(self) -> None:
         assert self.deployment_id is not None
-        deployments, actor = self.panel.deployments, self.actor
+        deployments, actor = self.reads, self.actor
         project, deployment_id = self.project_name, self.deployment_id
         view = self.log_view
         offset = 0
         # Subscribed before the first read: nothing written after that read is missed.
-        with self.panel.events.subscribe(self.actor, kinds=WATCHED) as events:
+        with self.panel.events.subscribe(self.watcher, kinds=WATCHED) as events:
             while True:
                 try:
                     # The state first: if it has finished, the log read after it is complete.
@@ -204,7 +226,7 @@ class LogsScreen(GhstScreen[None]):
 
     @work(exclusive=True, exit_on_error=False, group="follow")
     async def follow_runtime(self) -> None:
-        deployments, actor = self.panel.deployments, self.actor
+        deployments, actor = self.reads, self.actor
         try:
             status = await deployments.status(actor, self.project_name)
         except PanelError:
@@ -243,9 +265,10 @@ class LogsScreen(GhstScreen[None]):
                 await close()
         view.flush()
         self.finish()
+        again = "g" if self.staff is None else "l"  # the key that opened it
         self.set_status(
-            "The log stream ended: the app stopped or was replaced. Press escape, then g to "
-            "follow the app running now."
+            "The log stream ended: the app stopped or was replaced. Press escape, then "
+            f"{again} to follow the app running now."
         )
 
     # --- shared -------------------------------------------------------------------------------

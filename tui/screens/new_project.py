@@ -14,7 +14,7 @@ from typing import ClassVar
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import Button, Input, RadioButton, RadioSet, Static
 
@@ -23,7 +23,7 @@ from core.billing.plans import Plan
 from core.errors import ConflictError, NotFoundError, ValidationError
 from core.projects.service import Project
 from tui.screens.base import GhstModal
-from tui.widgets.form import ErrorLine, Field
+from tui.widgets.form import ErrorLine, Field, dialog_actions
 
 NAME_RULES = (
     "3 to 40 characters: lowercase letters, digits and hyphens, starting with a letter. "
@@ -70,18 +70,11 @@ class NewProjectDialog(GhstModal[Project | None]):
             yield PlanChoice(id="plans")
             yield Static("", id="plan-note")
             yield ErrorLine()
-            with Horizontal(id="dialog-actions"):
-                yield Static(
-                    Content.assemble(
-                        ("enter", "bold $text-accent"),
-                        " create   ",
-                        ("esc", "bold $text-accent"),
-                        " cancel",
-                    ),
-                    id="dialog-keys",
-                )
-                yield Button("Cancel", id="cancel")
-                yield Button("Create", id="create", variant="primary")
+            yield dialog_actions(
+                [("enter", "create"), ("esc", "cancel")],
+                Button("Cancel", id="cancel"),
+                Button("Create", id="create", variant="primary"),
+            )
 
     def on_mount(self) -> None:
         self._show_address("")

@@ -15,8 +15,7 @@ from typing import ClassVar
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
-from textual.content import Content
+from textual.containers import Vertical
 from textual.widgets import Button, Input, Static
 
 from core.actor import SCOPES
@@ -24,7 +23,7 @@ from core.errors import ConflictError, NotFoundError, ValidationError
 from core.identity.access_tokens import CreatedToken, parse_lifetime, parse_scopes
 from tui.formatting import day
 from tui.screens.base import GhstModal
-from tui.widgets.form import ErrorLine, Field
+from tui.widgets.form import ErrorLine, Field, dialog_actions
 
 DEFAULT_SCOPES = "read,deploy"
 DEFAULT_LIFETIME = "90d"
@@ -74,18 +73,11 @@ class NewTokenDialog(GhstModal[CreatedToken | None]):
                 hint="Days (90d), weeks (2w) or hours (12h); at most 365 days.",
             )
             yield ErrorLine()
-            with Horizontal(id="dialog-actions"):
-                yield Static(
-                    Content.assemble(
-                        ("enter", "bold $text-accent"),
-                        " create   ",
-                        ("esc", "bold $text-accent"),
-                        " cancel",
-                    ),
-                    id="dialog-keys",
-                )
-                yield Button("Cancel", id="cancel")
-                yield Button("Create token", id="create", variant="primary")
+            yield dialog_actions(
+                [("enter", "create"), ("esc", "cancel")],
+                Button("Cancel", id="cancel"),
+                Button("Create token", id="create", variant="primary"),
+            )
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
@@ -163,17 +155,10 @@ class TokenSecretDialog(GhstModal[None]):
                 classes="dialog-hint",
                 markup=False,
             )
-            with Horizontal(id="dialog-actions"):
-                yield Static(
-                    Content.assemble(
-                        ("c", "bold $text-accent"),
-                        " copy (OSC 52)   ",
-                        ("enter", "bold $text-accent"),
-                        " done",
-                    ),
-                    id="dialog-keys",
-                )
-                yield Button("Done", id="done", variant="primary")
+            yield dialog_actions(
+                [("c", "copy (OSC 52)"), ("enter", "done")],
+                Button("Done", id="done", variant="primary"),
+            )
 
     def on_mount(self) -> None:
         self.query_one("#done", Button).focus()

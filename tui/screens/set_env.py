@@ -11,14 +11,13 @@ from typing import ClassVar
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
-from textual.content import Content
+from textual.containers import Vertical
 from textual.widgets import Button, Input, Static
 
 from core.errors import ValidationError
 from core.projects.env_vars import MAX_NAME_LENGTH, EnvVar
 from tui.screens.base import GhstModal
-from tui.widgets.form import ErrorLine, Field
+from tui.widgets.form import ErrorLine, Field, dialog_actions
 
 NAME_RULES = (
     "Letters, digits and underscores, not starting with a digit. PORT and GHST_* are the panel's."
@@ -66,18 +65,11 @@ class SetEnvDialog(GhstModal[EnvVar | None]):
                 hint="ctrl+t shows or hides what you type. Up to 32 KiB.",
             )
             yield ErrorLine()
-            with Horizontal(id="dialog-actions"):
-                yield Static(
-                    Content.assemble(
-                        ("enter", "bold $text-accent"),
-                        " set   ",
-                        ("esc", "bold $text-accent"),
-                        " cancel",
-                    ),
-                    id="dialog-keys",
-                )
-                yield Button("Cancel", id="cancel")
-                yield Button("Set", id="set", variant="primary")
+            yield dialog_actions(
+                [("enter", "set"), ("esc", "cancel")],
+                Button("Cancel", id="cancel"),
+                Button("Set", id="set", variant="primary"),
+            )
 
     def on_mount(self) -> None:
         self.query_one("#value" if self.var_name else "#name", Input).focus()

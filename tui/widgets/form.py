@@ -1,14 +1,17 @@
-"""Form pieces shared by the sign-up, log-in, password and add-key forms."""
+"""Form pieces shared by the sign-up, log-in, password and add-key forms, and the dialogs' row
+of key hints and buttons."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.widget import Widget
-from textual.widgets import Checkbox, Label, Static
+from textual.widgets import Button, Checkbox, Label, Static
 
 
 class ErrorLine(Static):
@@ -104,3 +107,15 @@ class FormCheckbox(Checkbox, inherit_bindings=False):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("space", "toggle_button", "Toggle", show=False),
     ]
+
+
+def dialog_actions(
+    keys: Sequence[tuple[str, str]], *buttons: Button, gap: str = "   "
+) -> Horizontal:
+    """A dialog's bottom row: its keys as hints (`enter create   esc cancel`), then its buttons.
+    Each dialog's stylesheet lays out `#dialog-actions` and `#dialog-keys`."""
+    parts: list[tuple[str, str] | str] = []
+    for index, (key, what) in enumerate(keys):
+        parts += [(key, "bold $text-accent"), f" {what}{gap if index < len(keys) - 1 else ''}"]
+    hints = Static(Content.assemble(*parts), id="dialog-keys")
+    return Horizontal(hints, *buttons, id="dialog-actions")

@@ -35,6 +35,13 @@ class AppHeader(Horizontal):
             text-wrap: nowrap;
             text-overflow: ellipsis;
         }
+        #viewing {
+            width: auto;
+            padding: 0 1;
+            background: $error;
+            color: $text;
+            text-style: bold;
+        }
         #who {
             width: auto;
             padding: 0 1;
@@ -54,7 +61,13 @@ class AppHeader(Horizontal):
 
     def compose(self) -> ComposeResult:
         visitor = ghst_app(self).visitor
-        yield Static("◆ ghst", id="brand")
+        if visitor.viewing is not None and visitor.user is not None:
+            # On every screen of a viewed dashboard: whose it is, and that nothing changes.
+            yield Static(
+                f"VIEWING AS {visitor.user.username} · READ-ONLY", id="viewing", markup=False
+            )
+        else:
+            yield Static("◆ ghst", id="brand")
         yield Static(self.where, id="where", markup=False)
         if visitor.user is not None:
             yield Static(f"● {visitor.user.username}", id="who", classes="-signed-in", markup=False)
