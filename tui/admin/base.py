@@ -36,6 +36,7 @@ from tui.watch import Changed, Gathered
 from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
 from tui.widgets.lines_table import LinesTable
+from tui.widgets.redraw import update_static
 
 Row = TypeVar("Row")
 PAGE_SIZE = 50
@@ -211,7 +212,8 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
         if self.marked:
             parts.append(f"{len(self.marked)} marked")
         parts.append("PAUSED (p resumes)" if self.paused else "live")
-        self.query_one("#status", Static).update("  ·  ".join(parts))
+        # Its height is the stylesheet's: new text repaints the line, no layout of the screen.
+        update_static(self.query_one("#status", Static), "  ·  ".join(parts))
 
     def current_key(self) -> str | None:
         table = self.query_one("#rows", LinesTable)
