@@ -6,10 +6,12 @@
     ctrl+f / ctrl+b  next / previous page             p  pause live updates
 
 A page is at most `PAGE_SIZE` rows: the screen keeps the key each page started after, so
-paging back is one query too, and nothing ever loads a whole table. Each keystroke of the
-filter starts a load that cancels the previous one (`exclusive`), so typing fast never queues
-queries. Live updates come from the panel's events (ids only): while not paused, an event
-loads the shown page again (a load during a load runs once more after it).
+paging back is one query too, and nothing ever loads a whole table. One load runs at a time:
+a keystroke of the filter, a page turn or an event during a load makes it fetch once more when
+its query is back, with the filter and page asked by then (rows already out of date are not
+drawn), so typing fast never queues queries and the last key's rows come one query later.
+Live updates come from the panel's events (ids only): while not paused, an event loads the
+shown page again.
 
 Every action runs in a worker as the visitor's staff actor; core refuses what the actor may
 not do (an operator changes nothing), and the screen shows core's message.
@@ -168,21 +170,25 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
     def on_changed(self, message: Changed) -> None:
         if self.paused or not self.is_active:
             return
-        if self._loader is not None and not self._loader.is_finished:
-            self._stale = True
-            return
         self.reload()
 
     def reload(self) -> None:
+        if self._loader is not None and not self._loader.is_finished:
+            # The running load fetches again once its query is back, with what is asked by
+            # then: a query is never cancelled half way (asyncpg would open a connection to
+            # cancel it, and reset the pool's), and typing fast runs two queries, not one a key.
+            self._stale = True
+            return
         self._loader = self.load()
 
     @work(exclusive=True, exit_on_error=False, group="load")
     async def load(self) -> None:
-        rows = await self.fetch(self.search, self._starts[-1], PAGE_SIZE)
-        self.show(rows)
-        if self._stale:
+        while True:
             self._stale = False
-            self.reload()
+            rows = await self.fetch(self.search, self._starts[-1], PAGE_SIZE)
+            if not self._stale:
+                break  # (else these rows are already out of date: not drawn)
+        self.show(rows)
 
     def show(self, rows: list[Row]) -> None:
         self.rows = rows
