@@ -38,6 +38,7 @@ from tui.watch import Changed, Gathered
 from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
 from tui.widgets.lines_table import LinesTable
+from tui.widgets.prompt_input import PromptInput
 from tui.widgets.redraw import update_static
 
 Row = TypeVar("Row")
@@ -131,7 +132,7 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
         with Vertical(id="admin-page"):
             yield Static("", id="status", markup=False)
             yield LinesTable(id="rows")
-            yield Input(id="prompt", classes="-hidden")
+            yield PromptInput(id="prompt", classes="-hidden")
         yield KeyBar()
 
     def on_mount(self) -> None:
