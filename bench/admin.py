@@ -328,6 +328,10 @@ async def measure(
                     check = showing("projects", "Project", 1, firsts[prefix], prefix)
                     sent = terminal.send(name[length - 1].encode())
                     times["filter"].append(await terminal.shown(check, f"filter {prefix}") - sent)
+                    if os.environ.get("BENCH_ADMIN_TRACE"):
+                        print(
+                            f"filter {prefix!r} {times['filter'][-1] * 1000:.1f}", file=sys.stderr
+                        )
                 terminal.send(b"\x1b")  # the prompt closes, the filter stays
                 await terminal.quiet()
                 terminal.send(b"\x1b")  # the filter goes

@@ -13,7 +13,9 @@ from core.actor import Actor
 from core.admin.read_models import UserRow
 from tests.tui.fakes_admin import FakeAdmin, admin_app
 from tests.tui.helpers import settle
+from tui.admin.base import HOLD_FOR_ROWS
 from tui.widgets.lines_table import LinesTable
+from tui.widgets.prompt_input import PromptInput
 
 SIZE = (120, 30)
 
@@ -77,3 +79,61 @@ async def test_the_filter_cleared_during_its_query_shows_every_row() -> None:
         assert admin.searches[-1] == ""
         assert keys_of(pilot) == ["alice", "bob", "carol", "dave"]
         assert "filter" not in str(app.screen.query_one("#status", Static).render())
+
+
+def count_frames(app: Any) -> list[int]:
+    """A list that grows by one each frame the app writes to its terminal."""
+    frames: list[int] = []
+    display = app._display
+
+    def counted(screen: Any, renderable: Any) -> None:
+        if renderable is not None:
+            frames.append(len(frames))
+        display(screen, renderable)
+
+    app._display = counted
+    return frames
+
+
+async def test_a_filter_key_and_its_rows_are_drawn_in_one_frame() -> None:
+    admin = SlowAdmin()
+    admin.gate.set()
+    app = admin_app(admin)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("slash")
+        await settle(pilot)
+        app.screen.query_one("#prompt").cursor_blink = False  # (a blink is a frame)
+        await settle(pilot)
+        frames = count_frames(app)
+        await pilot.press("c")
+        await settle(pilot)
+        assert keys_of(pilot) == ["carol"]
+        assert len(frames) == 1
+
+
+async def test_a_slow_query_does_not_hide_the_key_typed() -> None:
+    admin = SlowAdmin()
+    admin.gate.set()
+    app = admin_app(admin)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("slash")
+        await settle(pilot)
+        app.screen.query_one("#prompt").cursor_blink = False
+        await settle(pilot)
+        frames = count_frames(app)
+        admin.gate.clear()  # the rows never come while this test looks
+        await pilot.press("c")
+        for _ in range(500):  # the hold ends (HOLD_FOR_ROWS) while the query is still out
+            if frames:
+                break
+            await pilot.pause(HOLD_FOR_ROWS / 5)
+        assert admin.searches[-1] == "c"
+        assert len(frames) == 1  # the prompt's "c", drawn without its rows
+        assert app.screen.query_one("#prompt", PromptInput).value == "c"
+        assert keys_of(pilot) == ["alice", "bob", "carol", "dave"]
+        admin.gate.set()
+        await settle(pilot)
+        assert keys_of(pilot) == ["carol"]
+        assert len(frames) == 2

@@ -19,11 +19,12 @@ not do (an operator changes nothing), and the screen shows core's message.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import ClassVar, Generic, TypeVar
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -43,6 +44,9 @@ from tui.widgets.redraw import update_static
 
 Row = TypeVar("Row")
 PAGE_SIZE = 50
+# How long a filter keystroke's frame (the key shown in the prompt) waits for the rows it
+# brings, so that both are drawn in one frame; a slower query shows the key first.
+HOLD_FOR_ROWS = 0.05
 MARK = "●"
 
 
@@ -106,6 +110,7 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
         self._events: Subscription | None = None
         self._loader: Worker[None] | None = None
         self._stale = False
+        self._hold_until = 0.0  # (time.monotonic) no frame is drawn before, unless rows come
 
     # --- what a view defines ---------------------------------------------------------------
 
@@ -143,6 +148,8 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
             self.app.pop_screen()
             return
         self.query_one("#rows", LinesTable).set_columns(["", *self.COLUMNS])
+        # Called as the value changes, before the prompt asks to be redrawn: its frame waits.
+        self.watch(self.query_one("#prompt", PromptInput), "value", self._typed, init=False)
         if self.WATCHED:
             gathered = Gathered(self)
             # Events carry ids only; what they make the screen load goes through core's
@@ -192,6 +199,7 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
         self.show(rows)
 
     def show(self, rows: list[Row]) -> None:
+        self._hold_until = 0.0  # drawn in the next frame, with the keys typed meanwhile
         self.rows = rows
         self.query_one("#rows", LinesTable).show(
             [
@@ -304,7 +312,41 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
         if text != self.search:
             self.search = text
             self._starts = [None]
+            self.hold_frames()
             self.reload()
+
+    def _typed(self, value: str) -> None:
+        if self._prompt_mode == "/" and value != self.search:
+            self.hold_frames()
+
+    def hold_frames(self) -> None:
+        """Draw nothing until the rows come (HOLD_FOR_ROWS at most): the key typed in the prompt
+        and its rows in one frame. Two frames cost twice the drawing, and Textual draws at most
+        one frame in 1/60 s: the rows waited for the frame of the key."""
+        if not self._hold_until:
+            self.set_timer(HOLD_FOR_ROWS, self._release_frames)
+        self._hold_until = time.monotonic() + HOLD_FOR_ROWS
+
+    def _release_frames(self) -> None:
+        self._hold_until = 0.0
+        self.check_idle()  # (the screen's Idle resumes its update timer if anything changed)
+
+    def _holding(self) -> bool:
+        return bool(self._hold_until) and time.monotonic() < self._hold_until
+
+    def _on_timer_update(self) -> None:
+        if self._holding():
+            self._update_timer.pause()  # what changed stays to draw once the rows come
+            return
+        super()._on_timer_update()
+
+    async def _on_idle(self, event: events.Idle) -> None:
+        # Textual's handler (Screen's, after this one) resumes the update timer when anything
+        # is to draw. Kept paused while holding: a timer that ticked (and paused) would draw
+        # the rows at its next tick, a frame's time later, where a timer paused for longer
+        # than that ticks at once.
+        if self._holding() and self._dirty_widgets:
+            event.prevent_default()
 
     def action_enter(self) -> None:
         if self._prompt_mode is None:
