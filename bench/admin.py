@@ -3,7 +3,7 @@ run as a process in a pseudo-terminal, its screen read with pyte. Prints a markd
 the goals and the same queries timed in psql.
 
     .venv/bin/python bench/admin.py [--users 100000] [--projects 200000] [--runs 20]
-                                    [--profile FOLDER]
+                                    [--profile FOLDER] [--explain]
 
 What it does (on 127.0.0.1, with its own PostgreSQL from tests/services.py; no Redis, no
 Docker): migrates, seeds the plans, then makes the accounts, the projects (two per account,
@@ -25,6 +25,7 @@ delay the stamps):
 The peer is the same SQL in psql (`\\timing`, the same database): what the app adds on top of
 the query is the difference. `--profile FOLDER`: the app runs under bench/profiled_serve.py,
 and each phase's CPU profile (the app's main thread) is written to FOLDER/<phase>.prof.
+`--explain`: the plans (EXPLAIN ANALYZE) of the peer queries and other key-set pages.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ import pyte  # noqa: E402
 
 from bench import requirements  # noqa: E402
 from bench.panel_process import bench_instance  # noqa: E402
+from core.admin.read_models import DEPLOYING_PROJECTS  # noqa: E402
 from core.billing.plans import PlanService  # noqa: E402
 from core.db.migrations import migrate  # noqa: E402
 from core.db.pool import Connection, create_pool  # noqa: E402
@@ -328,10 +330,6 @@ async def measure(
                     check = showing("projects", "Project", 1, firsts[prefix], prefix)
                     sent = terminal.send(name[length - 1].encode())
                     times["filter"].append(await terminal.shown(check, f"filter {prefix}") - sent)
-                    if os.environ.get("BENCH_ADMIN_TRACE"):
-                        print(
-                            f"filter {prefix!r} {times['filter'][-1] * 1000:.1f}", file=sys.stderr
-                        )
                 terminal.send(b"\x1b")  # the prompt closes, the filter stays
                 await terminal.quiet()
                 terminal.send(b"\x1b")  # the filter goes
@@ -382,6 +380,34 @@ PEER_SQL = {
 }
 
 
+# Key-set pages with the view's other filters, for --explain (not timed).
+EXPLAINED = {
+    **PEER_SQL,
+    "state filter, deep page": "SELECT * FROM admin_projects WHERE state = 'failed'"
+    " AND name ~>~ 'project-150000' ORDER BY name USING ~<~ LIMIT 50",
+    "state filter no project is in": "SELECT * FROM admin_projects WHERE state = 'deploying'"
+    f" AND {DEPLOYING_PROJECTS} ORDER BY name USING ~<~ LIMIT 50",
+    "user filter": "SELECT * FROM admin_projects WHERE username = 'user-4242'"
+    " ORDER BY name USING ~<~ LIMIT 50",
+    "users, deep page": "SELECT * FROM admin_users WHERE username ~>~ 'user-50000'"
+    " ORDER BY username USING ~<~ LIMIT 50",
+}
+
+
+def explain(dsn: str) -> list[str]:
+    """Each query's plan (EXPLAIN ANALYZE) as psql prints it."""
+    lines = []
+    for what, sql in EXPLAINED.items():
+        out = subprocess.run(
+            ["psql", dsn, "-X", "-A", "-t", "-c", f"EXPLAIN (ANALYZE, COSTS OFF) {sql}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        lines += ["", f"{what}: {sql}", "```", out.rstrip(), "```"]
+    return lines
+
+
 def p(values: list[float], percent: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * percent / 100))]
@@ -404,6 +430,7 @@ async def bench(args: argparse.Namespace) -> str:
         load_before = os.getloadavg()[0]
         times = await measure(postgres.dsn(), args.runs, args.projects, args.profile)
         peers = {what: psql_ms(postgres.dsn(), sql, 20) for what, sql in PEER_SQL.items()}
+        plans = explain(postgres.dsn()) if args.explain else []
     finally:
         postgres.stop()
     labels = {
@@ -436,6 +463,7 @@ async def bench(args: argparse.Namespace) -> str:
         f"Load average (1 min) {load_before:.2f} before the measured part,"
         f" {os.getloadavg()[0]:.2f} at its end.",
     ]
+    lines += plans
     if args.profile is not None:
         lines.append(f"Profiles of the app's main thread: {args.profile}/<phase>.prof")
     return "\n".join(lines)
@@ -447,6 +475,7 @@ def main() -> None:
     parser.add_argument("--projects", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--profile", type=Path, default=None)
+    parser.add_argument("--explain", action="store_true", help="print the queries' plans")
     args = parser.parse_args()
     requirements.require("bench/admin.py", (requirements.POSTGRES,))
     if args.profile is not None:

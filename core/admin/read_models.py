@@ -104,6 +104,10 @@ class _Where:
         self.values.append(value)
         self.clauses.append(fragment.format(f"${len(self.values)}"))
 
+    def add_constant(self, fragment: str) -> None:
+        """A clause with no parameter (constant SQL of this module only)."""
+        self.clauses.append(fragment)
+
     def sql(self) -> str:
         return (" WHERE " + " AND ".join(self.clauses)) if self.clauses else ""
 
@@ -196,6 +200,16 @@ def _project(row: asyncpg.Record) -> ProjectRow:
     )
 
 
+# The projects with a deployment under way: few, read from the partial index of active
+# deployments (0017). The view's state is computed per project, so `state = 'deploying'` alone
+# walked the whole name index to find the few, or none (850 ms on 200,000 projects). A superset
+# (any active deploy, not only the latest); the state clause keeps the exact answer.
+DEPLOYING_PROJECTS = (
+    "id IN (SELECT project_id FROM deployments"
+    " WHERE state IN ('queued', 'building', 'starting', 'working') AND operation = 'deploy')"
+)
+
+
 async def projects_page(
     conn: Connection,
     found: ProjectFilter | None = None,
@@ -210,6 +224,8 @@ async def projects_page(
         where.add("name LIKE {}", like_prefix(found.name_prefix.strip().lower()))
     if found.state is not None:
         where.add("state = {}", found.state)
+        if found.state == "deploying":
+            where.add_constant(DEPLOYING_PROJECTS)
     if found.user_id is not None:
         where.add("user_id = {}", found.user_id)
     if found.plan_code is not None:
