@@ -26,6 +26,8 @@ The peer is the same SQL in psql (`\\timing`, the same database): what the app a
 the query is the difference. `--profile FOLDER`: the app runs under bench/profiled_serve.py,
 and each phase's CPU profile (the app's main thread) is written to FOLDER/<phase>.prof.
 `--explain`: the plans (EXPLAIN ANALYZE) of the peer queries and other key-set pages.
+BENCH_ADMIN_SITE=FOLDER puts FOLDER on the app's PYTHONPATH (a sitecustomize.py there can
+watch the app from inside, e.g. time the garbage collector's passes with gc.callbacks).
 """
 
 from __future__ import annotations
@@ -279,7 +281,9 @@ def app_env(dsn: str, data_dir: Path, profile: Path | None) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("GHST_")}
     env.update(
         TERM="xterm-256color",
-        PYTHONPATH=str(ROOT),
+        PYTHONPATH=os.pathsep.join(
+            [str(ROOT), *filter(None, [os.environ.get("BENCH_ADMIN_SITE")])]
+        ),
         GHST_DATABASE_URL=dsn,
         GHST_REDIS_URL="redis://127.0.0.1:9/0",  # never reached by the list views
         GHST_DATA_DIR=str(data_dir),
