@@ -55,7 +55,6 @@ import pyte  # noqa: E402
 
 from bench import requirements  # noqa: E402
 from bench.panel_process import bench_instance  # noqa: E402
-from core.admin.read_models import DEPLOYING_PROJECTS  # noqa: E402
 from core.billing.plans import PlanService  # noqa: E402
 from core.db.migrations import migrate  # noqa: E402
 from core.db.pool import Connection, create_pool  # noqa: E402
@@ -389,8 +388,11 @@ EXPLAINED = {
     **PEER_SQL,
     "state filter, deep page": "SELECT * FROM admin_projects WHERE state = 'failed'"
     " AND name ~>~ 'project-150000' ORDER BY name USING ~<~ LIMIT 50",
+    # (as the app asks it: the ids of projects deploying, none here, from the deployments')
     "state filter no project is in": "SELECT * FROM admin_projects WHERE state = 'deploying'"
-    f" AND {DEPLOYING_PROJECTS} ORDER BY name USING ~<~ LIMIT 50",
+    " AND id = any('{}'::bigint[]) ORDER BY name USING ~<~ LIMIT 50",
+    "the ids of projects deploying": "SELECT DISTINCT project_id FROM deployments WHERE state"
+    " IN ('queued', 'building', 'starting', 'working') AND operation = 'deploy'",
     "user filter": "SELECT * FROM admin_projects WHERE username = 'user-4242'"
     " ORDER BY name USING ~<~ LIMIT 50",
     "users, deep page": "SELECT * FROM admin_users WHERE username ~>~ 'user-50000'"
