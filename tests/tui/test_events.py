@@ -12,6 +12,7 @@ import asyncpg
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowKey
 
+from core.errors import PanelError
 from core.events import REFRESH, Event
 from core.panel import Panel
 from tests.actors import acting
@@ -503,3 +504,27 @@ async def test_a_screen_that_never_draws_its_event_stops_holding_the_ticks(
         await pilot.pause(0.1)
         took = rows(app, "deployments")[0][5]
         await wait_for(pilot, lambda: rows(app, "deployments")[0][5] != took)
+
+
+async def test_a_usage_measure_that_fails_the_same_way_again_is_not_drawn_again() -> None:
+    app = fake_app(signed_in_visitor(ALICE))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = ProjectScreen("shop")
+        await app.push_screen(screen)
+        await settle(pilot)
+        bars = screen.query_one("#usage-bars", UsageBars)
+
+        async def failing(*args: Any) -> Any:
+            raise PanelError("docker did not answer.")
+
+        app.panel.subscriptions.usage = failing  # type: ignore[method-assign]
+        app.panel.events.deliver(Event("project", 1, ALICE.id))
+        await wait_for(pilot, lambda: "docker did not answer" in str(bars.content))
+        await settle(pilot)
+        shown, measured = bars.content, bars.measured
+        # Each event that finishes a deployment measures again: the same message stays drawn.
+        app.panel.events.deliver(Event("project", 1, ALICE.id))
+        await wait_for(pilot, lambda: bars.measured > measured)
+        await settle(pilot)
+        assert bars.content is shown
+        assert "docker did not answer" in str(bars.content)
