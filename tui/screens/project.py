@@ -283,6 +283,7 @@ class ProjectScreen(GhstScreen[None]):
     def on_unmount(self) -> None:
         if self._events is not None:
             self._events.close()
+        event_drawn(self)  # gone: the process's ticks need not wait for it
 
     def colour(self, variable: str, bold: bool = False) -> str:
         """A theme colour as a Rich style for table cells ("dim" for the muted text colour)."""
