@@ -63,6 +63,7 @@ from sshd.driver import prepare_hosting
 from sshd.hostkeys import load_or_create_host_key
 from sshd.isolation import isolated_services
 from sshd.memory import MemoryReturn
+from sshd.packets import batch_writes
 from sshd.session import PanelSession
 from sshd.sftp import ChannelRouter, TransferSession
 
@@ -165,6 +166,7 @@ class PanelConnection(asyncssh.SSHServer):
     # -- connection ---------------------------------------------------------------------------
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        batch_writes(conn)  # one socket write per frame, not two (sshd/packets.py)
         self._conn = conn
         peer = conn.get_extra_info("peername")
         if peer:

@@ -20,7 +20,10 @@ below says which repeat it removes:
 And a frame that changes a few lines draws only those lines (`BandCompositor`). Textual draws
 every line of every widget whose container's area meets the rectangle around all the changes:
 one changed line on a project screen drew all the widgets of the page, whole. Here each band
-of changed lines is drawn apart, and of each widget only its lines in the band.
+of changed lines is drawn apart, and of each widget only its lines in the band. And only the
+widgets that show in the changed areas: Textual draws the widgets front to back and keeps, at
+each place, what the first one drew; the containers behind a changed widget (the page, a
+box, the screen itself) were drawn too, for places where nothing of them shows.
 
 A dialog (a modal screen, drawn over the screen below it) keeps Textual's ways but the first.
 These override private methods of Textual's Screen: the version is pinned (pyproject.toml), and
@@ -46,6 +49,27 @@ from tui.layout import breakpoint_classes
 ResultType = TypeVar("ResultType")
 
 
+def uncovered(regions: Iterable[Region], cover: Region) -> list[Region]:
+    """What of `regions` lies outside `cover`."""
+    left: list[Region] = []
+    for region in regions:
+        if not region.overlaps(cover):
+            left.append(region)
+            continue
+        x, y, width, _height = region
+        right, bottom = region.right, region.bottom
+        inside = region.intersection(cover)
+        if inside.y > y:  # above the cover
+            left.append(Region(x, y, width, inside.y - y))
+        if inside.bottom < bottom:  # below
+            left.append(Region(x, inside.bottom, width, bottom - inside.bottom))
+        if inside.x > x:  # beside, on the left
+            left.append(Region(x, inside.y, inside.x - x, inside.height))
+        if inside.right < right:  # beside, on the right
+            left.append(Region(inside.right, inside.y, right - inside.right, inside.height))
+    return left
+
+
 def bands(regions: Iterable[Region]) -> list[Region]:
     """The rectangles around the regions whose lines overlap or touch, top to bottom."""
     merged: list[Region] = []
@@ -62,6 +86,11 @@ class BandCompositor(Compositor):
     """Textual's compositor, drawing a partial update band by band, and of each widget only
     the lines in the band (see the module's doc)."""
 
+    # The changed areas of the band being drawn (None: draw every widget that meets it).
+    _changed: list[Region] | None = None
+    # False on a dialog's screen: Textual's ways (it is drawn over the screen below).
+    skip_hidden = True
+
     def _get_renders(
         self, crop: Region | None = None
     ) -> Iterable[tuple[Region, Region, list[Strip]]]:
@@ -69,14 +98,22 @@ class BandCompositor(Compositor):
             yield from super()._get_renders(crop)
             return
         top, bottom = crop.y, crop.bottom
+        # Front to back: what a widget draws over a changed place is what shows there.
+        to_draw = self._changed
         for widget, (region, clip) in self.visible_widgets.items():
             x, y, width, height = region.intersection(clip)
             # Whole lines only: the strips are cut where widgets start and end.
             first, last = max(y, top), min(y + height, bottom)
             if width and first < last:
                 shown = Region(x, first, width, last - first)
+                if to_draw is not None:
+                    if not any(shown.overlaps(place) for place in to_draw):
+                        continue  # hidden there by the widgets drawn before it
+                    to_draw = uncovered(to_draw, shown)
                 lines = Region(x - region.x, first - region.y, width, last - first)
                 yield region, shown, widget.render_lines(lines)
+                if to_draw is not None and not to_draw:
+                    return  # every changed place is drawn: the rest is behind
 
     def render_partial_update(self) -> ChopsUpdate | None:
         if not self._dirty_regions:
@@ -91,7 +128,14 @@ class BandCompositor(Compositor):
             crop = band.intersection(screen_region)
             if not crop:
                 continue
-            drawn = self._render_chops(crop, is_rendered_line)
+            if self.skip_hidden:
+                self._changed = [
+                    place for region in update_regions if (place := region.intersection(crop))
+                ]
+            try:
+                drawn = self._render_chops(crop, is_rendered_line)
+            finally:
+                self._changed = None
             if not chops:
                 chops = list(drawn)
             else:
@@ -160,7 +204,9 @@ class FrugalScreen(Screen[ResultType]):
 
     def _compositor_refresh(self) -> None:
         app = self.app
-        if self.is_modal:
+        if self.is_modal:  # (known only once made: ModalScreen sets it after __init__)
+            if isinstance(self._compositor, BandCompositor):
+                self._compositor.skip_hidden = False
             super()._compositor_refresh()
             return
         if app._batch_count:

@@ -15,6 +15,13 @@ A deployment goes queued, claimed, building within milliseconds: the events of o
 come within `COALESCE_SECONDS` of the first are handed to it as one message, so it loads and
 redraws once, with the last state, rather than once per step. A `refresh` (events were missed)
 is handed over at once, with those gathered so far.
+
+While one event fans out to many screens, their frames queue on the one loop: a running
+build's duration that ticks meanwhile on the screens already drawn adds a frame each, ahead of
+the screens still waiting (at scale, most of an event's CPU and its delay). So from an event's
+arrival until the screen has drawn it (`event_drawn`), every tick of the process waits
+(`ticks_wait`): a skipped tick is drawn by the next one, the second after. A screen that never
+says it drew stops holding ticks after `HOLD_TICKS_SECONDS`.
 """
 
 from __future__ import annotations
@@ -34,10 +41,56 @@ from tui.screens.base import GhstScreen
 T = TypeVar("T")
 LOADS_AT_ONCE = 8
 COALESCE_SECONDS = 0.02
+HOLD_TICKS_SECONDS = 3.0
 # Every session's app runs on the server's one loop; tests run one loop each.
 _slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
     weakref.WeakKeyDictionary()
 )
+
+
+# Per loop: the screens with an event not drawn yet, and when it came (loop time).
+_undrawn: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, weakref.WeakKeyDictionary[GhstScreen[Any], float]
+] = weakref.WeakKeyDictionary()
+
+
+def _undrawn_here() -> weakref.WeakKeyDictionary[GhstScreen[Any], float] | None:
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    screens = _undrawn.get(loop)
+    if screens is None:
+        screens = _undrawn[loop] = weakref.WeakKeyDictionary()
+    return screens
+
+
+def event_arrived(screen: GhstScreen[Any]) -> None:
+    """`screen` has an event to draw: the process's ticks wait until it did (`event_drawn`)."""
+    screens = _undrawn_here()
+    if screens is not None and screen not in screens:
+        screens[screen] = asyncio.get_running_loop().time()
+
+
+def event_drawn(screen: GhstScreen[Any]) -> None:
+    """`screen` drew its events (or will load them later, when shown again)."""
+    screens = _undrawn_here()
+    if screens is not None:
+        screens.pop(screen, None)
+
+
+def ticks_wait() -> bool:
+    """True while an event is on its way to a screen of this process: a tick (a cosmetic
+    redraw, drawn again a second later) would delay it."""
+    screens = _undrawn_here()
+    if not screens:
+        return False
+    now = asyncio.get_running_loop().time()
+    for screen, since in list(screens.items()):
+        if now - since < HOLD_TICKS_SECONDS:
+            return True
+        del screens[screen]  # it never said it drew: it holds no tick any more
+    return False
 
 
 def load_slot() -> asyncio.Semaphore:
@@ -79,6 +132,7 @@ class Gathered:
     def add(self, event: Event) -> None:
         self.events.append(event)
         self.waiting = True
+        event_arrived(self.screen)
         if event.kind == "refresh":
             self.flush()
         elif self._flush is None:
@@ -96,6 +150,9 @@ class Gathered:
         events, self.events = self.events, []
         if events:
             self.screen.post_message(Changed(events, self))
+            if not self.screen.DRAWS_CHANGES_AFTER_LOAD:
+                # Handled, and the frame that follows drawn: the ticks need not wait for it.
+                self.screen.call_after_refresh(event_drawn, self.screen)
 
 
 def watch(

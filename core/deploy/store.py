@@ -64,6 +64,16 @@ def to_deployment(row: asyncpg.Record) -> Deployment:
     )
 
 
+async def projects_deploying(conn: Connection) -> list[int]:
+    """The projects with a deploy under way (queued to working): few, read from the partial
+    index of active deployments (0017). For the admin app's `state:deploying` filter."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT project_id FROM deployments"
+        " WHERE state IN ('queued', 'building', 'starting', 'working') AND operation = 'deploy'"
+    )
+    return [row["project_id"] for row in rows]
+
+
 @asynccontextmanager
 async def _using(pool: Pool, conn: Connection | None) -> AsyncIterator[Connection]:
     """The caller's connection, or one from the pool."""

@@ -12,6 +12,7 @@ import asyncpg
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowKey
 
+from core.errors import PanelError
 from core.events import REFRESH, Event
 from core.panel import Panel
 from tests.actors import acting
@@ -28,6 +29,7 @@ from tests.tui.test_deployments import (
     upload,
     wait_for,
 )
+from tui import watch as watch_module
 from tui.app import GhstApp
 from tui.screens.project import ProjectScreen
 from tui.screens.projects import ProjectsScreen
@@ -438,3 +440,91 @@ async def test_a_running_build_does_not_tick_while_an_event_waits_for_the_screen
         await wait_for(pilot, lambda: rows(app, "deployments")[0][5].startswith("1 min"))
         took = rows(app, "deployments")[0][5]
         await wait_for(pilot, lambda: rows(app, "deployments")[0][5] != took)  # ticking again
+
+
+async def test_no_screen_ticks_while_another_screen_of_the_process_has_an_event_to_draw() -> None:
+    started = datetime.now(UTC) - timedelta(seconds=5)
+    building = deployment(9, "v9-app.zip", "building", started)
+    app = fake_app(signed_in_visitor(ALICE), deployments={"shop": [building, *SHOP_DEPLOYMENTS]})
+    async with app.run_test(size=SIZE) as pilot:
+        # Below: a screen the process has not drawn an event on yet (as if busy with others).
+        waiting = ProjectScreen("shop")
+        await app.push_screen(waiting)
+        await settle(pilot)
+        held: list[Changed] = []
+        post = waiting.post_message
+
+        def hold(message: Any) -> bool:
+            if isinstance(message, Changed):
+                held.append(message)
+                return True
+            return post(message)
+
+        waiting.post_message = hold  # type: ignore[method-assign]
+        shown = ProjectScreen("shop")
+        await app.push_screen(shown)
+        await settle(pilot)
+        took = rows(app, "deployments")[0][5]
+        await wait_for(pilot, lambda: rows(app, "deployments")[0][5] != took)  # it ticks
+
+        history = app.panel.deployments.histories["shop"]  # type: ignore[attr-defined]
+        history[0] = dataclasses.replace(building, started_at=started - timedelta(minutes=1))
+        app.panel.events.deliver(Event("deployment", 1, ALICE.id, 9))
+        await wait_for(pilot, lambda: len(held) == 1)
+        # The shown screen draws the event itself...
+        await wait_for(pilot, lambda: rows(app, "deployments")[0][5].startswith("1 min"))
+        took = rows(app, "deployments")[0][5]
+        await pilot.pause(IDLE_SECONDS)  # ...but does not tick while the other waits
+        assert rows(app, "deployments")[0][5] == took
+
+        post(held[0])  # the other takes it (covered: it loads when shown again)
+        await wait_for(pilot, lambda: rows(app, "deployments")[0][5] != took)  # ticking again
+
+
+async def test_a_screen_that_never_draws_its_event_stops_holding_the_ticks(
+    monkeypatch: Any,
+) -> None:
+    monkeypatch.setattr(watch_module, "HOLD_TICKS_SECONDS", 0.5)
+    started = datetime.now(UTC) - timedelta(seconds=5)
+    building = deployment(9, "v9-app.zip", "building", started)
+    app = fake_app(signed_in_visitor(ALICE), deployments={"shop": [building, *SHOP_DEPLOYMENTS]})
+    async with app.run_test(size=SIZE) as pilot:
+        stuck = ProjectScreen("shop")
+        await app.push_screen(stuck)
+        await settle(pilot)
+        post = stuck.post_message
+
+        def drop(message: Any) -> bool:
+            return True if isinstance(message, Changed) else post(message)
+
+        stuck.post_message = drop  # type: ignore[method-assign]
+        await app.push_screen(ProjectScreen("shop"))
+        await settle(pilot)
+        app.panel.events.deliver(Event("deployment", 1, ALICE.id, 9))
+        await pilot.pause(0.1)
+        took = rows(app, "deployments")[0][5]
+        await wait_for(pilot, lambda: rows(app, "deployments")[0][5] != took)
+
+
+async def test_a_usage_measure_that_fails_the_same_way_again_is_not_drawn_again() -> None:
+    app = fake_app(signed_in_visitor(ALICE))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = ProjectScreen("shop")
+        await app.push_screen(screen)
+        await settle(pilot)
+        bars = screen.query_one("#usage-bars", UsageBars)
+
+        async def failing(*args: Any) -> Any:
+            raise PanelError("docker did not answer.")
+
+        app.panel.subscriptions.usage = failing  # type: ignore[method-assign]
+        app.panel.events.deliver(Event("project", 1, ALICE.id))
+        await wait_for(pilot, lambda: "docker did not answer" in str(bars.content))
+        await settle(pilot)
+        shown, measured = bars.content, bars.measured
+        # Each event that finishes a deployment measures again: the same message stays drawn.
+        app.panel.events.deliver(Event("project", 1, ALICE.id))
+        await wait_for(pilot, lambda: bars.measured > measured)
+        await settle(pilot)
+        assert bars.content is shown
+        assert "docker did not answer" in str(bars.content)

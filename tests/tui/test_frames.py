@@ -18,7 +18,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
-from tui.frugal_screen import FrugalScreen, bands
+from tui.frugal_screen import FrugalScreen, bands, uncovered
 from tui.widgets.rows_table import RowsTable
 
 SIZE = (100, 30)
@@ -122,6 +122,45 @@ async def test_a_partial_frame_shows_what_a_whole_frame_shows() -> None:
         for y, line in sent.items():
             assert line == whole[y]
             assert "#7 failed: the build stopped" in line
+
+
+async def test_a_change_draws_no_container_hidden_behind_it(
+    drawn_widgets: list[Widget],
+) -> None:
+    app = PageApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        page = app.screen
+        assert isinstance(page, Page)
+        middle = page.query(".middle").results(Static)
+        box = next(iter(middle))
+        drawn_widgets.clear()
+        box.update("box changed")
+        box.refresh()
+        page._compositor.update_widgets({box})
+        update = page._compositor.render_partial_update()
+        assert update is not None
+        # The box, the page's container and the screen behind it show nowhere it changed.
+        assert drawn_widgets == [box]
+        whole = [strip.text for strip in page._compositor.render_strips()]
+        for y, x1, x2 in update.spans:
+            sent = Strip.join(
+                strip for x, strip in update.chops[y].items() if strip is not None and x < x2
+            )
+            assert sent.text == whole[y][x1:x2]
+            assert "box changed" in sent.text
+
+
+def test_what_a_widget_covers_is_left_out_of_the_places_to_draw() -> None:
+    from textual.geometry import Region
+
+    place = Region(0, 0, 10, 3)
+    assert uncovered([place], Region(20, 0, 5, 5)) == [place]  # elsewhere
+    assert uncovered([place], Region(0, 0, 10, 3)) == []
+    left = uncovered([place], Region(2, 1, 3, 1))  # a hole in the middle
+    assert sum(region.area for region in left) == place.area - 3
+    assert all(not region.overlaps(Region(2, 1, 3, 1)) for region in left)
+    assert all(place.contains_region(region) for region in left)
 
 
 def test_bands_join_the_changes_whose_lines_meet() -> None:

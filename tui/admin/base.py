@@ -6,10 +6,12 @@
     ctrl+f / ctrl+b  next / previous page             p  pause live updates
 
 A page is at most `PAGE_SIZE` rows: the screen keeps the key each page started after, so
-paging back is one query too, and nothing ever loads a whole table. Each keystroke of the
-filter starts a load that cancels the previous one (`exclusive`), so typing fast never queues
-queries. Live updates come from the panel's events (ids only): while not paused, an event
-loads the shown page again (a load during a load runs once more after it).
+paging back is one query too, and nothing ever loads a whole table. One load runs at a time:
+a keystroke of the filter, a page turn or an event during a load makes it fetch once more when
+its query is back, with the filter and page asked by then (rows already out of date are not
+drawn), so typing fast never queues queries and the last key's rows come one query later.
+Live updates come from the panel's events (ids only): while not paused, an event loads the
+shown page again.
 
 Every action runs in a worker as the visitor's staff actor; core refuses what the actor may
 not do (an operator changes nothing), and the screen shows core's message.
@@ -17,11 +19,12 @@ not do (an operator changes nothing), and the screen shows core's message.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import ClassVar, Generic, TypeVar
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -36,9 +39,14 @@ from tui.watch import Changed, Gathered
 from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
 from tui.widgets.lines_table import LinesTable
+from tui.widgets.prompt_input import PromptInput
+from tui.widgets.redraw import update_static
 
 Row = TypeVar("Row")
 PAGE_SIZE = 50
+# How long a filter keystroke's frame (the key shown in the prompt) waits for the rows it
+# brings, so that both are drawn in one frame; a slower query shows the key first.
+HOLD_FOR_ROWS = 0.05
 MARK = "●"
 
 
@@ -102,6 +110,7 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
         self._events: Subscription | None = None
         self._loader: Worker[None] | None = None
         self._stale = False
+        self._hold_until = 0.0  # (time.monotonic) no frame is drawn before, unless rows come
 
     # --- what a view defines ---------------------------------------------------------------
 
@@ -128,7 +137,7 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
         with Vertical(id="admin-page"):
             yield Static("", id="status", markup=False)
             yield LinesTable(id="rows")
-            yield Input(id="prompt", classes="-hidden")
+            yield PromptInput(id="prompt", classes="-hidden")
         yield KeyBar()
 
     def on_mount(self) -> None:
@@ -139,6 +148,8 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
             self.app.pop_screen()
             return
         self.query_one("#rows", LinesTable).set_columns(["", *self.COLUMNS])
+        # Called as the value changes, before the prompt asks to be redrawn: its frame waits.
+        self.watch(self.query_one("#prompt", PromptInput), "value", self._typed, init=False)
         if self.WATCHED:
             gathered = Gathered(self)
             # Events carry ids only; what they make the screen load goes through core's
@@ -167,23 +178,28 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
     def on_changed(self, message: Changed) -> None:
         if self.paused or not self.is_active:
             return
-        if self._loader is not None and not self._loader.is_finished:
-            self._stale = True
-            return
         self.reload()
 
     def reload(self) -> None:
+        if self._loader is not None and not self._loader.is_finished:
+            # The running load fetches again once its query is back, with what is asked by
+            # then: a query is never cancelled half way (asyncpg would open a connection to
+            # cancel it, and reset the pool's), and typing fast runs two queries, not one a key.
+            self._stale = True
+            return
         self._loader = self.load()
 
     @work(exclusive=True, exit_on_error=False, group="load")
     async def load(self) -> None:
-        rows = await self.fetch(self.search, self._starts[-1], PAGE_SIZE)
-        self.show(rows)
-        if self._stale:
+        while True:
             self._stale = False
-            self.reload()
+            rows = await self.fetch(self.search, self._starts[-1], PAGE_SIZE)
+            if not self._stale:
+                break  # (else these rows are already out of date: not drawn)
+        self.show(rows)
 
     def show(self, rows: list[Row]) -> None:
+        self._hold_until = 0.0  # drawn in the next frame, with the keys typed meanwhile
         self.rows = rows
         self.query_one("#rows", LinesTable).show(
             [
@@ -211,7 +227,8 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
         if self.marked:
             parts.append(f"{len(self.marked)} marked")
         parts.append("PAUSED (p resumes)" if self.paused else "live")
-        self.query_one("#status", Static).update("  ·  ".join(parts))
+        # Its height is the stylesheet's: new text repaints the line, no layout of the screen.
+        update_static(self.query_one("#status", Static), "  ·  ".join(parts))
 
     def current_key(self) -> str | None:
         table = self.query_one("#rows", LinesTable)
@@ -295,7 +312,41 @@ class AdminListScreen(GhstScreen[None], Generic[Row]):
         if text != self.search:
             self.search = text
             self._starts = [None]
+            self.hold_frames()
             self.reload()
+
+    def _typed(self, value: str) -> None:
+        if self._prompt_mode == "/" and value != self.search:
+            self.hold_frames()
+
+    def hold_frames(self) -> None:
+        """Draw nothing until the rows come (HOLD_FOR_ROWS at most): the key typed in the prompt
+        and its rows in one frame. Two frames cost twice the drawing, and Textual draws at most
+        one frame in 1/60 s: the rows waited for the frame of the key."""
+        if not self._hold_until:
+            self.set_timer(HOLD_FOR_ROWS, self._release_frames)
+        self._hold_until = time.monotonic() + HOLD_FOR_ROWS
+
+    def _release_frames(self) -> None:
+        self._hold_until = 0.0
+        self.check_idle()  # (the screen's Idle resumes its update timer if anything changed)
+
+    def _holding(self) -> bool:
+        return bool(self._hold_until) and time.monotonic() < self._hold_until
+
+    def _on_timer_update(self) -> None:
+        if self._holding():
+            self._update_timer.pause()  # what changed stays to draw once the rows come
+            return
+        super()._on_timer_update()
+
+    async def _on_idle(self, event: events.Idle) -> None:
+        # Textual's handler (Screen's, after this one) resumes the update timer when anything
+        # is to draw. Kept paused while holding: a timer that ticked (and paused) would draw
+        # the rows at its next tick, a frame's time later, where a timer paused for longer
+        # than that ticks at once.
+        if self._holding() and self._dirty_widgets:
+            event.prevent_default()
 
     def action_enter(self) -> None:
         if self._prompt_mode is None:

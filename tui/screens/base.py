@@ -8,7 +8,7 @@ next to the fields instead.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING, ClassVar, TypeVar, cast
 
 from textual.dom import DOMNode
 from textual.screen import ModalScreen
@@ -45,6 +45,10 @@ def failed_worker_error(event: Worker.StateChanged) -> BaseException | None:
 
 class GhstScreen(FrugalScreen[ResultType]):
     """A full screen of the dashboard."""
+
+    # A screen that loads what an event changed and draws it later says so here, and calls
+    # `tui.watch.event_drawn` once drawn (the process's ticks wait until then).
+    DRAWS_CHANGES_AFTER_LOAD: ClassVar[bool] = False
 
     @property
     def ghst(self) -> GhstApp:

@@ -45,7 +45,15 @@ from tui.screens.confirm import ConfirmDialog
 from tui.screens.logs import LogsScreen, duration_text
 from tui.screens.projects import project_url
 from tui.upload_commands import upload_commands
-from tui.watch import Changed, changes_waiting, load_slot, shared_load, watch
+from tui.watch import (
+    Changed,
+    changes_waiting,
+    event_drawn,
+    load_slot,
+    shared_load,
+    ticks_wait,
+    watch,
+)
 from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
 from tui.widgets.redraw import set_border_title, update_static
@@ -192,6 +200,7 @@ class ProjectScreen(GhstScreen[None]):
         "cancel",
         "rollback",
     )
+    DRAWS_CHANGES_AFTER_LOAD = True
 
     def __init__(self, name: str) -> None:
         super().__init__()
@@ -274,6 +283,7 @@ class ProjectScreen(GhstScreen[None]):
     def on_unmount(self) -> None:
         if self._events is not None:
             self._events.close()
+        event_drawn(self)  # gone: the process's ticks need not wait for it
 
     def colour(self, variable: str, bold: bool = False) -> str:
         """A theme colour as a Rich style for table cells ("dim" for the muted text colour)."""
@@ -321,13 +331,16 @@ class ProjectScreen(GhstScreen[None]):
             if kinds & USAGE_CHANGED_ON:
                 self.query_one("#usage-bars", UsageBars).remeasure()
             self.poll(frozenset[str]().union(*(LOADED_ON.get(kind, EVERYTHING) for kind in kinds)))
+        if not self.load_running:
+            event_drawn(self)  # covered: loaded when shown again; or nothing left to load
 
     def tick(self) -> None:
         """A running build's duration, from what was loaded: no query. Not while an event's
         load is coming or running: it redraws them a moment later, and a tick then is one more
         frame for each of the screens that the same event woke (at scale, most of an event's
-        CPU, and the event's own frames wait for it)."""
-        waiting = self.load_running or changes_waiting(self)
+        CPU, and the event's own frames wait for it). Nor while another screen of the process
+        has an event to draw (`ticks_wait`): its frame comes first."""
+        waiting = self.load_running or changes_waiting(self) or ticks_wait()
         if self.schedule_tick() and self.status is not None and not waiting:
             self.show_status(self.status)
             self.tick_deployments()
@@ -410,6 +423,12 @@ class ProjectScreen(GhstScreen[None]):
 
     @work(exclusive=True, exit_on_error=False, group="load")
     async def load_project(self, parts: frozenset[str] = EVERYTHING) -> None:
+        try:
+            await self._load_project(parts)
+        finally:
+            self.call_after_refresh(event_drawn, self)
+
+    async def _load_project(self, parts: frozenset[str]) -> None:
         generation = self._generation
         try:
             if self._events is not None and self._events.project_id is None:

@@ -28,7 +28,7 @@ from core.projects.service import Project
 from tui.formatting import moment, plural, size
 from tui.screens.base import GhstScreen
 from tui.upload_commands import upload_commands
-from tui.watch import Changed, shared_load, watch
+from tui.watch import Changed, event_drawn, shared_load, watch
 from tui.widgets.header import AppHeader
 from tui.widgets.keybar import KeyBar
 from tui.widgets.redraw import set_border_title, update_static
@@ -126,6 +126,7 @@ class ProjectsScreen(GhstScreen[None]):
     def on_unmount(self) -> None:
         if self._events is not None:
             self._events.close()
+        event_drawn(self)  # gone: the process's ticks need not wait for it
 
     def on_screen_resume(self) -> None:
         # On first show and on coming back (events that came while covered were not loaded).

@@ -64,11 +64,20 @@ class LinesTable(Widget, can_focus=True):
         self._widths: list[int] = []
         self.cursor_row = 0
         self._top = 0
+        # Each row's cells as drawn (padded to their column), and whether every cell is ASCII
+        # (one cell a character: the line's length is known without measuring it).
+        self._padded: list[list[tuple[str, Style]]] = []
+        self._ascii: list[bool] = []
+        # The table's styles (Textual computes `rich_style` from every ancestor, each call), and
+        # each cell style added to the base: kept until the styles change.
+        self._base: Style | None = None
+        self._with_base: dict[Style, Style] = {}
 
     # --- what the screen calls ------------------------------------------------------------
 
     def set_columns(self, titles: Sequence[str]) -> None:
         self.titles = list(titles)
+        self._pad()
 
     def show(self, rows: Sequence[tuple[str, Sequence[Cell]]]) -> None:
         """Replace the rows (key, cells); the cursor keeps its place, within the new rows."""
@@ -80,6 +89,7 @@ class LinesTable(Widget, can_focus=True):
                 if index < len(widths):
                     widths[index] = max(widths[index], min(len(text), MAX_WIDTH))
         self._widths = widths
+        self._pad()
         self.cursor_row = max(0, min(self.cursor_row, len(self.keys) - 1))
         self._top = min(self._top, self.cursor_row)
         self.refresh()
@@ -108,9 +118,33 @@ class LinesTable(Widget, can_focus=True):
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         return len(self.keys) + 1
 
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._base = None
+        self._with_base.clear()
+
+    def _base_style(self) -> Style:
+        if self._base is None:
+            self._base = self.rich_style
+        return self._base
+
+    def _pad(self) -> None:
+        """Each cell cut and padded to its column once per page, not once per line drawn."""
+        widths = self._widths
+        self._padded = []
+        self._ascii = []
+        for cells in self._cells:
+            padded = []
+            for index, (text, cell_style, right) in enumerate(cells):
+                column = widths[index] if index < len(widths) else len(text)
+                text = text[:column]
+                padded.append((text.rjust(column) if right else text.ljust(column), cell_style))
+            self._padded.append(padded)
+            self._ascii.append(all(text.isascii() for text, _ in padded))
+
     def render_line(self, y: int) -> Strip:
         width = self.size.width
-        base = self.rich_style
+        base = self._base_style()
         if y == 0:
             style = base + self.get_component_rich_style("lines-table--header")
             return self._line(self.titles_as_cells(), style, width, uniform=True)
@@ -119,8 +153,8 @@ class LinesTable(Widget, can_focus=True):
             return Strip.blank(width, base)
         if index == self.cursor_row:
             style = base + self.get_component_rich_style("lines-table--cursor")
-            return self._line(self._cells[index], style, width, uniform=True)
-        return self._line(self._cells[index], base, width, uniform=False)
+            return self._padded_line(index, style, width, uniform=True)
+        return self._padded_line(index, base, width, uniform=False)
 
     def titles_as_cells(self) -> list[tuple[str, Style, bool]]:
         return [(title, Style(), False) for title in self.titles]
@@ -138,6 +172,32 @@ class LinesTable(Widget, can_focus=True):
             segments.append(Segment(padded, style if uniform else style + cell_style))
             segments.append(Segment(" " * GAP, style))
         return Strip(segments).crop_extend(0, width, style)
+
+    def _padded_line(self, index: int, style: Style, width: int, *, uniform: bool) -> Strip:
+        """`_line` for a row of the page, from its cells padded by `show`: the same
+        segments, without cutting and padding each cell, nor measuring the line, again."""
+        if not self._ascii[index]:
+            return self._line(self._cells[index], style, width, uniform=uniform)
+        gap = Segment(" " * GAP, style)
+        segments = [Segment(" ", style)]
+        length = 1
+        for text, cell_style in self._padded[index]:
+            segments.append(Segment(text, style if uniform else self._styled(style, cell_style)))
+            segments.append(gap)
+            length += len(text) + GAP
+        if length > width:
+            return Strip(segments).crop_extend(0, width, style)
+        if length < width:
+            segments.append(Segment(" " * (width - length), style))
+        return Strip(segments, width)
+
+    def _styled(self, base: Style, cell_style: Style) -> Style:
+        if base is not self._base:
+            return base + cell_style
+        styled = self._with_base.get(cell_style)
+        if styled is None:
+            styled = self._with_base[cell_style] = base + cell_style
+        return styled
 
 
 def _cell(cell: Cell) -> tuple[str, Style, bool]:

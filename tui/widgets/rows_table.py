@@ -31,6 +31,7 @@ from rich.text import Text
 from textual._two_way_dict import TwoWayDict
 from textual.cache import LRUCache
 from textual.geometry import Region
+from textual.strip import Strip
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
@@ -49,6 +50,23 @@ class RowsTable(DataTable[Text]):
         # The plain cells of each row put by `show_rows`/`show_row`, by row key.
         self.shown_rows: dict[str, tuple[str, ...]] = {}
         self._measuring = False
+        # The table's style while `render_lines` draws (see `rich_style`).
+        self._drawing_style: Style | None = None
+
+    @property
+    def rich_style(self) -> Style:
+        """DataTable asks for it once per line drawn, and each time it is worked out from the
+        styles of every ancestor: while the table draws, it is worked out once."""
+        if self._drawing_style is not None:
+            return self._drawing_style
+        return super().rich_style
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._drawing_style = super().rich_style
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._drawing_style = None
 
     def _render_cell(
         self,

@@ -125,7 +125,9 @@ class UsageBars(Static):
             try:
                 self.show(await self.measure())
             except PanelError as error:
-                self.update(f"Usage: {error.message}")
+                # The same failure again (each event that finishes a deployment measures
+                # anew): drawn once, not laid out and drawn again.
+                update_static(self, f"Usage: {error.message}")
             self.measured += 1
             if not self._again:
                 return
