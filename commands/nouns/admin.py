@@ -16,6 +16,7 @@ from typing import Any
 
 from commands import shapes
 from commands.base import Context, Noun, Run, Verb, no_arguments
+from commands.nouns.audit import show_events
 from commands.parser import CommandParser
 from core.actor import Actor
 from core.admin.read_models import MAX_PAGE, PAGE_SIZE, ProjectFilter, ProjectRow, UserRow
@@ -49,15 +50,6 @@ DEPLOY_COLUMNS = [
     ("STATE", "state"),
     ("WORKER", "worker"),
     ("CREATED", "created_at"),
-]
-AUDIT_COLUMNS = [
-    ("ID", "id"),
-    ("AT", "at"),
-    ("ACTOR", "actor"),
-    ("ORIGIN", "origin"),
-    ("ACTION", "action"),
-    ("TARGET", "target"),
-    ("OUTCOME", "outcome"),
 ]
 
 
@@ -182,22 +174,7 @@ async def audit(ctx: Context, args: argparse.Namespace) -> None:
     events = await ctx.services.admin.audit(
         await staff(ctx), " ".join(args.words), before_id=args.before, limit=limit(args)
     )
-    if ctx.out.json_mode:
-        ctx.out.json([event.as_json() for event in events])
-        return
-    rows = [
-        {
-            "id": event.id,
-            "at": event.at,
-            "actor": event.actor_label,
-            "origin": event.origin,
-            "action": event.action,
-            "target": event.target_name or event.target_kind or "",
-            "outcome": event.outcome,
-        }
-        for event in events
-    ]
-    ctx.out.records(rows, AUDIT_COLUMNS, "No audit entries match.")
+    show_events(ctx, events)  # with each entry's address: what an operator looks for
 
 
 # --- changes -----------------------------------------------------------------------------

@@ -4,10 +4,12 @@ audit log, newest first (what it did, and what was done to its data)."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 
 from commands.base import Context, Noun, Verb, command
 from commands.nouns.logs import since_time
 from commands.parser import CommandParser
+from core.audit.entries import AuditEvent
 
 COLUMNS = [
     ("ID", "id"),
@@ -43,6 +45,11 @@ async def audit(ctx: Context, args: argparse.Namespace) -> None:
         before_id=args.before,
         limit=max(1, min(args.limit, MAX_LIMIT)),
     )
+    show_events(ctx, events)
+
+
+def show_events(ctx: Context, events: Sequence[AuditEvent]) -> None:
+    """Entries as JSON objects, or as a table (the user's log and the admin's)."""
     if ctx.out.json_mode:
         ctx.out.json([event.as_json() for event in events])
         return

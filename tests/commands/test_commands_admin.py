@@ -166,6 +166,9 @@ async def test_admin_text_output_and_usage(panel: Panel) -> None:
         ran = await run(line, admin, panel)
         assert ran.status == status, (line, ran.status, ran.stderr)
         assert ran.stdout == "" and ran.stderr, line
+    logged = await run("admin audit", admin, panel)
+    assert logged.stdout.splitlines()[0].split()[-1] == "FROM", logged.stdout
+    assert "192.0.2.1" in logged.stdout  # where the credit came from, as in a user's own log
     helped = await run("admin help", admin, panel)
     assert helped.status == 0 and "block" in helped.stdout and "audit" in helped.stdout
     assert "--reason" in (await run("help admin credit", admin, panel)).stdout
