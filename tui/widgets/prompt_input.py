@@ -14,7 +14,7 @@ from typing import Self
 from textual.geometry import Region
 from textual.widgets import Input
 
-from tui.widgets.redraw import sized_by_style
+from tui.widgets.redraw import fits_as_laid_out
 
 
 class PromptInput(Input):
@@ -34,11 +34,6 @@ class PromptInput(Input):
         layout: bool = False,
         recompose: bool = False,
     ) -> Self:
-        if layout and self._typing and self._fits():
+        if layout and self._typing and fits_as_laid_out(self):
             layout = False  # the new virtual size moves nothing: a repaint of the input
         return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
-
-    def _fits(self) -> bool:
-        if not sized_by_style(self) or not self.container_size:
-            return False
-        return self.virtual_size.width <= self.container_size.width

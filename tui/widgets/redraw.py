@@ -27,6 +27,18 @@ def sized_by_style(widget: Widget) -> bool:
     return height is not None and not height.is_auto and (width is None or not width.is_auto)
 
 
+def fits_as_laid_out(widget: Widget) -> bool:
+    """True when a new virtual size of `widget` (its content grew or shrank) moves nothing: its
+    size comes from the stylesheet, and the content still fits it without a scrollbar. A
+    repaint of the widget then does what a layout of the whole screen would."""
+    if not sized_by_style(widget) or not widget.container_size:
+        return False
+    if widget.show_vertical_scrollbar or widget.show_horizontal_scrollbar:
+        return False
+    width, height = widget.container_size
+    return widget.virtual_size.width <= width and widget.virtual_size.height <= height
+
+
 def update_static(widget: Static, content: str | Content) -> None:
     if not same(widget.content, content):
         widget.update(content, layout=not sized_by_style(widget))

@@ -35,7 +35,7 @@ from textual.strip import Strip
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
-from tui.widgets.redraw import sized_by_style
+from tui.widgets.redraw import fits_as_laid_out
 
 # A row as the table should show it: its key, its cells as plain text (compared with what is
 # shown), and how to draw them (called only for a row that is new or changed).
@@ -153,17 +153,9 @@ class RowsTable(DataTable[Text]):
         layout: bool = False,
         recompose: bool = False,
     ) -> Self:
-        if layout and self._measuring and self._fits_as_laid_out():
+        if layout and self._measuring and fits_as_laid_out(self):
             layout = False  # the new virtual size moves nothing: a repaint of the table
         return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
-
-    def _fits_as_laid_out(self) -> bool:
-        if not sized_by_style(self) or not self.container_size:
-            return False
-        if self.show_vertical_scrollbar or self.show_horizontal_scrollbar:
-            return False
-        width, height = self.container_size
-        return self.virtual_size.width <= width and self.virtual_size.height <= height
 
     def show_rows(self, rows: Sequence[Row]) -> bool:
         """Make the table show `rows`, in that order, changing only what differs. True when
